@@ -1,0 +1,1 @@
+"""Gemini Compression Studio engine: scenarios, compression, measurement, sweeps, store, export."""

@@ -1,0 +1,202 @@
+"""``python -m gemini_core ...``: argument parsing only; every command calls engine functions.
+
+JSON goes to stdout (one object per line for points); progress goes to stderr; bad input exits
+with status 2 and one line naming the problem.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .errors import GeminiError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _add_scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", default="digits",
+                   help="digits | breast-cancer | text | images | tabular | hf:<model id or dir> (default digits)")
+    p.add_argument("--data", help="training data file or folder (text, images, tabular, hf:)")
+    p.add_argument("--test-data", help="optional held-out test file (text, hf:)")
+    p.add_argument("--text-column", help="text column: header name or 0-based position")
+    p.add_argument("--label-column", help="label column: header name or 0-based position")
+    p.add_argument("--header", choices=["infer", "yes", "no"], default=None,
+                   help="whether the CSV/TSV has a header row (default: infer)")
+    p.add_argument("--max-train-examples", type=int, help="text: cap on training examples")
+    p.add_argument("--max-length", type=int, help="text: tokens per example")
+    p.add_argument("--epochs", type=int, help="baseline training epochs")
+    p.add_argument("--train-batch-size", type=int, help="baseline training batch size")
+    p.add_argument("--lr", type=float, help="baseline learning rate")
+    p.add_argument("--max-steps", type=int, help="stop baseline training after this many steps")
+    p.add_argument("--retrain", action="store_true", help="train the baseline again even if cached")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+
+
+def _scenario_from(args):
+    from .scenarios import get_scenario
+
+    header = {"yes": True, "no": False, "infer": "infer", None: None}[args.header]
+    options = {"data": args.data, "test_data": args.test_data, "text_column": args.text_column,
+               "label_column": args.label_column, "header": header,
+               "max_train_examples": args.max_train_examples, "max_length": args.max_length}
+    return get_scenario(args.scenario, **{k: v for k, v in options.items() if v is not None})
+
+
+def _train_settings(args, scenario):
+    changes = {"epochs": args.epochs, "batch_size": args.train_batch_size, "lr": args.lr,
+               "max_steps": args.max_steps}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    for key, value in changes.items():
+        if key != "lr" and value < 1:
+            raise GeminiError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    return dataclasses.replace(scenario.default_train, **changes)
+
+
+def _baseline(args, scenario):
+    from tqdm import tqdm
+
+    from .train import get_baseline
+
+    bar = None
+
+    def progress(event):
+        nonlocal bar
+        if event["event"] == "step":
+            if bar is None:
+                bar = tqdm(total=event["total_steps"], desc=f"training {scenario.name}", file=sys.stderr,
+                           unit="step")
+            bar.update(1)
+            bar.set_postfix(loss=f"{event['loss']:.3f}")
+        elif event["event"] == "epoch" and bar is not None:
+            bar.set_postfix(loss=f"{event['train_loss']:.3f}", val_acc=f"{event['val_accuracy']:.3f}")
+
+    try:
+        return get_baseline(scenario, _train_settings(args, scenario), progress=progress, retrain=args.retrain,
+                            device=args.device)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def cmd_train(args) -> int:
+    scenario = _scenario_from(args)
+    baseline = _baseline(args, scenario)
+    print(json.dumps(baseline.describe()))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from tqdm import tqdm
+
+    from .store import Store
+    from .sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec.from_strings(args.prune_method, args.prune_ratios, args.bits, args.granularity,
+                                  args.execution, args.finetune_steps, args.batch_size)
+    out = None
+    if args.out:
+        out_path = Path(args.out)
+        if not out_path.parent.exists():
+            raise GeminiError(f"--out folder {out_path.parent} does not exist")
+        out = out_path.open("a", encoding="utf-8")
+    scenario = _scenario_from(args)
+    baseline = _baseline(args, scenario)
+    failed = 0
+    try:
+        with tqdm(total=spec.n_points(), desc="sweep", unit="point", file=sys.stderr) as bar:
+            for record in run_sweep(scenario, baseline, spec, store=Store(), device=args.device, force=args.force,
+                                    name=args.name):
+                line = json.dumps({k: v for k, v in record.items() if k != "traceback"})
+                print(line, file=out or sys.stdout, flush=True)
+                failed += record.get("status") == "failed"
+                bar.update(1)
+    finally:
+        if out is not None:
+            out.close()
+    if failed:
+        print(f"{failed} point(s) failed; their reasons are in the records", file=sys.stderr)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .store import Store
+
+    for run in Store().runs():
+        print(json.dumps({k: run[k] for k in ("run_id", "name", "scenario", "status", "points_ok", "points_failed",
+                                               "created_at", "baseline_key")}))
+    return 0
+
+
+def cmd_points(args) -> int:
+    from .store import Store
+
+    store = Store()
+    store.get_run(args.run_id)
+    for point in store.points(args.run_id):
+        point.pop("traceback", None)
+        print(json.dumps(point))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m gemini_core", description="Gemini Compression Studio engine")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train (or load the cached) baseline")
+    _add_scenario_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="measure a grid of compression configs")
+    _add_scenario_args(p)
+    p.add_argument("--prune-method", default="none", help="comma list, e.g. l1-structured,2:4")
+    p.add_argument("--prune-ratios", default="0", help="comma list in [0, 0.95], e.g. 0,0.25,0.5")
+    p.add_argument("--bits", default="32", help="comma list of 32,16,8,6,4,3,2")
+    p.add_argument("--granularity", default="per-channel", help="per-tensor, per-channel, group-32/64/128")
+    p.add_argument("--execution", default="dense", help="dense, sparse or both")
+    p.add_argument("--finetune-steps", default="0", help="recovery steps after pruning (comma list)")
+    p.add_argument("--batch-size", default="32", help="batch size for latency and memory")
+    p.add_argument("--out", help="append points to this JSONL file instead of stdout")
+    p.add_argument("--force", action="store_true", help="re-measure points already stored")
+    p.add_argument("--name", help="a name for the run")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("runs", help="list stored runs")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("points", help="print a run's points")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_points)
+
+    _add_export_commands(sub)
+    return parser
+
+
+def _add_export_commands(sub) -> None:
+    """Export and evaluate live in export_cli.py so the checkpoint format has one home."""
+    try:
+        from .export_cli import add_commands
+    except ImportError:
+        return
+    add_commands(sub, _add_scenario_args, _scenario_from, _baseline)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GeminiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished points are saved; run the same command again to resume", file=sys.stderr)
+        return 130

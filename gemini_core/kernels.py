@@ -1,0 +1,139 @@
+"""Execution backends: which kernels actually run a compressed model.
+
+- dense fp32 (weights already dequantized when bits < 8: "weight-only");
+- bf16 for 16-bit points;
+- int8: torch's dynamically quantized Linear (fbgemm / x86 / qnnpack) fed with our own int8
+  codes and scales, so the stored codes are the ones that run;
+- sparse: CSR ``torch.sparse.mm`` for Linear layers (CPU or CUDA), and 2:4 semi-structured
+  sparse tensors on CUDA when the weights have that pattern.
+Every model built here reports the backend each layer really got.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from .config import CompressionConfig
+from .quantize import QuantizedWeight
+
+
+class CastInputs(nn.Module):
+    """Runs a model in another float dtype: float inputs cast in, logits cast back to fp32."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model = model.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, **inputs):
+        cast = {k: (v.to(self.dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
+        return self.model(**cast).float()
+
+
+class SparseLinear(nn.Module):
+    """A Linear layer whose weight is a CSR sparse matrix (``torch.sparse.mm``)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", linear.weight.detach().float().to_sparse_csr())
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(torch.float32)
+        out = torch.sparse.mm(self.weight, flat.t()).t()
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _int8_linear(linear: nn.Linear, q: QuantizedWeight) -> nn.Module:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    weight = linear.weight.detach().float()  # already codes x scale: requantizing gives the same codes
+    scale = q.scale.float()
+    if q.granularity == "per-tensor":
+        qweight = torch.quantize_per_tensor(weight, float(scale[0]), 0, torch.qint8)
+    else:
+        qweight = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long),
+                                             0, torch.qint8)
+    layer = DynamicLinear(linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=torch.qint8)
+    layer.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
+    return layer
+
+
+def _has_2_4_pattern(weight: torch.Tensor) -> bool:
+    w = weight.detach().reshape(weight.shape[0], -1)
+    if w.shape[1] % 4:
+        return False
+    return bool(((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) <= 2).all())
+
+
+def build_execution_model(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
+                          device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
+    """A copy of ``model`` running on the kernels ``config`` asks for; returns (model, backend, per-layer)."""
+    device = torch.device(device)
+    model = copy.deepcopy(model).eval()
+    layers: dict[str, str] = {}
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if config.execution == "sparse":
+        semi = device.type == "cuda" and config.prune_method == "2:4"
+        if semi:
+            from torch.sparse import to_sparse_semi_structured
+
+            model = model.half()
+        for name, linear in linears:
+            if semi and _has_2_4_pattern(linear.weight):
+                try:
+                    linear.weight = nn.Parameter(to_sparse_semi_structured(linear.weight.detach().to(device)))
+                    layers[name] = "cuda-2:4-semi-structured-fp16"
+                    continue
+                except (RuntimeError, ValueError) as exc:  # shape not supported by the kernel
+                    layers[name] = f"dense-fp16 (2:4 refused: {str(exc)[:60]})"
+                    continue
+            if not semi:
+                _set_module(model, name, SparseLinear(linear))
+                layers[name] = "sparse-csr-fp32"
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and name not in layers:
+                layers[name] = "dense-fp16" if semi else "dense-fp32"
+        if semi:
+            model = CastInputs(model, torch.float16)
+        summary = _summary(layers, "sparse")
+        return model.to(device), summary, layers
+    if config.bits == 16:
+        model = CastInputs(model, torch.bfloat16)
+        return model.to(device), "dense-bf16", {n: "dense-bf16" for n, _ in linears}
+    int8_ok = (config.bits == 8 and device.type == "cpu"
+               and config.granularity in ("per-tensor", "per-channel"))
+    if int8_ok:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated but still the CPU int8 path
+            for name, linear in linears:
+                q = quantized.get(f"{name}.weight")
+                if q is not None:
+                    _set_module(model, name, _int8_linear(linear, q))
+                    layers[name] = "int8-dynamic"
+    weight_only = " (weight-only int%d, dequantized)" % config.bits if config.bits <= 8 else ""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            layers.setdefault(name, "dense-fp32" + weight_only)
+    return model.to(device), _summary(layers, "dense"), layers
+
+
+def _summary(layers: dict[str, str], fallback: str) -> str:
+    if not layers:
+        return fallback
+    counts: dict[str, int] = {}
+    for kind in layers.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{k} x{v}" if len(counts) > 1 else k for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))

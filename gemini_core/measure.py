@@ -1,0 +1,159 @@
+"""Every figure the product shows is made here, on the real model and device.
+
+- accuracy and macro-F1 on the held-out test split;
+- latency: warm-up, then repeats until at least ``min_runs`` runs and ``min_seconds``, median
+  (p50) and p90 in ms, CUDA synchronised;
+- size: bytes of the checkpoint as the exporter writes it; ideal size is a formula, labelled so;
+- memory: CUDA's peak allocation, or on CPU the weights' resident bytes plus the activation
+  peak the profiler saw during one forward pass;
+- MACs: torch-pruning's op counter, an estimate (zeros of unstructured sparsity still count).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import statistics
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from .compress import CompressedModel
+from .device import device_info
+from .scenarios.base import Scenario, Split
+from .train import predict
+
+ESTIMATED_FIELDS = ("macs", "ideal_size_bytes")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def classification_metrics(model: nn.Module, split: Split, device, batch_size: int = 256) -> dict:
+    from sklearn.metrics import f1_score
+
+    preds = predict(model, split, batch_size=batch_size, device=device)
+    labels = split.labels
+    return {
+        "accuracy": float((preds == labels).float().mean()),
+        "macro_f1": float(f1_score(labels.numpy(), preds.numpy(), average="macro", zero_division=0)),
+    }
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, min_runs: int = 20,
+                    min_seconds: float = 0.5, warmup: int = 3, max_runs: int = 10_000) -> dict:
+    """Median and p90 of single forward passes, in ms, after warm-up."""
+    device = torch.device(device)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    model.eval()
+    for _ in range(warmup):
+        model(**inputs)
+    _sync(device)
+    times_ms: list[float] = []
+    started = time.perf_counter()
+    while len(times_ms) < max_runs and (len(times_ms) < min_runs or time.perf_counter() - started < min_seconds):
+        t0 = time.perf_counter()
+        model(**inputs)
+        _sync(device)
+        times_ms.append((time.perf_counter() - t0) * 1e3)
+    times_ms.sort()
+    p90 = times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))]
+    return {"latency_ms_p50": statistics.median(times_ms), "latency_ms_p90": p90,
+            "latency_ms_min": times_ms[0], "latency_runs": len(times_ms)}
+
+
+def _resident_bytes(model: nn.Module) -> int:
+    """Bytes the model's tensors hold in memory (packed int8 weights included)."""
+    seen, total = set(), 0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor is None or id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        if tensor.layout == torch.sparse_csr:
+            parts = (tensor.crow_indices(), tensor.col_indices(), tensor.values())
+            total += sum(p.numel() * p.element_size() for p in parts)
+        else:
+            total += tensor.numel() * tensor.element_size()
+    for module in model.modules():  # dynamically quantized Linear keeps its weight packed, not as a buffer
+        packed = getattr(module, "_packed_params", None)
+        if packed is not None and hasattr(module, "weight"):
+            weight = module.weight()
+            total += weight.numel() * weight.element_size() + (module.bias().numel() * 4 if module.bias() is not None else 0)
+    return total
+
+
+@torch.no_grad()
+def measure_memory(model: nn.Module, inputs: dict[str, torch.Tensor], device) -> dict:
+    """Peak bytes allocated while running one batch (weights included)."""
+    device = torch.device(device)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        model(**inputs)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return {"peak_memory_bytes": int(peak), "activation_peak_bytes": int(peak - base),
+                "weight_memory_bytes": _resident_bytes(model)}
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            model(**inputs)
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    weights = _resident_bytes(model)
+    return {"peak_memory_bytes": int(weights + peak), "activation_peak_bytes": int(peak),
+            "weight_memory_bytes": int(weights)}
+
+
+def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(MACs, params) of one example through the float model: an estimate from torch-pruning's counter."""
+    import torch_pruning as tp
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the counter prints notes
+        warnings.simplefilter("ignore")
+        macs, params = tp.utils.count_ops_and_params(model, {k: v[:1] for k, v in inputs.items()})
+    return int(macs), int(params)
+
+
+def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: int = 32,
+                  macs: int | None = None, latency_kwargs: dict | None = None) -> dict:
+    """One record with every figure for ``compressed`` (see module docstring for what each means)."""
+    started = time.perf_counter()
+    device = compressed.device
+    splits = scenario.splits
+    batch = splits.test.first(batch_size).inputs
+    stored = compressed.stored_model
+    record: dict = {"config": compressed.config.to_dict(), "label": compressed.config.label(),
+                    "backend": compressed.backend, "batch_size": batch_size}
+    record.update(classification_metrics(compressed.model, splits.test, device))
+    record.update(measure_latency(compressed.model, batch, device, **(latency_kwargs or {})))
+    record.update(measure_memory(compressed.model, batch, device))
+    record["size_bytes"] = len(compressed.storage())
+    record["ideal_size_bytes"] = compressed.ideal_size_bytes()
+    record["params"] = sum(p.numel() for p in stored.parameters())
+    record["nonzero_params"] = int(sum(int((p != 0).sum()) for p in stored.parameters()))
+    if macs is None:
+        macs, _ = count_macs(stored, batch)
+    record["macs"] = macs
+    record["estimated_fields"] = list(ESTIMATED_FIELDS)
+    record["achieved_prune_ratio"] = compressed.pruning.achieved_ratio
+    record["notes"] = list(compressed.pruning.notes)
+    info = device_info(device)
+    record.update({"device": info["device"], "threads": info["threads"], "host": info["host"],
+                   "torch": info["torch"]})
+    record["measure_seconds"] = time.perf_counter() - started
+    return record

@@ -1,0 +1,166 @@
+"""Pruning: structured through torch-pruning's dependency graph, unstructured and N:M through masks.
+
+Structured pruning physically removes channels / neurons / heads (the model gets smaller and
+can get faster); unstructured and 2:4 pruning zero weights (the model keeps its shape; only
+sparse kernels or sparse storage can turn the zeros into savings).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from .config import CompressionConfig
+from .errors import ConfigError
+from .scenarios.base import PruneSpec, Scenario, Split
+from .train import train_steps
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    history: list | None = None  # torch-pruning's pruning history, replayable on the original architecture
+    achieved_ratio: float = 0.0  # structured: share of parameters removed; unstructured: share of zeros
+    params_before: int = 0
+    params_after: int = 0
+    finetune_loss: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def prunable_layers(model: nn.Module, spec: PruneSpec) -> list[tuple[str, nn.Module]]:
+    """Linear and Conv2d layers that mask-based pruning touches (the classifier and skips excluded)."""
+    skip = {id(m) for m in list(spec.ignored_layers) + list(spec.skip_unstructured)}
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and id(m) not in skip]
+
+
+def _importance(method: str):
+    if method == "l1-structured":
+        return tp.importance.GroupMagnitudeImportance(p=1)
+    if method == "l2-structured":
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    if method == "taylor-structured":
+        return tp.importance.GroupTaylorImportance()
+    if method == "random-structured":
+        return tp.importance.RandomImportance()
+    raise ConfigError(f"{method!r} is not a structured pruning method")
+
+
+def _loss_backward(model: nn.Module, batch: Split) -> None:
+    """Gradients for Taylor importance: one loss over a calibration batch touching every layer."""
+    model.zero_grad(set_to_none=True)
+    logits = model(**batch.inputs)
+    nn.functional.cross_entropy(logits, batch.labels).backward()
+
+
+def prune_structured(model: nn.Module, config: CompressionConfig, scenario: Scenario, seed: int = 0) -> PruneResult:
+    spec = scenario.prune_spec(model)
+    example = scenario.example_inputs(2)
+    before = count_params(model)
+    torch.manual_seed(seed)
+    kwargs = dict(
+        importance=_importance(config.prune_method),
+        pruning_ratio=config.prune_ratio,
+        ignored_layers=list(spec.ignored_layers),
+        round_to=spec.round_to,
+    )
+    if spec.num_heads:
+        kwargs.update(num_heads=spec.num_heads, prune_num_heads=spec.prune_heads,
+                      prune_head_dims=not spec.prune_heads, head_pruning_ratio=config.prune_ratio)
+    kwargs.update(spec.tp_kwargs)
+    notes = []
+    pruner = _run_pruner(model, example, kwargs, config, scenario)
+    if count_params(model) == before and spec.round_to:
+        # Rounding down to a multiple of round_to can leave 0 channels, which torch-pruning skips.
+        kwargs["round_to"] = None
+        pruner = _run_pruner(model, example, kwargs, config, scenario)
+        notes.append(f"channel counts not rounded to multiples of {spec.round_to} at this ratio")
+    model.zero_grad(set_to_none=True)
+    if spec.after_prune is not None:
+        spec.after_prune(model)
+    after = count_params(model)
+    if after == before:
+        notes.append("no channels could be removed at this ratio")
+    return PruneResult(model, history=pruner.pruning_history(), achieved_ratio=1 - after / before,
+                       params_before=before, params_after=after, notes=notes)
+
+
+def _run_pruner(model, example, kwargs, config, scenario):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch-pruning warns about unwrapped parameters it handles fine
+        pruner = tp.pruner.MetaPruner(model, example_inputs=example, **kwargs)
+        if config.prune_method == "taylor-structured":
+            _loss_backward(model, scenario.splits.train.first(min(256, len(scenario.splits.train))))
+        pruner.step()
+    return pruner
+
+
+def nm_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """Keep the ``n`` largest of every ``m`` consecutive weights along the input dimension."""
+    flat = weight.detach().reshape(weight.shape[0], -1)
+    if flat.shape[1] % m:
+        raise ValueError(f"input size {flat.shape[1]} is not a multiple of {m}")
+    groups = flat.abs().reshape(flat.shape[0], -1, m)
+    keep = groups.topk(n, dim=-1).indices
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
+    return mask.reshape(weight.shape)
+
+
+def apply_masks(model: nn.Module, config: CompressionConfig, scenario: Scenario) -> list[str]:
+    """Attach pruning masks (torch.nn.utils.prune keeps them applied while fine-tuning)."""
+    notes = []
+    for name, module in prunable_layers(model, scenario.prune_spec(model)):
+        if config.prune_method == "magnitude-unstructured":
+            torch_prune.l1_unstructured(module, "weight", amount=config.prune_ratio)
+        else:
+            try:
+                torch_prune.custom_from_mask(module, "weight", nm_mask(module.weight))
+            except ValueError as exc:
+                notes.append(f"{name} left dense for 2:4: {exc}")
+    return notes
+
+
+def remove_masks(model: nn.Module) -> None:
+    """Bake masks into the weights so the model is a plain module again."""
+    for module in model.modules():
+        if torch_prune.is_pruned(module) and hasattr(module, "weight_mask"):
+            torch_prune.remove(module, "weight")
+
+
+def sparsity_of(model: nn.Module, spec: PruneSpec) -> float:
+    layers = prunable_layers(model, spec)
+    total = sum(m.weight.numel() for _, m in layers)
+    zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
+    return zeros / total if total else 0.0
+
+
+def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu") -> PruneResult:
+    """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps."""
+    if config.prune_key[0] == "none":
+        n = count_params(model)
+        result = PruneResult(model, params_before=n, params_after=n)
+    elif config.is_structured:
+        result = prune_structured(model, config, scenario)
+    else:
+        before = count_params(model)
+        result = PruneResult(model, params_before=before, params_after=before,
+                             notes=apply_masks(model, config, scenario))
+    if config.finetune_steps and config.prune_key[0] != "none":
+        settings = scenario.default_train
+        model.to(device)
+        result.finetune_loss = train_steps(model, scenario.splits.train, config.finetune_steps, lr=settings.lr * 0.3,
+                                           batch_size=settings.batch_size, device=device)
+        model.to("cpu")
+    remove_masks(model)
+    model.eval()
+    if config.is_unstructured:
+        result.achieved_ratio = sparsity_of(model, scenario.prune_spec(model))
+    return result

@@ -1,0 +1,106 @@
+"""Weight quantization: integer codes with scales (and zero-points), per-tensor, per-channel or group-wise.
+
+8 bits are symmetric (zero-point 0), which is what int8 kernels take. Below 8 bits the grid is
+affine (min..max, with 0 always on the grid): at 2-4 bits a symmetric grid wastes a level.
+Either way 0.0 maps exactly to a code, so pruned weights stay exactly zero.
+Scales are rounded to fp16 before the codes are computed: the stored scale is the one used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import group_size
+
+QUANTIZABLE = (nn.Linear, nn.Conv2d, nn.Embedding)
+_MIN_SCALE = 1e-6  # all-zero groups: any positive fp16-representable scale works
+
+
+@dataclass
+class QuantizedWeight:
+    """Codes laid out as (groups, group_len); one scale (and zero-point) per group."""
+
+    codes: torch.Tensor  # int16 holding the integer codes, shape (groups, group_len)
+    scale: torch.Tensor  # fp16, (groups,)
+    zero_point: torch.Tensor | None  # uint8, (groups,); None for symmetric
+    bits: int
+    shape: tuple  # the weight's shape
+    granularity: str
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def _grouped(weight: torch.Tensor, granularity: str) -> tuple[torch.Tensor, int]:
+    """Reshape to (groups, group_len), padding rows with zeros to a whole number of groups."""
+    w = weight.detach().float()
+    if granularity == "per-tensor":
+        return w.reshape(1, -1), 0
+    rows = w.reshape(w.shape[0], -1)
+    size = group_size(granularity)
+    if size is None:  # per-channel: one group per output channel (row)
+        return rows, 0
+    pad = (-rows.shape[1]) % size
+    if pad:
+        rows = torch.nn.functional.pad(rows, (0, pad))
+    return rows.reshape(-1, size), pad
+
+
+def quantize_tensor(weight: torch.Tensor, bits: int, granularity: str) -> QuantizedWeight:
+    groups, _ = _grouped(weight, granularity)
+    if bits == 8:
+        amax = groups.abs().amax(dim=1)
+        scale = (amax / 127).clamp_min(_MIN_SCALE).half()
+        codes = torch.round(groups / scale.float()[:, None]).clamp(-127, 127)
+        zero_point = None
+    else:
+        qmax = 2**bits - 1
+        lo = groups.amin(dim=1).clamp(max=0)
+        hi = groups.amax(dim=1).clamp(min=0)
+        scale = ((hi - lo) / qmax).clamp_min(_MIN_SCALE).half()
+        zero = torch.round(-lo / scale.float()).clamp(0, qmax)
+        codes = (torch.round(groups / scale.float()[:, None]) + zero[:, None]).clamp(0, qmax)
+        zero_point = zero.to(torch.uint8)
+    return QuantizedWeight(codes.to(torch.int16), scale, zero_point, bits, tuple(weight.shape), granularity)
+
+
+def dequantize(q: QuantizedWeight, dtype=torch.float32) -> torch.Tensor:
+    codes = q.codes.float()
+    if q.zero_point is not None:
+        codes = codes - q.zero_point.float()[:, None]
+    values = codes * q.scale.float()[:, None]
+    rows = q.shape[0] if q.granularity != "per-tensor" else 1
+    values = values.reshape(rows, -1)
+    cols = q.numel // rows
+    return values[:, :cols].reshape(q.shape).to(dtype)
+
+
+def quantizable_weights(model: nn.Module, skip: set[str] | None = None) -> list[tuple[str, nn.Module]]:
+    skip = skip or set()
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTIZABLE) and name not in skip]
+
+
+def quantize_weights_(model: nn.Module, bits: int, granularity: str, skip: set[str] | None = None
+                      ) -> dict[str, QuantizedWeight]:
+    """Replace weights by their quantized values in place (weight-only); returns the codes by parameter name."""
+    quantized = {}
+    if bits >= 16:
+        return quantized
+    with torch.no_grad():
+        for name, module in quantizable_weights(model, skip):
+            q = quantize_tensor(module.weight, bits, granularity)
+            module.weight.copy_(dequantize(q, module.weight.dtype))
+            quantized[f"{name}.weight" if name else "weight"] = q
+    return quantized
+
+
+def quantization_error(weight: torch.Tensor, bits: int, granularity: str) -> float:
+    """Relative L2 error of quantizing ``weight`` (for tests and the sensitivity view)."""
+    q = dequantize(quantize_tensor(weight, bits, granularity))
+    return float((q - weight).norm() / weight.norm().clamp_min(1e-12))

@@ -1,0 +1,247 @@
+"""Sweeps: expand a grid, prune once per pruning setting, measure every bit width and execution on it.
+
+The unit of work (``run_unit``: one pruning setting with all its points) is a plain function
+separate from the loop (``run_sweep``) so another executor can run units elsewhere. Points
+stream out as they are measured and are stored the moment they exist; a re-run skips points
+already stored for the same baseline.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from .compress import compress, prune_copy
+from .config import CompressionConfig, parse_list
+from .device import device_label, pick_device
+from .errors import ConfigError
+from .measure import count_macs, measure_point
+from .scenarios.base import Scenario
+from .store import Store
+
+REFERENCE = CompressionConfig()  # unpruned fp32 dense: what every ratio is measured against
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of configurations. Lists are tuples so the spec is hashable and storable."""
+
+    prune_methods: tuple = ("none",)
+    prune_ratios: tuple = (0.0,)
+    bits: tuple = (32,)
+    granularities: tuple = ("per-channel",)
+    executions: tuple = ("dense",)
+    finetune_steps: tuple = (0,)
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("prune_methods", "prune_ratios", "bits", "granularities", "executions", "finetune_steps"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int, float)):
+                value = (value,)
+            value = tuple(dict.fromkeys(value))  # keep order, drop repeats
+            if not value:
+                raise ConfigError(f"the sweep grid is empty: no {name.replace('_', ' ')} chosen")
+            object.__setattr__(self, name, value)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch size {self.batch_size!r} must be a whole number of at least 1")
+        # Check every listed value, even those a grid would not combine (a ratio with 'none').
+        for method in self.prune_methods:
+            CompressionConfig(prune_method=method, prune_ratio=0.5 if method != "none" else 0.0)
+        for ratio in self.prune_ratios:
+            CompressionConfig(prune_method="l1-structured", prune_ratio=ratio)
+        for bits in self.bits:
+            CompressionConfig(bits=bits)
+        for granularity in self.granularities:
+            CompressionConfig(granularity=granularity)
+        for execution in self.executions:
+            CompressionConfig(execution=execution)
+        for steps in self.finetune_steps:
+            CompressionConfig(finetune_steps=steps)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepSpec":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    @classmethod
+    def from_strings(cls, prune_methods="none", prune_ratios="0", bits="32", granularities="per-channel",
+                     executions="dense", finetune_steps="0", batch_size=32) -> "SweepSpec":
+        """Parse comma lists (CLI flags), naming the bad item on error."""
+        def integer(text):
+            return int(str(text))
+
+        return cls(
+            prune_methods=tuple(parse_list(prune_methods, str, "prune methods")),
+            prune_ratios=tuple(parse_list(prune_ratios, float, "prune ratios")),
+            bits=tuple(parse_list(bits, integer, "bits")),
+            granularities=tuple(parse_list(granularities, str, "granularity")),
+            executions=tuple(parse_list(executions, str, "execution")),
+            finetune_steps=tuple(parse_list(finetune_steps, integer, "fine-tune steps")),
+            batch_size=batch_size if isinstance(batch_size, int) else parse_list(batch_size, integer, "batch size")[0],
+        )
+
+    def prune_settings(self) -> list[CompressionConfig]:
+        """Distinct pruning settings (each gives one pruned model), as 32-bit dense configs."""
+        settings: dict[tuple, CompressionConfig] = {}
+        for method in self.prune_methods:
+            ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
+            for ratio in ratios:
+                for steps in (self.finetune_steps if method != "none" and ratio > 0 else (0,)):
+                    if method != "none" and ratio == 0:
+                        config = CompressionConfig()
+                    else:
+                        config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps)
+                    settings.setdefault(config.prune_key, config)
+        return list(settings.values())
+
+    def configs_for(self, prune_setting: CompressionConfig) -> list[CompressionConfig]:
+        out: dict[str, CompressionConfig] = {}
+        for bits in self.bits:
+            # Granularity means nothing for float points: one point, not one per granularity.
+            for granularity in (self.granularities if bits <= 8 else ("per-channel",)):
+                for execution in self.executions:
+                    config = CompressionConfig(
+                        prune_method=prune_setting.prune_method, prune_ratio=prune_setting.prune_ratio,
+                        finetune_steps=prune_setting.finetune_steps, bits=bits, granularity=granularity,
+                        execution=execution)
+                    out.setdefault(config.key(), config)
+        return list(out.values())
+
+    def configs(self) -> list[CompressionConfig]:
+        return [c for s in self.prune_settings() for c in self.configs_for(s)]
+
+    def units(self) -> list["SweepUnit"]:
+        units = [SweepUnit(s, tuple(self.configs_for(s))) for s in self.prune_settings()]
+        if not any(REFERENCE.key() == c.key() for u in units for c in u.configs):
+            # The unpruned fp32 dense point anchors every speed-up and size ratio.
+            units.insert(0, SweepUnit(CompressionConfig(), (REFERENCE,)))
+        return units
+
+    def n_points(self) -> int:
+        return sum(len(u.configs) for u in self.units())
+
+
+@dataclass(frozen=True)
+class SweepUnit:
+    """One pruning setting and every point measured on its pruned model."""
+
+    prune_setting: CompressionConfig
+    configs: tuple
+
+
+def point_key(config: CompressionConfig, batch_size: int, device) -> str:
+    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": device_label(device)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_unit(model: nn.Module, scenario: Scenario, unit: SweepUnit, batch_size: int, device=None,
+             should_stop: Callable[[], bool] | None = None, skip: set[str] | frozenset = frozenset(),
+             latency_kwargs: dict | None = None) -> Iterator[dict]:
+    """Prune once, then measure each config of ``unit``; yields one record per point (failed ones too).
+
+    ``skip``: config keys not to measure (already stored). Needs only the model and the scenario,
+    so a remote worker can run it.
+    """
+    device = torch.device(device or pick_device())
+    todo = [c for c in unit.configs if c.key() not in skip]
+    if not todo:
+        return
+    started = time.perf_counter()
+    try:
+        pruned = prune_copy(model, unit.prune_setting, scenario, device=device)
+        macs, _ = count_macs(pruned.model, scenario.example_inputs(1))
+    except Exception as exc:  # a failed pruning fails its points, not the sweep
+        for config in todo:
+            yield _failed(config, batch_size, device, exc)
+        return
+    prune_seconds = time.perf_counter() - started
+    for config in todo:
+        if should_stop is not None and should_stop():
+            return
+        t0 = time.perf_counter()
+        try:
+            compressed = compress(model, config, scenario, device=device, pruned=pruned)
+            record = measure_point(compressed, scenario, batch_size=batch_size, macs=macs,
+                                   latency_kwargs=latency_kwargs)
+            del compressed
+        except Exception as exc:
+            yield _failed(config, batch_size, device, exc)
+            continue
+        record.update({"status": "ok", "seconds": time.perf_counter() - t0, "prune_seconds": prune_seconds,
+                       "finetune_loss": pruned.finetune_loss})
+        yield record
+
+
+def _failed(config: CompressionConfig, batch_size: int, device, exc: Exception) -> dict:
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        reason = f"out of memory at batch size {batch_size}: {exc}"
+    return {"config": config.to_dict(), "label": config.label(), "status": "failed", "error": reason[:2000],
+            "batch_size": batch_size, "device": device_label(device), "traceback": traceback.format_exc()[-4000:]}
+
+
+def run_id_for(baseline_key: str, spec: SweepSpec, device) -> str:
+    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": device_label(device)},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None = None, device=None,
+              force: bool = False, name: str | None = None, should_stop: Callable[[], bool] | None = None,
+              latency_kwargs: dict | None = None) -> Iterator[dict]:
+    """Run ``spec`` on ``baseline`` (from ``train.get_baseline``), storing and yielding each point.
+
+    Yields the stored record of every point, measured now or found in the store
+    (``"reused": True``). Failed points are stored with their reason and the sweep goes on.
+    """
+    store = store or Store()
+    device = torch.device(device or pick_device())
+    run_id = run_id_for(baseline.key, spec, device)
+    store.ensure_run(run_id, name or f"{scenario.name} sweep", scenario.name, baseline.key, spec.to_dict(),
+                     baseline.describe())
+    finished = True
+    try:
+        for unit in spec.units():
+            skip = set()
+            for config in unit.configs:
+                key = point_key(config, spec.batch_size, device)
+                if force:
+                    continue
+                found = store.find_point(baseline.key, key)
+                if found is None:
+                    continue
+                skip.add(config.key())
+                if found["run_id"] != run_id:  # measured in another run: copy it into this one
+                    record = {k: v for k, v in found.items()
+                              if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
+                    record["reused_from"] = found["run_id"]
+                    found = _store(store, run_id, baseline.key, key, record)
+                yield {**found, "reused": True}
+            for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
+                                   latency_kwargs):
+                config = CompressionConfig.from_dict(record["config"])
+                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device), record)
+            if should_stop is not None and should_stop():
+                finished = False
+                break
+    except BaseException:
+        finished = False
+        raise
+    finally:
+        store.set_status(run_id, "finished" if finished else "interrupted")
+
+
+def _store(store: Store, run_id: str, baseline_key: str, key: str, record: dict) -> dict:
+    point_id = store.add_point(run_id, baseline_key, key, record, status=record.get("status", "ok"),
+                               error=record.get("error"))
+    return {**record, "point_id": point_id, "run_id": run_id, "point_key": key, "baseline_key": baseline_key}
+

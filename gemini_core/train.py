@@ -1,0 +1,205 @@
+"""Training: the loop, progress callbacks, evaluation, and the cached baseline."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .device import pick_device
+from .paths import baselines_dir
+from .scenarios.base import Scenario, Split, TrainSettings
+
+ProgressFn = Callable[[dict], None]
+BASELINE_FORMAT = 1
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Predicted class for every example of ``split``."""
+    model.eval()
+    preds = []
+    for batch in split.batches(batch_size):
+        inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+        logits = model(**inputs)
+        preds.append(logits.float().argmax(dim=-1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def accuracy_of(model: nn.Module, split: Split, device="cpu", batch_size: int = 256) -> float:
+    preds = predict(model, split, batch_size=batch_size, device=device)
+    return float((preds == split.labels).float().mean()) if len(split) else float("nan")
+
+
+def train_steps(
+    model: nn.Module,
+    split: Split,
+    steps: int,
+    lr: float,
+    batch_size: int = 64,
+    seed: int = 0,
+    device="cpu",
+    weight_decay: float = 0.0,
+    after_step: Callable[[], None] | None = None,
+) -> float:
+    """A fixed number of Adam steps (recovery after pruning); returns the last loss."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    done, epoch, loss_value = 0, 0, float("nan")
+    while done < steps:
+        for batch in split.batches(batch_size, shuffle=True, seed=seed + epoch):
+            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            loss = loss_fn(model(**inputs), batch.labels.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            loss_value = float(loss.detach())
+            done += 1
+            if done >= steps:
+                break
+        epoch += 1
+    model.eval()
+    return loss_value
+
+
+def train_model(
+    model: nn.Module,
+    scenario: Scenario,
+    settings: TrainSettings,
+    progress: ProgressFn | None = None,
+    device="cpu",
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict]:
+    """Train with AdamW and cosine decay, keeping the best-validation weights. Returns the history."""
+    splits = scenario.splits
+    torch.manual_seed(settings.seed)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(splits.train) / settings.batch_size))
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=max(total_steps, 1), pct_start=0.1
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    history: list[dict] = []
+    best_acc, best_state, step = -1.0, None, 0
+    started = time.perf_counter()
+    for epoch in range(settings.epochs):
+        model.train()
+        losses = []
+        for batch in splits.train.batches(settings.batch_size, shuffle=True, seed=settings.seed + epoch):
+            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            loss = loss_fn(model(**inputs), batch.labels.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if progress is not None:
+                progress({"event": "step", "epoch": epoch + 1, "step": step, "total_steps": total_steps,
+                          "loss": losses[-1]})
+            if step >= total_steps or (should_stop is not None and should_stop()):
+                break
+        val_acc = accuracy_of(model, splits.val, device=device)
+        record = {
+            "event": "epoch", "epoch": epoch + 1, "epochs": settings.epochs, "step": step,
+            "total_steps": total_steps, "train_loss": sum(losses) / max(len(losses), 1),
+            "val_accuracy": val_acc, "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        if progress is not None:
+            progress(record)
+        if val_acc > best_acc:
+            best_acc = val_acc
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if step >= total_steps or (should_stop is not None and should_stop()):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+@dataclass
+class Baseline:
+    """A trained model with what is needed to find, rebuild and compare it."""
+
+    scenario: Scenario
+    model: nn.Module
+    key: str
+    settings: TrainSettings
+    history: list[dict]
+    test_accuracy: float
+    cached: bool
+    path: Path
+
+    def describe(self) -> dict:
+        return {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
+                "train_settings": self.settings.to_dict(), "path": str(self.path),
+                **self.scenario.describe()}
+
+
+def baseline_key(scenario: Scenario, settings: TrainSettings) -> str:
+    blob = json.dumps({"format": BASELINE_FORMAT, "arch": scenario.arch(), "data": scenario.fingerprint(),
+                       "train": settings.to_dict()}, sort_keys=True)
+    return f"{scenario.name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def get_baseline(
+    scenario: Scenario,
+    settings: TrainSettings | None = None,
+    progress: ProgressFn | None = None,
+    retrain: bool = False,
+    device=None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Baseline:
+    """Load the cached baseline for (scenario, data, settings) or train and cache it."""
+    from safetensors.torch import load_file, save_file
+
+    settings = settings or scenario.default_train
+    device = device or pick_device()
+    key = baseline_key(scenario, settings)
+    folder = baselines_dir() / key
+    weights, meta_path = folder / "model.safetensors", folder / "meta.json"
+    model = scenario.build_model()
+    if weights.exists() and meta_path.exists() and not retrain:
+        meta = json.loads(meta_path.read_text())
+        model.load_state_dict(load_file(str(weights)))
+        model.eval()
+        if progress is not None:
+            progress({"event": "cached", "baseline_key": key})
+        return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
+
+    history = train_model(model, scenario, settings, progress=progress, device=device, should_stop=should_stop)
+    model.to("cpu").eval()
+    test_acc = accuracy_of(model, scenario.splits.test)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary folder, then rename: a killed process never leaves half a baseline.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"))
+    (tmp / "meta.json").write_text(json.dumps({
+        "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
+        "history": history, "test_accuracy": test_acc, "data": scenario.describe(),
+    }, indent=1))
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return Baseline(scenario, model, key, settings, history, test_acc, False, folder)
