@@ -203,3 +203,12 @@ def get_baseline(
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return Baseline(scenario, model, key, settings, history, test_acc, False, folder)
+
+
+def baseline_from_description(description: dict, progress: ProgressFn | None = None, device=None) -> Baseline:
+    """Rebuild the scenario and load (or retrain) the baseline a stored run was measured on."""
+    from .scenarios import get_scenario
+
+    scenario = get_scenario(description["scenario"], **description.get("scenario_options", {}))
+    settings = TrainSettings(**description["train_settings"])
+    return get_baseline(scenario, settings, progress=progress, device=device)

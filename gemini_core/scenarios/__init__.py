@@ -16,7 +16,16 @@ def scenario_names() -> list[str]:
 
 
 def get_scenario(name: str, **options) -> Scenario:
-    """Build a scenario by name; ``options`` are the data options (data, text_column, ...)."""
+    """Build a scenario by name; ``options`` are the data options (data, text_column, ...).
+
+    The options are kept on ``scenario.options`` so a stored run can rebuild its scenario.
+    """
+    scenario = _build(name, options)
+    scenario.options = dict(options)
+    return scenario
+
+
+def _build(name: str, options: dict) -> Scenario:
     if name in BUILTIN:
         unexpected = {k: v for k, v in options.items() if v not in (None, "", False)}
         if unexpected:

@@ -120,6 +120,7 @@ class Scenario:
 
     def __init__(self) -> None:
         self._splits: Splits | None = None
+        self.options: dict = {}  # how get_scenario built it (data paths, columns), to rebuild it later
 
     # -- data -------------------------------------------------------------------------------
     def load_splits(self) -> Splits:
@@ -153,6 +154,7 @@ class Scenario:
         s = self.splits
         return {
             "scenario": self.name,
+            "scenario_options": {k: str(v) if hasattr(v, "__fspath__") else v for k, v in self.options.items()},
             "domain": self.domain,
             "classes": s.class_names,
             "train": len(s.train),
