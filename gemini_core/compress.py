@@ -36,7 +36,7 @@ class CompressedModel:
         return to_bytes(tensors, layout, metadata)
 
     def ideal_size_bytes(self) -> int:
-        return ideal_size_bytes(self.stored_model.state_dict(), self.quantized, self.config.bits)
+        return ideal_size_bytes(self.stored_model.state_dict(), self.quantized, self.config.bits, self.sparse_names)
 
 
 def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, device=None) -> PruneResult:

@@ -185,19 +185,25 @@ def from_bytes(blob: bytes) -> tuple[dict[str, torch.Tensor], dict, dict]:
     return tensors, layout, meta
 
 
-def ideal_size_bytes(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight], bits: int) -> int:
-    """Nonzero weights x bits / 8, plus scales and zero-points, plus every other tensor at its stored width."""
+def ideal_size_bytes(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight], bits: int,
+                     sparse_names: set[str] | None = None) -> int:
+    """Stored weights x bits / 8, plus scales and zero-points, plus every other tensor at its stored width.
+
+    For weights pruned unstructured (``sparse_names``) only the nonzero weights count: the
+    position index a real sparse format needs is the overhead this figure leaves out.
+    """
     float_bytes = 2 if bits == 16 else 4
+    sparse_names = sparse_names or set()
     total = 0.0
     for name, tensor in state.items():
+        count = int((tensor != 0).sum()) if name in sparse_names else tensor.numel()
         if name in quantized:
             q = quantized[name]
-            nonzero = int((tensor != 0).sum())
-            total += nonzero * q.bits / 8 + q.scale.numel() * 2
+            total += count * q.bits / 8 + q.scale.numel() * 2
             if q.zero_point is not None:
                 total += q.zero_point.numel()
         elif tensor.is_floating_point():
-            total += int((tensor != 0).sum()) * float_bytes if tensor.dim() >= 2 else tensor.numel() * float_bytes
+            total += count * float_bytes
         else:
             total += tensor.numel() * tensor.element_size()
     return int(round(total))

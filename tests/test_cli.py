@@ -1,0 +1,56 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gemini_core.cli import main
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "--prune-method", "l1-structured", "--prune-ratios", "1.2"], "prune ratio 1.2 is outside [0, 0.95]"),
+    (["sweep", "--bits", "1"], "bits 1 not supported"),
+    (["sweep", "--prune-method", "pruney"], "unknown prune method 'pruney'"),
+    (["sweep", "--batch-size", "0"], "batch size 0"),
+    (["sweep", "--bits", ""], "empty list for bits"),
+    (["sweep", "--scenario", "nope"], "unknown scenario 'nope'"),
+    (["sweep", "--scenario", "digits", "--data", "x.csv"], "uses its built-in data"),
+    (["points", "no-such-run"], "no run 'no-such-run'"),
+    (["train", "--epochs", "0"], "--epochs must be at least 1"),
+    (["sweep", "--out", "/no/such/folder/points.jsonl"], "does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_unknown_flag_is_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--bitz", "4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bitz" in err[0]
+
+
+def test_cli_sweep_writes_jsonl_and_lists_runs(tmp_path):
+    """The headless door: a real subprocess, as a user runs it."""
+    env = {**os.environ, "GEMINI_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    out = tmp_path / "points.jsonl"
+    cmd = [sys.executable, "-m", "gemini_core", "sweep", "--prune-method", "l1-structured", "--prune-ratios",
+           "0.5", "--bits", "32,8", "--finetune-steps", "10", "--epochs", "2", "--batch-size", "4", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 3  # the fp32 reference + 2 points
+    assert {r["config"]["bits"] for r in records} == {32, 8}
+    assert all(r["status"] == "ok" and r["batch_size"] == 4 for r in records)
+    runs = subprocess.run([sys.executable, "-m", "gemini_core", "runs"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    listed = [json.loads(line) for line in runs.stdout.splitlines()]
+    assert len(listed) == 1 and listed[0]["points_ok"] == 3
+    points = subprocess.run([sys.executable, "-m", "gemini_core", "points", listed[0]["run_id"]], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert len(points.stdout.splitlines()) == 3
