@@ -23,9 +23,9 @@ from .quantize import QuantizedWeight
 class CastInputs(nn.Module):
     """Runs a model in another float dtype: float inputs cast in, logits cast back to fp32."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype):
+    def __init__(self, model: nn.Module, dtype: torch.dtype, convert: bool = True):
         super().__init__()
-        self.model = model.to(dtype)
+        self.model = model.to(dtype) if convert else model
         self.dtype = dtype
 
     def forward(self, **inputs):
@@ -90,11 +90,11 @@ def build_execution_model(model: nn.Module, config: CompressionConfig, quantized
         if semi:
             from torch.sparse import to_sparse_semi_structured
 
-            model = model.half()
+            model = model.half().to(device)  # move first: semi-structured weights are made in place on the GPU
         for name, linear in linears:
             if semi and _has_2_4_pattern(linear.weight):
                 try:
-                    linear.weight = nn.Parameter(to_sparse_semi_structured(linear.weight.detach().to(device)))
+                    linear.weight = nn.Parameter(to_sparse_semi_structured(linear.weight.detach()))
                     layers[name] = "cuda-2:4-semi-structured-fp16"
                     continue
                 except (RuntimeError, ValueError) as exc:  # shape not supported by the kernel
@@ -106,10 +106,10 @@ def build_execution_model(model: nn.Module, config: CompressionConfig, quantized
         for name, module in model.named_modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)) and name not in layers:
                 layers[name] = "dense-fp16" if semi else "dense-fp32"
-        if semi:
-            model = CastInputs(model, torch.float16)
+        if semi:  # already fp16; converting again would touch the semi-structured weights
+            model = CastInputs(model, torch.float16, convert=False)
         summary = _summary(layers, "sparse")
-        return model.to(device), summary, layers
+        return (model if semi else model.to(device)), summary, layers
     if config.bits == 16:
         model = CastInputs(model, torch.bfloat16)
         return model.to(device), "dense-bf16", {n: "dense-bf16" for n, _ in linears}

@@ -74,7 +74,11 @@ def _resident_bytes(model: nn.Module) -> int:
         if tensor is None or id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        if tensor.layout == torch.sparse_csr:
+        packed = getattr(tensor, "packed", None)  # 2:4 semi-structured: kept values + metadata
+        if packed is not None:
+            meta = getattr(tensor, "meta", None)
+            total += packed.numel() * packed.element_size() + (meta.numel() * meta.element_size() if meta is not None else 0)
+        elif tensor.layout == torch.sparse_csr:
             parts = (tensor.crow_indices(), tensor.col_indices(), tensor.values())
             total += sum(p.numel() * p.element_size() for p in parts)
         else:

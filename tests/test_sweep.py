@@ -32,7 +32,7 @@ def test_sweep_stores_every_point_and_a_second_run_skips_them(digits, tmp_path):
         assert record["peak_memory_bytes"] > record["activation_peak_bytes"] >= 0
         assert 0 < record["nonzero_params"] <= record["params"]
         assert record["macs"] > 0 and "macs" in record["estimated_fields"]
-        assert record["threads"] >= 1 and record["device"].startswith("cpu")
+        assert record["threads"] >= 1 and record["device"].split(":")[0] in ("cpu", "cuda")
     sizes = {(r["config"]["prune_ratio"], r["config"]["bits"]): r["size_bytes"] for r in first}
     assert sizes[(0.5, 4)] < sizes[(0.5, 32)] < sizes[(0.0, 32)]
     assert store.runs()[0]["status"] == "finished"
