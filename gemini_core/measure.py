@@ -141,7 +141,7 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     splits = scenario.splits
     batch = splits.test.first(batch_size).inputs
     stored = compressed.stored_model
-    record: dict = {"config": compressed.config.to_dict(), "label": compressed.config.label(),
+    record: dict = {"scenario": scenario.name, "config": compressed.config.to_dict(), "label": compressed.config.label(),
                     "backend": compressed.backend, "batch_size": batch_size}
     record.update(classification_metrics(compressed.model, splits.test, device))
     record.update(measure_latency(compressed.model, batch, device, **(latency_kwargs or {})))
