@@ -33,6 +33,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
                    help="whether the CSV/TSV has a header row (default: infer)")
     p.add_argument("--max-train-examples", type=int, help="text: cap on training examples")
     p.add_argument("--max-length", type=int, help="text: tokens per example")
+    p.add_argument("--image-size", help="images: HxW to resize to (default: the most common size, at most 64)")
     p.add_argument("--epochs", type=int, help="baseline training epochs")
     p.add_argument("--train-batch-size", type=int, help="baseline training batch size")
     p.add_argument("--lr", type=float, help="baseline learning rate")
@@ -47,7 +48,8 @@ def _scenario_from(args):
     header = {"yes": True, "no": False, "infer": "infer", None: None}[args.header]
     options = {"data": args.data, "test_data": args.test_data, "text_column": args.text_column,
                "label_column": args.label_column, "header": header,
-               "max_train_examples": args.max_train_examples, "max_length": args.max_length}
+               "max_train_examples": args.max_train_examples, "max_length": args.max_length,
+               "image_size": args.image_size}
     return get_scenario(args.scenario, **{k: v for k, v in options.items() if v is not None})
 
 
@@ -182,10 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_export_commands(sub) -> None:
     """Export and evaluate live in export_cli.py so the checkpoint format has one home."""
-    try:
-        from .export_cli import add_commands
-    except ImportError:
-        return
+    from .export_cli import add_commands
+
     add_commands(sub, _add_scenario_args, _scenario_from, _baseline)
 
 

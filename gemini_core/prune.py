@@ -61,21 +61,25 @@ def _loss_backward(model: nn.Module, batch: Split) -> None:
     nn.functional.cross_entropy(logits, batch.labels).backward()
 
 
+def pruner_kwargs(spec: PruneSpec, ratio: float) -> dict:
+    """torch-pruning MetaPruner arguments (all but the importance) for ``spec`` at ``ratio``."""
+    kwargs = dict(pruning_ratio=ratio, ignored_layers=list(spec.ignored_layers), round_to=spec.round_to)
+    if spec.num_heads:
+        heads = min(spec.num_heads.values())
+        # torch-pruning removes ceil(ratio * heads) heads per layer: always keep at least one.
+        head_ratio = min(ratio, (heads - 1) / heads) if heads > 1 else 0.0
+        kwargs.update(num_heads=spec.num_heads, prune_num_heads=spec.prune_heads,
+                      prune_head_dims=not spec.prune_heads, head_pruning_ratio=head_ratio)
+    kwargs.update(spec.tp_kwargs)
+    return kwargs
+
+
 def prune_structured(model: nn.Module, config: CompressionConfig, scenario: Scenario, seed: int = 0) -> PruneResult:
     spec = scenario.prune_spec(model)
     example = scenario.example_inputs(2)
     before = count_params(model)
     torch.manual_seed(seed)
-    kwargs = dict(
-        importance=_importance(config.prune_method),
-        pruning_ratio=config.prune_ratio,
-        ignored_layers=list(spec.ignored_layers),
-        round_to=spec.round_to,
-    )
-    if spec.num_heads:
-        kwargs.update(num_heads=spec.num_heads, prune_num_heads=spec.prune_heads,
-                      prune_head_dims=not spec.prune_heads, head_pruning_ratio=config.prune_ratio)
-    kwargs.update(spec.tp_kwargs)
+    kwargs = dict(importance=_importance(config.prune_method), **pruner_kwargs(spec, config.prune_ratio))
     notes = []
     pruner = _run_pruner(model, example, kwargs, config, scenario)
     if count_params(model) == before and spec.round_to:

@@ -1,0 +1,158 @@
+"""Tabular classification on the user's CSV: numeric and categorical feature columns, an MLP.
+
+Preprocessing is fitted on the training split only (no leakage from validation or test):
+
+* a column is numeric when at least 95% of its filled cells parse as numbers; cells that do not
+  parse, and missing cells ("", NA, ?, null, ...), get the training mean (counted in ``notes``);
+  numeric columns are then standardised with the training mean and std (std 0 -> 1, as
+  ``builtin.standardise`` does);
+* other columns are categorical: one-hot over the categories seen in training; unknown or missing
+  values encode as all zeros; columns with more than ``MAX_CATEGORIES`` categories are dropped
+  (identifiers or free text), as are columns with no values in training.
+
+``preprocessing()`` returns all of it as a JSON-able dict and ``apply_preprocessing`` turns new
+rows into model inputs with it, so an exported model can be used on fresh data. Training uses the
+same function, so the two paths cannot drift apart.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DataError
+from .base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split
+from .data_io import MISSING_MARKERS, load_feature_table, refuse_unused_options, require_rows, split_or_error
+from .models import MLP
+
+MAX_CATEGORIES = 50
+NUMERIC_SHARE = 0.95
+
+
+def _missing_mask(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype(str).str.strip().str.lower().isin(MISSING_MARKERS)
+
+
+def _as_numbers(values: pd.Series) -> pd.Series:
+    """Floats, NaN where the cell is missing or not a number."""
+    return pd.to_numeric(values.where(~_missing_mask(values)), errors="coerce")
+
+
+def _as_categories(values: pd.Series) -> pd.Series:
+    return values.where(~_missing_mask(values)).astype("string").str.strip()
+
+
+def fit_preprocessing(features: pd.DataFrame, train_index: np.ndarray, notes: list[str]) -> dict:
+    """Column kinds, training statistics and categories (see module docstring)."""
+    numeric, categorical, dropped = [], [], {}
+    for column in features.columns:
+        values = features[column]
+        train_values = values.iloc[train_index]
+        filled = ~_missing_mask(train_values)
+        if not filled.any():
+            dropped[column] = "no values in the training split"
+            continue
+        numbers = _as_numbers(train_values)
+        if numbers.notna().sum() >= NUMERIC_SHARE * filled.sum():
+            numeric.append(_numeric_stats(column, numbers))
+            continue
+        categories = sorted(set(_as_categories(train_values).dropna()))
+        if len(categories) > MAX_CATEGORIES:
+            dropped[column] = f"{len(categories)} categories (an identifier or free text?)"
+            continue
+        categorical.append({"column": column, "categories": categories})
+    for column, reason in dropped.items():
+        notes.append(f"column {column!r} dropped: {reason}")
+    return {"numeric": numeric, "categorical": categorical, "dropped": dropped,
+            "feature_names": [n["column"] for n in numeric]
+            + [f"{c['column']}={v}" for c in categorical for v in c["categories"]]}
+
+
+def _numeric_stats(column: str, train_numbers: pd.Series) -> dict:
+    mean = float(train_numbers.mean())
+    # Missing values become the mean, so the std is taken over the imputed training column.
+    std = float(train_numbers.fillna(mean).to_numpy(dtype=np.float64).std())
+    return {"column": column, "mean": mean, "std": std if std > 0 else 1.0}
+
+
+def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | None = None) -> np.ndarray:
+    """Model inputs (rows x features, float32) for ``features`` as read from a file."""
+    missing_columns = [c["column"] for c in prep["numeric"] + prep["categorical"] if c["column"] not in features]
+    if missing_columns:
+        raise DataError(f"the data lacks feature column(s) {', '.join(map(repr, missing_columns))}")
+    blocks, imputed = [], 0
+    for stats in prep["numeric"]:
+        numbers = _as_numbers(features[stats["column"]])
+        imputed += int(numbers.isna().sum())
+        values = numbers.fillna(stats["mean"]).to_numpy(dtype=np.float64)
+        blocks.append(((values - stats["mean"]) / stats["std"])[:, None])
+    for spec in prep["categorical"]:
+        values = _as_categories(features[spec["column"]]).fillna("\0missing").to_numpy()
+        blocks.append((values[:, None] == np.asarray(spec["categories"], dtype=object)[None, :]).astype(np.float64))
+    if imputed and notes is not None:
+        notes.append(f"{imputed} missing or non-numeric cells in numeric columns set to the training mean")
+    if not blocks:
+        raise DataError("no usable feature columns are left (see the notes on dropped columns)")
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+class TabularScenario(Scenario):
+    name = "tabular"
+    domain = "tabular"
+    default_train = TrainSettings(epochs=40, batch_size=32, lr=1e-3, weight_decay=1e-4)
+
+    def __init__(self, data=None, label_column=None, header="infer", seed: int = 0, **other):
+        super().__init__()
+        refuse_unused_options("tabular", other)
+        if not data:
+            raise DataError("the tabular scenario needs --data FILE (a CSV of feature columns and a label column)")
+        self.data = Path(data).expanduser()
+        self.label_column, self.header, self.seed = label_column, header, int(seed or 0)
+        self.description = f"MLP on the columns of {self.data.name}"
+        self.notes: list[str] = []
+        self._prep: dict | None = None
+
+    def load_splits(self) -> Splits:
+        table = load_feature_table(self.data, self.label_column, self.header)
+        self.notes = list(table.notes)
+        require_rows(len(table.labels))
+        labels = table.labels
+        train, val, test = split_or_error(stratified_split, labels, seed=self.seed)
+        prep = fit_preprocessing(table.features, train, self.notes)
+        x = apply_preprocessing(prep, table.features, self.notes)
+        self._prep = {"label_column": table.label_column, "class_names": table.class_names, **prep}
+        labels_t = torch.tensor(np.asarray(labels, dtype=np.int64))
+
+        def make(index):
+            return Split({"x": torch.from_numpy(x[index])}, labels_t[torch.as_tensor(index)])
+
+        return Splits(make(train), make(val), make(test), table.class_names)
+
+    def preprocessing(self) -> dict:
+        """Everything needed to turn raw rows into model inputs (JSON-able)."""
+        self.splits  # fitted while loading the splits
+        return self._prep
+
+    def in_features(self) -> int:
+        return int(self.splits.train.inputs["x"].shape[1])
+
+    def build_model(self):
+        torch.manual_seed(self.seed)
+        return MLP(self.in_features(), len(self.splits.class_names))
+
+    def arch(self) -> dict:
+        return {"scenario": self.name, "model": "MLP", "in_features": self.in_features(),
+                "num_classes": len(self.splits.class_names), "preprocessing": self.preprocessing()}
+
+    def prune_spec(self, model) -> PruneSpec:
+        return PruneSpec(ignored_layers=[_last_linear(model)], round_to=8)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        prep = self.preprocessing()
+        info.update({"data_file": str(self.data), "features": self.in_features(),
+                     "numeric_columns": [n["column"] for n in prep["numeric"]],
+                     "categorical_columns": [c["column"] for c in prep["categorical"]], "notes": self.notes})
+        return info

