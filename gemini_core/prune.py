@@ -146,22 +146,23 @@ def sparsity_of(model: nn.Module, spec: PruneSpec) -> float:
     return zeros / total if total else 0.0
 
 
-def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu") -> PruneResult:
+def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu", seed: int = 0) -> PruneResult:
     """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps."""
     if config.prune_key[0] == "none":
         n = count_params(model)
         result = PruneResult(model, params_before=n, params_after=n)
     elif config.is_structured:
-        result = prune_structured(model, config, scenario)
+        result = prune_structured(model, config, scenario, seed=seed)
     else:
         before = count_params(model)
         result = PruneResult(model, params_before=before, params_after=before,
                              notes=apply_masks(model, config, scenario))
     if config.finetune_steps and config.prune_key[0] != "none":
         settings = scenario.default_train
+        torch.manual_seed(seed)  # dropout draws from the global generator: same seed, same fine-tuned bytes
         model.to(device)
         result.finetune_loss = train_steps(model, scenario.splits.train, config.finetune_steps, lr=settings.lr * 0.3,
-                                           batch_size=settings.batch_size, device=device)
+                                           batch_size=settings.batch_size, seed=seed, device=device)
         model.to("cpu")
     remove_masks(model)
     model.eval()

@@ -117,8 +117,57 @@ def encode_state(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedW
     return tensors, layout
 
 
+def _group_dims(shape, granularity: str) -> tuple[int, int]:
+    """(groups, group_len) that ``quantize_tensor`` uses for a weight of ``shape``."""
+    from .config import group_size
+
+    numel = int(np.prod(shape)) if len(shape) else 1
+    if granularity == "per-tensor" or not len(shape):
+        return 1, numel
+    rows = int(shape[0])
+    cols = numel // rows if rows else 0
+    size = group_size(granularity)
+    if size is None:
+        return rows, cols
+    return rows * -(-cols // size), size
+
+
+def _compact_layout(layout: dict) -> dict:
+    """The layout as written: tensors stored plainly are left out (the safetensors header has their
+    dtype and shape), group dimensions are derived from shape + granularity. Keeps small files small."""
+    quantized, sparse_float = {}, {}
+    for name, lay in layout.items():
+        if lay["kind"] == "quantized":
+            item = [lay["bits"], lay["granularity"], list(lay["shape"]), 1 if lay.get("sparse") else 0]
+            if _group_dims(lay["shape"], lay["granularity"]) != (lay["groups"], lay["group_len"]):
+                item += [lay["groups"], lay["group_len"]]
+            quantized[name] = item
+        elif lay.get("sparse"):
+            sparse_float[name] = list(lay["shape"])
+    return {"v": 2, "q": quantized, "s": sparse_float}
+
+
+def _expand_layout(compact: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    """Inverse of ``_compact_layout``: the full per-tensor layout ``decode_state`` reads."""
+    layout = {}
+    for name, item in compact.get("q", {}).items():
+        bits, granularity, shape = item[0], item[1], list(item[2])
+        groups, group_len = (item[4], item[5]) if len(item) > 5 else _group_dims(shape, granularity)
+        layout[name] = {"kind": "quantized", "bits": bits, "shape": shape, "granularity": granularity,
+                        "group_len": int(group_len), "groups": int(groups)}
+        if len(item) > 3 and item[3]:
+            layout[name]["sparse"] = True
+    for name, shape in compact.get("s", {}).items():
+        dtype = str(tensors[f"{name}::values"].dtype).replace("torch.", "")
+        layout[name] = {"kind": "float", "shape": list(shape), "dtype": dtype, "sparse": True}
+    for name, tensor in tensors.items():
+        if "::" not in name and name not in layout:
+            layout[name] = {"kind": "float", "shape": list(tensor.shape), "dtype": str(tensor.dtype).replace("torch.", "")}
+    return layout
+
+
 def to_bytes(tensors: dict[str, torch.Tensor], layout: dict, metadata: dict | None = None) -> bytes:
-    meta = {LAYOUT_KEY: json.dumps(layout, sort_keys=True)}
+    meta = {LAYOUT_KEY: json.dumps(_compact_layout(layout), sort_keys=True, separators=(",", ":"))}
     for key, value in (metadata or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return st_save(tensors, metadata=meta)
@@ -182,6 +231,8 @@ def from_bytes(blob: bytes) -> tuple[dict[str, torch.Tensor], dict, dict]:
     header = json.loads(blob[8: 8 + header_len])
     meta = header.get("__metadata__", {})
     layout = json.loads(meta.pop(LAYOUT_KEY))
+    if layout.get("v") == 2 and isinstance(layout.get("q"), dict):  # compact form (older files: full layout)
+        layout = _expand_layout(layout, tensors)
     return tensors, layout, meta
 
 

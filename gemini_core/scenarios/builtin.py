@@ -46,7 +46,7 @@ class DigitsScenario(Scenario):
 
     def arch(self) -> dict:
         return {"scenario": self.name, "model": "SmallCNN", "in_channels": 1, "height": 8, "width": 8,
-                "num_classes": 10}
+                "num_classes": 10, "width_mult": 32}
 
     def prune_spec(self, model) -> PruneSpec:
         # Multiples of 8 channels keep CPU kernels on their fast paths.
@@ -72,7 +72,7 @@ class BreastCancerScenario(Scenario):
         return MLP(30, 2)
 
     def arch(self) -> dict:
-        return {"scenario": self.name, "model": "MLP", "in_features": 30, "num_classes": 2}
+        return {"scenario": self.name, "model": "MLP", "in_features": 30, "num_classes": 2, "hidden": 128}
 
     def prune_spec(self, model) -> PruneSpec:
         return PruneSpec(ignored_layers=[_last_linear(model)], round_to=8)
