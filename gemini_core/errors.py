@@ -20,3 +20,7 @@ class DataError(GeminiError):
 
 class CheckpointError(GeminiError):
     """A model or checkpoint that is missing, tampered with or unsafe to load."""
+
+
+class Cancelled(GeminiError):
+    """The user stopped the work; nothing half-done was kept."""

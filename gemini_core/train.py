@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .device import pick_device
+from .errors import Cancelled
 from .paths import baselines_dir
 from .scenarios.base import Scenario, Split, TrainSettings
 
@@ -147,11 +148,19 @@ class Baseline:
     test_accuracy: float
     cached: bool
     path: Path
+    # Adaptive training (adaptive.py): its settings, and torch-pruning's history of the structural
+    # steps taken while training, replayable on ``scenario.build_model()``. None for plain baselines.
+    adaptive: dict | None = None
+    pruning_history: list | None = None
+    summary: dict | None = None  # adaptive: what training did (rollbacks, params and MACs before / after, time)
 
     def describe(self) -> dict:
-        return {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
+        info = {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
                 "train_settings": self.settings.to_dict(), "path": str(self.path),
                 **self.scenario.describe()}
+        if self.adaptive is not None:
+            info["adaptive"] = self.adaptive
+        return info
 
 
 def baseline_key(scenario: Scenario, settings: TrainSettings) -> str:
@@ -186,6 +195,9 @@ def get_baseline(
         return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
 
     history = train_model(model, scenario, settings, progress=progress, device=device, should_stop=should_stop)
+    if should_stop is not None and should_stop():
+        # A stopped training is not a baseline: cache nothing (an earlier good one stays).
+        raise Cancelled("training was cancelled; no baseline was saved")
     model.to("cpu").eval()
     test_acc = accuracy_of(model, scenario.splits.test)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -210,5 +222,9 @@ def baseline_from_description(description: dict, progress: ProgressFn | None = N
     from .scenarios import get_scenario
 
     scenario = get_scenario(description["scenario"], **description.get("scenario_options", {}))
+    if description.get("adaptive"):
+        from .adaptive import baseline_from_adaptive_description
+
+        return baseline_from_adaptive_description(scenario, description, progress=progress, device=device)
     settings = TrainSettings(**description["train_settings"])
     return get_baseline(scenario, settings, progress=progress, device=device)

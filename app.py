@@ -1,0 +1,50 @@
+"""Gemini Compression Studio: `streamlit run app.py`.
+
+This file is the router: shared chrome (CSS, logo, sidebar) and the navigation. The first page
+(Overview) is defined here; the others are thin views in pages/. All computation goes through
+gemini_core, in background jobs (ui/jobs.py) so nothing blocks the page.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import views
+from ui.state import current_job, current_model, show_job_error
+
+st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/icon.svg", layout="wide",
+                   initial_sidebar_state="expanded")
+
+
+def overview() -> None:
+    st.title("Gemini Compression Studio")
+    model = current_model()
+    st.markdown(
+        "Compress a trained model by **pruning** and **quantization**, measure every variant on this "
+        "machine (accuracy, latency, size, memory) and ship the one that fits. "
+        f"The current model is **{model['scenario']}**; change it on the **Model** page.")
+    job = current_job("sweep")
+    running = job is not None and job.running
+    spec = views.demo_spec()
+    c1, c2, c3 = st.columns([1.3, 1, 3])
+    c1.button("Run demo sweep", key="demo_start", type="primary", on_click=views.start_demo, disabled=running,
+              help="l1-structured pruning 0/25/50/75% (60 fine-tune steps) x 32/8/4/2-bit x dense/sparse "
+                   "kernels; trains the baseline first if it is not cached")
+    c2.button("Cancel", key="demo_cancel", on_click=views.cancel_sweep, disabled=not running)
+    c3.caption(f"Demo grid: {spec.n_points()} points: pruning ratios 0, 0.25, 0.5, 0.75 × bit widths 32, 8, 4, 2 "
+               "× dense and sparse execution. About 35 s on 2 CPU cores including training (estimate).")
+    show_job_error()
+    views.sweep_live_view("home")
+    st.page_link("pages/2_Sweep.py", label="All sweep charts, the points table and your own grid →",
+                 icon=":material/show_chart:")
+
+
+views.page_chrome()
+pages = [
+    st.Page(overview, title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/1_Model.py", title="Model", icon=":material/model_training:"),
+    st.Page("pages/2_Sweep.py", title="Sweep", icon=":material/show_chart:"),
+    st.Page("pages/3_History.py", title="History", icon=":material/history:"),
+    st.Page("pages/4_Export.py", title="Export", icon=":material/inventory_2:"),
+    st.Page("pages/5_Report.py", title="Report", icon=":material/summarize:"),
+]
+st.navigation(pages).run()

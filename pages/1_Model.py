@@ -1,0 +1,236 @@
+"""Model: choose the scenario and its data, check the data, train or load the baseline and see its card."""
+import dataclasses
+import hashlib
+
+import streamlit as st
+
+from gemini_core.errors import GeminiError
+from gemini_core.paths import home_dir
+from gemini_core.scenarios import get_scenario
+from ui import plots, views
+from ui.jobs import TrainJob
+from ui.state import (current_job, current_model, sanitise_filename, set_model,
+                      show_job_error, submit, use_router)
+
+use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
+
+CHOICES = {
+    "digits": "digits: handwritten 8x8 digits, small CNN (built in)",
+    "breast-cancer": "breast-cancer: 30 tabular features, MLP (built in)",
+    "text": "text: your CSV/TSV, MiniLM-L6 encoder (packaged, offline)",
+    "hf": "Hugging Face: your CSV/TSV, a model id or a local model directory",
+    "images": "images: a folder of class folders, or an .npz file",
+    "tabular": "tabular: your CSV of feature columns and a label column",
+}
+HEADERS = {"infer": "infer", "yes": True, "no": False}
+
+st.title("Model")
+model = current_model()
+if "m_scenario" not in st.session_state:
+    st.session_state["m_scenario"] = "hf" if model["scenario"].startswith("hf:") else model["scenario"]
+choice = st.selectbox("Scenario", list(CHOICES), format_func=CHOICES.get, key="m_scenario")
+options: dict = {}
+problem: str | None = None
+
+
+def save_upload(upload) -> str:
+    """Write an uploaded file under <home>/uploads with a sanitised, content-addressed name."""
+    data = upload.getvalue()
+    folder = home_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:10]}-{sanitise_filename(upload.name, 'data.csv')}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=20)
+def cached_preview(path: str, header, label_column, mtime: float):
+    from gemini_core.scenarios.data_io import preview
+
+    return preview(path, rows=20, label_column=label_column, header=header)
+
+
+def data_file_section(kind: str) -> None:
+    """Upload (or path), preview, column pickers and label counts for text / hf / tabular."""
+    global problem
+    upload = st.file_uploader("Upload a CSV or TSV file", type=["csv", "tsv", "tab", "txt"], key="m_upload",
+                              help="saved under the app's home folder (uploads/); the limit is 200 MB")
+    st.text_input("…or the path of a file on this machine", key="m_data_path",
+                  placeholder="/data/reviews.tsv")
+    path = save_upload(upload) if upload is not None else (st.session_state.get("m_data_path") or "").strip()
+    if not path:
+        problem = "choose a data file"
+        st.info("Upload a file (or give a path) to see a preview and pick its columns.")
+        return
+    header_key = st.radio("Header row", list(HEADERS), horizontal=True, key="m_header",
+                          help="infer: decide from the first row")
+    header = HEADERS[header_key]
+    options.update(data=path, header=header)
+    from pathlib import Path
+
+    try:
+        mtime = Path(path).stat().st_mtime
+    except OSError:
+        problem = f"data file {path!r} does not exist"
+        st.error(problem)
+        return
+    try:
+        prev = cached_preview(path, header, None, mtime)
+    except GeminiError as exc:
+        problem = str(exc)
+        st.error(f"Cannot read this file: {exc}")
+        return
+    st.caption(f"Preview of {Path(path).name}: first {len(prev.head)} rows")
+    st.dataframe(prev.head, hide_index=True, height=240, key="m_preview")
+    for note in prev.notes:
+        st.caption(f"ℹ️ {note}")
+    cols = prev.columns
+    c1, c2 = st.columns(2)
+    if kind in ("text", "hf"):
+        text_col = c1.selectbox("Text column", cols, index=None, key="m_text_col",
+                                placeholder="let the engine guess")
+        if text_col is not None:
+            options["text_column"] = text_col
+    label_col = c2.selectbox("Label column", cols, index=None, key="m_label_col", placeholder="let the engine guess")
+    if label_col is not None:
+        options["label_column"] = label_col
+        try:
+            counts = cached_preview(path, header, label_col, mtime).label_counts
+            c2.caption("Label counts in the file: " + ", ".join(f"{k}: {v}" for k, v in list(counts.items())[:15]))
+        except GeminiError as exc:
+            c2.error(str(exc))
+    st.button("Check the data", key="m_validate", on_click=validate, args=(kind, dict(options)))
+    summary = st.session_state.get("m_validation")
+    if summary and summary.get("key") == repr(sorted(options.items(), key=str)):
+        if summary.get("error"):
+            st.error(f"The data cannot be used: {summary['error']}")
+        else:
+            st.success(f"{summary['rows']} usable rows · {len(summary['classes'])} classes · label counts: "
+                       + ", ".join(f"{k}: {v}" for k, v in summary["label_counts"].items()))
+            for note in summary.get("notes", []):
+                st.caption(f"ℹ️ {note}")
+
+
+def validate(kind: str, options: dict) -> None:
+    """on_click of "Check the data": a full read of the file with the chosen columns."""
+    key = repr(sorted(options.items(), key=str))
+    try:
+        if kind in ("text", "hf"):
+            from gemini_core.scenarios.data_io import validate_text_file
+
+            summary = validate_text_file(options["data"], options.get("text_column"), options.get("label_column"),
+                                         options.get("header", "infer"))
+        else:
+            from gemini_core.scenarios.data_io import load_feature_table
+
+            table = load_feature_table(options["data"], options.get("label_column"), options.get("header", "infer"))
+            summary = {"rows": len(table.labels), "classes": table.class_names,
+                       "label_counts": table.label_counts(), "notes": table.notes}
+        st.session_state["m_validation"] = {"key": key, **summary}
+    except GeminiError as exc:
+        st.session_state["m_validation"] = {"key": key, "error": str(exc)}
+
+
+scenario_name = choice
+if choice in ("text", "tabular"):
+    data_file_section(choice)
+elif choice == "hf":
+    source = st.text_input("Hugging Face model id or local model directory", key="m_hf_source",
+                           placeholder="/models/my-bert  or  distilbert-base-uncased (needs the hub)").strip()
+    if not source:
+        problem = "give a model id or directory"
+    scenario_name = f"hf:{source}"
+    data_file_section("hf")
+elif choice == "images":
+    path = st.text_input("Folder of class folders, or an .npz file (x, y arrays)", key="m_images_path").strip()
+    if path:
+        options["data"] = path
+    else:
+        problem = "give the image folder or .npz file"
+
+# Train settings: defaults from the scenario; only changed values are passed (the default baseline is shared).
+scenario = None
+if problem is None:
+    try:
+        scenario = get_scenario(scenario_name, **options)
+    except GeminiError as exc:
+        problem = str(exc)
+        st.error(f"This model cannot be set up: {exc}")
+train = None
+if scenario is not None:
+    defaults = scenario.default_train
+    with st.expander("Baseline training settings"):
+        c = st.columns(4)
+        epochs = c[0].number_input("Epochs", 1, 1000, defaults.epochs, key=f"m_epochs_{choice}")
+        batch = c[1].number_input("Batch size", 1, 4096, defaults.batch_size, key=f"m_batch_{choice}")
+        lr = c[2].number_input("Learning rate", 1e-6, 1.0, float(defaults.lr), format="%.6f", key=f"m_lr_{choice}")
+        max_steps = c[3].number_input("Stop after steps (0 = no limit)", 0, 10_000_000, defaults.max_steps or 0,
+                                      key=f"m_steps_{choice}")
+    chosen = dataclasses.replace(defaults, epochs=int(epochs), batch_size=int(batch), lr=float(lr),
+                                 max_steps=int(max_steps) or None)
+    train = None if chosen == defaults else dataclasses.asdict(chosen)
+    st.caption(getattr(scenario, "description", ""))
+
+job = current_job("train")
+running = job is not None and job.running
+sweep = current_job("sweep")
+busy = sweep is not None and sweep.running
+
+
+def use_model() -> None:
+    set_model(scenario_name, options, train)
+    st.session_state.pop("baseline_info", None)
+
+
+def train_now() -> None:
+    use_model()
+    submit(TrainJob(scenario_name, options, train, retrain=st.session_state.get("m_retrain", False)))
+
+
+c = st.columns([1.2, 1.4, 0.9, 1, 2.5])
+c[0].button("Use this model", key="m_use", on_click=use_model, disabled=scenario is None)
+c[1].button("Train / load baseline", key="m_train", type="primary", on_click=train_now,
+            disabled=scenario is None or running or busy,
+            help="loads the cached baseline when one exists for this data and these settings")
+c[2].checkbox("Retrain", key="m_retrain", help="train again even if a cached baseline exists")
+c[3].button("Cancel", key="m_cancel", on_click=lambda: job and job.cancel(), disabled=not running,
+            help="stops training after the current step; a stopped training is not kept as the baseline")
+if busy:
+    c[4].caption("A sweep is running; training waits until it finishes (or is cancelled).")
+show_job_error()
+current = current_model()
+st.markdown(f"Current model: **{current['scenario']}**"
+            + (f" · data {current['options'].get('data')}" if current["options"].get("data") else "")
+            + (" · custom training settings" if current.get("train") else ""))
+
+
+@st.fragment(run_every=views.POLL_SECONDS if running else None)
+def training_view(polling: bool) -> None:
+    job = current_job("train")
+    if job is None:
+        st.info("The baseline is trained (or loaded from its cache) when you press **Train / load baseline**, "
+                "or automatically before a sweep.")
+        return
+    snap = job.snapshot()
+    if snap["state"] == "running":
+        views.job_status(snap)
+    elif snap["state"] == "failed":
+        views.job_status(snap)
+    epochs = [e for e in snap["events"] if e.get("event") == "epoch"]
+    cached = any(e.get("event") == "cached" for e in snap["events"])
+    history = epochs or list(job.baseline_history or [])
+    if history or snap["state"] == "running":
+        st.plotly_chart(plots.fig_training(history), key="m_train_chart")
+    if snap["state"] == "done" and snap["result"]:
+        res = snap["result"]
+        st.subheader("Baseline")
+        if cached:
+            st.caption("Loaded from the cache (trained earlier with the same data and settings).")
+        views.baseline_card(res.get("reference"), res.get("baseline"))
+        st.session_state["baseline_info"] = res.get("baseline")
+    if polling and job.done:
+        st.rerun()
+
+
+training_view(running)

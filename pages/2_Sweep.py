@@ -1,0 +1,79 @@
+"""Sweep: choose a grid, see its size and a time estimate, run it in the background, watch it fill in."""
+import streamlit as st
+
+from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO, PRUNE_METHODS
+from gemini_core.errors import GeminiError
+from gemini_core.sweep import SweepSpec
+from ui import views
+from ui.jobs import DEMO_GRID, estimate_seconds
+from ui.state import current_job, current_model, model_label, show_job_error, use_router
+
+use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
+
+RATIOS = [0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, MAX_PRUNE_RATIO]
+FINETUNE = [0, 20, 60, 100, 200, 500, 1000]
+DEFAULTS = {"sw_methods": ["l1-structured"], "sw_ratios": [0.0, 0.5], "sw_bits": [32, 8],
+            "sw_gran": ["per-channel"], "sw_exec": ["dense"], "sw_ft": [60], "sw_batch": 32}
+
+st.title("Sweep")
+model = current_model()
+st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Every point is saved as soon as it "
+           "is measured; a cancelled or interrupted sweep keeps its finished points.")
+for k, v in DEFAULTS.items():
+    st.session_state.setdefault(k, v)
+
+
+def use_demo_grid() -> None:
+    st.session_state.update(sw_methods=list(DEMO_GRID["prune_methods"]), sw_ratios=list(DEMO_GRID["prune_ratios"]),
+                            sw_bits=list(DEMO_GRID["bits"]), sw_gran=list(DEMO_GRID["granularities"]),
+                            sw_exec=list(DEMO_GRID["executions"]), sw_ft=list(DEMO_GRID["finetune_steps"]),
+                            sw_batch=DEMO_GRID["batch_size"])
+
+
+c = st.columns(3)
+c[0].multiselect("Prune methods", PRUNE_METHODS, key="sw_methods",
+                 help="structured methods remove whole channels; unstructured zero single weights; 2:4 keeps 2 of every 4")
+c[1].multiselect("Prune ratios", RATIOS, key="sw_ratios", help="share removed; 0 keeps the model unpruned")
+c[2].multiselect("Fine-tune steps after pruning", FINETUNE, key="sw_ft")
+c = st.columns(4)
+c[0].multiselect("Bit widths", BITS, key="sw_bits", help="32 = float; 16 = half; 8 and below = integer codes")
+c[1].multiselect("Granularity (8 bits and below)", GRANULARITIES, key="sw_gran")
+c[2].multiselect("Execution", EXECUTIONS, key="sw_exec", help="dense kernels, or sparse kernels for pruned weights")
+c[3].number_input("Batch size (latency, memory)", min_value=1, max_value=4096, step=1, key="sw_batch")
+st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. l1 vs 2:4 at 8 bits")
+
+spec, spec_error = None, None
+try:
+    spec = SweepSpec(prune_methods=tuple(st.session_state.sw_methods), prune_ratios=tuple(st.session_state.sw_ratios),
+                     bits=tuple(st.session_state.sw_bits), granularities=tuple(st.session_state.sw_gran),
+                     executions=tuple(st.session_state.sw_exec), finetune_steps=tuple(st.session_state.sw_ft),
+                     batch_size=int(st.session_state.sw_batch))
+except GeminiError as exc:
+    spec_error = str(exc)
+
+job = current_job("sweep")
+running = job is not None and job.running
+if spec_error:
+    st.error(f"This grid cannot run: {spec_error}")
+else:
+    seconds = estimate_seconds(spec, model["scenario"])
+    st.info(f"**{spec.n_points()} points** ({len(spec.prune_settings())} pruning settings; the dense fp32 "
+            f"reference is always included) · about **{seconds:.0f} s** (estimate: ~0.6 s per point and "
+            "~0.5 s per pruning setting on digits with 2 CPU cores, more for larger models)")
+    st.session_state["sweep_estimate_s"] = seconds
+
+
+def start() -> None:
+    if spec is not None:
+        views.start_sweep(spec, run_name=st.session_state.get("sw_name") or None)
+
+
+b = st.columns([1, 1, 1, 3])
+b[0].button("Start sweep", key="sw_start", type="primary", on_click=start, disabled=running or spec is None)
+b[1].button("Run demo sweep", key="sw_demo", on_click=views.start_demo, disabled=running,
+            help="the demo grid (32 points) on the current model")
+b[2].button("Cancel", key="sw_cancel", on_click=views.cancel_sweep, disabled=not running)
+b[3].button("Fill in the demo grid", key="sw_fill_demo", on_click=use_demo_grid)
+show_job_error()
+st.divider()
+views.sweep_live_view("sweep")

@@ -1,0 +1,101 @@
+"""History: every stored run; compare fronts; rename; delete (with confirmation)."""
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from gemini_core.errors import GeminiError
+from gemini_core.store import Store
+from ui import plots
+from ui.state import registry, use_router
+
+use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
+
+st.title("History")
+try:
+    store = Store()
+    runs = store.runs()
+except GeminiError as exc:
+    st.error(f"The run history cannot be read: {exc}")
+    st.stop()
+
+flash = st.session_state.pop("h_flash", None)
+if flash:
+    st.success(flash)
+error = st.session_state.pop("h_error", None)
+if error:
+    st.error(error)
+if not runs:
+    st.info("No runs yet. Run the demo sweep on the Overview page or a sweep on the Sweep page.")
+    st.stop()
+
+
+def run_label(run: dict) -> str:
+    when = dt.datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M")
+    return f"{run['name']} · {run['scenario']} · {run['points_ok']} points · {when} · {run['run_id']}"
+
+
+labels = {r["run_id"]: run_label(r) for r in runs}
+by_id = {r["run_id"]: r for r in runs}
+table = pd.DataFrame([{
+    "run": r["run_id"], "name": r["name"], "scenario": r["scenario"], "status": r["status"],
+    "points ok": r["points_ok"], "points failed": r["points_failed"],
+    "baseline accuracy (%)": (r.get("baseline") or {}).get("test_accuracy", float("nan")) * 100,
+    "created": dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+} for r in runs])
+st.dataframe(table, hide_index=True, key="h_runs", column_config={
+    "baseline accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
+
+st.subheader("Compare Pareto fronts")
+default = [r["run_id"] for r in runs if r["points_ok"] > 1][:2]
+chosen = st.multiselect("Runs to compare (two or more)", list(labels), default=default, format_func=labels.get,
+                        key="h_compare")
+if len(chosen) >= 2:
+    frames = {}
+    for run_id in chosen:
+        name = by_id[run_id]["name"]
+        if name in frames:
+            name = f"{name} ({run_id})"
+        frames[name] = plots.points_frame(store.points(run_id))
+    st.plotly_chart(plots.fig_fronts_overlay(frames), key="h_overlay")
+elif chosen:
+    st.caption("Choose at least two runs to overlay their fronts.")
+
+st.subheader("Manage a run")
+if st.session_state.get("h_target") not in labels:
+    st.session_state.pop("h_target", None)  # the run it held was deleted
+target = st.selectbox("Run", list(labels), format_func=labels.get, key="h_target")
+busy_runs = {getattr(j, "run_id", None) for j in registry().running()}
+c1, c2 = st.columns([3, 1])
+new_name = c1.text_input("New name", value=by_id[target]["name"], key=f"h_name_{target}")
+
+
+def rename() -> None:
+    try:
+        Store().rename_run(target, st.session_state.get(f"h_name_{target}", ""))
+        st.session_state["h_flash"] = f"Renamed run {target}."
+    except GeminiError as exc:
+        st.session_state["h_error"] = str(exc)
+
+
+c2.button("Rename", key="h_rename", on_click=rename)
+
+if st.session_state.get("h_confirm") != target:
+    st.button("Delete run…", key="h_delete", disabled=target in busy_runs,
+              on_click=lambda run_id=target: st.session_state.update(h_confirm=run_id),
+              help="a running sweep's run cannot be deleted; cancel it first" if target in busy_runs else None)
+else:
+    st.warning(f"Delete **{by_id[target]['name']}** and its {by_id[target]['points_ok']} points? Exports already "
+               "written stay on disk. This cannot be undone.")
+    d1, d2 = st.columns([1, 5])
+
+    def delete() -> None:
+        try:
+            Store().delete_run(target)
+            st.session_state["h_flash"] = f"Deleted run {target}."
+        except GeminiError as exc:
+            st.session_state["h_error"] = str(exc)
+        st.session_state.pop("h_confirm", None)
+
+    d1.button("Yes, delete", key="h_delete_yes", type="primary", on_click=delete)
+    d2.button("Keep it", key="h_delete_no", on_click=lambda: st.session_state.pop("h_confirm", None))

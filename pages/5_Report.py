@@ -1,0 +1,95 @@
+"""Report: one screen for stakeholders: baseline vs the chosen point, the front, a downloadable HTML report."""
+import html
+
+import streamlit as st
+
+from gemini_core.errors import GeminiError
+from gemini_core.store import Store
+from ui import plots, views
+from ui.report import build_report_html, compare, comparison_rows, suggest_point
+from ui.state import current_job, device_summary, select_point, selected_point_id, use_router
+
+use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
+
+st.title("Report")
+try:
+    store = Store()
+    runs = [r for r in store.runs() if r["points_ok"]]
+except GeminiError as exc:
+    st.error(f"The run history cannot be read: {exc}")
+    st.stop()
+if not runs:
+    st.info("Nothing to report yet: run a sweep first (Overview or Sweep page).")
+    st.stop()
+
+labels = {r["run_id"]: f"{r['name']} · {r['scenario']} · {r['points_ok']} points · {r['run_id']}" for r in runs}
+chosen_pid = selected_point_id()
+if "r_run" not in st.session_state or st.session_state["r_run"] not in labels:
+    default_run = None
+    if chosen_pid is not None:
+        try:
+            default_run = store.get_point(chosen_pid)["run_id"]
+        except GeminiError:
+            pass
+    job = current_job("sweep")
+    default_run = default_run or getattr(job, "run_id", None)
+    if default_run not in labels:
+        default_run = max(runs, key=lambda r: (r["points_ok"] > 1, r["created_at"]))["run_id"]
+    st.session_state["r_run"] = default_run
+run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="r_run")
+run = next(r for r in runs if r["run_id"] == run_id)
+df = plots.points_frame(store.points(run_id))
+ref = plots.reference_row(df)
+if ref is None:
+    st.error("This run has no measured dense fp32 reference point, so nothing can be compared with it.")
+    st.stop()
+
+pts = plots.ok_points(df).sort_values(["pareto", "accuracy"], ascending=[False, False])
+plabels = {int(r["point_id"]): views.point_label(r) for r in pts.to_dict("records")}
+if chosen_pid in plabels:
+    st.session_state["r_point"] = chosen_pid
+elif st.session_state.get("r_point") not in plabels:
+    suggestion = suggest_point(df)
+    st.session_state["r_point"] = int(suggestion["point_id"])
+    st.caption("No point chosen yet: suggested the front point that loses at most 1 accuracy point, is not "
+               "slower than the baseline (when one is) and has the best size × speed gain. Pick another below.")
+pid = st.selectbox("Chosen point", list(plabels), format_func=plabels.get, key="r_point",
+                   on_change=lambda: select_point(st.session_state.get("r_point"), source="report"))
+chosen = df[df["point_id"] == pid].iloc[0]
+cmp = compare(ref, chosen)
+
+
+def _span(text: str, good: bool) -> str:
+    return f"<span class='{'good' if good else 'bad'}'>{html.escape(text)}</span>"
+
+
+st.markdown("<div class='gemini-headline'>"
+            + ", ".join([_span(cmp["size_text"], cmp["size_ratio"] >= 1), _span(cmp["speed_text"], not cmp["slower"]),
+                         _span(cmp["accuracy_text"], cmp["accuracy_delta_pts"] >= -0.05)])
+            + "</div>", unsafe_allow_html=True)
+c = st.columns(3)
+c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs {ref['size_bytes'] / 1024:.1f} KB",
+            delta_color="off", delta_arrow="off")
+c[1].metric("Speed", cmp["speed_text"],
+            f"{chosen['latency_ms_p50']:.3f} ms vs {ref['latency_ms_p50']:.3f} ms (p50)", delta_color="off",
+            delta_arrow="off")
+c[2].metric("Accuracy", cmp["accuracy_text"], f"{chosen['accuracy'] * 100:.2f}% vs {ref['accuracy'] * 100:.2f}%",
+            delta_color="off", delta_arrow="off")
+st.markdown(f"**{chosen['label']}** against the unpruned 32-bit dense baseline, both measured in run "
+            f"*{run['name']}* on {chosen.get('device')} at batch {int(chosen.get('batch_size') or 0)}. "
+            "MACs and ideal size are estimates; every other figure is measured.")
+if cmp["slower"]:
+    st.warning(f"The chosen point is slower than the dense baseline ({cmp['speed_ratio']:.2f}x speed-up).")
+
+left, right = st.columns([3, 2])
+front_fig = plots.fig_report_front(df, pid)
+left.plotly_chart(front_fig, key="r_front")
+right.table([{"figure": a, "baseline": b, "chosen": c_} for a, b, c_ in comparison_rows(ref, chosen)])
+
+figures = {"front": front_fig, "accuracy_vs_size": plots.fig_accuracy_vs_size(df)}
+device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host")}
+st.download_button(
+    "Download the HTML report", type="primary",
+    data=lambda: build_report_html(f"Compression report: {run['name']}", run, ref, chosen, df, figures, device),
+    file_name=f"gemini-report-{run_id}-point-{pid}.html", mime="text/html", key="r_html", on_click="ignore",
+    help="one self-contained file: summary, comparison table, interactive charts, all points")

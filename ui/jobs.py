@@ -1,0 +1,311 @@
+"""Background jobs for the dashboard: plain threads around engine calls.
+
+A job never calls ``st.*`` (it has no script context). It appends what the engine reports to
+lists under a lock; the pages read ``snapshot()``s from a ``@st.fragment(run_every=...)``.
+Jobs live in a ``JobRegistry`` that the app keeps in ``st.cache_resource`` (one per server
+process), so a widget rerun, a page switch or a browser reload finds the running job again.
+
+Lanes: training, sweeping and exporting share the "compute" lane, one job at a time: on 2 CPU
+cores two would slow each other down and skew each other's latency measurements (and the
+engine's memory measurement uses the process-wide torch profiler). A second job is refused
+with a message, never queued silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import traceback
+import uuid
+from typing import Any, Callable
+
+from gemini_core.errors import Cancelled, GeminiError
+
+DEMO_GRID = dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.25, 0.5, 0.75), bits=(32, 8, 4, 2),
+                 granularities=("per-channel",), executions=("dense", "sparse"), finetune_steps=(60,),
+                 batch_size=32)
+
+# Seconds per measured point and per pruning setting (prune + fine-tune) on 2 CPU cores, by
+# scenario; a rough planning figure shown as an estimate, never as a measurement.
+_COST = {"digits": (0.6, 0.5), "breast-cancer": (0.5, 0.3), "tabular": (0.5, 0.3), "images": (1.0, 1.5),
+         "text": (6.0, 20.0), "hf": (6.0, 20.0)}
+
+
+def demo_spec():
+    from gemini_core.sweep import SweepSpec
+
+    return SweepSpec(**DEMO_GRID)
+
+
+def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> float:
+    """Rough wall time of a sweep: points x per-point cost + pruning settings x per-setting cost."""
+    family = "hf" if scenario_name.startswith("hf:") else scenario_name
+    per_point, per_setting = _COST.get(family, (1.0, 1.0))
+    finetune = max(spec.finetune_steps) if spec.finetune_steps else 0
+    per_setting *= max(1.0, finetune / 60.0) if family in ("digits", "breast-cancer", "tabular") else 1.0
+    seconds = spec.n_points() * per_point + len(spec.prune_settings()) * per_setting
+    if not baseline_cached:
+        seconds += {"digits": 5.0, "breast-cancer": 4.0, "tabular": 5.0, "images": 20.0}.get(family, 150.0)
+    return seconds
+
+
+class JobBusy(GeminiError):
+    """Another job holds the lane."""
+
+
+class Job:
+    """A unit of background work. Subclasses implement ``work()``."""
+
+    kind = "job"
+    lane = "compute"
+
+    def __init__(self, title: str):
+        self.id = uuid.uuid4().hex[:12]
+        self.title = title
+        self.state = "pending"  # pending -> running -> done | failed | cancelled
+        self.error: str | None = None
+        self.error_detail: str | None = None
+        self.message = "waiting to start"
+        self.events: list[dict] = []  # training progress events (step, epoch, cached)
+        self.records: list[dict] = []  # measured points, in order
+        self.result: Any = None
+        self.total: int | None = None
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.first_record_at: float | None = None
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "Job":
+        self._thread = threading.Thread(target=self._run, name=f"gemini-{self.kind}-{self.id}", daemon=True)
+        self.state = "running"
+        self.started_at = time.time()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.work()
+            self.state = "cancelled" if self._cancel.is_set() else "done"
+            if self.state == "cancelled":
+                self.message = "cancelled; finished points are saved"
+        except GeminiError as exc:  # the user's input: a message they can act on
+            self.error, self.state = str(exc), "failed"
+        except Exception as exc:  # a bug: keep the traceback for the details expander
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.error_detail = traceback.format_exc()[-6000:]
+            self.state = "failed"
+        finally:
+            self.finished_at = time.time()
+
+    def work(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        if self.running:
+            self.message = "cancelling after the current point..."
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def should_stop(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("pending", "running")
+
+    @property
+    def done(self) -> bool:
+        return not self.running
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started_at
+
+    # -- reporting ---------------------------------------------------------------------------
+    def _add_event(self, event: dict) -> None:
+        with self._lock:
+            self.events.append(dict(event))
+
+    def _add_record(self, record: dict) -> None:
+        record = {k: v for k, v in record.items() if k != "traceback"}
+        with self._lock:
+            if self.first_record_at is None:
+                self.first_record_at = time.time()
+            self.records.append(record)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"id": self.id, "kind": self.kind, "title": self.title, "state": self.state,
+                    "message": self.message, "error": self.error, "error_detail": self.error_detail,
+                    "records": list(self.records), "events": list(self.events), "total": self.total,
+                    "elapsed": self.elapsed, "result": self.result,
+                    "first_record_after": (self.first_record_at - self.started_at)
+                    if self.first_record_at and self.started_at else None}
+
+
+class _BaselineMixin:
+    """Build the scenario and load or train its baseline, streaming training events."""
+
+    scenario_name: str
+    options: dict
+    train: dict | None
+
+    def _baseline(self):
+        from gemini_core.scenarios import TrainSettings, get_scenario
+        from gemini_core.train import get_baseline
+
+        self.message = f"loading data for {self.scenario_name}"
+        scenario = get_scenario(self.scenario_name, **self.options)
+        scenario.splits  # load (and check) the data here, with this message showing
+        settings = TrainSettings(**self.train) if self.train else scenario.default_train
+        self.message = "loading or training the baseline"
+
+        def progress(event: dict) -> None:
+            self._add_event(event)
+            if event.get("event") == "step":
+                self.message = (f"training the baseline: epoch {event['epoch']}, step {event['step']}"
+                                f"/{event['total_steps']}, loss {event['loss']:.3f}")
+            elif event.get("event") == "cached":
+                self.message = "baseline loaded from the cache"
+
+        try:
+            baseline = get_baseline(scenario, settings, progress=progress, retrain=getattr(self, "retrain", False),
+                                    should_stop=self.should_stop)
+        except Cancelled:  # the engine keeps nothing of a stopped training
+            return scenario, None
+        self.baseline_info = baseline.describe()
+        self.baseline_history = list(baseline.history)
+        return scenario, baseline
+
+
+class SweepJob(_BaselineMixin, Job):
+    """Train the baseline if needed, then stream ``run_sweep`` points into ``records``."""
+
+    kind = "sweep"
+
+    def __init__(self, scenario_name: str, spec, options: dict | None = None, train: dict | None = None,
+                 run_name: str | None = None, title: str | None = None):
+        super().__init__(title or f"sweep of {scenario_name} ({spec.n_points()} points)")
+        self.scenario_name, self.spec = scenario_name, spec
+        self.options, self.train = dict(options or {}), (dict(train) if train else None)
+        self.run_name = run_name or None
+        self.total = spec.n_points()
+        self.run_id: str | None = None
+        self.baseline_info: dict | None = None
+        self.baseline_history: list[dict] = []
+
+    def work(self) -> None:
+        from gemini_core.device import pick_device
+        from gemini_core.store import Store
+        from gemini_core.sweep import run_id_for, run_sweep
+
+        scenario, baseline = self._baseline()
+        if baseline is None or self.cancelled:
+            return
+        self.run_id = run_id_for(baseline.key, self.spec, pick_device())
+        self.message = f"measuring {self.total} points"
+        for record in run_sweep(scenario, baseline, self.spec, store=Store(), name=self.run_name,
+                                should_stop=self.should_stop):
+            self._add_record(record)
+            self.run_id = record.get("run_id", self.run_id)
+            if not self.cancelled:
+                self.message = f"measured {len(self.records)} of {self.total} points"
+        if not self.cancelled:
+            self.message = f"finished: {len(self.records)} points"
+
+
+class TrainJob(_BaselineMixin, Job):
+    """Load or train a baseline, then measure its reference point (a 1-point sweep) for the card."""
+
+    kind = "train"
+
+    def __init__(self, scenario_name: str, options: dict | None = None, train: dict | None = None,
+                 retrain: bool = False):
+        super().__init__(f"baseline for {scenario_name}")
+        self.scenario_name, self.options = scenario_name, dict(options or {})
+        self.train, self.retrain = (dict(train) if train else None), retrain
+        self.total = 1
+        self.baseline_info: dict | None = None
+        self.baseline_history: list[dict] = []
+
+    def work(self) -> None:
+        from gemini_core.store import Store
+        from gemini_core.sweep import SweepSpec, run_sweep
+
+        scenario, baseline = self._baseline()
+        if baseline is None or self.cancelled:
+            return
+        self.message = "measuring the baseline (accuracy, latency, size)"
+        for record in run_sweep(scenario, baseline, SweepSpec(), store=Store(),
+                                name=f"{scenario.name} baseline reference", should_stop=self.should_stop):
+            self._add_record(record)
+        self.result = {"baseline": self.baseline_info, "history": self.baseline_history,
+                       "reference": self.records[-1] if self.records else None}
+        self.message = "baseline ready"
+
+
+class FunctionJob(Job):
+    """Any engine call in the background: ``fn(job)`` returns the result (exports, checks)."""
+
+    kind = "task"
+
+    def __init__(self, title: str, fn: Callable[["FunctionJob"], Any], kind: str = "task", lane: str = "io"):
+        super().__init__(title)
+        self.fn, self.kind, self.lane = fn, kind, lane
+
+    def work(self) -> None:
+        self.message = self.title
+        self.result = self.fn(self)
+        self.message = "done"
+
+
+class JobRegistry:
+    """Every job of this server process, newest last. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    KEEP_FINISHED = 20  # finished jobs kept for re-attaching (their points are in the store anyway)
+
+    def submit(self, job: Job) -> Job:
+        with self._lock:
+            busy = [j for j in self._jobs.values() if j.lane == job.lane and j.running]
+            if busy:
+                raise JobBusy(f"{busy[-1].title} is still running; wait for it to finish or cancel it first")
+            finished = [j for j in self._jobs.values() if j.done]
+            for old in finished[: max(0, len(finished) - self.KEEP_FINISHED)]:
+                del self._jobs[old.id]
+            self._jobs[job.id] = job
+            job.start()
+        return job
+
+    def get(self, job_id: str | None) -> Job | None:
+        return self._jobs.get(job_id) if job_id else None
+
+    def latest(self, kind: str | None = None) -> Job | None:
+        jobs = [j for j in self._jobs.values() if kind is None or j.kind == kind]
+        return jobs[-1] if jobs else None
+
+    def running(self, lane: str | None = None) -> list[Job]:
+        return [j for j in self._jobs.values() if j.running and (lane is None or j.lane == lane)]
+
+    def all(self) -> list[Job]:
+        return list(self._jobs.values())
+
+
+def train_settings_dict(settings) -> dict:
+    return dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)

@@ -1,0 +1,154 @@
+"""Streamlit-side state shared by the pages: the job registry, the current model, the chosen point.
+
+Only the page scripts (main thread) call into here; the job threads never do.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from .jobs import Job, JobBusy, JobRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+DEFAULT_MODEL = {"scenario": "digits", "options": {}, "train": None}
+
+
+def use_router() -> None:
+    """Make sure app.py's router (st.navigation + shared sidebar) runs this page.
+
+    Streamlit keeps a legacy mode for apps with a ``pages/`` folder: when the first request a
+    fresh server gets is a deep link (``/Sweep``), it runs that page file directly, without
+    app.py, so the sidebar and the page names are missing until something reruns app.py. Each
+    page calls this first: in that legacy mode it switches Streamlit to the router and reruns,
+    which lands on the same page (both modes derive the same page id from the file name).
+    Uses Streamlit's ``PagesManager`` flag (an internal; checked by the AppTest and browser tests).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without it has no legacy mode to leave
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> JobRegistry:
+    """One registry per server process: every session (and a reloaded browser tab) sees the same jobs."""
+    return JobRegistry()
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+def submit(job: Job, kind_key: str | None = None) -> Job | None:
+    """Start ``job``; on a busy lane store a message for the page to show and return None."""
+    try:
+        registry().submit(job)
+    except JobBusy as exc:
+        st.session_state["job_error"] = str(exc)
+        return None
+    st.session_state[f"{kind_key or job.kind}_job_id"] = job.id
+    st.session_state.pop("job_error", None)
+    return job
+
+
+def current_job(kind: str) -> Job | None:
+    """This session's job of ``kind``; after a browser reload (new session), the latest one of the process."""
+    reg = registry()
+    job = reg.get(st.session_state.get(f"{kind}_job_id"))
+    if job is None:
+        job = reg.latest(kind)
+        if job is not None:  # re-attach
+            st.session_state[f"{kind}_job_id"] = job.id
+    return job
+
+
+def show_job_error() -> None:
+    msg = st.session_state.pop("job_error", None)
+    if msg:
+        st.error(msg)
+
+
+# -- current model -------------------------------------------------------------------------------
+def current_model() -> dict:
+    model = st.session_state.get("model")
+    if not model:
+        model = dict(DEFAULT_MODEL)
+        st.session_state["model"] = model
+    return model
+
+
+def set_model(scenario: str, options: dict | None = None, train: dict | None = None) -> dict:
+    model = {"scenario": scenario, "options": dict(options or {}), "train": dict(train) if train else None}
+    st.session_state["model"] = model
+    return model
+
+
+def model_label(model: dict) -> str:
+    label = model["scenario"]
+    data = model["options"].get("data")
+    if data:
+        label += f" · {Path(str(data)).name}"
+    return label
+
+
+# -- chosen point (Sweep -> Export / Report) ----------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def shared_memory() -> dict:
+    """Process-wide memory of the last choices, so a reloaded tab (a new session) finds them again."""
+    return {}
+
+
+def select_point(point_id, source: str = "sweep") -> None:
+    if point_id is None:
+        return
+    st.session_state["selected_point_id"] = int(point_id)
+    st.session_state["selected_point_source"] = source
+    shared_memory()["selected_point_id"] = int(point_id)
+
+
+def selected_point_id() -> int | None:
+    pid = st.session_state.get("selected_point_id")
+    if pid is None:
+        pid = shared_memory().get("selected_point_id")  # after a browser reload
+        if pid is not None:
+            st.session_state["selected_point_id"] = pid
+    return int(pid) if pid is not None else None
+
+
+# -- engine pieces that may not be there yet ----------------------------------------------------------
+def optional_module(name: str):
+    """Import an engine module that another team may still be writing; None if absent or broken."""
+    try:
+        return importlib.import_module(name)
+    except Exception:  # ImportError, or a half-written module
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def device_summary() -> dict:
+    from gemini_core.device import device_info
+
+    return device_info()
+
+
+@st.cache_resource(show_spinner=False)
+def png_ready() -> bool:
+    from .plots import start_png_server
+
+    return start_png_server()
+
+
+def sanitise_filename(name: str, default: str = "upload") -> str:
+    """A safe file name: no folders, no leading dots, only [A-Za-z0-9._-], at most 80 chars."""
+    base = Path(str(name).replace("\\", "/")).name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")[:80]
+    return base or default
+
+
+def inject_css() -> None:
+    css = (ASSETS / "style.css").read_text(encoding="utf-8")
+    st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)

@@ -1,0 +1,295 @@
+"""Widgets shared by several pages: sidebar, live sweep view, point picker, baseline card."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from . import plots
+from .jobs import SweepJob, demo_spec
+from .state import (ASSETS, current_job, current_model, device_summary, inject_css, model_label, registry,
+                    select_point, selected_point_id, submit)
+
+POLL_SECONDS = 1.0
+REBUILD_SECONDS = 1.5  # while a job runs, figures are rebuilt at most this often (they cost CPU + GIL)
+_FIGURES: dict = {}  # (job id, where) -> (points, built at, DataFrame, figures)
+
+
+def _live_figures(job_id: str, where: str, records: list, running: bool):
+    """Figures for a snapshot, rebuilt only when new points arrived (and not more than every 1.5 s).
+
+    Building plotly figures is pure Python; redoing it every poll would take the GIL from the
+    sweep thread that is measuring latencies in the same process.
+    """
+    import time
+
+    key = (job_id, where)
+    cached = _FIGURES.get(key)
+    now = time.time()
+    if cached is not None:
+        n, built, df, figs = cached
+        if n == len(records) or (running and now - built < REBUILD_SECONDS):
+            return df, figs
+    df = plots.points_frame(records)
+    if where == "home":
+        figs = {"accuracy_vs_latency": plots.fig_accuracy_vs_latency(df),
+                "accuracy_vs_size": plots.fig_accuracy_vs_size(df)}
+    else:
+        figs = plots.sweep_figures(df)
+    if len(_FIGURES) > 16:
+        _FIGURES.clear()
+    _FIGURES[key] = (len(records), now, df, figs)
+    return df, figs
+
+
+def _gb(n) -> str:
+    return f"{n / 1024 ** 3:.0f} GiB"
+
+
+# -- page chrome -------------------------------------------------------------------------------------
+def page_chrome() -> None:
+    """CSS, logo and the sidebar (device, torch, current model, running job). Called once per run by app.py."""
+    inject_css()
+    st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
+    render_sidebar()
+
+
+def render_sidebar() -> None:
+    side = st.sidebar
+    try:
+        info = device_summary()
+    except Exception as exc:  # never let the sidebar take a page down
+        side.error(f"could not read the device: {exc}")
+        info = {}
+    if info.get("device_type") == "cuda":
+        mem = info.get("gpu_memory_bytes")
+        device = f"GPU {info.get('gpu_name', '?')}" + (f" · {_gb(mem)}" if mem else "")
+    else:
+        device = f"CPU {info.get('cpu', '?')} · {info.get('threads', '?')} threads"
+    model = current_model()
+    lines = [f"<b>Device</b><br>{device}", f"<b>torch</b> {info.get('torch', '?')}",
+             f"<b>Current model</b><br>{model_label(model)}"]
+    base = st.session_state.get("baseline_info")
+    if not base:  # or from this session's latest job (a sweep trains / loads the baseline too)
+        for kind in ("sweep", "train"):
+            job = current_job(kind)
+            if job is not None and getattr(job, "baseline_info", None):
+                base = job.baseline_info
+                break
+    if base and base.get("scenario") == model["scenario"]:
+        lines.append(f"baseline test accuracy {base.get('test_accuracy', float('nan')) * 100:.1f}%")
+    side.markdown("<div class='gemini-side'>" + "<br>".join(lines) + "</div>", unsafe_allow_html=True)
+    running = registry().running()
+    for job in running:
+        side.caption(f"⏳ {job.title}: {job.message}")
+
+
+# -- job status --------------------------------------------------------------------------------------
+def job_status(snap: dict) -> None:
+    """Progress bar and one line of status for a job snapshot."""
+    state, total, done = snap["state"], snap["total"] or 0, len(snap["records"])
+    steps = [e for e in snap["events"] if e.get("event") == "step"]
+    if state == "running" and not snap["records"] and steps:
+        last = steps[-1]
+        st.progress(min(1.0, last["step"] / max(1, last["total_steps"])), text=snap["message"])
+    elif state == "running":
+        st.progress(min(1.0, done / total) if total else 0.0, text=f"{snap['message']} · {snap['elapsed']:.0f} s")
+    elif state == "done":
+        st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s")
+    elif state == "cancelled":
+        st.warning(f"{snap['title']}: cancelled after {done} points; the finished points are saved")
+    elif state == "failed":
+        st.error(f"{snap['title']} failed: {snap['error']}")
+        if snap.get("error_detail"):
+            with st.expander("details (for a bug report)"):
+                st.code(snap["error_detail"])
+    failed = [r for r in snap["records"] if r.get("status") == "failed"]
+    if failed:
+        st.warning(f"{len(failed)} point(s) failed and were skipped: "
+                   + "; ".join(f"{r.get('label')}: {r.get('error')}" for r in failed[:3]))
+
+
+# -- starting sweeps ---------------------------------------------------------------------------------
+def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> None:
+    model = current_model()
+    job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
+                   title=title)
+    submit(job)
+
+
+def start_demo() -> None:
+    """on_click of "Run demo sweep": the demo grid on the current model (digits unless changed)."""
+    start_sweep(demo_spec(), run_name=f"demo: {current_model()['scenario']}",
+                title=f"demo sweep of {current_model()['scenario']} ({demo_spec().n_points()} points)")
+
+
+def cancel_sweep() -> None:
+    job = current_job("sweep")
+    if job is not None:
+        job.cancel()
+
+
+# -- live view ---------------------------------------------------------------------------------------
+def _plot(fig, key: str, selectable: bool):
+    if selectable:
+        event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points",),
+                                config={"displaylogo": False})
+        try:
+            points = event.selection.points if event else []
+        except AttributeError:
+            points = []
+        picked = [p["customdata"][0] for p in points if p.get("customdata")]
+        # The chart keeps its selection across reruns: act only when it changes, so a later
+        # choice in the picker is not overridden by an old click.
+        if picked and picked != st.session_state.get(f"_{key}_picked"):
+            select_point(picked[-1], source="chart")
+        st.session_state[f"_{key}_picked"] = picked
+        return
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def sweep_live_view(where: str) -> None:
+    """The current sweep job, redrawn every second while it runs (``where``: "home" or "sweep")."""
+    job = current_job("sweep")
+    running = job is not None and job.running
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def live(polling: bool) -> None:
+        job = current_job("sweep")
+        if job is None:
+            _latest_stored_run(where)
+            return
+        snap = job.snapshot()
+        job_status(snap)
+        df, figs = _live_figures(job.id, where, snap["records"], snap["state"] == "running")
+        _render_points(df, figs, where)
+        if polling and job.done:
+            st.rerun()  # a full rerun: buttons re-enabled, polling stops
+
+    live(running)
+
+
+def _latest_stored_run(where: str) -> None:
+    """No job in this server process yet: show the newest stored run (finished points stay saved)."""
+    from gemini_core.errors import GeminiError
+    from gemini_core.store import Store
+
+    try:
+        store = Store()
+        runs = [r for r in store.runs() if r["points_ok"]]
+        records = store.points(runs[0]["run_id"]) if runs else []
+    except GeminiError as exc:
+        st.error(f"The run history cannot be read: {exc}")
+        return
+    if not runs:
+        st.info("No sweep yet: press **Run demo sweep** to measure the demo grid on the current model.")
+        return
+    run = runs[0]
+    st.caption(f"Latest stored run: **{run['name']}** ({run['scenario']}, {run['points_ok']} points, "
+               f"{run['status']}). Press **Run demo sweep** or start a sweep to measure again; History has every run.")
+    df, figs = _live_figures(f"{store.path}:{run['run_id']}", where, records, running=False)
+    _render_points(df, figs, where)
+
+
+def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
+    st.session_state[f"live_points_{where}"] = len(df)
+    if where == "home":
+        c1, c2 = st.columns(2)
+        with c1:
+            _plot(figs["accuracy_vs_latency"], "home_acc_lat", selectable=False)
+        with c2:
+            _plot(figs["accuracy_vs_size"], "home_acc_size", selectable=False)
+        front = df[df["pareto"]] if len(df) else df
+        if len(front):
+            st.caption(f"{len(front)} of {len(plots.ok_points(df))} points are on the Pareto front "
+                       "(ringed): no other point is at least as accurate, as fast and as small.")
+        return
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(figs["accuracy_vs_latency"], "sweep_acc_lat", selectable=True)
+    with c2:
+        _plot(figs["accuracy_vs_size"], "sweep_acc_size", selectable=True)
+    _plot(figs["latency_size_vs_ratio"], "sweep_vs_ratio", selectable=False)
+    _plot(figs["sparse_vs_dense"], "sweep_sparse_dense", selectable=False)
+    points_table(df, key="sweep_table")
+    point_picker(df, key="sweep_pick", label="Point to export and report on")
+
+
+# -- tables and pickers ------------------------------------------------------------------------------
+def _speedup_style(value):
+    try:
+        return "color: #C0392B; font-weight: 600" if float(value) < 1.0 else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+def points_table(df: pd.DataFrame, key: str) -> None:
+    """The sortable table of points; speed-ups below 1.0x (slower than dense fp32) shown in red."""
+    if df.empty:
+        return
+    table = plots.table_frame(df)
+    slower = int((df["speedup"] < 1.0).sum()) if "speedup" in df else 0
+    st.markdown(f"**All points** ({len(df)}) · click a column to sort"
+                + (f" · {slower} point(s) are slower than the dense fp32 reference (speed-up below 1.0x, in red)"
+                   if slower else ""))
+    col = plots.TABLE_COLUMNS["speedup"]
+    styled = table.style.map(_speedup_style, subset=[col]).format(
+        {col: "{:.2f}x", plots.TABLE_COLUMNS["compression"]: "{:.2f}x",
+         plots.TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", plots.TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
+         plots.TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", plots.TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
+         plots.TABLE_COLUMNS["size_kb"]: "{:.1f}", plots.TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"},
+        na_rep="–")
+    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)))
+
+
+def point_label(row) -> str:
+    star = "★ " if bool(row.get("pareto")) else ""
+    acc = row.get("accuracy")
+    acc_text = f"{acc * 100:.1f}%" if acc is not None and not (isinstance(acc, float) and math.isnan(acc)) else "–"
+    return f"{star}#{int(row['point_id'])} · {row.get('label')} · {acc_text}"
+
+
+def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
+    """A selectbox of measured points (front first); the choice goes to Export and Report."""
+    pts = plots.ok_points(df)
+    if pts.empty:
+        return None
+    pts = pts.sort_values(["pareto", "accuracy"], ascending=[False, False])
+    labels = {int(r["point_id"]): point_label(r) for r in pts.to_dict("records")}
+    chosen = selected_point_id()
+    if chosen in labels:
+        st.session_state[key] = chosen  # follow a pick made in a chart or on another page
+    elif st.session_state.get(key) not in labels:
+        st.session_state.pop(key, None)
+
+    def on_change():
+        select_point(st.session_state.get(key), source=key)
+
+    pid = st.selectbox(label, list(labels), format_func=lambda p: labels[p], index=None, key=key,
+                       placeholder="choose a point (or click one in a chart)", on_change=on_change)
+    if pid is not None:
+        c1, c2 = st.columns(2)
+        c1.page_link("pages/4_Export.py", label=f"Export point #{pid} →", icon=":material/inventory_2:")
+        c2.page_link("pages/5_Report.py", label=f"Report on point #{pid} →", icon=":material/summarize:")
+    return pid
+
+
+# -- baseline card -----------------------------------------------------------------------------------
+def baseline_card(reference: dict | None, baseline: dict | None) -> None:
+    """Accuracy, latency, size, params and MACs (estimate) of the baseline's dense fp32 point."""
+    if not reference:
+        return
+    c = st.columns(5)
+    acc = reference.get("accuracy")
+    c[0].metric("Test accuracy", f"{acc * 100:.2f}%" if acc is not None else "–")
+    c[1].metric(f"Latency p50 (batch {reference.get('batch_size')})", f"{reference.get('latency_ms_p50', 0):.2f} ms")
+    c[2].metric("Checkpoint size", f"{reference.get('size_bytes', 0) / 1024:.1f} KB")
+    c[3].metric("Parameters", f"{reference.get('params', 0):,}")
+    c[4].metric("MACs (estimate)", f"{reference.get('macs', 0):,}")
+    if baseline:
+        st.caption(f"baseline {baseline.get('baseline_key')} · {baseline.get('train')} train / "
+                   f"{baseline.get('val')} val / {baseline.get('test')} test examples · "
+                   f"classes: {', '.join(map(str, baseline.get('classes', [])[:12]))}"
+                   + (" · loaded from cache" if baseline.get("cached") else " · trained now")
+                   + f" · measured on {reference.get('device')}")
