@@ -90,9 +90,93 @@ def _baseline(args, scenario):
 
 
 def cmd_train(args) -> int:
+    if args.adaptive:
+        return cmd_train_adaptive(args)
+    for flag in ("nproc", "target_ratio", "prune_method", "qat_bits", "qat_granularity", "qat_start_epoch",
+                 "lr_policy", "tolerance", "schedule", "mask", "patience", "start_epoch", "end_epoch", "guard", "init"):
+        if getattr(args, flag) is not None:
+            raise GeminiError(f"--{flag.replace('_', '-')} is an adaptive-training flag: add --adaptive")
     scenario = _scenario_from(args)
     baseline = _baseline(args, scenario)
     print(json.dumps(baseline.describe()))
+    return 0
+
+
+def _adaptive_settings(args, scenario):
+    from .adaptive import AdaptiveSettings
+
+    train = _train_settings(args, scenario)  # checks --epochs etc.
+    given = {"target_ratio": args.target_ratio, "prune_method": args.prune_method, "schedule": args.schedule,
+             "start_epoch": args.start_epoch, "end_epoch": args.end_epoch, "tolerance": args.tolerance,
+             "guard": args.guard, "patience": args.patience, "mask": args.mask, "qat_bits": args.qat_bits,
+             "qat_granularity": args.qat_granularity, "qat_start_epoch": args.qat_start_epoch,
+             "lr_policy": args.lr_policy}
+    return AdaptiveSettings(epochs=train.epochs, lr=train.lr, batch_size=train.batch_size,
+                            weight_decay=train.weight_decay, max_steps=train.max_steps, seed=train.seed,
+                            **{k: v for k, v in given.items() if v is not None})
+
+
+def cmd_train_adaptive(args) -> int:
+    """``train --adaptive``: adaptive training, on ``--nproc`` processes through torchrun when asked."""
+    from tqdm import tqdm
+
+    from . import distributed
+    from .adaptive import train_adaptive
+
+    scenario = _scenario_from(args)
+    settings = _adaptive_settings(args, scenario)  # bad flags fail here, before any process starts
+    if args.nproc is not None and args.nproc < 1:
+        raise GeminiError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1 and not distributed.in_worker():
+        return distributed.launch(args.argv, args.nproc)
+    device = args.device
+    if distributed.in_worker():
+        device = distributed.init_worker(args.device)
+    from .adaptive import dist_info
+
+    rank, _ = dist_info()
+    init = None
+    if args.init == "baseline":
+        import torch.distributed as dist
+
+        from .train import get_baseline
+
+        # Rank 0 trains (or loads) the starting baseline first; the others then find it in the cache.
+        for turn in ((0, 1) if dist.is_initialized() else (0,)):
+            if (rank == 0) == (turn == 0):
+                init = get_baseline(scenario, device=device)
+            if dist.is_initialized():
+                dist.barrier()
+    bar = None
+
+    def progress(event):
+        nonlocal bar
+        kind = event["event"]
+        if kind == "start":
+            bar = tqdm(total=event["total_steps"], desc=f"adaptive {scenario.name}", file=sys.stderr, unit="step")
+        elif kind == "step" and bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{event['loss']:.3f}")
+        elif kind == "epoch" and bar is not None:
+            bar.set_postfix(loss=f"{event['train_loss']:.3f}", val_acc=f"{event['val_accuracy']:.3f}",
+                            lr=f"{event['lr']:.2e}", params=event["params"])
+            bar.write(f"epoch {event['epoch']}/{event['epochs']}: loss {event['train_loss']:.4f}, val "
+                      f"{event['val_accuracy']:.4f}, lr {event['lr']:.2e}, params {event['params']:,}, "
+                      f"MACs {event['macs']:,}, ratio {event['prune_ratio_now']:.3f}"
+                      + (" (rolled back)" if event["rolled_back"] else ""), file=sys.stderr)
+        elif kind == "early_stop" and bar is not None:
+            bar.write(f"early stop after epoch {event['epoch']} (best: epoch {event['best_epoch']})", file=sys.stderr)
+        elif kind == "cached":
+            print(f"adaptive baseline {event['baseline_key']} loaded from the cache", file=sys.stderr)
+
+    try:
+        baseline = train_adaptive(scenario, settings, progress=progress if rank == 0 else None, device=device,
+                                  init=init, retrain=args.retrain)
+    finally:
+        if bar is not None:
+            bar.close()
+    if rank == 0 and baseline is not None:
+        print(json.dumps({**baseline.describe(), "summary": baseline.summary or {}}, default=float))
     return 0
 
 
@@ -103,7 +187,7 @@ def cmd_sweep(args) -> int:
     from .sweep import SweepSpec, run_sweep
 
     spec = SweepSpec.from_strings(args.prune_method, args.prune_ratios, args.bits, args.granularity,
-                                  args.execution, args.finetune_steps, args.batch_size)
+                                  args.execution, args.finetune_steps, args.batch_size, args.recovery)
     out = None
     if args.out:
         out_path = Path(args.out)
@@ -155,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or load the cached) baseline")
     _add_scenario_args(p)
+    _add_adaptive_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="measure a grid of compression configs")
@@ -165,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularity", default="per-channel", help="per-tensor, per-channel, group-32/64/128")
     p.add_argument("--execution", default="dense", help="dense, sparse or both")
     p.add_argument("--finetune-steps", default="0", help="recovery steps after pruning (comma list)")
+    p.add_argument("--recovery", default="finetune",
+                   help="finetune, qat or both (comma list): how the fine-tune steps recover; qat trains against "
+                        "the quantized weights, once per bit width and granularity")
     p.add_argument("--batch-size", default="32", help="batch size for latency and memory")
     p.add_argument("--out", help="append points to this JSONL file instead of stdout")
     p.add_argument("--force", action="store_true", help="re-measure points already stored")
@@ -182,6 +270,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_adaptive_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("adaptive training (with --adaptive; --epochs, --lr, --train-batch-size apply to it)")
+    g.add_argument("--adaptive", action="store_true",
+                   help="adaptive training: LR policy, gradual pruning, validation guard, QAT, early stopping")
+    g.add_argument("--lr-policy", help="constant, warmup-cosine (default), one-cycle or adaptive")
+    g.add_argument("--target-ratio", type=float, help="pruning ratio to reach while training (default 0)")
+    g.add_argument("--prune-method", help="l2-structured (default), l1-structured, taylor-structured, "
+                                          "random-structured or none")
+    g.add_argument("--schedule", help="cubic (Zhu and Gupta, default) or linear")
+    g.add_argument("--start-epoch", type=int, help="pruning starts after this epoch (0-based, default 0)")
+    g.add_argument("--end-epoch", type=int, help="the target ratio is reached at the start of this epoch "
+                                                 "(default: leaves the last quarter for recovery)")
+    g.add_argument("--tolerance", type=float, help="validation accuracy a pruning step may cost (e.g. 0.02); "
+                                                   "default: no guard")
+    g.add_argument("--guard", help="rollback (default) or slow: what happens to a step that costs more")
+    g.add_argument("--patience", type=int, help="early stopping: epochs without improvement once pruned (0: off)")
+    g.add_argument("--mask", help="none (default), unstructured (target ratio of weights zeroed) or 2:4")
+    g.add_argument("--qat-bits", type=int, help="quantization-aware training at 8, 6, 4, 3 or 2 bits")
+    g.add_argument("--qat-granularity", help="per-channel (default), per-tensor, group-32/64/128")
+    g.add_argument("--qat-start-epoch", type=int, help="epoch QAT starts (default: when pruning ends)")
+    g.add_argument("--init", choices=["scratch", "baseline"], default=None,
+                   help="start from scratch (default) or from the scenario's cached baseline")
+    g.add_argument("--nproc", type=int, help="train on N processes of this machine (torch.distributed, DDP)")
+
+
 def _add_export_commands(sub) -> None:
     """Export and evaluate live in export_cli.py so the checkpoint format has one home."""
     from .export_cli import add_commands
@@ -191,7 +304,9 @@ def _add_export_commands(sub) -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # `train --nproc N` launches the same command line on N processes
     try:
         return args.func(args)
     except GeminiError as exc:

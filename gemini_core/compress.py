@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -40,9 +41,22 @@ class CompressedModel:
 
 
 def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, device=None) -> PruneResult:
-    """Prune (and fine-tune) a copy of ``model``; the original is left untouched."""
+    """Prune (and fine-tune) a copy of ``model``; the original is left untouched.
+
+    ``config.recovery == "qat"``: prune without recovery, then recover with quantization-aware
+    fine-tuning at the config's bits and granularity (pruned zeros stay zero), same steps, rate and seed.
+    """
     device = torch.device(device or "cpu")
-    return prune(copy.deepcopy(model).cpu(), config, scenario, device=device)
+    if not config.is_qat:
+        return prune(copy.deepcopy(model).cpu(), config, scenario, device=device)
+    from .qat import qat_recover
+
+    result = prune(copy.deepcopy(model).cpu(), dataclasses.replace(config, finetune_steps=0), scenario, device=device)
+    settings = scenario.default_train
+    result.finetune_loss = qat_recover(result.model, scenario, config.bits, config.granularity,
+                                       config.finetune_steps, lr=settings.lr * 0.3, batch_size=settings.batch_size,
+                                       keep_zeros=config.is_unstructured, seed=0, device=device)
+    return result
 
 
 def compress(model: nn.Module, config: CompressionConfig, scenario: Scenario, device=None,

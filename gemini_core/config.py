@@ -26,6 +26,7 @@ UNSTRUCTURED_METHODS = ("magnitude-unstructured", "2:4")
 BITS = (32, 16, 8, 6, 4, 3, 2)
 GRANULARITIES = ("per-tensor", "per-channel", "group-32", "group-64", "group-128")
 EXECUTIONS = ("dense", "sparse")
+RECOVERIES = ("finetune", "qat")
 MAX_PRUNE_RATIO = 0.95
 
 
@@ -46,6 +47,9 @@ class CompressionConfig:
     execution: str = "dense"
     # Per-layer overrides arrive with the sensitivity work; kept in the recipe so exports carry them.
     layer_overrides: tuple = field(default_factory=tuple)
+    # How the finetune_steps recover: plain fine-tuning, or quantization-aware ("qat": trained against
+    # fake-quantized weights at this config's bits and granularity, see qat.py).
+    recovery: str = "finetune"
 
     def __post_init__(self) -> None:
         if self.prune_method not in PRUNE_METHODS:
@@ -79,6 +83,11 @@ class CompressionConfig:
             raise ConfigError(f"fine-tune steps {self.finetune_steps} must be 0 or more")
         object.__setattr__(self, "finetune_steps", int(self.finetune_steps))
         object.__setattr__(self, "layer_overrides", tuple(self.layer_overrides))
+        if self.recovery not in RECOVERIES:
+            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+        if self.recovery == "qat" and (self.bits > 8 or self.finetune_steps == 0):
+            # Without steps there is no recovery, and at 16/32 bits QAT is plain fine-tuning: one point, not two.
+            object.__setattr__(self, "recovery", "finetune")
 
     @property
     def is_structured(self) -> bool:
@@ -89,8 +98,17 @@ class CompressionConfig:
         return self.prune_method in UNSTRUCTURED_METHODS and self.prune_ratio > 0
 
     @property
+    def is_qat(self) -> bool:
+        """Quantization-aware recovery: the recovered model depends on bits and granularity too."""
+        return self.recovery == "qat"
+
+    @property
     def prune_key(self) -> tuple:
         """The part of the config that decides the pruned (and fine-tuned) model."""
+        if self.is_qat:  # QAT recovers unpruned models too, and differently per bit width
+            pruned = self.prune_method != "none" and self.prune_ratio > 0
+            return ((self.prune_method, self.prune_ratio) if pruned else ("none", 0.0)) + (
+                self.finetune_steps, "qat", self.bits, self.granularity)
         if self.prune_method == "none" or self.prune_ratio == 0:
             return ("none", 0.0, 0)
         return (self.prune_method, self.prune_ratio, self.finetune_steps)
@@ -110,7 +128,10 @@ class CompressionConfig:
 
     def key(self) -> str:
         """A short stable id of this config (used to find stored points)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
+        data = self.to_dict()
+        if data["recovery"] == "finetune":
+            del data["recovery"]  # the default: keys of configs from before the field existed stay the same
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -118,9 +139,11 @@ class CompressionConfig:
         if self.prune_key[0] != "none":
             parts.append(f"{self.prune_method} {self.prune_ratio:.0%}")
             if self.finetune_steps:
-                parts.append(f"ft{self.finetune_steps}")
+                parts.append(f"{'qat' if self.is_qat else 'ft'}{self.finetune_steps}")
         else:
             parts.append("unpruned")
+            if self.is_qat:
+                parts.append(f"qat{self.finetune_steps}")
         parts.append(f"{self.bits}-bit" + (f" {self.granularity}" if self.bits <= 8 else ""))
         parts.append(self.execution)
         return " / ".join(parts)

@@ -395,6 +395,8 @@ def _recipe(compressed, scenario, baseline, record: dict, arch: dict, size_bytes
     if baseline is not None:
         baseline_info = {"key": baseline.key, "train_settings": baseline.settings.to_dict(),
                          "test_accuracy": baseline.test_accuracy}
+        if getattr(baseline, "adaptive", None):
+            baseline_info["adaptive"] = baseline.adaptive
     fp32 = _fp32_size(getattr(baseline, "model", None))
     return {
         "format": FORMAT,
@@ -420,6 +422,8 @@ def _recipe(compressed, scenario, baseline, record: dict, arch: dict, size_bytes
                       "device": str(compressed.device)},
         "sparse_names": sorted(compressed.sparse_names),
         "pruning": _pruning_record(compressed),
+        # A baseline pruned while training (adaptive.py): replayed before the point's own history.
+        "baseline_pruning_history": _jsonable(getattr(baseline, "pruning_history", None) or []),
     }
 
 
@@ -622,6 +626,13 @@ def model_card(recipe: dict, files: list[str] | None = None) -> str:
     lines.append(f"- Kernels: {recipe['execution']['backend']} (execution `{cfg['execution']}`).")
     for note in pruning.get("notes") or []:
         lines.append(f"- Note: {note}")
+    adaptive = (recipe.get("baseline") or {}).get("adaptive") or {}
+    if recipe.get("baseline_pruning_history") or adaptive:
+        lines.append(f"- Baseline: adaptive training ({adaptive.get('epochs', '?')} epochs"
+                     + (f", gradual {adaptive.get('prune_method')} pruning to {adaptive.get('target_ratio', 0):.0%}"
+                        f" on a {adaptive.get('schedule')} schedule" if adaptive.get("target_ratio") else "")
+                     + (f", quantization-aware at {adaptive['qat_bits']} bits" if adaptive.get("qat_bits") else "")
+                     + "); the ratios above are relative to that baseline.")
     lines += ["", "## Measured figures", "",
               f"Measured {'during the sweep' if rec.get('measured_at') != 'export' else 'at export'}"
               f"{' on ' + rec['device'] if rec.get('device') else ''}"
@@ -813,10 +824,10 @@ def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
     except Exception as exc:  # safetensors / layout errors: the file is not what the recipe says
         raise CheckpointError(f"{MODEL_FILE} cannot be decoded: {type(exc).__name__}: {exc}") from None
     model = build_architecture(arch)
-    history = (recipe.get("pruning") or {}).get("history") or []
-    if history:
-        replay_pruning(model, history, synthetic_inputs(recipe))
-        _after_prune(arch, model)
+    for history in (recipe.get("baseline_pruning_history") or [], (recipe.get("pruning") or {}).get("history") or []):
+        if history:
+            replay_pruning(model, history, synthetic_inputs(recipe))
+            _after_prune(arch, model)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

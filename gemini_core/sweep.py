@@ -7,6 +7,7 @@ already stored for the same baseline.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -39,9 +40,13 @@ class SweepSpec:
     executions: tuple = ("dense",)
     finetune_steps: tuple = (0,)
     batch_size: int = 32
+    # "finetune" and/or "qat": QAT points are recovered once per (pruning, bits, granularity);
+    # plain fine-tuning once per pruning setting, shared by every bit width.
+    recoveries: tuple = ("finetune",)
 
     def __post_init__(self) -> None:
-        for name in ("prune_methods", "prune_ratios", "bits", "granularities", "executions", "finetune_steps"):
+        for name in ("prune_methods", "prune_ratios", "bits", "granularities", "executions", "finetune_steps",
+                     "recoveries"):
             value = getattr(self, name)
             if isinstance(value, (str, int, float)):
                 value = (value,)
@@ -64,9 +69,14 @@ class SweepSpec:
             CompressionConfig(execution=execution)
         for steps in self.finetune_steps:
             CompressionConfig(finetune_steps=steps)
+        for recovery in self.recoveries:
+            CompressionConfig(recovery=recovery)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        if data["recoveries"] == ["finetune"]:
+            del data["recoveries"]  # the default: run ids of specs from before the field existed stay the same
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepSpec":
@@ -74,7 +84,7 @@ class SweepSpec:
 
     @classmethod
     def from_strings(cls, prune_methods="none", prune_ratios="0", bits="32", granularities="per-channel",
-                     executions="dense", finetune_steps="0", batch_size=32) -> "SweepSpec":
+                     executions="dense", finetune_steps="0", batch_size=32, recoveries="finetune") -> "SweepSpec":
         """Parse comma lists (CLI flags), naming the bad item on error."""
         def integer(text):
             return int(str(text))
@@ -87,10 +97,14 @@ class SweepSpec:
             executions=tuple(parse_list(executions, str, "execution")),
             finetune_steps=tuple(parse_list(finetune_steps, integer, "fine-tune steps")),
             batch_size=batch_size if isinstance(batch_size, int) else parse_list(batch_size, integer, "batch size")[0],
+            recoveries=tuple(parse_list(recoveries, str, "recovery")),
         )
 
     def prune_settings(self) -> list[CompressionConfig]:
-        """Distinct pruning settings (each gives one pruned model), as 32-bit dense configs."""
+        """Distinct pruning settings with plain fine-tuning (each gives one pruned model), as 32-bit dense
+        configs. QAT settings, one per bit width and granularity, come from ``qat_settings``."""
+        if "finetune" not in self.recoveries:
+            return []
         settings: dict[tuple, CompressionConfig] = {}
         for method in self.prune_methods:
             ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
@@ -103,8 +117,32 @@ class SweepSpec:
                     settings.setdefault(config.prune_key, config)
         return list(settings.values())
 
+    def qat_settings(self) -> list[CompressionConfig]:
+        """QAT-recovered settings: one per (pruning, steps > 0, bits <= 8, granularity), unpruned included."""
+        if "qat" not in self.recoveries:
+            return []
+        settings: dict[tuple, CompressionConfig] = {}
+        for method in self.prune_methods:
+            ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
+            for ratio in ratios:
+                pruned = method != "none" and ratio > 0
+                for steps in self.finetune_steps:
+                    for bits in self.bits:
+                        for granularity in (self.granularities if bits <= 8 else ()):
+                            config = CompressionConfig(
+                                prune_method=method if pruned else "none", prune_ratio=ratio if pruned else 0.0,
+                                finetune_steps=steps, bits=bits, granularity=granularity, recovery="qat")
+                            if config.is_qat:  # 0 steps: no recovery, the plain point
+                                settings.setdefault(config.prune_key, config)
+        return list(settings.values())
+
     def configs_for(self, prune_setting: CompressionConfig) -> list[CompressionConfig]:
         out: dict[str, CompressionConfig] = {}
+        if prune_setting.is_qat:  # recovered for one bit width and granularity: only its executions
+            for execution in self.executions:
+                config = dataclasses.replace(prune_setting, execution=execution)
+                out.setdefault(config.key(), config)
+            return list(out.values())
         for bits in self.bits:
             # Granularity means nothing for float points: one point, not one per granularity.
             for granularity in (self.granularities if bits <= 8 else ("per-channel",)):
@@ -117,10 +155,36 @@ class SweepSpec:
         return list(out.values())
 
     def configs(self) -> list[CompressionConfig]:
-        return [c for s in self.prune_settings() for c in self.configs_for(s)]
+        return [c for u in self._grid_units() for c in u.configs]
+
+    def _has_qat_counterpart(self, config: CompressionConfig) -> bool:
+        """Whether ``config`` (plain recovery, bits <= 8) is replaced by a QAT-recovered point."""
+        if config.bits > 8:
+            return False
+        if config.prune_key[0] == "none":
+            return any(steps > 0 for steps in self.finetune_steps)
+        return config.finetune_steps > 0
+
+    def _grid_units(self) -> list["SweepUnit"]:
+        if "finetune" in self.recoveries:
+            units = [SweepUnit(s, tuple(self.configs_for(s))) for s in self.prune_settings()]
+        else:
+            # Float points, and low-bit points QAT cannot recover (no steps), keep plain recovery.
+            plain = dataclasses.replace(self, recoveries=("finetune",))
+            units = []
+            for s in plain.prune_settings():
+                configs = tuple(c for c in plain.configs_for(s) if not self._has_qat_counterpart(c))
+                if configs:
+                    units.append(SweepUnit(s, configs))
+        seen = {c.key() for u in units for c in u.configs}
+        for s in self.qat_settings():
+            configs = tuple(c for c in self.configs_for(s) if c.key() not in seen)
+            if configs:
+                units.append(SweepUnit(s, configs))
+        return units
 
     def units(self) -> list["SweepUnit"]:
-        units = [SweepUnit(s, tuple(self.configs_for(s))) for s in self.prune_settings()]
+        units = self._grid_units()
         if not any(REFERENCE.key() == c.key() for u in units for c in u.configs):
             # The unpruned fp32 dense point anchors every speed-up and size ratio.
             units.insert(0, SweepUnit(CompressionConfig(), (REFERENCE,)))
