@@ -82,6 +82,8 @@ def test_shared_sms_spam_tsv_preview(shared_data):
 
 
 def test_cancelled_training_is_not_kept_as_the_baseline(app_env):
+    cached = [p for p in (app_env / "baselines").iterdir() if not p.name.startswith(".")]
+    before = {p.name: (p / "model.safetensors").read_bytes() for p in cached}
     at = new_app(PAGE)
     at.checkbox(key="m_retrain").check()
     at.button(key="m_train").click().run()
@@ -92,6 +94,8 @@ def test_cancelled_training_is_not_kept_as_the_baseline(app_env):
     job.join(120)
     at.run()
     assert job.state == "cancelled", job.snapshot()
-    # the engine saves whatever training reached; the job removes it so it is never used as a baseline
-    assert not [p for p in (app_env / "baselines").iterdir() if not p.name.startswith(".")]
+    # a stopped training is never cached, and the good baseline it was retraining stays as it was
+    after = {p.name: (p / "model.safetensors").read_bytes()
+             for p in (app_env / "baselines").iterdir() if not p.name.startswith(".")}
+    assert after == before
     assert not at.exception
