@@ -1,19 +1,19 @@
 """Export: a chosen point as a checkpoint that reloads; prove it (accuracy, size); download it."""
 import streamlit as st
 
+from gemini_core import export as exporter
 from gemini_core.errors import GeminiError
 from gemini_core.paths import exports_dir
 from gemini_core.store import Store
 from ui import plots, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
-from ui.state import (current_job, optional_module, registry, select_point, selected_point_id, show_job_error,
+from ui.state import (current_job, registry, select_point, selected_point_id, show_job_error,
                       submit, use_router)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 st.title("Export")
-exporter = optional_module("gemini_core.export")
 try:
     store = Store()
     runs = [r for r in store.runs() if r["points_ok"]]
@@ -71,73 +71,69 @@ if plots._finite(row["speedup"]) and row["speedup"] < 1.0:
 st.subheader("Checkpoint")
 job = current_job("export")
 running = job is not None and job.running
-if exporter is None:
-    st.warning("The exporter (gemini_core.export) is not available in this build, so checkpoints cannot be "
-               "written yet. The points CSV and the charts below still download.")
-else:
-    formats = st.multiselect("Formats", list(exporter.FORMATS), default=["gemini"], key="x_formats",
-                             help="gemini: compressed checkpoint that reloads with gemini_core.export.load; "
-                                  "hf: plain transformers folder (text models); onnx: ONNX graph")
+formats = st.multiselect("Formats", list(exporter.FORMATS), default=["gemini"], key="x_formats",
+                         help="gemini: compressed checkpoint that reloads with gemini_core.export.load; "
+                              "hf: plain transformers folder (text models); onnx: ONNX graph")
 
-    def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",)):
-        out_dir = exports_dir() / f"point-{point_id}"  # built from the numeric id only
-        path = exporter.export_point(Store(), point_id, out_dir, formats=fmts, overwrite=True,
-                                     progress=lambda message: setattr(j, "message", message))
-        j.message = "reloading the export and measuring it again"
-        check = exporter.evaluate_export(path)
-        return {"point_id": point_id, "path": str(path), "check": check}
+def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",)):
+    out_dir = exports_dir() / f"point-{point_id}"  # built from the numeric id only
+    path = exporter.export_point(Store(), point_id, out_dir, formats=fmts, overwrite=True,
+                                 progress=lambda message: setattr(j, "message", message))
+    j.message = "reloading the export and measuring it again"
+    check = exporter.evaluate_export(path)
+    return {"point_id": point_id, "path": str(path), "check": check}
 
-    def start_export() -> None:
-        # Same lane as sweeps: an export re-measures latency, which a running sweep would skew (and vice versa).
-        submit(FunctionJob(f"export of point #{int(pid)}", do_export, kind="export", lane="compute"))
+def start_export() -> None:
+    # Same lane as sweeps: an export re-measures latency, which a running sweep would skew (and vice versa).
+    submit(FunctionJob(f"export of point #{int(pid)}", do_export, kind="export", lane="compute"))
 
-    sweeping = any(j.kind in ("sweep", "train") for j in registry().running())
-    st.button(f"Export point #{pid}", key="x_export", type="primary", on_click=start_export,
-              disabled=running or sweeping)
-    if sweeping:
-        st.caption("A sweep or training is running: exporting waits for it (it re-measures latency on the same CPU).")
-    show_job_error()
+sweeping = any(j.kind in ("sweep", "train") for j in registry().running())
+st.button(f"Export point #{pid}", key="x_export", type="primary", on_click=start_export,
+          disabled=running or sweeping)
+if sweeping:
+    st.caption("A sweep or training is running: exporting waits for it (it re-measures latency on the same CPU).")
+show_job_error()
 
-    @st.fragment(run_every=views.POLL_SECONDS if running else None)
-    def export_view(polling: bool) -> None:
-        job = current_job("export")
-        if job is None:
-            return
-        snap = job.snapshot()
-        if snap["state"] == "running":
-            st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
-        elif snap["state"] == "failed":
-            st.error(f"{snap['title']} failed: {snap['error']}")
-            if snap.get("error_detail"):
-                with st.expander("details (for a bug report)"):
-                    st.code(snap["error_detail"])
-        elif snap["state"] == "done" and snap["result"]:
-            res = snap["result"]
-            check, path = res["check"], res["path"]
-            recorded = check.get("recorded", {})
-            st.success(f"Exported point #{res['point_id']} to {path}")
-            ok_acc = bool(check.get("accuracy_matches_record"))
-            acc_now, acc_then = check.get("accuracy"), recorded.get("accuracy")
-            (st.success if ok_acc else st.warning)(
-                f"Reload check: accuracy {'reproduced' if ok_acc else 'NOT reproduced'}: "
-                f"{acc_now * 100:.2f}% after reloading vs {acc_then * 100:.2f}% in the sweep"
-                if acc_now is not None and acc_then is not None else "Reload check: accuracy not available")
-            size, ideal = check.get("size_bytes"), point.get("ideal_size_bytes")
-            if size and ideal:
-                st.info(f"File size: model.safetensors is {size:,} bytes ({size / 1024:.1f} KB) vs "
-                        f"{ideal:,} bytes ideal size (estimate): {size / ideal:.2f}x the ideal. "
-                        f"Sweep recorded {recorded.get('size_bytes', 0):,} bytes"
-                        + (" (matches)." if check.get("size_matches_record") else "."))
-            st.caption(f"reloaded latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms · data fingerprint "
-                       + ("matches" if check.get("data_fingerprint_matches") else "differs"))
-            st.download_button("Download checkpoint (.zip)", data=lambda p=path: exporter.zip_export(p),
-                               file_name=f"gemini-point-{res['point_id']}.zip", mime="application/zip",
-                               key="x_zip", on_click="ignore", type="primary")
-            st.session_state["last_export"] = res
-        if polling and job.done:
-            st.rerun()
+@st.fragment(run_every=views.POLL_SECONDS if running else None)
+def export_view(polling: bool) -> None:
+    job = current_job("export")
+    if job is None:
+        return
+    snap = job.snapshot()
+    if snap["state"] == "running":
+        st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
+    elif snap["state"] == "failed":
+        st.error(f"{snap['title']} failed: {snap['error']}")
+        if snap.get("error_detail"):
+            with st.expander("details (for a bug report)"):
+                st.code(snap["error_detail"])
+    elif snap["state"] == "done" and snap["result"]:
+        res = snap["result"]
+        check, path = res["check"], res["path"]
+        recorded = check.get("recorded", {})
+        st.success(f"Exported point #{res['point_id']} to {path}")
+        ok_acc = bool(check.get("accuracy_matches_record"))
+        acc_now, acc_then = check.get("accuracy"), recorded.get("accuracy")
+        (st.success if ok_acc else st.warning)(
+            f"Reload check: accuracy {'reproduced' if ok_acc else 'NOT reproduced'}: "
+            f"{acc_now * 100:.2f}% after reloading vs {acc_then * 100:.2f}% in the sweep"
+            if acc_now is not None and acc_then is not None else "Reload check: accuracy not available")
+        size, ideal = check.get("size_bytes"), point.get("ideal_size_bytes")
+        if size and ideal:
+            st.info(f"File size: model.safetensors is {size:,} bytes ({size / 1024:.1f} KB) vs "
+                    f"{ideal:,} bytes ideal size (estimate): {size / ideal:.2f}x the ideal. "
+                    f"Sweep recorded {recorded.get('size_bytes', 0):,} bytes"
+                    + (" (matches)." if check.get("size_matches_record") else "."))
+        st.caption(f"reloaded latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms · data fingerprint "
+                   + ("matches" if check.get("data_fingerprint_matches") else "differs"))
+        st.download_button("Download checkpoint (.zip)", data=lambda p=path: exporter.zip_export(p),
+                           file_name=f"gemini-point-{res['point_id']}.zip", mime="application/zip",
+                           key="x_zip", on_click="ignore", type="primary")
+        st.session_state["last_export"] = res
+    if polling and job.done:
+        st.rerun()
 
-    export_view(running)
+export_view(running)
 
 st.subheader("Points and charts of this run")
 chart_downloads(df, point["run_id"], key="x_dl")

@@ -4,7 +4,6 @@ Only the page scripts (main thread) call into here; the job threads never do.
 """
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
@@ -120,14 +119,6 @@ def selected_point_id() -> int | None:
 
 
 # -- engine pieces that may not be there yet ----------------------------------------------------------
-def optional_module(name: str):
-    """Import an engine module that another team may still be writing; None if absent or broken."""
-    try:
-        return importlib.import_module(name)
-    except Exception:  # ImportError, or a half-written module
-        return None
-
-
 @st.cache_resource(show_spinner=False)
 def device_summary() -> dict:
     from gemini_core.device import device_info
