@@ -9,20 +9,12 @@ from ui import plots, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
 from ui.state import (current_job, registry, select_point, selected_point_id, show_job_error,
-                      submit, use_router)
+                      submit, use_router, runs_with_points_or_stop)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 st.title("Export")
-try:
-    store = Store()
-    runs = [r for r in store.runs() if r["points_ok"]]
-except GeminiError as exc:
-    st.error(f"The run history cannot be read: {exc}")
-    st.stop()
-if not runs:
-    st.info("Nothing to export yet: run a sweep first (Overview or Sweep page).")
-    st.stop()
+store, runs = runs_with_points_or_stop("export")
 
 chosen = selected_point_id()
 sources = (["the point chosen on the Sweep page"] if chosen is not None else []) + ["a point from the history"]

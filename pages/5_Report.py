@@ -4,23 +4,15 @@ import html
 import streamlit as st
 
 from gemini_core.errors import GeminiError
-from gemini_core.store import Store
 from ui import plots, views
 from ui.report import build_report_html, compare, comparison_rows, suggest_point
-from ui.state import current_job, device_summary, select_point, selected_point_id, use_router
+from ui.state import (current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id,
+                      use_router)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 st.title("Report")
-try:
-    store = Store()
-    runs = [r for r in store.runs() if r["points_ok"]]
-except GeminiError as exc:
-    st.error(f"The run history cannot be read: {exc}")
-    st.stop()
-if not runs:
-    st.info("Nothing to report yet: run a sweep first (Overview or Sweep page).")
-    st.stop()
+store, runs = runs_with_points_or_stop("report")
 
 labels = {r["run_id"]: f"{r['name']} · {r['scenario']} · {r['points_ok']} points · {r['run_id']}" for r in runs}
 chosen_pid = selected_point_id()

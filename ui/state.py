@@ -101,6 +101,23 @@ def shared_memory() -> dict:
     return {}
 
 
+def runs_with_points_or_stop(what: str):
+    """(store, runs that have measured points); otherwise a message in the page and st.stop()."""
+    from gemini_core.errors import GeminiError
+    from gemini_core.store import Store
+
+    try:
+        store = Store()
+        runs = [r for r in store.runs() if r["points_ok"]]
+    except GeminiError as exc:
+        st.error(f"The run history cannot be read: {exc}")
+        st.stop()
+    if not runs:
+        st.info(f"Nothing to {what} yet: run a sweep first (Overview or Sweep page).")
+        st.stop()
+    return store, runs
+
+
 def select_point(point_id, source: str = "sweep") -> None:
     if point_id is None:
         return
