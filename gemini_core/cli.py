@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
-from .errors import GeminiError
+from .errors import ConfigError, GeminiError
 
 EXIT_BAD_INPUT = 2
 
@@ -40,6 +41,8 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="stop baseline training after this many steps")
     p.add_argument("--retrain", action="store_true", help="train the baseline again even if cached")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: GEMINI_THREADS, else torch's choice, "
+                   "one per core); every point records the number it ran with")
 
 
 def _scenario_from(args):
@@ -302,12 +305,24 @@ def _add_export_commands(sub) -> None:
     add_commands(sub, _add_scenario_args, _scenario_from, _baseline)
 
 
+def _set_threads(args) -> None:
+    from .device import compute_threads_for_app, set_compute_threads
+
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads} must be at least 1")
+    if threads is None and os.environ.get("GEMINI_THREADS"):
+        threads = compute_threads_for_app()  # validates the variable
+    set_compute_threads(threads)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv  # `train --nproc N` launches the same command line on N processes
     try:
+        _set_threads(args)
         return args.func(args)
     except GeminiError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -36,6 +36,64 @@ def device_label(device: torch.device | str) -> str:
     return f"cpu:{cpu_model()}"
 
 
+def measurement_label(device: torch.device | str) -> str:
+    """What decides a latency besides the model: the device, and on CPU the torch thread count.
+
+    Part of a stored point's key, so a point measured with 1 thread is never reused as if it
+    had been measured with 2.
+    """
+    device = torch.device(device)
+    label = device_label(device)
+    return label if device.type == "cuda" else f"{label} x{torch.get_num_threads()} threads"
+
+
+def compute_threads_for_app(cores: int | None = None) -> int:
+    """torch CPU threads for the dashboard's background jobs.
+
+    ``GEMINI_THREADS`` wins when set. Otherwise one core is left to the UI (server and browser):
+    torch's OpenMP threads wait on each other whenever a core is taken, so on 2 cores two threads
+    next to a live page trained the digits baseline 2-4x slower than one thread did.
+    """
+    env = os.environ.get("GEMINI_THREADS", "").strip()
+    if env:
+        try:
+            threads = int(env)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"GEMINI_THREADS={env!r} must be a whole number of at least 1")
+        return threads
+    return max(1, (cores or available_cores()) - 1)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_compute_threads(threads: int | None) -> int:
+    """Set torch's CPU threads (process-wide) and return the number in force. None keeps torch's choice."""
+    if threads:
+        if threads < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"threads {threads} must be at least 1")
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def load_average_1m() -> float | None:
+    """The machine's 1-minute load average, stored next to latencies (a busy machine measures slower)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def device_info(device: torch.device | str | None = None) -> dict:
     """What the sidebar and every record say about where a figure was measured."""
     device = torch.device(device) if device is not None else pick_device()
@@ -46,6 +104,8 @@ def device_info(device: torch.device | str | None = None) -> dict:
         "torch": torch.__version__,
         "host": socket.gethostname(),
         "cpu": cpu_model(),
+        "cores": available_cores(),
+        "load_avg_1m": load_average_1m(),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

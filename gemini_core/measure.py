@@ -158,6 +158,6 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     record["notes"] = list(compressed.pruning.notes)
     info = device_info(device)
     record.update({"device": info["device"], "threads": info["threads"], "host": info["host"],
-                   "torch": info["torch"]})
+                   "torch": info["torch"], "load_avg_1m": info["load_avg_1m"]})
     record["measure_seconds"] = time.perf_counter() - started
     return record

@@ -20,7 +20,7 @@ from torch import nn
 
 from .compress import compress, prune_copy
 from .config import CompressionConfig, parse_list
-from .device import device_label, pick_device
+from .device import device_label, measurement_label, pick_device
 from .errors import ConfigError
 from .measure import count_macs, measure_point
 from .scenarios.base import Scenario
@@ -203,7 +203,8 @@ class SweepUnit:
 
 
 def point_key(config: CompressionConfig, batch_size: int, device) -> str:
-    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": device_label(device)}, sort_keys=True)
+    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": measurement_label(device)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -254,7 +255,7 @@ def _failed(config: CompressionConfig, batch_size: int, device, exc: Exception) 
 
 
 def run_id_for(baseline_key: str, spec: SweepSpec, device) -> str:
-    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": device_label(device)},
+    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": measurement_label(device)},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

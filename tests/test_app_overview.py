@@ -1,4 +1,5 @@
 """Overview (first page): no config needed, sidebar facts, the demo sweep button streams points."""
+import re
 try:
     from tests.test_app_support import (_registry, app_env, chart_by_title, new_app, point_count,  # noqa: F401
                                         wait_job, wait_points)
@@ -12,7 +13,8 @@ def test_overview_opens_on_digits_with_sidebar():
     assert at.title[0].value == "Gemini Compression Studio"
     side = at.sidebar.markdown[0].value
     assert "Device" in side and "torch" in side and "digits" in side
-    assert ("threads" in side) or ("GPU" in side and "GiB" in side)    # CPU model + threads, or GPU + memory
+    # CPU model, cores and the jobs' torch threads (one core left to the UI), or GPU + memory
+    assert re.search(r"\d+ cores · jobs use \d+ torch thread", side) or ("GPU" in side and "GiB" in side)
     assert at.session_state["model"]["scenario"] == "digits"
     assert at.button(key="demo_start").label == "Run demo sweep"
     assert at.button(key="demo_cancel").disabled

@@ -74,6 +74,7 @@ class Job:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.first_record_at: float | None = None
+        self.threads: int | None = None  # torch CPU threads the job ran with (compute lane)
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -88,6 +89,11 @@ class Job:
 
     def _run(self) -> None:
         try:
+            if self.lane == "compute":
+                from gemini_core.device import compute_threads_for_app, set_compute_threads
+
+                # One core stays with the page and the browser (see compute_threads_for_app).
+                self.threads = set_compute_threads(compute_threads_for_app())
             self.work()
             self.state = "cancelled" if self._cancel.is_set() else "done"
             if self.state == "cancelled":

@@ -138,9 +138,9 @@ def selected_point_id() -> int | None:
 # -- engine pieces that may not be there yet ----------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def device_summary() -> dict:
-    from gemini_core.device import device_info
+    from gemini_core.device import compute_threads_for_app, device_info
 
-    return device_info()
+    return {**device_info(), "compute_threads": compute_threads_for_app()}
 
 
 @st.cache_resource(show_spinner=False)

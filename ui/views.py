@@ -66,7 +66,9 @@ def render_sidebar() -> None:
         mem = info.get("gpu_memory_bytes")
         device = f"GPU {info.get('gpu_name', '?')}" + (f" · {_gb(mem)}" if mem else "")
     else:
-        device = f"CPU {info.get('cpu', '?')} · {info.get('threads', '?')} threads"
+        threads = info.get("compute_threads", "?")
+        device = (f"CPU {info.get('cpu', '?')} · {info.get('cores', '?')} cores · jobs use "
+                  f"{threads} torch thread{'' if threads == 1 else 's'}")
     model = current_model()
     lines = [f"<b>Device</b><br>{device}", f"<b>torch</b> {info.get('torch', '?')}",
              f"<b>Current model</b><br>{model_label(model)}"]
