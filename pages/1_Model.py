@@ -132,6 +132,51 @@ def validate(kind: str, options: dict) -> None:
         st.session_state["m_validation"] = {"key": key, "error": str(exc)}
 
 
+def adaptive_form(scenario, choice: str, problem: str | None):
+    """Adaptive-training settings; returns (settings as a dict or None, problem)."""
+    from gemini_core.adaptive import (GUARD_ACTIONS, LR_POLICIES, MASK_MODES, PRUNE_METHODS, PRUNE_SCHEDULES,
+                                      QAT_BITS, AdaptiveSettings)
+    from gemini_core.config import GRANULARITIES
+
+    defaults = scenario.default_train
+    with st.expander("Adaptive training settings", expanded=True):
+        c = st.columns(4)
+        epochs = c[0].number_input("Epochs", 1, 1000, defaults.epochs, key=f"a_epochs_{choice}")
+        lr = c[1].number_input("Peak learning rate", 1e-6, 1.0, float(defaults.lr), format="%.6f",
+                               key=f"a_lr_{choice}")
+        policy = c[2].selectbox("Learning-rate policy", LR_POLICIES, index=LR_POLICIES.index("adaptive"),
+                                key="a_policy", help="adaptive: reduce on plateau, back off after a validation drop")
+        patience = c[3].number_input("Early stop after epochs without gain (0 = off)", 0, 100, 0, key="a_patience")
+        c = st.columns(4)
+        ratio = c[0].slider("Prune while training to", 0.0, 0.95, 0.5, 0.05, key="a_ratio",
+                            help="share of channels / heads / neurons removed by the end of the schedule")
+        method = c[1].selectbox("Structured pruning", PRUNE_METHODS, index=PRUNE_METHODS.index("l2-structured"),
+                                key="a_method")
+        schedule = c[2].selectbox("Schedule", PRUNE_SCHEDULES, key="a_schedule",
+                                  help="cubic: Zhu and Gupta's gradual pruning (fast at first); linear: even steps")
+        mask = c[3].selectbox("Extra sparsity mask", MASK_MODES, key="a_mask",
+                              help="unstructured: the target share of weights zeroed; 2:4: two of every four kept")
+        c = st.columns(4)
+        tolerance_pts = c[0].number_input("Guard: a step may cost (points of val. accuracy, 0 = off)", 0.0, 100.0,
+                                          2.0, 0.5, key="a_tolerance")
+        guard = c[1].selectbox("When a step costs more", GUARD_ACTIONS, key="a_guard",
+                               help="rollback: undo the step and keep the ratio; slow: keep it and slow the schedule")
+        qat = c[2].selectbox("Quantization-aware at", ["off", *QAT_BITS], key="a_qat",
+                             format_func=lambda b: "off" if b == "off" else f"{b} bits")
+        qat_granularity = c[3].selectbox("QAT granularity", GRANULARITIES, index=GRANULARITIES.index("per-channel"),
+                                         key="a_qat_gran", disabled=qat == "off")
+    try:
+        settings = AdaptiveSettings(
+            epochs=int(epochs), lr=float(lr), lr_policy=policy, patience=int(patience), target_ratio=float(ratio),
+            prune_method=method, schedule=schedule, mask=mask,
+            tolerance=(tolerance_pts / 100.0) if tolerance_pts > 0 else None, guard=guard,
+            qat_bits=None if qat == "off" else int(qat), qat_granularity=qat_granularity)
+    except GeminiError as exc:
+        st.error(f"These adaptive settings cannot run: {exc}")
+        return None, problem or str(exc)
+    return settings.to_dict(), problem
+
+
 scenario_name = choice
 if choice in ("text", "tabular"):
     data_file_section(choice)
@@ -158,7 +203,15 @@ if problem is None:
         problem = str(exc)
         st.error(f"This model cannot be set up: {exc}")
 train = None
-if scenario is not None:
+adaptive = None
+MODES = {"standard": "standard: fixed settings", "adaptive": "adaptive: learning rate and structure adapt while training"}
+mode = st.radio("Training", list(MODES), format_func=MODES.get, horizontal=True, key="m_mode",
+                help="adaptive: validates every epoch, adapts the learning rate, prunes a little more where "
+                     "validation allows (rolling back a step that costs too much), optionally trains against "
+                     "the target bit width; the result is a baseline that sweeps and export take like any other")
+if scenario is not None and mode == "adaptive":
+    adaptive, problem = adaptive_form(scenario, choice, problem)
+elif scenario is not None:
     defaults = scenario.default_train
     with st.expander("Baseline training settings"):
         c = st.columns(4)
@@ -179,19 +232,20 @@ busy = sweep is not None and sweep.running
 
 
 def use_model() -> None:
-    set_model(scenario_name, options, train)
+    set_model(scenario_name, options, train, adaptive)
     st.session_state.pop("baseline_info", None)
 
 
 def train_now() -> None:
     use_model()
-    submit(TrainJob(scenario_name, options, train, retrain=st.session_state.get("m_retrain", False)))
+    submit(TrainJob(scenario_name, options, train, retrain=st.session_state.get("m_retrain", False),
+                    adaptive=adaptive))
 
 
 c = st.columns([1.2, 1.4, 0.9, 1, 2.5])
-c[0].button("Use this model", key="m_use", on_click=use_model, disabled=scenario is None)
-c[1].button("Train / load baseline", key="m_train", type="primary", on_click=train_now,
-            disabled=scenario is None or running or busy,
+c[0].button("Use this model", key="m_use", on_click=use_model, disabled=scenario is None or problem is not None)
+c[1].button("Train adaptively" if mode == "adaptive" else "Train / load baseline", key="m_train", type="primary",
+            on_click=train_now, disabled=scenario is None or problem is not None or running or busy,
             help="loads the cached baseline when one exists for this data and these settings")
 c[2].checkbox("Retrain", key="m_retrain", help="train again even if a cached baseline exists")
 c[3].button("Cancel", key="m_cancel", on_click=lambda: job and job.cancel(), disabled=not running,
@@ -202,7 +256,29 @@ show_job_error()
 current = current_model()
 st.markdown(f"Current model: **{current['scenario']}**"
             + (f" · data {current['options'].get('data')}" if current["options"].get("data") else "")
-            + (" · custom training settings" if current.get("train") else ""))
+            + (" · custom training settings" if current.get("train") else "")
+            + (" · adaptive training" if current.get("adaptive") else ""))
+
+
+def adaptive_summary(events: list, summary: dict | None) -> None:
+    """One line on what the adaptive training did so far (rollbacks, pruning, early stop)."""
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    rollbacks = sum(1 for e in events if e.get("event") == "rollback")
+    parts = []
+    if epochs:
+        last = epochs[-1]
+        parts.append(f"epoch {last['epoch']}/{last['epochs']}: pruned {last['prune_ratio_now']:.0%} "
+                     f"(schedule {last['scheduled_ratio']:.0%}), {last['params']:,} parameters, "
+                     f"val. accuracy {last['val_accuracy'] * 100:.2f}%, learning rate {last['lr']:.2e}")
+    if rollbacks:
+        parts.append(f"{rollbacks} pruning step(s) rolled back by the guard")
+    if any(e.get("event") == "early_stop" for e in events):
+        parts.append("stopped early")
+    if summary:
+        parts.append(f"parameters {summary.get('params_before', 0):,} → {summary.get('params_after', 0):,}, "
+                     f"MACs {summary.get('macs_before', 0):,} → {summary.get('macs_after', 0):,} (estimates)")
+    if parts:
+        st.caption(" · ".join(parts))
 
 
 @st.fragment(run_every=views.POLL_SECONDS if running else None)
@@ -213,14 +289,18 @@ def training_view(polling: bool) -> None:
                 "or automatically before a sweep.")
         return
     snap = job.snapshot()
-    if snap["state"] == "running":
+    if snap["state"] in ("running", "failed"):
         views.job_status(snap)
-    elif snap["state"] == "failed":
-        views.job_status(snap)
+    elif snap["state"] == "cancelled":
+        st.warning(f"{snap['title']}: cancelled; a stopped training is not kept, the previous baseline stays")
     epochs = [e for e in snap["events"] if e.get("event") == "epoch"]
     cached = any(e.get("event") == "cached" for e in snap["events"])
     history = epochs or list(job.baseline_history or [])
-    if history or snap["state"] == "running":
+    if getattr(job, "adaptive", None):
+        if history or snap["state"] == "running":
+            st.plotly_chart(plots.fig_adaptive_training(history), key="m_adaptive_chart")
+        adaptive_summary(snap["events"], getattr(job, "adaptive_summary", None))
+    elif history or snap["state"] == "running":
         st.plotly_chart(plots.fig_training(history), key="m_train_chart")
     if snap["state"] == "done" and snap["result"]:
         res = snap["result"]

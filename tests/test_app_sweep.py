@@ -1,5 +1,6 @@
 """Sweep page: grid widgets, size + estimate, a real 4-point sweep polled to the end, charts, table, pick."""
 import numpy as np
+import pytest
 
 try:
     from tests.test_app_support import (SMALL_GRID, _registry, app_env, chart_by_title, new_app,  # noqa: F401
@@ -92,3 +93,17 @@ def test_cancel_keeps_finished_points_and_reload_reattaches():
     from gemini_core.store import Store
     run = Store().runs()[0]
     assert run["status"] == "interrupted" and run["points_ok"] == len(job.records) >= 1
+
+
+def test_time_estimate_counts_qat_recoveries():
+    from gemini_core.sweep import SweepSpec
+    from ui.jobs import estimate_seconds
+
+    plain = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(8, 4), finetune_steps=(60,))
+    both = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(8, 4), finetune_steps=(60,),
+                     recoveries=("finetune", "qat"))
+    assert len(both.qat_settings()) == 2  # QAT recovers the 50%-pruned model once per bit width
+    extra_points = both.n_points() - plain.n_points()
+    per_point, per_setting = 0.6, 0.5
+    assert estimate_seconds(both, "digits") == pytest.approx(
+        estimate_seconds(plain, "digits") + extra_points * per_point + 2 * per_setting)

@@ -43,7 +43,8 @@ def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> 
     per_point, per_setting = _COST.get(family, (1.0, 1.0))
     finetune = max(spec.finetune_steps) if spec.finetune_steps else 0
     per_setting *= max(1.0, finetune / 60.0) if family in ("digits", "breast-cancer", "tabular") else 1.0
-    seconds = spec.n_points() * per_point + len(spec.prune_settings()) * per_setting
+    # QAT recovers once per (pruning, bits, granularity): each is a pruning setting of its own.
+    seconds = spec.n_points() * per_point + (len(spec.prune_settings()) + len(spec.qat_settings())) * per_setting
     if not baseline_cached:
         seconds += {"digits": 5.0, "breast-cancer": 4.0, "tabular": 5.0, "images": 20.0}.get(family, 150.0)
     return seconds
@@ -163,13 +164,21 @@ class Job:
 
 
 class _BaselineMixin:
-    """Build the scenario and load or train its baseline, streaming training events."""
+    """Build the scenario and load or train its baseline, streaming training events.
+
+    ``adaptive`` (the fields of ``gemini_core.adaptive.AdaptiveSettings``) makes the baseline an
+    adaptively trained one: learning rate and structure adapt while training; it is cached like
+    any other baseline, so a sweep on it finds it without training again.
+    """
 
     scenario_name: str
     options: dict
     train: dict | None
+    adaptive: dict | None = None
 
     def _baseline(self):
+        if self.adaptive:
+            return self._adaptive_baseline()
         from gemini_core.scenarios import TrainSettings, get_scenario
         from gemini_core.train import get_baseline
 
@@ -196,6 +205,39 @@ class _BaselineMixin:
         self.baseline_history = list(baseline.history)
         return scenario, baseline
 
+    def _adaptive_baseline(self):
+        from gemini_core.adaptive import AdaptiveSettings, TrainingCancelled, train_adaptive
+        from gemini_core.scenarios import get_scenario
+
+        self.message = f"loading data for {self.scenario_name}"
+        scenario = get_scenario(self.scenario_name, **self.options)
+        scenario.splits
+        settings = AdaptiveSettings.from_dict(self.adaptive)  # checked again here: the job owns its input
+        self.message = "adaptive training: starting"
+
+        def progress(event: dict) -> None:
+            self._add_event(event)
+            kind = event.get("event")
+            if kind == "step":
+                self.message = (f"adaptive training: epoch {event['epoch']}, step {event['step']}"
+                                f"/{event['total_steps']}, loss {event['loss']:.3f}")
+            elif kind == "prune":
+                self.message = f"adaptive training: pruned to {event['ratio']:.0%} in epoch {event['epoch']}"
+            elif kind == "rollback":
+                self.message = f"adaptive training: pruning step rolled back in epoch {event['epoch']}"
+            elif kind == "cached":
+                self.message = "adaptive baseline loaded from the cache"
+
+        try:
+            baseline = train_adaptive(scenario, settings, progress=progress, should_stop=self.should_stop,
+                                      retrain=getattr(self, "retrain", False))
+        except TrainingCancelled:  # nothing of a stopped training is cached
+            return scenario, None
+        self.baseline_info = baseline.describe()
+        self.baseline_history = list(baseline.history)
+        self.adaptive_summary = dict(baseline.summary or {})
+        return scenario, baseline
+
 
 class SweepJob(_BaselineMixin, Job):
     """Train the baseline if needed, then stream ``run_sweep`` points into ``records``."""
@@ -203,10 +245,11 @@ class SweepJob(_BaselineMixin, Job):
     kind = "sweep"
 
     def __init__(self, scenario_name: str, spec, options: dict | None = None, train: dict | None = None,
-                 run_name: str | None = None, title: str | None = None):
+                 run_name: str | None = None, title: str | None = None, adaptive: dict | None = None):
         super().__init__(title or f"sweep of {scenario_name} ({spec.n_points()} points)")
         self.scenario_name, self.spec = scenario_name, spec
         self.options, self.train = dict(options or {}), (dict(train) if train else None)
+        self.adaptive = dict(adaptive) if adaptive else None
         self.run_name = run_name or None
         self.total = spec.n_points()
         self.run_id: str | None = None
@@ -239,10 +282,12 @@ class TrainJob(_BaselineMixin, Job):
     kind = "train"
 
     def __init__(self, scenario_name: str, options: dict | None = None, train: dict | None = None,
-                 retrain: bool = False):
-        super().__init__(f"baseline for {scenario_name}")
+                 retrain: bool = False, adaptive: dict | None = None):
+        super().__init__(f"{'adaptive ' if adaptive else ''}baseline for {scenario_name}")
         self.scenario_name, self.options = scenario_name, dict(options or {})
         self.train, self.retrain = (dict(train) if train else None), retrain
+        self.adaptive = dict(adaptive) if adaptive else None
+        self.adaptive_summary: dict | None = None
         self.total = 1
         self.baseline_info: dict | None = None
         self.baseline_history: list[dict] = []
@@ -259,7 +304,8 @@ class TrainJob(_BaselineMixin, Job):
                                 name=f"{scenario.name} baseline reference", should_stop=self.should_stop):
             self._add_record(record)
         self.result = {"baseline": self.baseline_info, "history": self.baseline_history,
-                       "reference": self.records[-1] if self.records else None}
+                       "reference": self.records[-1] if self.records else None,
+                       "adaptive_summary": self.adaptive_summary}
         self.message = "baseline ready"
 
 

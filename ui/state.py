@@ -13,7 +13,7 @@ from .jobs import Job, JobBusy, JobRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
-DEFAULT_MODEL = {"scenario": "digits", "options": {}, "train": None}
+DEFAULT_MODEL = {"scenario": "digits", "options": {}, "train": None, "adaptive": None}
 
 
 def use_router() -> None:
@@ -80,14 +80,20 @@ def current_model() -> dict:
     return model
 
 
-def set_model(scenario: str, options: dict | None = None, train: dict | None = None) -> dict:
-    model = {"scenario": scenario, "options": dict(options or {}), "train": dict(train) if train else None}
+def set_model(scenario: str, options: dict | None = None, train: dict | None = None,
+              adaptive: dict | None = None) -> dict:
+    """The model the pages work on; ``adaptive`` (AdaptiveSettings fields) for an adaptively trained one."""
+    model = {"scenario": scenario, "options": dict(options or {}), "train": dict(train) if train else None,
+             "adaptive": dict(adaptive) if adaptive else None}
     st.session_state["model"] = model
     return model
 
 
 def model_label(model: dict) -> str:
     label = model["scenario"]
+    adaptive = model.get("adaptive")
+    if adaptive:
+        label += f" · adaptive, {adaptive.get('target_ratio', 0):.0%} pruned while training"
     data = model["options"].get("data")
     if data:
         label += f" · {Path(str(data)).name}"

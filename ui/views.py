@@ -116,7 +116,7 @@ def job_status(snap: dict) -> None:
 def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> None:
     model = current_model()
     job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
-                   title=title)
+                   title=title, adaptive=model.get("adaptive"))
     submit(job)
 
 
