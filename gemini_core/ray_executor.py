@@ -220,12 +220,10 @@ class RayExecutor:
                 for gen in ready:
                     unit, skip, returned = pending[gen]
                     try:
-                        ref = next(gen)
+                        record = ray.get(next(gen))
                     except StopIteration:
                         del pending[gen]
                         continue
-                    try:
-                        record = ray.get(ref)
                     except Exception as exc:  # the task failed for good (retries spent, or a bug)
                         del pending[gen]
                         reason = _TaskFailed(_first_line(exc))

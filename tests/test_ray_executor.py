@@ -6,6 +6,7 @@ the module keeps to two tests on small digits grids.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,16 +16,23 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ray = pytest.importorskip("ray")
 
-from gemini_core import ray_executor  # noqa: E402
+from gemini_core import cli, ray_executor  # noqa: E402
 from gemini_core.config import CompressionConfig  # noqa: E402
 from gemini_core.errors import ConfigError  # noqa: E402
 from gemini_core.store import Store  # noqa: E402
 from gemini_core.sweep import SweepSpec, make_executor, run_sweep  # noqa: E402
 
+try:
+    from tests.test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
+except ImportError:  # pragma: no cover
+    from test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
+
 FAST = {"min_runs": 3, "min_seconds": 0.0}
+SWEEP_PAGE = "pages/2_Sweep.py"
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a loopback test cluster: no token
 
 
@@ -49,9 +57,19 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
     scenario, baseline = digits
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bits=(32, 4),
                      executions=("dense", "sparse"), finetune_steps=(20,), batch_size=8)
-    local = list(run_sweep(scenario, baseline, spec, store=Store(tmp_path / "local.sqlite"), latency_kwargs=FAST))
+    # The local instance has os.cpu_count() CPUs shared by the 2 units; the local sweep runs on as many
+    # threads, so both do the same arithmetic (thread count can change float reductions).
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        local = list(run_sweep(scenario, baseline, spec, store=Store(tmp_path / "local.sqlite"), device="cpu",
+                               latency_kwargs=FAST))
+    finally:
+        torch.set_num_threads(before)
     store = Store(tmp_path / "ray.sqlite")
-    remote = list(run_sweep(scenario, baseline, spec, store=store, executor="ray", latency_kwargs=FAST))
+    remote = list(run_sweep(scenario, baseline, spec, store=store, device="cpu", executor="ray",
+                            latency_kwargs=FAST))
 
     assert len(local) == len(remote) == spec.n_points() == 8
     local_by, remote_by = _by_config(local), _by_config(remote)
@@ -62,23 +80,69 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
         # Pruning and fine-tuning are seeded: the worker (1 thread) reaches the same accuracy as the driver.
         assert rec["accuracy"] == pytest.approx(local_by[key]["accuracy"], abs=1e-6), rec["label"]
         assert rec["size_bytes"] == local_by[key]["size_bytes"]
-        assert rec["threads"] == 1  # one CPU per task on a 2-CPU instance, and torch told so
+        assert rec["threads"] == threads  # the task's CPU share, and torch told so (1 each on 2 cores)
         assert rec["host"] == socket.gethostname()
     run_id = remote[0]["run_id"]
     assert run_id != local[0]["run_id"]  # Ray points are keyed apart from local ones
     assert len(store.points(run_id)) == 8 and store.runs()[0]["status"] == "finished"
 
     # A re-run resumes like a local one: everything is found in the store, nothing is sent to Ray.
-    again = list(run_sweep(scenario, baseline, spec, store=store, executor="ray", latency_kwargs=FAST))
+    again = list(run_sweep(scenario, baseline, spec, store=store, device="cpu", executor="ray",
+                           latency_kwargs=FAST))
     assert len(again) == 8 and all(r["reused"] for r in again)
     assert len(store.points(run_id)) == 8
 
 
-def test_unknown_executor_and_address_without_ray_are_refused():
+def test_a_failing_point_is_stored_with_its_reason_and_the_sweep_goes_on(digits, tmp_path):
+    scenario, baseline = digits
+    store = Store(tmp_path / "runs.sqlite")
+    spec = SweepSpec(bits=(32, 8), batch_size=8)
+    # A latency setting the worker cannot use makes every measurement fail there, not the sweep.
+    records = list(run_sweep(scenario, baseline, spec, store=store, executor="ray",
+                             latency_kwargs={"min_runs": "three"}))
+    assert len(records) == 2 and all(r["status"] == "failed" for r in records)
+    assert all("TypeError" in r["error"] for r in records)
+    stored = store.points(records[0]["run_id"])
+    assert [p["status"] for p in stored] == ["failed", "failed"] and all(p["error"] for p in stored)
+    assert store.runs()[0]["status"] == "finished"
+
+
+def test_sweep_page_runs_on_ray_and_shows_the_cluster():
+    at = new_app(SWEEP_PAGE)
+    for key, value in {"sw_methods": ["l1-structured"], "sw_ratios": [0.0, 0.5], "sw_bits": [32, 8],
+                       "sw_exec": ["dense"], "sw_ft": [20]}.items():
+        at.multiselect(key=key).set_value(value)
+    at.radio(key="sw_executor").set_value("ray").run()
+    assert not at.exception, at.exception
+    at.button(key="sw_cluster_btn").click().run()
+    assert not at.exception, at.exception
+    shown = " ".join(c.value for c in at.caption)
+    assert f"1 node(s), {os.cpu_count()} CPUs, 0 GPUs" in shown, shown  # this machine's local instance
+    at.button(key="sw_start").click().run()
+    job = wait_job(at, "sweep", timeout=240)
+    assert job.state == "done", job.snapshot()
+    assert len(job.records) == 4 and {r["executor"] for r in job.records} == {"ray"}
+    chart = chart_by_title(at, "Accuracy vs latency")
+    assert point_count(chart) == 4 and "host: " in chart["data"][1]["hovertemplate"]
+
+
+def test_sweep_page_without_ray_says_so_and_stays_local(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as where it is not installed
+    at = new_app(SWEEP_PAGE)
+    assert at.radio(key="sw_executor").disabled and at.radio(key="sw_executor").value == "local"
+    assert any("Ray is not installed: pip install 'ray>=2.9'" in i.value for i in at.info)
+
+
+def test_bad_executor_choices_are_refused_with_one_line(monkeypatch, capsys):
     with pytest.raises(ConfigError, match="unknown executor 'dask'"):
         make_executor("dask")
     with pytest.raises(ConfigError, match="--executor ray"):
         make_executor("local", ray_address="auto")
+    assert cli.main(["sweep", "--ray-address", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --ray-address needs --executor ray"
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=re.escape("Ray is not installed: pip install 'ray>=2.9'")):
+        make_executor("ray")
 
 
 # -- a two-node cluster on loopback ------------------------------------------------------------
