@@ -189,6 +189,8 @@ def test_a_node_dying_mid_sweep_loses_no_point_and_duplicates_none(digits, tmp_p
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = []
+    # A short temp dir: Ray's socket paths must stay under the 107-byte limit.
+    temp_dir = Path("/tmp") / f"gemini-ray-{os.getpid()}-{port}"
 
     def start(args, name):
         # --block keeps `ray start` as the parent of the node's processes; our own session so we can end it.
@@ -198,8 +200,6 @@ def test_a_node_dying_mid_sweep_loses_no_point_and_duplicates_none(digits, tmp_p
         return proc
 
     try:
-        # A short temp dir: Ray's socket paths must stay under the 107-byte limit.
-        temp_dir = Path("/tmp") / f"gemini-ray-{os.getpid()}-{port}"
         start(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp_dir)], "head")
         for _ in range(120):
             if subprocess.run([ray_cli, "status", "--address", address], env=env, capture_output=True).returncode == 0:
@@ -246,3 +246,4 @@ def test_a_node_dying_mid_sweep_loses_no_point_and_duplicates_none(digits, tmp_p
         for proc in reversed(procs):
             _kill_tree(proc.pid)
             proc.wait(timeout=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
