@@ -52,6 +52,7 @@ def connect(address: str | None = None) -> float:
     started = time.perf_counter()
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address:
+        _check_reachable(address)
         # Nodes other than this one may not have the engine on their path: ship it with the job.
         import gemini_core
 
@@ -68,6 +69,22 @@ def connect(address: str | None = None) -> float:
 
 
 _CONNECTED: str | None = None  # the address this process joined ("local" for its own instance)
+
+
+def _check_reachable(address: str) -> None:
+    """HOST:PORT must answer: Ray itself retries an absent head for minutes before giving up."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not auto or HOST:PORT")
+    import socket
+
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray head answers at {address} ({exc.strerror or exc}); start one there with "
+                          "`ray start --head` or check the address") from None
 
 
 def cluster_summary(address: str | None = None) -> dict:

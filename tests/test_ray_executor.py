@@ -140,6 +140,10 @@ def test_bad_executor_choices_are_refused_with_one_line(monkeypatch, capsys):
         make_executor("local", ray_address="auto")
     assert cli.main(["sweep", "--ray-address", "auto"]) == 2
     assert capsys.readouterr().err.strip() == "error: --ray-address needs --executor ray"
+    assert cli.main(["sweep", "--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}"]) == 2
+    assert capsys.readouterr().err.startswith("error: no Ray head answers at 127.0.0.1:")
+    assert cli.main(["sweep", "--executor", "ray", "--ray-address", "nowhere"]) == 2
+    assert "is not auto or HOST:PORT" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=re.escape("Ray is not installed: pip install 'ray>=2.9'")):
         make_executor("ray")
