@@ -197,13 +197,22 @@ def cmd_sweep(args) -> int:
         if not out_path.parent.exists():
             raise GeminiError(f"--out folder {out_path.parent} does not exist")
         out = out_path.open("a", encoding="utf-8")
+    if args.ray_address and args.executor != "ray":
+        raise GeminiError("--ray-address needs --executor ray")
+    if args.executor == "ray":
+        from .ray_executor import cluster_summary, connect
+
+        seconds = connect(args.ray_address)  # before the baseline: a bad address fails fast
+        cluster = cluster_summary(args.ray_address)
+        print(f"Ray ({cluster['address']}): {cluster['n_nodes']} node(s), {cluster['cpus']:g} CPUs, "
+              f"{cluster['gpus']:g} GPUs; connected in {seconds:.1f} s", file=sys.stderr)
     scenario = _scenario_from(args)
     baseline = _baseline(args, scenario)
     failed = 0
     try:
         with tqdm(total=spec.n_points(), desc="sweep", unit="point", file=sys.stderr) as bar:
             for record in run_sweep(scenario, baseline, spec, store=Store(), device=args.device, force=args.force,
-                                    name=args.name):
+                                    name=args.name, executor=args.executor, ray_address=args.ray_address):
                 line = json.dumps({k: v for k, v in record.items() if k != "traceback"})
                 print(line, file=out or sys.stdout, flush=True)
                 failed += record.get("status") == "failed"
@@ -260,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="append points to this JSONL file instead of stdout")
     p.add_argument("--force", action="store_true", help="re-measure points already stored")
     p.add_argument("--name", help="a name for the run")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (this process, default) or ray (one task per pruning setting on a Ray cluster)")
+    p.add_argument("--ray-address", help="with --executor ray: auto or HOST:PORT of a running cluster "
+                                         "(default: start a local Ray instance sized to this machine)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="list stored runs")

@@ -203,8 +203,8 @@ class SweepUnit:
 
 
 def point_key(config: CompressionConfig, batch_size: int, device) -> str:
-    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": measurement_label(device)},
-                      sort_keys=True)
+    """``device``: a torch device, or an executor's device key such as ``"ray:cpu"``."""
+    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": _device_key(device)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -254,50 +254,101 @@ def _failed(config: CompressionConfig, batch_size: int, device, exc: Exception) 
             "batch_size": batch_size, "device": device_label(device), "traceback": traceback.format_exc()[-4000:]}
 
 
+def _device_key(device) -> str:
+    if isinstance(device, str) and device.startswith("ray:"):
+        return device
+    return measurement_label(device)  # the device, and on CPU the torch thread count
+
+
 def run_id_for(baseline_key: str, spec: SweepSpec, device) -> str:
-    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": measurement_label(device)},
+    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": _device_key(device)},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(executor: str | None = "local", ray_address: str | None = None):
+    """None for the local executor (this process), else an executor object; bad names raise ConfigError."""
+    if executor is None or executor == "local":
+        if ray_address:
+            raise ConfigError("a Ray address was given but the executor is local; add --executor ray")
+        return None
+    if executor == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(ray_address)
+    if hasattr(executor, "run_units"):
+        return executor
+    raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+
+
 def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None = None, device=None,
               force: bool = False, name: str | None = None, should_stop: Callable[[], bool] | None = None,
-              latency_kwargs: dict | None = None) -> Iterator[dict]:
+              latency_kwargs: dict | None = None, executor="local", ray_address: str | None = None) -> Iterator[dict]:
     """Run ``spec`` on ``baseline`` (from ``train.get_baseline``), storing and yielding each point.
 
     Yields the stored record of every point, measured now or found in the store
     (``"reused": True``). Failed points are stored with their reason and the sweep goes on.
+    ``executor``: "local" (this process, one unit after another) or "ray" (one task per unit on
+    the Ray cluster at ``ray_address``, a local instance when None; see ray_executor.py).
     """
     store = store or Store()
-    device = torch.device(device or pick_device())
-    run_id = run_id_for(baseline.key, spec, device)
+    remote = make_executor(executor, ray_address)
+    if remote is None:
+        device = torch.device(device or pick_device())
+        key_device = device
+    else:
+        device = remote.device_type(device)  # connects; "cpu" or "cuda" on the workers
+        key_device = remote.device_key(device)
+    run_id = run_id_for(baseline.key, spec, key_device)
     store.ensure_run(run_id, name or f"{scenario.name} sweep", scenario.name, baseline.key, spec.to_dict(),
                      baseline.describe())
     finished = True
+
+    def reuse(unit: SweepUnit) -> Iterator[dict]:
+        """Yield the unit's points already stored (copied into this run); returns their config keys."""
+        skip = set()
+        for config in unit.configs:
+            if force:
+                continue
+            key = point_key(config, spec.batch_size, key_device)
+            found = store.find_point(baseline.key, key)
+            if found is None:
+                continue
+            skip.add(config.key())
+            if found["run_id"] != run_id:  # measured in another run: copy it into this one
+                record = {k: v for k, v in found.items()
+                          if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
+                record["reused_from"] = found["run_id"]
+                found = _store(store, run_id, baseline.key, key, record)
+            yield {**found, "reused": True}
+        return skip
+
     try:
-        for unit in spec.units():
-            skip = set()
-            for config in unit.configs:
-                key = point_key(config, spec.batch_size, device)
-                if force:
-                    continue
-                found = store.find_point(baseline.key, key)
-                if found is None:
-                    continue
-                skip.add(config.key())
-                if found["run_id"] != run_id:  # measured in another run: copy it into this one
-                    record = {k: v for k, v in found.items()
-                              if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
-                    record["reused_from"] = found["run_id"]
-                    found = _store(store, run_id, baseline.key, key, record)
-                yield {**found, "reused": True}
-            for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
-                                   latency_kwargs):
+        if remote is None:
+            for unit in spec.units():
+                skip = yield from reuse(unit)
+                for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
+                                       latency_kwargs):
+                    config = CompressionConfig.from_dict(record["config"])
+                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device), record)
+                if should_stop is not None and should_stop():
+                    finished = False
+                    break
+        else:
+            plans = []
+            for unit in spec.units():
+                skip = yield from reuse(unit)
+                if any(c.key() not in skip for c in unit.configs):
+                    plans.append((unit, frozenset(skip)))
+            for record in remote.run_units(baseline.model, baseline.describe(), plans, spec.batch_size, device,
+                                           should_stop, latency_kwargs):
                 config = CompressionConfig.from_dict(record["config"])
-                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device), record)
+                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device), record)
             if should_stop is not None and should_stop():
                 finished = False
-                break
     except BaseException:
         finished = False
         raise

@@ -3,6 +3,7 @@ import streamlit as st
 
 from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO, PRUNE_METHODS
 from gemini_core.errors import GeminiError
+from gemini_core.ray_executor import RAY_MISSING, cluster_summary, ray_available
 from gemini_core.sweep import SweepSpec
 from ui import views
 from ui.jobs import DEMO_GRID, estimate_seconds
@@ -41,6 +42,40 @@ c[1].multiselect("Granularity (8 bits and below)", GRANULARITIES, key="sw_gran")
 c[2].multiselect("Execution", EXECUTIONS, key="sw_exec", help="dense kernels, or sparse kernels for pruned weights")
 c[3].number_input("Batch size (latency, memory)", min_value=1, max_value=4096, step=1, key="sw_batch")
 st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. l1 vs 2:4 at 8 bits")
+
+
+def show_cluster() -> None:
+    address = (st.session_state.get("sw_ray_address") or "").strip() or None
+    try:
+        st.session_state["sw_cluster"] = cluster_summary(address)
+        st.session_state.pop("sw_cluster_error", None)
+    except GeminiError as exc:
+        st.session_state["sw_cluster_error"] = str(exc)
+        st.session_state.pop("sw_cluster", None)
+
+
+ray_ok = ray_available()
+if not ray_ok:
+    st.session_state["sw_executor"] = "local"
+c = st.columns([1, 2, 1])
+c[0].radio("Executor", ["local", "ray"], key="sw_executor", horizontal=True, disabled=not ray_ok,
+           help="local: this process, one pruning setting after another; ray: one task per pruning setting "
+                "on a Ray cluster, points streamed back as they finish")
+if not ray_ok:
+    c[1].info(f"{RAY_MISSING}; sweeps run locally.")
+elif st.session_state.get("sw_executor") == "ray":
+    c[1].text_input("Ray address", key="sw_ray_address", placeholder="empty: a local instance; auto or HOST:PORT",
+                    help="the head node of a cluster started with `ray start --head` (see the README)")
+    c[2].button("Show cluster", key="sw_cluster_btn", on_click=show_cluster,
+                help="connect (a local instance takes ~10 s to start) and list its nodes")
+    if st.session_state.get("sw_cluster_error"):
+        st.error(f"Ray: {st.session_state['sw_cluster_error']}")
+    cluster = st.session_state.get("sw_cluster")
+    if cluster:
+        st.caption(f"Ray {cluster['ray_version']} at **{cluster['address']}**: {cluster['n_nodes']} node(s), "
+                   f"{cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs. Each point records the host and device "
+                   "that measured it.")
+        st.dataframe(cluster["nodes"], hide_index=True)
 
 spec, spec_error = None, None
 try:

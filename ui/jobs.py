@@ -245,9 +245,12 @@ class SweepJob(_BaselineMixin, Job):
     kind = "sweep"
 
     def __init__(self, scenario_name: str, spec, options: dict | None = None, train: dict | None = None,
-                 run_name: str | None = None, title: str | None = None, adaptive: dict | None = None):
-        super().__init__(title or f"sweep of {scenario_name} ({spec.n_points()} points)")
+                 run_name: str | None = None, title: str | None = None, adaptive: dict | None = None,
+                 executor: str = "local", ray_address: str | None = None):
+        super().__init__(title or f"sweep of {scenario_name} ({spec.n_points()} points)"
+                         + (" on Ray" if executor == "ray" else ""))
         self.scenario_name, self.spec = scenario_name, spec
+        self.executor, self.ray_address = executor, ray_address or None
         self.options, self.train = dict(options or {}), (dict(train) if train else None)
         self.adaptive = dict(adaptive) if adaptive else None
         self.run_name = run_name or None
@@ -264,10 +267,17 @@ class SweepJob(_BaselineMixin, Job):
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
             return
-        self.run_id = run_id_for(baseline.key, self.spec, pick_device())
-        self.message = f"measuring {self.total} points"
+        if self.executor == "ray":
+            from gemini_core.ray_executor import connect
+
+            self.message = f"connecting to Ray ({self.ray_address or 'a local instance'})"
+            connect(self.ray_address)
+        else:
+            self.run_id = run_id_for(baseline.key, self.spec, pick_device())
+        self.message = f"measuring {self.total} points" + (" on Ray" if self.executor == "ray" else "")
         for record in run_sweep(scenario, baseline, self.spec, store=Store(), name=self.run_name,
-                                should_stop=self.should_stop):
+                                should_stop=self.should_stop, executor=self.executor,
+                                ray_address=self.ray_address):
             self._add_record(record)
             self.run_id = record.get("run_id", self.run_id)
             if not self.cancelled:

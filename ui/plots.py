@@ -216,8 +216,9 @@ HOVER_FIELDS = [
     ("peak_memory_kb", "peak memory: %{customdata[19]:.1f} KB"),
     ("backend", "backend: %{customdata[20]}"),
     ("device", "device: %{customdata[21]}"),
-    ("batch_size", "batch: %{customdata[22]}"),
-    ("pareto_text", "%{customdata[23]}"),
+    ("host", "host: %{customdata[22]}"),
+    ("batch_size", "batch: %{customdata[23]}"),
+    ("pareto_text", "%{customdata[24]}"),
 ]
 
 

@@ -115,8 +115,11 @@ def job_status(snap: dict) -> None:
 # -- starting sweeps ---------------------------------------------------------------------------------
 def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> None:
     model = current_model()
+    executor = st.session_state.get("sw_executor", "local")
     job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
-                   title=title, adaptive=model.get("adaptive"))
+                   title=title, adaptive=model.get("adaptive"), executor=executor,
+                   ray_address=(st.session_state.get("sw_ray_address") or "").strip() or None
+                   if executor == "ray" else None)
     submit(job)
 
 
@@ -164,7 +167,8 @@ def sweep_live_view(where: str) -> None:
             return
         snap = job.snapshot()
         job_status(snap)
-        df, figs = _live_figures(job.id, where, snap["records"], snap["state"] == "running")
+        records, hosts = _host_filter(snap["records"], where)
+        df, figs = _live_figures(f"{job.id}:{hosts}", where, records, snap["state"] == "running")
         _render_points(df, figs, where)
         if polling and job.done:
             st.rerun()  # a full rerun: buttons re-enabled, polling stops
@@ -190,8 +194,21 @@ def _latest_stored_run(where: str) -> None:
     run = runs[0]
     st.caption(f"Latest stored run: **{run['name']}** ({run['scenario']}, {run['points_ok']} points, "
                f"{run['status']}). Press **Run demo sweep** or start a sweep to measure again; History has every run.")
-    df, figs = _live_figures(f"{store.path}:{run['run_id']}", where, records, running=False)
+    records, hosts = _host_filter(records, where)
+    df, figs = _live_figures(f"{store.path}:{run['run_id']}:{hosts}", where, records, running=False)
     _render_points(df, figs, where)
+
+
+def _host_filter(records: list, where: str) -> tuple[list, str]:
+    """Points measured on several hosts (a Ray sweep): latencies compare only within a host, so offer a filter."""
+    hosts = sorted({str(r.get("host")) for r in records if r.get("host")})
+    if where != "sweep" or len(hosts) < 2:
+        return records, ""
+    chosen = st.multiselect("Hosts", hosts, default=hosts, key="sweep_hosts",
+                            help="points were measured on several machines; latency and memory compare only "
+                                 "within one machine")
+    st.caption(f"Points from {len(hosts)} hosts: hover a point to see its host and device.")
+    return [r for r in records if str(r.get("host")) in chosen or not r.get("host")], ",".join(chosen)
 
 
 def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
