@@ -25,3 +25,31 @@ def exports_dir() -> Path:
     path = home_dir() / "exports"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+
+def resolve_inside(path, root: Path, what: str = "path") -> Path:
+    """``path`` resolved (``~``, ``..`` and symlinks followed) if it lies strictly below ``root``.
+
+    A relative path is taken from ``root``. Raises ConfigError otherwise, naming where it leads:
+    what the dashboard writes stays under the home folder, whoever types the path.
+    """
+    from .errors import ConfigError
+
+    text = str(path).strip()
+    if not text:
+        raise ConfigError(f"the {what} is empty")
+    if "\x00" in text:
+        raise ConfigError(f"the {what} {text!r} contains a NUL character")
+    root = Path(root).resolve()
+    candidate = Path(text).expanduser()
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if root not in resolved.parents:
+        where = "is the folder itself" if resolved == root else f"leads to {resolved}"
+        raise ConfigError(f"the {what} {text!r} {where}; it must be a folder inside {root}")
+    return resolved
+
+
+def export_destination(path) -> Path:
+    """A dashboard export folder: a name (or relative path) inside ``<home>/exports``, nothing else."""
+    return resolve_inside(path, exports_dir(), "export folder")
