@@ -351,3 +351,51 @@ def test_disk_full_while_exporting_from_the_page(seeded, app_env, monkeypatch):
     exports = app_env / "exports"
     assert not exports.exists() or list(exports.iterdir()) == []      # no half-written folder
     assert_unchanged(app_env, before, at)
+
+
+# -- typed paths on the Model page: where they may lead ---------------------------------------------------
+def test_typed_paths_stay_inside_the_data_roots(seeded, app_env, tmp_path, monkeypatch):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    allowed.mkdir()
+    other.mkdir()
+    (allowed / "ok.csv").write_text(GOOD_CSV)
+    (other / "secret.csv").write_text(GOOD_CSV)
+    (allowed / "link.csv").symlink_to(other / "secret.csv")
+    monkeypatch.setenv("GEMINI_DATA_ROOTS", str(allowed))
+    before = snapshot(app_env)
+    at = new_app(MODEL)
+    at.selectbox(key="m_scenario").set_value("text").run()
+    at.text_input(key="m_data_path").set_value(str(allowed / "ok.csv")).run()
+    assert not errors(at) and list(at.dataframe[0].value.columns) == ["text", "label"]
+    for typed in (str(other / "secret.csv"), str(allowed / ".." / "other" / "secret.csv"), str(allowed / "link.csv"),
+                  "/etc/passwd"):
+        at.text_input(key="m_data_path").set_value(typed).run()
+        assert any(e.startswith("This path cannot be used:") and "outside the folders this dashboard may read" in e
+                   for e in errors(at)), (typed, errors(at))
+        assert not at.dataframe and at.button(key="m_train").disabled   # nothing of the file is shown
+    at.selectbox(key="m_scenario").set_value("images").run()
+    at.text_input(key="m_images_path").set_value(str(other)).run()
+    assert any("outside the folders" in e for e in errors(at)) and at.button(key="m_train").disabled
+    at.selectbox(key="m_scenario").set_value("hf").run()
+    at.text_input(key="m_hf_source").set_value(str(other)).run()
+    assert any("model directory" in e and "outside the folders" in e for e in errors(at))
+    assert_unchanged(app_env, before, at)
+
+
+def test_an_exposed_server_reads_typed_paths_only_in_the_home(seeded, app_env, tmp_path, monkeypatch):
+    import ui.state
+
+    monkeypatch.delenv("GEMINI_DATA_ROOTS", raising=False)
+    monkeypatch.setattr(ui.state, "server_address", lambda: "0.0.0.0")
+    (tmp_path / "mine.csv").write_text(GOOD_CSV)
+    at = new_app(MODEL)
+    at.selectbox(key="m_scenario").set_value("text").run()
+    at.text_input(key="m_data_path").set_value(str(tmp_path / "mine.csv")).run()
+    assert any("this server listens on 0.0.0.0, so typed paths are limited" in e for e in errors(at)), errors(at)
+    at.text_input(key="m_data_path").set_value("")
+    at.file_uploader(key="m_upload").set_value(("mine.csv", GOOD_CSV.encode(), "text/csv")).run()
+    assert not errors(at) and list(at.dataframe[0].value.columns) == ["text", "label"]   # uploads still work
+    monkeypatch.setattr(ui.state, "server_address", lambda: "127.0.0.1")
+    at.file_uploader(key="m_upload").set_value(None)
+    at.text_input(key="m_data_path").set_value(str(tmp_path / "mine.csv")).run()
+    assert not errors(at)                                               # a local server reads any path

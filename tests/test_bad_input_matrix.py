@@ -354,3 +354,18 @@ def test_disk_full_while_exporting_a_stored_point(seeded_home, monkeypatch):
         ex.export_point(Store(), point[0], exports / "full", overwrite=True)
     assert list(exports.iterdir()) == []                           # no half-written folder, no temp folder
     assert store_snapshot(home) == before
+
+
+def test_readable_paths_stay_inside_their_roots(tmp_path):
+    from gemini_core.paths import resolve_readable
+
+    root, other = tmp_path / "root", tmp_path / "other"
+    (root / "sub").mkdir(parents=True)
+    other.mkdir()
+    (root / "sub" / "a.csv").write_text("x")
+    (root / "out.csv").symlink_to(other / "b.csv")
+    assert resolve_readable(root / "sub" / "a.csv", [root]) == root / "sub" / "a.csv"
+    assert resolve_readable(root, [root]) == root
+    for path in (other / "b.csv", root / ".." / "other" / "b.csv", root / "out.csv", "/etc/passwd", tmp_path):
+        with pytest.raises(ConfigError, match="outside the folders this dashboard may read"):
+            resolve_readable(path, [root])
