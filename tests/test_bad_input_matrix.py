@@ -369,3 +369,16 @@ def test_readable_paths_stay_inside_their_roots(tmp_path):
     for path in (other / "b.csv", root / ".." / "other" / "b.csv", root / "out.csv", "/etc/passwd", tmp_path):
         with pytest.raises(ConfigError, match="outside the folders this dashboard may read"):
             resolve_readable(path, [root])
+
+
+@pytest.mark.parametrize("max_steps", [1, 2, 3, 10, 19])
+def test_short_trainings_keep_a_valid_lr_schedule(max_steps, monkeypatch, tmp_path):
+    """`--epochs 1 --max-steps 10` crashed OneCycleLR with a ZeroDivisionError (one warm-up step)."""
+    from gemini_core.scenarios import TrainSettings, get_scenario
+    from gemini_core.train import train_model
+
+    scenario = get_scenario("digits")
+    model = scenario.build_model()
+    history = train_model(model, scenario, TrainSettings(epochs=1, batch_size=32, lr=1e-3, max_steps=max_steps))
+    assert len(history) == 1 and history[0]["step"] == max_steps and history[0]["lr"] >= 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
