@@ -17,6 +17,7 @@ from torch import nn
 from .device import pick_device
 from .errors import Cancelled
 from .paths import baselines_dir
+from .schedules import one_cycle_warmup_share
 from .scenarios.base import Scenario, Split, TrainSettings
 
 ProgressFn = Callable[[dict], None]
@@ -74,17 +75,6 @@ def train_steps(
     return loss_value
 
 
-def _warmup_share(total_steps: int) -> float:
-    """OneCycleLR's pct_start: 10% of the steps, but at least 2 steps on short runs.
-
-    OneCycleLR divides by (pct_start * total_steps - 1): exactly one warm-up step (e.g. 10 steps
-    at 10%) is a ZeroDivisionError.
-    """
-    if total_steps >= 20:
-        return 0.1
-    return 2 / total_steps if total_steps > 2 else 0.25
-
-
 def train_model(
     model: nn.Module,
     scenario: Scenario,
@@ -103,7 +93,7 @@ def train_model(
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_steps)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=max(total_steps, 1), pct_start=_warmup_share(total_steps)
+        optimizer, max_lr=settings.lr, total_steps=max(total_steps, 1), pct_start=one_cycle_warmup_share(max(total_steps, 1))
     )
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []

@@ -381,4 +381,9 @@ def test_short_trainings_keep_a_valid_lr_schedule(max_steps, monkeypatch, tmp_pa
     model = scenario.build_model()
     history = train_model(model, scenario, TrainSettings(epochs=1, batch_size=32, lr=1e-3, max_steps=max_steps))
     assert len(history) == 1 and history[0]["step"] == max_steps and history[0]["lr"] >= 0
+    from gemini_core.schedules import OneCycle  # adaptive training's one-cycle policy had the same flaw
+
+    policy = OneCycle(1e-3, max_steps - 1 if max_steps > 1 else 1)
+    for _ in range(max_steps):
+        policy.step()
     assert all(torch.isfinite(p).all() for p in model.parameters())
