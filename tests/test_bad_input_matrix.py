@@ -371,7 +371,7 @@ def test_readable_paths_stay_inside_their_roots(tmp_path):
             resolve_readable(path, [root])
 
 
-@pytest.mark.parametrize("max_steps", [1, 2, 3, 10, 19])
+@pytest.mark.parametrize("max_steps", [1, 2, 10])
 def test_short_trainings_keep_a_valid_lr_schedule(max_steps, monkeypatch, tmp_path):
     """`--epochs 1 --max-steps 10` crashed OneCycleLR with a ZeroDivisionError (one warm-up step)."""
     from gemini_core.scenarios import TrainSettings, get_scenario
