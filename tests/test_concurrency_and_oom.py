@@ -9,9 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 
-import pytest
 import torch
 
 from gemini_core import sweep as sweep_module

@@ -347,7 +347,7 @@ class TextScenario(Scenario):
                     ignore_mismatched_sizes=True, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
-        except pickle.UnpicklingError as exc:
+        except pickle.UnpicklingError:
             # torch.load(weights_only=True) met Python objects in a .bin: a pickle that could run code.
             raise CheckpointError(f"the weights in {self.source!r} are a pickle holding Python objects besides "
                                   "tensors; refused: loading it could run code. Only safetensors or plain-tensor "
