@@ -191,6 +191,9 @@ def cmd_sweep(args) -> int:
 
     spec = SweepSpec.from_strings(args.prune_method, args.prune_ratios, args.bits, args.granularity,
                                   args.execution, args.finetune_steps, args.batch_size, args.recovery)
+    from .measure import memory_cap_bytes
+
+    memory_cap_bytes()  # a malformed GEMINI_MAX_BATCH_BYTES fails here, before any training
     out = None
     if args.out:
         out_path = Path(args.out)

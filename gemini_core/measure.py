@@ -7,6 +7,12 @@
 - memory: CUDA's peak allocation, or on CPU the weights' resident bytes plus the activation
   peak the profiler saw during one forward pass;
 - MACs: torch-pruning's op counter, an estimate (zeros of unstructured sparsity still count).
+
+Memory cap: with ``GEMINI_MAX_BATCH_BYTES`` set (bytes), a point whose activation memory for one
+batch would exceed it fails with ``BatchMemoryError`` (a ``torch.OutOfMemoryError``) before its
+batch runs: one example is profiled and the batch's need projected linearly (an estimate); the
+measured activation peak of the batch is checked again afterwards. The sweep records such a point
+as failed ("out of memory at batch size N") and goes on. Unset: no cap.
 """
 from __future__ import annotations
 
@@ -26,6 +32,50 @@ from .scenarios.base import Scenario, Split
 from .train import predict
 
 ESTIMATED_FIELDS = ("macs", "ideal_size_bytes")
+MEMORY_CAP_ENV = "GEMINI_MAX_BATCH_BYTES"
+
+
+class BatchMemoryError(torch.OutOfMemoryError):
+    """A batch needs more activation memory than ``GEMINI_MAX_BATCH_BYTES`` allows."""
+
+
+def memory_cap_bytes() -> int | None:
+    """``GEMINI_MAX_BATCH_BYTES`` as an int, or None when unset."""
+    from .errors import ConfigError
+
+    value = os.environ.get(MEMORY_CAP_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        cap = int(float(value))
+    except ValueError:
+        raise ConfigError(f"{MEMORY_CAP_ENV}={value!r} is not a number of bytes") from None
+    if cap < 1:
+        raise ConfigError(f"{MEMORY_CAP_ENV}={value!r} must be at least 1 byte")
+    return cap
+
+
+def check_memory_cap(model: nn.Module, inputs: dict[str, torch.Tensor], device, cap: int | None) -> None:
+    """BatchMemoryError when one batch of ``inputs`` would need more activation memory than ``cap``.
+
+    Profiles a single example and multiplies by the batch size (an estimate, stated in the message),
+    so the large batch never runs when it would not fit.
+    """
+    if cap is None:
+        return
+    batch_size = len(next(iter(inputs.values())))
+    one = measure_memory(model, {k: v[:1] for k, v in inputs.items()}, device)["activation_peak_bytes"]
+    projected = one * batch_size
+    if projected > cap:
+        raise BatchMemoryError(f"a batch of {batch_size} needs about {projected:,} bytes of activations "
+                               f"(estimate: {one:,} bytes for one example x {batch_size}), over the cap "
+                               f"{MEMORY_CAP_ENV}={cap:,}")
+
+
+def _check_measured_peak(memory: dict, batch_size: int, cap: int | None) -> None:
+    if cap is not None and memory["activation_peak_bytes"] > cap:
+        raise BatchMemoryError(f"a batch of {batch_size} used {memory['activation_peak_bytes']:,} bytes of "
+                               f"activations (measured), over the cap {MEMORY_CAP_ENV}={cap:,}")
 
 
 def _sync(device: torch.device) -> None:
@@ -140,12 +190,16 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     device = compressed.device
     splits = scenario.splits
     batch = splits.test.first(batch_size).inputs
+    cap = memory_cap_bytes()
+    check_memory_cap(compressed.model, batch, device, cap)  # before any large batch runs
     stored = compressed.stored_model
     record: dict = {"scenario": scenario.name, "config": compressed.config.to_dict(), "label": compressed.config.label(),
                     "backend": compressed.backend, "batch_size": batch_size}
     record.update(classification_metrics(compressed.model, splits.test, device))
     record.update(measure_latency(compressed.model, batch, device, **(latency_kwargs or {})))
-    record.update(measure_memory(compressed.model, batch, device))
+    memory = measure_memory(compressed.model, batch, device)
+    _check_measured_peak(memory, batch_size, cap)
+    record.update(memory)
     record["size_bytes"] = len(compressed.storage())
     record["ideal_size_bytes"] = compressed.ideal_size_bytes()
     record["params"] = sum(p.numel() for p in stored.parameters())

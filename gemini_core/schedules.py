@@ -148,13 +148,25 @@ class WarmupCosineLR(_LambdaPolicy):
         return warmup_cosine_factor(step, self.total_steps)
 
 
+def one_cycle_warmup_share(total_steps: int) -> float:
+    """OneCycleLR's pct_start: 10% of the steps, but at least 2 steps on short runs.
+
+    OneCycleLR divides by (pct_start * total_steps - 1): exactly one warm-up step (e.g. 10 steps
+    at 10%) is a ZeroDivisionError.
+    """
+    if total_steps >= 20:
+        return 0.1
+    return 2 / total_steps if total_steps > 2 else 0.25
+
+
 class OneCycle(LRPolicy):
     name = "one-cycle"
 
     def __init__(self, base_lr: float, total_steps: int):
         super().__init__(base_lr, total_steps)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.shadow, max_lr=self.base_lr,
-                                                             total_steps=self.total_steps + 1, pct_start=0.1)
+                                                             total_steps=self.total_steps + 1,
+                                                             pct_start=one_cycle_warmup_share(self.total_steps + 1))
 
     def step(self) -> None:
         super().step()

@@ -22,7 +22,7 @@ from .compress import compress, prune_copy
 from .config import CompressionConfig, parse_list
 from .device import device_label, measurement_label, pick_device
 from .errors import ConfigError
-from .measure import count_macs, measure_point
+from .measure import count_macs, measure_point, memory_cap_bytes
 from .scenarios.base import Scenario
 from .store import Store
 
@@ -246,9 +246,17 @@ def run_unit(model: nn.Module, scenario: Scenario, unit: SweepUnit, batch_size: 
         yield record
 
 
+# How CPU allocators word running out of memory (CUDA raises torch.OutOfMemoryError).
+_OOM_WORDS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or any(w in str(exc).lower() for w in _OOM_WORDS)
+
+
 def _failed(config: CompressionConfig, batch_size: int, device, exc: Exception) -> dict:
     reason = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+    if _is_out_of_memory(exc):
         reason = f"out of memory at batch size {batch_size}: {exc}"
     return {"config": config.to_dict(), "label": config.label(), "status": "failed", "error": reason[:2000],
             "batch_size": batch_size, "device": device_label(device), "traceback": traceback.format_exc()[-4000:]}
@@ -294,6 +302,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
     ``executor``: "local" (this process, one unit after another) or "ray" (one task per unit on
     the Ray cluster at ``ray_address``, a local instance when None; see ray_executor.py).
     """
+    memory_cap_bytes()  # a malformed GEMINI_MAX_BATCH_BYTES is a one-line error, not N failed points
     store = store or Store()
     remote = make_executor(executor, ray_address)
     if remote is None:

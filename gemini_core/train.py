@@ -17,6 +17,7 @@ from torch import nn
 from .device import pick_device
 from .errors import Cancelled
 from .paths import baselines_dir
+from .schedules import one_cycle_warmup_share
 from .scenarios.base import Scenario, Split, TrainSettings
 
 ProgressFn = Callable[[dict], None]
@@ -92,7 +93,7 @@ def train_model(
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_steps)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=max(total_steps, 1), pct_start=0.1
+        optimizer, max_lr=settings.lr, total_steps=max(total_steps, 1), pct_start=one_cycle_warmup_share(max(total_steps, 1))
     )
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
@@ -209,11 +210,31 @@ def get_baseline(
         "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
         "history": history, "test_accuracy": test_acc, "data": scenario.describe(),
     }, indent=1))
-    if folder.exists():
-        import shutil
+    import shutil
 
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    complete = weights.exists() and meta_path.exists()
+    if folder.exists() and (retrain or not complete):
+        # Move the old one aside first: a reader never finds the folder half-deleted.
+        old = Path(tempfile.mkdtemp(prefix=f".{key}-old-", dir=folder.parent))
+        try:
+            os.replace(folder, old / "x")
+        except FileNotFoundError:  # another process replaced it meanwhile
+            pass
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not (weights.exists() and meta_path.exists()):
+            raise
+        # Another process (a second sweep on the same home) cached this baseline while we trained:
+        # use its weights, so every run of this baseline key measures the same model.
+        shutil.rmtree(tmp, ignore_errors=True)
+        meta = json.loads(meta_path.read_text())
+        model.load_state_dict(load_file(str(weights)))
+        model.eval()
+        if progress is not None:
+            progress({"event": "cached", "baseline_key": key})
+        return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
     return Baseline(scenario, model, key, settings, history, test_acc, False, folder)
 
 

@@ -1,6 +1,7 @@
 """Model: choose the scenario and its data, check the data, train or load the baseline and see its card."""
 import dataclasses
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
@@ -9,7 +10,7 @@ from gemini_core.paths import home_dir
 from gemini_core.scenarios import get_scenario
 from ui import plots, views
 from ui.jobs import TrainJob
-from ui.state import (current_job, current_model, sanitise_filename, set_model,
+from ui.state import (check_typed_path, current_job, current_model, sanitise_filename, set_model,
                       show_job_error, submit, use_router)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -63,6 +64,13 @@ def data_file_section(kind: str) -> None:
         problem = "choose a data file"
         st.info("Upload a file (or give a path) to see a preview and pick its columns.")
         return
+    if upload is None:
+        try:
+            check_typed_path(path, "data path")
+        except GeminiError as exc:
+            problem = str(exc)
+            st.error(f"This path cannot be used: {exc}")
+            return
     header_key = st.radio("Header row", list(HEADERS), horizontal=True, key="m_header",
                           help="infer: decide from the first row")
     header = HEADERS[header_key]
@@ -185,12 +193,23 @@ elif choice == "hf":
                            placeholder="/models/my-bert  or  distilbert-base-uncased (needs the hub)").strip()
     if not source:
         problem = "give a model id or directory"
+    elif source.startswith(("/", ".", "~")) or source.count("/") > 1 or Path(source).expanduser().exists():
+        try:  # a local model folder (hub ids are names, not paths)
+            check_typed_path(source, "model directory")
+        except GeminiError as exc:
+            problem = str(exc)
+            st.error(f"This path cannot be used: {exc}")
     scenario_name = f"hf:{source}"
     data_file_section("hf")
 elif choice == "images":
     path = st.text_input("Folder of class folders, or an .npz file (x, y arrays)", key="m_images_path").strip()
     if path:
         options["data"] = path
+        try:
+            check_typed_path(path, "image path")
+        except GeminiError as exc:
+            problem = str(exc)
+            st.error(f"This path cannot be used: {exc}")
     else:
         problem = "give the image folder or .npz file"
 

@@ -3,7 +3,7 @@ import streamlit as st
 
 from gemini_core import export as exporter
 from gemini_core.errors import GeminiError
-from gemini_core.paths import exports_dir
+from gemini_core.paths import export_destination, exports_dir
 from gemini_core.store import Store
 from ui import plots, views
 from ui.downloads import chart_downloads
@@ -67,8 +67,18 @@ formats = st.multiselect("Formats", list(exporter.FORMATS), default=["gemini"], 
                          help="gemini: compressed checkpoint that reloads with gemini_core.export.load; "
                               "hf: plain transformers folder (text models); onnx: ONNX graph")
 
-def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",)):
-    out_dir = exports_dir() / f"point-{point_id}"  # built from the numeric id only
+folder_text = st.text_input("Export folder", key="x_folder", placeholder=f"point-{pid}",
+                            help=f"a folder name inside {exports_dir()}; paths that lead outside it are refused")
+folder_text = folder_text.strip() or f"point-{int(pid)}"
+destination = None
+try:  # the engine resolves '..', '~' and symlinks and refuses anything outside <home>/exports
+    destination = export_destination(folder_text)
+except GeminiError as exc:
+    st.error(f"This folder cannot be used: {exc}")
+
+
+def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",), folder=folder_text):
+    out_dir = export_destination(folder)  # checked again when the job runs (a symlink may have changed)
     path = exporter.export_point(Store(), point_id, out_dir, formats=fmts, overwrite=True,
                                  progress=lambda message: setattr(j, "message", message))
     j.message = "reloading the export and measuring it again"
@@ -81,7 +91,7 @@ def start_export() -> None:
 
 sweeping = any(j.kind in ("sweep", "train") for j in registry().running())
 st.button(f"Export point #{pid}", key="x_export", type="primary", on_click=start_export,
-          disabled=running or sweeping)
+          disabled=running or sweeping or destination is None)
 if sweeping:
     st.caption("A sweep or training is running: exporting waits for it (it re-measures latency on the same CPU).")
 show_job_error()

@@ -47,3 +47,5 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert len(records) == 12
     assert len(reused) >= killed_at and len(reused) + len(measured) == 12
     assert _count_ok(db_path) == 12
+    print(f"kill-and-resume: {killed_at} points stored at SIGKILL, integrity ok; resume reused {len(reused)}, "
+          f"measured {len(measured)}, total {_count_ok(db_path)}")

@@ -2,7 +2,10 @@
 
 Policy (what this module decides for the user, and says so in ``notes``):
 
-* Size: files over ``MAX_FILE_BYTES`` (200 MiB) are refused before reading.
+* Size: files over ``MAX_FILE_BYTES`` (200 MiB, the dashboard's upload limit too) are refused before
+  reading, and tables over ``MAX_ROWS`` (200,000 data rows) after parsing: more rows than that would
+  not be trained on anyway (text trains on ``max_train_examples``) but would all be tokenized and
+  held in memory. ``GEMINI_MAX_DATA_BYTES`` / ``GEMINI_MAX_DATA_ROWS`` change the limits.
 * Bytes: a NUL byte means a binary (or UTF-16) file: refused. A UTF-16/32 byte-order mark: refused.
 * Encoding: UTF-8 (a BOM is allowed). A file that is not UTF-8 is read as Windows-1252 (a superset
   of Latin-1's printable characters, the usual "ANSI" export of Excel) *only if* it decodes and at
@@ -20,7 +23,8 @@ Policy (what this module decides for the user, and says so in ``notes``):
 * Labels: empty label cells are an error (with the rows); string or integer labels are sorted
   (numerically when they are all integers) and mapped to 0..C-1; fewer than 2 classes is an error.
 * Text: rows with empty text are dropped and counted in ``notes``; all empty is an error. Long
-  texts are kept: truncation happens at tokenization.
+  texts are kept whole here, with a note counting those over ``LONG_TEXT_CHARS``: the tokenizer
+  keeps the first ``max_length`` tokens of every text (the text scenario notes how many it cut).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import codecs
 import csv
 import difflib
 import io
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,10 +45,13 @@ import pandas as pd
 from ..errors import DataError
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_ROWS = 200_000
+LONG_TEXT_CHARS = 10_000  # far beyond any max_length in tokens: such a text is surely cut
 LEGACY_NON_ASCII_SHARE = 0.10  # above this a non-UTF-8 file is probably not Windows-1252 text
 SNIFF_CHARS = 64 * 1024
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "target", "y", "category")
 MISSING_MARKERS = {"", "na", "n/a", "nan", "null", "none", "?"}  # tabular features only
+MISSING_LABELS = ("nan", "null")  # a label cell holding these is missing, like an empty one
 _INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
 
 
@@ -85,14 +93,38 @@ class Preview(NamedTuple):
 
 
 # -- bytes and text ----------------------------------------------------------------------------
+def _env_limit(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise DataError(f"{name}={value!r} is not a whole number") from None
+    if limit < 1:
+        raise DataError(f"{name}={value!r} must be at least 1")
+    return limit
+
+
+def max_file_bytes() -> int:
+    """The byte limit on data files: ``MAX_FILE_BYTES`` unless ``GEMINI_MAX_DATA_BYTES`` says otherwise."""
+    return _env_limit("GEMINI_MAX_DATA_BYTES", MAX_FILE_BYTES)
+
+
+def max_rows() -> int:
+    """The row limit on data tables: ``MAX_ROWS`` unless ``GEMINI_MAX_DATA_ROWS`` says otherwise."""
+    return _env_limit("GEMINI_MAX_DATA_ROWS", MAX_ROWS)
+
+
 def _size_text(size_bytes: int) -> str:
     if size_bytes >= 1024 * 1024:
         return f"{size_bytes / 1024 / 1024:.1f} MB"
     return f"{size_bytes / 1024:.1f} KB" if size_bytes >= 1024 else f"{size_bytes} bytes"
 
 
-def read_text(path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str, str, list[str]]:
+def read_text(path, max_bytes: int | None = None) -> tuple[str, str, list[str]]:
     """The file's text, the encoding used and notes. Raises DataError naming the problem."""
+    max_bytes = max_file_bytes() if max_bytes is None else max_bytes
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"data file {str(path)!r} does not exist")
@@ -207,9 +239,10 @@ def infer_header(cells: pd.DataFrame, sample_rows: int = 200) -> bool:
     return votes >= 0
 
 
-def read_table(path, header="infer", max_bytes: int = MAX_FILE_BYTES) -> RawTable:
+def read_table(path, header="infer", max_bytes: int | None = None, row_limit: int | None = None) -> RawTable:
     """Read a delimited file as strings, with the header decided. Raises DataError."""
     path = Path(path).expanduser()
+    row_limit = max_rows() if row_limit is None else row_limit
     text, encoding, notes = read_text(path, max_bytes)
     header = parse_header_option(header)
     delimiter = sniff_delimiter(path, text)
@@ -224,6 +257,9 @@ def read_table(path, header="infer", max_bytes: int = MAX_FILE_BYTES) -> RawTabl
         cells.columns = [str(i) for i in range(cells.shape[1])]
     if cells.empty:
         raise DataError(f"{path.name} has a header row but no data rows")
+    if len(cells) > row_limit:
+        raise DataError(f"{path.name} has {len(cells):,} data rows; the limit is {row_limit:,} rows. "
+                        "Use a sample of the rows.")
     if header == "infer":
         shown = ", ".join(repr(c) for c in list(cells.columns)[:8])
         notes.append(f"header row detected: columns {shown}" if has_header
@@ -306,11 +342,14 @@ def _row_list(positions, limit: int = 5) -> str:
 # -- labels ----------------------------------------------------------------------------------
 def encode_labels(values: pd.Series, column: str, notes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Map labels to 0..C-1 (classes sorted; numerically when all are integers)."""
-    missing = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+    stripped = values.astype(str).str.strip()
+    # "NaN" / "null" are what pandas and SQL exports write for a missing value, never a class name.
+    missing = values.isna().to_numpy() | (stripped == "").to_numpy() | \
+        stripped.str.lower().isin(MISSING_LABELS).to_numpy()
     if missing.any():
         rows = np.flatnonzero(missing)
         raise DataError(f"label column {column!r} is empty on {len(rows)} of {len(values)} rows "
-                        f"(data rows {_row_list(rows)}); fill or remove those rows")
+                        f"(data rows {_row_list(rows)}; NaN and null count as empty); fill or remove those rows")
     names = values.astype(str).str.strip()
     if names.map(lambda v: bool(_INT_RE.match(v))).all():
         names = names.map(lambda v: str(int(float(v))))
@@ -348,7 +387,7 @@ def map_labels(values: pd.Series, class_names: list[str], column: str, file_name
 
 # -- whole tables ----------------------------------------------------------------------------------
 def load_text_table(path, text_column=None, label_column=None, header="infer",
-                    max_bytes: int = MAX_FILE_BYTES) -> TableData:
+                    max_bytes: int | None = None) -> TableData:
     """Texts and labels from a CSV/TSV file. Columns default to guesses, reported in ``notes``."""
     raw = read_table(path, header, max_bytes)
     frame, notes = raw.frame, list(raw.notes)
@@ -361,6 +400,12 @@ def load_text_table(path, text_column=None, label_column=None, header="infer",
         notes.append(f"dropped {int(empty.sum())} rows with empty text (data rows {_row_list(np.flatnonzero(empty))})")
         frame = frame.loc[~empty].reset_index(drop=True)
     labels, class_names = encode_labels(frame[label_col], label_col, notes)
+    lengths = frame[text_col].str.len()
+    long_rows = np.flatnonzero((lengths > LONG_TEXT_CHARS).to_numpy())
+    if len(long_rows):
+        notes.append(f"{len(long_rows)} texts are longer than {LONG_TEXT_CHARS:,} characters (longest "
+                     f"{int(lengths.max()):,}, data rows {_row_list(long_rows)}); kept, but the tokenizer "
+                     "keeps only the first max_length tokens of each")
     if frame[text_col].map(_is_number).mean() > 0.9:
         notes.append(f"text column {text_col!r} holds numbers: is it the label column?")
     return TableData(frame, labels, class_names, label_col, text=frame[text_col].tolist(),
@@ -381,7 +426,7 @@ def _text_and_label_columns(frame: pd.DataFrame, text_column, label_column, note
     return text_col, label_col
 
 
-def load_feature_table(path, label_column=None, header="infer", max_bytes: int = MAX_FILE_BYTES) -> TableData:
+def load_feature_table(path, label_column=None, header="infer", max_bytes: int | None = None) -> TableData:
     """Feature columns (every column but the label, still as strings) and labels."""
     raw = read_table(path, header, max_bytes)
     frame, notes = raw.frame, list(raw.notes)

@@ -19,6 +19,7 @@ import copy
 import hashlib
 import importlib.util
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -287,6 +288,10 @@ class TextScenario(Scenario):
         self._clamp_max_length()
         encoded = self.tokenizer()(texts, padding="max_length", truncation=True, max_length=self.max_length,
                                    return_tensors="pt")
+        full = int((encoded["attention_mask"].sum(dim=1) >= self.max_length).sum())
+        if full:  # the tokenizer cut these (or they fit exactly): say so, the model never sees the rest
+            self.notes.append(f"{full} of {len(texts)} texts fill all {self.max_length} tokens; longer ones were "
+                              "truncated to their first tokens (raise max_length to keep more)")
         # token_type_ids are all zero for single sentences; the model defaults to that.
         return {"input_ids": encoded["input_ids"].long(), "attention_mask": encoded["attention_mask"].long()}
 
@@ -342,6 +347,11 @@ class TextScenario(Scenario):
                     ignore_mismatched_sizes=True, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
+        except pickle.UnpicklingError:
+            # torch.load(weights_only=True) met Python objects in a .bin: a pickle that could run code.
+            raise CheckpointError(f"the weights in {self.source!r} are a pickle holding Python objects besides "
+                                  "tensors; refused: loading it could run code. Only safetensors or plain-tensor "
+                                  "(weights_only) checkpoints load") from None
         return HFClassifier(hf).eval()
 
     def arch(self) -> dict:
