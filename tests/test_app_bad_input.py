@@ -179,8 +179,9 @@ MODEL_CASES = [
 
 
 @pytest.mark.parametrize("folder, words", [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES])
-def test_model_folder_problems_are_named(folder, words, model_dirs, seeded, app_env):
+def test_model_folder_problems_are_named(folder, words, model_dirs, seeded, app_env, monkeypatch):
     root, _ = model_dirs
+    monkeypatch.setenv("GEMINI_DATA_ROOTS", str(root))  # the model folders live outside the home
     before = snapshot(app_env)
     at = new_app(MODEL)
     at.selectbox(key="m_scenario").set_value("hf").run()
@@ -191,8 +192,9 @@ def test_model_folder_problems_are_named(folder, words, model_dirs, seeded, app_
     assert_unchanged(app_env, before, at)
 
 
-def test_pickled_weights_are_refused_when_training(model_dirs, seeded, app_env):
+def test_pickled_weights_are_refused_when_training(model_dirs, seeded, app_env, monkeypatch):
     root, marker = model_dirs
+    monkeypatch.setenv("GEMINI_DATA_ROOTS", str(root))  # the model folders live outside the home
     before = snapshot(app_env)
     at = new_app(MODEL)
     at.selectbox(key="m_scenario").set_value("hf").run()
@@ -382,20 +384,22 @@ def test_typed_paths_stay_inside_the_data_roots(seeded, app_env, tmp_path, monke
     assert_unchanged(app_env, before, at)
 
 
-def test_an_exposed_server_reads_typed_paths_only_in_the_home(seeded, app_env, tmp_path, monkeypatch):
-    import ui.state
-
+def test_typed_paths_outside_the_home_are_refused_without_data_roots(seeded, app_env, tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_DATA_ROOTS", raising=False)
-    monkeypatch.setattr(ui.state, "server_address", lambda: "0.0.0.0")
     (tmp_path / "mine.csv").write_text(GOOD_CSV)
+    inside = app_env / "data" / "mine.csv"
+    inside.parent.mkdir(parents=True)
+    inside.write_text(GOOD_CSV)
+    before = snapshot(app_env)
     at = new_app(MODEL)
     at.selectbox(key="m_scenario").set_value("text").run()
     at.text_input(key="m_data_path").set_value(str(tmp_path / "mine.csv")).run()
-    assert any("this server listens on 0.0.0.0, so typed paths are limited" in e for e in errors(at)), errors(at)
+    assert any("outside the folders this dashboard may read" in e and "GEMINI_DATA_ROOTS" in e
+               for e in errors(at)), errors(at)
+    assert not at.dataframe
+    at.text_input(key="m_data_path").set_value(str(inside)).run()        # inside the home folder: fine
+    assert not errors(at) and list(at.dataframe[0].value.columns) == ["text", "label"]
     at.text_input(key="m_data_path").set_value("")
     at.file_uploader(key="m_upload").set_value(("mine.csv", GOOD_CSV.encode(), "text/csv")).run()
     assert not errors(at) and list(at.dataframe[0].value.columns) == ["text", "label"]   # uploads still work
-    monkeypatch.setattr(ui.state, "server_address", lambda: "127.0.0.1")
-    at.file_uploader(key="m_upload").set_value(None)
-    at.text_input(key="m_data_path").set_value(str(tmp_path / "mine.csv")).run()
-    assert not errors(at)                                               # a local server reads any path
+    assert_unchanged(app_env, before, at)

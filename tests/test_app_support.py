@@ -54,6 +54,9 @@ def app_env(tmp_path, monkeypatch, digits):
     _, baseline = digits
     shutil.copytree(baseline.path, home / "baselines" / baseline.path.name)
     monkeypatch.setenv("GEMINI_HOME", str(home))
+    # Typed paths may only lead inside the home or GEMINI_DATA_ROOTS: tests type files from their
+    # tmp folder and ../shared/data.
+    monkeypatch.setenv("GEMINI_DATA_ROOTS", os.pathsep.join([str(tmp_path), str(ROOT.parent / "shared")]))
     monkeypatch.chdir(ROOT)
     yield home
     _stop_jobs()

@@ -4,7 +4,6 @@ Only the page scripts (main thread) call into here; the job threads never do.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -157,44 +156,22 @@ def png_ready() -> bool:
     return start_png_server()
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+def typed_path_roots() -> list[Path]:
+    """Where paths typed into the pages may lead: the home folder, and the folders in ``GEMINI_DATA_ROOTS``.
 
-
-def server_address() -> str:
-    """The address the server listens on ('' when unset: Streamlit then listens on every interface)."""
-    return str(st.get_option("server.address") or "")
-
-
-def typed_path_roots() -> list[Path] | None:
-    """Where paths typed into the pages may lead: None means anywhere (a server only this machine reaches).
-
-    ``GEMINI_DATA_ROOTS`` set: the home folder and those folders. Otherwise, a server reachable
-    from other machines reads typed paths only inside the home folder (uploads work as always).
+    Never anywhere: a typed path would otherwise let whoever reaches the page preview any file the
+    server can read. Uploads go under the home folder, so they always work.
     """
     from gemini_core.paths import data_roots, home_dir
 
-    roots = data_roots()
-    if roots:
-        return [home_dir(), *roots]
-    if server_address() in LOOPBACK:
-        return None
-    return [home_dir()]
+    return [home_dir(), *data_roots()]
 
 
 def check_typed_path(text: str, what: str = "path") -> str:
-    """``text`` when the policy above allows it; GeminiError naming where it leads otherwise."""
+    """``text`` when it leads inside ``typed_path_roots()``; ConfigError naming where it leads otherwise."""
     from gemini_core.paths import resolve_readable
 
-    roots = typed_path_roots()
-    if roots is None:
-        return text
-    try:
-        resolve_readable(text, roots, what)
-    except Exception as exc:
-        if server_address() not in LOOPBACK and not os.environ.get("GEMINI_DATA_ROOTS"):
-            raise type(exc)(f"{exc} (this server listens on {server_address() or 'every interface'}, so "
-                            "typed paths are limited)") from None
-        raise
+    resolve_readable(text, typed_path_roots(), what)
     return text
 
 
