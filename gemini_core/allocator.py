@@ -240,5 +240,7 @@ def rows_to_choice(profile, rows: list[dict]) -> tuple[dict, dict]:
 
 
 def predict(profile, bits: dict, ratios: dict) -> dict:
-    """The predicted figures of a choice (e.g. an edited table)."""
-    return _Model(_as_profile(profile)).predicted(bits, ratios)
+    """The predicted figures of a choice (e.g. an edited table); unlisted layers count as float, unlisted
+    groups as unpruned."""
+    model = _Model(_as_profile(profile))
+    return model.predicted({n: bits.get(n, 32) for n in model.layers}, {n: r for n, r in ratios.items() if r})
