@@ -347,11 +347,13 @@ def _measure_allocation(args, scenario, baseline, store, allocation, params) -> 
     for record in run_sweep(scenario, baseline, spec, store=store, device=args.device,
                             name=args.name or f"{scenario.name} allocation vs uniform"):
         records.append({k: v for k, v in record.items() if k != "traceback"})
-    reference = next((r for r in records if r.get("config") == REFERENCE.to_dict() and r.get("status") == "ok"), None)
+    # Points reused from another run come back without a status: they were stored because they were ok.
+    reference = next((r for r in records if r.get("config") == REFERENCE.to_dict()
+                      and r.get("status", "ok") == "ok"), None)
     rows = []
     for r in records:
-        if r.get("status") != "ok":
-            rows.append({"point": r["label"], "status": r.get("error", "failed")[:60]})
+        if r.get("status", "ok") != "ok":
+            rows.append({"point": r["label"], "status": (r.get("error") or "failed")[:60]})
             continue
         row = {"point": ("ALLOCATION " if r["config"].get("layer_overrides") else "") + r["label"],
                "accuracy": r["accuracy"], "size_bytes": r["size_bytes"], "latency_ms_p50": r["latency_ms_p50"]}
