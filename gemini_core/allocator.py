@@ -107,8 +107,12 @@ class _Model:
 
 def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points: float | None = 1.0,
              target_speedup: float | None = None, bits_options=None, allow_pruning: bool = True,
-             finetune_steps: int = 0, execution: str = "dense") -> Allocation:
-    """Per-layer settings for ``objective`` under the budget; see the module docstring."""
+             finetune_steps: int = 0, execution: str = "dense", max_loss_increase: float | None = None) -> Allocation:
+    """Per-layer settings for ``objective`` under the budget; see the module docstring.
+
+    ``max_loss_increase`` (optional, in nats of mean cross-entropy): a finer budget than accuracy on
+    small validation sets, where a single layer rarely flips a whole example.
+    """
     profile = _as_profile(profile)
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown allocation objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -122,8 +126,11 @@ def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points
             raise ConfigError(f"target speed-up {target_speedup!r} must be above 1 (e.g. 3 for 3x)")
         if model.total_ms is None:
             raise ConfigError("the speed-up objective needs the latency profile: run the analysis with it")
-    elif max_accuracy_drop_points is None:
-        raise ConfigError("the smallest-size objective needs an accuracy-drop budget in points")
+    elif max_accuracy_drop_points is None and max_loss_increase is None:
+        raise ConfigError("the smallest-size objective needs an accuracy-drop budget in points (or a loss budget)")
+    if max_loss_increase is not None and max_loss_increase < 0:
+        raise ConfigError(f"the loss budget {max_loss_increase} must be 0 or more")
+    loss_budget = max_loss_increase if max_loss_increase is not None else float("inf")
     measured_bits = sorted({r["bits"] for e in profile.quantization for r in e["results"]}, reverse=True)
     options = sorted(set(bits_options or measured_bits), reverse=True)
     missing = [b for b in options if b != 32 and b not in measured_bits]
@@ -151,7 +158,7 @@ def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points
             new_bits = {**bits, name: value} if kind == "bits" else bits
             new_ratios = {**ratios, name: value} if kind == "ratio" else ratios
             new_points, new_loss = model.drop(new_bits, new_ratios)
-            if new_points > budget + 1e-9:
+            if new_points > budget + 1e-9 or new_loss > loss_budget + 1e-12:
                 continue
             gain = saving(new_bits, new_ratios)
             if gain <= 0:
@@ -170,7 +177,8 @@ def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points
     config = allocation_config(profile, bits, ratios, finetune_steps=finetune_steps, execution=execution)
     rows = allocation_rows(profile, bits, ratios)
     return Allocation(config, rows, predicted, objective,
-                      {"max_accuracy_drop_points": max_accuracy_drop_points, "target_speedup": target_speedup,
+                      {"max_accuracy_drop_points": max_accuracy_drop_points, "max_loss_increase": max_loss_increase,
+                       "target_speedup": target_speedup,
                        "bits_options": options, "allow_pruning": allow_pruning}, notes)
 
 

@@ -245,12 +245,15 @@ def parse_allocate(text: str) -> dict:
             raise GeminiError(f"--allocate: {item!r} needs a number, e.g. max-drop=1 or speedup=3") from None
         if key in ("max-drop", "max_drop"):
             out["max_accuracy_drop_points"] = number
+        elif key in ("max-loss", "max_loss"):
+            out["max_loss_increase"] = number
         elif key == "speedup":
             out["objective"], out["target_speedup"] = "speedup", number
         else:
-            raise GeminiError(f"--allocate: unknown budget {key!r}; use max-drop=POINTS and/or speedup=X")
-    if out["objective"] == "smallest-size" and out["max_accuracy_drop_points"] is None:
-        raise GeminiError("--allocate needs max-drop=POINTS (smallest size within the drop) or speedup=X")
+            raise GeminiError(f"--allocate: unknown budget {key!r}; use max-drop=POINTS, max-loss=NATS and/or speedup=X")
+    if out["objective"] == "smallest-size" and out["max_accuracy_drop_points"] is None \
+            and out.get("max_loss_increase") is None:
+        raise GeminiError("--allocate needs max-drop=POINTS or max-loss=NATS (smallest size within it) or speedup=X")
     return out
 
 
@@ -421,8 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-batch", type=int, default=32, help="batch size of the latency profile")
     p.add_argument("--out", help="write the analysis (and allocation, measured points) as JSON to this file")
     p.add_argument("--force", action="store_true", help="analyse again even if stored")
-    p.add_argument("--allocate", help="budget for the allocator: max-drop=POINTS (smallest size) or speedup=X "
-                                      "(optionally with max-drop)")
+    p.add_argument("--allocate", help="budget for the allocator: max-drop=POINTS and/or max-loss=NATS (smallest "
+                                      "size within them) or speedup=X (optionally with max-drop)")
     p.add_argument("--allocate-bits", help="bit widths the allocator may choose (default: 32 and the profiled ones)")
     p.add_argument("--no-prune", action="store_true", help="the allocator chooses bits only")
     p.add_argument("--finetune-steps", type=int, default=0, help="recovery steps when the allocation prunes")

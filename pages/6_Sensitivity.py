@@ -33,7 +33,9 @@ c[2].number_input("Validation examples per evaluation", min_value=16, max_value=
 
 params, params_error = None, None
 try:
-    params = AnalysisParams(ratios=tuple(st.session_state.sn_ratios) or (0.5,), bits=tuple(st.session_state.sn_bits),
+    if "pruning" in st.session_state.sn_phases and not st.session_state.sn_ratios:
+        raise GeminiError("choose at least one pruning ratio for the pruning profile")
+    params = AnalysisParams(ratios=tuple(st.session_state.sn_ratios), bits=tuple(st.session_state.sn_bits),
                             granularity=st.session_state.sn_gran, prune_method=st.session_state.sn_method,
                             max_examples=int(st.session_state.sn_examples), phases=tuple(st.session_state.sn_phases))
     if "quantization" in params.phases and not params.bits:

@@ -116,6 +116,15 @@ def test_allocator_respects_its_budget_on_the_measured_profile(analysed, budget)
     assert allocation_config(profile, bits, ratios) == allocation.config
 
 
+@pytest.mark.parametrize("loss_budget", [0.0, 0.01, 0.1])
+def test_allocator_respects_a_loss_budget(analysed, loss_budget):
+    profile = analysed[3]
+    allocation = allocate(profile, "smallest-size", max_accuracy_drop_points=None, max_loss_increase=loss_budget)
+    assert allocation.predicted["predicted_loss_increase"] <= loss_budget + 1e-12
+    with pytest.raises(ConfigError, match="loss budget"):
+        allocate(profile, max_loss_increase=-1)
+
+
 def test_a_looser_budget_never_gives_a_bigger_model(analysed):
     profile = analysed[3]
     sizes = [allocate(profile, max_accuracy_drop_points=b).predicted["predicted_weight_bytes"] for b in (0, 1, 5, 50)]
@@ -171,6 +180,8 @@ def test_cli_sensitivity_prints_a_table_and_writes_json(digits, tmp_path, capsys
     (["sensitivity", "--phases", "vibes"], "unknown sensitivity phase"),
     (["sensitivity", "--allocate", "max-drop=x"], "needs a number"),
     (["sensitivity", "--allocate", "smallest"], "needs a number"),
+    (["sensitivity", "--allocate", "max-loss=oops"], "needs a number"),
+    (["sensitivity", "--allocate", "min-size=3"], "unknown budget 'min-size'"),
     (["sensitivity", "--measure"], "--measure measures an allocation"),
 ])
 def test_cli_sensitivity_bad_input_exits_2(argv, message, capsys):
