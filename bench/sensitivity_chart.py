@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
-PANELS = {"digits (SmallCNN)": "sensitivity_digits.json", "MiniLM on SMS spam": "sensitivity_minilm_int8.json"}
+PANELS = {"digits (SmallCNN)": ("sensitivity_digits.json",),
+          "MiniLM on SMS spam": ("sensitivity_minilm_int8.json", "sensitivity_minilm_size.json",
+                                 "sensitivity_minilm_int8_ffn_fp32.json")}
 
 
 def main() -> int:
@@ -21,20 +23,29 @@ def main() -> int:
     from ui.sensitivity_plots import best_uniform_near, fig_allocation_vs_uniform
 
     panels = {}
-    for name, file in PANELS.items():
-        path = RESULTS / file
-        if not path.exists():
-            print(f"{file}: missing, panel left out", file=sys.stderr)
-            continue
-        panels[name] = [r for r in json.loads(path.read_text())["measured"] if r.get("status", "ok") == "ok"]
+    for name, files in PANELS.items():
+        by_config: dict = {}
+        for file in files:
+            path = RESULTS / file
+            if not path.exists():
+                print(f"{file}: missing, left out", file=sys.stderr)
+                continue
+            for r in json.loads(path.read_text())["measured"]:
+                if file.endswith("_ffn_fp32.json") and r["config"].get("layer_overrides"):
+                    r["legend"] = "per-layer by hand (FFN down-proj fp32)"  # not the allocator's choice
+                if r.get("status", "ok") == "ok":
+                    by_config[json.dumps(r["config"], sort_keys=True)] = r  # a point in two files counts once
+        if by_config:
+            panels[name] = list(by_config.values())
     if not panels:
         print("no results to draw", file=sys.stderr)
         return 1
     for name, records in panels.items():
         ref = next(r for r in records if r["label"] == "unpruned / 32-bit / dense")
         for alloc in (r for r in records if r["config"].get("layer_overrides")):
+            kind = r"by hand" if alloc.get("legend") else "allocation"
             best = best_uniform_near(records, alloc["size_bytes"])
-            print(f"{name}: allocation {alloc['accuracy']:.4f} at {alloc['size_bytes']:,} B "
+            print(f"{name}: {kind} {alloc['accuracy']:.4f} at {alloc['size_bytes']:,} B "
                   f"(drop {100 * (ref['accuracy'] - alloc['accuracy']):.2f} pts) vs best uniform "
                   f"{best['label']!r} {best['accuracy']:.4f} at {best['size_bytes']:,} B "
                   f"(drop {100 * (ref['accuracy'] - best['accuracy']):.2f} pts)")

@@ -118,12 +118,14 @@ def fig_allocation_vs_uniform(panels: dict[str, list[dict]], title: str = "Per-l
         for r in records:
             cfg = r.get("config") or {}
             per_layer = bool(cfg.get("layer_overrides"))
-            legend = "per-layer allocation" if per_layer else f"uniform {cfg.get('bits')}-bit"
+            legend = r.get("legend") or ("per-layer allocation" if per_layer else f"uniform {cfg.get('bits')}-bit")
+            by_hand = bool(r.get("legend"))
             fig.add_trace(go.Scatter(
                 x=[r["size_bytes"] / 1024], y=[r["accuracy"] * 100], mode="markers", name=legend,
                 legendgroup=legend, showlegend=legend not in shown,
-                marker=dict(size=18 if per_layer else 11, symbol="star" if per_layer else "circle",
-                            color="#5B4BDB" if per_layer else bit_color(cfg.get("bits")),
+                marker=dict(size=18 if per_layer else 11,
+                            symbol=("diamond" if by_hand else "star") if per_layer else "circle",
+                            color=("#B279A2" if by_hand else "#5B4BDB") if per_layer else bit_color(cfg.get("bits")),
                             line=dict(color="#1F1D2B" if per_layer else "white", width=1)),
                 hovertemplate=f"{r['label']}<br>%{{y:.2f}}% at %{{x:.1f}} KB<extra></extra>"), row=1, col=col)
             shown.add(legend)
