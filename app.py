@@ -46,5 +46,6 @@ pages = [
     st.Page("pages/3_History.py", title="History", icon=":material/history:"),
     st.Page("pages/4_Export.py", title="Export", icon=":material/inventory_2:"),
     st.Page("pages/5_Report.py", title="Report", icon=":material/summarize:"),
+    st.Page("pages/6_Sensitivity.py", title="Sensitivity", icon=":material/tune:"),
 ]
 st.navigation(pages).run()

@@ -10,10 +10,11 @@ from torch import nn
 
 from .config import CompressionConfig
 from .kernels import build_execution_model
+from .overrides import is_mixed, resolve_layers, round_to_storage_, tensor_float_bits
 from .prune import PruneResult, prune, prunable_layers
-from .quantize import QuantizedWeight, quantize_weights_
+from .quantize import QuantizedWeight, quantize_layers_, quantize_weights_
 from .scenarios.base import Scenario
-from .serialize import encode_state, ideal_size_bytes, to_bytes
+from .serialize import LAYER_BITS_KEY, encode_state, ideal_size_bytes, to_bytes
 
 
 @dataclass
@@ -30,14 +31,34 @@ class CompressedModel:
     device: torch.device
     sparse_names: set[str] = field(default_factory=set)
 
+    def float_bits(self) -> dict[str, int] | None:
+        """Per-layer configs: the float width each unquantized tensor is stored at (None: the config's)."""
+        if not is_mixed(self.config):
+            return None
+        return tensor_float_bits(self.stored_model, self.config, resolve_layers(self.stored_model, self.config))
+
+    def layer_bits(self) -> dict[str, int]:
+        """Bits of every quantizable layer as stored (32 = float)."""
+        settings = resolve_layers(self.stored_model, self.config)
+        out = {}
+        for name, setting in settings.items():
+            q = self.quantized.get(f"{name}.weight")
+            float16 = setting.bits == 16 if is_mixed(self.config) else self.config.bits == 16
+            out[name] = q.bits if q is not None else (16 if float16 and not setting.skip else 32)
+        return out
+
     def storage(self, metadata: dict | None = None) -> bytes:
         """The bytes of ``model.safetensors`` as the exporter writes them."""
+        float_bits = self.float_bits()
         tensors, layout = encode_state(self.stored_model.state_dict(), self.quantized, self.config.bits,
-                                       self.sparse_names)
+                                       self.sparse_names, float_bits)
+        if float_bits is not None:  # per-layer bits travel in the file too (reload checks them)
+            metadata = {**(metadata or {}), LAYER_BITS_KEY: self.layer_bits()}
         return to_bytes(tensors, layout, metadata)
 
     def ideal_size_bytes(self) -> int:
-        return ideal_size_bytes(self.stored_model.state_dict(), self.quantized, self.config.bits, self.sparse_names)
+        return ideal_size_bytes(self.stored_model.state_dict(), self.quantized, self.config.bits, self.sparse_names,
+                                self.float_bits())
 
 
 def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, device=None) -> PruneResult:
@@ -63,11 +84,18 @@ def compress(model: nn.Module, config: CompressionConfig, scenario: Scenario, de
              pruned: PruneResult | None = None) -> CompressedModel:
     """Apply ``config`` to a copy of ``model``. Pass ``pruned`` to reuse one pruning across bit widths."""
     device = torch.device(device or "cpu")
+    if config.layer_overrides:
+        resolve_layers(model, config)  # a pattern naming no layer fails before any work
     if pruned is None:
         pruned = prune_copy(model, config, scenario, device=device)
     stored = copy.deepcopy(pruned.model).cpu().eval()
     spec = scenario.prune_spec(stored)
     sparse_names = ({f"{n}.weight" for n, _ in prunable_layers(stored, spec)} if config.is_unstructured else set())
-    quantized = quantize_weights_(stored, config.bits, config.granularity)
+    if is_mixed(config):
+        settings = resolve_layers(stored, config)
+        quantized = quantize_layers_(stored, settings)
+        round_to_storage_(stored, tensor_float_bits(stored, config, settings))
+    else:
+        quantized = quantize_weights_(stored, config.bits, config.granularity)
     runnable, backend, layers = build_execution_model(stored, config, quantized, device)
     return CompressedModel(config, runnable, stored, quantized, pruned, backend, layers, device, sparse_names)

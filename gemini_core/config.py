@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -35,6 +36,120 @@ def group_size(granularity: str) -> int | None:
     return int(granularity.split("-")[1]) if granularity.startswith("group-") else None
 
 
+OVERRIDE_FIELDS = ("prune_ratio", "bits", "granularity", "skip")
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """A module-name glob as a regex: ``*`` stays within one dotted name part, ``**`` crosses parts,
+    ``?`` is one character, ``[...]`` a character class. A pattern matches a whole name, or a tail
+    of it after a dot (``encoder.layer.*.output.dense`` matches ``hf.bert.encoder.layer.3.output.dense``
+    but not ``...layer.3.attention.output.dense``)."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if ch == "*":
+            out.append(r"[^.]*")
+        elif ch == "?":
+            out.append(r"[^.]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise ConfigError(f"layer pattern {pattern!r}: '[' without a closing ']'")
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile(r"(?:^|.*\.)" + "".join(out) + "$")
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """Per-layer settings for the modules whose names match ``pattern``; None keeps the config's value.
+
+    ``skip``: the layer is left exactly as it is (not pruned, not quantized). Later entries win.
+    """
+
+    pattern: str
+    prune_ratio: float | None = None
+    bits: int | None = None
+    granularity: str | None = None
+    skip: bool = False
+
+    def __post_init__(self) -> None:
+        where = f"layer override {self.pattern!r}"
+        if not isinstance(self.pattern, str) or not self.pattern.strip():
+            raise ConfigError(f"layer override {self.pattern!r}: the pattern must be a non-empty module name or glob")
+        object.__setattr__(self, "pattern", self.pattern.strip())
+        pattern_regex(self.pattern)  # a malformed glob fails here, not at compress time
+        if self.prune_ratio is not None:
+            try:
+                ratio = float(self.prune_ratio)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: prune ratio {self.prune_ratio!r} is not a number") from None
+            if not 0.0 <= ratio <= MAX_PRUNE_RATIO:
+                raise ConfigError(f"{where}: prune ratio {ratio} is outside [0, {MAX_PRUNE_RATIO}]")
+            object.__setattr__(self, "prune_ratio", ratio)
+        if self.bits is not None:
+            if isinstance(self.bits, bool) or not isinstance(self.bits, (int, float)) or int(self.bits) != self.bits \
+                    or int(self.bits) not in BITS:
+                raise ConfigError(f"{where}: bits {self.bits!r} not supported; choose one of {', '.join(map(str, BITS))}")
+            object.__setattr__(self, "bits", int(self.bits))
+        if self.granularity is not None and self.granularity not in GRANULARITIES:
+            raise ConfigError(f"{where}: unknown granularity {self.granularity!r}; choose one of "
+                              f"{', '.join(GRANULARITIES)}")
+        if not isinstance(self.skip, bool):
+            raise ConfigError(f"{where}: skip must be true or false, not {self.skip!r}")
+        if self.skip and (self.prune_ratio is not None or self.bits is not None or self.granularity is not None):
+            raise ConfigError(f"{where}: skip leaves the layer untouched; it cannot also set a ratio, bits or granularity")
+        if not self.skip and self.prune_ratio is None and self.bits is None and self.granularity is None:
+            raise ConfigError(f"{where} sets nothing: give prune_ratio, bits, granularity or skip")
+
+    def to_dict(self) -> dict:
+        data = {"pattern": self.pattern}
+        data.update({k: getattr(self, k) for k in ("prune_ratio", "bits", "granularity") if getattr(self, k) is not None})
+        if self.skip:
+            data["skip"] = True
+        return data
+
+    @classmethod
+    def coerce(cls, item) -> "LayerOverride":
+        """From a LayerOverride, a dict ``{"pattern": ..., "bits": ...}`` or a pair ``(pattern, {...})``."""
+        if isinstance(item, LayerOverride):
+            return item
+        if isinstance(item, dict):
+            data = dict(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[1], dict):
+            data = {"pattern": item[0], **item[1]}
+        else:
+            raise ConfigError(f"layer override {item!r} must be a mapping with a 'pattern' and settings")
+        unknown = set(data) - {"pattern", *OVERRIDE_FIELDS}
+        if unknown:
+            raise ConfigError(f"layer override {data.get('pattern')!r}: unknown field(s) {', '.join(sorted(unknown))}; "
+                              f"use {', '.join(OVERRIDE_FIELDS)}")
+        if "pattern" not in data:
+            raise ConfigError(f"layer override {item!r} has no 'pattern'")
+        return cls(**data)
+
+    def short(self) -> str:
+        if self.skip:
+            return f"{self.pattern}=skip"
+        parts = []
+        if self.prune_ratio is not None:
+            parts.append(f"{self.prune_ratio:.0%}")
+        if self.bits is not None:
+            parts.append(f"{self.bits}b")
+        if self.granularity is not None:
+            parts.append(self.granularity)
+        return f"{self.pattern}={'/'.join(parts)}"
+
+
 @dataclass(frozen=True)
 class CompressionConfig:
     """What to do to a model. Every field is checked in ``__post_init__``."""
@@ -45,7 +160,8 @@ class CompressionConfig:
     bits: int = 32
     granularity: str = "per-channel"
     execution: str = "dense"
-    # Per-layer overrides arrive with the sensitivity work; kept in the recipe so exports carry them.
+    # Per-layer settings (LayerOverride entries, addressed by module-name patterns; later ones win),
+    # applied by the same compress() call and kept in the recipe so exports carry them.
     layer_overrides: tuple = field(default_factory=tuple)
     # How the finetune_steps recover: plain fine-tuning, or quantization-aware ("qat": trained against
     # fake-quantized weights at this config's bits and granularity, see qat.py).
@@ -82,20 +198,52 @@ class CompressionConfig:
         if self.finetune_steps < 0:
             raise ConfigError(f"fine-tune steps {self.finetune_steps} must be 0 or more")
         object.__setattr__(self, "finetune_steps", int(self.finetune_steps))
-        object.__setattr__(self, "layer_overrides", tuple(self.layer_overrides))
+        if isinstance(self.layer_overrides, (str, dict)):
+            raise ConfigError("layer overrides must be a list of entries, each with a 'pattern'")
+        overrides = tuple(LayerOverride.coerce(item) for item in self.layer_overrides)
+        object.__setattr__(self, "layer_overrides", overrides)
         if self.recovery not in RECOVERIES:
             raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+        for item in overrides:
+            if item.prune_ratio is not None and self.prune_method == "none":
+                raise ConfigError(f"layer override {item.pattern!r} sets a prune ratio but the prune method is 'none'; "
+                                  "choose a method for the ratio to use")
+            if item.prune_ratio is not None and self.prune_method == "2:4":
+                raise ConfigError(f"layer override {item.pattern!r}: 2:4 fixes the ratio at 50%; use skip to leave a "
+                                  "layer dense")
+        if self.recovery == "qat" and any(o.bits is not None or o.granularity is not None for o in overrides):
+            raise ConfigError("quantization-aware recovery trains at one bit width; it cannot be combined with "
+                              "per-layer bits or granularity")
         if self.recovery == "qat" and (self.bits > 8 or self.finetune_steps == 0):
             # Without steps there is no recovery, and at 16/32 bits QAT is plain fine-tuning: one point, not two.
             object.__setattr__(self, "recovery", "finetune")
 
     @property
+    def prune_overrides(self) -> tuple:
+        """The overrides that change the pruned model: per-layer ratios, and skips when anything is pruned."""
+        if self.prune_method == "none":
+            return ()
+        return tuple(o for o in self.layer_overrides if o.prune_ratio is not None or o.skip)
+
+    @property
+    def prunes(self) -> bool:
+        """Whether any layer gets pruned (the global ratio or a per-layer one above 0)."""
+        if self.prune_method == "none":
+            return False
+        return self.prune_ratio > 0 or any((o.prune_ratio or 0) > 0 for o in self.layer_overrides)
+
+    @property
+    def quant_overrides(self) -> tuple:
+        """The overrides that change bits or granularity (skip keeps a layer at full precision)."""
+        return tuple(o for o in self.layer_overrides if o.bits is not None or o.granularity is not None or o.skip)
+
+    @property
     def is_structured(self) -> bool:
-        return self.prune_method in STRUCTURED_METHODS and self.prune_ratio > 0
+        return self.prune_method in STRUCTURED_METHODS and self.prunes
 
     @property
     def is_unstructured(self) -> bool:
-        return self.prune_method in UNSTRUCTURED_METHODS and self.prune_ratio > 0
+        return self.prune_method in UNSTRUCTURED_METHODS and self.prunes
 
     @property
     def is_qat(self) -> bool:
@@ -106,16 +254,19 @@ class CompressionConfig:
     def prune_key(self) -> tuple:
         """The part of the config that decides the pruned (and fine-tuned) model."""
         if self.is_qat:  # QAT recovers unpruned models too, and differently per bit width
-            pruned = self.prune_method != "none" and self.prune_ratio > 0
-            return ((self.prune_method, self.prune_ratio) if pruned else ("none", 0.0)) + (
-                self.finetune_steps, "qat", self.bits, self.granularity)
-        if self.prune_method == "none" or self.prune_ratio == 0:
+            layers = tuple(tuple(sorted(o.to_dict().items())) for o in self.prune_overrides) if self.prunes else ()
+            return ((self.prune_method, self.prune_ratio) if self.prunes else ("none", 0.0)) + (
+                self.finetune_steps, "qat", self.bits, self.granularity) + ((("layers", layers),) if layers else ())
+        if not self.prunes:
             return ("none", 0.0, 0)
-        return (self.prune_method, self.prune_ratio, self.finetune_steps)
+        key = (self.prune_method, self.prune_ratio, self.finetune_steps)
+        layers = tuple(tuple(sorted(o.to_dict().items())) for o in self.prune_overrides)
+        return key + (("layers", layers),) if layers else key
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        data["layer_overrides"] = list(self.layer_overrides)
+        # Empty overrides stay [] so configs from before the overrides existed keep their keys.
+        data["layer_overrides"] = [o.to_dict() for o in self.layer_overrides]
         return data
 
     @classmethod
@@ -138,6 +289,8 @@ class CompressionConfig:
         parts = []
         if self.prune_key[0] != "none":
             parts.append(f"{self.prune_method} {self.prune_ratio:.0%}")
+            if self.prune_overrides and self.prune_ratio == 0:
+                parts[-1] = f"{self.prune_method} per-layer"
             if self.finetune_steps:
                 parts.append(f"{'qat' if self.is_qat else 'ft'}{self.finetune_steps}")
         else:
@@ -146,6 +299,9 @@ class CompressionConfig:
                 parts.append(f"qat{self.finetune_steps}")
         parts.append(f"{self.bits}-bit" + (f" {self.granularity}" if self.bits <= 8 else ""))
         parts.append(self.execution)
+        if self.layer_overrides:
+            rules = ", ".join(o.short() for o in self.layer_overrides)
+            parts.append(f"per-layer: {rules}" if len(rules) <= 60 else f"per-layer ({len(self.layer_overrides)} rules)")
         return " / ".join(parts)
 
 

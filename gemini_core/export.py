@@ -421,6 +421,8 @@ def _recipe(compressed, scenario, baseline, record: dict, arch: dict, size_bytes
         "execution": {"backend": compressed.backend, "layer_backends": dict(compressed.layer_backends),
                       "device": str(compressed.device)},
         "sparse_names": sorted(compressed.sparse_names),
+        # Bits of every quantizable layer as stored (32 = float); per-layer configs differ by layer.
+        "layer_bits": compressed.layer_bits(),
         "pruning": _pruning_record(compressed),
         # A baseline pruned while training (adaptive.py): replayed before the point's own history.
         "baseline_pruning_history": _jsonable(getattr(baseline, "pruning_history", None) or []),
@@ -607,7 +609,8 @@ def model_card(recipe: dict, files: list[str] | None = None) -> str:
              f"A compressed {kind} for *{sc['name']}* "
              f"({sc.get('description') or 'classification'}), exported by Gemini Compression Studio "
              f"on {recipe['created_at']}.", "", "## What was done", ""]
-    if cfg["prune_method"] == "none" or not cfg["prune_ratio"]:
+    per_layer_ratio = any(o.get("prune_ratio") for o in cfg.get("layer_overrides") or [])
+    if cfg["prune_method"] == "none" or not (cfg["prune_ratio"] or per_layer_ratio):
         lines.append("- Pruning: none.")
     else:
         kind = ("structured (channels / neurons / heads removed; the model is physically smaller)"
@@ -623,6 +626,9 @@ def model_card(recipe: dict, files: list[str] | None = None) -> str:
         lines.append("- Precision: bfloat16 weights and compute.")
     else:
         lines.append("- Precision: float32.")
+    if cfg.get("layer_overrides"):
+        rules = "; ".join(", ".join(f"{k}={v}" for k, v in o.items()) for o in cfg["layer_overrides"])
+        lines.append(f"- Per-layer settings (override the above for the layers they name): {rules}.")
     lines.append(f"- Kernels: {recipe['execution']['backend']} (execution `{cfg['execution']}`).")
     for note in pruning.get("notes") or []:
         lines.append(f"- Note: {note}")
@@ -819,10 +825,11 @@ def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
 
     arch = recipe["scenario"]["arch"]
     try:
-        tensors, layout, _ = from_bytes(blob)
+        tensors, layout, meta = from_bytes(blob)
         state, quantized = decode_state(tensors, layout)
     except Exception as exc:  # safetensors / layout errors: the file is not what the recipe says
         raise CheckpointError(f"{MODEL_FILE} cannot be decoded: {type(exc).__name__}: {exc}") from None
+    _check_layer_bits(recipe, meta, quantized)
     model = build_architecture(arch)
     for history in (recipe.get("baseline_pruning_history") or [], (recipe.get("pruning") or {}).get("history") or []):
         if history:
@@ -834,6 +841,25 @@ def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"the weights in {MODEL_FILE} do not fit the rebuilt architecture: "
                               f"{str(exc).splitlines()[0]}") from None
     return model.float().eval(), quantized
+
+
+def _check_layer_bits(recipe: dict, meta: dict, quantized: dict) -> None:
+    """A per-layer export: the bits written per layer must be those the codes hold and the recipe asks for."""
+    from .serialize import LAYER_BITS_KEY
+
+    if LAYER_BITS_KEY not in meta:
+        return
+    try:
+        layer_bits = json.loads(meta[LAYER_BITS_KEY])
+    except ValueError:
+        raise CheckpointError(f"{MODEL_FILE}: per-layer bits are not valid JSON") from None
+    for name, bits in layer_bits.items():
+        q = quantized.get(f"{name}.weight")
+        if (q.bits if q is not None else None) != (bits if bits <= 8 else None):
+            raise CheckpointError(f"{MODEL_FILE}: layer {name} is recorded at {bits} bits but stored at "
+                                  f"{q.bits if q is not None else 'float'}")
+    if layer_bits != (recipe.get("layer_bits") or layer_bits):
+        raise CheckpointError(f"{MODEL_FILE}: per-layer bits differ from recipe.json")
 
 
 def load_export(path, device="cpu") -> LoadedExport:

@@ -71,6 +71,45 @@ def _int8_linear(linear: nn.Linear, q: QuantizedWeight) -> nn.Module:
     return layer
 
 
+class Bf16Layer(nn.Module):
+    """One layer computed in bf16 inside an fp32 model (a per-layer 16-bit setting)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer(x.to(torch.bfloat16) if x.is_floating_point() else x)
+        return out.float()
+
+
+def _build_mixed(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
+                 device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
+    """Per-layer kernels for a config with per-layer bits: int8 where a Linear is at 8 bits per-tensor or
+    per-channel (CPU), bf16 where a layer is at 16 bits, fp32 elsewhere (weight-only below 8 bits)."""
+    from .overrides import resolve_layers
+
+    settings = resolve_layers(model, config)
+    layers: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated but still the CPU int8 path
+        for name, setting in settings.items():
+            module = model.get_submodule(name)
+            q = quantized.get(f"{name}.weight")
+            if (isinstance(module, nn.Linear) and q is not None and setting.bits == 8 and device.type == "cpu"
+                    and setting.granularity in ("per-tensor", "per-channel")):
+                _set_module(model, name, _int8_linear(module, q))
+                layers[name] = "int8-dynamic"
+            elif setting.bits == 16 and not setting.skip:
+                _set_module(model, name, Bf16Layer(module))
+                layers[name] = "dense-bf16"
+            elif q is not None:
+                layers[name] = "dense-fp32 (weight-only int%d, dequantized)" % q.bits
+            else:
+                layers[name] = "dense-fp32"
+    return model.to(device), _summary(layers, "dense"), layers
+
+
 def _has_2_4_pattern(weight: torch.Tensor) -> bool:
     w = weight.detach().reshape(weight.shape[0], -1)
     if w.shape[1] % 4:
@@ -81,10 +120,17 @@ def _has_2_4_pattern(weight: torch.Tensor) -> bool:
 def build_execution_model(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
                           device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
     """A copy of ``model`` running on the kernels ``config`` asks for; returns (model, backend, per-layer)."""
+    from .overrides import is_mixed, resolve_layers
+
     device = torch.device(device)
     model = copy.deepcopy(model).eval()
     layers: dict[str, str] = {}
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if config.execution == "sparse" and config.layer_overrides:
+        skipped = {n for n, s in resolve_layers(model, config).items() if s.skip}
+        linears = [(n, m) for n, m in linears if n not in skipped]  # a skipped layer stays dense
+    if config.execution == "dense" and is_mixed(config):
+        return _build_mixed(model, config, quantized, device)
     if config.execution == "sparse":
         semi = device.type == "cuda" and config.prune_method == "2:4"
         if semi:

@@ -215,3 +215,86 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
                    "torch": info["torch"], "load_avg_1m": info["load_avg_1m"]})
     record["measure_seconds"] = time.perf_counter() - started
     return record
+
+
+# -- per-layer figures for the sensitivity analysis (sensitivity.py) ------------------------------
+@torch.no_grad()
+def accuracy_and_loss(model: nn.Module, split: Split, device, batch_size: int = 256) -> dict:
+    """Accuracy and mean cross-entropy of ``model`` on ``split`` (the analysis uses the validation split)."""
+    device = torch.device(device)
+    model.eval()
+    correct, loss, count = 0, 0.0, 0
+    for batch in split.batches(batch_size):
+        logits = model(**{k: v.to(device) for k, v in batch.inputs.items()}).float().cpu()
+        loss += float(nn.functional.cross_entropy(logits, batch.labels, reduction="sum"))
+        correct += int((logits.argmax(-1) == batch.labels).sum())
+        count += len(batch)
+    return {"accuracy": correct / max(count, 1), "loss": loss / max(count, 1)}
+
+
+def weight_stats(weight: torch.Tensor) -> dict:
+    """Range and outlier figures of one weight: max|w| / std and the share of weights beyond 6 std."""
+    w = weight.detach().float().reshape(-1)
+    std = float(w.std()) if w.numel() > 1 else 0.0
+    mean = float(w.mean())
+    amax = float(w.abs().max()) if w.numel() else 0.0
+    beyond = float(((w - mean).abs() > 6 * std).float().mean()) if std > 0 else 0.0
+    return {"weight_min": float(w.min()), "weight_max": float(w.max()), "weight_std": std,
+            "max_abs_over_std": amax / std if std > 0 else 0.0, "outlier_fraction_6std": beyond}
+
+
+@torch.no_grad()
+def measure_layer_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, layers: list[str],
+                          repeats: int = 15, warmup: int = 3) -> dict:
+    """Each layer's share of one forward pass, timed by module hooks.
+
+    A forward pre-hook and a forward hook on every layer in ``layers`` read ``time.perf_counter``
+    (CUDA synchronised); the whole pass is timed the same way. Medians over ``repeats`` passes.
+    Shares are of the median whole pass; what no listed layer covers (norms, activations,
+    attention arithmetic) is reported as ``other``.
+    """
+    device = torch.device(device)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    model.eval()
+    samples: dict[str, list[float]] = {name: [] for name in layers}
+    started: dict[str, float] = {}
+    handles = []
+
+    def pre(name):
+        def hook(module, args):
+            _sync(device)
+            started[name] = time.perf_counter()
+        return hook
+
+    def post(name):
+        def hook(module, args, output):
+            _sync(device)
+            samples[name][-1] += (time.perf_counter() - started[name]) * 1e3
+        return hook
+
+    for name in layers:
+        module = model.get_submodule(name)
+        handles.append(module.register_forward_pre_hook(pre(name)))
+        handles.append(module.register_forward_hook(post(name)))
+    totals = []
+    try:
+        for i in range(warmup + repeats):
+            for name in layers:
+                samples[name].append(0.0)  # a layer called twice in one pass adds both calls
+            _sync(device)
+            t0 = time.perf_counter()
+            model(**inputs)
+            _sync(device)
+            totals.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        for h in handles:
+            h.remove()
+    total = statistics.median(totals[warmup:])
+    rows = []
+    for name in layers:
+        ms = statistics.median(samples[name][warmup:])
+        rows.append({"layer": name, "ms_p50": ms, "share": ms / total if total > 0 else 0.0})
+    covered = sum(r["ms_p50"] for r in rows)
+    return {"method": "module hooks (perf_counter around each layer's forward), median of repeats",
+            "total_ms_p50": total, "other_ms_p50": max(total - covered, 0.0), "repeats": repeats,
+            "batch_size": int(next(iter(inputs.values())).shape[0]), "layers": rows}

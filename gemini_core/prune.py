@@ -74,12 +74,103 @@ def pruner_kwargs(spec: PruneSpec, ratio: float) -> dict:
     return kwargs
 
 
+@dataclass
+class PruneGroup:
+    """A coupled set of layers torch-pruning prunes together, named by its root layer."""
+
+    root: str  # the layer whose output channels lead the group
+    out_layers: list[str]  # layers losing output channels (the root first)
+    in_layers: list[str]  # layers losing input channels
+    channels: int  # the root's output channels (or heads x head size for attention)
+    heads: int | None = None  # attention groups: heads, pruned whole
+
+    @property
+    def members(self) -> list[str]:
+        return self.out_layers + [n for n in self.in_layers if n not in self.out_layers]
+
+
+def _named_groups(model: nn.Module, spec: PruneSpec, example) -> list[tuple[PruneGroup, nn.Module]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    names = {m: n for n, m in model.named_modules()}
+    out = []
+    for group in graph.get_all_groups(ignored_layers=list(spec.ignored_layers),
+                                      root_module_types=(nn.Conv2d, nn.Linear)):
+        root = group[0].dep.target.module
+        outs, ins = [], []
+        for dep, _ in group:
+            module = dep.target.module
+            if not isinstance(module, (nn.Linear, nn.Conv2d)) or module not in names:
+                continue
+            bucket = outs if graph.is_out_channel_pruning_fn(dep.handler) else ins
+            if names[module] not in bucket:
+                bucket.append(names[module])
+        heads = next((spec.num_heads[m] for m in (dep.target.module for dep, _ in group) if m in spec.num_heads), None)
+        out.append((PruneGroup(names[root], outs, ins, int(graph.get_out_channels(root)), heads), root))
+    return out
+
+
+def prunable_groups(model: nn.Module, scenario: Scenario) -> list[PruneGroup]:
+    """The coupled groups structured pruning can shrink (torch-pruning's DependencyGraph)."""
+    spec = scenario.prune_spec(model)
+    return [g for g, _ in _named_groups(model, spec, scenario.example_inputs(2))]
+
+
+def group_ratio_kwargs(model: nn.Module, config: CompressionConfig, spec: PruneSpec, example) -> dict:
+    """MetaPruner ``pruning_ratio_dict`` / ``head_pruning_ratio_dict`` for the config's per-layer ratios.
+
+    An override reaches the group in which a layer it names loses output channels (or, for a layer
+    that only loses inputs, such as an FFN down-projection, the groups feeding it), so coupled layers
+    are always pruned together. ``skip`` gives the group ratio 0.
+    """
+    from .overrides import layer_names, matching
+
+    if not config.prune_overrides:
+        return {}
+    groups = _named_groups(model, spec, example)
+    names = layer_names(model)
+    chosen: dict[int, float] = {}
+    for item in config.prune_overrides:
+        hit = set(matching(item.pattern, names))
+        touched = [i for i, (g, _) in enumerate(groups) if hit & set(g.out_layers)]
+        if not touched:  # layers that only lose inputs (an FFN down-projection): the groups feeding them
+            touched = [i for i, (g, _) in enumerate(groups) if hit & set(g.in_layers)]
+        if not touched and item.prune_ratio:
+            raise ConfigError(f"layer override {item.pattern!r} sets a prune ratio, but structured pruning never "
+                              "touches the layers it names (the classifier and other kept layers)")
+        for i in touched:
+            chosen[i] = 0.0 if item.skip else float(item.prune_ratio)
+    ratios, head_ratios = {}, {}
+    qkv = dict(spec.num_heads)
+    for i, ratio in chosen.items():
+        group, root = groups[i]
+        ratios[root] = ratio
+        if group.heads:
+            head_ratio = min(ratio, (group.heads - 1) / group.heads) if group.heads > 1 else 0.0
+            for module in qkv:
+                if _module_name(model, module) in group.out_layers:
+                    head_ratios[module] = head_ratio
+    out = {"pruning_ratio_dict": ratios}
+    if head_ratios:
+        out["head_pruning_ratio_dict"] = head_ratios
+    return out
+
+
+def _module_name(model: nn.Module, module: nn.Module) -> str | None:
+    for name, m in model.named_modules():
+        if m is module:
+            return name
+    return None
+
+
 def prune_structured(model: nn.Module, config: CompressionConfig, scenario: Scenario, seed: int = 0) -> PruneResult:
     spec = scenario.prune_spec(model)
     example = scenario.example_inputs(2)
     before = count_params(model)
     torch.manual_seed(seed)
     kwargs = dict(importance=_importance(config.prune_method), **pruner_kwargs(spec, config.prune_ratio))
+    kwargs.update(group_ratio_kwargs(model, config, spec, example))
     notes = []
     pruner = _run_pruner(model, example, kwargs, config, scenario)
     if count_params(model) == before and spec.round_to:
@@ -121,9 +212,19 @@ def nm_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
 def apply_masks(model: nn.Module, config: CompressionConfig, scenario: Scenario) -> list[str]:
     """Attach pruning masks (torch.nn.utils.prune keeps them applied while fine-tuning)."""
     notes = []
+    settings = {}
+    if config.prune_overrides:
+        from .overrides import resolve_layers
+
+        settings = resolve_layers(model, config)
     for name, module in prunable_layers(model, scenario.prune_spec(model)):
+        setting = settings.get(name)
+        if setting is not None and setting.skip:
+            continue  # a skipped layer keeps every weight
         if config.prune_method == "magnitude-unstructured":
-            torch_prune.l1_unstructured(module, "weight", amount=config.prune_ratio)
+            amount = setting.prune_ratio if setting is not None and setting.prune_ratio is not None else config.prune_ratio
+            if amount > 0:
+                torch_prune.l1_unstructured(module, "weight", amount=amount)
         else:
             try:
                 torch_prune.custom_from_mask(module, "weight", nm_mask(module.weight))
@@ -148,7 +249,7 @@ def sparsity_of(model: nn.Module, spec: PruneSpec) -> float:
 
 def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu", seed: int = 0) -> PruneResult:
     """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps."""
-    if config.prune_key[0] == "none":
+    if not config.prunes:
         n = count_params(model)
         result = PruneResult(model, params_before=n, params_after=n)
     elif config.is_structured:
@@ -157,7 +258,7 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
         before = count_params(model)
         result = PruneResult(model, params_before=before, params_after=before,
                              notes=apply_masks(model, config, scenario))
-    if config.finetune_steps and config.prune_key[0] != "none":
+    if config.finetune_steps and config.prunes:
         settings = scenario.default_train
         torch.manual_seed(seed)  # dropout draws from the global generator: same seed, same fine-tuned bytes
         model.to(device)

@@ -104,3 +104,21 @@ def quantization_error(weight: torch.Tensor, bits: int, granularity: str) -> flo
     """Relative L2 error of quantizing ``weight`` (for tests and the sensitivity view)."""
     q = dequantize(quantize_tensor(weight, bits, granularity))
     return float((q - weight).norm() / weight.norm().clamp_min(1e-12))
+
+
+def quantize_layers_(model: nn.Module, settings: dict) -> dict[str, QuantizedWeight]:
+    """Per-layer ``quantize_weights_``: ``settings`` maps layer name -> LayerSetting (overrides.py).
+
+    Layers at 8 bits or fewer get codes; 16-bit layers are rounded to bf16 by the caller
+    (``overrides.round_to_storage_``), 32-bit and skipped layers stay as they are.
+    """
+    quantized = {}
+    with torch.no_grad():
+        for name, module in quantizable_weights(model):
+            setting = settings.get(name)
+            if setting is None or setting.skip or setting.bits >= 16:
+                continue
+            q = quantize_tensor(module.weight, setting.bits, setting.granularity)
+            module.weight.copy_(dequantize(q, module.weight.dtype))
+            quantized[f"{name}.weight"] = q
+    return quantized

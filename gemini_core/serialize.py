@@ -21,6 +21,7 @@ from safetensors.torch import save as st_save
 from .quantize import QuantizedWeight
 
 LAYOUT_KEY = "gemini_layout"
+LAYER_BITS_KEY = "gemini_layer_bits"  # per-layer configs: {layer name: bits (32 = float)}
 
 
 def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -97,13 +98,20 @@ def _encode_float(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> tuple[
 
 
 def encode_state(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight], bits: int,
-                 sparse_names: set[str] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors to write and their layout. ``sparse_names``: weights that may hold pruned zeros."""
-    float_dtype = torch.bfloat16 if bits == 16 else torch.float32
+                 sparse_names: set[str] | None = None, float_bits: dict[str, int] | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors to write and their layout. ``sparse_names``: weights that may hold pruned zeros.
+
+    ``float_bits`` (per-layer configs): the float width, 16 or 32, of each tensor not quantized;
+    bits per quantized tensor are in its codes. Both are written per tensor, so a mixed model
+    round-trips layer by layer.
+    """
     sparse_names = sparse_names or set()
+    float_bits = float_bits or {}
     tensors, layout = {}, {}
     for name, tensor in state.items():
         tensor = tensor.detach().cpu()
+        float_dtype = torch.bfloat16 if float_bits.get(name, bits) == 16 else torch.float32
         if name in quantized:
             nonzero = (tensor.reshape(-1) != 0).numpy() if name in sparse_names else None
             t, lay = _encode_quantized(name, quantized[name], nonzero)
@@ -237,16 +245,17 @@ def from_bytes(blob: bytes) -> tuple[dict[str, torch.Tensor], dict, dict]:
 
 
 def ideal_size_bytes(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight], bits: int,
-                     sparse_names: set[str] | None = None) -> int:
+                     sparse_names: set[str] | None = None, float_bits: dict[str, int] | None = None) -> int:
     """Stored weights x bits / 8, plus scales and zero-points, plus every other tensor at its stored width.
 
     For weights pruned unstructured (``sparse_names``) only the nonzero weights count: the
     position index a real sparse format needs is the overhead this figure leaves out.
     """
-    float_bytes = 2 if bits == 16 else 4
     sparse_names = sparse_names or set()
+    float_bits = float_bits or {}
     total = 0.0
     for name, tensor in state.items():
+        float_bytes = 2 if float_bits.get(name, bits) == 16 else 4
         count = int((tensor != 0).sum()) if name in sparse_names else tensor.numel()
         if name in quantized:
             q = quantized[name]

@@ -38,6 +38,17 @@ CREATE TABLE IF NOT EXISTS points (
     UNIQUE (run_id, point_key)
 );
 CREATE INDEX IF NOT EXISTS points_by_baseline ON points (baseline_key, point_key);
+CREATE TABLE IF NOT EXISTS analyses (
+    analysis_id TEXT PRIMARY KEY,
+    baseline_key TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    params_json TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS analyses_by_baseline ON analyses (baseline_key, updated_at);
 """
 
 
@@ -155,6 +166,30 @@ class Store:
             raise GeminiError(f"no point {point_id}")
         return _point(row)
 
+    # -- sensitivity analyses (sensitivity.py) ---------------------------------------------------
+    def save_analysis(self, analysis_id: str, baseline_key: str, scenario: str, params: dict, result: dict,
+                      status: str) -> None:
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO analyses (analysis_id, baseline_key, scenario, params_json, result_json, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(analysis_id) DO UPDATE SET"
+                " result_json=excluded.result_json, status=excluded.status, updated_at=excluded.updated_at",
+                (analysis_id, baseline_key, scenario, json.dumps(params, sort_keys=True), json.dumps(result),
+                 status, now, now))
+
+    def get_analysis(self, analysis_id: str) -> dict | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM analyses WHERE analysis_id=?", (analysis_id,)).fetchone()
+        return _analysis(row) if row else None
+
+    def analyses(self, baseline_key: str | None = None) -> list[dict]:
+        """Stored analyses, newest first (all, or of one baseline)."""
+        query = "SELECT * FROM analyses" + (" WHERE baseline_key=?" if baseline_key else "") + " ORDER BY updated_at DESC"
+        with self._connect() as db:
+            rows = db.execute(query, (baseline_key,) if baseline_key else ()).fetchall()
+        return [_analysis(row) for row in rows]
+
     def integrity_ok(self) -> bool:
         with self._connect() as db:
             return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -165,3 +200,9 @@ def _point(row) -> dict:
     record.update({"point_id": row["point_id"], "run_id": row["run_id"], "point_key": row["point_key"],
                    "status": row["status"], "error": row["error"], "baseline_key": row["baseline_key"]})
     return record
+
+
+def _analysis(row) -> dict:
+    return {"analysis_id": row["analysis_id"], "baseline_key": row["baseline_key"], "scenario": row["scenario"],
+            "params": json.loads(row["params_json"]), "result": json.loads(row["result_json"]),
+            "status": row["status"], "created_at": row["created_at"], "updated_at": row["updated_at"]}

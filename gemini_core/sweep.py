@@ -43,8 +43,16 @@ class SweepSpec:
     # "finetune" and/or "qat": QAT points are recovered once per (pruning, bits, granularity);
     # plain fine-tuning once per pruning setting, shared by every bit width.
     recoveries: tuple = ("finetune",)
+    # Per-layer configs (e.g. from the allocator) measured next to the grid's uniform points, so
+    # the front shows whether the per-layer choice beats uniform settings.
+    allocations: tuple = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.allocations, (CompressionConfig, dict)):
+            object.__setattr__(self, "allocations", (self.allocations,))
+        allocations = tuple(a if isinstance(a, CompressionConfig) else CompressionConfig.from_dict(dict(a))
+                            for a in self.allocations)
+        object.__setattr__(self, "allocations", tuple({a.key(): a for a in allocations}.values()))
         for name in ("prune_methods", "prune_ratios", "bits", "granularities", "executions", "finetune_steps",
                      "recoveries"):
             value = getattr(self, name)
@@ -76,6 +84,10 @@ class SweepSpec:
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
         if data["recoveries"] == ["finetune"]:
             del data["recoveries"]  # the default: run ids of specs from before the field existed stay the same
+        if self.allocations:
+            data["allocations"] = [a.to_dict() for a in self.allocations]
+        else:
+            del data["allocations"]  # likewise
         return data
 
     @classmethod
@@ -185,6 +197,11 @@ class SweepSpec:
 
     def units(self) -> list["SweepUnit"]:
         units = self._grid_units()
+        seen = {c.key() for u in units for c in u.configs}
+        for config in self.allocations:  # each is pruned as it says (per-layer ratios included), then measured
+            if config.key() not in seen:
+                units.append(SweepUnit(config, (config,)))
+                seen.add(config.key())
         if not any(REFERENCE.key() == c.key() for u in units for c in u.configs):
             # The unpruned fp32 dense point anchors every speed-up and size ratio.
             units.insert(0, SweepUnit(CompressionConfig(), (REFERENCE,)))

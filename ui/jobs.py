@@ -319,6 +319,51 @@ class TrainJob(_BaselineMixin, Job):
         self.message = "baseline ready"
 
 
+class SensitivityJob(_BaselineMixin, Job):
+    """Load or train the baseline, then run the sensitivity analysis; the growing profile is in ``profile``."""
+
+    kind = "sensitivity"
+
+    def __init__(self, scenario_name: str, params, options: dict | None = None, train: dict | None = None):
+        super().__init__(f"sensitivity of {scenario_name}")
+        self.scenario_name, self.params = scenario_name, params
+        self.options, self.train = dict(options or {}), (dict(train) if train else None)
+        self.baseline_info: dict | None = None
+        self.baseline_history: list[dict] = []
+        self.profile: dict | None = None
+
+    def _keep(self, profile) -> None:
+        data = profile.to_dict()
+        with self._lock:
+            self.profile = data
+            self.total = data["total_steps"]
+
+    def work(self) -> None:
+        from gemini_core.sensitivity import run_analysis
+
+        scenario, baseline = self._baseline()
+        if baseline is None or self.cancelled:
+            return
+        self.message = "analysing: baseline on the validation split"
+
+        def progress(event: dict) -> None:
+            self._add_event(event)
+            self.message = f"{event['phase']}: {event['item']} ({event['done']} of {event['total']})"
+
+        profile = run_analysis(scenario, baseline, self.params, progress=progress, should_stop=self.should_stop,
+                               on_profile=self._keep)
+        self._keep(profile)
+        self.result = {"analysis_id": profile.analysis_id, "status": profile.status}
+        if not self.cancelled:
+            self.message = f"finished: {profile.done_steps} evaluations in {profile.seconds:.0f} s"
+
+    def snapshot(self) -> dict:
+        snap = super().snapshot()
+        with self._lock:
+            snap["profile"] = self.profile
+        return snap
+
+
 class FunctionJob(Job):
     """Any engine call in the background: ``fn(job)`` returns the result (exports, checks)."""
 

@@ -111,6 +111,7 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
         row = {k: v for k, v in rec.items() if k not in ("config", "traceback")}
         for field in CONFIG_FIELDS:
             row[field] = cfg.get(field, rec.get(field))
+        row["per_layer"] = bool(cfg.get("layer_overrides"))  # an allocator / per-layer point
         rows.append(row)
     columns = ["point_id", "run_id", "label", "status", "error", *CONFIG_FIELDS, *NUMERIC_FIELDS,
                "backend", "device", "host", "reused"]
@@ -118,6 +119,8 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     for col in columns:
         if col not in df.columns:
             df[col] = None
+    if "per_layer" not in df.columns:
+        df["per_layer"] = pd.Series(dtype=bool)
     if df.empty:
         for col in ("is_reference", "pareto"):
             df[col] = pd.Series(dtype=bool)
@@ -267,7 +270,10 @@ def empty_figure(title: str, message: str = "no measured points yet") -> go.Figu
 
 
 def _groups(df: pd.DataFrame):
-    """(bits, execution, frame) groups in a stable order: high bits first, dense before sparse."""
+    """(bits, execution, frame) groups of uniform points in a stable order: high bits first, dense before
+    sparse. Per-layer points (mixed bits) are drawn apart, see ``scatter_figure``."""
+    if "per_layer" in df.columns:
+        df = df[~df["per_layer"].fillna(False).astype(bool)]
     keys = sorted({(int(b), str(e)) for b, e in zip(df["bits"], df["execution"])},
                   key=lambda k: (-k[0], k[1] != "dense", k[1]))
     for bits, execution in keys:
@@ -295,6 +301,15 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
             name=f"{bits}-bit · {execution}", legendgroup=str(bits),
             marker=dict(size=11, color=bit_color(bits), symbol=execution_symbol(execution),
                         line=dict(color="white", width=1)),
+            customdata=custom, hovertemplate=template))
+    mixed = pts[pts["per_layer"].fillna(False).astype(bool)] if "per_layer" in pts.columns else pts.iloc[:0]
+    if len(mixed):  # per-layer (allocator) points: a star, coloured by the config's own (most common) bits
+        custom, template = _hover_data(mixed)
+        fig.add_trace(go.Scatter(
+            x=(mixed[x] * x_scale).tolist(), y=(mixed[y] * y_scale).tolist(), mode="markers",
+            name="per-layer (allocator)", legendgroup="per-layer",
+            marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
+                        line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
     fig.update_layout(**LAYOUT, title=title)
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", **AXIS_STYLE)
