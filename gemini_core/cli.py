@@ -396,7 +396,12 @@ def cmd_points(args) -> int:
 
     store = Store()
     store.get_run(args.run_id)
-    for point in store.points(args.run_id):
+    points = store.points(args.run_id)
+    if args.front:
+        from .pareto import pareto_front
+
+        points = [p for p, on in zip(points, pareto_front(points)) if on]
+    for point in points:
         point.pop("traceback", None)
         print(json.dumps(point))
     return 0
@@ -461,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("points", help="print a run's points")
     p.add_argument("run_id")
+    p.add_argument("--front", action="store_true",
+                   help="only the Pareto front: points no other beats on accuracy, latency and size at once")
     p.set_defaults(func=cmd_points)
 
     _add_export_commands(sub)

@@ -54,3 +54,12 @@ def test_cli_sweep_writes_jsonl_and_lists_runs(tmp_path):
     points = subprocess.run([sys.executable, "-m", "gemini_core", "points", listed[0]["run_id"]], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)
     assert len(points.stdout.splitlines()) == 3
+    front = subprocess.run([sys.executable, "-m", "gemini_core", "points", listed[0]["run_id"], "--front"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    on_front = [json.loads(line) for line in front.stdout.splitlines()]
+    assert 1 <= len(on_front) <= 3
+    for p in on_front:  # nothing stored beats a front point on accuracy, latency and size at once
+        assert not any(q["accuracy"] >= p["accuracy"] and q["latency_ms_p50"] <= p["latency_ms_p50"]
+                       and q["size_bytes"] <= p["size_bytes"] and q["point_id"] != p["point_id"]
+                       and (q["accuracy"], q["latency_ms_p50"], q["size_bytes"])
+                       != (p["accuracy"], p["latency_ms_p50"], p["size_bytes"]) for q in records)

@@ -15,13 +15,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 # -- encodings -------------------------------------------------------------------------------
+from gemini_core.pareto import DEFAULT_OBJECTIVES, finite as _finite, pareto_front  # noqa: F401
+
 BIT_COLORS = {32: "#4C78A8", 16: "#72B7B2", 8: "#54A24B", 6: "#B8A300", 4: "#F58518", 3: "#B279A2",
               2: "#E45756"}
 EXECUTION_SYMBOLS = {"dense": "circle", "sparse": "diamond"}
 EXECUTION_DASH = {"dense": "solid", "sparse": "dot"}
 RUN_COLORS = ("#5B4BDB", "#E45756", "#54A24B", "#F58518", "#4C78A8", "#B279A2", "#72B7B2", "#9D755D")
 FRONT_RING = dict(color="#1F1D2B", width=2)
-DEFAULT_OBJECTIVES = {"accuracy": "max", "latency_ms_p50": "min", "size_bytes": "min"}
 CONFIG_FIELDS = ("prune_method", "prune_ratio", "finetune_steps", "bits", "granularity", "execution")
 NUMERIC_FIELDS = ("accuracy", "macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes",
                   "params", "nonzero_params", "macs", "peak_memory_bytes", "threads", "batch_size", "seconds")
@@ -46,51 +47,6 @@ def execution_symbol(execution) -> str:
 
 
 # -- Pareto -----------------------------------------------------------------------------------
-def _finite(value) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def pareto_front(records: Sequence[Mapping] | pd.DataFrame,
-                 objectives: Mapping[str, str] = DEFAULT_OBJECTIVES) -> list[bool]:
-    """Which records are on the Pareto front of ``objectives`` ({field: "max" | "min"}).
-
-    A record is on the front when no other record is at least as good on every objective and
-    strictly better on one. Failed records and records missing a value are never on the front.
-    Ties (identical values on every objective) all stay on the front. Pure, O(n^2).
-    """
-    if isinstance(records, pd.DataFrame):
-        rows = records.to_dict("records")
-    else:
-        rows = list(records)
-    for field, sense in objectives.items():
-        if sense not in ("max", "min"):
-            raise ValueError(f"objective {field!r}: sense must be 'max' or 'min', not {sense!r}")
-    vectors: list[tuple | None] = []
-    for row in rows:
-        if row.get("status", "ok") != "ok" or not all(_finite(row.get(f)) for f in objectives):
-            vectors.append(None)
-            continue
-        # Turn every objective into "bigger is better".
-        vectors.append(tuple(float(row[f]) if s == "max" else -float(row[f]) for f, s in objectives.items()))
-    front = []
-    for i, v in enumerate(vectors):
-        if v is None:
-            front.append(False)
-            continue
-        dominated = False
-        for j, w in enumerate(vectors):
-            if j == i or w is None:
-                continue
-            if all(b >= a for a, b in zip(v, w)) and any(b > a for a, b in zip(v, w)):
-                dominated = True
-                break
-        front.append(not dominated)
-    return front
-
-
 # -- records -> table ---------------------------------------------------------------------------
 def is_reference(row: Mapping) -> bool:
     """The unpruned 32-bit dense point every ratio is measured against."""
