@@ -61,7 +61,8 @@ class CompressedModel:
                                 self.float_bits())
 
 
-def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, device=None) -> PruneResult:
+def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, device=None,
+               should_stop=None) -> PruneResult:
     """Prune (and fine-tune) a copy of ``model``; the original is left untouched.
 
     ``config.recovery == "qat"``: prune without recovery, then recover with quantization-aware
@@ -69,14 +70,15 @@ def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, 
     """
     device = torch.device(device or "cpu")
     if not config.is_qat:
-        return prune(copy.deepcopy(model).cpu(), config, scenario, device=device)
+        return prune(copy.deepcopy(model).cpu(), config, scenario, device=device, should_stop=should_stop)
     from .qat import qat_recover
 
     result = prune(copy.deepcopy(model).cpu(), dataclasses.replace(config, finetune_steps=0), scenario, device=device)
     settings = scenario.default_train
     result.finetune_loss = qat_recover(result.model, scenario, config.bits, config.granularity,
                                        config.finetune_steps, lr=settings.lr * 0.3, batch_size=settings.batch_size,
-                                       keep_zeros=config.is_unstructured, seed=0, device=device)
+                                       keep_zeros=config.is_unstructured, seed=0, device=device,
+                                       should_stop=should_stop)
     return result
 
 

@@ -247,8 +247,11 @@ def sparsity_of(model: nn.Module, spec: PruneSpec) -> float:
     return zeros / total if total else 0.0
 
 
-def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu", seed: int = 0) -> PruneResult:
-    """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps."""
+def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu", seed: int = 0,
+          should_stop=None) -> PruneResult:
+    """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps.
+
+    ``should_stop`` is asked before every fine-tuning step (``Cancelled`` when it says so)."""
     if not config.prunes:
         n = count_params(model)
         result = PruneResult(model, params_before=n, params_after=n)
@@ -263,7 +266,8 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
         torch.manual_seed(seed)  # dropout draws from the global generator: same seed, same fine-tuned bytes
         model.to(device)
         result.finetune_loss = train_steps(model, scenario.splits.train, config.finetune_steps, lr=settings.lr * 0.3,
-                                           batch_size=settings.batch_size, seed=seed, device=device)
+                                           batch_size=settings.batch_size, seed=seed, device=device,
+                                           should_stop=should_stop)
         model.to("cpu")
     remove_masks(model)
     model.eval()

@@ -141,7 +141,8 @@ def has_transforms(model: nn.Module) -> bool:
 
 
 def qat_recover(model: nn.Module, scenario, bits: int, granularity: str, steps: int, lr: float,
-                batch_size: int, keep_zeros: bool = False, seed: int = 0, device="cpu") -> float:
+                batch_size: int, keep_zeros: bool = False, seed: int = 0, device="cpu",
+                should_stop=None) -> float:
     """Quantization-aware fine-tuning for ``steps`` steps (the sweep's ``recovery="qat"``).
 
     ``keep_zeros``: pruned (zero) weights stay zero (a mask per weight that has zeros), as the
@@ -161,7 +162,7 @@ def qat_recover(model: nn.Module, scenario, bits: int, granularity: str, steps: 
     attach_transforms(model, bits, granularity, masks)
     try:
         loss = train_steps(model, scenario.splits.train, steps, lr=lr, batch_size=batch_size, seed=seed,
-                           device=device)
+                           device=device, should_stop=should_stop)
     finally:
         detach_transforms(model)
         model.to("cpu")

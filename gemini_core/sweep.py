@@ -21,7 +21,7 @@ from torch import nn
 from .compress import compress, prune_copy
 from .config import CompressionConfig, parse_list
 from .device import device_label, measurement_label, pick_device
-from .errors import ConfigError
+from .errors import Cancelled, ConfigError
 from .measure import count_macs, measure_point, memory_cap_bytes
 from .scenarios.base import Scenario
 from .store import Store
@@ -239,8 +239,10 @@ def run_unit(model: nn.Module, scenario: Scenario, unit: SweepUnit, batch_size: 
         return
     started = time.perf_counter()
     try:
-        pruned = prune_copy(model, unit.prune_setting, scenario, device=device)
+        pruned = prune_copy(model, unit.prune_setting, scenario, device=device, should_stop=should_stop)
         macs, _ = count_macs(pruned.model, scenario.example_inputs(1))
+    except Cancelled:  # stopped while recovering: its points stay unmeasured, a re-run measures them
+        return
     except Exception as exc:  # a failed pruning fails its points, not the sweep
         for config in todo:
             yield _failed(config, batch_size, device, exc)

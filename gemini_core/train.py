@@ -51,14 +51,23 @@ def train_steps(
     device="cpu",
     weight_decay: float = 0.0,
     after_step: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> float:
-    """A fixed number of Adam steps (recovery after pruning); returns the last loss."""
+    """A fixed number of Adam steps (recovery after pruning); returns the last loss.
+
+    ``should_stop`` is asked before every step; when it says so, ``Cancelled`` is raised (the
+    half-recovered model is the caller's to drop).
+    """
+    from .errors import Cancelled
+
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     done, epoch, loss_value = 0, 0, float("nan")
     while done < steps:
         for batch in split.batches(batch_size, shuffle=True, seed=seed + epoch):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"stopped after {done} of {steps} recovery steps")
             inputs = {k: v.to(device) for k, v in batch.inputs.items()}
             loss = loss_fn(model(**inputs), batch.labels.to(device))
             optimizer.zero_grad(set_to_none=True)

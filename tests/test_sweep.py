@@ -112,3 +112,22 @@ def test_store_rename_and_delete(digits, tmp_path):
     assert store.runs() == [] and store.points(run_id) == []
     with pytest.raises(Exception, match="no run"):
         store.delete_run(run_id)
+
+
+def test_cancel_stops_inside_a_long_recovery(digits, tmp_path):
+    """A stop asked during fine-tuning ends the sweep within a step, not after thousands of them."""
+    scenario, baseline = digits
+    store = Store(tmp_path / "runs.sqlite")
+    spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32,), finetune_steps=(100_000,))
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return len(asked) > 5  # a few recovery steps in, the user presses cancel
+
+    records = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST, should_stop=should_stop))
+    assert len(asked) < 50                                     # asked per step: it did not run 100k steps
+    assert all(r["status"] == "ok" for r in records)           # the stop is not a failure of the points
+    assert all(r["config"]["prune_ratio"] == 0.0 for r in records)  # only the reference was measured
+    run = store.runs()[0]
+    assert run["status"] == "interrupted" and run["points_failed"] == 0
