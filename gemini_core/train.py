@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from .device import pick_device
@@ -188,7 +189,7 @@ def get_baseline(
     should_stop: Callable[[], bool] | None = None,
 ) -> Baseline:
     """Load the cached baseline for (scenario, data, settings) or train and cache it."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     settings = settings or scenario.default_train
     device = device or pick_device()
@@ -197,12 +198,7 @@ def get_baseline(
     weights, meta_path = folder / "model.safetensors", folder / "meta.json"
     model = scenario.build_model()
     if weights.exists() and meta_path.exists() and not retrain:
-        meta = json.loads(meta_path.read_text())
-        model.load_state_dict(load_file(str(weights)))
-        model.eval()
-        if progress is not None:
-            progress({"event": "cached", "baseline_key": key})
-        return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
+        return _load_cached(scenario, model, key, settings, folder, progress)
 
     history = train_model(model, scenario, settings, progress=progress, device=device, should_stop=should_stop)
     if should_stop is not None and should_stop():
@@ -238,13 +234,18 @@ def get_baseline(
         # Another process (a second sweep on the same home) cached this baseline while we trained:
         # use its weights, so every run of this baseline key measures the same model.
         shutil.rmtree(tmp, ignore_errors=True)
-        meta = json.loads(meta_path.read_text())
-        model.load_state_dict(load_file(str(weights)))
-        model.eval()
-        if progress is not None:
-            progress({"event": "cached", "baseline_key": key})
-        return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
+        return _load_cached(scenario, model, key, settings, folder, progress)
     return Baseline(scenario, model, key, settings, history, test_acc, False, folder)
+
+
+def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline:
+    """The cached baseline in ``folder``, its weights loaded into ``model`` (built by the scenario)."""
+    meta = json.loads((folder / "meta.json").read_text())
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.eval()
+    if progress is not None:
+        progress({"event": "cached", "baseline_key": key})
+    return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
 
 
 def baseline_from_description(description: dict, progress: ProgressFn | None = None, device=None) -> Baseline:

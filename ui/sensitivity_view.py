@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from . import sensitivity_plots as splots
+from . import views
 from .jobs import SensitivityJob
 from .state import current_job, current_model, submit
 
@@ -83,10 +84,7 @@ def live_analysis() -> None:
         elif state == "cancelled":
             st.warning(f"{snap['title']}: cancelled after {done} evaluations; what was measured is kept")
         elif state == "failed":
-            st.error(f"{snap['title']} failed: {snap['error']}")
-            if snap.get("error_detail"):
-                with st.expander("details (for a bug report)"):
-                    st.code(snap["error_detail"])
+            views.job_failure(snap)
         if snap.get("profile"):
             st.session_state["sn_profile"] = snap["profile"]
             show_profile(snap["profile"], "live")

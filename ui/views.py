@@ -88,6 +88,14 @@ def render_sidebar() -> None:
 
 
 # -- job status --------------------------------------------------------------------------------------
+def job_failure(snap: dict) -> None:
+    """A failed job: its message, and the traceback (only for bugs) folded away."""
+    st.error(f"{snap['title']} failed: {snap['error']}")
+    if snap.get("error_detail"):
+        with st.expander("details (for a bug report)"):
+            st.code(snap["error_detail"])
+
+
 def job_status(snap: dict) -> None:
     """Progress bar and one line of status for a job snapshot."""
     state, total, done = snap["state"], snap["total"] or 0, len(snap["records"])
@@ -102,10 +110,7 @@ def job_status(snap: dict) -> None:
     elif state == "cancelled":
         st.warning(f"{snap['title']}: cancelled after {done} points; the finished points are saved")
     elif state == "failed":
-        st.error(f"{snap['title']} failed: {snap['error']}")
-        if snap.get("error_detail"):
-            with st.expander("details (for a bug report)"):
-                st.code(snap["error_detail"])
+        job_failure(snap)
     failed = [r for r in snap["records"] if r.get("status") == "failed"]
     if failed:
         st.warning(f"{len(failed)} point(s) failed and were skipped: "
