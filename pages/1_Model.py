@@ -1,16 +1,14 @@
 """Model: choose the scenario and its data, check the data, train or load the baseline and see its card."""
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import streamlit as st
 
 from gemini_core.errors import GeminiError
-from gemini_core.paths import home_dir
 from gemini_core.scenarios import get_scenario
 from ui import plots, views
 from ui.jobs import TrainJob
-from ui.state import (check_typed_path, current_job, current_model, sanitise_filename, set_model,
+from ui.state import (check_typed_path, current_job, current_model, save_upload, set_model,
                       show_job_error, submit, use_router)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -32,17 +30,6 @@ if "m_scenario" not in st.session_state:
 choice = st.selectbox("Scenario", list(CHOICES), format_func=CHOICES.get, key="m_scenario")
 options: dict = {}
 problem: str | None = None
-
-
-def save_upload(upload) -> str:
-    """Write an uploaded file under <home>/uploads with a sanitised, content-addressed name."""
-    data = upload.getvalue()
-    folder = home_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:10]}-{sanitise_filename(upload.name, 'data.csv')}"
-    if not path.exists():
-        path.write_bytes(data)
-    return str(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=20)

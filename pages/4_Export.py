@@ -1,4 +1,6 @@
 """Export: a chosen point as a checkpoint that reloads; prove it (accuracy, size); download it."""
+from pathlib import Path
+
 import streamlit as st
 
 from gemini_core import export as exporter
@@ -8,8 +10,8 @@ from gemini_core.store import Store
 from ui import plots, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
-from ui.state import (current_job, registry, select_point, selected_point_id, show_job_error,
-                      submit, use_router, runs_with_points_or_stop)
+from ui.state import (current_job, registry, runs_with_points_or_stop, save_upload, select_point,
+                      selected_point_id, show_job_error, submit, use_router)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -105,10 +107,7 @@ def export_view(polling: bool) -> None:
     if snap["state"] == "running":
         st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
     elif snap["state"] == "failed":
-        st.error(f"{snap['title']} failed: {snap['error']}")
-        if snap.get("error_detail"):
-            with st.expander("details (for a bug report)"):
-                st.code(snap["error_detail"])
+        views.job_failure(snap)
     elif snap["state"] == "done" and snap["result"]:
         res = snap["result"]
         check, path = res["check"], res["path"]
@@ -139,3 +138,68 @@ export_view(running)
 
 st.subheader("Points and charts of this run")
 chart_downloads(df, point["run_id"], key="x_dl")
+
+st.subheader("Check a checkpoint")
+st.caption("An export from this machine or one a colleague sent (its .zip): its files are checked against the "
+           "checksums in its recipe, the model is rebuilt from safetensors only (never a pickle) and measured "
+           "again on the recipe's test data.")
+exported = sorted((p.name for p in exports_dir().glob("*") if (p / exporter.RECIPE_FILE).is_file()),
+                  reverse=True) if exports_dir().is_dir() else []
+c1, c2 = st.columns(2)
+check_folder = c1.selectbox("An export folder", exported, index=None, key="x_check_folder",
+                            placeholder="no exports yet" if not exported else "choose an export")
+check_zip = c2.file_uploader("…or upload an export (.zip)", type=["zip"], key="x_check_zip")
+
+
+def check_target() -> str | None:
+    if check_zip is not None:
+        return save_upload(check_zip, "export.zip")
+    return str(exports_dir() / check_folder) if check_folder else None
+
+
+def do_check(j, target: str):
+    j.message = "verifying checksums, rebuilding and measuring"
+    return {"path": target, "check": exporter.evaluate_export(target)}
+
+
+def start_check() -> None:
+    target = check_target()
+    if target:
+        submit(FunctionJob(f"check of {Path(target).name}", lambda j: do_check(j, target), kind="check",
+                           lane="compute"))
+
+
+checking = current_job("check")
+check_running = checking is not None and checking.running
+st.button("Verify and measure again", key="x_check", on_click=start_check,
+          disabled=check_running or sweeping or (check_zip is None and not check_folder))
+
+
+@st.fragment(run_every=views.POLL_SECONDS if check_running else None)
+def check_view(polling: bool) -> None:
+    job = current_job("check")
+    if job is None:
+        return
+    snap = job.snapshot()
+    if snap["state"] == "running":
+        st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
+    elif snap["state"] == "failed":
+        views.job_failure(snap)
+    elif snap["state"] == "done" and snap["result"]:
+        check = snap["result"]["check"]
+        recorded = check.get("recorded", {})
+        acc, then = check.get("accuracy"), recorded.get("accuracy")
+        ok = bool(check.get("accuracy_matches_record"))
+        (st.success if ok else st.warning)(
+            f"{snap['title']}: checksums match; accuracy {acc * 100:.2f}% after reloading vs "
+            f"{then * 100:.2f}% recorded: {'reproduced' if ok else 'NOT reproduced'}"
+            if acc is not None and then is not None else f"{snap['title']}: checksums match")
+        if not check.get("data_fingerprint_matches"):
+            st.warning("The test data here differs from the data the export was measured on.")
+        st.caption(f"{check.get('label', '')} · model.safetensors {check.get('size_bytes', 0):,} bytes · "
+                   f"latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms on {check.get('device', '?')}")
+    if polling and job.done:
+        st.rerun()
+
+
+check_view(check_running)

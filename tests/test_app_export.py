@@ -73,3 +73,57 @@ def test_png_chart_download_or_clear_message(seeded, media_mgr):
         return
     png = media_mgr(at.download_button(key="x_dl_png"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_check_a_checkpoint_folder_zip_and_tampered(app_env, seeded):
+    """'Check a checkpoint': a good export reproduces its accuracy; a tampered one names the checksum; a
+    zip from a colleague is verified the same way; nothing in the store changes."""
+    from gemini_core import export
+    from gemini_core.paths import exports_dir
+    from gemini_core.store import Store
+
+    store = Store()
+    point = next(r for r in seeded if r["config"]["bits"] == 8)
+    good = export.export_point(store, point["point_id"], exports_dir() / "good")
+    tampered = export.export_point(store, point["point_id"], exports_dir() / "tampered")
+    weights = tampered / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    before = [(r["run_id"], r["points_ok"]) for r in store.runs()]
+
+    at = new_app(PAGE)
+    assert set(at.selectbox(key="x_check_folder").options) == {"good", "tampered"}
+    assert at.button(key="x_check").disabled                     # nothing chosen yet
+    at.selectbox(key="x_check_folder").set_value("good").run()
+    at.button(key="x_check").click().run()
+    job = wait_job(at, "check", timeout=180)
+    assert job.state == "done", job.snapshot()
+    assert any("checksums match" in s.value and "reproduced" in s.value for s in at.success), \
+        [s.value for s in at.success]
+    assert job.result["check"]["accuracy"] == pytest.approx(point["accuracy"])
+
+    at.selectbox(key="x_check_folder").set_value("tampered").run()
+    at.button(key="x_check").click().run()
+    job = wait_job(at, "check", timeout=180)
+    assert job.state == "failed"
+    assert any("checksum mismatch for model.safetensors" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("details (for a bug report)" in x.label for x in at.expander)   # a user error, not a bug
+
+    at.selectbox(key="x_check_folder").set_value(None)
+    at.file_uploader(key="x_check_zip").set_value(("from-a-colleague.zip", export.zip_export(good),
+                                                   "application/zip")).run()
+    at.button(key="x_check").click().run()
+    job = wait_job(at, "check", timeout=180)
+    assert job.state == "done", job.snapshot()
+    assert str(app_env / "uploads") in job.result["path"]
+
+    notes = io.BytesIO()
+    with zipfile.ZipFile(notes, "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+    at.file_uploader(key="x_check_zip").set_value(("notes.zip", notes.getvalue(), "application/zip")).run()
+    at.button(key="x_check").click().run()
+    job = wait_job(at, "check", timeout=60)
+    assert job.state == "failed" and any("not a zip of a gemini export" in e.value for e in at.error)
+    assert not at.exception
+    assert [(r["run_id"], r["points_ok"]) for r in Store().runs()] == before

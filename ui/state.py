@@ -175,6 +175,21 @@ def check_typed_path(text: str, what: str = "path") -> str:
     return text
 
 
+def save_upload(upload, default_name: str = "data.csv") -> str:
+    """Write an uploaded file under <home>/uploads with a sanitised, content-addressed name."""
+    import hashlib
+
+    from gemini_core.paths import home_dir
+
+    data = upload.getvalue()
+    folder = home_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:10]}-{sanitise_filename(upload.name, default_name)}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
 def sanitise_filename(name: str, default: str = "upload") -> str:
     """A safe file name: no folders, no leading dots, only [A-Za-z0-9._-], at most 80 chars."""
     base = Path(str(name).replace("\\", "/")).name
