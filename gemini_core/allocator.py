@@ -105,6 +105,22 @@ class _Model:
         return out
 
 
+def check_budget(objective: str, max_accuracy_drop_points: float | None = None, target_speedup: float | None = None,
+                 max_loss_increase: float | None = None) -> None:
+    """ConfigError naming what is wrong with a budget; callable before any analysis runs."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown allocation objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if max_accuracy_drop_points is not None and max_accuracy_drop_points < 0:
+        raise ConfigError(f"the accuracy-drop budget {max_accuracy_drop_points} must be 0 or more points")
+    if max_loss_increase is not None and max_loss_increase < 0:
+        raise ConfigError(f"the loss budget {max_loss_increase} must be 0 or more")
+    if objective == "speedup":
+        if target_speedup is None or target_speedup <= 1.0:
+            raise ConfigError(f"target speed-up {target_speedup!r} must be above 1 (e.g. 3 for 3x)")
+    elif max_accuracy_drop_points is None and max_loss_increase is None:
+        raise ConfigError("the smallest-size objective needs an accuracy-drop budget in points (or a loss budget)")
+
+
 def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points: float | None = 1.0,
              target_speedup: float | None = None, bits_options=None, allow_pruning: bool = True,
              finetune_steps: int = 0, execution: str = "dense", max_loss_increase: float | None = None) -> Allocation:
@@ -114,22 +130,12 @@ def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points
     small validation sets, where a single layer rarely flips a whole example.
     """
     profile = _as_profile(profile)
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"unknown allocation objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    check_budget(objective, max_accuracy_drop_points, target_speedup, max_loss_increase)
     if not profile.quantization and not profile.pruning:
         raise ConfigError("the sensitivity profile is empty: run the analysis (quantization and/or pruning) first")
-    if max_accuracy_drop_points is not None and max_accuracy_drop_points < 0:
-        raise ConfigError(f"the accuracy-drop budget {max_accuracy_drop_points} must be 0 or more points")
     model = _Model(profile)
-    if objective == "speedup":
-        if target_speedup is None or target_speedup <= 1.0:
-            raise ConfigError(f"target speed-up {target_speedup!r} must be above 1 (e.g. 3 for 3x)")
-        if model.total_ms is None:
-            raise ConfigError("the speed-up objective needs the latency profile: run the analysis with it")
-    elif max_accuracy_drop_points is None and max_loss_increase is None:
-        raise ConfigError("the smallest-size objective needs an accuracy-drop budget in points (or a loss budget)")
-    if max_loss_increase is not None and max_loss_increase < 0:
-        raise ConfigError(f"the loss budget {max_loss_increase} must be 0 or more")
+    if objective == "speedup" and model.total_ms is None:
+        raise ConfigError("the speed-up objective needs the latency profile: run the analysis with it")
     loss_budget = max_loss_increase if max_loss_increase is not None else float("inf")
     measured_bits = sorted({r["bits"] for e in profile.quantization for r in e["results"]}, reverse=True)
     options = sorted(set(bits_options or measured_bits), reverse=True)

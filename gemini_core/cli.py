@@ -269,6 +269,13 @@ def parse_allocate(text: str) -> dict:
     if out["objective"] == "smallest-size" and out["max_accuracy_drop_points"] is None \
             and out.get("max_loss_increase") is None:
         raise GeminiError("--allocate needs max-drop=POINTS or max-loss=NATS (smallest size within it) or speedup=X")
+    from .allocator import check_budget
+
+    try:  # before the analysis runs, not after it
+        check_budget(out["objective"], out["max_accuracy_drop_points"], out.get("target_speedup"),
+                     out.get("max_loss_increase"))
+    except GeminiError as exc:
+        raise GeminiError(f"--allocate: {exc}") from None
     return out
 
 

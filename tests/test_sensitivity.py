@@ -183,6 +183,10 @@ def test_cli_sensitivity_prints_a_table_and_writes_json(digits, tmp_path, capsys
     (["sensitivity", "--allocate", "max-loss=oops"], "needs a number"),
     (["sensitivity", "--allocate", "min-size=3"], "unknown budget 'min-size'"),
     (["sensitivity", "--measure"], "--measure measures an allocation"),
+    # budgets are checked before the analysis runs (no progress bar, nothing trained or measured)
+    (["sensitivity", "--allocate", "max-drop=-1"], "--allocate: the accuracy-drop budget -1.0 must be 0 or more"),
+    (["sensitivity", "--allocate", "speedup=0.5"], "--allocate: target speed-up 0.5 must be above 1"),
+    (["sensitivity", "--allocate", "max-loss=-0.1"], "--allocate: the loss budget -0.1 must be 0 or more"),
 ])
 def test_cli_sensitivity_bad_input_exits_2(argv, message, capsys):
     assert main(argv) == 2
