@@ -6,7 +6,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.ray_executor import RAY_MISSING, cluster_summary, ray_available
 from gemini_core.sweep import SweepSpec
 from ui import views
-from ui.jobs import DEMO_GRID, estimate_seconds
+from ui.jobs import DEMO_GRID, estimate_seconds, planning_costs
 from ui.state import current_job, current_model, model_label, show_job_error, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -92,9 +92,10 @@ if spec_error:
     st.error(f"This grid cannot run: {spec_error}")
 else:
     seconds = estimate_seconds(spec, model["scenario"])
+    per_point, per_setting = planning_costs(model["scenario"])
     st.info(f"**{spec.n_points()} points** ({len(spec.prune_settings())} pruning settings; the dense fp32 "
-            f"reference is always included) · about **{seconds:.0f} s** (estimate: ~0.6 s per point and "
-            "~0.5 s per pruning setting on digits with 2 CPU cores, more for larger models)")
+            f"reference is always included) · about **{seconds:.0f} s** (estimate for {model['scenario']}: "
+            f"~{per_point:g} s per point and ~{per_setting:g} s per pruning setting on 2 CPU cores)")
     st.session_state["sweep_estimate_s"] = seconds
 
 

@@ -104,11 +104,7 @@ def export_view(polling: bool) -> None:
     if job is None:
         return
     snap = job.snapshot()
-    if snap["state"] == "running":
-        st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
-    elif snap["state"] == "failed":
-        views.job_failure(snap)
-    elif snap["state"] == "done" and snap["result"]:
+    if views.task_status(snap):
         res = snap["result"]
         check, path = res["check"], res["path"]
         recorded = check.get("recorded", {})
@@ -181,11 +177,7 @@ def check_view(polling: bool) -> None:
     if job is None:
         return
     snap = job.snapshot()
-    if snap["state"] == "running":
-        st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
-    elif snap["state"] == "failed":
-        views.job_failure(snap)
-    elif snap["state"] == "done" and snap["result"]:
+    if views.task_status(snap):
         check = snap["result"]["check"]
         recorded = check.get("recorded", {})
         acc, then = check.get("accuracy"), recorded.get("accuracy")

@@ -60,6 +60,11 @@ def test_adaptive_training_is_drawn_live_and_becomes_the_sweeps_baseline(app_env
     assert any(e.get("event") == "cached" for e in sweep.events)
     assert sweep.baseline_info["baseline_key"] == job.baseline_info["baseline_key"]
     assert sweep.records[0]["params"] == job.result["reference"]["params"]
+    # the sensitivity analysis of the current model works on the same adaptive baseline
+    from ui.jobs import SensitivityJob
+
+    _, analysed = SensitivityJob(model["scenario"], None, adaptive=model["adaptive"])._baseline()
+    assert analysed.key == job.baseline_info["baseline_key"]
 
 
 def test_cancelled_adaptive_training_keeps_nothing(app_env):

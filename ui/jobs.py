@@ -37,10 +37,16 @@ def demo_spec():
     return SweepSpec(**DEMO_GRID)
 
 
+def planning_costs(scenario_name: str) -> tuple[float, float]:
+    """(seconds per point, seconds per pruning setting) the estimate uses for this scenario."""
+    family = "hf" if scenario_name.startswith("hf:") else scenario_name
+    return _COST.get(family, (1.0, 1.0))
+
+
 def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> float:
     """Rough wall time of a sweep: points x per-point cost + pruning settings x per-setting cost."""
     family = "hf" if scenario_name.startswith("hf:") else scenario_name
-    per_point, per_setting = _COST.get(family, (1.0, 1.0))
+    per_point, per_setting = planning_costs(scenario_name)
     finetune = max(spec.finetune_steps) if spec.finetune_steps else 0
     per_setting *= max(1.0, finetune / 60.0) if family in ("digits", "breast-cancer", "tabular") else 1.0
     # QAT recovers once per (pruning, bits, granularity): each is a pruning setting of its own.
@@ -176,6 +182,16 @@ class _BaselineMixin:
     train: dict | None
     adaptive: dict | None = None
 
+    def _model_from(self, scenario_name: str, options: dict | None, train: dict | None,
+                    adaptive: dict | None) -> None:
+        """The model a job works on (copies: the page's dicts may change while the job runs)."""
+        self.scenario_name, self.options = scenario_name, dict(options or {})
+        self.train = dict(train) if train else None
+        self.adaptive = dict(adaptive) if adaptive else None
+        self.baseline_info: dict | None = None
+        self.baseline_history: list[dict] = []
+        self.adaptive_summary: dict | None = None
+
     def _baseline(self):
         if self.adaptive:
             return self._adaptive_baseline()
@@ -249,15 +265,12 @@ class SweepJob(_BaselineMixin, Job):
                  executor: str = "local", ray_address: str | None = None):
         super().__init__(title or f"sweep of {scenario_name} ({spec.n_points()} points)"
                          + (" on Ray" if executor == "ray" else ""))
-        self.scenario_name, self.spec = scenario_name, spec
+        self._model_from(scenario_name, options, train, adaptive)
+        self.spec = spec
         self.executor, self.ray_address = executor, ray_address or None
-        self.options, self.train = dict(options or {}), (dict(train) if train else None)
-        self.adaptive = dict(adaptive) if adaptive else None
         self.run_name = run_name or None
         self.total = spec.n_points()
         self.run_id: str | None = None
-        self.baseline_info: dict | None = None
-        self.baseline_history: list[dict] = []
 
     def work(self) -> None:
         from gemini_core.device import pick_device
@@ -294,13 +307,9 @@ class TrainJob(_BaselineMixin, Job):
     def __init__(self, scenario_name: str, options: dict | None = None, train: dict | None = None,
                  retrain: bool = False, adaptive: dict | None = None):
         super().__init__(f"{'adaptive ' if adaptive else ''}baseline for {scenario_name}")
-        self.scenario_name, self.options = scenario_name, dict(options or {})
-        self.train, self.retrain = (dict(train) if train else None), retrain
-        self.adaptive = dict(adaptive) if adaptive else None
-        self.adaptive_summary: dict | None = None
+        self._model_from(scenario_name, options, train, adaptive)
+        self.retrain = retrain
         self.total = 1
-        self.baseline_info: dict | None = None
-        self.baseline_history: list[dict] = []
 
     def work(self) -> None:
         from gemini_core.store import Store
@@ -324,12 +333,11 @@ class SensitivityJob(_BaselineMixin, Job):
 
     kind = "sensitivity"
 
-    def __init__(self, scenario_name: str, params, options: dict | None = None, train: dict | None = None):
+    def __init__(self, scenario_name: str, params, options: dict | None = None, train: dict | None = None,
+                 adaptive: dict | None = None):
         super().__init__(f"sensitivity of {scenario_name}")
-        self.scenario_name, self.params = scenario_name, params
-        self.options, self.train = dict(options or {}), (dict(train) if train else None)
-        self.baseline_info: dict | None = None
-        self.baseline_history: list[dict] = []
+        self._model_from(scenario_name, options, train, adaptive)
+        self.params = params
         self.profile: dict | None = None
 
     def _keep(self, profile) -> None:

@@ -17,7 +17,8 @@ POLL_SECONDS = 1.0
 
 def start_analysis(params) -> None:
     model = current_model()
-    submit(SensitivityJob(model["scenario"], params, options=model["options"], train=model["train"]))
+    submit(SensitivityJob(model["scenario"], params, options=model["options"], train=model["train"],
+                          adaptive=model.get("adaptive")))
 
 
 def cancel_analysis() -> None:

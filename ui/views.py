@@ -96,6 +96,15 @@ def job_failure(snap: dict) -> None:
             st.code(snap["error_detail"])
 
 
+def task_status(snap: dict) -> bool:
+    """Progress or failure of a one-shot job (export, check); True when it is done with a result."""
+    if snap["state"] == "running":
+        st.progress(0.5, text=f"{snap['title']}: {snap['message']} · {snap['elapsed']:.0f} s")
+    elif snap["state"] == "failed":
+        job_failure(snap)
+    return snap["state"] == "done" and bool(snap["result"])
+
+
 def job_status(snap: dict) -> None:
     """Progress bar and one line of status for a job snapshot."""
     state, total, done = snap["state"], snap["total"] or 0, len(snap["records"])
