@@ -29,6 +29,13 @@ def _times(x: float) -> str:
     return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
 
 
+def _ratio_text(ratio: float, better: str, worse: str, unknown: str) -> str:
+    """'2.1x smaller' for a ratio >= 1, '1.3x larger' below 1 (a worse point says so)."""
+    if not math.isfinite(ratio):
+        return unknown
+    return f"{_times(ratio)} {better}" if ratio >= 1.0 else f"{_times(1 / ratio)} {worse}"
+
+
 def compare(reference: Mapping, chosen: Mapping) -> dict:
     """Ratios of ``chosen`` against ``reference`` (both point records or table rows).
 
@@ -42,18 +49,8 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
     size_ratio = ref_size / size if size > 0 else float("nan")
     speed_ratio = ref_lat / lat if lat > 0 else float("nan")
     delta = (acc - ref_acc) * 100.0
-    if not math.isfinite(size_ratio):
-        size_text = "size unknown"
-    elif size_ratio >= 1.0:
-        size_text = f"{_times(size_ratio)} smaller"
-    else:
-        size_text = f"{_times(1 / size_ratio)} larger"
-    if not math.isfinite(speed_ratio):
-        speed_text = "latency unknown"
-    elif speed_ratio >= 1.0:
-        speed_text = f"{_times(speed_ratio)} faster"
-    else:
-        speed_text = f"{_times(1 / speed_ratio)} slower"
+    size_text = _ratio_text(size_ratio, "smaller", "larger", "size unknown")
+    speed_text = _ratio_text(speed_ratio, "faster", "slower", "latency unknown")
     if not math.isfinite(delta):
         acc_text = "accuracy unknown"
     else:
