@@ -40,3 +40,13 @@ def test_report_suggests_a_point_when_none_chosen(seeded):
     at = new_app(PAGE)
     assert any("suggested" in c.value for c in at.caption)
     assert at.selectbox(key="r_point").value is not None
+
+
+def test_compare_words_worse_points_as_worse():
+    ref = {"size_bytes": 4000, "latency_ms_p50": 2.0, "accuracy": 0.95}
+    better = compare(ref, {"size_bytes": 1000, "latency_ms_p50": 0.5, "accuracy": 0.944})
+    assert better["headline"] == "4.0x smaller, 4.0x faster, -0.6 points accuracy" and not better["slower"]
+    worse = compare(ref, {"size_bytes": 8000, "latency_ms_p50": 3.0, "accuracy": 0.95})
+    assert worse["headline"] == "2.0x larger, 1.5x slower, ±0.0 points accuracy" and worse["slower"]
+    unknown = compare(ref, {"size_bytes": 0, "latency_ms_p50": 0, "accuracy": float("nan")})
+    assert unknown["headline"] == "size unknown, latency unknown, accuracy unknown"
