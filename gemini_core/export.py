@@ -41,11 +41,13 @@ from torch import nn
 
 from .config import CompressionConfig
 from .errors import CheckpointError, GeminiError
+from .scenarios.data_io import env_limit
 
 FORMAT = "gemini-compressed"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 RECIPE_FILE = "recipe.json"
+MAX_UNZIPPED_BYTES = 8 * 1024 ** 3  # what a zipped export may unpack to (GEMINI_MAX_EXPORT_BYTES)
 README_FILE = "README.md"
 FORMATS = ("gemini", "hf", "onnx")
 # Files that unpickle on load: an export never contains one and ``load`` never opens one.
@@ -762,6 +764,11 @@ def _export_root(path):
                 for info in archive.infolist():
                     if not _safe_member(info.filename) or (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise CheckpointError(f"{path.name}: unsafe entry {info.filename!r} in the zip")
+                unzipped = sum(info.file_size for info in archive.infolist())
+                limit = env_limit("GEMINI_MAX_EXPORT_BYTES", MAX_UNZIPPED_BYTES)
+                if unzipped > limit:  # a zip bomb from an untrusted sender must not fill the disk
+                    raise CheckpointError(f"{path.name} would unpack to {unzipped:,} bytes, above the limit of "
+                                          f"{limit:,} (GEMINI_MAX_EXPORT_BYTES changes it)")
                 archive.extractall(tmp)
             root = Path(tmp)
             if not (root / RECIPE_FILE).exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,21 @@ def test_zip_round_trip(small_export, tmp_path, digits):
     scenario, _ = digits
     x = scenario.splits.test.inputs
     assert torch.equal(_logits(ex.load(tmp_path / "four.zip"), x), _logits(ex.load(small_export), x))
+
+
+def test_a_zip_that_unpacks_too_big_is_refused_before_unpacking(small_export, tmp_path, monkeypatch):
+    blob = ex.zip_export(small_export)
+    (tmp_path / "big.zip").write_bytes(blob)
+    unzipped = sum(i.file_size for i in zipfile.ZipFile(tmp_path / "big.zip").infolist())
+    monkeypatch.setenv("GEMINI_MAX_EXPORT_BYTES", str(unzipped - 1))
+    seen = []
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", lambda self, *a, **k: seen.append(a))
+    with pytest.raises(CheckpointError, match=f"would unpack to {unzipped:,} bytes, above the limit"):
+        ex.load(tmp_path / "big.zip")
+    assert seen == []                                         # nothing was written
+    monkeypatch.setenv("GEMINI_MAX_EXPORT_BYTES", "lots")
+    with pytest.raises(GeminiError, match="GEMINI_MAX_EXPORT_BYTES='lots' is not a whole number"):
+        ex.load(tmp_path / "big.zip")
 
 
 # -- atomic writes ----------------------------------------------------------------------------------

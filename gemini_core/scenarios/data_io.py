@@ -93,7 +93,7 @@ class Preview(NamedTuple):
 
 
 # -- bytes and text ----------------------------------------------------------------------------
-def _env_limit(name: str, default: int) -> int:
+def env_limit(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
@@ -108,12 +108,12 @@ def _env_limit(name: str, default: int) -> int:
 
 def max_file_bytes() -> int:
     """The byte limit on data files: ``MAX_FILE_BYTES`` unless ``GEMINI_MAX_DATA_BYTES`` says otherwise."""
-    return _env_limit("GEMINI_MAX_DATA_BYTES", MAX_FILE_BYTES)
+    return env_limit("GEMINI_MAX_DATA_BYTES", MAX_FILE_BYTES)
 
 
 def max_rows() -> int:
     """The row limit on data tables: ``MAX_ROWS`` unless ``GEMINI_MAX_DATA_ROWS`` says otherwise."""
-    return _env_limit("GEMINI_MAX_DATA_ROWS", MAX_ROWS)
+    return env_limit("GEMINI_MAX_DATA_ROWS", MAX_ROWS)
 
 
 def _size_text(size_bytes: int) -> str:
