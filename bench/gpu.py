@@ -25,8 +25,8 @@ def _minilm_variants(cuda: torch.device) -> tuple[dict, dict]:
     import copy
 
     from gemini_core.config import CompressionConfig
-    from gemini_core.kernels import CastInputs, build_execution_model
-    from gemini_core.prune import nm_mask
+    from gemini_core.runtimes.torch_kernels import CastInputs, build_execution_model
+    from gemini_core.techniques.prune import nm_mask
     from gemini_core.scenarios.text import ENCODER_LAYER, HFClassifier
 
     torch.manual_seed(0)

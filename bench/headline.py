@@ -48,7 +48,7 @@ PROPOSED = " → bf16 compute (proposed)"
 def _measure(ctx: Context, scenario, model, units) -> tuple[list[dict], dict]:
     from gemini_core.compress import compress, prune_copy
     from gemini_core.config import CompressionConfig
-    from gemini_core.kernels import build_execution_model
+    from gemini_core.runtimes.torch_kernels import build_execution_model
     from gemini_core.measure import classification_metrics, count_macs, measure_point
 
     records, models = [], {}

@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.simplefilter("ignore")  # torch.ao deprecation notes on every int8 layer
 # noqa: E402 below: the repository root goes on sys.path first
 from gemini_core.scenarios import get_scenario
-from gemini_core.train import get_baseline
+from gemini_core.training.loop import get_baseline
 from gemini_core.config import CompressionConfig
-from gemini_core.store import Store
-from gemini_core.sweep import SweepSpec, run_sweep
+from gemini_core.results.store import Store
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
 
 def main() -> None:

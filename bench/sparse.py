@@ -38,7 +38,7 @@ def magnitude_prune_(linear: nn.Linear, sparsity: float) -> None:
 
 
 def _layer_rows(ctx: Context) -> list[dict]:
-    from gemini_core.kernels import SparseLinear
+    from gemini_core.runtimes.torch_kernels import SparseLinear
 
     shapes = ctx.pick(SHAPES, SHAPES, SHAPES[:1])
     sparsities = ctx.pick(SPARSITIES, SPARSITIES, (0.5, 0.95))
@@ -150,7 +150,7 @@ def verify_suggestion(ctx: Context, scenario, model, records: list[dict], chosen
 def suggestion_check(ctx: Context) -> dict:
     """Does the product ever suggest a sparse point slower than its dense twin? (digits, both executions)."""
     from gemini_core.config import CompressionConfig
-    from gemini_core.sweep import SweepUnit, run_unit
+    from gemini_core.workflows.sweep import SweepUnit, run_unit
 
     scenario, baseline = digits(ctx)
     units = [SweepUnit(CompressionConfig(), (CompressionConfig(), CompressionConfig(execution="sparse")))]

@@ -23,9 +23,9 @@ QUICK_GRID = dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bit
 
 def _one(kind: str, home, spec, ctx: Context, index: int) -> dict:
     from gemini_core.scenarios import get_scenario
-    from gemini_core.store import Store
-    from gemini_core.sweep import run_sweep
-    from gemini_core.train import get_baseline
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import run_sweep
+    from gemini_core.training.loop import get_baseline
 
     with gemini_home(home):
         t0 = time.perf_counter()
@@ -43,7 +43,7 @@ def _one(kind: str, home, spec, ctx: Context, index: int) -> dict:
 
 
 def run(quick: bool = False, ctx: Context | None = None) -> dict:
-    from gemini_core.sweep import SweepSpec
+    from gemini_core.workflows.sweep import SweepSpec
 
     from .common import make_context
 

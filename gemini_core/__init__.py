@@ -12,7 +12,7 @@ _EXPORT_NAMES = ("load", "load_export", "export_compressed", "export_point", "ev
 
 def __getattr__(name):
     if name in _EXPORT_NAMES:
-        from . import export
+        from gemini_core.checkpoint import export
 
         return getattr(export, name)
     raise AttributeError(f"module 'gemini_core' has no attribute {name!r}")

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .config import CompressionConfig
-from .kernels import build_execution_model
-from .overrides import is_mixed, resolve_layers, round_to_storage_, tensor_float_bits
-from .prune import PruneResult, prune, prunable_layers
-from .quantize import QuantizedWeight, quantize_layers_, quantize_weights_
-from .scenarios.base import Scenario
-from .serialize import LAYER_BITS_KEY, encode_state, ideal_size_bytes, to_bytes
+from gemini_core.config import CompressionConfig
+from gemini_core.runtimes.torch_kernels import build_execution_model
+from gemini_core.techniques.plan import is_mixed, resolve_layers, round_to_storage_, tensor_float_bits
+from gemini_core.techniques.prune import PruneResult, prune, prunable_layers
+from gemini_core.techniques.quantize import QuantizedWeight, quantize_layers_, quantize_weights_
+from gemini_core.scenarios.base import Scenario
+from gemini_core.checkpoint.codec import LAYER_BITS_KEY, encode_state, ideal_size_bytes, to_bytes
 
 
 @dataclass
@@ -71,7 +71,7 @@ def prune_copy(model: nn.Module, config: CompressionConfig, scenario: Scenario, 
     device = torch.device(device or "cpu")
     if not config.is_qat:
         return prune(copy.deepcopy(model).cpu(), config, scenario, device=device, should_stop=should_stop)
-    from .qat import qat_recover
+    from gemini_core.techniques.qat import qat_recover
 
     result = prune(copy.deepcopy(model).cpu(), dataclasses.replace(config, finetune_steps=0), scenario, device=device)
     settings = scenario.default_train

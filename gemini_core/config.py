@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from gemini_core.errors import ConfigError
 
 PRUNE_METHODS = (
     "none",

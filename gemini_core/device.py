@@ -61,7 +61,7 @@ def compute_threads_for_app(cores: int | None = None) -> int:
         except ValueError:
             threads = 0
         if threads < 1:
-            from .errors import ConfigError
+            from gemini_core.errors import ConfigError
 
             raise ConfigError(f"GEMINI_THREADS={env!r} must be a whole number of at least 1")
         return threads
@@ -79,7 +79,7 @@ def set_compute_threads(threads: int | None) -> int:
     """Set torch's CPU threads (process-wide) and return the number in force. None keeps torch's choice."""
     if threads:
         if threads < 1:
-            from .errors import ConfigError
+            from gemini_core.errors import ConfigError
 
             raise ConfigError(f"threads {threads} must be at least 1")
         torch.set_num_threads(int(threads))

@@ -26,10 +26,10 @@ import warnings
 import torch
 from torch import nn
 
-from .compress import CompressedModel
-from .device import device_info
-from .scenarios.base import Scenario, Split
-from .train import predict
+from gemini_core.compress import CompressedModel
+from gemini_core.device import device_info
+from gemini_core.scenarios.base import Scenario, Split
+from gemini_core.training.loop import predict
 
 ESTIMATED_FIELDS = ("macs", "ideal_size_bytes")
 MEMORY_CAP_ENV = "GEMINI_MAX_BATCH_BYTES"
@@ -41,7 +41,7 @@ class BatchMemoryError(torch.OutOfMemoryError):
 
 def memory_cap_bytes() -> int | None:
     """``GEMINI_MAX_BATCH_BYTES`` as an int, or None when unset."""
-    from .errors import ConfigError
+    from gemini_core.errors import ConfigError
 
     value = os.environ.get(MEMORY_CAP_ENV, "").strip()
     if not value:

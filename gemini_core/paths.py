@@ -34,7 +34,7 @@ def resolve_inside(path, root: Path, what: str = "path") -> Path:
     A relative path is taken from ``root``. Raises ConfigError otherwise, naming where it leads:
     what the dashboard writes stays under the home folder, whoever types the path.
     """
-    from .errors import ConfigError
+    from gemini_core.errors import ConfigError
 
     text = str(path).strip()
     if not text:
@@ -64,7 +64,7 @@ def data_roots() -> list[Path]:
 def resolve_readable(path, roots: list[Path], what: str = "path") -> Path:
     """``path`` resolved as it would be opened (from the working folder, ``..`` and symlinks followed),
     if it is one of ``roots`` or lies below one. Raises ConfigError naming where it leads otherwise."""
-    from .errors import ConfigError
+    from gemini_core.errors import ConfigError
 
     text = str(path).strip()
     if "\x00" in text:

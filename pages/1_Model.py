@@ -129,8 +129,7 @@ def validate(kind: str, options: dict) -> None:
 
 def adaptive_form(scenario, choice: str, problem: str | None):
     """Adaptive-training settings; returns (settings as a dict or None, problem)."""
-    from gemini_core.adaptive import (GUARD_ACTIONS, LR_POLICIES, MASK_MODES, PRUNE_METHODS, PRUNE_SCHEDULES,
-                                      QAT_BITS, AdaptiveSettings)
+    from gemini_core.adaptive.train import (GUARD_ACTIONS, LR_POLICIES, MASK_MODES, PRUNE_METHODS, PRUNE_SCHEDULES, QAT_BITS, AdaptiveSettings)
     from gemini_core.config import GRANULARITIES
 
     defaults = scenario.default_train

@@ -3,8 +3,8 @@ import streamlit as st
 
 from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO, PRUNE_METHODS
 from gemini_core.errors import GeminiError
-from gemini_core.ray_executor import RAY_MISSING, cluster_summary, ray_available
-from gemini_core.sweep import SweepSpec
+from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
+from gemini_core.workflows.sweep import SweepSpec
 from ui import views
 from ui.jobs import DEMO_GRID, estimate_seconds, planning_costs
 from ui.state import current_job, current_model, model_label, show_job_error, use_router

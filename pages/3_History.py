@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from gemini_core.errors import GeminiError
-from gemini_core.store import Store
+from gemini_core.results.store import Store
 from ui import plots
 from ui.state import registry, use_router
 

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from gemini_core import export as exporter
+from gemini_core.checkpoint import export as exporter
 from gemini_core.errors import GeminiError
 from gemini_core.paths import export_destination, exports_dir
-from gemini_core.store import Store
+from gemini_core.results.store import Store
 from ui import plots, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob

@@ -3,7 +3,7 @@ import streamlit as st
 
 from gemini_core.config import BITS, GRANULARITIES, STRUCTURED_METHODS
 from gemini_core.errors import GeminiError
-from gemini_core.sensitivity import AnalysisParams
+from gemini_core.workflows.sensitivity import AnalysisParams
 from ui import sensitivity_view as view
 from ui.state import current_job, current_model, model_label, show_job_error, use_router
 

@@ -35,7 +35,7 @@ def session_home(tmp_path_factory) -> Path:
 def digits():
     """(scenario, baseline) for digits, trained once per test session (~3 s)."""
     from gemini_core.scenarios import get_scenario
-    from gemini_core.train import get_baseline
+    from gemini_core.training.loop import get_baseline
 
     scenario = get_scenario("digits")
     return scenario, get_baseline(scenario)

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from gemini_core import adaptive as ad
-from gemini_core.adaptive import AdaptiveSettings, train_adaptive
+from gemini_core.adaptive import train as ad
+from gemini_core.adaptive.train import AdaptiveSettings, train_adaptive
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
-from gemini_core.schedules import PruneSchedule, make_lr_policy, warmup_cosine_factor
+from gemini_core.training.schedules import PruneSchedule, make_lr_policy, warmup_cosine_factor
 
 FAST = {"min_runs": 2, "min_seconds": 0.0}
 
@@ -88,8 +88,8 @@ def test_bad_adaptive_settings_are_refused(kwargs, message):
 # -- quantization-aware recovery ----------------------------------------------------------------------
 @pytest.mark.parametrize("bits, granularity", [(4, "per-channel"), (3, "group-32"), (8, "per-tensor")])
 def test_qat_trains_against_exactly_the_stored_weights(digits, bits, granularity):
-    from gemini_core.qat import attach_transforms, detach_transforms, fake_quantize
-    from gemini_core.quantize import quantize_weights_
+    from gemini_core.techniques.qat import attach_transforms, detach_transforms, fake_quantize
+    from gemini_core.techniques.quantize import quantize_weights_
 
     scenario, baseline = digits
     model = copy.deepcopy(baseline.model)
@@ -128,7 +128,7 @@ def test_recovery_field_keys_and_labels():
 
 
 def test_sweep_units_recover_qat_per_bit_width_and_reuse_fine_tuning():
-    from gemini_core.sweep import SweepSpec
+    from gemini_core.workflows.sweep import SweepSpec
 
     spec = SweepSpec(prune_methods=("none", "l1-structured"), prune_ratios=(0.5,), bits=(32, 4, 3),
                      finetune_steps=(20,), recoveries=("finetune", "qat"))
@@ -152,7 +152,7 @@ def test_sweep_units_recover_qat_per_bit_width_and_reuse_fine_tuning():
 
 def test_qat_recovery_in_a_sweep_keeps_pruned_zeros(digits):
     from gemini_core.compress import compress
-    from gemini_core.prune import sparsity_of
+    from gemini_core.techniques.prune import sparsity_of
 
     scenario, baseline = digits
     config = CompressionConfig(prune_method="magnitude-unstructured", prune_ratio=0.6, finetune_steps=8, bits=3,
@@ -162,7 +162,7 @@ def test_qat_recovery_in_a_sweep_keeps_pruned_zeros(digits):
     spec = scenario.prune_spec(compressed.stored_model)
     assert sparsity_of(compressed.stored_model, spec) >= 0.6 - 1e-3
     pruned = compressed.pruning.model  # the float model QAT left: quantizing it is what the stored model is
-    from gemini_core.quantize import quantize_weights_
+    from gemini_core.techniques.quantize import quantize_weights_
 
     again = copy.deepcopy(pruned)
     quantize_weights_(again, 3, "per-channel")
@@ -214,7 +214,7 @@ def test_gradual_pruning_follows_the_schedule_and_lands_on_the_one_shot_architec
 
 
 def test_the_result_is_a_cached_baseline_that_reloads(gradual):
-    from gemini_core.train import baseline_from_description
+    from gemini_core.training.loop import baseline_from_description
 
     scenario, settings, result, _ = gradual
     meta = json.loads((result.path / "meta.json").read_text())
@@ -230,9 +230,9 @@ def test_the_result_is_a_cached_baseline_that_reloads(gradual):
 
 
 def test_a_sweep_point_of_the_adaptive_baseline_exports_and_reloads_exactly(gradual, tmp_path):
-    from gemini_core import export as ex
-    from gemini_core.store import Store
-    from gemini_core.sweep import SweepSpec, run_sweep
+    from gemini_core.checkpoint import export as ex
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
     scenario, _, result, _ = gradual
     store = Store(tmp_path / "runs.sqlite")
@@ -288,8 +288,8 @@ def test_the_guard_rolls_back_a_step_that_costs_too_much(digits, small_digits, m
 
 
 def test_masks_are_kept_while_training_and_qat_recovers_low_bits(small_digits):
-    from gemini_core.prune import prunable_layers, sparsity_of
-    from gemini_core.qat import has_transforms
+    from gemini_core.techniques.prune import prunable_layers, sparsity_of
+    from gemini_core.techniques.qat import has_transforms
 
     result = train_adaptive(small_digits, AdaptiveSettings(epochs=3, target_ratio=0.6, prune_method="none",
                                                            mask="unstructured", start_epoch=0, end_epoch=1, lr=3e-3,
@@ -333,7 +333,7 @@ def test_cancel_caches_nothing(small_digits):
     (["sweep", "--recovery", "distill"], "unknown recovery 'distill'"),
 ])
 def test_bad_adaptive_flags_exit_2_with_one_line(argv, message, capsys):
-    from gemini_core.cli import main
+    from gemini_core.cli.main import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -397,8 +397,8 @@ def test_gradual_head_and_ffn_pruning_of_a_tiny_bert_matches_one_shot_and_reload
 
 
 def test_a_sweep_measures_qat_points_next_to_plain_ones(digits, tmp_path):
-    from gemini_core.store import Store
-    from gemini_core.sweep import SweepSpec, run_sweep
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
     scenario, baseline = digits
     spec = SweepSpec(bits=(4,), granularities=("per-tensor",), finetune_steps=(5,), recoveries=("finetune", "qat"),

@@ -26,7 +26,7 @@ def _panel(spec: dict, name: str) -> list:
 
 def test_adaptive_training_is_drawn_live_and_becomes_the_sweeps_baseline(app_env):
     from ui.jobs import SweepJob
-    from gemini_core.sweep import SweepSpec
+    from gemini_core.workflows.sweep import SweepSpec
 
     at = _adaptive_page(epochs=8)
     at.button(key="m_train").click().run()

@@ -37,7 +37,7 @@ def snapshot(home: Path) -> dict:
 def assert_unchanged(home: Path, before: dict, at) -> None:
     assert not at.exception, at.exception
     assert snapshot(home) == before
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     runs = Store().runs()
     assert [r["name"] for r in runs] == ["seeded"] and runs[0]["points_ok"] == 4
@@ -245,7 +245,7 @@ def test_values_outside_the_widgets_never_reach_the_engine(seeded, app_env):
 # -- out of memory during a sweep started from the page ------------------------------------------------------
 def test_out_of_memory_point_shows_its_reason_and_the_page_keeps_working(seeded, app_env, monkeypatch):
     from gemini_core import measure as measure_module
-    from gemini_core import sweep as sweep_module
+    from gemini_core.workflows import sweep as sweep_module
 
     original = measure_module.measure_point
 
@@ -271,7 +271,7 @@ def test_out_of_memory_point_shows_its_reason_and_the_page_keeps_working(seeded,
     assert not at.exception and "**2 points**" in at.info[0].value
     at.switch_page("pages/3_History.py").run()
     assert not at.exception
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     run = Store().get_run(job.run_id)
     assert run["points_failed"] == 2 and run["points_ok"] == 2 and run["status"] == "finished"
@@ -338,7 +338,7 @@ def test_export_folder_inside_exports_is_used(seeded, app_env):
 
 
 def test_disk_full_while_exporting_from_the_page(seeded, app_env, monkeypatch):
-    from gemini_core import export as ex
+    from gemini_core.checkpoint import export as ex
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -78,9 +78,9 @@ def test_png_chart_download_or_clear_message(seeded, media_mgr):
 def test_check_a_checkpoint_folder_zip_and_tampered(app_env, seeded):
     """'Check a checkpoint': a good export reproduces its accuracy; a tampered one names the checksum; a
     zip from a colleague is verified the same way; nothing in the store changes."""
-    from gemini_core import export
+    from gemini_core.checkpoint import export
     from gemini_core.paths import exports_dir
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     store = Store()
     point = next(r for r in seeded if r["config"]["bits"] == 8)

@@ -9,7 +9,7 @@ PAGE = "pages/3_History.py"
 
 def test_history_overlay_rename_delete(seeded):
     first = seeded
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
     Store().rename_run(first[0]["run_id"], "first run")
     second = seed_run(dict(bits=(32, 16)), name="second run")  # reuses the reference: one new point
     at = new_app(PAGE)
@@ -36,5 +36,5 @@ def test_history_overlay_rename_delete(seeded):
     assert not at.exception, at.exception
     assert "Deleted" in at.success[0].value
     assert list(at.dataframe[0].value["name"]) == ["first run"]
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
     assert Store().points(target) == []

@@ -38,7 +38,7 @@ def test_analysis_runs_in_background_and_draws_heatmaps_and_bars():
     assert "fp32 latency share" in names and "max |w| / std" in names
     assert all(v >= 0 for t in bars["data"] for v in t["x"] if v is not None)
     # stored: a fresh session (no job in the registry) shows the same analysis
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
     stored = Store().analyses()
     assert len(stored) == 1 and stored[0]["status"] == "complete"
 

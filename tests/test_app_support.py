@@ -136,9 +136,9 @@ def wait_points(at, title: str, n: int, timeout: float = 60.0) -> dict:
 def seed_run(spec_kwargs: dict | None = None, name: str = "seeded") -> list[dict]:
     """A real sweep on digits through the engine (not the UI), stored in this test's home."""
     from gemini_core.scenarios import get_scenario
-    from gemini_core.store import Store
-    from gemini_core.sweep import SweepSpec, run_sweep
-    from gemini_core.train import get_baseline
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.training.loop import get_baseline
 
     scenario = get_scenario("digits")
     baseline = get_baseline(scenario)

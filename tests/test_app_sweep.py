@@ -66,7 +66,7 @@ def test_small_sweep_runs_in_background_and_fills_charts():
     assert float(ref["speed-up vs dense fp32 (x)"].iloc[0]) == 1.0
 
     # the run is in the store, named
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
     runs = Store().runs()
     assert [r["name"] for r in runs] == ["ui test sweep"] and runs[0]["points_ok"] == 4
 
@@ -90,13 +90,13 @@ def test_cancel_keeps_finished_points_and_reload_reattaches():
     at.run()
     assert job.state == "cancelled"
     assert "cancelled" in at.warning[0].value
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
     run = Store().runs()[0]
     assert run["status"] == "interrupted" and run["points_ok"] == len(job.records) >= 1
 
 
 def test_time_estimate_counts_qat_recoveries():
-    from gemini_core.sweep import SweepSpec
+    from gemini_core.workflows.sweep import SweepSpec
     from ui.jobs import estimate_seconds
 
     plain = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(8, 4), finetune_steps=(60,))

@@ -4,8 +4,8 @@ try:
 except ImportError:  # pragma: no cover
     from test_app_support import app_env, chart_by_title, new_app, point_count  # noqa: F401
 
-from gemini_core.store import Store
-from gemini_core.sweep import SweepSpec, run_sweep
+from gemini_core.results.store import Store
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
 
 def test_points_from_two_hosts_get_a_host_filter(digits):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gemini_core.cli import main
+from gemini_core.cli.main import main
 from gemini_core.errors import ConfigError, GeminiError
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}
@@ -53,8 +53,8 @@ def earlier_points(home: Path, run_id: str) -> list[tuple]:
 # -- fixtures: a home with an earlier run, and the files of the matrix --------------------------------
 @pytest.fixture(scope="module")
 def seeded_home(tmp_path_factory, digits):
-    from gemini_core.store import Store
-    from gemini_core.sweep import SweepSpec, run_sweep
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
     scenario, baseline = digits
     home = tmp_path_factory.mktemp("bad_input_home")
@@ -95,7 +95,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny_bert, digits):
     """Every bad file of the matrix, made once. Returns (folder, marker file a pickle payload would create)."""
-    from gemini_core import export as ex
+    from gemini_core.checkpoint import export as ex
     from gemini_core.compress import compress
     from gemini_core.config import CompressionConfig
 
@@ -336,9 +336,9 @@ def test_export_destination_stays_inside_the_exports_folder(tmp_path, monkeypatc
 def test_disk_full_while_exporting_a_stored_point(seeded_home, monkeypatch):
     import errno
 
-    from gemini_core import export as ex
+    from gemini_core.checkpoint import export as ex
     from gemini_core.paths import exports_dir
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     home, run_id = seeded_home
     monkeypatch.setenv("GEMINI_HOME", str(home))
@@ -375,13 +375,13 @@ def test_readable_paths_stay_inside_their_roots(tmp_path):
 def test_short_trainings_keep_a_valid_lr_schedule(max_steps, monkeypatch, tmp_path):
     """`--epochs 1 --max-steps 10` crashed OneCycleLR with a ZeroDivisionError (one warm-up step)."""
     from gemini_core.scenarios import TrainSettings, get_scenario
-    from gemini_core.train import train_model
+    from gemini_core.training.loop import train_model
 
     scenario = get_scenario("digits")
     model = scenario.build_model()
     history = train_model(model, scenario, TrainSettings(epochs=1, batch_size=32, lr=1e-3, max_steps=max_steps))
     assert len(history) == 1 and history[0]["step"] == max_steps and history[0]["lr"] >= 0
-    from gemini_core.schedules import OneCycle  # adaptive training's one-cycle policy had the same flaw
+    from gemini_core.training.schedules import OneCycle  # adaptive training's one-cycle policy had the same flaw
 
     policy = OneCycle(1e-3, max_steps - 1 if max_steps > 1 else 1)
     for _ in range(max_steps):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gemini_core.cli import main
+from gemini_core.cli.main import main
 from tests.conftest import REPO
 
 

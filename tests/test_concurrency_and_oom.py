@@ -12,9 +12,9 @@ import sys
 
 import torch
 
-from gemini_core import sweep as sweep_module
-from gemini_core.store import Store
-from gemini_core.sweep import SweepSpec, run_sweep
+from gemini_core.workflows import sweep as sweep_module
+from gemini_core.results.store import Store
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
 from tests.conftest import REPO
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}
@@ -97,7 +97,7 @@ def test_cpu_allocator_messages_count_as_out_of_memory():
 # -- two processes, one baseline --------------------------------------------------------------------
 def test_a_baseline_cached_meanwhile_by_another_process_is_used(tmp_path, monkeypatch):
     """Two sweeps on a fresh home both train; the second to finish keeps the first one's weights."""
-    from gemini_core import train as train_module
+    from gemini_core.training import loop as train_module
     from gemini_core.scenarios import TrainSettings, get_scenario
 
     monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))

@@ -4,9 +4,9 @@ import torch
 
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
-from gemini_core.kernels import build_execution_model
+from gemini_core.runtimes.torch_kernels import build_execution_model
 from gemini_core.measure import measure_latency, measure_memory
-from gemini_core.prune import nm_mask
+from gemini_core.techniques.prune import nm_mask
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 
 def test_launch_command_runs_the_worker_module_on_this_machine():
-    from gemini_core.distributed import launch_command, strip_nproc
+    from gemini_core.training.distributed import launch_command, strip_nproc
 
     argv = ["train", "--adaptive", "--nproc", "2", "--epochs", "3", "--nproc=4"]
     assert strip_nproc(argv) == ["train", "--adaptive", "--epochs", "3"]
@@ -24,7 +24,7 @@ def test_launch_command_runs_the_worker_module_on_this_machine():
 
 
 def test_worker_module_refuses_to_run_outside_torchrun(capsys, monkeypatch):
-    from gemini_core.distributed import main
+    from gemini_core.training.distributed import main
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -34,7 +34,7 @@ def test_worker_module_refuses_to_run_outside_torchrun(capsys, monkeypatch):
 
 def test_two_cpu_processes_train_like_one_and_write_one_checkpoint(tmp_path):
     """`train --adaptive --nproc 2` on digits: finishes, matches a single-process run, one checkpoint."""
-    from gemini_core.adaptive import AdaptiveSettings, train_adaptive
+    from gemini_core.adaptive.train import AdaptiveSettings, train_adaptive
     from gemini_core.scenarios import get_scenario
 
     home = tmp_path / "home"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gemini_core import export as ex
+from gemini_core.checkpoint import export as ex
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import CheckpointError, GeminiError
@@ -71,7 +71,7 @@ def test_cnn_round_trip(digits, tmp_path, config):
 def test_mlp_round_trip_int8_kernels(tmp_path):
     from gemini_core.scenarios import get_scenario
     from gemini_core.scenarios.base import TrainSettings
-    from gemini_core.train import get_baseline
+    from gemini_core.training.loop import get_baseline
 
     scenario = get_scenario("breast-cancer")
     baseline = get_baseline(scenario, TrainSettings(epochs=3, batch_size=32, lr=3e-3))  # a short baseline will do
@@ -95,7 +95,7 @@ def tiny_text(tmp_path_factory):
     from gemini_core.scenarios import get_scenario
     from gemini_core.scenarios.base import TrainSettings
     from gemini_core.scenarios.text import minilm_dir
-    from gemini_core.train import get_baseline
+    from gemini_core.training.loop import get_baseline
 
     root = tmp_path_factory.mktemp("tiny_text")
     model_dir = root / "tinybert"
@@ -334,8 +334,8 @@ def test_existing_folder_needs_overwrite(digits, tmp_path):
 
 # -- from the store, and the CLI -------------------------------------------------------------------
 def test_export_point_reproduces_the_sweep(digits, tmp_path):
-    from gemini_core.store import Store
-    from gemini_core.sweep import SweepSpec, run_sweep
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
     scenario, baseline = digits
     store = Store(tmp_path / "runs.sqlite")
@@ -355,7 +355,7 @@ def test_export_point_reproduces_the_sweep(digits, tmp_path):
 
 
 def test_cli_export_and_evaluate(digits, tmp_path, capsys):
-    from gemini_core.cli import main
+    from gemini_core.cli.main import main
 
     out = tmp_path / "cli"
     code = main(["export", "--scenario", "digits", "--prune-method", "2:4", "--bits", "8", "--execution", "sparse",

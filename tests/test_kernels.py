@@ -3,8 +3,8 @@ import torch
 
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
-from gemini_core.kernels import SparseLinear
-from gemini_core.train import predict
+from gemini_core.runtimes.torch_kernels import SparseLinear
+from gemini_core.training.loop import predict
 
 
 def _outputs(model, scenario, n=64):

@@ -10,7 +10,7 @@ from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig, LayerOverride
 from gemini_core.errors import ConfigError
 from gemini_core.measure import classification_metrics
-from gemini_core.serialize import LAYER_BITS_KEY, from_bytes
+from gemini_core.checkpoint.codec import LAYER_BITS_KEY, from_bytes
 from tests.test_export import _round_trip
 
 

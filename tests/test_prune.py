@@ -3,8 +3,8 @@ import torch
 
 from gemini_core.compress import prune_copy
 from gemini_core.config import CompressionConfig
-from gemini_core.prune import count_params, nm_mask, prunable_layers
-from gemini_core.train import accuracy_of
+from gemini_core.techniques.prune import count_params, nm_mask, prunable_layers
+from gemini_core.training.loop import accuracy_of
 
 STRUCTURED = ["l1-structured", "l2-structured", "taylor-structured", "random-structured"]
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from gemini_core.quantize import dequantize, quantization_error, quantize_tensor
-from gemini_core.serialize import decode_state, encode_state, from_bytes, ideal_size_bytes, pack_bits, to_bytes, unpack_bits
+from gemini_core.techniques.quantize import dequantize, quantization_error, quantize_tensor
+from gemini_core.checkpoint.codec import (decode_state, encode_state, from_bytes, ideal_size_bytes, pack_bits, to_bytes, unpack_bits)
 
 BITS_BELOW_16 = (8, 6, 4, 3, 2)
 GRANULARITIES = ("per-tensor", "per-channel", "group-32", "group-64", "group-128")

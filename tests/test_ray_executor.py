@@ -20,11 +20,12 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from gemini_core import cli, ray_executor  # noqa: E402
+from gemini_core.cli import main as cli
+from gemini_core.workflows import ray_executor  # noqa: E402
 from gemini_core.config import CompressionConfig  # noqa: E402
 from gemini_core.errors import ConfigError  # noqa: E402
-from gemini_core.store import Store  # noqa: E402
-from gemini_core.sweep import SweepSpec, make_executor, run_sweep  # noqa: E402
+from gemini_core.results.store import Store  # noqa: E402
+from gemini_core.workflows.sweep import SweepSpec, make_executor, run_sweep  # noqa: E402
 
 try:
     from tests.test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401

@@ -14,8 +14,8 @@ from gemini_core.scenarios import TrainSettings, get_scenario
 from gemini_core.scenarios.images import ImagesScenario
 from gemini_core.scenarios.tabular import TabularScenario, apply_preprocessing
 from gemini_core.scenarios.text import TextScenario, build_from_arch, minilm_dir, self_attention_modules
-from gemini_core.prune import pruner_kwargs
-from gemini_core.train import accuracy_of, get_baseline
+from gemini_core.techniques.prune import pruner_kwargs
+from gemini_core.training.loop import accuracy_of, get_baseline
 
 from tests.test_data_io import need_shared, write
 

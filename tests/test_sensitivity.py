@@ -6,16 +6,16 @@ import json
 import pytest
 import torch
 
-from gemini_core.allocator import allocate, allocation_config, predict, rows_to_choice
-from gemini_core.cli import main
+from gemini_core.workflows.allocator import allocate, allocation_config, predict, rows_to_choice
+from gemini_core.cli.main import main
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.measure import accuracy_and_loss
-from gemini_core.prune import prunable_groups
-from gemini_core.sensitivity import AnalysisParams, run_analysis
-from gemini_core.store import Store
-from gemini_core.sweep import SweepSpec, run_sweep
+from gemini_core.techniques.prune import prunable_groups
+from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
+from gemini_core.results.store import Store
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
 PARAMS = AnalysisParams(ratios=(0.25, 0.5), bits=(8, 2), max_examples=150, latency_repeats=3)
 

@@ -1,9 +1,9 @@
 import pytest
 
 from gemini_core import measure as measure_module
-from gemini_core import sweep as sweep_module
-from gemini_core.store import Store
-from gemini_core.sweep import SweepSpec, run_sweep
+from gemini_core.workflows import sweep as sweep_module
+from gemini_core.results.store import Store
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}  # latency repeats kept small: tests check plumbing, not speed
 

@@ -32,7 +32,7 @@ _COST = {"digits": (0.6, 0.5), "breast-cancer": (0.5, 0.3), "tabular": (0.5, 0.3
 
 
 def demo_spec():
-    from gemini_core.sweep import SweepSpec
+    from gemini_core.workflows.sweep import SweepSpec
 
     return SweepSpec(**DEMO_GRID)
 
@@ -196,7 +196,7 @@ class _BaselineMixin:
         if self.adaptive:
             return self._adaptive_baseline()
         from gemini_core.scenarios import TrainSettings, get_scenario
-        from gemini_core.train import get_baseline
+        from gemini_core.training.loop import get_baseline
 
         self.message = f"loading data for {self.scenario_name}"
         scenario = get_scenario(self.scenario_name, **self.options)
@@ -222,7 +222,7 @@ class _BaselineMixin:
         return scenario, baseline
 
     def _adaptive_baseline(self):
-        from gemini_core.adaptive import AdaptiveSettings, TrainingCancelled, train_adaptive
+        from gemini_core.adaptive.train import AdaptiveSettings, TrainingCancelled, train_adaptive
         from gemini_core.scenarios import get_scenario
 
         self.message = f"loading data for {self.scenario_name}"
@@ -274,14 +274,14 @@ class SweepJob(_BaselineMixin, Job):
 
     def work(self) -> None:
         from gemini_core.device import pick_device
-        from gemini_core.store import Store
-        from gemini_core.sweep import run_id_for, run_sweep
+        from gemini_core.results.store import Store
+        from gemini_core.workflows.sweep import run_id_for, run_sweep
 
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
             return
         if self.executor == "ray":
-            from gemini_core.ray_executor import connect
+            from gemini_core.workflows.ray_executor import connect
 
             self.message = f"connecting to Ray ({self.ray_address or 'a local instance'})"
             connect(self.ray_address)
@@ -312,8 +312,8 @@ class TrainJob(_BaselineMixin, Job):
         self.total = 1
 
     def work(self) -> None:
-        from gemini_core.store import Store
-        from gemini_core.sweep import SweepSpec, run_sweep
+        from gemini_core.results.store import Store
+        from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
@@ -347,7 +347,7 @@ class SensitivityJob(_BaselineMixin, Job):
             self.total = data["total_steps"]
 
     def work(self) -> None:
-        from gemini_core.sensitivity import run_analysis
+        from gemini_core.workflows.sensitivity import run_analysis
 
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 # -- encodings -------------------------------------------------------------------------------
-from gemini_core.pareto import DEFAULT_OBJECTIVES, finite as _finite, pareto_front  # noqa: F401
+from gemini_core.results.pareto import DEFAULT_OBJECTIVES, finite as _finite, pareto_front  # noqa: F401
 
 BIT_COLORS = {32: "#4C78A8", 16: "#72B7B2", 8: "#54A24B", 6: "#B8A300", 4: "#F58518", 3: "#B279A2",
               2: "#E45756"}

@@ -30,7 +30,7 @@ def cancel_analysis() -> None:
 def latest_stored_profile(scenario: str) -> dict | None:
     """The newest stored analysis of this scenario (the page shows it when no job ran in this process)."""
     from gemini_core.errors import GeminiError
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     try:
         found = [a for a in Store().analyses() if a["scenario"] == scenario]
@@ -98,7 +98,7 @@ def live_analysis() -> None:
 # -- allocator ---------------------------------------------------------------------------------------
 def propose(profile: dict) -> None:
     """on_click of 'Propose allocation': the allocator's choice goes into the editable table."""
-    from gemini_core.allocator import allocate
+    from gemini_core.workflows.allocator import allocate
     from gemini_core.errors import GeminiError
 
     s = st.session_state
@@ -117,9 +117,9 @@ def propose(profile: dict) -> None:
 
 def allocation_editor(profile: dict) -> None:
     """The chosen allocation as an editable table, its predicted figures, and the button to measure it."""
-    from gemini_core.allocator import allocation_config, predict, rows_to_choice
+    from gemini_core.workflows.allocator import allocation_config, predict, rows_to_choice
     from gemini_core.errors import GeminiError
-    from gemini_core.sweep import SweepSpec
+    from gemini_core.workflows.sweep import SweepSpec
 
     s = st.session_state
     if s.get("sn_alloc_error"):

@@ -110,7 +110,7 @@ def shared_memory() -> dict:
 def runs_with_points_or_stop(what: str):
     """(store, runs that have measured points); otherwise a message in the page and st.stop()."""
     from gemini_core.errors import GeminiError
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     try:
         store = Store()

@@ -193,7 +193,7 @@ def sweep_live_view(where: str) -> None:
 def _latest_stored_run(where: str) -> None:
     """No job in this server process yet: show the newest stored run (finished points stay saved)."""
     from gemini_core.errors import GeminiError
-    from gemini_core.store import Store
+    from gemini_core.results.store import Store
 
     try:
         store = Store()

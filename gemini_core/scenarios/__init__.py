@@ -1,9 +1,9 @@
 """Scenario registry: ``get_scenario("digits")``, ``get_scenario("text", data=...)``, ``get_scenario("hf:DIR", ...)``."""
 from __future__ import annotations
 
-from ..errors import GeminiError
-from .base import PruneSpec, Scenario, Split, Splits, TrainSettings
-from .builtin import BreastCancerScenario, DigitsScenario
+from gemini_core.errors import GeminiError
+from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings
+from gemini_core.scenarios.builtin import BreastCancerScenario, DigitsScenario
 
 BUILTIN = {"digits": DigitsScenario, "breast-cancer": BreastCancerScenario}
 DEFAULT_SCENARIO = "digits"
@@ -32,16 +32,16 @@ def _build(name: str, options: dict) -> Scenario:
             raise GeminiError(f"scenario {name!r} uses its built-in data; remove {', '.join(unexpected)}")
         return BUILTIN[name]()
     if name == "text" or name.startswith("hf:"):
-        from .text import TextScenario
+        from gemini_core.scenarios.text import TextScenario
 
         model_source = None if name == "text" else name[3:]
         return TextScenario(model_source=model_source, **options)
     if name == "images":
-        from .images import ImagesScenario
+        from gemini_core.scenarios.images import ImagesScenario
 
         return ImagesScenario(**options)
     if name == "tabular":
-        from .tabular import TabularScenario
+        from gemini_core.scenarios.tabular import TabularScenario
 
         return TabularScenario(**options)
     raise GeminiError(f"unknown scenario {name!r}; choose one of {', '.join(scenario_names())}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split, _last_linear
-from .models import MLP, SmallCNN
+from gemini_core.scenarios.base import (PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split, _last_linear)
+from gemini_core.scenarios.models import MLP, SmallCNN
 
 
 def standardise(x: np.ndarray, train_index: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from gemini_core.errors import DataError
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_ROWS = 200_000

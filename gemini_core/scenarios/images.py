@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DataError
-from .base import PruneSpec, Scenario, Splits, TrainSettings, _last_linear
-from .builtin import splits_from_arrays
-from .data_io import encode_labels, refuse_unused_options, require_rows, split_or_error
-from .models import SmallCNN
+from gemini_core.errors import DataError
+from gemini_core.scenarios.base import PruneSpec, Scenario, Splits, TrainSettings, _last_linear
+from gemini_core.scenarios.builtin import splits_from_arrays
+from gemini_core.scenarios.data_io import encode_labels, refuse_unused_options, require_rows, split_or_error
+from gemini_core.scenarios.models import SmallCNN
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DataError
-from .base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split
-from .data_io import MISSING_MARKERS, load_feature_table, refuse_unused_options, require_rows, split_or_error
-from .models import MLP
+from gemini_core.errors import DataError
+from gemini_core.scenarios.base import (PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split)
+from gemini_core.scenarios.data_io import (MISSING_MARKERS, load_feature_table, refuse_unused_options, require_rows, split_or_error)
+from gemini_core.scenarios.models import MLP
 
 MAX_CATEGORIES = 50
 NUMERIC_SHARE = 0.95

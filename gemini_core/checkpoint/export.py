@@ -39,9 +39,9 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .config import CompressionConfig
-from .errors import CheckpointError, GeminiError
-from .scenarios.data_io import env_limit
+from gemini_core.config import CompressionConfig
+from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.scenarios.data_io import env_limit
 
 FORMAT = "gemini-compressed"
 FORMAT_VERSION = 1
@@ -207,7 +207,7 @@ def _inputs_from_arch(arch: dict) -> dict:
 
 def build_architecture(arch: dict) -> nn.Module:
     """The unpruned architecture with fresh weights, from ``scenario.arch()`` alone (no data, no files)."""
-    from .scenarios.models import MLP, SmallCNN
+    from gemini_core.scenarios.models import MLP, SmallCNN
 
     kind = arch.get("model")
     try:
@@ -219,7 +219,7 @@ def build_architecture(arch: dict) -> nn.Module:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"the recipe's architecture record is incomplete: {exc!r}") from None
     if kind == "hf":
-        from .scenarios.text import build_from_arch
+        from gemini_core.scenarios.text import build_from_arch
 
         return build_from_arch(arch).eval()
     raise CheckpointError(f"unknown architecture {kind!r} in the recipe; this version of gemini cannot rebuild it")
@@ -228,7 +228,7 @@ def build_architecture(arch: dict) -> nn.Module:
 def _after_prune(arch: dict, model: nn.Module) -> None:
     """What the scenario's ``PruneSpec.after_prune`` did after pruning (BERT attention bookkeeping)."""
     if arch.get("model") == "hf":
-        from .scenarios.text import fix_attention_heads
+        from gemini_core.scenarios.text import fix_attention_heads
 
         fix_attention_heads(model)
 
@@ -312,7 +312,7 @@ def export_compressed(compressed, scenario, baseline, out_dir, record: dict | No
     the same FFN width in every layer), ``onnx``. ``make_zip`` also writes ``<out_dir>.zip``.
     Nothing is left behind if writing fails; an existing non-empty folder needs ``overwrite``.
     """
-    from .measure import classification_metrics, measure_point
+    from gemini_core.measure import classification_metrics, measure_point
 
     say = progress or (lambda message: None)
     formats = parse_formats(formats)
@@ -390,7 +390,7 @@ def _relative_files(root: Path) -> list[str]:
 
 
 def _recipe(compressed, scenario, baseline, record: dict, arch: dict, size_bytes: int, formats) -> dict:
-    from .device import device_info
+    from gemini_core.device import device_info
 
     splits = scenario.splits
     baseline_info = None
@@ -453,7 +453,7 @@ def hf_state_and_config(stored_model: nn.Module):
     out: they come back as all-zero heads (zero query, key, value and zero output columns),
     which add exactly nothing; the FFN width, the same in every layer, goes into the config.
     """
-    from .scenarios.text import self_attention_modules
+    from gemini_core.scenarios.text import self_attention_modules
 
     hf = _hf_module(stored_model)
     config = copy.deepcopy(hf.config)
@@ -725,8 +725,8 @@ class LoadedExport:
 
     def as_compressed(self):
         """A ``CompressedModel`` view, so the sweep's own ``measure_point`` can measure it."""
-        from .compress import CompressedModel
-        from .prune import PruneResult
+        from gemini_core.compress import CompressedModel
+        from gemini_core.techniques.prune import PruneResult
 
         p = self.recipe.get("pruning") or {}
         pruning = PruneResult(self.stored_model, history=p.get("history"),
@@ -828,7 +828,7 @@ def read_export(root: Path) -> tuple[dict, bytes]:
 
 def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
     """The stored (fp32, dequantized) model and its quantized codes, from a verified recipe + file."""
-    from .serialize import decode_state, from_bytes
+    from gemini_core.checkpoint.codec import decode_state, from_bytes
 
     arch = recipe["scenario"]["arch"]
     try:
@@ -852,7 +852,7 @@ def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
 
 def _check_layer_bits(recipe: dict, meta: dict, quantized: dict) -> None:
     """A per-layer export: the bits written per layer must be those the codes hold and the recipe asks for."""
-    from .serialize import LAYER_BITS_KEY
+    from gemini_core.checkpoint.codec import LAYER_BITS_KEY
 
     if LAYER_BITS_KEY not in meta:
         return
@@ -871,7 +871,7 @@ def _check_layer_bits(recipe: dict, meta: dict, quantized: dict) -> None:
 
 def load_export(path, device="cpu") -> LoadedExport:
     """Verify and reload an export folder (or its zip): the runnable model and its recipe."""
-    from .kernels import build_execution_model
+    from gemini_core.runtimes.torch_kernels import build_execution_model
 
     device = torch.device(device)
     with _export_root(path) as root:
@@ -921,9 +921,9 @@ def export_point(store, point_id: int, out_dir, formats=("gemini",), overwrite: 
     The stored record becomes the export's record when the re-compressed model reproduces its
     accuracy and size; otherwise the point is measured again and both records are kept.
     """
-    from .compress import compress
-    from .measure import classification_metrics, measure_point
-    from .train import baseline_from_description
+    from gemini_core.compress import compress
+    from gemini_core.measure import classification_metrics, measure_point
+    from gemini_core.training.loop import baseline_from_description
 
     say = progress or (lambda message: None)
     point = store.get_point(point_id)
@@ -968,7 +968,7 @@ def export_point(store, point_id: int, out_dir, formats=("gemini",), overwrite: 
 # -- evaluation -----------------------------------------------------------------------------------
 def scenario_for(recipe: dict, overrides: dict | None = None):
     """The recipe's scenario, rebuilt from its name and options (``overrides`` replace options)."""
-    from .scenarios import get_scenario
+    from gemini_core.scenarios import get_scenario
 
     options = dict(recipe["scenario"].get("options") or {})
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -987,8 +987,8 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     ``size_bytes`` is the real size of ``model.safetensors``; ``accuracy_matches_record`` says
     whether the recorded accuracy was reproduced exactly.
     """
-    from .device import pick_device
-    from .measure import measure_point
+    from gemini_core.device import pick_device
+    from gemini_core.measure import measure_point
 
     device = torch.device(device) if device is not None else pick_device()
     loaded = load_export(path, device=device)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
+from gemini_core.errors import ConfigError
 
 LR_POLICIES = ("constant", "warmup-cosine", "one-cycle", "adaptive")
 PRUNE_SCHEDULES = ("cubic", "linear")

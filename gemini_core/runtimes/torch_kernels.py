@@ -16,8 +16,8 @@ import warnings
 import torch
 from torch import nn
 
-from .config import CompressionConfig
-from .quantize import QuantizedWeight
+from gemini_core.config import CompressionConfig
+from gemini_core.techniques.quantize import QuantizedWeight
 
 
 class CastInputs(nn.Module):
@@ -87,7 +87,7 @@ def _build_mixed(model: nn.Module, config: CompressionConfig, quantized: dict[st
                  device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
     """Per-layer kernels for a config with per-layer bits: int8 where a Linear is at 8 bits per-tensor or
     per-channel (CPU), bf16 where a layer is at 16 bits, fp32 elsewhere (weight-only below 8 bits)."""
-    from .overrides import resolve_layers
+    from gemini_core.techniques.plan import resolve_layers
 
     settings = resolve_layers(model, config)
     layers: dict[str, str] = {}
@@ -120,7 +120,7 @@ def _has_2_4_pattern(weight: torch.Tensor) -> bool:
 def build_execution_model(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
                           device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
     """A copy of ``model`` running on the kernels ``config`` asks for; returns (model, backend, per-layer)."""
-    from .overrides import is_mixed, resolve_layers
+    from gemini_core.techniques.plan import is_mixed, resolve_layers
 
     device = torch.device(device)
     model = copy.deepcopy(model).eval()

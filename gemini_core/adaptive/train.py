@@ -51,9 +51,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_METHODS
-from .errors import ConfigError, GeminiError
-from .schedules import LR_POLICIES, PRUNE_SCHEDULES, PruneSchedule, make_lr_policy
+from gemini_core.config import GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_METHODS
+from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.training.schedules import LR_POLICIES, PRUNE_SCHEDULES, PruneSchedule, make_lr_policy
 
 ProgressFn = Callable[[dict], None]
 ADAPTIVE_FORMAT = 1
@@ -212,7 +212,7 @@ class AdaptiveSettings:
 
     def train_settings(self):
         """The equivalent ``TrainSettings`` (what a Baseline records as its training)."""
-        from .scenarios.base import TrainSettings
+        from gemini_core.scenarios.base import TrainSettings
 
         return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, max_steps=self.max_steps, seed=self.seed)
@@ -280,7 +280,7 @@ def head_counts(model: nn.Module, scenario) -> dict[str, int]:
 
 def _plan_step(model: nn.Module, scenario, ratio: float, widths0: dict[str, int], heads0: dict[str, int]):
     """Per-layer torch-pruning ratios (relative to the current widths) that reach ``ratio`` of ``widths0``."""
-    from .prune import pruner_kwargs
+    from gemini_core.techniques.prune import pruner_kwargs
 
     spec = scenario.prune_spec(model)
     ignored = {id(m) for layer in spec.ignored_layers for m in layer.modules()}
@@ -340,7 +340,7 @@ def structured_step(model: nn.Module, scenario, method: str, ratio: float, width
     """
     import torch_pruning as tp
 
-    from .prune import _importance, _loss_backward
+    from gemini_core.techniques.prune import _importance, _loss_backward
 
     spec, ratio_dict, head_dict, kwargs, notes = _plan_step(model, scenario, ratio, widths0, heads0)
     if not ratio_dict and not head_dict:
@@ -375,7 +375,7 @@ def _example(scenario, model: nn.Module, batch: int = 2) -> dict[str, torch.Tens
 
 def compute_masks(model: nn.Module, scenario, mode: str, ratio: float) -> dict[str, torch.Tensor]:
     """Unstructured (per-layer magnitude, share ``ratio`` zero) or 2:4 masks for the maskable layers."""
-    from .prune import nm_mask, prunable_layers
+    from gemini_core.techniques.prune import nm_mask, prunable_layers
 
     masks = {}
     if mode == "none" or (mode == "unstructured" and ratio <= 0):
@@ -400,8 +400,8 @@ def compute_masks(model: nn.Module, scenario, mode: str, ratio: float) -> dict[s
 
 def count_macs_of(model: nn.Module, scenario) -> int:
     """MACs of one example (torch-pruning's counter, an estimate) of a plain copy of ``model``."""
-    from .measure import count_macs
-    from .qat import clone, detach_transforms, has_transforms
+    from gemini_core.measure import count_macs
+    from gemini_core.techniques.qat import clone, detach_transforms, has_transforms
 
     plain = model
     if has_transforms(model):
@@ -422,14 +422,14 @@ class _Run:
     version: int
 
     def snapshot(self) -> "_Run":
-        from .qat import clone
+        from gemini_core.techniques.qat import clone
 
         return _Run(clone(self.model), self.ratio, list(self.history), self.masks_on, self.version)
 
 
 def _accuracy(model: nn.Module, split, device) -> float:
     """Accuracy on ``split``, sharded over ranks and summed (the same figure on every rank)."""
-    from .train import predict
+    from gemini_core.training.loop import predict
 
     rank, world = dist_info()
     part = split if world == 1 else split.take(torch.arange(rank, len(split), world))
@@ -458,11 +458,11 @@ def train_adaptive(scenario, settings: AdaptiveSettings | None = None, progress:
     comes first in the result's), an ``nn.Module`` (not cached unless it is a Baseline), or None
     (``scenario.build_model()``). Raises ``TrainingCancelled`` when ``should_stop`` says so.
     """
-    from .device import pick_device
-    from .paths import baselines_dir
-    from .prune import count_params
-    from .qat import attach_transforms, clone, detach_transforms
-    from .train import Baseline
+    from gemini_core.device import pick_device
+    from gemini_core.paths import baselines_dir
+    from gemini_core.techniques.prune import count_params
+    from gemini_core.techniques.qat import attach_transforms, clone, detach_transforms
+    from gemini_core.training.loop import Baseline
 
     settings = (settings or AdaptiveSettings()).resolved(scenario)
     rank, world = dist_info()
@@ -687,7 +687,7 @@ def train_adaptive(scenario, settings: AdaptiveSettings | None = None, progress:
                     "epochs_run": len(history), "world_size": world, "masked_layers": sorted(masks_left)})
     test_acc = _accuracy(model, splits.test, "cpu") if world == 1 else _accuracy_on(model, splits.test, device)
     if settings.qat_bits is not None:
-        from .quantize import quantize_weights_
+        from gemini_core.techniques.quantize import quantize_weights_
 
         quantized = copy.deepcopy(model)
         quantize_weights_(quantized, settings.qat_bits, settings.qat_granularity)
@@ -705,7 +705,7 @@ def train_adaptive(scenario, settings: AdaptiveSettings | None = None, progress:
 
 
 def _has_qat(model: nn.Module) -> bool:
-    from .qat import transform_of
+    from gemini_core.techniques.qat import transform_of
 
     return any((t := transform_of(m)) is not None and t.bits is not None for m in model.modules())
 
@@ -747,9 +747,9 @@ def load_adaptive_baseline(scenario, folder) -> "object":
     """The cached adaptive baseline in ``folder``: the architecture rebuilt by replaying its pruning history."""
     from safetensors.torch import load_file
 
-    from .errors import CheckpointError
-    from .export import replay_pruning
-    from .train import Baseline
+    from gemini_core.errors import CheckpointError
+    from gemini_core.checkpoint.export import replay_pruning
+    from gemini_core.training.loop import Baseline
 
     folder = Path(folder)
     meta = json.loads((folder / "meta.json").read_text())
@@ -774,8 +774,8 @@ def load_adaptive_baseline(scenario, folder) -> "object":
 
 def baseline_from_adaptive_description(scenario, description: dict, progress: ProgressFn | None = None, device=None):
     """Load (or train again) the adaptive baseline a stored run was measured on."""
-    from .paths import baselines_dir
-    from .train import baseline_from_description
+    from gemini_core.paths import baselines_dir
+    from gemini_core.training.loop import baseline_from_description
 
     adaptive = description["adaptive"]
     folder = baselines_dir() / adaptive.get("key", description.get("baseline_key", ""))
@@ -822,10 +822,10 @@ def compare_gradual_vs_oneshot(scenario, target_ratio: float = 0.5, extra_epochs
     accuracy, latency (median of passes taken in turn, batch ``batch_size``), params, MACs, and wall and
     CPU (process) time of each: on a shared machine the CPU time is the steadier figure.
     """
-    from .compress import prune_copy
-    from .config import CompressionConfig
-    from .prune import count_params
-    from .train import accuracy_of, get_baseline
+    from gemini_core.compress import prune_copy
+    from gemini_core.config import CompressionConfig
+    from gemini_core.techniques.prune import count_params
+    from gemini_core.training.loop import accuracy_of, get_baseline
 
     base = get_baseline(scenario, base_settings, device=device)
     lr = lr if lr is not None else scenario.default_train.lr * 0.3

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import CompressionConfig
-from .errors import ConfigError
-from .sensitivity import SensitivityProfile
+from gemini_core.config import CompressionConfig
+from gemini_core.errors import ConfigError
+from gemini_core.workflows.sensitivity import SensitivityProfile
 
 OBJECTIVES = ("smallest-size", "speedup")
 _EPS_POINTS = 0.05  # a change measured as free still costs a little: prefer the bigger saving among free ones

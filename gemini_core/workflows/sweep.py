@@ -18,13 +18,13 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .compress import compress, prune_copy
-from .config import CompressionConfig, parse_list
-from .device import device_label, measurement_label, pick_device
-from .errors import Cancelled, ConfigError
-from .measure import count_macs, measure_point, memory_cap_bytes
-from .scenarios.base import Scenario
-from .store import Store
+from gemini_core.compress import compress, prune_copy
+from gemini_core.config import CompressionConfig, parse_list
+from gemini_core.device import device_label, measurement_label, pick_device
+from gemini_core.errors import Cancelled, ConfigError
+from gemini_core.measure import count_macs, measure_point, memory_cap_bytes
+from gemini_core.scenarios.base import Scenario
+from gemini_core.results.store import Store
 
 REFERENCE = CompressionConfig()  # unpruned fp32 dense: what every ratio is measured against
 
@@ -303,7 +303,7 @@ def make_executor(executor: str | None = "local", ray_address: str | None = None
             raise ConfigError("a Ray address was given but the executor is local; add --executor ray")
         return None
     if executor == "ray":
-        from .ray_executor import RayExecutor
+        from gemini_core.workflows.ray_executor import RayExecutor
 
         return RayExecutor(ray_address)
     if hasattr(executor, "run_units"):

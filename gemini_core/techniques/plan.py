@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import CompressionConfig, LayerOverride, pattern_regex
-from .errors import ConfigError
+from gemini_core.config import CompressionConfig, LayerOverride, pattern_regex
+from gemini_core.errors import ConfigError
 
 LAYER_TYPES = (nn.Linear, nn.Conv2d, nn.Embedding)
 

@@ -11,8 +11,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import GeminiError
-from .paths import store_path
+from gemini_core.errors import GeminiError
+from gemini_core.paths import store_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

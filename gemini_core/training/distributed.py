@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import GeminiError
+from gemini_core.errors import GeminiError
 
 
 def free_port() -> int:
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     """Worker entry point: ``python -m gemini_core.distributed train --adaptive ...`` under torchrun."""
     import torch.distributed as dist
 
-    from .cli import main as cli_main
+    from gemini_core.cli.main import main as cli_main
 
     argv = strip_nproc(list(sys.argv[1:] if argv is None else argv))
     if not in_worker():

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .quantize import QuantizedWeight
+from gemini_core.techniques.quantize import QuantizedWeight
 
 LAYOUT_KEY = "gemini_layout"
 LAYER_BITS_KEY = "gemini_layer_bits"  # per-layer configs: {layer name: bits (32 = float)}
@@ -127,7 +127,7 @@ def encode_state(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedW
 
 def _group_dims(shape, granularity: str) -> tuple[int, int]:
     """(groups, group_len) that ``quantize_tensor`` uses for a weight of ``shape``."""
-    from .config import group_size
+    from gemini_core.config import group_size
 
     numel = int(np.prod(shape)) if len(shape) else 1
     if granularity == "per-tensor" or not len(shape):
@@ -212,7 +212,7 @@ def decode_quantized(name: str, tensors: dict, lay: dict) -> QuantizedWeight:
 
 def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """Inverse of ``encode_state``: float state dict (dequantized) and the quantized codes."""
-    from .quantize import dequantize
+    from gemini_core.techniques.quantize import dequantize
 
     state, quantized = {}, {}
     for name, lay in layout.items():

@@ -16,7 +16,7 @@ import os
 import time
 from typing import Callable, Iterator
 
-from .errors import ConfigError
+from gemini_core.errors import ConfigError
 
 RAY_MISSING = "Ray is not installed: pip install 'ray>=2.9'"
 # A task on a node that dies is re-run elsewhere this many times before its points are marked failed.
@@ -119,8 +119,8 @@ _SCENARIOS: dict[str, object] = {}  # a worker process is reused across tasks: l
 
 
 def _worker_scenario(description: dict):
-    from .errors import DataError
-    from .scenarios import get_scenario
+    from gemini_core.errors import DataError
+    from gemini_core.scenarios import get_scenario
 
     key = json.dumps({"scenario": description["scenario"], "options": description.get("scenario_options", {})},
                      sort_keys=True)
@@ -142,7 +142,7 @@ def unit_task(model, description: dict, unit, batch_size: int, device_type: str,
     import ray
     import torch
 
-    from .sweep import _failed, run_unit
+    from gemini_core.workflows.sweep import _failed, run_unit
 
     if device_type == "cpu":
         # Ray reserved this many CPUs for the task: use exactly them, so concurrent tasks don't oversubscribe.
@@ -215,8 +215,8 @@ class RayExecutor:
         return, so the sweep goes on.
         """
         ray = _ray()
-        from .config import CompressionConfig
-        from .sweep import _failed
+        from gemini_core.config import CompressionConfig
+        from gemini_core.workflows.sweep import _failed
 
         if not plans:
             return

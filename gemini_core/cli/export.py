@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import GeminiError
+from gemini_core.errors import GeminiError
 
 
 def add_commands(sub, add_scenario_args, scenario_from, baseline_fn) -> None:
@@ -45,8 +45,8 @@ def _progress(message: str) -> None:
 
 
 def cmd_export(args, scenario_from, baseline_fn) -> int:
-    from .export import export_compressed, export_point, parse_formats
-    from .store import Store
+    from gemini_core.checkpoint.export import export_compressed, export_point, parse_formats
+    from gemini_core.results.store import Store
 
     formats = parse_formats(args.format)
     if args.batch_size < 1:
@@ -58,11 +58,11 @@ def cmd_export(args, scenario_from, baseline_fn) -> int:
     else:
         if args.run_id is not None:
             raise GeminiError("--run needs --point (the id of the point to export; `points RUN_ID` lists them)")
-        from .compress import compress
-        from .config import CompressionConfig
-        from .device import pick_device
-        from .export import _check_destination
-        from .measure import measure_point
+        from gemini_core.compress import compress
+        from gemini_core.config import CompressionConfig
+        from gemini_core.device import pick_device
+        from gemini_core.checkpoint.export import _check_destination
+        from gemini_core.measure import measure_point
         from pathlib import Path
 
         config = CompressionConfig(prune_method=args.prune_method, prune_ratio=args.prune_ratio,
@@ -97,7 +97,7 @@ def cmd_export(args, scenario_from, baseline_fn) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .export import evaluate_export
+    from gemini_core.checkpoint.export import evaluate_export
 
     if args.batch_size is not None and args.batch_size < 1:
         raise GeminiError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -26,14 +26,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .compress import compress
-from .config import BITS, GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_METHODS, CompressionConfig
-from .device import device_label, pick_device
-from .errors import ConfigError
-from .measure import accuracy_and_loss, measure_layer_latency, weight_stats
-from .overrides import layer_names
-from .prune import PruneResult, count_params, prunable_groups, prune
-from .scenarios.base import Scenario
+from gemini_core.compress import compress
+from gemini_core.config import BITS, GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_METHODS, CompressionConfig
+from gemini_core.device import device_label, pick_device
+from gemini_core.errors import ConfigError
+from gemini_core.measure import accuracy_and_loss, measure_layer_latency, weight_stats
+from gemini_core.techniques.plan import layer_names
+from gemini_core.techniques.prune import PruneResult, count_params, prunable_groups, prune
+from gemini_core.scenarios.base import Scenario
 
 DEFAULT_RATIOS = (0.25, 0.5, 0.75)
 DEFAULT_BITS = (8, 4, 2)
@@ -271,7 +271,7 @@ def run_analysis(scenario: Scenario, baseline, params: AnalysisParams | None = N
                  on_profile: Callable[[SensitivityProfile], None] | None = None) -> SensitivityProfile:
     """``analyse`` with the run store: a complete stored analysis of the same baseline and parameters
     is returned as it is (unless ``force``); otherwise the profile is stored as it grows."""
-    from .store import Store
+    from gemini_core.results.store import Store
 
     params = params or AnalysisParams()
     store = store or Store()

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, GeminiError
+from gemini_core.errors import ConfigError, GeminiError
 
 EXIT_BAD_INPUT = 2
 
@@ -46,7 +46,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def _scenario_from(args):
-    from .scenarios import get_scenario
+    from gemini_core.scenarios import get_scenario
 
     header = {"yes": True, "no": False, "infer": "infer", None: None}[args.header]
     options = {"data": args.data, "test_data": args.test_data, "text_column": args.text_column,
@@ -69,7 +69,7 @@ def _train_settings(args, scenario):
 def _baseline(args, scenario):
     from tqdm import tqdm
 
-    from .train import get_baseline
+    from gemini_core.training.loop import get_baseline
 
     bar = None
 
@@ -106,7 +106,7 @@ def cmd_train(args) -> int:
 
 
 def _adaptive_settings(args, scenario):
-    from .adaptive import AdaptiveSettings
+    from gemini_core.adaptive.train import AdaptiveSettings
 
     train = _train_settings(args, scenario)  # checks --epochs etc.
     given = {"target_ratio": args.target_ratio, "prune_method": args.prune_method, "schedule": args.schedule,
@@ -123,8 +123,8 @@ def cmd_train_adaptive(args) -> int:
     """``train --adaptive``: adaptive training, on ``--nproc`` processes through torchrun when asked."""
     from tqdm import tqdm
 
-    from . import distributed
-    from .adaptive import train_adaptive
+    from gemini_core.training import distributed
+    from gemini_core.adaptive.train import train_adaptive
 
     scenario = _scenario_from(args)
     settings = _adaptive_settings(args, scenario)  # bad flags fail here, before any process starts
@@ -135,14 +135,14 @@ def cmd_train_adaptive(args) -> int:
     device = args.device
     if distributed.in_worker():
         device = distributed.init_worker(args.device)
-    from .adaptive import dist_info
+    from gemini_core.adaptive.train import dist_info
 
     rank, _ = dist_info()
     init = None
     if args.init == "baseline":
         import torch.distributed as dist
 
-        from .train import get_baseline
+        from gemini_core.training.loop import get_baseline
 
         # Rank 0 trains (or loads) the starting baseline first; the others then find it in the cache.
         for turn in ((0, 1) if dist.is_initialized() else (0,)):
@@ -186,12 +186,12 @@ def cmd_train_adaptive(args) -> int:
 def cmd_sweep(args) -> int:
     from tqdm import tqdm
 
-    from .store import Store
-    from .sweep import SweepSpec, run_sweep
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec.from_strings(args.prune_method, args.prune_ratios, args.bits, args.granularity,
                                   args.execution, args.finetune_steps, args.batch_size, args.recovery)
-    from .measure import memory_cap_bytes
+    from gemini_core.measure import memory_cap_bytes
 
     memory_cap_bytes()  # a malformed GEMINI_MAX_BATCH_BYTES fails here, before any training
     out = None
@@ -203,7 +203,7 @@ def cmd_sweep(args) -> int:
     if args.ray_address and args.executor != "ray":
         raise GeminiError("--ray-address needs --executor ray")
     if args.executor == "ray":
-        from .ray_executor import cluster_summary, connect
+        from gemini_core.workflows.ray_executor import cluster_summary, connect
 
         seconds = connect(args.ray_address)  # before the baseline: a bad address fails fast
         cluster = cluster_summary(args.ray_address)
@@ -269,7 +269,7 @@ def parse_allocate(text: str) -> dict:
     if out["objective"] == "smallest-size" and out["max_accuracy_drop_points"] is None \
             and out.get("max_loss_increase") is None:
         raise GeminiError("--allocate needs max-drop=POINTS or max-loss=NATS (smallest size within it) or speedup=X")
-    from .allocator import check_budget
+    from gemini_core.workflows.allocator import check_budget
 
     try:  # before the analysis runs, not after it
         check_budget(out["objective"], out["max_accuracy_drop_points"], out.get("target_speedup"),
@@ -282,10 +282,10 @@ def parse_allocate(text: str) -> dict:
 def cmd_sensitivity(args) -> int:
     from tqdm import tqdm
 
-    from .allocator import allocate
-    from .config import parse_list
-    from .sensitivity import AnalysisParams, run_analysis
-    from .store import Store
+    from gemini_core.workflows.allocator import allocate
+    from gemini_core.config import parse_list
+    from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
+    from gemini_core.results.store import Store
 
     def integer(text):
         return int(str(text))
@@ -357,8 +357,8 @@ def cmd_sensitivity(args) -> int:
 
 def _measure_allocation(args, scenario, baseline, store, allocation, params) -> list[dict]:
     """Measure the allocation next to uniform comparators in one sweep (stored like any sweep)."""
-    from .config import parse_list
-    from .sweep import REFERENCE, SweepSpec, run_sweep
+    from gemini_core.config import parse_list
+    from gemini_core.workflows.sweep import REFERENCE, SweepSpec, run_sweep
 
     def integer(text):
         return int(str(text))
@@ -390,7 +390,7 @@ def _measure_allocation(args, scenario, baseline, store, allocation, params) -> 
 
 
 def cmd_runs(args) -> int:
-    from .store import Store
+    from gemini_core.results.store import Store
 
     for run in Store().runs():
         print(json.dumps({k: run[k] for k in ("run_id", "name", "scenario", "status", "points_ok", "points_failed",
@@ -399,13 +399,13 @@ def cmd_runs(args) -> int:
 
 
 def cmd_points(args) -> int:
-    from .store import Store
+    from gemini_core.results.store import Store
 
     store = Store()
     store.get_run(args.run_id)
     points = store.points(args.run_id)
     if args.front:
-        from .pareto import pareto_front
+        from gemini_core.results.pareto import pareto_front
 
         points = [p for p, on in zip(points, pareto_front(points)) if on]
     for point in points:
@@ -508,13 +508,13 @@ def _add_adaptive_args(p: argparse.ArgumentParser) -> None:
 
 def _add_export_commands(sub) -> None:
     """Export and evaluate live in export_cli.py so the checkpoint format has one home."""
-    from .export_cli import add_commands
+    from gemini_core.cli.export import add_commands
 
     add_commands(sub, _add_scenario_args, _scenario_from, _baseline)
 
 
 def _set_threads(args) -> None:
-    from .device import compute_threads_for_app, set_compute_threads
+    from gemini_core.device import compute_threads_for_app, set_compute_threads
 
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import group_size
+from gemini_core.config import group_size
 
 QUANTIZABLE = (nn.Linear, nn.Conv2d, nn.Embedding)
 _MIN_SCALE = 1e-6  # all-zero groups: any positive fp16-representable scale works

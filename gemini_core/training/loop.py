@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .device import pick_device
-from .errors import Cancelled
-from .paths import baselines_dir
-from .schedules import one_cycle_warmup_share
-from .scenarios.base import Scenario, Split, TrainSettings
+from gemini_core.device import pick_device
+from gemini_core.errors import Cancelled
+from gemini_core.paths import baselines_dir
+from gemini_core.training.schedules import one_cycle_warmup_share
+from gemini_core.scenarios.base import Scenario, Split, TrainSettings
 
 ProgressFn = Callable[[dict], None]
 BASELINE_FORMAT = 1
@@ -59,7 +59,7 @@ def train_steps(
     ``should_stop`` is asked before every step; when it says so, ``Cancelled`` is raised (the
     half-recovered model is the caller's to drop).
     """
-    from .errors import Cancelled
+    from gemini_core.errors import Cancelled
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -250,11 +250,11 @@ def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, p
 
 def baseline_from_description(description: dict, progress: ProgressFn | None = None, device=None) -> Baseline:
     """Rebuild the scenario and load (or retrain) the baseline a stored run was measured on."""
-    from .scenarios import get_scenario
+    from gemini_core.scenarios import get_scenario
 
     scenario = get_scenario(description["scenario"], **description.get("scenario_options", {}))
     if description.get("adaptive"):
-        from .adaptive import baseline_from_adaptive_description
+        from gemini_core.adaptive.train import baseline_from_adaptive_description
 
         return baseline_from_adaptive_description(scenario, description, progress=progress, device=device)
     settings = TrainSettings(**description["train_settings"])

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .quantize import dequantize, quantizable_weights, quantize_tensor
+from gemini_core.techniques.quantize import dequantize, quantizable_weights, quantize_tensor
 
 
 class _FakeQuantSTE(torch.autograd.Function):
@@ -149,7 +149,7 @@ def qat_recover(model: nn.Module, scenario, bits: int, granularity: str, steps: 
     plain fine-tuning keeps its pruning masks. Returns the last loss; the model is left in float
     (``quantize_weights_`` then gives exactly the weights it was trained against).
     """
-    from .train import train_steps
+    from gemini_core.training.loop import train_steps
 
     masks = {}
     if keep_zeros:
