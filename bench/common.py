@@ -262,7 +262,7 @@ def text_model(ctx: Context, trained: bool | None = None):
     key = ("text_model", trained)
     if key not in ctx.cache:
         from gemini_core.scenarios import TrainSettings
-        from gemini_core.training.loop import get_baseline
+        from gemini_core.training.baseline import get_baseline
 
         info = {"data": data["name"], "data_file": data["file"], "model": "MiniLM-L6 (all-MiniLM-L6-v2) + classifier",
                 "train": len(scenario.splits.train), "val": len(scenario.splits.val),
@@ -287,7 +287,7 @@ def digits(ctx: Context):
     """(scenario, baseline) for the built-in digits CNN (trained once, cached in the bench home)."""
     if "digits" not in ctx.cache:
         from gemini_core.scenarios import TrainSettings, get_scenario
-        from gemini_core.training.loop import get_baseline
+        from gemini_core.training.baseline import get_baseline
 
         scenario = get_scenario("digits")
         # The tiny (smoke-test) profile trains 2 epochs instead of the default 12.

@@ -15,16 +15,16 @@ import torch
 
 from gemini_core.config import CompressionConfig
 from gemini_core.device import device_info
-from gemini_core.runtimes.torch_kernels import build_execution_model
 from gemini_core.measure import measure_latency, measure_memory
+from gemini_core.runtimes.torch_kernels import build_execution_model
 from gemini_core.techniques.prune import nm_mask
 
 
 def digits_sweep() -> list[dict]:
-    from gemini_core.scenarios import get_scenario
     from gemini_core.results.store import Store
+    from gemini_core.scenarios import get_scenario
+    from gemini_core.training.baseline import get_baseline
     from gemini_core.workflows.sweep import SweepSpec, run_sweep
-    from gemini_core.training.loop import get_baseline
 
     scenario = get_scenario("digits")
     t0 = time.perf_counter()

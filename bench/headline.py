@@ -15,8 +15,17 @@ from __future__ import annotations
 
 import time
 
-from .common import (Context, digits, environment, finish_environment, fmt_x, interleaved_latency, log, target,
-                     text_model)
+from .common import (
+    Context,
+    digits,
+    environment,
+    finish_environment,
+    fmt_x,
+    interleaved_latency,
+    log,
+    target,
+    text_model,
+)
 
 TITLE = "Headline: best speed-up and size within 1 accuracy point"
 MAX_DROP_PTS = 1.0
@@ -48,8 +57,8 @@ PROPOSED = " → bf16 compute (proposed)"
 def _measure(ctx: Context, scenario, model, units) -> tuple[list[dict], dict]:
     from gemini_core.compress import compress, prune_copy
     from gemini_core.config import CompressionConfig
-    from gemini_core.runtimes.torch_kernels import build_execution_model
     from gemini_core.measure import classification_metrics, count_macs, measure_point
+    from gemini_core.runtimes.torch_kernels import build_execution_model
 
     records, models = [], {}
     for setting, configs in units:

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import time
 
-from .common import (Context, digits, environment, finish_environment, fmt_x, interleaved_latency, log, target,
-                     text_model)
+from .common import (
+    Context,
+    digits,
+    environment,
+    finish_environment,
+    fmt_x,
+    interleaved_latency,
+    log,
+    target,
+    text_model,
+)
 
 TITLE = "Precision backends: fp32 vs bf16 vs int8 vs weight-only int4"
 TARGET_SPEEDUP = 2.0

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import time
 
-from .common import (Context, digits, environment, finish_environment, fmt_x, interleaved_latency, log, summary,
-                     target, text_model)
+from .common import (
+    Context,
+    digits,
+    environment,
+    finish_environment,
+    fmt_x,
+    interleaved_latency,
+    log,
+    summary,
+    target,
+    text_model,
+)
 
 TITLE = "Structured pruning: latency speed-up vs MACs reduction"
 RATIOS = (0.25, 0.5, 0.75)

@@ -19,8 +19,8 @@ PANELS = {"digits (SmallCNN)": ("sensitivity_digits.json",),
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from ui.plots import figure_html, figure_png, png_unavailable_reason
-    from ui.sensitivity_plots import best_uniform_near, fig_allocation_vs_uniform
+    from gemini_core.charts.images import figure_html, figure_png, png_unavailable_reason
+    from gemini_core.charts.sensitivity import best_uniform_near, fig_allocation_vs_uniform
 
     panels = {}
     for name, files in PANELS.items():

@@ -18,8 +18,18 @@ import time
 import torch
 from torch import nn
 
-from .common import (Call, Context, digits, environment, finish_environment, fmt_x, interleaved_latency, log,
-                     target, text_model)
+from .common import (
+    Call,
+    Context,
+    digits,
+    environment,
+    finish_environment,
+    fmt_x,
+    interleaved_latency,
+    log,
+    target,
+    text_model,
+)
 
 TITLE = "Sparse vs dense execution"
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -177,13 +187,9 @@ def suggestion_check(ctx: Context) -> dict:
               if "dense" in pair and "sparse" in pair
               and pair["sparse"]["latency_ms_p50"] > pair["dense"]["latency_ms_p50"]]
     out["sparse_points_slower_than_dense_twin"] = slower
-    try:
-        from ui.plots import points_frame
-        from ui.report import suggest_point
-    except Exception as exc:  # the dashboard package is not part of the engine
-        out["suggested"] = None
-        out["suggestion_error"] = f"dashboard suggestion unavailable: {type(exc).__name__}: {exc}"
-        return out
+    from gemini_core.results.suggest import suggest_point
+    from gemini_core.results.table import points_frame
+
     df = points_frame(records)
     chosen = suggest_point(df)
     if chosen is None:
@@ -212,7 +218,7 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
     result["text_model"] = info
     check = suggestion_check(ctx)
     result["suggestion_check"] = check
-    from gemini_core.config import CompressionConfig, EXECUTIONS
+    from gemini_core.config import EXECUTIONS, CompressionConfig
 
     auto = "auto" in EXECUTIONS
     result["engine_policy"] = {

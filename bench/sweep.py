@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from .common import (Context, environment, finish_environment, fmt_x, gemini_home, log, scratch_dir, summary,
-                     target)
+from .common import Context, environment, finish_environment, fmt_x, gemini_home, log, scratch_dir, summary, target
 
 TITLE = "Sweep throughput (digits)"
 
@@ -22,10 +21,10 @@ QUICK_GRID = dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bit
 
 
 def _one(kind: str, home, spec, ctx: Context, index: int) -> dict:
-    from gemini_core.scenarios import get_scenario
     from gemini_core.results.store import Store
+    from gemini_core.scenarios import get_scenario
+    from gemini_core.training.baseline import get_baseline
     from gemini_core.workflows.sweep import run_sweep
-    from gemini_core.training.loop import get_baseline
 
     with gemini_home(home):
         t0 = time.perf_counter()
@@ -113,11 +112,9 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
 
 
 def _suggestion(ctx: Context, records: list[dict]) -> dict | None:
-    try:
-        from ui.plots import points_frame
-        from ui.report import suggest_point
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
+    from gemini_core.results.suggest import suggest_point
+    from gemini_core.results.table import points_frame
+
     from .common import digits
     from .sparse import verify_suggestion
 

@@ -1,20 +1,29 @@
-"""Gemini Compression Studio engine: scenarios, compression, measurement, sweeps, store, export."""
+"""Gemini Compression Studio engine: scenarios, compression, measurement, sweeps, store, export.
+
+Folders are the stages a point goes through (see docs/architecture.md)::
+
+    scenarios -> training -> techniques -> runtimes -> compress -> measure -> results / workflows -> checkpoint
+"""
 import os
 
-__version__ = "0.1.0"
+from gemini_core.version import package_version
+
+__version__ = package_version()
 
 # Keep the profiler (used for CPU memory figures) from printing start/stop lines to stderr.
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
-# -- export / load (gemini_core/export.py), imported on first use so `import gemini_core` stays light --
-_EXPORT_NAMES = ("load", "load_export", "export_compressed", "export_point", "evaluate_export", "zip_export")
+# -- export / load, imported on first use so `import gemini_core` stays light (torch, transformers) --
+_EXPORT_NAMES = {"load": "gemini_core.checkpoint.load", "load_export": "gemini_core.checkpoint.load",
+                 "zip_export": "gemini_core.checkpoint.archive", "export_compressed": "gemini_core.workflows.export",
+                 "export_point": "gemini_core.workflows.export", "evaluate_export": "gemini_core.workflows.export"}
 
 
 def __getattr__(name):
     if name in _EXPORT_NAMES:
-        from gemini_core.checkpoint import export
+        import importlib  # deferred: these pull in torch and the whole engine
 
-        return getattr(export, name)
+        return getattr(importlib.import_module(_EXPORT_NAMES[name]), name)
     raise AttributeError(f"module 'gemini_core' has no attribute {name!r}")
 
 

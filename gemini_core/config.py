@@ -12,21 +12,16 @@ import re
 from dataclasses import dataclass, field
 
 from gemini_core.errors import ConfigError
+from gemini_core.runtimes.registry import EXECUTIONS as _BACKENDS
+from gemini_core.techniques.methods import PRUNE_METHODS as _REGISTERED
+from gemini_core.techniques.methods import methods_of_kind
 
-PRUNE_METHODS = (
-    "none",
-    "l1-structured",
-    "l2-structured",
-    "taylor-structured",
-    "random-structured",
-    "magnitude-unstructured",
-    "2:4",
-)
-STRUCTURED_METHODS = ("l1-structured", "l2-structured", "taylor-structured", "random-structured")
-UNSTRUCTURED_METHODS = ("magnitude-unstructured", "2:4")
+PRUNE_METHODS = tuple(_REGISTERED)  # names, in registration order (the registry holds what they do)
+STRUCTURED_METHODS = methods_of_kind("structured")
+UNSTRUCTURED_METHODS = methods_of_kind("unstructured", "n:m")
 BITS = (32, 16, 8, 6, 4, 3, 2)
 GRANULARITIES = ("per-tensor", "per-channel", "group-32", "group-64", "group-128")
-EXECUTIONS = ("dense", "sparse")
+EXECUTIONS = tuple(_BACKENDS)  # declared in runtimes/registry.py
 RECOVERIES = ("finetune", "qat")
 MAX_PRUNE_RATIO = 0.95
 
@@ -99,7 +94,8 @@ class LayerOverride:
         if self.bits is not None:
             if isinstance(self.bits, bool) or not isinstance(self.bits, (int, float)) or int(self.bits) != self.bits \
                     or int(self.bits) not in BITS:
-                raise ConfigError(f"{where}: bits {self.bits!r} not supported; choose one of {', '.join(map(str, BITS))}")
+                raise ConfigError(f"{where}: bits {self.bits!r} not supported; "
+                                  f"choose one of {', '.join(map(str, BITS))}")
             object.__setattr__(self, "bits", int(self.bits))
         if self.granularity is not None and self.granularity not in GRANULARITIES:
             raise ConfigError(f"{where}: unknown granularity {self.granularity!r}; choose one of "
@@ -107,13 +103,15 @@ class LayerOverride:
         if not isinstance(self.skip, bool):
             raise ConfigError(f"{where}: skip must be true or false, not {self.skip!r}")
         if self.skip and (self.prune_ratio is not None or self.bits is not None or self.granularity is not None):
-            raise ConfigError(f"{where}: skip leaves the layer untouched; it cannot also set a ratio, bits or granularity")
+            raise ConfigError(f"{where}: skip leaves the layer untouched; "
+                              "it cannot also set a ratio, bits or granularity")
         if not self.skip and self.prune_ratio is None and self.bits is None and self.granularity is None:
             raise ConfigError(f"{where} sets nothing: give prune_ratio, bits, granularity or skip")
 
     def to_dict(self) -> dict:
         data = {"pattern": self.pattern}
-        data.update({k: getattr(self, k) for k in ("prune_ratio", "bits", "granularity") if getattr(self, k) is not None})
+        fields = ("prune_ratio", "bits", "granularity")
+        data.update({k: getattr(self, k) for k in fields if getattr(self, k) is not None})
         if self.skip:
             data["skip"] = True
         return data
@@ -168,9 +166,9 @@ class CompressionConfig:
     recovery: str = "finetune"
 
     def __post_init__(self) -> None:
-        if self.prune_method not in PRUNE_METHODS:
+        if self.prune_method not in _REGISTERED:
             raise ConfigError(
-                f"unknown prune method {self.prune_method!r}; choose one of {', '.join(PRUNE_METHODS)}"
+                f"unknown prune method {self.prune_method!r}; choose one of {', '.join(_REGISTERED)}"
             )
         try:
             ratio = float(self.prune_ratio)
@@ -179,9 +177,9 @@ class CompressionConfig:
         if not 0.0 <= ratio <= MAX_PRUNE_RATIO:
             raise ConfigError(f"prune ratio {ratio} is outside [0, {MAX_PRUNE_RATIO}]")
         object.__setattr__(self, "prune_ratio", ratio)
-        if self.prune_method == "2:4":
-            # N:M fixes the ratio: half of every group of four weights.
-            object.__setattr__(self, "prune_ratio", 0.5)
+        fixed = _REGISTERED[self.prune_method].fixed_ratio
+        if fixed is not None:  # N:M fixes the ratio (2:4: half of every group of four weights)
+            object.__setattr__(self, "prune_ratio", fixed)
         elif self.prune_method == "none" and ratio != 0.0:
             raise ConfigError(f"prune ratio {ratio} given with prune method 'none'")
         if isinstance(self.bits, bool) or int(self.bits) != self.bits or int(self.bits) not in BITS:
@@ -191,8 +189,8 @@ class CompressionConfig:
             raise ConfigError(
                 f"unknown granularity {self.granularity!r}; choose one of {', '.join(GRANULARITIES)}"
             )
-        if self.execution not in EXECUTIONS:
-            raise ConfigError(f"unknown execution {self.execution!r}; choose one of {', '.join(EXECUTIONS)}")
+        if self.execution not in _BACKENDS:
+            raise ConfigError(f"unknown execution {self.execution!r}; choose one of {', '.join(_BACKENDS)}")
         if isinstance(self.finetune_steps, bool) or int(self.finetune_steps) != self.finetune_steps:
             raise ConfigError(f"fine-tune steps {self.finetune_steps!r} must be a whole number")
         if self.finetune_steps < 0:
@@ -208,8 +206,9 @@ class CompressionConfig:
             if item.prune_ratio is not None and self.prune_method == "none":
                 raise ConfigError(f"layer override {item.pattern!r} sets a prune ratio but the prune method is 'none'; "
                                   "choose a method for the ratio to use")
-            if item.prune_ratio is not None and self.prune_method == "2:4":
-                raise ConfigError(f"layer override {item.pattern!r}: 2:4 fixes the ratio at 50%; use skip to leave a "
+            if item.prune_ratio is not None and _REGISTERED[self.prune_method].fixed_ratio is not None:
+                raise ConfigError(f"layer override {item.pattern!r}: {self.prune_method} fixes the ratio at "
+                                  f"{_REGISTERED[self.prune_method].fixed_ratio:.0%}; use skip to leave a "
                                   "layer dense")
         if self.recovery == "qat" and any(o.bits is not None or o.granularity is not None for o in overrides):
             raise ConfigError("quantization-aware recovery trains at one bit width; it cannot be combined with "
@@ -239,11 +238,11 @@ class CompressionConfig:
 
     @property
     def is_structured(self) -> bool:
-        return self.prune_method in STRUCTURED_METHODS and self.prunes
+        return _REGISTERED[self.prune_method].kind == "structured" and self.prunes
 
     @property
     def is_unstructured(self) -> bool:
-        return self.prune_method in UNSTRUCTURED_METHODS and self.prunes
+        return _REGISTERED[self.prune_method].kind in ("unstructured", "n:m") and self.prunes
 
     @property
     def is_qat(self) -> bool:
@@ -301,7 +300,8 @@ class CompressionConfig:
         parts.append(self.execution)
         if self.layer_overrides:
             rules = ", ".join(o.short() for o in self.layer_overrides)
-            parts.append(f"per-layer: {rules}" if len(rules) <= 60 else f"per-layer ({len(self.layer_overrides)} rules)")
+            count = len(self.layer_overrides)
+            parts.append(f"per-layer: {rules}" if len(rules) <= 60 else f"per-layer ({count} rules)")
         return " / ".join(parts)
 
 

@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import torch
 
+from gemini_core.errors import ConfigError
+
 
 def pick_device(preferred: str | None = None) -> torch.device:
     """CUDA when present (unless ``GEMINI_DEVICE`` or ``preferred`` says otherwise), else CPU."""
@@ -61,8 +63,6 @@ def compute_threads_for_app(cores: int | None = None) -> int:
         except ValueError:
             threads = 0
         if threads < 1:
-            from gemini_core.errors import ConfigError
-
             raise ConfigError(f"GEMINI_THREADS={env!r} must be a whole number of at least 1")
         return threads
     return max(1, (cores or available_cores()) - 1)
@@ -79,8 +79,6 @@ def set_compute_threads(threads: int | None) -> int:
     """Set torch's CPU threads (process-wide) and return the number in force. None keeps torch's choice."""
     if threads:
         if threads < 1:
-            from gemini_core.errors import ConfigError
-
             raise ConfigError(f"threads {threads} must be at least 1")
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()

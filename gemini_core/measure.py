@@ -28,6 +28,7 @@ from torch import nn
 
 from gemini_core.compress import CompressedModel
 from gemini_core.device import device_info
+from gemini_core.errors import ConfigError
 from gemini_core.scenarios.base import Scenario, Split
 from gemini_core.training.loop import predict
 
@@ -41,8 +42,6 @@ class BatchMemoryError(torch.OutOfMemoryError):
 
 def memory_cap_bytes() -> int | None:
     """``GEMINI_MAX_BATCH_BYTES`` as an int, or None when unset."""
-    from gemini_core.errors import ConfigError
-
     value = os.environ.get(MEMORY_CAP_ENV, "").strip()
     if not value:
         return None
@@ -127,7 +126,8 @@ def _resident_bytes(model: nn.Module) -> int:
         packed = getattr(tensor, "packed", None)  # 2:4 semi-structured: kept values + metadata
         if packed is not None:
             meta = getattr(tensor, "meta", None)
-            total += packed.numel() * packed.element_size() + (meta.numel() * meta.element_size() if meta is not None else 0)
+            meta_bytes = meta.numel() * meta.element_size() if meta is not None else 0
+            total += packed.numel() * packed.element_size() + meta_bytes
         elif tensor.layout == torch.sparse_csr:
             parts = (tensor.crow_indices(), tensor.col_indices(), tensor.values())
             total += sum(p.numel() * p.element_size() for p in parts)
@@ -137,7 +137,8 @@ def _resident_bytes(model: nn.Module) -> int:
         packed = getattr(module, "_packed_params", None)
         if packed is not None and hasattr(module, "weight"):
             weight = module.weight()
-            total += weight.numel() * weight.element_size() + (module.bias().numel() * 4 if module.bias() is not None else 0)
+            bias_bytes = module.bias().numel() * 4 if module.bias() is not None else 0
+            total += weight.numel() * weight.element_size() + bias_bytes
     return total
 
 
@@ -193,7 +194,8 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     cap = memory_cap_bytes()
     check_memory_cap(compressed.model, batch, device, cap)  # before any large batch runs
     stored = compressed.stored_model
-    record: dict = {"scenario": scenario.name, "config": compressed.config.to_dict(), "label": compressed.config.label(),
+    record: dict = {"scenario": scenario.name, "config": compressed.config.to_dict(),
+                    "label": compressed.config.label(),
                     "backend": compressed.backend, "batch_size": batch_size}
     record.update(classification_metrics(compressed.model, splits.test, device))
     record.update(measure_latency(compressed.model, batch, device, **(latency_kwargs or {})))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gemini_core.errors import ConfigError
+
 
 def home_dir() -> Path:
     home = Path(os.environ.get("GEMINI_HOME", "gemini_runs")).expanduser().resolve()
@@ -34,8 +36,6 @@ def resolve_inside(path, root: Path, what: str = "path") -> Path:
     A relative path is taken from ``root``. Raises ConfigError otherwise, naming where it leads:
     what the dashboard writes stays under the home folder, whoever types the path.
     """
-    from gemini_core.errors import ConfigError
-
     text = str(path).strip()
     if not text:
         raise ConfigError(f"the {what} is empty")
@@ -64,8 +64,6 @@ def data_roots() -> list[Path]:
 def resolve_readable(path, roots: list[Path], what: str = "path") -> Path:
     """``path`` resolved as it would be opened (from the working folder, ``..`` and symlinks followed),
     if it is one of ``roots`` or lies below one. Raises ConfigError naming where it leads otherwise."""
-    from gemini_core.errors import ConfigError
-
     text = str(path).strip()
     if "\x00" in text:
         raise ConfigError(f"the {what} {text!r} contains a NUL character")

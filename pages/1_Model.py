@@ -4,23 +4,27 @@ from pathlib import Path
 
 import streamlit as st
 
+from gemini_core.charts.training import fig_adaptive_training, fig_training
 from gemini_core.errors import GeminiError
-from gemini_core.scenarios import get_scenario
-from ui import plots, views
+from gemini_core.scenarios import SCENARIOS, get_scenario
+from ui import views
 from ui.jobs import TrainJob
-from ui.state import (check_typed_path, current_job, current_model, save_upload, set_model,
-                      show_job_error, submit, use_router)
+from ui.state import (
+    check_typed_path,
+    current_job,
+    current_model,
+    save_upload,
+    set_model,
+    show_job_error,
+    submit,
+    use_router,
+)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
-CHOICES = {
-    "digits": "digits: handwritten 8x8 digits, small CNN (built in)",
-    "breast-cancer": "breast-cancer: 30 tabular features, MLP (built in)",
-    "text": "text: your CSV/TSV, MiniLM-L6 encoder (packaged, offline)",
-    "hf": "Hugging Face: your CSV/TSV, a model id or a local model directory",
-    "images": "images: a folder of class folders, or an .npz file",
-    "tabular": "tabular: your CSV of feature columns and a label column",
-}
+# The scenario registry's entries ("hf:" shown as "hf": its model id or folder is asked below).
+CHOICES = {entry.name.rstrip(":"): entry.label for entry in SCENARIOS.values()}
+DATA_KIND = {entry.name.rstrip(":"): entry.data_kind for entry in SCENARIOS.values()}
 HEADERS = {"infer": "infer", "yes": True, "no": False}
 
 st.title("Model")
@@ -129,7 +133,15 @@ def validate(kind: str, options: dict) -> None:
 
 def adaptive_form(scenario, choice: str, problem: str | None):
     """Adaptive-training settings; returns (settings as a dict or None, problem)."""
-    from gemini_core.adaptive.train import (GUARD_ACTIONS, LR_POLICIES, MASK_MODES, PRUNE_METHODS, PRUNE_SCHEDULES, QAT_BITS, AdaptiveSettings)
+    from gemini_core.adaptive import (
+        GUARD_ACTIONS,
+        LR_POLICIES,
+        MASK_MODES,
+        PRUNE_METHODS,
+        PRUNE_SCHEDULES,
+        QAT_BITS,
+        AdaptiveSettings,
+    )
     from gemini_core.config import GRANULARITIES
 
     defaults = scenario.default_train
@@ -172,9 +184,9 @@ def adaptive_form(scenario, choice: str, problem: str | None):
 
 
 scenario_name = choice
-if choice in ("text", "tabular"):
+if DATA_KIND[choice] == "table":
     data_file_section(choice)
-elif choice == "hf":
+elif DATA_KIND[choice] == "model":
     source = st.text_input("Hugging Face model id or local model directory", key="m_hf_source",
                            placeholder="/models/my-bert  or  distilbert-base-uncased (needs the hub)").strip()
     if not source:
@@ -185,9 +197,9 @@ elif choice == "hf":
         except GeminiError as exc:
             problem = str(exc)
             st.error(f"This path cannot be used: {exc}")
-    scenario_name = f"hf:{source}"
-    data_file_section("hf")
-elif choice == "images":
+    scenario_name = f"{choice}:{source}"
+    data_file_section(choice)
+elif DATA_KIND[choice] == "images":
     path = st.text_input("Folder of class folders, or an .npz file (x, y arrays)", key="m_images_path").strip()
     if path:
         options["data"] = path
@@ -209,7 +221,8 @@ if problem is None:
         st.error(f"This model cannot be set up: {exc}")
 train = None
 adaptive = None
-MODES = {"standard": "standard: fixed settings", "adaptive": "adaptive: learning rate and structure adapt while training"}
+MODES = {"standard": "standard: fixed settings",
+         "adaptive": "adaptive: learning rate and structure adapt while training"}
 mode = st.radio("Training", list(MODES), format_func=MODES.get, horizontal=True, key="m_mode",
                 help="adaptive: validates every epoch, adapts the learning rate, prunes a little more where "
                      "validation allows (rolling back a step that costs too much), optionally trains against "
@@ -303,10 +316,10 @@ def training_view(polling: bool) -> None:
     history = epochs or list(job.baseline_history or [])
     if getattr(job, "adaptive", None):
         if history or snap["state"] == "running":
-            st.plotly_chart(plots.fig_adaptive_training(history), key="m_adaptive_chart")
+            st.plotly_chart(fig_adaptive_training(history), key="m_adaptive_chart")
         adaptive_summary(snap["events"], getattr(job, "adaptive_summary", None))
     elif history or snap["state"] == "running":
-        st.plotly_chart(plots.fig_training(history), key="m_train_chart")
+        st.plotly_chart(fig_training(history), key="m_train_chart")
     if snap["state"] == "done" and snap["result"]:
         res = snap["result"]
         st.subheader("Baseline")

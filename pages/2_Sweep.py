@@ -33,7 +33,8 @@ def use_demo_grid() -> None:
 
 c = st.columns(3)
 c[0].multiselect("Prune methods", PRUNE_METHODS, key="sw_methods",
-                 help="structured methods remove whole channels; unstructured zero single weights; 2:4 keeps 2 of every 4")
+                 help="structured methods remove whole channels; unstructured zero single weights; "
+                      "2:4 keeps 2 of every 4")
 c[1].multiselect("Prune ratios", RATIOS, key="sw_ratios", help="share removed; 0 keeps the model unpruned")
 c[2].multiselect("Fine-tune steps after pruning", FINETUNE, key="sw_ft")
 c = st.columns(4)

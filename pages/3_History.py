@@ -4,9 +4,10 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from gemini_core.charts.sweep import fig_fronts_overlay
 from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
-from ui import plots
+from gemini_core.results.table import points_frame
 from ui.state import registry, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -56,8 +57,8 @@ if len(chosen) >= 2:
         name = by_id[run_id]["name"]
         if name in frames:
             name = f"{name} ({run_id})"
-        frames[name] = plots.points_frame(store.points(run_id))
-    st.plotly_chart(plots.fig_fronts_overlay(frames), key="h_overlay")
+        frames[name] = points_frame(store.points(run_id))
+    st.plotly_chart(fig_fronts_overlay(frames), key="h_overlay")
 elif chosen:
     st.caption("Choose at least two runs to overlay their fronts.")
 

@@ -3,15 +3,28 @@ from pathlib import Path
 
 import streamlit as st
 
-from gemini_core.checkpoint import export as exporter
+from gemini_core.checkpoint.archive import zip_export
+from gemini_core.checkpoint.format import FORMATS, RECIPE_FILE
 from gemini_core.errors import GeminiError
 from gemini_core.paths import export_destination, exports_dir
+from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
-from ui import plots, views
+from gemini_core.results.table import ok_points, points_frame
+from gemini_core.workflows.export import evaluate_export, export_point
+from ui import views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
-from ui.state import (current_job, registry, runs_with_points_or_stop, save_upload, select_point,
-                      selected_point_id, show_job_error, submit, use_router)
+from ui.state import (
+    current_job,
+    registry,
+    runs_with_points_or_stop,
+    save_upload,
+    select_point,
+    selected_point_id,
+    show_job_error,
+    submit,
+    use_router,
+)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -26,8 +39,8 @@ if source.startswith("the point") and chosen is not None:
 else:
     labels = {r["run_id"]: f"{r['name']} · {r['scenario']} · {r['points_ok']} points · {r['run_id']}" for r in runs}
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="x_run")
-    df_run = plots.points_frame(store.points(run_id))
-    pts = plots.ok_points(df_run).sort_values(["pareto", "accuracy"], ascending=[False, False])
+    df_run = points_frame(store.points(run_id))
+    pts = ok_points(df_run).sort_values(["pareto", "accuracy"], ascending=[False, False])
     plabels = {int(r["point_id"]): views.point_label(r) for r in pts.to_dict("records")}
     if st.session_state.get("x_point") not in plabels:
         st.session_state.pop("x_point", None)
@@ -41,32 +54,32 @@ try:
 except GeminiError as exc:
     st.error(f"Point {pid} is no longer in the history ({exc}); choose another one.")
     st.stop()
-df = plots.points_frame(store.points(point["run_id"]))
+df = points_frame(store.points(point["run_id"]))
 row = df[df["point_id"] == pid].iloc[0]
 st.markdown(f"**Point #{pid}**: {point['label']} · run *{run['name']}* ({run['scenario']})")
 c = st.columns(5)
 speed, smaller = row["speedup"], row["compression"]
 c[0].metric("Accuracy", f"{point['accuracy'] * 100:.2f}%",
-            f"{row['accuracy_delta_pts']:+.2f} pts" if plots._finite(row["accuracy_delta_pts"]) else None)
+            f"{row['accuracy_delta_pts']:+.2f} pts" if finite(row["accuracy_delta_pts"]) else None)
 c[1].metric("Latency p50", f"{point['latency_ms_p50']:.3f} ms",
-            f"{speed:.2f}x speed-up" if plots._finite(speed) else None,
-            delta_color="green" if plots._finite(speed) and speed >= 1 else "red",
-            delta_arrow="up" if plots._finite(speed) and speed >= 1 else "down")
+            f"{speed:.2f}x speed-up" if finite(speed) else None,
+            delta_color="green" if finite(speed) and speed >= 1 else "red",
+            delta_arrow="up" if finite(speed) and speed >= 1 else "down")
 c[2].metric("Size", f"{point['size_bytes'] / 1024:.1f} KB",
             (f"{smaller:.2f}x smaller" if smaller >= 1 else f"{1 / smaller:.2f}x larger")
-            if plots._finite(smaller) else None,
-            delta_color="green" if plots._finite(smaller) and smaller >= 1 else "red",
-            delta_arrow="down" if plots._finite(smaller) and smaller >= 1 else "up")
+            if finite(smaller) else None,
+            delta_color="green" if finite(smaller) and smaller >= 1 else "red",
+            delta_arrow="down" if finite(smaller) and smaller >= 1 else "up")
 c[3].metric("Ideal size (estimate)", f"{(point.get('ideal_size_bytes') or 0) / 1024:.1f} KB")
 c[4].metric("MACs (estimate)", f"{point.get('macs') or 0:,}")
-if plots._finite(row["speedup"]) and row["speedup"] < 1.0:
+if finite(row["speedup"]) and row["speedup"] < 1.0:
     st.warning(f"This point is slower than the dense fp32 reference (speed-up {row['speedup']:.2f}x).")
 
 st.subheader("Checkpoint")
 job = current_job("export")
 running = job is not None and job.running
-formats = st.multiselect("Formats", list(exporter.FORMATS), default=["gemini"], key="x_formats",
-                         help="gemini: compressed checkpoint that reloads with gemini_core.export.load; "
+formats = st.multiselect("Formats", list(FORMATS), default=["gemini"], key="x_formats",
+                         help="gemini: compressed checkpoint that reloads with gemini_core.checkpoint.load.load; "
                               "hf: plain transformers folder (text models); onnx: ONNX graph")
 
 folder_text = st.text_input("Export folder", key="x_folder", placeholder=f"point-{pid}",
@@ -81,10 +94,10 @@ except GeminiError as exc:
 
 def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",), folder=folder_text):
     out_dir = export_destination(folder)  # checked again when the job runs (a symlink may have changed)
-    path = exporter.export_point(Store(), point_id, out_dir, formats=fmts, overwrite=True,
+    path = export_point(Store(), point_id, out_dir, formats=fmts, overwrite=True,
                                  progress=lambda message: setattr(j, "message", message))
     j.message = "reloading the export and measuring it again"
-    check = exporter.evaluate_export(path)
+    check = evaluate_export(path)
     return {"point_id": point_id, "path": str(path), "check": check}
 
 def start_export() -> None:
@@ -123,7 +136,7 @@ def export_view(polling: bool) -> None:
                     + (" (matches)." if check.get("size_matches_record") else "."))
         st.caption(f"reloaded latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms · data fingerprint "
                    + ("matches" if check.get("data_fingerprint_matches") else "differs"))
-        st.download_button("Download checkpoint (.zip)", data=lambda p=path: exporter.zip_export(p),
+        st.download_button("Download checkpoint (.zip)", data=lambda p=path: zip_export(p),
                            file_name=f"gemini-point-{res['point_id']}.zip", mime="application/zip",
                            key="x_zip", on_click="ignore", type="primary")
         st.session_state["last_export"] = res
@@ -139,7 +152,7 @@ st.subheader("Check a checkpoint")
 st.caption("An export from this machine or one a colleague sent (its .zip): its files are checked against the "
            "checksums in its recipe, the model is rebuilt from safetensors only (never a pickle) and measured "
            "again on the recipe's test data.")
-exported = sorted((p.name for p in exports_dir().glob("*") if (p / exporter.RECIPE_FILE).is_file()),
+exported = sorted((p.name for p in exports_dir().glob("*") if (p / RECIPE_FILE).is_file()),
                   reverse=True) if exports_dir().is_dir() else []
 c1, c2 = st.columns(2)
 check_folder = c1.selectbox("An export folder", exported, index=None, key="x_check_folder",
@@ -155,7 +168,7 @@ def check_target() -> str | None:
 
 def do_check(j, target: str):
     j.message = "verifying checksums, rebuilding and measuring"
-    return {"path": target, "check": exporter.evaluate_export(target)}
+    return {"path": target, "check": evaluate_export(target)}
 
 
 def start_check() -> None:

@@ -3,11 +3,13 @@ import html
 
 import streamlit as st
 
+from gemini_core.charts.sweep import fig_accuracy_vs_size, fig_report_front
 from gemini_core.errors import GeminiError
-from ui import plots, views
-from ui.report import build_report_html, compare, comparison_rows, suggest_point
-from ui.state import (current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id,
-                      use_router)
+from gemini_core.report.summary import build_report_html, compare, comparison_rows
+from gemini_core.results.suggest import suggest_point
+from gemini_core.results.table import ok_points, points_frame, reference_row
+from ui import views
+from ui.state import current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -30,13 +32,13 @@ if "r_run" not in st.session_state or st.session_state["r_run"] not in labels:
     st.session_state["r_run"] = default_run
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="r_run")
 run = next(r for r in runs if r["run_id"] == run_id)
-df = plots.points_frame(store.points(run_id))
-ref = plots.reference_row(df)
+df = points_frame(store.points(run_id))
+ref = reference_row(df)
 if ref is None:
     st.error("This run has no measured dense fp32 reference point, so nothing can be compared with it.")
     st.stop()
 
-pts = plots.ok_points(df).sort_values(["pareto", "accuracy"], ascending=[False, False])
+pts = ok_points(df).sort_values(["pareto", "accuracy"], ascending=[False, False])
 plabels = {int(r["point_id"]): views.point_label(r) for r in pts.to_dict("records")}
 if chosen_pid in plabels:
     st.session_state["r_point"] = chosen_pid
@@ -74,11 +76,11 @@ if cmp["slower"]:
     st.warning(f"The chosen point is slower than the dense baseline ({cmp['speed_ratio']:.2f}x speed-up).")
 
 left, right = st.columns([3, 2])
-front_fig = plots.fig_report_front(df, pid)
+front_fig = fig_report_front(df, pid)
 left.plotly_chart(front_fig, key="r_front")
 right.table([{"figure": a, "baseline": b, "chosen": c_} for a, b, c_ in comparison_rows(ref, chosen)])
 
-figures = {"front": front_fig, "accuracy_vs_size": plots.fig_accuracy_vs_size(df)}
+figures = {"front": front_fig, "accuracy_vs_size": fig_accuracy_vs_size(df)}
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host")}
 st.download_button(
     "Download the HTML report", type="primary",

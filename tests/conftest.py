@@ -35,7 +35,7 @@ def session_home(tmp_path_factory) -> Path:
 def digits():
     """(scenario, baseline) for digits, trained once per test session (~3 s)."""
     from gemini_core.scenarios import get_scenario
-    from gemini_core.training.loop import get_baseline
+    from gemini_core.training.baseline import get_baseline
 
     scenario = get_scenario("digits")
     return scenario, get_baseline(scenario)
@@ -47,3 +47,13 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("../shared/data is not present beside this checkout")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers by place: tests under e2e/ drive a browser; CUDA tests need a GPU."""
+    for item in items:
+        path = str(item.fspath)
+        if "/e2e/" in path:
+            item.add_marker(pytest.mark.browser)
+        if path.endswith("test_cuda.py"):
+            item.add_marker(pytest.mark.gpu)

@@ -20,16 +20,11 @@ import uuid
 from typing import Any, Callable
 
 from gemini_core.errors import Cancelled, GeminiError
+from gemini_core.scenarios.registry import scenario_entry
 
 DEMO_GRID = dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.25, 0.5, 0.75), bits=(32, 8, 4, 2),
                  granularities=("per-channel",), executions=("dense", "sparse"), finetune_steps=(60,),
                  batch_size=32)
-
-# Seconds per measured point and per pruning setting (prune + fine-tune) on 2 CPU cores, by
-# scenario; a rough planning figure shown as an estimate, never as a measurement.
-_COST = {"digits": (0.6, 0.5), "breast-cancer": (0.5, 0.3), "tabular": (0.5, 0.3), "images": (1.0, 1.5),
-         "text": (6.0, 20.0), "hf": (6.0, 20.0)}
-
 
 def demo_spec():
     from gemini_core.workflows.sweep import SweepSpec
@@ -38,21 +33,21 @@ def demo_spec():
 
 
 def planning_costs(scenario_name: str) -> tuple[float, float]:
-    """(seconds per point, seconds per pruning setting) the estimate uses for this scenario."""
-    family = "hf" if scenario_name.startswith("hf:") else scenario_name
-    return _COST.get(family, (1.0, 1.0))
+    """(seconds per point, seconds per pruning setting) the estimate uses for this scenario (its registry entry)."""
+    entry = scenario_entry(scenario_name)
+    return entry.seconds_per_point, entry.seconds_per_setting
 
 
 def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> float:
     """Rough wall time of a sweep: points x per-point cost + pruning settings x per-setting cost."""
-    family = "hf" if scenario_name.startswith("hf:") else scenario_name
-    per_point, per_setting = planning_costs(scenario_name)
+    entry = scenario_entry(scenario_name)
+    per_point, per_setting = entry.seconds_per_point, entry.seconds_per_setting
     finetune = max(spec.finetune_steps) if spec.finetune_steps else 0
-    per_setting *= max(1.0, finetune / 60.0) if family in ("digits", "breast-cancer", "tabular") else 1.0
+    per_setting *= max(1.0, finetune / 60.0) if entry.recovery_scales_with_steps else 1.0
     # QAT recovers once per (pruning, bits, granularity): each is a pruning setting of its own.
     seconds = spec.n_points() * per_point + (len(spec.prune_settings()) + len(spec.qat_settings())) * per_setting
     if not baseline_cached:
-        seconds += {"digits": 5.0, "breast-cancer": 4.0, "tabular": 5.0, "images": 20.0}.get(family, 150.0)
+        seconds += entry.seconds_to_train
     return seconds
 
 
@@ -196,7 +191,7 @@ class _BaselineMixin:
         if self.adaptive:
             return self._adaptive_baseline()
         from gemini_core.scenarios import TrainSettings, get_scenario
-        from gemini_core.training.loop import get_baseline
+        from gemini_core.training.baseline import get_baseline
 
         self.message = f"loading data for {self.scenario_name}"
         scenario = get_scenario(self.scenario_name, **self.options)
@@ -222,7 +217,7 @@ class _BaselineMixin:
         return scenario, baseline
 
     def _adaptive_baseline(self):
-        from gemini_core.adaptive.train import AdaptiveSettings, TrainingCancelled, train_adaptive
+        from gemini_core.adaptive import AdaptiveSettings, train_adaptive
         from gemini_core.scenarios import get_scenario
 
         self.message = f"loading data for {self.scenario_name}"
@@ -247,7 +242,7 @@ class _BaselineMixin:
         try:
             baseline = train_adaptive(scenario, settings, progress=progress, should_stop=self.should_stop,
                                       retrain=getattr(self, "retrain", False))
-        except TrainingCancelled:  # nothing of a stopped training is cached
+        except Cancelled:  # nothing of a stopped training is cached
             return scenario, None
         self.baseline_info = baseline.describe()
         self.baseline_history = list(baseline.history)

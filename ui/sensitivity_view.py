@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from . import sensitivity_plots as splots
+from gemini_core.charts import sensitivity as splots
+
 from . import views
 from .jobs import SensitivityJob
 from .state import current_job, current_model, submit
@@ -98,8 +99,8 @@ def live_analysis() -> None:
 # -- allocator ---------------------------------------------------------------------------------------
 def propose(profile: dict) -> None:
     """on_click of 'Propose allocation': the allocator's choice goes into the editable table."""
-    from gemini_core.workflows.allocator import allocate
     from gemini_core.errors import GeminiError
+    from gemini_core.workflows.allocator import allocate
 
     s = st.session_state
     try:
@@ -117,8 +118,8 @@ def propose(profile: dict) -> None:
 
 def allocation_editor(profile: dict) -> None:
     """The chosen allocation as an editable table, its predicted figures, and the button to measure it."""
-    from gemini_core.workflows.allocator import allocation_config, predict, rows_to_choice
     from gemini_core.errors import GeminiError
+    from gemini_core.workflows.allocator import allocation_config, predict, rows_to_choice
     from gemini_core.workflows.sweep import SweepSpec
 
     s = st.session_state

@@ -151,7 +151,7 @@ def device_summary() -> dict:
 
 @st.cache_resource(show_spinner=False)
 def png_ready() -> bool:
-    from .plots import start_png_server
+    from gemini_core.charts.images import start_png_server
 
     return start_png_server()
 

@@ -6,10 +6,22 @@ import math
 import pandas as pd
 import streamlit as st
 
-from . import plots
+from gemini_core.charts.sweep import fig_accuracy_vs_latency, fig_accuracy_vs_size, sweep_figures
+from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
+
 from .jobs import SweepJob, demo_spec
-from .state import (ASSETS, current_job, current_model, device_summary, inject_css, model_label, registry,
-                    select_point, selected_point_id, submit)
+from .state import (
+    ASSETS,
+    current_job,
+    current_model,
+    device_summary,
+    inject_css,
+    model_label,
+    registry,
+    select_point,
+    selected_point_id,
+    submit,
+)
 
 POLL_SECONDS = 1.0
 REBUILD_SECONDS = 1.5  # while a job runs, figures are rebuilt at most this often (they cost CPU + GIL)
@@ -31,12 +43,12 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
         n, built, df, figs = cached
         if n == len(records) or (running and now - built < REBUILD_SECONDS):
             return df, figs
-    df = plots.points_frame(records)
+    df = points_frame(records)
     if where == "home":
-        figs = {"accuracy_vs_latency": plots.fig_accuracy_vs_latency(df),
-                "accuracy_vs_size": plots.fig_accuracy_vs_size(df)}
+        figs = {"accuracy_vs_latency": fig_accuracy_vs_latency(df),
+                "accuracy_vs_size": fig_accuracy_vs_size(df)}
     else:
-        figs = plots.sweep_figures(df)
+        figs = sweep_figures(df)
     if len(_FIGURES) > 16:
         _FIGURES.clear()
     _FIGURES[key] = (len(records), now, df, figs)
@@ -235,7 +247,7 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
             _plot(figs["accuracy_vs_size"], "home_acc_size", selectable=False)
         front = df[df["pareto"]] if len(df) else df
         if len(front):
-            st.caption(f"{len(front)} of {len(plots.ok_points(df))} points are on the Pareto front "
+            st.caption(f"{len(front)} of {len(ok_points(df))} points are on the Pareto front "
                        "(ringed): no other point is at least as accurate, as fast and as small.")
         return
     c1, c2 = st.columns(2)
@@ -261,17 +273,17 @@ def points_table(df: pd.DataFrame, key: str) -> None:
     """The sortable table of points; speed-ups below 1.0x (slower than dense fp32) shown in red."""
     if df.empty:
         return
-    table = plots.table_frame(df)
+    table = table_frame(df)
     slower = int((df["speedup"] < 1.0).sum()) if "speedup" in df else 0
     st.markdown(f"**All points** ({len(df)}) · click a column to sort"
                 + (f" · {slower} point(s) are slower than the dense fp32 reference (speed-up below 1.0x, in red)"
                    if slower else ""))
-    col = plots.TABLE_COLUMNS["speedup"]
+    col = TABLE_COLUMNS["speedup"]
     styled = table.style.map(_speedup_style, subset=[col]).format(
-        {col: "{:.2f}x", plots.TABLE_COLUMNS["compression"]: "{:.2f}x",
-         plots.TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", plots.TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
-         plots.TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", plots.TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
-         plots.TABLE_COLUMNS["size_kb"]: "{:.1f}", plots.TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"},
+        {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
+         TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
+         TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
+         TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"},
         na_rep="–")
     st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)))
 
@@ -285,7 +297,7 @@ def point_label(row) -> str:
 
 def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
     """A selectbox of measured points (front first); the choice goes to Export and Report."""
-    pts = plots.ok_points(df)
+    pts = ok_points(df)
     if pts.empty:
         return None
     pts = pts.sort_values(["pareto", "accuracy"], ascending=[False, False])

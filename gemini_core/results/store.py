@@ -185,7 +185,8 @@ class Store:
 
     def analyses(self, baseline_key: str | None = None) -> list[dict]:
         """Stored analyses, newest first (all, or of one baseline)."""
-        query = "SELECT * FROM analyses" + (" WHERE baseline_key=?" if baseline_key else "") + " ORDER BY updated_at DESC"
+        where = " WHERE baseline_key=?" if baseline_key else ""
+        query = "SELECT * FROM analyses" + where + " ORDER BY updated_at DESC"
         with self._connect() as db:
             rows = db.execute(query, (baseline_key,) if baseline_key else ()).fetchall()
         return [_analysis(row) for row in rows]

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from gemini_core.config import CompressionConfig
+from gemini_core.runtimes.registry import EXECUTIONS, implements
+from gemini_core.techniques.plan import LayerSetting, is_mixed, resolve_layers
 from gemini_core.techniques.quantize import QuantizedWeight
 
 
@@ -84,12 +86,9 @@ class Bf16Layer(nn.Module):
 
 
 def _build_mixed(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
-                 device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
+                 device: torch.device, settings: dict[str, LayerSetting]) -> tuple[nn.Module, str, dict[str, str]]:
     """Per-layer kernels for a config with per-layer bits: int8 where a Linear is at 8 bits per-tensor or
     per-channel (CPU), bf16 where a layer is at 16 bits, fp32 elsewhere (weight-only below 8 bits)."""
-    from gemini_core.techniques.plan import resolve_layers
-
-    settings = resolve_layers(model, config)
     layers: dict[str, str] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated but still the CPU int8 path
@@ -118,44 +117,63 @@ def _has_2_4_pattern(weight: torch.Tensor) -> bool:
 
 
 def build_execution_model(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
-                          device: torch.device) -> tuple[nn.Module, str, dict[str, str]]:
-    """A copy of ``model`` running on the kernels ``config`` asks for; returns (model, backend, per-layer)."""
-    from gemini_core.techniques.plan import is_mixed, resolve_layers
+                          device: torch.device, plan: dict[str, LayerSetting] | None = None
+                          ) -> tuple[nn.Module, str, dict[str, str]]:
+    """A copy of ``model`` running on the kernels ``config`` asks for; returns (model, backend, per-layer).
 
-    device = torch.device(device)
-    model = copy.deepcopy(model).eval()
+    ``plan``: the per-layer settings ``compress`` resolved once (resolved here when not given).
+    """
+    if plan is None:
+        plan = resolve_layers(model, config)
+    backend = EXECUTIONS[config.execution]
+    return backend.build(copy.deepcopy(model).eval(), config, quantized, torch.device(device), plan)
+
+
+def _linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+@implements("sparse")
+def build_sparse(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
+                 device: torch.device, plan: dict[str, LayerSetting]) -> tuple[nn.Module, str, dict[str, str]]:
+    """CSR sparse Linear kernels on the CPU; 2:4 semi-structured fp16 kernels on CUDA for a 2:4 model."""
     layers: dict[str, str] = {}
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if config.execution == "sparse" and config.layer_overrides:
-        skipped = {n for n, s in resolve_layers(model, config).items() if s.skip}
-        linears = [(n, m) for n, m in linears if n not in skipped]  # a skipped layer stays dense
-    if config.execution == "dense" and is_mixed(config):
-        return _build_mixed(model, config, quantized, device)
-    if config.execution == "sparse":
-        semi = device.type == "cuda" and config.prune_method == "2:4"
-        if semi:
-            from torch.sparse import to_sparse_semi_structured
+    skipped = {n for n, s in plan.items() if s.skip}
+    linears = [(n, m) for n, m in _linears(model) if n not in skipped]  # a skipped layer stays dense
+    semi = device.type == "cuda" and config.prune_method == "2:4"
+    if semi:
+        from torch.sparse import to_sparse_semi_structured
 
-            model = model.half().to(device)  # move first: semi-structured weights are made in place on the GPU
-        for name, linear in linears:
-            if semi and _has_2_4_pattern(linear.weight):
-                try:
-                    linear.weight = nn.Parameter(to_sparse_semi_structured(linear.weight.detach()))
-                    layers[name] = "cuda-2:4-semi-structured-fp16"
-                    continue
-                except (RuntimeError, ValueError) as exc:  # shape not supported by the kernel
-                    layers[name] = f"dense-fp16 (2:4 refused: {str(exc)[:60]})"
-                    continue
-            if not semi:
-                _set_module(model, name, SparseLinear(linear))
-                layers[name] = "sparse-csr-fp32"
-        for name, module in model.named_modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)) and name not in layers:
-                layers[name] = "dense-fp16" if semi else "dense-fp32"
-        if semi:  # already fp16; converting again would touch the semi-structured weights
-            model = CastInputs(model, torch.float16, convert=False)
-        summary = _summary(layers, "sparse")
-        return (model if semi else model.to(device)), summary, layers
+        model = model.half().to(device)  # move first: semi-structured weights are made in place on the GPU
+    for name, linear in linears:
+        if semi and _has_2_4_pattern(linear.weight):
+            try:
+                linear.weight = nn.Parameter(to_sparse_semi_structured(linear.weight.detach()))
+                layers[name] = "cuda-2:4-semi-structured-fp16"
+                continue
+            except (RuntimeError, ValueError) as exc:  # shape not supported by the kernel
+                layers[name] = f"dense-fp16 (2:4 refused: {str(exc)[:60]})"
+                continue
+        if not semi:
+            _set_module(model, name, SparseLinear(linear))
+            layers[name] = "sparse-csr-fp32"
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and name not in layers:
+            layers[name] = "dense-fp16" if semi else "dense-fp32"
+    if semi:  # already fp16; converting again would touch the semi-structured weights
+        model = CastInputs(model, torch.float16, convert=False)
+    summary = _summary(layers, "sparse")
+    return (model if semi else model.to(device)), summary, layers
+
+
+@implements("dense")
+def build_dense(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
+                device: torch.device, plan: dict[str, LayerSetting]) -> tuple[nn.Module, str, dict[str, str]]:
+    """fp32; bf16 at 16 bits; torch's int8 kernels at 8 bits per-tensor / per-channel on the CPU."""
+    if is_mixed(config):
+        return _build_mixed(model, config, quantized, device, plan)
+    layers: dict[str, str] = {}
+    linears = _linears(model)
     if config.bits == 16:
         model = CastInputs(model, torch.bfloat16)
         return model.to(device), "dense-bf16", {n: "dense-bf16" for n, _ in linears}

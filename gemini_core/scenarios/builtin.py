@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gemini_core.scenarios.base import (PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split, _last_linear)
+from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split
 from gemini_core.scenarios.models import MLP, SmallCNN
+from gemini_core.scenarios.registry import register_scenario
 
 
 def standardise(x: np.ndarray, train_index: np.ndarray) -> np.ndarray:
@@ -27,6 +28,9 @@ def splits_from_arrays(x: np.ndarray, y: np.ndarray, class_names: list[str], see
     return Splits(make(train), make(val), make(test), class_names)
 
 
+@register_scenario("digits", label="digits: handwritten 8x8 digits, small CNN (built in)", data_kind="builtin",
+                   seconds_per_point=0.6, seconds_per_setting=0.5, seconds_to_train=5.0,
+                   recovery_scales_with_steps=True)
 class DigitsScenario(Scenario):
     name = "digits"
     domain = "vision"
@@ -53,6 +57,9 @@ class DigitsScenario(Scenario):
         return PruneSpec(ignored_layers=[_last_linear(model)], round_to=8)
 
 
+@register_scenario("breast-cancer", label="breast-cancer: 30 tabular features, MLP (built in)", data_kind="builtin",
+                   seconds_per_point=0.5, seconds_per_setting=0.3, seconds_to_train=4.0,
+                   recovery_scales_with_steps=True)
 class BreastCancerScenario(Scenario):
     name = "breast-cancer"
     domain = "tabular"

@@ -23,6 +23,7 @@ from gemini_core.scenarios.base import PruneSpec, Scenario, Splits, TrainSetting
 from gemini_core.scenarios.builtin import splits_from_arrays
 from gemini_core.scenarios.data_io import encode_labels, refuse_unused_options, require_rows, split_or_error
 from gemini_core.scenarios.models import SmallCNN
+from gemini_core.scenarios.registry import register_scenario
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -217,6 +218,8 @@ def _resize_array(x: np.ndarray, image_size, notes: list[str]) -> np.ndarray:
 
 
 # -- the scenario ----------------------------------------------------------------------------------
+@register_scenario("images", label="images: a folder of class folders, or an .npz file", data_kind="images",
+                   seconds_per_point=1.0, seconds_per_setting=1.5, seconds_to_train=20.0)
 class ImagesScenario(Scenario):
     name = "images"
     domain = "vision"

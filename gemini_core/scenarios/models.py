@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gemini_core.scenarios.registry import register_architecture
+
 
 class SmallCNN(nn.Module):
     """Conv-BN-ReLU blocks, so channel pruning through the dependency graph is meaningful."""
@@ -39,3 +41,24 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def _rebuild_cnn(arch: dict) -> SmallCNN:
+    return SmallCNN(int(arch["in_channels"]), int(arch["height"]), int(arch["width"]), int(arch["num_classes"]),
+                    width_mult=int(arch.get("width_mult", 32)))
+
+
+def _cnn_inputs(arch: dict) -> dict:
+    return {"x": {"shape": [arch["in_channels"], arch["height"], arch["width"]], "dtype": "float32"}}
+
+
+def _rebuild_mlp(arch: dict) -> MLP:
+    return MLP(int(arch["in_features"]), int(arch["num_classes"]), hidden=int(arch.get("hidden", 128)))
+
+
+def _mlp_inputs(arch: dict) -> dict:
+    return {"x": {"shape": [arch["in_features"]], "dtype": "float32"}}
+
+
+register_architecture("SmallCNN", _rebuild_cnn, _cnn_inputs)
+register_architecture("MLP", _rebuild_mlp, _mlp_inputs)

@@ -23,9 +23,16 @@ import pandas as pd
 import torch
 
 from gemini_core.errors import DataError
-from gemini_core.scenarios.base import (PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split)
-from gemini_core.scenarios.data_io import (MISSING_MARKERS, load_feature_table, refuse_unused_options, require_rows, split_or_error)
+from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split
+from gemini_core.scenarios.data_io import (
+    MISSING_MARKERS,
+    load_feature_table,
+    refuse_unused_options,
+    require_rows,
+    split_or_error,
+)
 from gemini_core.scenarios.models import MLP
+from gemini_core.scenarios.registry import register_scenario
 
 MAX_CATEGORIES = 50
 NUMERIC_SHARE = 0.95
@@ -98,6 +105,9 @@ def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | N
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
+@register_scenario("tabular", label="tabular: your CSV of feature columns and a label column", data_kind="table",
+                   seconds_per_point=0.5, seconds_per_setting=0.3, seconds_to_train=5.0,
+                   recovery_scales_with_steps=True)
 class TabularScenario(Scenario):
     name = "tabular"
     domain = "tabular"

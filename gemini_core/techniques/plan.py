@@ -42,7 +42,8 @@ def check_patterns(overrides: tuple, names: list[str]) -> dict[str, list[str]]:
         hits = matching(item.pattern, names)
         if not hits:
             sample = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-            raise ConfigError(f"layer override {item.pattern!r} matches no layer of this model (layers look like {sample})")
+            raise ConfigError(f"layer override {item.pattern!r} matches no layer of this model "
+                              f"(layers look like {sample})")
         found[item.pattern] = hits
     return found
 

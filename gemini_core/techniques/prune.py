@@ -15,8 +15,10 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from gemini_core.config import CompressionConfig
-from gemini_core.errors import ConfigError
+from gemini_core.errors import CheckpointError, ConfigError
 from gemini_core.scenarios.base import PruneSpec, Scenario, Split
+from gemini_core.techniques.methods import PRUNE_METHODS, nm_mask  # noqa: F401  (nm_mask: part of this module's API)
+from gemini_core.techniques.plan import LayerSetting, layer_names, matching, resolve_layers
 from gemini_core.training.loop import train_steps
 
 
@@ -43,15 +45,10 @@ def prunable_layers(model: nn.Module, spec: PruneSpec) -> list[tuple[str, nn.Mod
 
 
 def _importance(method: str):
-    if method == "l1-structured":
-        return tp.importance.GroupMagnitudeImportance(p=1)
-    if method == "l2-structured":
-        return tp.importance.GroupMagnitudeImportance(p=2)
-    if method == "taylor-structured":
-        return tp.importance.GroupTaylorImportance()
-    if method == "random-structured":
-        return tp.importance.RandomImportance()
-    raise ConfigError(f"{method!r} is not a structured pruning method")
+    entry = PRUNE_METHODS.get(method)
+    if entry is None or entry.importance is None:
+        raise ConfigError(f"{method!r} is not a structured pruning method")
+    return entry.importance()
 
 
 def _loss_backward(model: nn.Module, batch: Split) -> None:
@@ -124,8 +121,6 @@ def group_ratio_kwargs(model: nn.Module, config: CompressionConfig, spec: PruneS
     that only loses inputs, such as an FFN down-projection, the groups feeding it), so coupled layers
     are always pruned together. ``skip`` gives the group ratio 0.
     """
-    from gemini_core.techniques.plan import layer_names, matching
-
     if not config.prune_overrides:
         return {}
     groups = _named_groups(model, spec, example)
@@ -169,14 +164,14 @@ def prune_structured(model: nn.Module, config: CompressionConfig, scenario: Scen
     example = scenario.example_inputs(2)
     before = count_params(model)
     torch.manual_seed(seed)
-    kwargs = dict(importance=_importance(config.prune_method), **pruner_kwargs(spec, config.prune_ratio))
+    kwargs = dict(pruner_kwargs(spec, config.prune_ratio))
     kwargs.update(group_ratio_kwargs(model, config, spec, example))
     notes = []
-    pruner = _run_pruner(model, example, kwargs, config, scenario)
+    pruner = pruner_step(model, example, config.prune_method, scenario, **kwargs)
     if count_params(model) == before and spec.round_to:
         # Rounding down to a multiple of round_to can leave 0 channels, which torch-pruning skips.
         kwargs["round_to"] = None
-        pruner = _run_pruner(model, example, kwargs, config, scenario)
+        pruner = pruner_step(model, example, config.prune_method, scenario, **kwargs)
         notes.append(f"channel counts not rounded to multiples of {spec.round_to} at this ratio")
     model.zero_grad(set_to_none=True)
     if spec.after_prune is not None:
@@ -188,48 +183,25 @@ def prune_structured(model: nn.Module, config: CompressionConfig, scenario: Scen
                        params_before=before, params_after=after, notes=notes)
 
 
-def _run_pruner(model, example, kwargs, config, scenario):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch-pruning warns about unwrapped parameters it handles fine
-        pruner = tp.pruner.MetaPruner(model, example_inputs=example, **kwargs)
-        if config.prune_method == "taylor-structured":
-            _loss_backward(model, scenario.splits.train.first(min(256, len(scenario.splits.train))))
-        pruner.step()
-    return pruner
-
-
-def nm_mask(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
-    """Keep the ``n`` largest of every ``m`` consecutive weights along the input dimension."""
-    flat = weight.detach().reshape(weight.shape[0], -1)
-    if flat.shape[1] % m:
-        raise ValueError(f"input size {flat.shape[1]} is not a multiple of {m}")
-    groups = flat.abs().reshape(flat.shape[0], -1, m)
-    keep = groups.topk(n, dim=-1).indices
-    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
-    return mask.reshape(weight.shape)
-
-
-def apply_masks(model: nn.Module, config: CompressionConfig, scenario: Scenario) -> list[str]:
+def apply_masks(model: nn.Module, config: CompressionConfig, scenario: Scenario,
+                plan: dict[str, LayerSetting] | None = None) -> list[str]:
     """Attach pruning masks (torch.nn.utils.prune keeps them applied while fine-tuning)."""
     notes = []
     settings = {}
     if config.prune_overrides:
-        from gemini_core.techniques.plan import resolve_layers
-
-        settings = resolve_layers(model, config)
+        settings = plan if plan is not None else resolve_layers(model, config)
     for name, module in prunable_layers(model, scenario.prune_spec(model)):
         setting = settings.get(name)
         if setting is not None and setting.skip:
             continue  # a skipped layer keeps every weight
-        if config.prune_method == "magnitude-unstructured":
-            amount = setting.prune_ratio if setting is not None and setting.prune_ratio is not None else config.prune_ratio
-            if amount > 0:
-                torch_prune.l1_unstructured(module, "weight", amount=amount)
-        else:
-            try:
-                torch_prune.custom_from_mask(module, "weight", nm_mask(module.weight))
-            except ValueError as exc:
-                notes.append(f"{name} left dense for 2:4: {exc}")
+        method = PRUNE_METHODS[config.prune_method]
+        amount = setting.prune_ratio if setting is not None and setting.prune_ratio is not None else config.prune_ratio
+        if amount <= 0:
+            continue
+        try:
+            torch_prune.custom_from_mask(module, "weight", method.mask(module.weight, amount))
+        except ValueError as exc:
+            notes.append(f"{name} left dense for {method.name}: {exc}")
     return notes
 
 
@@ -248,7 +220,7 @@ def sparsity_of(model: nn.Module, spec: PruneSpec) -> float:
 
 
 def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, device="cpu", seed: int = 0,
-          should_stop=None) -> PruneResult:
+          should_stop=None, plan: dict[str, LayerSetting] | None = None) -> PruneResult:
     """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps.
 
     ``should_stop`` is asked before every fine-tuning step (``Cancelled`` when it says so)."""
@@ -260,7 +232,7 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
     else:
         before = count_params(model)
         result = PruneResult(model, params_before=before, params_after=before,
-                             notes=apply_masks(model, config, scenario))
+                             notes=apply_masks(model, config, scenario, plan))
     if config.finetune_steps and config.prunes:
         settings = scenario.default_train
         torch.manual_seed(seed)  # dropout draws from the global generator: same seed, same fine-tuned bytes
@@ -274,3 +246,34 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
     if config.is_unstructured:
         result.achieved_ratio = sparsity_of(model, scenario.prune_spec(model))
     return result
+
+
+def replay_pruning(model: nn.Module, history: list, example_inputs: dict[str, torch.Tensor]) -> None:
+    """Prune ``model`` in place exactly as torch-pruning recorded it (``pruner.pruning_history()``)."""
+    history = [(str(name), bool(out), [int(i) for i in idx]) for name, out, idx in history]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+        try:
+            graph.load_pruning_history(history)
+        except (AttributeError, KeyError, IndexError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"the pruning history does not fit the architecture: {exc}") from None
+
+
+def pruner_step(model: nn.Module, example, method: str, scenario: Scenario, **kwargs):
+    """One torch-pruning ``MetaPruner`` step on ``model`` with ``method``'s registered importance; the pruner.
+
+    ``kwargs``: the other MetaPruner arguments (``pruner_kwargs`` and any per-group ratios). A
+    method whose importance reads gradients first gets those of one calibration batch (up to 256
+    training examples, moved to the model's device). The pruner's ``pruning_history()`` says what went.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch-pruning warns about unwrapped parameters it handles fine
+        pruner = tp.pruner.MetaPruner(model, example_inputs=example, importance=_importance(method), **kwargs)
+        if PRUNE_METHODS[method].needs_gradients:
+            train = scenario.splits.train
+            batch = train.first(min(256, len(train)))
+            device = next(iter(model.parameters()), torch.empty(0)).device
+            _loss_backward(model, Split({k: v.to(device) for k, v in batch.inputs.items()}, batch.labels.to(device)))
+        pruner.step()
+    return pruner

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gemini_core.techniques.quantize import dequantize, quantizable_weights, quantize_tensor
+from gemini_core.training.loop import train_steps
 
 
 class _FakeQuantSTE(torch.autograd.Function):
@@ -149,8 +150,6 @@ def qat_recover(model: nn.Module, scenario, bits: int, granularity: str, steps: 
     plain fine-tuning keeps its pruning masks. Returns the last loss; the model is left in float
     (``quantize_weights_`` then gives exactly the weights it was trained against).
     """
-    from gemini_core.training.loop import train_steps
-
     masks = {}
     if keep_zeros:
         for name, module in quantizable_weights(model):

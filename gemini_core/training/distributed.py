@@ -3,18 +3,20 @@
 ``python -m gemini_core train --adaptive --nproc N ...`` re-launches itself on this machine as
 
     python -m torch.distributed.run --nnodes 1 --nproc-per-node N \\
-        --master-addr 127.0.0.1 --master-port <free port> -m gemini_core.distributed train --adaptive ...
+        --master-addr 127.0.0.1 --master-port <free port> -m gemini_core train --adaptive ...
 
-and each worker (this module's ``main``) joins the process group from torchrun's environment
-(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): gloo on CPU, NCCL on
-GPU (one GPU per local rank). The training itself is ``adaptive.train_adaptive``, which sees the
-process group and wraps the model in DistributedDataParallel. Rank 0 alone writes the cached
-checkpoint, prints progress and the JSON result.
+and each worker (the same CLI command, which sees ``in_worker()``) joins the process group from
+torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``):
+gloo on CPU, NCCL on GPU (one GPU per local rank). The training itself is ``adaptive.train_adaptive``,
+which sees the process group and wraps the model in DistributedDataParallel. Rank 0 alone
+(``is_main_process()``) writes the cached checkpoint, prints progress and the JSON result.
 
-Several machines: start the same worker on every node with torchrun (``--nproc`` is for one machine)::
+Several machines: start the same command on every node with torchrun (``--nproc`` is for one machine)::
 
     torchrun --nnodes 2 --node-rank R --nproc-per-node K --master-addr HOST --master-port P \\
-        -m gemini_core.distributed train --adaptive --scenario digits --target-ratio 0.5 ...
+        -m gemini_core train --adaptive --scenario digits --target-ratio 0.5 ...
+
+This module imports nothing from the CLI: the CLI calls it.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from gemini_core.errors import GeminiError
 
@@ -58,7 +61,7 @@ def launch_command(argv: list[str], nproc: int, port: int | None = None) -> list
         raise GeminiError(f"--nproc must be at least 1, got {nproc}")
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(int(nproc)),
             "--master-addr", "127.0.0.1", "--master-port", str(port or free_port()),
-            "-m", "gemini_core.distributed", *strip_nproc(argv)]
+            "-m", "gemini_core", *strip_nproc(argv)]
 
 
 def launch(argv: list[str], nproc: int) -> int:
@@ -106,26 +109,77 @@ def init_worker(device: str | None = None) -> torch.device:
     return chosen
 
 
-def main(argv=None) -> int:
-    """Worker entry point: ``python -m gemini_core.distributed train --adaptive ...`` under torchrun."""
-    import torch.distributed as dist
-
-    from gemini_core.cli.main import main as cli_main
-
-    argv = strip_nproc(list(sys.argv[1:] if argv is None else argv))
-    if not in_worker():
-        print("error: gemini_core.distributed is started by torchrun; run `python -m gemini_core train --adaptive "
-              "--nproc N ...` or torchrun ... -m gemini_core.distributed train --adaptive ...", file=sys.stderr)
-        return 2
-    if not argv or argv[0] != "train" or "--adaptive" not in argv:
-        print("error: distributed workers run `train --adaptive ...`", file=sys.stderr)
-        return 2
-    try:
-        return cli_main(argv)
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+def _in_group() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def is_main_process() -> bool:
+    """Rank 0 of the process group, or a plain single process: the one that prints and writes files."""
+    return not _in_group() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside a process group)."""
+    if _in_group():
+        dist.barrier()
+
+
+def main_process_first(fn):
+    """``fn()`` on rank 0 first, then on the other ranks; each rank's result.
+
+    For work that fills a cache: rank 0 trains (or loads) and writes it, the others then read it.
+    """
+    result = fn() if is_main_process() else None
+    barrier()
+    if not is_main_process():
+        result = fn()
+    barrier()
+    return result
+
+
+def shutdown_worker() -> None:
+    """Leave the process group at the end of a torchrun worker (no-op outside one)."""
+    if _in_group():
+        dist.destroy_process_group()
+
+
+# -- inside a process group: what a training rank needs --------------------------------------------------
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
+    if _in_group():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce(values: list[float], device, op: str = "sum") -> list[float]:
+    """``values`` reduced over the ranks (``sum``, ``max`` or ``min``) as float64; unchanged outside a group."""
+    if dist_info()[1] == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
+    return tensor.tolist()
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) everywhere: each rank updated its own while training."""
+    if dist_info()[1] == 1:
+        return
+    for buffer in module.buffers():
+        if buffer is not None:
+            dist.broadcast(buffer.data, 0)
+
+
+def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around ``module`` inside a process group (else ``module`` itself).
+
+    Every rank must hold the same architecture (pruning steps happen identically everywhere): a
+    disagreement in parameter count is raised here rather than left to hang in a collective.
+    """
+    if dist_info()[1] == 1:
+        return module
+    shapes = sum(p.numel() for p in module.parameters())
+    low, high = all_reduce([shapes], device, "min")[0], all_reduce([shapes], device, "max")[0]
+    if low != high:
+        raise RuntimeError(f"ranks disagree on the model after pruning ({int(low)} vs {int(high)} parameters)")
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
+                                                     else None)

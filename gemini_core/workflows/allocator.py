@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.workflows.sensitivity import SensitivityProfile
+from gemini_core.workflows.sweep import REFERENCE, SweepSpec, run_sweep
 
 OBJECTIVES = ("smallest-size", "speedup")
 _EPS_POINTS = 0.05  # a change measured as free still costs a little: prefer the bigger saving among free ones
@@ -158,7 +159,8 @@ def allocate(profile, objective: str = "smallest-size", max_accuracy_drop_points
             break
         points, loss = model.drop(bits, ratios)
         best, best_score = None, 0.0
-        candidates = [("bits", n, b) for n in bits for b in options if b < bits[n] and (b == 32 or b in model.quant_drop[n])]
+        candidates = [("bits", n, b) for n in bits for b in options
+                      if b < bits[n] and (b == 32 or b in model.quant_drop[n])]
         candidates += [("ratio", n, r) for n in ratios for r in model.prune_drop[n] if r > ratios[n]]
         for kind, name, value in candidates:
             new_bits = {**bits, name: value} if kind == "bits" else bits
@@ -258,3 +260,34 @@ def predict(profile, bits: dict, ratios: dict) -> dict:
     groups as unpruned."""
     model = _Model(_as_profile(profile))
     return model.predicted({n: bits.get(n, 32) for n in model.layers}, {n: r for n, r in ratios.items() if r})
+
+
+def measure_allocation(scenario, baseline, allocation: Allocation, *, prune_method: str, granularity: str,
+                       compare_ratios: tuple = (0.0,), compare_bits: tuple = (32, 8, 4), finetune_steps: int = 0,
+                       batch_size: int = 32, store=None, device=None, name: str | None = None) -> list[dict]:
+    """Measure ``allocation`` next to uniform comparators (``compare_ratios`` x ``compare_bits``) in one
+    sweep, stored like any sweep; the records without tracebacks. The fp32 reference is among them."""
+    spec = SweepSpec(prune_methods=(prune_method,) if any(r > 0 for r in compare_ratios) else ("none",),
+                     prune_ratios=tuple(compare_ratios), bits=tuple(compare_bits), granularities=(granularity,),
+                     finetune_steps=(finetune_steps,), batch_size=int(batch_size), allocations=(allocation.config,))
+    records = run_sweep(scenario, baseline, spec, store=store, device=device,
+                        name=name or f"{scenario.name} allocation vs uniform")
+    return [{k: v for k, v in record.items() if k != "traceback"} for record in records]
+
+
+def measured_rows(records: list[dict]) -> list[dict]:
+    """One table row per measured point: accuracy, size, latency and the drop (points) from the fp32 reference."""
+    # Points reused from another run come back without a status: they were stored because they were ok.
+    reference = next((r for r in records if r.get("config") == REFERENCE.to_dict()
+                      and r.get("status", "ok") == "ok"), None)
+    rows = []
+    for r in records:
+        if r.get("status", "ok") != "ok":
+            rows.append({"point": r["label"], "status": (r.get("error") or "failed")[:60]})
+            continue
+        row = {"point": ("ALLOCATION " if r["config"].get("layer_overrides") else "") + r["label"],
+               "accuracy": r["accuracy"], "size_bytes": r["size_bytes"], "latency_ms_p50": r["latency_ms_p50"]}
+        if reference:
+            row["drop_points"] = round((reference["accuracy"] - r["accuracy"]) * 100, 3)
+        rows.append(row)
+    return rows

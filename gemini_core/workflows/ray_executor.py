@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
-from gemini_core.errors import ConfigError
+from gemini_core.config import CompressionConfig
+from gemini_core.errors import ConfigError, DataError
+from gemini_core.scenarios import get_scenario
+from gemini_core.workflows.units import failed_record, run_unit
 
 RAY_MISSING = "Ray is not installed: pip install 'ray>=2.9'"
 # A task on a node that dies is re-run elsewhere this many times before its points are marked failed.
@@ -54,9 +58,7 @@ def connect(address: str | None = None) -> float:
     if address:
         _check_reachable(address)
         # Nodes other than this one may not have the engine on their path: ship it with the job.
-        import gemini_core
-
-        kwargs["runtime_env"] = {"py_modules": [os.path.dirname(gemini_core.__file__)]}
+        kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parents[1])]}  # gemini_core/
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -119,8 +121,6 @@ _SCENARIOS: dict[str, object] = {}  # a worker process is reused across tasks: l
 
 
 def _worker_scenario(description: dict):
-    from gemini_core.errors import DataError
-    from gemini_core.scenarios import get_scenario
 
     key = json.dumps({"scenario": description["scenario"], "options": description.get("scenario_options", {})},
                      sort_keys=True)
@@ -142,7 +142,6 @@ def unit_task(model, description: dict, unit, batch_size: int, device_type: str,
     import ray
     import torch
 
-    from gemini_core.workflows.sweep import _failed, run_unit
 
     if device_type == "cpu":
         # Ray reserved this many CPUs for the task: use exactly them, so concurrent tasks don't oversubscribe.
@@ -154,7 +153,7 @@ def unit_task(model, description: dict, unit, batch_size: int, device_type: str,
     except Exception as exc:  # the unit's points fail with the reason; the sweep goes on
         for config in unit.configs:
             if config.key() not in skip:
-                yield _failed(config, batch_size, device, exc)
+                yield failed_record(config, batch_size, device, exc)
         return
     node = ray.get_runtime_context().get_node_id()[:12]
     for record in run_unit(model, scenario, unit, batch_size, device, None, skip, latency_kwargs):
@@ -215,8 +214,6 @@ class RayExecutor:
         return, so the sweep goes on.
         """
         ray = _ray()
-        from gemini_core.config import CompressionConfig
-        from gemini_core.workflows.sweep import _failed
 
         if not plans:
             return
@@ -247,7 +244,7 @@ class RayExecutor:
                         for config in unit.configs:
                             if config.key() not in skip and config.key() not in returned:
                                 returned.add(config.key())
-                                yield {**_failed(config, batch_size, device_type, reason),
+                                yield {**failed_record(config, batch_size, device_type, reason),
                                        "device": self.device_key(device_type)}
                         continue
                     key = CompressionConfig.from_dict(record["config"]).key()

@@ -31,9 +31,11 @@ from gemini_core.config import BITS, GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_
 from gemini_core.device import device_label, pick_device
 from gemini_core.errors import ConfigError
 from gemini_core.measure import accuracy_and_loss, measure_layer_latency, weight_stats
+from gemini_core.progress import ProgressFn, notify
+from gemini_core.results.store import Store
+from gemini_core.scenarios.base import Scenario
 from gemini_core.techniques.plan import layer_names
 from gemini_core.techniques.prune import PruneResult, count_params, prunable_groups, prune
-from gemini_core.scenarios.base import Scenario
 
 DEFAULT_RATIOS = (0.25, 0.5, 0.75)
 DEFAULT_BITS = (8, 4, 2)
@@ -159,7 +161,7 @@ def _drop(base: dict, got: dict) -> dict:
 
 
 def analyse(model: nn.Module, scenario: Scenario, baseline_key: str, params: AnalysisParams | None = None,
-            device=None, progress: Callable[[dict], None] | None = None,
+            device=None, progress: ProgressFn | None = None,
             should_stop: Callable[[], bool] | None = None,
             on_profile: Callable[[SensitivityProfile], None] | None = None) -> SensitivityProfile:
     """Measure the profiles of ``params.phases`` on ``model`` (left unchanged).
@@ -183,14 +185,13 @@ def analyse(model: nn.Module, scenario: Scenario, baseline_key: str, params: Ana
                                  params.to_dict(), device_label(device), examples=len(val), total_steps=total)
     profile.baseline = accuracy_and_loss(model.to(device), val, device)
     model.cpu()
-    say = progress or (lambda event: None)
     publish = on_profile or (lambda p: None)
     publish(profile)
 
     def step(phase: str, item: str) -> bool:
         profile.done_steps += 1
         profile.seconds = time.perf_counter() - started
-        say({"event": "step", "phase": phase, "item": item, "done": profile.done_steps, "total": total})
+        notify(progress, "step", phase=phase, item=item, done=profile.done_steps, total=total)
         publish(profile)
         return bool(should_stop and should_stop())
 
@@ -208,7 +209,8 @@ def analyse(model: nn.Module, scenario: Scenario, baseline_key: str, params: Ana
                 got = accuracy_and_loss(result.model.to(device), val, device)
                 entry["results"].append({"ratio": ratio, **_drop(profile.baseline, got),
                                          "params_removed": result.params_before - result.params_after,
-                                         "params_removed_share": (result.params_before - result.params_after) / params_total,
+                                         "params_removed_share":
+                                             (result.params_before - result.params_after) / params_total,
                                          "notes": result.notes})
                 del result
                 if step("pruning", f"{group.root} at {ratio:.0%}"):
@@ -266,13 +268,11 @@ def latency_profile(model: nn.Module, scenario: Scenario, names: list[str], para
 
 
 def run_analysis(scenario: Scenario, baseline, params: AnalysisParams | None = None, store=None, device=None,
-                 force: bool = False, progress: Callable[[dict], None] | None = None,
+                 force: bool = False, progress: ProgressFn | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  on_profile: Callable[[SensitivityProfile], None] | None = None) -> SensitivityProfile:
     """``analyse`` with the run store: a complete stored analysis of the same baseline and parameters
     is returned as it is (unless ``force``); otherwise the profile is stored as it grows."""
-    from gemini_core.results.store import Store
-
     params = params or AnalysisParams()
     store = store or Store()
     device = torch.device(device or pick_device())

@@ -10,21 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
-import traceback
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
-from torch import nn
 
-from gemini_core.compress import compress, prune_copy
 from gemini_core.config import CompressionConfig, parse_list
-from gemini_core.device import device_label, measurement_label, pick_device
-from gemini_core.errors import Cancelled, ConfigError
-from gemini_core.measure import count_macs, measure_point, memory_cap_bytes
-from gemini_core.scenarios.base import Scenario
+from gemini_core.device import pick_device
+from gemini_core.errors import ConfigError
+from gemini_core.measure import memory_cap_bytes
 from gemini_core.results.store import Store
+from gemini_core.scenarios.base import Scenario
+from gemini_core.workflows.executors import make_executor
+from gemini_core.workflows.units import SweepUnit, device_key, point_key, run_unit
 
 REFERENCE = CompressionConfig()  # unpruned fp32 dense: what every ratio is measured against
 
@@ -211,104 +209,10 @@ class SweepSpec:
         return sum(len(u.configs) for u in self.units())
 
 
-@dataclass(frozen=True)
-class SweepUnit:
-    """One pruning setting and every point measured on its pruned model."""
-
-    prune_setting: CompressionConfig
-    configs: tuple
-
-
-def point_key(config: CompressionConfig, batch_size: int, device) -> str:
-    """``device``: a torch device, or an executor's device key such as ``"ray:cpu"``."""
-    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": _device_key(device)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def run_unit(model: nn.Module, scenario: Scenario, unit: SweepUnit, batch_size: int, device=None,
-             should_stop: Callable[[], bool] | None = None, skip: set[str] | frozenset = frozenset(),
-             latency_kwargs: dict | None = None) -> Iterator[dict]:
-    """Prune once, then measure each config of ``unit``; yields one record per point (failed ones too).
-
-    ``skip``: config keys not to measure (already stored). Needs only the model and the scenario,
-    so a remote worker can run it.
-    """
-    device = torch.device(device or pick_device())
-    todo = [c for c in unit.configs if c.key() not in skip]
-    if not todo:
-        return
-    started = time.perf_counter()
-    try:
-        pruned = prune_copy(model, unit.prune_setting, scenario, device=device, should_stop=should_stop)
-        macs, _ = count_macs(pruned.model, scenario.example_inputs(1))
-    except Cancelled:  # stopped while recovering: its points stay unmeasured, a re-run measures them
-        return
-    except Exception as exc:  # a failed pruning fails its points, not the sweep
-        for config in todo:
-            yield _failed(config, batch_size, device, exc)
-        return
-    prune_seconds = time.perf_counter() - started
-    for config in todo:
-        if should_stop is not None and should_stop():
-            return
-        t0 = time.perf_counter()
-        try:
-            compressed = compress(model, config, scenario, device=device, pruned=pruned)
-            record = measure_point(compressed, scenario, batch_size=batch_size, macs=macs,
-                                   latency_kwargs=latency_kwargs)
-            del compressed
-        except Exception as exc:
-            yield _failed(config, batch_size, device, exc)
-            continue
-        record.update({"status": "ok", "seconds": time.perf_counter() - t0, "prune_seconds": prune_seconds,
-                       "finetune_loss": pruned.finetune_loss})
-        yield record
-
-
-# How CPU allocators word running out of memory (CUDA raises torch.OutOfMemoryError).
-_OOM_WORDS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or any(w in str(exc).lower() for w in _OOM_WORDS)
-
-
-def _failed(config: CompressionConfig, batch_size: int, device, exc: Exception) -> dict:
-    reason = f"{type(exc).__name__}: {exc}"
-    if _is_out_of_memory(exc):
-        reason = f"out of memory at batch size {batch_size}: {exc}"
-    return {"config": config.to_dict(), "label": config.label(), "status": "failed", "error": reason[:2000],
-            "batch_size": batch_size, "device": device_label(device), "traceback": traceback.format_exc()[-4000:]}
-
-
-def _device_key(device) -> str:
-    if isinstance(device, str) and device.startswith("ray:"):
-        return device
-    return measurement_label(device)  # the device, and on CPU the torch thread count
-
-
 def run_id_for(baseline_key: str, spec: SweepSpec, device) -> str:
-    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": _device_key(device)},
+    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": device_key(device)},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-EXECUTORS = ("local", "ray")
-
-
-def make_executor(executor: str | None = "local", ray_address: str | None = None):
-    """None for the local executor (this process), else an executor object; bad names raise ConfigError."""
-    if executor is None or executor == "local":
-        if ray_address:
-            raise ConfigError("a Ray address was given but the executor is local; add --executor ray")
-        return None
-    if executor == "ray":
-        from gemini_core.workflows.ray_executor import RayExecutor
-
-        return RayExecutor(ray_address)
-    if hasattr(executor, "run_units"):
-        return executor
-    raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
 
 
 def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None = None, device=None,

@@ -142,7 +142,7 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
     assert zip_path.name == f"gemini-point-{point_id}.zip"
     unzipped = tmp_path / "unzipped"
     zipfile.ZipFile(zip_path).extractall(unzipped)
-    from gemini_core.checkpoint.export import load
+    from gemini_core.checkpoint.load import load
 
     model = load(next(unzipped.iterdir()))
     assert model.gemini_recipe["record"]["point_id"] == point_id

@@ -1,0 +1,44 @@
+"""The encodings every figure shares, and the empty placeholder figure.
+
+Colour = bit width, marker symbol = execution, a ring around a marker = on the Pareto front
+(max accuracy, min latency, min size). Units are on every axis and estimated figures are
+labelled "(estimate)".
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+BIT_COLORS = {32: "#4C78A8", 16: "#72B7B2", 8: "#54A24B", 6: "#B8A300", 4: "#F58518", 3: "#B279A2",
+              2: "#E45756"}
+EXECUTION_SYMBOLS = {"dense": "circle", "sparse": "diamond"}
+EXECUTION_DASH = {"dense": "solid", "sparse": "dot"}
+RUN_COLORS = ("#5B4BDB", "#E45756", "#54A24B", "#F58518", "#4C78A8", "#B279A2", "#72B7B2", "#9D755D")
+FRONT_RING = dict(color="#1F1D2B", width=2)
+# No named template: assigning one deep-copies it on every figure (slow when charts redraw live).
+AXIS_STYLE = dict(gridcolor="#E9E7F2", zerolinecolor="#D5D2E6", linecolor="#B9B5CC", showline=True,
+                  ticks="outside", tickcolor="#B9B5CC")
+LAYOUT = dict(paper_bgcolor="white", plot_bgcolor="white", font=dict(family="Helvetica, Arial, sans-serif",
+              size=12, color="#2A2838"), height=420, margin=dict(l=60, r=20, t=60, b=55),
+              legend=dict(title_text="bit width · execution", font=dict(size=11)),
+              hoverlabel=dict(align="left", font=dict(size=11)))
+
+
+def bit_color(bits) -> str:
+    try:
+        return BIT_COLORS.get(int(bits), "#7F7F7F")
+    except (TypeError, ValueError):
+        return "#7F7F7F"
+
+
+def execution_symbol(execution) -> str:
+    return EXECUTION_SYMBOLS.get(str(execution), "square")
+
+
+def empty_figure(title: str, message: str = "no measured points yet") -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(**LAYOUT, title=title)
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#888"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig

@@ -1,0 +1,206 @@
+"""The sweep charts: a points table (``gemini_core.results.table.points_frame``) in, ``go.Figure`` out.
+
+Accuracy vs latency / size, latency and size vs prune ratio, sparse vs dense, several runs' fronts
+overlaid, and the report's front with the chosen point starred. Encodings: see ``charts.style``.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from gemini_core.charts.hover import hover_data
+from gemini_core.charts.style import (
+    AXIS_STYLE,
+    EXECUTION_DASH,
+    FRONT_RING,
+    LAYOUT,
+    RUN_COLORS,
+    bit_color,
+    empty_figure,
+    execution_symbol,
+)
+from gemini_core.results.pareto import finite, pareto_front
+from gemini_core.results.table import ok_points, reference_row
+
+
+def _groups(df: pd.DataFrame):
+    """(bits, execution, frame) groups of uniform points in a stable order: high bits first, dense before
+    sparse. Per-layer points (mixed bits) are drawn apart, see ``scatter_figure``."""
+    if "per_layer" in df.columns:
+        df = df[~df["per_layer"].fillna(False).astype(bool)]
+    keys = sorted({(int(b), str(e)) for b, e in zip(df["bits"], df["execution"])},
+                  key=lambda k: (-k[0], k[1] != "dense", k[1]))
+    for bits, execution in keys:
+        yield bits, execution, df[(df["bits"] == bits) & (df["execution"] == execution)]
+
+
+def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y_title: str,
+                   log_x: bool = False, y_scale: float = 1.0, x_scale: float = 1.0) -> go.Figure:
+    """Scatter of ok points: one trace per (bit width, execution); Pareto points ringed."""
+    pts = ok_points(df)
+    if pts.empty:
+        return empty_figure(title)
+    fig = go.Figure()
+    front = pts[pts["pareto"]]
+    if len(front):
+        # A hollow ring behind the front points: on top of the colour, not instead of it.
+        fig.add_trace(go.Scatter(
+            x=(front[x] * x_scale).tolist(), y=(front[y] * y_scale).tolist(), mode="markers",
+            name="Pareto front", legendgroup="front", hoverinfo="skip",
+            marker=dict(size=20, symbol="circle-open", line=FRONT_RING, color=FRONT_RING["color"])))
+    for bits, execution, g in _groups(pts):
+        custom, template = hover_data(g)
+        fig.add_trace(go.Scatter(
+            x=(g[x] * x_scale).tolist(), y=(g[y] * y_scale).tolist(), mode="markers",
+            name=f"{bits}-bit · {execution}", legendgroup=str(bits),
+            marker=dict(size=11, color=bit_color(bits), symbol=execution_symbol(execution),
+                        line=dict(color="white", width=1)),
+            customdata=custom, hovertemplate=template))
+    mixed = pts[pts["per_layer"].fillna(False).astype(bool)] if "per_layer" in pts.columns else pts.iloc[:0]
+    if len(mixed):  # per-layer (allocator) points: a star, coloured by the config's own (most common) bits
+        custom, template = hover_data(mixed)
+        fig.add_trace(go.Scatter(
+            x=(mixed[x] * x_scale).tolist(), y=(mixed[y] * y_scale).tolist(), mode="markers",
+            name="per-layer (allocator)", legendgroup="per-layer",
+            marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
+                        line=dict(color="#1F1D2B", width=1)),
+            customdata=custom, hovertemplate=template))
+    fig.update_layout(**LAYOUT, title=title)
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", **AXIS_STYLE)
+    fig.update_yaxes(title_text=y_title, **AXIS_STYLE)
+    return fig
+
+
+def fig_accuracy_vs_latency(df: pd.DataFrame) -> go.Figure:
+    return scatter_figure(df, "latency_ms_p50", "accuracy", "Accuracy vs latency",
+                          "latency p50 per batch (ms)", "test accuracy (%)", y_scale=100.0)
+
+
+def fig_accuracy_vs_size(df: pd.DataFrame) -> go.Figure:
+    return scatter_figure(df, "size_kb", "accuracy", "Accuracy vs size",
+                          "checkpoint size (KB, log scale)", "test accuracy (%)", log_x=True, y_scale=100.0)
+
+
+def _lines_by_ratio(fig, df, y, row, col, y_scale=1.0, showlegend=True):
+    for bits, execution, g in _groups(df):
+        g = g.sort_values("prune_ratio")
+        custom, template = hover_data(g)
+        # Several methods or fine-tune settings at one ratio: markers only, a line would zigzag.
+        one_per_ratio = g["prune_ratio"].is_unique
+        fig.add_trace(go.Scatter(
+            x=g["prune_ratio"].tolist(), y=(g[y] * y_scale).tolist(),
+            mode="lines+markers" if one_per_ratio else "markers",
+            name=f"{bits}-bit · {execution}", legendgroup=f"{bits}-{execution}", showlegend=showlegend,
+            line=dict(color=bit_color(bits), dash=EXECUTION_DASH.get(execution, "solid")),
+            marker=dict(size=9, color=bit_color(bits), symbol=execution_symbol(execution)),
+            customdata=custom, hovertemplate=template), row=row, col=col)
+
+
+def fig_metric_vs_ratio(df: pd.DataFrame) -> go.Figure:
+    """Latency and size against the prune ratio, one line per bit width (dotted = sparse)."""
+    pts = ok_points(df)
+    title = "Latency and size vs prune ratio"
+    if pts.empty:
+        return empty_figure(title)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("latency p50 (ms)", "checkpoint size (KB)"),
+                        horizontal_spacing=0.1)
+    _lines_by_ratio(fig, pts, "latency_ms_p50", 1, 1)
+    _lines_by_ratio(fig, pts, "size_kb", 1, 2, showlegend=False)
+    fig.update_layout(**LAYOUT, title=title)
+    fig.update_xaxes(title_text="prune ratio (share of weights / channels removed)", range=[-0.03, 1.0],
+                     **AXIS_STYLE)
+    fig.update_yaxes(**AXIS_STYLE)
+    fig.update_yaxes(title_text="latency p50 per batch (ms)", row=1, col=1)
+    fig.update_yaxes(title_text="size (KB)", row=1, col=2)
+    return fig
+
+
+def fig_sparse_vs_dense(df: pd.DataFrame) -> go.Figure:
+    """Side by side: latency vs prune ratio with dense kernels (left) and sparse kernels (right)."""
+    pts = ok_points(df)
+    title = "Sparse vs dense execution"
+    if pts.empty:
+        return empty_figure(title)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("dense execution", "sparse execution"),
+                        shared_yaxes=True, horizontal_spacing=0.06)
+    for col, execution in ((1, "dense"), (2, "sparse")):
+        part = pts[pts["execution"] == execution]
+        if part.empty:
+            fig.add_annotation(text=f"no {execution} points in this sweep", showarrow=False,
+                               xref="x domain" if col == 1 else "x2 domain",
+                               yref="y domain" if col == 1 else "y2 domain", x=0.5, y=0.5,
+                               font=dict(color="#888"))
+            continue
+        _lines_by_ratio(fig, part, "latency_ms_p50", 1, col)
+    ref = reference_row(df)
+    if ref is not None and finite(ref["latency_ms_p50"]):
+        for col in (1, 2):
+            label = {"annotation_text": "dense fp32 reference", "annotation_position": "top left"} if col == 1 else {}
+            fig.add_hline(y=float(ref["latency_ms_p50"]), line=dict(color="#999", dash="dash", width=1),
+                          row=1, col=col, **label)
+    fig.update_layout(**LAYOUT, title=title)
+    fig.update_xaxes(title_text="prune ratio", range=[-0.03, 1.0], **AXIS_STYLE)
+    fig.update_yaxes(**AXIS_STYLE)
+    fig.update_yaxes(title_text="latency p50 per batch (ms)", row=1, col=1)
+    return fig
+
+
+def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """Accuracy vs latency of several runs: all points faint, each run's front as a line."""
+    title = "Pareto fronts compared (accuracy vs latency)"
+    if not frames:
+        return empty_figure(title, "choose runs to compare")
+    fig = go.Figure()
+    for i, (name, df) in enumerate(frames.items()):
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        pts = ok_points(df)
+        if pts.empty:
+            continue
+        custom, template = hover_data(pts)
+        fig.add_trace(go.Scatter(
+            x=pts["latency_ms_p50"].tolist(), y=(pts["accuracy"] * 100).tolist(), mode="markers",
+            name=f"{name} (all points)", legendgroup=name, opacity=0.35,
+            marker=dict(size=8, color=color, symbol=[execution_symbol(e) for e in pts["execution"]]),
+            customdata=custom, hovertemplate=template))
+        # Front in this 2-D view: accuracy vs latency only.
+        mask = pareto_front(pts, {"accuracy": "max", "latency_ms_p50": "min"})
+        front = pts[mask].sort_values("latency_ms_p50")
+        fcustom, _ = hover_data(front)
+        fig.add_trace(go.Scatter(
+            x=front["latency_ms_p50"].tolist(), y=(front["accuracy"] * 100).tolist(), mode="lines+markers",
+            name=f"{name} front", legendgroup=name, line=dict(color=color, width=2, shape="hv"),
+            marker=dict(size=11, color=color, line=FRONT_RING), customdata=fcustom, hovertemplate=template))
+    fig.update_layout(**LAYOUT, title=title)
+    fig.update_layout(legend_title_text="run")
+    fig.update_xaxes(title_text="latency p50 per batch (ms)", **AXIS_STYLE)
+    fig.update_yaxes(title_text="test accuracy (%)", **AXIS_STYLE)
+    return fig
+
+
+def fig_report_front(df: pd.DataFrame, chosen_id: int | None = None) -> go.Figure:
+    """Accuracy vs latency with the front ringed and the chosen point marked with a star."""
+    fig = fig_accuracy_vs_latency(df)
+    fig.update_layout(title="Measured points: accuracy vs latency (front ringed, chosen point starred)")
+    if chosen_id is not None and len(df):
+        row = df[df["point_id"] == chosen_id]
+        if len(row):
+            r = row.iloc[0]
+            fig.add_trace(go.Scatter(
+                x=[float(r["latency_ms_p50"])], y=[float(r["accuracy"]) * 100], mode="markers+text",
+                name="chosen point", text=[f"chosen #{int(r['point_id'])}"], textposition="top center",
+                marker=dict(size=22, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
+                hoverinfo="skip"))
+    return fig
+
+
+def sweep_figures(df: pd.DataFrame) -> dict[str, go.Figure]:
+    """Every sweep chart by a file-friendly name (used by the pages, the exports and the report)."""
+    return {
+        "accuracy_vs_latency": fig_accuracy_vs_latency(df),
+        "accuracy_vs_size": fig_accuracy_vs_size(df),
+        "latency_size_vs_ratio": fig_metric_vs_ratio(df),
+        "sparse_vs_dense": fig_sparse_vs_dense(df),
+    }

@@ -1,0 +1,186 @@
+"""What every command shares: the one-line-error parser, the scenario flags, settings flags that mirror a
+dataclass, building the scenario and its baseline, progress bars, JSON output."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from gemini_core.device import compute_threads_for_app, set_compute_threads
+from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.scenarios import get_scenario, scenario_names
+from gemini_core.scenarios.base import TrainSettings
+from gemini_core.training.baseline import get_baseline
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags exit 2 with one line, not argparse's usage block."""
+
+    def error(self, message):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+# -- flags that mirror a settings dataclass --------------------------------------------------------------
+@dataclass(frozen=True)
+class SettingsFlags:
+    """CLI flags that mirror fields of a settings dataclass, so a field and its flag cannot drift apart.
+
+    ``helps`` lists the fields that have a flag (in the order ``--help`` shows them); ``without_flag``
+    says why each other field has none. tests/test_cli.py fails when a field is in neither.
+    """
+
+    settings: type
+    helps: dict[str, str]
+    flags: dict[str, str] = field(default_factory=dict)  # field -> flag where it is not --field-name
+    without_flag: dict[str, str] = field(default_factory=dict)  # field -> why it has no flag
+    defaults: dict = field(default_factory=dict)  # field -> the flag's default where it is not None
+    text: bool = False  # flags take text (comma lists the engine parses), not the field's type
+
+    def __post_init__(self) -> None:
+        names = {f.name for f in dataclasses.fields(self.settings)}
+        unknown = (set(self.helps) | set(self.flags) | set(self.defaults) | set(self.without_flag)) - names
+        if unknown:  # a renamed or removed field: fail when the parser is built, not when a user runs it
+            raise TypeError(f"{self.settings.__name__} has no field(s) {', '.join(sorted(unknown))}")
+
+    def flag(self, name: str) -> str:
+        return self.flags.get(name, "--" + name.replace("_", "-"))
+
+    def dest(self, name: str) -> str:
+        return self.flag(name)[2:].replace("-", "_")
+
+    def add_to(self, parser) -> None:
+        hints = {} if self.text else typing.get_type_hints(self.settings)
+        for name, help_text in self.helps.items():
+            kind = str if self.text else _scalar_type(hints[name])
+            parser.add_argument(self.flag(name), type=kind, default=self.defaults.get(name), help=help_text)
+
+    def given(self, args) -> dict:
+        """field -> value of every flag that has one (given, or a default that is not None)."""
+        values = {name: getattr(args, self.dest(name)) for name in self.helps}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+def _scalar_type(hint) -> type:
+    """int for ``int`` and ``int | None``; str for anything not int or float."""
+    options = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    return options[0] if options[0] in (int, float) else str
+
+
+TRAIN_FLAGS = SettingsFlags(
+    TrainSettings,
+    helps={"epochs": "baseline training epochs", "batch_size": "baseline training batch size",
+           "lr": "baseline learning rate", "max_steps": "stop baseline training after this many steps"},
+    flags={"batch_size": "--train-batch-size"},  # --batch-size is the measurement batch (sweep, export)
+    without_flag={"weight_decay": "the scenario's choice", "seed": "fixed, so a baseline's cache key repeats"},
+)
+
+
+# -- the scenario and its baseline -------------------------------------------------------------------------
+def add_scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", default="digits",
+                   help=" | ".join(scenario_names()) + " (default digits)")
+    p.add_argument("--data", help="training data file or folder (text, images, tabular, hf:)")
+    p.add_argument("--test-data", help="optional held-out test file (text, hf:)")
+    p.add_argument("--text-column", help="text column: header name or 0-based position")
+    p.add_argument("--label-column", help="label column: header name or 0-based position")
+    p.add_argument("--header", choices=["infer", "yes", "no"], default=None,
+                   help="whether the CSV/TSV has a header row (default: infer)")
+    p.add_argument("--max-train-examples", type=int, help="text: cap on training examples")
+    p.add_argument("--max-length", type=int, help="text: tokens per example")
+    p.add_argument("--image-size", help="images: HxW to resize to (default: the most common size, at most 64)")
+    TRAIN_FLAGS.add_to(p)
+    p.add_argument("--retrain", action="store_true", help="train the baseline again even if cached")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: GEMINI_THREADS, else torch's choice, "
+                   "one per core); every point records the number it ran with")
+
+
+def scenario_from(args):
+    header = {"yes": True, "no": False, "infer": "infer", None: None}[args.header]
+    options = {"data": args.data, "test_data": args.test_data, "text_column": args.text_column,
+               "label_column": args.label_column, "header": header,
+               "max_train_examples": args.max_train_examples, "max_length": args.max_length,
+               "image_size": args.image_size}
+    return get_scenario(args.scenario, **{k: v for k, v in options.items() if v is not None})
+
+
+def train_settings(args, scenario) -> TrainSettings:
+    """The scenario's baseline settings with the --epochs, --train-batch-size, --lr, --max-steps given."""
+    changes = TRAIN_FLAGS.given(args)
+    for name, value in changes.items():
+        if name != "lr" and value < 1:
+            raise GeminiError(f"{TRAIN_FLAGS.flag(name)} must be at least 1, got {value}")
+    return dataclasses.replace(scenario.default_train, **changes)
+
+
+def baseline_from(args, scenario):
+    """Train (or load the cached) baseline, with a progress bar on stderr."""
+    bar = None
+
+    def progress(event):
+        nonlocal bar
+        if event["event"] == "step":
+            if bar is None:
+                bar = tqdm(total=event["total_steps"], desc=f"training {scenario.name}", file=sys.stderr,
+                           unit="step")
+            bar.update(1)
+            bar.set_postfix(loss=f"{event['loss']:.3f}")
+        elif event["event"] == "epoch" and bar is not None:
+            bar.set_postfix(loss=f"{event['train_loss']:.3f}", val_acc=f"{event['val_accuracy']:.3f}")
+
+    try:
+        return get_baseline(scenario, train_settings(args, scenario), progress=progress, retrain=args.retrain,
+                            device=args.device)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def set_threads(args) -> None:
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads} must be at least 1")
+    if threads is None and os.environ.get("GEMINI_THREADS"):
+        threads = compute_threads_for_app()  # validates the variable
+    set_compute_threads(threads)
+
+
+# -- output ------------------------------------------------------------------------------------------------
+def print_json(record: dict, file=None) -> None:
+    """One JSON object on one line (stdout unless ``file``); numpy floats and the like as floats."""
+    print(json.dumps(record, default=float), file=file or sys.stdout, flush=True)
+
+
+def note(message: str) -> None:
+    """A progress or warning line on stderr (stdout carries the JSON)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def format_value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A plain aligned text table (the CLI's compact view)."""
+    if not rows:
+        return "(empty)"
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[format_value(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""``sweep``: measure a grid of compression configs, one JSON line per point."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gemini_core.cli.common import (
+    SettingsFlags,
+    add_scenario_args,
+    baseline_from,
+    note,
+    print_json,
+    scenario_from,
+)
+from gemini_core.config import EXECUTIONS, PRUNE_METHODS
+from gemini_core.errors import GeminiError
+from gemini_core.measure import memory_cap_bytes
+from gemini_core.results.store import Store
+from gemini_core.workflows.executors import EXECUTORS
+from gemini_core.workflows.ray_executor import cluster_summary, connect
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
+
+# One comma-list flag per grid axis; SweepSpec.from_strings parses them, naming the bad item.
+SPEC_FLAGS = SettingsFlags(
+    SweepSpec,
+    helps={
+        "prune_methods": "comma list of " + ", ".join(PRUNE_METHODS),
+        "prune_ratios": "comma list in [0, 0.95], e.g. 0,0.25,0.5",
+        "bits": "comma list of 32,16,8,6,4,3,2",
+        "granularities": "per-tensor, per-channel, group-32/64/128",
+        "executions": "comma list of " + ", ".join(EXECUTIONS),
+        "finetune_steps": "recovery steps after pruning (comma list)",
+        "recoveries": "finetune, qat or both (comma list): how the fine-tune steps recover; qat trains against "
+                      "the quantized weights, once per bit width and granularity",
+        "batch_size": "batch size for latency and memory",
+    },
+    flags={"prune_methods": "--prune-method", "granularities": "--granularity", "executions": "--execution",
+           "recoveries": "--recovery"},
+    without_flag={"allocations": "per-layer configs come from `sensitivity --allocate --measure`"},
+    defaults={"prune_methods": "none", "prune_ratios": "0", "bits": "32", "granularities": "per-channel",
+              "executions": "dense", "finetune_steps": "0", "recoveries": "finetune", "batch_size": "32"},
+    text=True,
+)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("sweep", help="measure a grid of compression configs")
+    add_scenario_args(p)
+    SPEC_FLAGS.add_to(p)
+    p.add_argument("--out", help="append points to this JSONL file instead of stdout")
+    p.add_argument("--force", action="store_true", help="re-measure points already stored")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                   help="local (this process, default) or ray (one task per pruning setting on a Ray cluster)")
+    p.add_argument("--ray-address", help="with --executor ray: auto or HOST:PORT of a running cluster "
+                                         "(default: start a local Ray instance sized to this machine)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    spec = SweepSpec.from_strings(**SPEC_FLAGS.given(args))
+    memory_cap_bytes()  # a malformed GEMINI_MAX_BATCH_BYTES fails here, before any training
+    out_path = Path(args.out) if args.out else None
+    if out_path is not None and not out_path.parent.exists():
+        raise GeminiError(f"--out folder {out_path.parent} does not exist")
+    if args.ray_address and args.executor != "ray":
+        raise GeminiError("--ray-address needs --executor ray")
+    if args.executor == "ray":
+        _connect_ray(args.ray_address)  # before the baseline: a bad address fails fast
+    out = out_path.open("a", encoding="utf-8") if out_path is not None else None
+    try:
+        scenario = scenario_from(args)
+        baseline = baseline_from(args, scenario)
+        failed_points = _run_points(args, scenario, baseline, spec, out)
+    finally:
+        if out is not None:
+            out.close()
+    if failed_points:
+        note(f"{failed_points} point(s) failed; their reasons are in the records")
+    return 0
+
+
+def _connect_ray(address) -> None:
+    seconds = connect(address)
+    cluster = cluster_summary(address)
+    note(f"Ray ({cluster['address']}): {cluster['n_nodes']} node(s), {cluster['cpus']:g} CPUs, "
+         f"{cluster['gpus']:g} GPUs; connected in {seconds:.1f} s")
+
+
+def _run_points(args, scenario, baseline, spec, out) -> int:
+    """Print each point's record as it is measured; how many failed."""
+    failed_points = 0
+    with tqdm(total=spec.n_points(), desc="sweep", unit="point", file=sys.stderr) as bar:
+        for record in run_sweep(scenario, baseline, spec, store=Store(), device=args.device, force=args.force,
+                                name=args.name, executor=args.executor, ray_address=args.ray_address):
+            print_json({k: v for k, v in record.items() if k != "traceback"}, file=out)
+            failed_points += record.get("status") == "failed"
+            bar.update(1)
+    return failed_points

@@ -1,0 +1,1 @@
+"""The stakeholder report: baseline vs chosen point in one sentence, and a self-contained HTML file."""

@@ -1,0 +1,133 @@
+"""The points table: measured point records in, one flat ``pandas`` row per point out.
+
+Flat config columns, the ratios against the run's dense fp32 reference (speed-up, compression,
+accuracy delta), the Pareto flag, the readable table for the pages and the HTML report, and the
+points CSV. No plotting and no Streamlit here: the dashboard, the charts, the report and bench share it.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from gemini_core.results.pareto import DEFAULT_OBJECTIVES, pareto_front
+
+CONFIG_FIELDS = ("prune_method", "prune_ratio", "finetune_steps", "bits", "granularity", "execution")
+NUMERIC_FIELDS = ("accuracy", "macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes",
+                  "params", "nonzero_params", "macs", "peak_memory_bytes", "threads", "batch_size", "seconds")
+
+
+def is_reference(row: Mapping) -> bool:
+    """The unpruned 32-bit dense point every ratio is measured against."""
+    return (str(row.get("prune_method")) == "none" or float(row.get("prune_ratio") or 0) == 0) \
+        and int(row.get("bits") or 0) == 32 and str(row.get("execution")) == "dense"
+
+
+def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEFAULT_OBJECTIVES) -> pd.DataFrame:
+    """One row per point with flat config columns and the ratios against the dense reference.
+
+    Added columns: ``is_reference``; ``speedup`` (reference p50 latency / this p50: below 1.0 means
+    slower than the reference); ``compression`` (reference size / this size); ``accuracy_delta_pts``
+    (percentage points vs the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate).
+    """
+    rows = []
+    for rec in records:
+        cfg = rec.get("config") or {}
+        row = {k: v for k, v in rec.items() if k not in ("config", "traceback")}
+        for field in CONFIG_FIELDS:
+            row[field] = cfg.get(field, rec.get(field))
+        row["per_layer"] = bool(cfg.get("layer_overrides"))  # an allocator / per-layer point
+        rows.append(row)
+    columns = ["point_id", "run_id", "label", "status", "error", *CONFIG_FIELDS, *NUMERIC_FIELDS,
+               "backend", "device", "host", "reused"]
+    df = pd.DataFrame(rows)
+    for col in columns:
+        if col not in df.columns:
+            df[col] = None
+    if "per_layer" not in df.columns:
+        df["per_layer"] = pd.Series(dtype=bool)
+    if df.empty:
+        for col in ("is_reference", "pareto"):
+            df[col] = pd.Series(dtype=bool)
+        for col in ("speedup", "compression", "accuracy_delta_pts", "size_kb", "ideal_size_kb"):
+            df[col] = pd.Series(dtype=float)
+        return df
+    df["status"] = df["status"].fillna("ok")
+    for col in NUMERIC_FIELDS + ("prune_ratio", "finetune_steps", "bits"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["is_reference"] = [is_reference(r) for r in df.to_dict("records")]
+    ok = df["status"] == "ok"
+    ref = df[df["is_reference"] & ok]
+    if len(ref):
+        r = ref.iloc[-1]
+        df["speedup"] = r["latency_ms_p50"] / df["latency_ms_p50"]
+        df["compression"] = r["size_bytes"] / df["size_bytes"]
+        df["accuracy_delta_pts"] = (df["accuracy"] - r["accuracy"]) * 100.0
+    else:
+        df["speedup"] = float("nan")
+        df["compression"] = float("nan")
+        df["accuracy_delta_pts"] = float("nan")
+    df["size_kb"] = df["size_bytes"] / 1024.0
+    df["ideal_size_kb"] = df["ideal_size_bytes"] / 1024.0
+    df["pareto"] = pareto_front(df, objectives)
+    return df
+
+
+def reference_row(df: pd.DataFrame) -> pd.Series | None:
+    ref = df[df["is_reference"] & (df["status"] == "ok")] if len(df) else df
+    return ref.iloc[-1] if len(ref) else None
+
+
+def ok_points(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"] if len(df) else df
+
+
+TABLE_COLUMNS = {
+    "point_id": "point",
+    "label": "configuration",
+    "pareto": "front",
+    "accuracy_pct": "accuracy (%)",
+    "accuracy_delta_pts": "Δ accuracy (points)",
+    "latency_ms_p50": "latency p50 (ms)",
+    "latency_ms_p90": "latency p90 (ms)",
+    "speedup": "speed-up vs dense fp32 (x)",
+    "size_kb": "size (KB)",
+    "compression": "smaller vs dense fp32 (x)",
+    "ideal_size_kb": "ideal size (KB, estimate)",
+    "params": "params",
+    "nonzero_params": "non-zero params",
+    "macs": "MACs (estimate)",
+    "peak_memory_bytes": "peak memory (bytes)",
+    "prune_method": "prune method",
+    "prune_ratio": "prune ratio",
+    "finetune_steps": "fine-tune steps",
+    "bits": "bits",
+    "granularity": "granularity",
+    "execution": "execution",
+    "backend": "backend",
+    "batch_size": "batch",
+    "status": "status",
+    "error": "error",
+}
+
+
+def table_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The sortable points table: readable column names, numbers left numeric (so sorting works)."""
+    out = df.copy()
+    out["accuracy_pct"] = out["accuracy"] * 100.0 if len(out) else pd.Series(dtype=float)
+    cols = [c for c in TABLE_COLUMNS if c in out.columns]
+    out = out[cols].rename(columns=TABLE_COLUMNS)
+    return out.reset_index(drop=True)
+
+
+CSV_DROP = ("notes", "estimated_fields", "traceback")
+CSV_FIRST = ("point_id", "run_id", "label", "status", *CONFIG_FIELDS, "accuracy", "macro_f1",
+             "accuracy_delta_pts", "latency_ms_p50", "latency_ms_p90", "speedup", "size_bytes", "compression",
+             "ideal_size_bytes", "params", "nonzero_params", "macs", "peak_memory_bytes", "pareto", "is_reference")
+
+
+def points_csv(df: pd.DataFrame) -> bytes:
+    """Every point with every figure: config and headline figures first, then the rest."""
+    first = [c for c in CSV_FIRST if c in df.columns]
+    rest = [c for c in df.columns if c not in first and c not in CSV_DROP]
+    return df[first + rest].to_csv(index=False).encode("utf-8")

@@ -1,0 +1,40 @@
+"""The execution-backend registry: how a compressed model runs (dense kernels, sparse kernels, ...).
+
+Each backend is declared here by name (so the config, the CLI and the pages can list and
+validate it without importing kernels) and implemented by one module that registers its builder
+with ``@implements(name)``. A builder takes ``(stored_model, config, quantized, device, plan)``
+and returns ``(runnable model, backend summary, per-layer kernel names)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Execution:
+    name: str
+    help: str
+    build: Callable | None = field(default=None, repr=False)  # set by the implementing module
+
+
+EXECUTIONS: dict[str, Execution] = {}
+
+
+def declare_execution(name: str, help: str) -> Execution:
+    EXECUTIONS[name] = Execution(name, help)
+    return EXECUTIONS[name]
+
+
+def implements(name: str):
+    """Decorator: the builder of a declared execution backend."""
+
+    def wrap(build: Callable) -> Callable:
+        EXECUTIONS[name].build = build
+        return build
+
+    return wrap
+
+
+declare_execution("dense", "dense kernels: fp32, bf16 at 16 bits, int8 kernels at 8 bits on the CPU")
+declare_execution("sparse", "sparse kernels (CSR on the CPU, 2:4 semi-structured on CUDA) for pruned weights")

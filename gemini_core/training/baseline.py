@@ -1,0 +1,102 @@
+"""The baseline: trained once per (scenario, data, settings), cached under the home folder, reused."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gemini_core.device import pick_device
+from gemini_core.errors import Cancelled
+from gemini_core.fsio import publish_folder, staging_folder
+from gemini_core.paths import baselines_dir
+from gemini_core.progress import ProgressFn, notify
+from gemini_core.scenarios.base import Scenario, TrainSettings
+from gemini_core.training.loop import accuracy_of, train_model
+
+BASELINE_FORMAT = 1
+
+
+@dataclass
+class Baseline:
+    """A trained model with what is needed to find, rebuild and compare it."""
+
+    scenario: Scenario
+    model: nn.Module
+    key: str
+    settings: TrainSettings
+    history: list[dict]
+    test_accuracy: float
+    cached: bool
+    path: Path
+    # Adaptive training (adaptive.py): its settings, and torch-pruning's history of the structural
+    # steps taken while training, replayable on ``scenario.build_model()``. None for plain baselines.
+    adaptive: dict | None = None
+    pruning_history: list | None = None
+    summary: dict | None = None  # adaptive: what training did (rollbacks, params and MACs before / after, time)
+
+    def describe(self) -> dict:
+        info = {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
+                "train_settings": self.settings.to_dict(), "path": str(self.path),
+                **self.scenario.describe()}
+        if self.adaptive is not None:
+            info["adaptive"] = self.adaptive
+        return info
+
+
+def baseline_key(scenario: Scenario, settings: TrainSettings) -> str:
+    blob = json.dumps({"format": BASELINE_FORMAT, "arch": scenario.arch(), "data": scenario.fingerprint(),
+                       "train": settings.to_dict()}, sort_keys=True)
+    return f"{scenario.name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def get_baseline(
+    scenario: Scenario,
+    settings: TrainSettings | None = None,
+    progress: ProgressFn | None = None,
+    retrain: bool = False,
+    device=None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Baseline:
+    """Load the cached baseline for (scenario, data, settings) or train and cache it."""
+    settings = settings or scenario.default_train
+    device = device or pick_device()
+    key = baseline_key(scenario, settings)
+    folder = baselines_dir() / key
+    weights, meta_path = folder / "model.safetensors", folder / "meta.json"
+    model = scenario.build_model()
+    if weights.exists() and meta_path.exists() and not retrain:
+        return _load_cached(scenario, model, key, settings, folder, progress)
+
+    history = train_model(model, scenario, settings, progress=progress, device=device, should_stop=should_stop)
+    if should_stop is not None and should_stop():
+        # A stopped training is not a baseline: cache nothing (an earlier good one stays).
+        raise Cancelled("training was cancelled; no baseline was saved")
+    model.to("cpu").eval()
+    test_acc = accuracy_of(model, scenario.splits.test)
+    complete = weights.exists() and meta_path.exists()
+    # Write to a temporary folder, then rename: a killed process never leaves half a baseline.
+    with staging_folder(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps({
+            "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
+            "history": history, "test_accuracy": test_acc, "data": scenario.describe(),
+        }, indent=1))
+        if not publish_folder(tmp, folder, replace=retrain or not complete):
+            # Another process (a second sweep on the same home) cached this baseline while we trained:
+            # use its weights, so every run of this baseline key measures the same model.
+            return _load_cached(scenario, model, key, settings, folder, progress)
+    return Baseline(scenario, model, key, settings, history, test_acc, False, folder)
+
+
+def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline:
+    """The cached baseline in ``folder``, its weights loaded into ``model`` (built by the scenario)."""
+    meta = json.loads((folder / "meta.json").read_text())
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.eval()
+    notify(progress, "cached", baseline_key=key)
+    return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)

@@ -1,0 +1,144 @@
+"""Export workflows: a stored sweep point or a compressed model to an export folder, and
+``evaluate_export``, which reloads an export and measures it again on the recipe's test split.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from gemini_core.checkpoint import write
+from gemini_core.checkpoint.archive import _export_root
+from gemini_core.checkpoint.format import MODEL_FILE, sha256_file
+from gemini_core.checkpoint.load import load_export
+from gemini_core.compress import compress
+from gemini_core.config import CompressionConfig
+from gemini_core.device import pick_device
+from gemini_core.errors import GeminiError
+from gemini_core.measure import classification_metrics, measure_point
+from gemini_core.progress import ProgressFn, notify
+from gemini_core.scenarios import get_scenario
+from gemini_core.workflows.baselines import baseline_from_description
+
+
+def export_compressed(compressed, scenario, baseline, out_dir, record: dict | None = None,
+                      formats=("gemini",), overwrite: bool = False, *, onnx_int8: bool = False,
+                      measure: bool = True, make_zip: bool = False, extra: dict | None = None,
+                      progress: ProgressFn | None = None) -> Path:
+    """Write ``compressed`` as an export folder at ``out_dir`` (atomically) and return its path.
+
+    ``record``: the figures measured for this point (a sweep record). Without one, the point is
+    measured now (``measure_point``) or, with ``measure=False``, only its test accuracy.
+    See ``checkpoint.write.write_export`` for formats, zip and overwrite.
+    """
+    write.check_destination(out_dir, overwrite)  # fail before measuring
+    write.parse_formats(formats)
+    if record is None:
+        if measure:
+            notify(progress, "message", "measuring the point")
+            record = measure_point(compressed, scenario)
+            record["measured_at"] = "export"
+        else:
+            record = {"config": compressed.config.to_dict(), "label": compressed.config.label(),
+                      "backend": compressed.backend, "measured_at": "export",
+                      **classification_metrics(compressed.model, scenario.splits.test, compressed.device)}
+    return write.write_export(compressed, scenario, baseline, out_dir, record, formats, overwrite,
+                              onnx_int8=onnx_int8, make_zip=make_zip, extra=extra, progress=progress)
+
+
+def export_point(store, point_id: int, out_dir, formats=("gemini",), overwrite: bool = False, device=None,
+                 onnx_int8: bool = False, make_zip: bool = False, run_id: str | None = None,
+                 progress: ProgressFn | None = None) -> Path:
+    """Export a stored sweep point: rebuild its baseline, re-compress with its config, write it.
+
+    The stored record becomes the export's record when the re-compressed model reproduces its
+    accuracy and size; otherwise the point is measured again and both records are kept.
+    """
+    point = store.get_point(point_id)
+    if run_id is not None and point["run_id"] != run_id:
+        raise GeminiError(f"point {point_id} belongs to run {point['run_id']}, not {run_id}")
+    if point.get("status") != "ok":
+        raise GeminiError(f"point {point_id} failed ({point.get('error') or 'no reason stored'}); "
+                          "only measured points can be exported")
+    run = store.get_run(point["run_id"])
+    if not run.get("baseline"):
+        raise GeminiError(f"run {point['run_id']} has no stored baseline description; run the sweep again")
+    write.check_destination(out_dir, overwrite)
+    notify(progress, "message", "loading the baseline")
+    baseline = baseline_from_description(run["baseline"], device=device)
+    scenario = baseline.scenario
+    config = CompressionConfig.from_dict(point["config"])
+    if device is None:
+        recorded = str(point.get("device") or "")
+        device = "cuda" if recorded.startswith("cuda") and torch.cuda.is_available() else "cpu"
+    notify(progress, "message", f"compressing: {config.label()}")
+    compressed = compress(baseline.model, config, scenario, device=device)
+    stored_record = {k: v for k, v in point.items() if k not in ("traceback",)}
+    size_now = len(compressed.storage())
+    accuracy_now = classification_metrics(compressed.model, scenario.splits.test, compressed.device)["accuracy"]
+    reproduced = (size_now == stored_record.get("size_bytes") and accuracy_now == stored_record.get("accuracy"))
+    extra = {"source": {"run_id": point["run_id"], "point_id": point["point_id"], "store": str(store.path),
+                        "reproduced_sweep": reproduced}}
+    record = stored_record
+    if not reproduced:
+        notify(progress, "message", "the re-compressed model differs from the stored point; measuring it again")
+        record = measure_point(compressed, scenario, batch_size=int(stored_record.get("batch_size") or 32))
+        record["measured_at"] = "export"
+        extra["sweep_record"] = write._sanitize_record(stored_record)
+        extra["source"]["note"] = (f"re-compressing gave accuracy {accuracy_now:.4f} and {size_now} bytes; the "
+                                   f"sweep measured {stored_record.get('accuracy')} and "
+                                   f"{stored_record.get('size_bytes')} bytes. The record is the new measurement.")
+    return export_compressed(compressed, scenario, baseline, out_dir, record=record, formats=formats,
+                             overwrite=overwrite, onnx_int8=onnx_int8, make_zip=make_zip, extra=extra,
+                             progress=progress)
+
+
+def scenario_for(recipe: dict, overrides: dict | None = None):
+    """The recipe's scenario, rebuilt from its name and options (``overrides`` replace options)."""
+    options = dict(recipe["scenario"].get("options") or {})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    options.update(given)
+    try:
+        return get_scenario(recipe["scenario"]["name"], **options)
+    except GeminiError as exc:
+        hint = "" if given or not options.get("data") else " (give the data's new place with --data)"
+        raise type(exc)(f"cannot rebuild the export's scenario {recipe['scenario']['name']!r}: {exc}{hint}") from None
+
+
+def evaluate_export(path, device=None, scenario=None, batch_size: int | None = None,
+                    data_overrides: dict | None = None) -> dict:
+    """Reload an export and measure it on the recipe's test split: a sweep-point record, plus checks.
+
+    ``size_bytes`` is the real size of ``model.safetensors``; ``accuracy_matches_record`` says
+    whether the recorded accuracy was reproduced exactly.
+    """
+    device = torch.device(device) if device is not None else pick_device()
+    loaded = load_export(path, device=device)
+    recipe = loaded.recipe
+    scenario = scenario or scenario_for(recipe, data_overrides)
+    recorded = recipe.get("record") or {}
+    batch_size = int(batch_size or recorded.get("batch_size") or 32)
+    compressed = loaded.as_compressed()
+    record = measure_point(compressed, scenario, batch_size=batch_size)
+    reencoded = compressed.storage()
+    with _export_root(path) as root:
+        file_bytes = (root / MODEL_FILE).stat().st_size
+        file_hash = sha256_file(root / MODEL_FILE)
+    record["size_bytes"] = int(file_bytes)
+    record["reencoded_identical"] = hashlib.sha256(reencoded).hexdigest() == file_hash
+    fingerprint = scenario.fingerprint()
+    record.update({
+        "export": str(loaded.path),
+        "measured_at": "evaluate",
+        "data_fingerprint": fingerprint,
+        "data_fingerprint_matches": fingerprint == recipe["scenario"].get("data_fingerprint"),
+        "recorded": {k: recorded.get(k) for k in ("accuracy", "macro_f1", "size_bytes", "latency_ms_p50",
+                                                  "device", "point_id", "run_id") if k in recorded},
+        "accuracy_matches_record": ("accuracy" in recorded and record["accuracy"] == recorded["accuracy"]),
+        "size_matches_record": record["size_bytes"] == recorded.get("size_bytes", recipe.get("size_bytes")),
+    })
+    if recipe.get("sweep_record"):  # export_point could not reproduce the sweep: its figures, for comparison
+        record["recorded"]["sweep_accuracy"] = recipe["sweep_record"].get("accuracy")
+        record["recorded"]["sweep_size_bytes"] = recipe["sweep_record"].get("size_bytes")
+    return record
