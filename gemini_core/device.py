@@ -15,8 +15,30 @@ def pick_device(preferred: str | None = None) -> torch.device:
     """CUDA when present (unless ``GEMINI_DEVICE`` or ``preferred`` says otherwise), else CPU."""
     choice = preferred or os.environ.get("GEMINI_DEVICE")
     if choice:
-        return torch.device(choice)
+        return check_device(choice)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(choice) -> torch.device:
+    """``choice`` as a device this machine has; ConfigError naming the problem otherwise."""
+    try:
+        device = torch.device(str(choice).strip())
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {str(choice)!r} is not one of cpu, cuda, cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(choice)!r} asks for CUDA, but this machine has no usable CUDA GPU "
+                              "(or torch is a CPU-only build); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {str(choice)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type != "cpu":
+        raise ConfigError(f"device {str(choice)!r} is not one of cpu, cuda, cuda:N")
+    return device
+
+
+def max_threads() -> int:
+    """The most torch CPU threads a command may ask for: 4 per core, at least 64."""
+    return max(64, 4 * (os.cpu_count() or 1))
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +102,9 @@ def set_compute_threads(threads: int | None) -> int:
     if threads:
         if threads < 1:
             raise ConfigError(f"threads {threads} must be at least 1")
+        if threads > max_threads():
+            raise ConfigError(f"threads {threads} is more than this machine can use (at most {max_threads()}: "
+                              f"{os.cpu_count()} cores)")
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
 

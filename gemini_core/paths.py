@@ -13,6 +13,18 @@ def home_dir() -> Path:
     return home
 
 
+def check_home_writable() -> Path:
+    """The home folder, or ConfigError when it cannot be written (read-only disk, no permission)."""
+    try:
+        home = home_dir()
+    except OSError as exc:
+        raise ConfigError(f"the home folder {os.environ.get('GEMINI_HOME', 'gemini_runs')!r} cannot be created: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(home, os.W_OK):
+        raise ConfigError(f"the home folder {home} is read-only; set GEMINI_HOME to a writable folder")
+    return home
+
+
 def baselines_dir() -> Path:
     path = home_dir() / "baselines"
     path.mkdir(parents=True, exist_ok=True)

@@ -46,11 +46,17 @@ def cached_preview(path: str, header, label_column, mtime: float):
 def data_file_section(kind: str) -> None:
     """Upload (or path), preview, column pickers and label counts for text / hf / tabular."""
     global problem
-    upload = st.file_uploader("Upload a CSV or TSV file", type=["csv", "tsv", "tab", "txt"], key="m_upload",
-                              help="saved under the app's home folder (uploads/); the limit is 200 MB")
+    upload = st.file_uploader("Upload a CSV or TSV file", type=None, key="m_upload",
+                              help="saved under the app's home folder (uploads/); the limit is 200 MB. Any name "
+                                   "(SMSSpamCollection too): the file is recognised by its content")
     st.text_input("…or the path of a file on this machine", key="m_data_path",
                   placeholder="/data/reviews.tsv")
-    path = save_upload(upload) if upload is not None else (st.session_state.get("m_data_path") or "").strip()
+    try:
+        path = save_upload(upload) if upload is not None else (st.session_state.get("m_data_path") or "").strip()
+    except GeminiError as exc:
+        problem = str(exc)
+        st.error(f"The upload could not be saved: {exc}")
+        return
     if not path:
         problem = "choose a data file"
         st.info("Upload a file (or give a path) to see a preview and pick its columns.")

@@ -5,7 +5,9 @@ import streamlit as st
 
 from gemini_core.checkpoint.archive import zip_export
 from gemini_core.checkpoint.format import FORMATS, RECIPE_FILE
+from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import GeminiError
+from gemini_core.fsio import clean_stale, is_staging_name
 from gemini_core.paths import export_destination, exports_dir
 from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
@@ -86,16 +88,26 @@ folder_text = st.text_input("Export folder", key="x_folder", placeholder=f"point
                             help=f"a folder name inside {exports_dir()}; paths that lead outside it are refused")
 folder_text = folder_text.strip() or f"point-{int(pid)}"
 destination = None
+replace = False
 try:  # the engine resolves '..', '~' and symlinks and refuses anything outside <home>/exports
     destination = export_destination(folder_text)
+    if destination.is_dir() and any(destination.iterdir()):
+        check_destination(destination, overwrite=True)  # only an earlier export of ours may be replaced
+        replace = st.checkbox(f"Replace the existing export {destination.name}", key="x_replace",
+                              help="the folder holds an earlier export; it is replaced only once the new one is "
+                                   "complete")
+        if not replace:
+            st.warning(f"{destination.name} already holds an export: tick the box to replace it, or choose "
+                       "another folder name.")
 except GeminiError as exc:
+    destination = None
     st.error(f"This folder cannot be used: {exc}")
 
 
-def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",), folder=folder_text):
+def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",), folder=folder_text, overwrite=replace):
     out_dir = export_destination(folder)  # checked again when the job runs (a symlink may have changed)
-    path = export_point(Store(), point_id, out_dir, formats=fmts, overwrite=True,
-                                 progress=lambda message: setattr(j, "message", message))
+    path = export_point(Store(), point_id, out_dir, formats=fmts, overwrite=overwrite,
+                        progress=lambda message: setattr(j, "message", message))
     j.message = "reloading the export and measuring it again"
     check = evaluate_export(path)
     return {"point_id": point_id, "path": str(path), "check": check}
@@ -106,7 +118,8 @@ def start_export() -> None:
 
 sweeping = any(j.kind in ("sweep", "train") for j in registry().running())
 st.button(f"Export point #{pid}", key="x_export", type="primary", on_click=start_export,
-          disabled=running or sweeping or destination is None)
+          disabled=running or sweeping or destination is None
+          or (destination.is_dir() and any(destination.iterdir()) and not replace))
 if sweeping:
     st.caption("A sweep or training is running: exporting waits for it (it re-measures latency on the same CPU).")
 show_job_error()
@@ -152,7 +165,9 @@ st.subheader("Check a checkpoint")
 st.caption("An export from this machine or one a colleague sent (its .zip): its files are checked against the "
            "checksums in its recipe, the model is rebuilt from safetensors only (never a pickle) and measured "
            "again on the recipe's test data.")
-exported = sorted((p.name for p in exports_dir().glob("*") if (p / RECIPE_FILE).is_file()),
+clean_stale(exports_dir())  # what killed exports left behind is never offered
+exported = sorted((p.name for p in exports_dir().glob("*")
+                   if not is_staging_name(p.name) and (p / RECIPE_FILE).is_file()),
                   reverse=True) if exports_dir().is_dir() else []
 c1, c2 = st.columns(2)
 check_folder = c1.selectbox("An export folder", exported, index=None, key="x_check_folder",

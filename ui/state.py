@@ -176,17 +176,27 @@ def check_typed_path(text: str, what: str = "path") -> str:
 
 
 def save_upload(upload, default_name: str = "data.csv") -> str:
-    """Write an uploaded file under <home>/uploads with a sanitised, content-addressed name."""
+    """Write an uploaded file under <home>/uploads, named by its full SHA-256, and return its path.
+
+    The bytes go to a temporary sibling that is renamed only once complete (a full disk leaves no
+    half file under the final name), and an existing file is reused only when its bytes hash to its
+    name. A name without an extension keeps none: the readers recognise data by content.
+    """
     import hashlib
 
+    from gemini_core.fsio import write_file_atomic
     from gemini_core.paths import home_dir
 
     data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
     folder = home_dir() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:10]}-{sanitise_filename(upload.name, default_name)}"
-    if not path.exists():
-        path.write_bytes(data)
+    path = folder / f"{digest[:16]}-{sanitise_filename(upload.name, default_name)}"
+    if path.is_file():
+        with open(path, "rb") as handle:
+            if hashlib.sha256(handle.read()).hexdigest() == digest:
+                return str(path)
+    write_file_atomic(path, data)
     return str(path)
 
 

@@ -1,6 +1,7 @@
 """Widgets shared by several pages: sidebar, live sweep view, point picker, baseline card."""
 from __future__ import annotations
 
+import html
 import math
 
 import pandas as pd
@@ -82,8 +83,8 @@ def render_sidebar() -> None:
         device = (f"CPU {info.get('cpu', '?')} · {info.get('cores', '?')} cores · jobs use "
                   f"{threads} torch thread{'' if threads == 1 else 's'}")
     model = current_model()
-    lines = [f"<b>Device</b><br>{device}", f"<b>torch</b> {info.get('torch', '?')}",
-             f"<b>Current model</b><br>{model_label(model)}"]
+    lines = [f"<b>Device</b><br>{html.escape(device)}", f"<b>torch</b> {html.escape(str(info.get('torch', '?')))}",
+             f"<b>Current model</b><br>{html.escape(str(model_label(model)))}"]
     base = st.session_state.get("baseline_info")
     if not base:  # or from this session's latest job (a sweep trains / loads the baseline too)
         for kind in ("sweep", "train"):

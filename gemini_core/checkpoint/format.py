@@ -27,6 +27,7 @@ from typing import Iterable
 
 import torch
 
+from gemini_core.checkpoint.schema import validate_recipe
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.version import package_version
 
@@ -36,6 +37,7 @@ MODEL_FILE = "model.safetensors"
 RECIPE_FILE = "recipe.json"
 MAX_UNZIPPED_BYTES = 8 * 1024 ** 3  # what a zipped export may unpack to (GEMINI_MAX_EXPORT_BYTES)
 README_FILE = "README.md"
+MAX_RECIPE_BYTES = 64 * 1024 ** 2
 FORMATS = ("gemini", "hf", "onnx")
 # Files that unpickle on load: an export never contains one and ``load`` never opens one.
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
@@ -146,19 +148,19 @@ def _read_recipe(root: Path) -> dict:
             raise CheckpointError(f"{root} has no recipe.json, only {', '.join(pickles)}: pickle files are never "
                                   "loaded (they can run code). Export the model with gemini first")
         raise CheckpointError(f"{root} is not a gemini export: recipe.json is missing")
+    if not recipe_path.is_file() or recipe_path.stat().st_size > MAX_RECIPE_BYTES:
+        raise CheckpointError(f"{recipe_path.name} is not a regular file of at most {MAX_RECIPE_BYTES:,} bytes")
     try:
         recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise CheckpointError(f"{recipe_path.name} is nested too deeply to be a recipe") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{recipe_path} is not valid JSON: {exc}") from None
+        raise CheckpointError(f"{recipe_path.name} is not valid JSON: {exc}") from None
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
-        raise CheckpointError(f"{recipe_path} is not a gemini export recipe (format {recipe.get('format')!r})"
-                              if isinstance(recipe, dict) else f"{recipe_path} is not a gemini export recipe")
-    if int(recipe.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"the export uses format version {recipe['format_version']}; this gemini reads up to "
-                              f"{FORMAT_VERSION}: update gemini")
-    for key in ("config", "scenario", "files"):
-        if key not in recipe:
-            raise CheckpointError(f"{recipe_path} lacks {key!r}")
+        raise CheckpointError(f"{recipe_path.name} is not a gemini export recipe (format {recipe.get('format')!r})"
+                              if isinstance(recipe, dict) and isinstance(recipe.get("format"), str)
+                              and len(recipe["format"]) < 100 else f"{recipe_path.name} is not a gemini export recipe")
+    validate_recipe(recipe)
     return recipe
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import json
 from pathlib import Path
 
 from torch import nn
@@ -29,7 +30,8 @@ from gemini_core.checkpoint.onnx import write_onnx
 from gemini_core.config import CompressionConfig
 from gemini_core.device import device_info
 from gemini_core.errors import GeminiError
-from gemini_core.fsio import publish_folder, staging_folder, write_file_atomic
+from gemini_core.fsio import explain_os_error, publish_folder, staging_folder, write_file_atomic
+from gemini_core.paths import home_dir
 from gemini_core.progress import ProgressFn, notify
 
 
@@ -63,11 +65,43 @@ def _sanitize_record(record: dict | None) -> dict | None:
 def _check_destination(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise GeminiError(f"export destination {out_dir} is a file; give a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise GeminiError(f"export destination {out_dir} exists and is not empty; choose another folder "
-                          "or pass overwrite=True (--overwrite)")
+    _refuse_product_folder(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise GeminiError(f"export destination {out_dir} exists and is not empty; choose another folder "
+                              "or pass overwrite=True (--overwrite)")
+        if not is_our_export(out_dir):
+            raise GeminiError(f"export destination {out_dir} is not an export written by gemini (no gemini "
+                              "recipe.json); --overwrite replaces only earlier exports. Choose another folder")
     if not out_dir.parent.exists():
         raise GeminiError(f"the folder {out_dir.parent} for the export does not exist")
+
+
+def is_our_export(folder: Path) -> bool:
+    """Does ``folder`` hold an export this product wrote (a recipe.json of our format), and nothing else of note?"""
+    recipe_path = Path(folder) / RECIPE_FILE
+    try:
+        if not recipe_path.is_file() or recipe_path.stat().st_size > 64 * 1024 * 1024:
+            return False
+        recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(recipe, dict) and recipe.get("format") == FORMAT and isinstance(recipe.get("files"), dict)
+
+
+def _refuse_product_folder(out_dir: Path) -> None:
+    """The home folder, any folder above it, and its own sub-folders (baselines, the store, uploads, exports
+    itself) are never an export destination: replacing one would delete the user's work."""
+    home = home_dir()
+    if out_dir == home or out_dir in home.parents:
+        raise GeminiError(f"export destination {out_dir} is the home folder {home} or holds it; exporting there "
+                          "would replace the run store and the baselines. Choose a folder of its own")
+    if home in out_dir.parents and out_dir.relative_to(home).parts[0] != "exports":
+        raise GeminiError(f"export destination {out_dir} is inside the home folder's "
+                          f"{out_dir.relative_to(home).parts[0]!r}; exports go in {home / 'exports'} or outside "
+                          "the home folder")
+    if out_dir == home / "exports":
+        raise GeminiError(f"export destination {out_dir} is the exports folder itself; give a folder inside it")
 
 
 def check_destination(out_dir, overwrite: bool) -> Path:
@@ -103,10 +137,17 @@ def write_export(compressed, scenario, baseline, out_dir, record: dict, formats=
             _check_destination(out_dir, overwrite)  # someone may have written there meanwhile
             publish_folder(tmp, out_dir, replace=True)
     except OSError as exc:
+        explained = explain_os_error(exc, f"saving the export to {out_dir}")
+        if explained:
+            raise GeminiError(f"{explained}; nothing was written") from None
         reason = "no space left on the disk" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
-        raise GeminiError(f"could not write the export to {out_dir}: {reason}; nothing was written") from exc
+        raise GeminiError(f"could not write the export to {out_dir}: {reason}; nothing was written") from None
     if make_zip:
-        write_file_atomic(out_dir.with_name(out_dir.name + ".zip"), zip_export(out_dir))
+        try:
+            write_file_atomic(out_dir.with_name(out_dir.name + ".zip"), zip_export(out_dir))
+        except OSError as exc:
+            raise GeminiError(explain_os_error(exc, f"saving {out_dir.name}.zip")
+                              or f"could not write {out_dir.name}.zip: {exc.strerror or exc}") from None
     return out_dir
 
 

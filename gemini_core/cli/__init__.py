@@ -15,9 +15,17 @@ from gemini_core.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     OneLineParser,
+    check_flags,
     set_threads,
 )
-from gemini_core.errors import GeminiError
+from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.fsio import clean_stale, explain_os_error
+from gemini_core.paths import check_home_writable
+from gemini_core.results.store import Store
+
+# Commands that write under the home folder, and those that read or write the run store.
+WRITERS = ("train", "sweep", "sensitivity", "export")
+STORE_USERS = ("sweep", "sensitivity", "points", "runs", "show")
 
 COMMANDS = (train, sweep, sensitivity, results, export)  # in the order --help lists them
 
@@ -38,11 +46,56 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # `train --nproc N` launches the same command line on N processes
     try:
+        check_flags(args)
         set_threads(args)
+        preflight(args)
         return args.func(args)
     except GeminiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a full disk, a read-only home: one line, not a traceback
+        message = explain_os_error(exc, f"saving the files of `{args.command}`")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(f"error: {args.command} ran out of memory; use smaller data, a smaller model or a smaller batch",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: finished points are saved; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def preflight(args) -> None:
+    """Before any data is read or model trained: a writable home (for commands that write), temporary
+    folders of killed processes removed, and the run store readable (a corrupt store is reported now,
+    not after a baseline has trained)."""
+    if args.command in WRITERS:
+        home = check_home_writable()
+        for folder in (home, home / "baselines", home / "exports"):
+            clean_stale(folder)
+        out = getattr(args, "out", None)
+        if out and args.command in ("sweep", "sensitivity"):
+            _check_out_file(out)
+    if args.command in STORE_USERS or (args.command == "export" and getattr(args, "point_id", None) is not None):
+        Store().check()
+
+
+def _check_out_file(out) -> None:
+    """``--out`` of sweep / sensitivity is a file to append JSON lines to."""
+    import os
+    from pathlib import Path
+
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name for the JSON lines")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"--out {out} is not writable")
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"--out {out}: the folder {path.parent} is not writable")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from gemini_core.device import compute_threads_for_app, set_compute_threads
+from gemini_core.device import check_device, compute_threads_for_app, max_threads, set_compute_threads
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
@@ -146,10 +146,40 @@ def baseline_from(args, scenario):
             bar.close()
 
 
+# Whole-number flags and their smallest allowed value (``None`` = not given). Checked before any work.
+MIN_INT_FLAGS = {"max_train_examples": 1, "max_length": 2, "batch_size": 1, "latency_batch": 1, "max_examples": 1,
+                 "finetune_steps": 0, "nproc": 1, "point_id": 0, "epochs": 1, "max_steps": 1, "train_batch_size": 1}
+MAX_BATCH = 1 << 16  # a measurement or training batch above this is a typo, not a setting
+
+
+def check_flags(args) -> None:
+    """One line naming the first numeric flag that is NaN, infinite or out of range, and a --device this
+    machine lacks; called before anything is read or trained."""
+    import math
+
+    for name, value in sorted(vars(args).items()):
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not isinstance(value, bool) and not math.isfinite(value):
+            raise ConfigError(f"{flag} {value} is not a finite number")
+        if isinstance(value, int) and not isinstance(value, bool) and name in MIN_INT_FLAGS:
+            if value < MIN_INT_FLAGS[name]:
+                raise ConfigError(f"{flag} must be at least {MIN_INT_FLAGS[name]}, got {value}")
+            if "batch" in name and value > MAX_BATCH:
+                raise ConfigError(f"{flag} {value} is above the limit of {MAX_BATCH:,}")
+    lr = getattr(args, "lr", None)
+    if isinstance(lr, float) and not 0 < lr <= 10:
+        raise ConfigError(f"--lr {lr} must be above 0 and at most 10")
+    if getattr(args, "device", None):
+        check_device(args.device)
+
+
 def set_threads(args) -> None:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads} must be at least 1")
+    if threads is not None and threads > max_threads():
+        raise ConfigError(f"--threads {threads} is more than this machine can use (at most {max_threads()}; "
+                          f"it has {os.cpu_count()} cores)")
     if threads is None and os.environ.get("GEMINI_THREADS"):
         threads = compute_threads_for_app()  # validates the variable
     set_compute_threads(threads)

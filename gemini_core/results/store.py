@@ -56,8 +56,18 @@ class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise GeminiError(f"the run store {self.path} is a folder, not a SQLite file")
         with self._connect() as db:
             db.executescript(SCHEMA)
+
+    def check(self) -> "Store":
+        """GeminiError when the store file is damaged (SQLite's quick_check), before any work relies on it."""
+        with self._connect() as db:
+            rows = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+        if rows != ["ok"]:
+            raise GeminiError(f"the run store {self.path} is damaged ({rows[0]}); move it aside to start a new one")
+        return self
 
     @contextmanager
     def _connect(self):
@@ -72,7 +82,8 @@ class Store:
             db.execute("PRAGMA foreign_keys=ON")
             yield db
         except sqlite3.DatabaseError as exc:
-            raise GeminiError(f"the run store {self.path} is unreadable: {exc}") from None
+            raise GeminiError(f"the run store {self.path} is unreadable ({exc}); move it aside to start a new "
+                              "one") from None
         finally:
             db.close()
 

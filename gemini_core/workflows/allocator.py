@@ -17,6 +17,7 @@ config (a sweep point) for the real figures.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from gemini_core.config import CompressionConfig
@@ -111,6 +112,12 @@ def check_budget(objective: str, max_accuracy_drop_points: float | None = None, 
     """ConfigError naming what is wrong with a budget; callable before any analysis runs."""
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown allocation objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    for what, value in (("accuracy-drop budget", max_accuracy_drop_points), ("loss budget", max_loss_increase),
+                        ("target speed-up", target_speedup)):
+        if value is not None and not math.isfinite(float(value)):
+            raise ConfigError(f"the {what} {value} is not a finite number")
+    if max_accuracy_drop_points is not None and max_accuracy_drop_points > 100:
+        raise ConfigError(f"the accuracy-drop budget {max_accuracy_drop_points} is above 100 points")
     if max_accuracy_drop_points is not None and max_accuracy_drop_points < 0:
         raise ConfigError(f"the accuracy-drop budget {max_accuracy_drop_points} must be 0 or more points")
     if max_loss_increase is not None and max_loss_increase < 0:
