@@ -12,11 +12,12 @@ from gemini_core.paths import export_destination, exports_dir
 from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
 from gemini_core.results.table import ok_points, points_frame
-from gemini_core.workflows.export import evaluate_export, export_point
+from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
 from ui import views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
 from ui.state import (
+    check_typed_path,
     current_job,
     registry,
     runs_with_points_or_stop,
@@ -109,7 +110,8 @@ def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",), folder=f
     path = export_point(Store(), point_id, out_dir, formats=fmts, overwrite=overwrite,
                         progress=lambda message: setattr(j, "message", message))
     j.message = "reloading the export and measuring it again"
-    check = evaluate_export(path)
+    store = Store()
+    check = evaluate_export(path, data_overrides=overrides_from_run(store.get_run(store.get_point(point_id)["run_id"])))
     return {"point_id": point_id, "path": str(path), "check": check}
 
 def start_export() -> None:
@@ -164,7 +166,8 @@ chart_downloads(df, point["run_id"], key="x_dl")
 st.subheader("Check a checkpoint")
 st.caption("An export from this machine or one a colleague sent (its .zip): its files are checked against the "
            "checksums in its recipe, the model is rebuilt from safetensors only (never a pickle) and measured "
-           "again on the recipe's test data.")
+           "again. A checkpoint never chooses what is read: exports of digits or breast-cancer are measured on "
+           "the built-in data; for others, give the test data (and, for hf: models, the model folder) here.")
 clean_stale(exports_dir())  # what killed exports left behind is never offered
 exported = sorted((p.name for p in exports_dir().glob("*")
                    if not is_staging_name(p.name) and (p / RECIPE_FILE).is_file()),
@@ -173,6 +176,14 @@ c1, c2 = st.columns(2)
 check_folder = c1.selectbox("An export folder", exported, index=None, key="x_check_folder",
                             placeholder="no exports yet" if not exported else "choose an export")
 check_zip = c2.file_uploader("…or upload an export (.zip)", type=["zip"], key="x_check_zip")
+d1, d2 = st.columns(2)
+check_data_upload = d1.file_uploader("Test data for the check (not needed for built-in data)", type=None,
+                                     key="x_check_data_upload")
+check_data_path = d1.text_input("…or the path of the test data on this machine", key="x_check_data_path",
+                                help="inside the home folder or GEMINI_DATA_ROOTS, like every typed path")
+check_model_path = d2.text_input("hf: exports: the model folder", key="x_check_model",
+                                 help="the folder with the model's config and tokenizer (inside the home folder or "
+                                      "GEMINI_DATA_ROOTS); a recipe's own model source is never opened or fetched")
 
 
 def check_target() -> str | None:
@@ -181,15 +192,30 @@ def check_target() -> str | None:
     return str(exports_dir() / check_folder) if check_folder else None
 
 
-def do_check(j, target: str):
+def check_overrides() -> dict:
+    """The data (and model folder) the user names now, through the typed-path roots rule."""
+    data = save_upload(check_data_upload) if check_data_upload is not None else check_data_path.strip() or None
+    if data and check_data_upload is None:
+        check_typed_path(data, "test data path")
+    model = check_model_path.strip() or None
+    if model:
+        check_typed_path(model, "model folder")
+    return {"data": data, "model": model}
+
+
+def do_check(j, target: str, overrides: dict):
     j.message = "verifying checksums, rebuilding and measuring"
-    return {"path": target, "check": evaluate_export(target)}
+    return {"path": target, "check": evaluate_export(target, data_overrides=overrides)}
 
 
 def start_check() -> None:
-    target = check_target()
+    try:
+        target, overrides = check_target(), check_overrides()
+    except GeminiError as exc:
+        st.session_state["job_error"] = f"The check cannot start: {exc}"
+        return
     if target:
-        submit(FunctionJob(f"check of {Path(target).name}", lambda j: do_check(j, target), kind="check",
+        submit(FunctionJob(f"check of {Path(target).name}", lambda j: do_check(j, target, overrides), kind="check",
                            lane="compute"))
 
 

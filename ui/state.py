@@ -196,7 +196,14 @@ def save_upload(upload, default_name: str = "data.csv") -> str:
         with open(path, "rb") as handle:
             if hashlib.sha256(handle.read()).hexdigest() == digest:
                 return str(path)
-    write_file_atomic(path, data)
+    try:
+        write_file_atomic(path, data)
+    except OSError as exc:
+        from gemini_core.errors import GeminiError
+        from gemini_core.fsio import explain_os_error
+
+        raise GeminiError(explain_os_error(exc, f"saving the upload {upload.name!r}")
+                          or f"could not save the upload: {exc.strerror or exc}") from None
     return str(path)
 
 

@@ -164,6 +164,11 @@ def _read_recipe(root: Path) -> dict:
     return recipe
 
 
+def read_recipe(root: Path) -> dict:
+    """The export's recipe, checked against the schema (files not yet verified)."""
+    return _read_recipe(Path(root))
+
+
 def _safe_member(name: str) -> bool:
     parts = PurePosixPath(name).parts
     return bool(parts) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in parts[0]

@@ -62,8 +62,10 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("evaluate", help="reload an export and measure it again (one JSON record)")
     p.add_argument("path", help="an export folder or its .zip")
-    p.add_argument("--data", help="data file or folder (overrides the recipe's)")
-    p.add_argument("--test-data", help="held-out test file (overrides the recipe's)")
+    p.add_argument("--data", help="the data to measure on (needed unless the scenario's data is built in: "
+                   "a checkpoint never chooses the files it reads)")
+    p.add_argument("--test-data", help="held-out test file (text, hf:)")
+    p.add_argument("--model", help="hf: exports: the model folder (tokenizer, config); never taken from the recipe")
     p.add_argument("--batch-size", type=int, help="batch size for latency and memory (default: the recorded one)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     p.set_defaults(func=run)
@@ -126,7 +128,7 @@ def run_evaluate(args) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise GeminiError(f"--batch-size must be at least 1, got {args.batch_size}")
     record = evaluate_export(args.path, device=args.device, batch_size=args.batch_size,
-                             data_overrides={"data": args.data, "test_data": args.test_data})
+                             data_overrides={"data": args.data, "test_data": args.test_data, "model": args.model})
     print_json(record)
     if not record.get("data_fingerprint_matches"):
         note("warning: the test data differs from the data the export was measured on")

@@ -122,6 +122,21 @@ def _size_text(size_bytes: int) -> str:
     return f"{size_bytes / 1024:.1f} KB" if size_bytes >= 1024 else f"{size_bytes} bytes"
 
 
+def refuse_special(path) -> None:
+    """DataError unless ``path`` is a regular file or a folder: a device (/dev/zero), a FIFO (blocks forever)
+    or a socket is never opened as data."""
+    import stat
+
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as exc:
+        raise DataError(f"{str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device file")
+        raise DataError(f"{str(path)!r} is {kind}, not a data file; refused")
+
+
 def read_text(path, max_bytes: int | None = None) -> tuple[str, str, list[str]]:
     """The file's text, the encoding used and notes. Raises DataError naming the problem."""
     max_bytes = max_file_bytes() if max_bytes is None else max_bytes
@@ -130,6 +145,7 @@ def read_text(path, max_bytes: int | None = None) -> tuple[str, str, list[str]]:
         raise DataError(f"data file {str(path)!r} does not exist")
     if path.is_dir():
         raise DataError(f"{str(path)!r} is a folder; give a CSV or TSV file")
+    refuse_special(path)
     size_bytes = path.stat().st_size
     if size_bytes > max_bytes:
         raise DataError(f"{path.name} is {_size_text(size_bytes)}; the limit is {_size_text(max_bytes)}. "

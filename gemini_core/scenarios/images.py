@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +23,13 @@ import torch
 from gemini_core.errors import DataError
 from gemini_core.scenarios.base import PruneSpec, Scenario, Splits, TrainSettings, _last_linear
 from gemini_core.scenarios.builtin import splits_from_arrays
-from gemini_core.scenarios.data_io import encode_labels, refuse_unused_options, require_rows, split_or_error
+from gemini_core.scenarios.data_io import (
+    encode_labels,
+    refuse_special,
+    refuse_unused_options,
+    require_rows,
+    split_or_error,
+)
 from gemini_core.scenarios.models import SmallCNN
 from gemini_core.scenarios.registry import register_scenario
 
@@ -30,6 +38,7 @@ GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 MAX_SIDE_PX = 64
 MIN_SIDE_PX = 4  # SmallCNN pools twice
 MAX_ARRAY_BYTES = 2 * 1024 ** 3
+MAX_IMAGE_PIXELS = 50_000_000  # one image; beyond it Pillow's decompression-bomb guard would fire anyway
 CHANNEL_COUNTS = (1, 3, 4)
 
 
@@ -78,9 +87,18 @@ def _scan_images(folders: list[Path], notes: list[str]) -> list[tuple[str, Path,
                 continue
             try:
                 with Image.open(file) as image:
-                    found.append((folder.name, file, image.mode, (image.height, image.width)))
-            except (UnidentifiedImageError, OSError, ValueError):
+                    size = (image.height, image.width)
+                    mode = image.mode
+            except Image.DecompressionBombError:
+                size, mode = None, None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
                 unreadable.append(file)
+                continue
+            if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
+                shown = f"{size[1]}x{size[0]} pixels" if size else "too many pixels"
+                raise DataError(f"{file.name} is {shown}, above the limit of {MAX_IMAGE_PIXELS:,} pixels per image "
+                                "(a decompression bomb, or a photo far larger than the model needs); remove it")
+            found.append((folder.name, file, mode, size))
     _note_unreadable(unreadable, folders[0].parent, notes)
     if ignored:
         notes.append(f"ignored {ignored} file(s) that are not images")
@@ -130,8 +148,13 @@ def load_image_folder(root: Path, image_size=None) -> tuple[np.ndarray, list[str
 def _read_array(file: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(file) as image:
-        return _to_array(image, mode, size)
+    try:
+        with Image.open(file) as image:
+            return _to_array(image, mode, size)
+    except Image.DecompressionBombError:
+        raise DataError(f"{file.name} has too many pixels (a decompression bomb); remove it") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{file.name} is a damaged image: {str(exc).splitlines()[0][:200]}") from None
 
 
 def _to_array(image, mode: str, size: tuple[int, int]) -> np.ndarray:
@@ -155,6 +178,7 @@ def _check_memory(count: int, channels: int, size: tuple[int, int]) -> None:
 def load_npz(path: Path, image_size=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(N x C x H x W float32 in [0, 1], raw labels, notes) from an .npz with ``x`` and ``y``."""
     notes: list[str] = []
+    _check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("x", "y") if k not in archive.files]
@@ -169,14 +193,56 @@ def load_npz(path: Path, image_size=None) -> tuple[np.ndarray, np.ndarray, list[
             raise DataError(f"{path.name} holds Python objects (pickled arrays); refused for safety. "
                             "Save x and y as arrays of numbers or strings") from None
         raise DataError(f"{path.name} is not a readable .npz file: {exc}") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path.name} is not a readable .npz file: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
+        raise DataError(f"{path.name} is not a readable .npz file: {str(exc).splitlines()[0][:200]}") from None
     y = np.asarray(y).reshape(-1) if np.ndim(y) == 2 and 1 in np.shape(y) else np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{path.name}: x has {len(x)} images but y has shape {tuple(y.shape)}; "
                         "y needs one label per image")
     x = _scale_pixels(_to_nchw(x, path.name), notes)
     return _resize_array(x, image_size, notes), y, notes
+
+
+def _check_npz(path: Path) -> None:
+    """Before anything is decompressed: a real zip, and x / y arrays whose headers (shape, dtype) are sane and
+    within ``MAX_ARRAY_BYTES`` (a few KB of .npz can otherwise declare terabytes)."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path.name} is not an .npz file (not a zip of .npy arrays); save it with numpy.savez")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.flag_bits & 0x1:
+                    raise DataError(f"{path.name}: {info.filename!r} is encrypted")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise DataError(f"{path.name}: {info.filename!r} uses an unknown compression method")
+                if info.file_size > MAX_ARRAY_BYTES + 4096:
+                    raise DataError(f"{path.name}: {info.filename!r} unpacks to {info.file_size:,} bytes, above "
+                                    f"the limit of {MAX_ARRAY_BYTES:,}")
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if name not in ("x", "y"):
+                    continue
+                with archive.open(info) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(handle)
+                if dtype.hasobject:
+                    raise DataError(f"{path.name} holds Python objects (pickled arrays); refused for safety. "
+                                    "Save x and y as arrays of numbers or strings")
+                count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+                if name == "x" and len(shape) not in (3, 4):
+                    raise DataError(f"{path.name}: x has shape {tuple(shape)}; expected (N,H,W), (N,H,W,C) or "
+                                    "(N,C,H,W)")
+                if name == "y" and len(shape) not in (1, 2):
+                    raise DataError(f"{path.name}: y has shape {tuple(shape)}; it needs one label per image")
+                if count * max(dtype.itemsize, 4) > MAX_ARRAY_BYTES:
+                    raise DataError(f"{path.name}: {name} of shape {tuple(shape)} would need "
+                                    f"{count * max(dtype.itemsize, 4) / 1024 ** 3:.1f} GB; the limit is "
+                                    f"{MAX_ARRAY_BYTES / 1024 ** 3:.0f} GB")
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise DataError(f"{path.name} is not a readable .npz file: {str(exc).splitlines()[0][:200]}") from None
 
 
 def _to_nchw(x: np.ndarray, name: str) -> np.ndarray:
@@ -233,6 +299,7 @@ class ImagesScenario(Scenario):
         self.data = Path(data).expanduser()
         if not self.data.exists():
             raise DataError(f"image data {str(self.data)!r} does not exist")
+        refuse_special(self.data)
         self.image_size, self.seed = image_size, int(seed or 0)
         self.description = f"small CNN on the images in {self.data.name}"
         self.notes: list[str] = []

@@ -84,6 +84,19 @@ def _numeric_stats(column: str, train_numbers: pd.Series) -> dict:
     return {"column": column, "mean": mean, "std": std if std > 0 else 1.0}
 
 
+MAX_ABS_VALUE = 1e30  # float32 overflows near 3.4e38; a value this large is an error in the data
+
+
+def _refuse_non_finite(column: str, numbers: pd.Series) -> None:
+    """DataError naming the column and the data rows holding inf, -inf or a value beyond +-1e30."""
+    values = numbers.to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isnan(values) & (~np.isfinite(values) | (np.abs(values) > MAX_ABS_VALUE)))
+    if bad.size:
+        rows = ", ".join(str(int(i) + 1) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise DataError(f"column {column!r} holds {bad.size} infinite or out-of-range value(s) (beyond "
+                        f"+-{MAX_ABS_VALUE:g}) at data row(s) {rows}; fix or remove them")
+
+
 def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | None = None) -> np.ndarray:
     """Model inputs (rows x features, float32) for ``features`` as read from a file."""
     missing_columns = [c["column"] for c in prep["numeric"] + prep["categorical"] if c["column"] not in features]
@@ -92,6 +105,7 @@ def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | N
     blocks, imputed = [], 0
     for stats in prep["numeric"]:
         numbers = _as_numbers(features[stats["column"]])
+        _refuse_non_finite(stats["column"], numbers)
         imputed += int(numbers.isna().sum())
         values = numbers.fillna(stats["mean"]).to_numpy(dtype=np.float64)
         blocks.append(((values - stats["mean"]) / stats["std"])[:, None])

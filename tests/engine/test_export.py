@@ -154,7 +154,8 @@ def test_bert_structured_int8_round_trip_hf_and_onnx(tiny_text, tmp_path):
 
     moved = tmp_path / "moved.csv"  # the data moved: --data points the recipe's scenario at it
     shutil.copy(recipe["scenario"]["options"]["data"], moved)
-    record = ex.evaluate_export(path, device="cpu", data_overrides={"data": str(moved)})
+    model_dir = recipe["scenario"]["name"][len("hf:"):]  # the user names the model folder (never the recipe)
+    record = ex.evaluate_export(path, device="cpu", data_overrides={"data": str(moved), "model": model_dir})
     assert record["data_fingerprint_matches"]
     assert record["accuracy"] == recipe["record"]["accuracy"] and record["accuracy_matches_record"]
     assert record["size_bytes"] == recipe["size_bytes"] and record["reencoded_identical"]
@@ -328,8 +329,13 @@ def test_existing_folder_needs_overwrite(digits, tmp_path):
     with pytest.raises(GeminiError, match="not empty"):
         ex.export_compressed(compressed, scenario, baseline, out, measure=False)
     assert (out / "keep.txt").read_text() == "mine"
-    ex.export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    with pytest.raises(GeminiError, match="not an export written by gemini"):  # issue 14: only our exports
+        ex.export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    ex.export_compressed(compressed, scenario, baseline, out, measure=False)
+    ex.export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)  # ours: replaced
+    assert (out / "model.safetensors").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     ex.export_compressed(compressed, scenario, baseline, empty, measure=False)  # an empty folder is fine
