@@ -95,8 +95,8 @@ def _scan_images(folders: list[Path], notes: list[str]) -> list[tuple[str, Path,
                 unreadable.append(file)
                 continue
             if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
-                shown = f"{size[1]}x{size[0]} pixels" if size else "too many pixels"
-                raise DataError(f"{file.name} is {shown}, above the limit of {MAX_IMAGE_PIXELS:,} pixels per image "
+                shown = f"is {size[1]}x{size[0]} pixels" if size else "has more pixels than Pillow opens safely"
+                raise DataError(f"{file.name} {shown}, above the limit of {MAX_IMAGE_PIXELS:,} pixels per image "
                                 "(a decompression bomb, or a photo far larger than the model needs); remove it")
             found.append((folder.name, file, mode, size))
     _note_unreadable(unreadable, folders[0].parent, notes)

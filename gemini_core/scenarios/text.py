@@ -377,8 +377,10 @@ class TextScenario(Scenario):
             from transformers import AutoConfig
 
             try:
-                config = AutoConfig.from_pretrained(self.source, local_files_only=self.local, trust_remote_code=False)
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                with _quiet_transformers():  # its warnings about a bad config would be a second line
+                    config = AutoConfig.from_pretrained(self.source, local_files_only=self.local,
+                                                        trust_remote_code=False)
+            except Exception as exc:  # an untrusted config.json: any failure to parse it is the file's problem
                 raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
             _refuse_remote_code(config.to_dict(), self.source)
             self._raw_config = config
