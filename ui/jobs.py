@@ -272,6 +272,7 @@ class SweepJob(_BaselineMixin, Job):
         from gemini_core.results.store import Store
         from gemini_core.workflows.sweep import run_id_for, run_sweep
 
+        store = Store().check()  # a damaged store is reported before the baseline trains
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
             return
@@ -283,7 +284,7 @@ class SweepJob(_BaselineMixin, Job):
         else:
             self.run_id = run_id_for(baseline.key, self.spec, pick_device())
         self.message = f"measuring {self.total} points" + (" on Ray" if self.executor == "ray" else "")
-        for record in run_sweep(scenario, baseline, self.spec, store=Store(), name=self.run_name,
+        for record in run_sweep(scenario, baseline, self.spec, store=store, name=self.run_name,
                                 should_stop=self.should_stop, executor=self.executor,
                                 ray_address=self.ray_address):
             self._add_record(record)
@@ -310,11 +311,12 @@ class TrainJob(_BaselineMixin, Job):
         from gemini_core.results.store import Store
         from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
+        store = Store().check()  # a damaged store is reported before the baseline trains
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
             return
         self.message = "measuring the baseline (accuracy, latency, size)"
-        for record in run_sweep(scenario, baseline, SweepSpec(), store=Store(),
+        for record in run_sweep(scenario, baseline, SweepSpec(), store=store,
                                 name=f"{scenario.name} baseline reference", should_stop=self.should_stop):
             self._add_record(record)
         self.result = {"baseline": self.baseline_info, "history": self.baseline_history,
@@ -342,8 +344,10 @@ class SensitivityJob(_BaselineMixin, Job):
             self.total = data["total_steps"]
 
     def work(self) -> None:
+        from gemini_core.results.store import Store
         from gemini_core.workflows.sensitivity import run_analysis
 
+        Store().check()  # a damaged store is reported before the baseline trains
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
             return
