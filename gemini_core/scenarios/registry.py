@@ -104,16 +104,33 @@ def max_params() -> int:
     return value
 
 
-def check_param_count(build: Callable[[], nn.Module], what: str) -> dict[str, tuple]:
+def estimate_transformer_params(config: dict) -> int:
+    """Parameters of a BERT-like encoder from its config's sizes (an estimate: embeddings + layers)."""
+    def size(name, default):
+        value = config.get(name, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+    hidden, layers = size("hidden_size", 1), size("num_hidden_layers", 1)
+    return layers * (4 * hidden * hidden + 2 * hidden * size("intermediate_size", 4 * hidden)) \
+        + size("vocab_size", 1) * hidden
+
+
+def check_param_count(build: Callable[[], nn.Module], what: str) -> dict[str, tuple] | None:
     """Build the model on the ``meta`` device (shapes only, no memory) and refuse it above ``max_params()``.
 
     Returns the parameter and buffer shapes by name, so a caller can compare them with a file's tensors
-    before the real model is allocated.
+    before the real model is allocated; None when the model cannot be built on the meta device (its
+    constructor reads tensor values), where the caller's arithmetic estimate is the check.
     """
     import torch
 
-    with torch.device("meta"):
-        model = build()
+    try:
+        with torch.device("meta"):
+            model = build()
+    except (RuntimeError, NotImplementedError) as exc:
+        if "meta" not in str(exc):
+            raise
+        return None  # this model's constructor computes with its tensors; the caller's estimate stands
     count = sum(p.numel() for p in model.parameters())
     limit = max_params()
     if count > limit:
@@ -128,6 +145,12 @@ def build_architecture(arch: dict) -> nn.Module:
     Its size is checked first, on the meta device, against ``GEMINI_MAX_PARAMS``.
     """
     entry = architecture(arch)
+    config = arch.get("config") if isinstance(arch.get("config"), dict) else None
+    if config is not None:
+        estimate = estimate_transformer_params(config)
+        if estimate > max_params():
+            raise CheckpointError(f"the recipe's architecture describes a model of about {estimate:,} parameters "
+                                  f"(estimate), above the limit of {max_params():,} (GEMINI_MAX_PARAMS changes it)")
     try:
         check_param_count(lambda: entry.rebuild(arch), "the recipe's architecture")
         return entry.rebuild(arch).eval()

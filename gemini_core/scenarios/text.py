@@ -416,7 +416,7 @@ class TextScenario(Scenario):
             raise CheckpointError(f"{where} cannot describe a model: {type(exc).__name__}: "
                                   f"{_first_line(exc)[:200]}") from None
         weights = Path(self.source) / "model.safetensors"
-        if self.local and weights.is_file():
+        if shapes is not None and self.local and weights.is_file():
             _compare_shapes(shapes, weights, where)
 
     def build_model(self) -> nn.Module:

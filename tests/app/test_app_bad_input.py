@@ -367,8 +367,8 @@ def test_disk_full_while_exporting_from_the_page(seeded, app_env, monkeypatch):
     at, point = _export_page(seeded)
     at.button(key="x_export").click().run()
     job = wait_job(at, "export", timeout=180)
-    assert job.state == "failed" and "no space left on the disk" in job.error
-    assert any("failed:" in e and "no space left on the disk" in e for e in errors(at)), errors(at)
+    assert job.state == "failed" and "no space left on device while saving the export" in job.error
+    assert any("failed:" in e and "no space left on device while saving the export" in e for e in errors(at)), errors(at)
     exports = app_env / "exports"
     assert not exports.exists() or list(exports.iterdir()) == []      # no half-written folder
     assert_unchanged(app_env, before, at)
