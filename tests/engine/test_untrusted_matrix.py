@@ -355,7 +355,7 @@ CAP_CASES = [
     ("mlp-65536-squared", _mlp(65536, 65536), {}, "parameters, above the limit of 500,000,000"),
     ("mlp-over-schema", _mlp(100000, 100000), {}, "field scenario.arch.in_features"),
     ("bert-hidden-65536", _hf_arch(hidden_size=65536, intermediate_size=65536, num_attention_heads=1),
-     {}, "parameters, above the limit"),
+     {}, "parameters (estimate), above the limit of 500,000,000"),
     ("bert-layers-1000", _hf_arch(num_hidden_layers=1000), {}, "field scenario.arch.config.num_hidden_layers"),
     ("bert-vocab-0", _hf_arch(vocab_size=0), {}, "field scenario.arch.config.vocab_size"),
     ("bert-hidden-string", _hf_arch(hidden_size="huge"), {}, "field scenario.arch.config.hidden_size"),
