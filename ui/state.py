@@ -9,6 +9,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from gemini_core.errors import GeminiError
+from gemini_core.paths import data_roots, home_dir, resolve_readable
+from gemini_core.results.store import Store
+
 from .jobs import Job, JobBusy, JobRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +113,6 @@ def shared_memory() -> dict:
 
 def runs_with_points_or_stop(what: str):
     """(store, runs that have measured points); otherwise a message in the page and st.stop()."""
-    from gemini_core.errors import GeminiError
-    from gemini_core.results.store import Store
 
     try:
         store = Store()
@@ -162,14 +164,12 @@ def typed_path_roots() -> list[Path]:
     Never anywhere: a typed path would otherwise let whoever reaches the page preview any file the
     server can read. Uploads go under the home folder, so they always work.
     """
-    from gemini_core.paths import data_roots, home_dir
 
     return [home_dir(), *data_roots()]
 
 
 def check_typed_path(text: str, what: str = "path") -> str:
     """``text`` when it leads inside ``typed_path_roots()``; ConfigError naming where it leads otherwise."""
-    from gemini_core.paths import resolve_readable
 
     resolve_readable(text, typed_path_roots(), what)
     return text
@@ -178,8 +178,6 @@ def check_typed_path(text: str, what: str = "path") -> str:
 def save_upload(upload, default_name: str = "data.csv") -> str:
     """Write an uploaded file under <home>/uploads with a sanitised, content-addressed name."""
     import hashlib
-
-    from gemini_core.paths import home_dir
 
     data = upload.getvalue()
     folder = home_dir() / "uploads"
