@@ -1,0 +1,143 @@
+"""OpenVINO as a runtime: fp32 or bf16 compute, and int8 through NNCF post-training quantization.
+
+``openvino.convert_model`` converts the torch module directly (FINDINGS: it handles the transformers
+modules with an input dict). The compute precision is ``INFERENCE_PRECISION_HINT`` and the thread
+count ``INFERENCE_NUM_THREADS``, with one stream (latency of one request, as torch is timed).
+
+Two int8 recipes, both ``nncf.quantize`` on the converted model with the calibration batches:
+- ``int8`` (the product's): every calibration example used (``subset_size``), the MIXED preset
+  (asymmetric activations) and the TRANSFORMER model type when the model has attention;
+- ``int8-peer``: NNCF's documented minimal call, ``nncf.quantize(model, nncf.Dataset(data))``,
+  with ``model_type=TRANSFORMER`` for transformers as its documentation asks, other settings default.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, GeminiError
+from .base import (CalibrationInfo, Inputs, RuntimeModel, calibration_counts, check_precision, first_line,
+                   is_transformer, quiet, register_runtime, require_calibration, thread_count, to_numpy)
+
+OV_PRECISIONS = ("fp32", "bf16", "int8", "int8-peer")
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32", "int8-peer": "f32"}  # int8 graphs: float parts in f32
+
+
+def openvino_available() -> str | None:
+    try:
+        import openvino  # noqa: F401  (optional dependency: only checking that it imports)
+    except ImportError as exc:
+        return f"openvino is not installed ({first_line(exc)}): pip install openvino nncf"
+    return None
+
+
+def nncf_available() -> str | None:
+    try:
+        import nncf  # noqa: F401  (optional dependency: only checking that it imports)
+    except ImportError as exc:
+        return f"nncf is not installed ({first_line(exc)}): pip install nncf"
+    return None
+
+
+def convert(model: nn.Module, example_inputs: Inputs):
+    """The torch module as an OpenVINO model (float, dynamic shapes traced from the example)."""
+    import openvino as ov  # optional dependency: only when OpenVINO is chosen
+
+    model = copy.deepcopy(model).float().cpu().eval()  # a copy: .float() would change the caller's module
+    try:
+        with quiet(), torch.no_grad():
+            return ov.convert_model(model, example_input=dict(example_inputs))
+    except Exception as exc:  # the frontend raises many types; one line names the step
+        raise GeminiError(f"OpenVINO conversion failed: {type(exc).__name__}: {first_line(exc)}") from None
+
+
+def nncf_quantize(ov_model, calibration: list[Inputs], transformer: bool, peer: bool):
+    """NNCF post-training int8 on ``ov_model``; returns (model, method description)."""
+    import logging
+
+    import nncf  # optional dependency: only for OpenVINO int8
+
+    nncf.set_log_level(logging.ERROR)
+    names = {i.get_any_name() for i in ov_model.inputs}
+    data = nncf.Dataset([to_numpy({k: v for k, v in batch.items() if k in names}) for batch in calibration])
+    examples, _ = calibration_counts(calibration)
+    options = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    if not peer:  # every calibration example counts (NNCF's default stops at 300 samples, i.e. batches)
+        options.update(subset_size=len(calibration), preset=nncf.QuantizationPreset.MIXED)
+    try:
+        with quiet():
+            quantized = nncf.quantize(ov_model, data, **options)
+    except Exception as exc:  # NNCF raises many types; one line names the step
+        raise GeminiError(f"NNCF quantization failed: {first_line(exc)}") from None
+    what = ("nncf.quantize defaults (documented minimal recipe)" if peer
+            else "nncf.quantize, MIXED preset, every calibration batch")
+    return quantized, f"minmax statistics, {what}" + (", TRANSFORMER model type" if transformer else "")
+
+
+def ir_size_bytes(ov_model) -> int:
+    """Bytes of the OpenVINO IR (xml + bin) as saved, weights kept at their stored precision."""
+    import openvino as ov  # optional dependency
+
+    with tempfile.TemporaryDirectory(prefix="gemini-ov-") as tmp:
+        xml = Path(tmp) / "model.xml"
+        ov.save_model(ov_model, str(xml), compress_to_fp16=False)
+        return os.path.getsize(xml) + os.path.getsize(xml.with_suffix(".bin"))
+
+
+def compile_model(ov_model, precision_hint: str, threads: int):
+    """Compiled for CPU: one stream, ``threads`` threads, the given compute precision."""
+    import openvino as ov  # optional dependency
+
+    core = ov.Core()
+    if precision_hint == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        raise ConfigError("OpenVINO bf16: this CPU has no bf16 support (OPTIMIZATION_CAPABILITIES lacks BF16)")
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": precision_hint,
+              "PERFORMANCE_HINT": "LATENCY"}
+    return core.compile_model(ov_model, "CPU", config)
+
+
+def compiled_runner(compiled):
+    """``inputs -> logits`` over a compiled model (one infer request, reused)."""
+    request = compiled.create_infer_request()
+    wanted = {i.get_any_name() for i in compiled.inputs}
+
+    def run(inputs: Inputs) -> torch.Tensor:
+        feed = to_numpy({k: v for k, v in inputs.items() if k in wanted})
+        out = request.infer(feed)
+        return torch.from_numpy(out[compiled.output(0)].copy()).float()
+
+    return run
+
+
+@register_runtime("openvino")
+class OpenVinoRuntime:
+    name = "openvino"
+    precisions = OV_PRECISIONS
+
+    def available(self) -> str | None:
+        return openvino_available()
+
+    def build(self, model: nn.Module, example_inputs: Inputs, calibration: list[Inputs] | None,
+              precision: str, threads: int | None = None) -> RuntimeModel:
+        import openvino as ov  # optional dependency: version recorded on the point
+
+        check_precision(self, precision)
+        threads = thread_count(threads)
+        ov_model, calib = convert(model, example_inputs), CalibrationInfo("none")
+        if precision.startswith("int8"):
+            reason = nncf_available()
+            if reason:
+                raise ConfigError(f"OpenVINO int8: {reason}")
+            calibration = require_calibration("openvino", calibration)
+            ov_model, method = nncf_quantize(ov_model, calibration, is_transformer(model), peer=precision == "int8-peer")
+            calib = CalibrationInfo(method, *calibration_counts(calibration))
+        compiled = compile_model(ov_model, _HINT[precision], threads)
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        in_force = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)  # "f32" / "bf16"
+        return RuntimeModel("openvino", precision, compiled_runner(compiled), ir_size_bytes(ov_model), calib, threads,
+                            details={"openvino": ov.__version__, "inference_precision": in_force})
