@@ -53,8 +53,12 @@ def interleaved_timings(candidates: dict[str, Callable], inputs: Inputs, rounds:
 
 
 def choose_fastest(candidates: dict[str, Callable], inputs: Inputs, accuracy_fn: Callable[[Callable], float],
-                   tolerance_points: float, reference: str | None = None, rounds: int = 5, warmup: int = 2) -> dict:
+                   tolerance_points: float, reference: str | None = None, rounds: int = 5, warmup: int = 2,
+                   compete: list[str] | None = None) -> dict:
     """The fastest candidate whose accuracy is within ``tolerance_points`` of ``reference``'s.
+
+    ``compete``: the names that may be chosen (default: all); the others are timed in the same rounds
+    as comparisons only (a benchmark's hand-made peers).
 
     ``candidates``: name -> model called as ``model(**inputs)`` (a RuntimeModel or torch module);
     ``reference``: the candidate whose accuracy sets the bar (default: the first one);
@@ -83,7 +87,11 @@ def choose_fastest(candidates: dict[str, Callable], inputs: Inputs, accuracy_fn:
         delta = (results[name]["accuracy"] - ref_acc) * 100
         results[name].update(timings[name], accuracy_delta_pts=delta, within_tolerance=-delta <= tolerance_points,
                              speedup_vs_reference=ref_ms / timings[name]["latency_ms_p50"])
-    eligible = [n for n in runnable if results[n]["within_tolerance"]]
+    allowed = set(candidates if compete is None else compete)
+    eligible = [n for n in runnable if results[n]["within_tolerance"] and n in allowed]
+    if not eligible:
+        raise ConfigError(f"no candidate among {', '.join(sorted(allowed))} ran within {tolerance_points} points "
+                          f"of {reference!r}")
     chosen = min(eligible, key=lambda n: results[n]["latency_ms_p50"])
     return {"chosen": chosen, "reference": reference, "tolerance_points": tolerance_points,
             "method": f"interleaved, {rounds} rounds after {warmup} warm-up calls each; median with p10/p90",

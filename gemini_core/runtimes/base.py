@@ -13,6 +13,7 @@ skip it with that reason instead of failing.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import time
 import warnings
@@ -183,11 +184,11 @@ def is_transformer(model: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence exporter and quantizer chatter (warnings, log lines) while a runtime builds."""
+    """Silence exporter and quantizer chatter (warnings, log lines, NNCF's progress bars on stdout)."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -57,7 +57,26 @@ def export_onnx(model: nn.Module, example_inputs: Inputs, path: Path) -> Path:
                               verbose=False, report=False)
     except Exception as exc:  # the exporter raises many types; the user needs one line naming the step
         raise GeminiError(f"ONNX export failed: {type(exc).__name__}: {first_line(exc)}") from None
+    strip_debug_info(path)
     return path
+
+
+def strip_debug_info(path: Path) -> None:
+    """Drop the exporter's per-node metadata (stack traces, module paths) and doc strings from the file.
+
+    They do not change what runs, but on a small model they outweigh the weights (a 2-layer BERT:
+    250 KB of node metadata against 30 KB of 4-bit weights) and would hide what compression saved.
+    """
+    import onnx  # optional dependency (ONNX)
+
+    model = onnx.load(str(path))
+    for graph in [model.graph, *(f for f in model.functions)]:
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        del value.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def session(path: Path | str, threads: int):
