@@ -142,6 +142,46 @@ def rows_from(result: dict, built: dict, kinds: dict) -> list[dict]:
     return rows
 
 
+def measure_exports(model, scenario, folder: Path, threads: int) -> list[dict]:
+    """Exports that keep compression, on the same MiniLM: file size vs safetensors, accuracy after reload."""
+    from gemini_core.compress import compress
+    from gemini_core.config import CompressionConfig
+    from gemini_core.runtimes import available_runtimes
+    from gemini_core.runtimes import export_compressed as ec
+
+    reasons = available_runtimes()
+    int8, int4 = CompressionConfig(bits=8, granularity="per-channel"), CompressionConfig(bits=4, granularity="group-32")
+    jobs = [("onnxruntime", int8, ec.write_onnx_int8), ("onnxruntime", int4, ec.write_onnx_nbits),
+            ("openvino", int8, ec.write_openvino_ir), ("openvino", int4, ec.write_openvino_ir)]
+    rows = []
+    for runtime, config, writer in jobs:
+        if reasons.get(runtime):
+            rows.append({"format": f"{runtime} {config.label()}", "skipped": reasons[runtime]})
+            continue
+        started = time.perf_counter()
+        compressed = compress(model, config, scenario)
+        info = writer(compressed, scenario, folder / f"{runtime}-{config.bits}bit", threads=threads)
+        rows.append({"point": config.label(), **info})
+        log(f"export {info['format']} {config.label()}: {info['size_bytes']:,} B = "
+            f"{info['size_ratio_vs_safetensors']:.3f}x safetensors, accuracy {info['reloaded_accuracy']:.4f} "
+            f"({info['accuracy_delta_pts']:+.2f} pts) in {time.perf_counter() - started:.0f} s")
+    return rows
+
+
+def export_table(rows: list[dict]) -> str:
+    lines = ["| export | point | file bytes | safetensors bytes | ratio (max 1.15) | accuracy point → reloaded "
+             "| Δ pts (tolerance) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['format']} | skipped: {r['skipped']} | | | | | |")
+            continue
+        lines.append(f"| {r['format']} | {r['point']} | {r['size_bytes']:,} | {r['safetensors_bytes']:,} | "
+                     f"{r['size_ratio_vs_safetensors']:.3f}x {'ok' if r['size_ok'] else 'OVER'} | "
+                     f"{r['point_accuracy']:.4f} → {r['reloaded_accuracy']:.4f} | {r['accuracy_delta_pts']:+.2f} "
+                     f"({r['tolerance_pts']}) {'ok' if r['accuracy_ok'] else 'OVER'} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     head = ("| variant | recipe | latency ms p50 (p10–p90) | vs torch fp32 | vs peer | accuracy | Δ pts | size bytes "
             "| smaller | calibration |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -171,11 +211,12 @@ def parse_args(argv=None):
     parser.add_argument("--calibration-batches", type=int, default=8, help="training batches of 32 for int8")
     parser.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: torch's)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON result file")
+    parser.add_argument("--exports", action="store_true", help="also write and check the compressed exports")
+    parser.add_argument("--no-runtimes", action="store_true", help="skip the runtime timing (with --exports)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
-    from gemini_core.runtimes.auto import choose_fastest
     from gemini_core.runtimes.cpu import cpu_record
 
     args = parse_args(argv)
@@ -190,28 +231,39 @@ def main(argv=None) -> dict:
     started, load_start = time.perf_counter(), _loadavg()
     scenario, model, info = baseline(args, home)
     log(f"baseline: test accuracy {info['baseline_test_accuracy']:.4f} on {info['test']} examples")
+    report = runtime_section(model, scenario, args) if not args.no_runtimes else {}
+    exports = measure_exports(model, scenario, home / "exports", args.threads) if args.exports else None
+    report.update({
+        "section": "runtimes", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.runtimes " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cpu": cpu_record(), "threads": args.threads, "batch": f"{args.batch}x{args.length}", "text_model": info,
+        "exports": exports, "loadavg_start": load_start, "loadavg_end": _loadavg(),
+        "seconds": round(time.perf_counter() - started, 1), "versions": _versions()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if report.get("rows"):
+        print(table(report["rows"]))
+        print(f"\nauto choice (fastest within {TOLERANCE_PTS} pt of torch fp32): {report['auto_choice']['chosen']}")
+    for item in report.get("skipped", []):
+        print(f"skipped {item['variant']}: {item['reason']}")
+    if exports is not None:
+        print("\n" + export_table(exports))
+    print(f"\nCPU {report['cpu']['cpu']} flags {' '.join(report['cpu']['cpu_flags'])}; threads {args.threads}; "
+          f"load {load_start} -> {report['loadavg_end']}; {report['seconds']} s; JSON: {out}")
+    return report
+
+
+def runtime_section(model, scenario, args) -> dict:
+    """Every variant built, scored and timed interleaved; the auto choice among the product's rows."""
+    from gemini_core.runtimes.auto import choose_fastest
+
     built, kinds, skipped = build_variants(model, scenario, args)
     inputs = scenario.splits.test.first(args.batch).inputs
     products = [n for n in built if kinds[n] == "product"]
     result = choose_fastest(built, inputs, accuracy_fn(scenario, {}), TOLERANCE_PTS, reference="torch fp32",
                             rounds=args.rounds, warmup=2, compete=products)
-    rows = rows_from(result, built, kinds)
-    report = {"section": "runtimes", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": "python -m bench.runtimes " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "cpu": cpu_record(), "threads": args.threads, "batch": f"{args.batch}x{args.length}",
-              "text_model": info, "auto_choice": {k: result[k] for k in ("chosen", "reference", "tolerance_points",
-                                                                          "method")},
-              "rows": rows, "skipped": skipped, "loadavg_start": load_start, "loadavg_end": _loadavg(),
-              "seconds": round(time.perf_counter() - started, 1), "versions": _versions()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(table(rows))
-    print(f"\nauto choice (fastest within {TOLERANCE_PTS} pt of torch fp32): {result['chosen']}; "
-          f"CPU {report['cpu']['cpu']} flags {' '.join(report['cpu']['cpu_flags'])}; "
-          f"load {load_start} -> {report['loadavg_end']}; {report['seconds']} s; JSON: {out}")
-    for item in skipped:
-        print(f"skipped {item['variant']}: {item['reason']}")
-    return report
+    choice = {k: result[k] for k in ("chosen", "reference", "tolerance_points", "method")}
+    return {"auto_choice": choice, "rows": rows_from(result, built, kinds), "skipped": skipped}
 
 
 def _versions() -> dict:
