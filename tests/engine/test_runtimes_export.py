@@ -193,3 +193,51 @@ def test_standalone_refuses_scenarios_without_recorded_preprocessing():
 
     with pytest.raises(ConfigError, match="not supported yet"):
         preprocessing(Images())
+
+
+@needs_ort
+def test_standalone_text_tokenizes_raw_lines_like_the_scenario(tmp_path):
+    """predict.py with tokenizer.json gives the same predictions as the scenario's own tokenization."""
+    pytest.importorskip("tokenizers")
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from gemini_core.runtimes.standalone import write_standalone
+
+    from .runtime_models import VOCAB, TinyBert, logits
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(VOCAB - 4)]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]")
+
+    class TextStub:  # what write_standalone reads from a text scenario
+        name, domain, max_length = "text", "text", 12
+
+        class splits:
+            class_names = ["ham", "spam"]
+
+        def tokenizer(self):
+            return fast
+
+    texts = [" ".join(f"w{(i * 7 + j) % 290}" for j in range(3 + i % 15)) for i in range(20)]
+    encoded = fast(texts, padding="max_length", truncation=True, max_length=12, return_tensors="pt")
+    inputs = {"input_ids": encoded["input_ids"].long(), "attention_mask": encoded["attention_mask"].long()}
+    model = TinyBert()
+    export_onnx(model, inputs, tmp_path / "model.onnx")
+    info = write_standalone(tmp_path, TextStub())
+    assert "tokenizer/" in info["files"] and "tokenizers" in info["requires"]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    expected = [TextStub.splits.class_names[int(i)] for i in logits(model, inputs).argmax(-1)]
+    assert _run_without_torch(tmp_path / "predict.py", str(tmp_path / "texts.txt")).split() == expected
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("standalone_predict_copy", tmp_path / "predict.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    stored = json.loads((tmp_path / "preprocess.json").read_text())["preprocess"]
+    ids = loader.load_inputs(tmp_path / "texts.txt", stored)
+    for name in ("input_ids", "attention_mask"):  # the very ids the scenario feeds, padding and truncation too
+        assert np.array_equal(ids[name], inputs[name].numpy())
