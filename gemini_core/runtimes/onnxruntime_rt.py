@@ -131,21 +131,21 @@ def _input_names(path: Path) -> list[str]:
 
 
 def pre_process(fp32_path: Path, prepared: Path) -> tuple[Path, list[str]]:
-    """ONNX Runtime's ``quant_pre_process``, as its documentation has users run it: symbolic shape
-    inference first, and without it (``skip_symbolic_shape=True``) when it fails, which it does on
-    the dynamo exporter's transformer graphs. Returns (model to quantize, notes)."""
+    """ONNX Runtime's ``quant_pre_process`` (ONNX shape inference + graph optimisation) before quantizing.
+
+    Symbolic shape inference is skipped (``skip_symbolic_shape=True``, a documented option): on the
+    dynamo exporter's transformer graphs it fails ("Incomplete symbolic shape inference") and, when
+    it does, leaves ``sym_shape_infer_temp.onnx`` plus a model-sized ``<uuid>.data`` file in the
+    current directory. Returns (model to quantize, notes).
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process  # optional dependency
 
-    notes = []
-    for skip_symbolic in (False, True):
-        try:
-            with quiet():
-                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=skip_symbolic)
-            return prepared, notes
-        except Exception as exc:  # reported on the point; the next attempt or the raw graph follows
-            notes.append(f"quant_pre_process(skip_symbolic_shape={skip_symbolic}) failed: {first_line(exc)}")
-    notes.append("quantized the exported graph without pre-processing")
-    return fp32_path, notes
+    try:
+        with quiet():
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    except Exception as exc:  # reported on the point; quantization goes on from the exported graph
+        return fp32_path, [f"quant_pre_process failed ({first_line(exc)}); quantized the exported graph directly"]
+    return prepared, ["quant_pre_process with skip_symbolic_shape=True"]
 
 
 def quantize_static_qdq(fp32_path: Path, out_path: Path, calibration: list[Inputs], peer: bool = False) -> dict:
