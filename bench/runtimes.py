@@ -41,6 +41,7 @@ VARIANTS = (
     ("openvino bf16", "openvino", "bf16", "product"),
     ("openvino int8 (NNCF)", "openvino", "int8", "product"),
     ("openvino int8 peer", "openvino", "int8-peer", "peer"),
+    ("openvino int4 weights (g32)", "openvino", "int4-weights", "product"),
 )
 
 

@@ -11,8 +11,8 @@ store them compressed again, in each runtime's own format:
   ``GatherBlockQuantized`` for embedding tables), block size = the point's group size, asymmetric
   like the engine's sub-8-bit grid. Linear layers on 2-D inputs export as ``Gemm``, which that
   quantizer does not take: they are rewritten to MatMul + Add first. Conv weights stay float.
-- OpenVINO IR: ``nncf.compress_weights`` (INT8_SYM per channel at 8 bits, INT4_ASYM with the group
-  size at 4 bits, every layer) then ``openvino.save_model``.
+- OpenVINO IR: ``nncf.compress_weights`` (INT8_SYM per channel at 8 bits, INT4_ASYM group 32 at
+  4 bits, every layer) then ``openvino.save_model``.
 
 Each writer reloads its file in its own runtime, measures test accuracy there and reports the file
 size against the safetensors export at the same bits.
@@ -176,7 +176,7 @@ def write_openvino_ir(compressed, scenario, folder: Path, threads: int | None = 
     import nncf  # optional dependency (OpenVINO weight compression)
     import openvino as ov  # optional dependency (OpenVINO)
 
-    from .openvino_rt import compile_model, compiled_runner, convert
+    from .openvino_rt import INT4_GROUP, compile_model, compiled_runner, convert, nncf_int4_weights
 
     bits, granularity = compressed.config.bits, compressed.config.granularity
     if bits not in (8, 4):
@@ -184,26 +184,22 @@ def write_openvino_ir(compressed, scenario, folder: Path, threads: int | None = 
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     ov_model = convert(compressed.stored_model, scenario.example_inputs(2))
-    if bits == 8:
-        options = {"mode": nncf.CompressWeightsMode.INT8_SYM}  # the engine's 8-bit codes are symmetric per channel
+    if bits == 8:  # the engine's 8-bit codes are symmetric per channel
+        mode = nncf.CompressWeightsMode.INT8_SYM
+        try:
+            with quiet():
+                ov_model = nncf.compress_weights(ov_model, mode=mode)
+        except Exception as exc:  # NNCF raises many types; one line names the step
+            raise ConfigError(f"NNCF weight compression failed: {first_line(exc)}") from None
     else:
-        size = group_size(granularity)
-        from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
-
-        # group -1: per channel; every layer, as the engine quantizes them all; a layer whose width is not a
-        # multiple of the group gets a smaller group (ADJUST) instead of failing the export.
-        options = {"mode": nncf.CompressWeightsMode.INT4_ASYM, "group_size": size or -1, "ratio": 1.0,
-                   "all_layers": True, "advanced_parameters": AdvancedCompressionParameters(
-                       group_size_fallback_mode=GroupSizeFallbackMode.ADJUST, min_adjusted_group_size=8)}
-    try:
-        with quiet():
-            ov_model = nncf.compress_weights(ov_model, **options)
-    except Exception as exc:  # NNCF raises many types; one line names the step
-        raise ConfigError(f"NNCF weight compression failed: {first_line(exc)}") from None
+        if group_size(granularity) != INT4_GROUP:
+            raise ConfigError(f"OpenVINO 4-bit IR is written with group {INT4_GROUP}; this point is {granularity}")
+        mode = nncf.CompressWeightsMode.INT4_ASYM
+        ov_model = nncf_int4_weights(ov_model)
     xml = folder / "model.xml"
     ov.save_model(ov_model, str(xml), compress_to_fp16=False)
     reloaded = ov.Core().read_model(str(xml))
     run = compiled_runner(compile_model(reloaded, "f32", thread_count(threads)))
     size_bytes = os.path.getsize(xml) + os.path.getsize(xml.with_suffix(".bin"))
     return _summary("openvino-ir", size_bytes, compressed, scenario, run, started,
-                    {"files": [xml.name, xml.with_suffix(".bin").name], "weight_mode": str(options["mode"])})
+                    {"files": [xml.name, xml.with_suffix(".bin").name], "weight_mode": str(mode)})

@@ -57,3 +57,15 @@ def test_nncf_int8_on_digits_is_calibrated_smaller_and_accurate(digits, precisio
 def test_int8_without_calibration_is_refused():
     with pytest.raises(ConfigError, match="calibration batches"):
         build("openvino", mlp_model(), mlp_inputs(4), None, precision="int8")
+
+
+@pytest.mark.skipif(nncf_available() is not None, reason=str(nncf_available()))
+def test_int4_weights_store_4_bit_and_compute_close_to_fp32():
+    model, inputs = TinyBert(), bert_inputs(6, 20, seed=3)
+    fp32 = build("openvino", model, bert_inputs(4), precision="fp32", threads=1)
+    int4 = build("openvino", model, bert_inputs(4), precision="int4-weights", threads=1)
+    assert int4.calibration.method.startswith("none (data-free")
+    # 4-bit codes + scales in the IR's weights file (its xml, the graph as text, is a fixed cost)
+    assert int4.details["ir_weights_bytes"] < 0.25 * fp32.details["ir_weights_bytes"]
+    reference = logits(model, inputs)
+    assert (int4(inputs) - reference).abs().max() < 0.1 * reference.abs().max() + 0.05
