@@ -193,7 +193,7 @@ def table(rows: list[dict]) -> str:
             continue
         peer = f"{r['speedup_vs_peer']:.2f}x" if r.get("speedup_vs_peer") else ""
         calib = r["calibration"]
-        calib_txt = "none" if calib["method"] == "none" else f"{calib['examples']} ex., {calib['method']}"
+        calib_txt = f"{calib['examples']} ex., {calib['method']}" if calib["examples"] else calib["method"]
         lines.append(f"| {r['variant']} | {r['recipe']} | {r['latency_ms_p50']:.0f} ({r['latency_ms_p10']:.0f}–"
                      f"{r['latency_ms_p90']:.0f}) | {r['speedup_vs_torch_fp32']:.2f}x | {peer} | {r['accuracy']:.4f} | "
                      f"{r['accuracy_delta_pts']:+.1f} | {r['size_bytes']:,} | {r['size_ratio_vs_torch_fp32']:.2f}x | "
