@@ -91,6 +91,7 @@ def test_openvino_ir_keeps_compressed_weights(breast_cancer, tmp_path, config):
     _check(info, size_ok=False)
 
 
+@needs_ort
 def test_matmul_nbits_weights_on_tiny_bert_are_within_115_percent_of_safetensors(tmp_path):
     """Every weight of a transformer (embeddings too) is stored at 4 bits in the ONNX file.
 
@@ -198,7 +199,7 @@ def test_standalone_refuses_scenarios_without_recorded_preprocessing():
 @needs_ort
 def test_standalone_text_tokenizes_raw_lines_like_the_scenario(tmp_path):
     """predict.py with tokenizer.json gives the same predictions as the scenario's own tokenization."""
-    pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers", reason="text standalone exports read tokenizer.json with `tokenizers`")
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
