@@ -21,7 +21,7 @@ LAYERS = [
     ("training", "results"),
     ("techniques",),
     ("runtimes",),
-    ("compress",),
+    ("compress", "runtimes.torch_rt", "runtimes.catalog"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),
     ("checkpoint", "charts", "report"),
     ("workflows",),
