@@ -18,6 +18,7 @@ from gemini_core.device import pick_device
 from gemini_core.errors import GeminiError
 from gemini_core.measure import classification_metrics, measure_point
 from gemini_core.progress import ProgressFn, notify
+from gemini_core.runtimes.converted import CONVERTED_EXECUTIONS
 from gemini_core.scenarios import get_scenario
 from gemini_core.workflows.baselines import baseline_from_description
 
@@ -117,6 +118,8 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     loaded = load_export(path, device=device)
     recipe = loaded.recipe
     scenario = scenario or scenario_for(recipe, data_overrides)
+    if loaded.config.execution in CONVERTED_EXECUTIONS:  # converted again, calibrated on the scenario's data
+        loaded = load_export(path, device=device, scenario=scenario)
     recorded = recipe.get("record") or {}
     batch_size = int(batch_size or recorded.get("batch_size") or 32)
     compressed = loaded.as_compressed()

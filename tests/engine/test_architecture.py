@@ -21,7 +21,7 @@ LAYERS = [
     ("training", "results"),
     ("techniques",),
     ("runtimes",),
-    ("compress", "runtimes.torch_rt", "runtimes.catalog"),  # the torch runtime sizes with compress's codec
+    ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),
     ("checkpoint", "charts", "report"),
     ("workflows",),
