@@ -34,7 +34,7 @@ def export_compressed(compressed, scenario, baseline, out_dir, record: dict | No
     See ``checkpoint.write.write_export`` for formats, zip and overwrite.
     """
     write.check_destination(out_dir, overwrite)  # fail before measuring
-    write.parse_formats(formats)
+    write.check_formats(write.parse_formats(formats), compressed.config.bits)
     if record is None:
         if measure:
             notify(progress, "message", "measuring the point")

@@ -70,3 +70,39 @@ def test_a_runtime_point_exports_and_evaluate_converts_it_again(digits, tmp_path
     assert "recorded on onnxruntime" in load_export(path).backend  # no scenario: torch dense, said so
     record = evaluate_export(path, device="cpu", scenario=scenario, batch_size=8)
     assert record["runtime"]["runtime"] == "onnxruntime" and record["accuracy_matches_record"]
+
+
+def test_exports_that_keep_their_compression_and_run_standalone(digits, tmp_path):
+    _needs("onnxruntime")
+    _needs("openvino")
+    import json
+
+    from gemini_core.checkpoint.load import load_export
+    from gemini_core.workflows.export import export_compressed
+
+    scenario, baseline = digits
+    compressed = compress(baseline.model, CompressionConfig(bits=8), scenario)
+    path = export_compressed(compressed, scenario, baseline, tmp_path / "x", measure=False,
+                             formats="onnx-compressed,openvino,standalone")
+    recipe = json.loads((path / "recipe.json").read_text())
+    assert recipe["onnx_compressed"]["size_ok"] and recipe["onnx_compressed"]["accuracy_ok"]
+    # The tiny CNN's IR graph (xml) outweighs its 8-bit weights, so only accuracy is checked here; MiniLM's IR
+    # is 1.01x its safetensors (docs/runtimes.md).
+    assert recipe["openvino"]["accuracy_ok"] and recipe["openvino"]["size_bytes"] > 0
+    assert (path / "onnx" / "model.int8.onnx").is_file() and (path / "openvino" / "model.xml").is_file()
+    assert (path / "onnx" / "predict.py").is_file() and recipe["standalone"]["requires"][:2] == ["onnxruntime", "numpy"]
+    assert "onnx/predict.py" in recipe["files"] and "OpenVINO IR" in (path / "README.md").read_text()
+    load_export(path)  # every new file is under the checksums
+
+
+def test_a_format_the_point_cannot_keep_is_refused_before_writing(digits, tmp_path):
+    from gemini_core.errors import GeminiError
+    from gemini_core.workflows.export import export_compressed
+
+    scenario, baseline = digits
+    compressed = compress(baseline.model, CompressionConfig(bits=32), scenario)
+    with pytest.raises(GeminiError, match="onnx-compressed keeps 8-bit"):
+        export_compressed(compressed, scenario, baseline, tmp_path / "y", measure=False, formats="onnx-compressed")
+    with pytest.raises(GeminiError, match="standalone runs an ONNX file"):
+        export_compressed(compressed, scenario, baseline, tmp_path / "y", measure=False, formats="standalone")
+    assert not (tmp_path / "y").exists()
