@@ -25,7 +25,7 @@ from gemini_core.runtimes.auto import choose_fastest
 from gemini_core.runtimes.base import Inputs, RuntimeModel
 from gemini_core.runtimes.catalog import available_runtimes, build
 from gemini_core.runtimes.registry import implements
-from gemini_core.runtimes.torch_kernels import build_dense
+from gemini_core.runtimes.torch_kernels import build_dense, build_sparse
 
 # execution name -> (runtime, precision)
 EXECUTION_RUNTIMES = {
@@ -88,11 +88,31 @@ def _summary(built: RuntimeModel) -> str:
     return f"{built.label}{extra}"
 
 
+@torch.no_grad()
+def _val_accuracy(model, scenario) -> float:
+    val = scenario.splits.val
+    correct = sum(int((model(**b.inputs).argmax(-1) == b.labels).sum()) for b in val.batches(256))
+    return correct / max(len(val), 1)
+
+
+def _calibration_effect(model: nn.Module, built: RuntimeModel, scenario) -> dict:
+    """Validation accuracy before (the stored weights in float) and after static int8 calibration."""
+    before, after = _val_accuracy(model.eval(), scenario), _val_accuracy(built, scenario)
+    delta = (after - before) * 100
+    one_example = 100 / max(len(scenario.splits.val), 1)
+    verdict = ("no measurable change" if abs(delta) <= one_example
+               else "calibration hurt accuracy" if delta < 0 else "calibrated model scored higher")
+    return {"split": "validation", "examples": len(scenario.splits.val), "accuracy_before": before,
+            "accuracy_after": after, "delta_points": delta, "verdict": verdict}
+
+
 def _make_builder(name: str, runtime: str, precision: str):
     def build_on_runtime(model: nn.Module, config: CompressionConfig, quantized: dict, device: torch.device,
                          plan: dict, scenario=None):
         _require(scenario, device, name)
         built = _convert(model, scenario, runtime, precision)
+        if "int8" in precision:  # a calibration that hurts must be visible next to the point
+            built.details["calibration_effect"] = _calibration_effect(model, built, scenario)
         return RuntimeModule(built), _summary(built), {"model": _summary(built)}
 
     build_on_runtime.__name__ = f"build_{name.replace('-', '_')}"
@@ -117,22 +137,23 @@ def build_auto(model: nn.Module, config: CompressionConfig, quantized: dict, dev
                 candidates[name] = RuntimeModule(_convert(model, scenario, runtime, precision))
             except ConfigError:
                 continue  # a precision this runtime cannot build for this model competes no further
-    val = scenario.splits.val
-
-    @torch.no_grad()
-    def accuracy(candidate) -> float:
-        correct = sum(int((candidate(**b.inputs).argmax(-1) == b.labels).sum()) for b in val.batches(256))
-        return correct / max(len(val), 1)
-
-    choice = choose_fastest(candidates, scenario.splits.test.first(32).inputs, accuracy, AUTO_TOLERANCE_POINTS,
+    layers = {"torch dense": (dense_summary, dense_layers)}
+    if config.is_unstructured:  # sparse kernels compete, and win only where measured faster
+        sparse, sparse_summary, sparse_layers = build_sparse(copy.deepcopy(model).eval(), config, quantized, device,
+                                                             plan)
+        candidates["torch sparse"] = sparse
+        layers["torch sparse"] = (sparse_summary, sparse_layers)
+    choice = choose_fastest(candidates, scenario.splits.test.first(32).inputs,
+                            lambda candidate: _val_accuracy(candidate, scenario), AUTO_TOLERANCE_POINTS,
                             reference="torch dense")
     winner = candidates[choice["chosen"]]
     summary = f"auto: {choice['chosen']} (fastest within {AUTO_TOLERANCE_POINTS:g} validation points of torch)"
     if isinstance(winner, RuntimeModule):
         winner.choice = choice
         return winner, f"{summary}; {_summary(winner.built)}", {"model": json.dumps(choice["chosen"])}
-    dense.auto_choice = choice  # plain attribute: measure_point records it
-    return dense, f"{summary}; {dense_summary}", dense_layers
+    winner.auto_choice = choice  # plain attribute: measure_point records it
+    kernels, per_layer = layers[choice["chosen"]]
+    return winner, f"{summary}; {kernels}", per_layer
 
 
 def _rss_bytes() -> int:

@@ -37,6 +37,8 @@ def test_a_runtime_point_is_measured_with_its_own_figures(digits, execution):
     assert record["latency_ms_p50"] > 0 and record["latency_runs"] >= 20
     if execution.endswith("int8"):
         assert record["runtime"]["calibration"]["examples"] > 0  # static int8 saw training examples
+        effect = record["runtime"]["calibration_effect"]
+        assert effect["split"] == "validation" and effect["verdict"] and "accuracy_before" in effect
         assert abs(record["accuracy"] - dense["accuracy"]) <= 0.03
     else:  # float compute of the same stored weights: the same predictions
         assert abs(record["accuracy"] - dense["accuracy"]) <= 1 / len(scenario.splits.test) + 1e-9
@@ -106,3 +108,10 @@ def test_a_format_the_point_cannot_keep_is_refused_before_writing(digits, tmp_pa
     with pytest.raises(GeminiError, match="standalone runs an ONNX file"):
         export_compressed(compressed, scenario, baseline, tmp_path / "y", measure=False, formats="standalone")
     assert not (tmp_path / "y").exists()
+
+
+def test_auto_lets_sparse_kernels_compete_on_an_unstructured_point(digits):
+    scenario, baseline = digits
+    config = CompressionConfig(prune_method="magnitude-unstructured", prune_ratio=0.9, execution="auto")
+    record = measure_point(compress(baseline.model, config, scenario), scenario, batch_size=16)
+    assert "torch sparse" in record["auto_choice"]["candidates"]
