@@ -89,7 +89,7 @@ def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: st
         with torch.no_grad():
             for name, mask in masks.items():
                 named[name].masked_fill_(mask, 0)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     student.eval()
     for p in student.parameters():
         p.requires_grad_(True)
