@@ -27,9 +27,9 @@ BUILTIN_NAMES = ("smollm2", "builtin:smollm2")
 # The weights were stored 4-bit before we ever saw them: storing them again at 4 bits with
 # groups of 32 (the same grid) reproduces them and measures no quantization loss.
 SMOLLM2_SOURCE = {"name": "SmolLM2-135M-Instruct", "source_format": "GGUF Q4_1",
-                  "source_bits": 4, "source_group_size": 32,
-                  "note": "source weights were Q4_1 (4-bit, groups of 32, scale + min); "
-                          "4-bit group-32 storage of them measures nothing"}
+                  "source_bits": 4, "source_group_size": 32, "source_embedding_format": "GGUF Q8_0",
+                  "note": "source weights were Q4_1 (4-bit, groups of 32, scale + min; the token "
+                          "embedding Q8_0); 4-bit group-32 storage of them measures nothing"}
 META_FILE = "gemini_llm.json"
 UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
