@@ -1,7 +1,7 @@
 """LLM figures on SmolLM2-135M with the built-in text (CPython pydoc topics).
 
     python -m bench.llm_figures --figures fp32,prune,quant,int8 --threads 2
-    python -m bench.llm_figures --figures recovery --steps 20
+    python -m bench.llm_figures --figures recovery --steps 20 --temperature 1
 
 Evaluation: the last ``--eval-tokens`` tokens of the held-out evaluation part, windows of
 ``--context`` tokens (stride = context). Calibration: the first ``--calib-samples`` x
@@ -72,7 +72,7 @@ def recovery(base, tokenizer, split, calib, eval_ids, args):
     info = prune.prune_model(pruned, "magnitude", 0.5)
     start_ppl = metrics.perplexity(pruned, eval_ids, args.context)["perplexity"]
     train = text_data.calibration_batch(tokenizer, split, args.steps * args.batch, args.train_len)
-    for mode in ("finetune", "distill"):
+    for mode in args.modes.split(","):
         student = copy.deepcopy(pruned)
         result = distill.recover(student, base, train, steps=args.steps, batch_size=args.batch,
                                  mode=mode, lr=args.lr, temperature=args.temperature)
@@ -95,6 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("--train-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--modes", default="finetune,distill", help="recovery modes, same step budget")
     parser.add_argument("--out", default="bench/results/llm_figures.jsonl")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
