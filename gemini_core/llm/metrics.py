@@ -86,7 +86,7 @@ def prefill_latency(model, ids: torch.Tensor, warmup: int = 2, repeats: int = 7)
         samples.append(time.perf_counter() - start)
     p = _percentiles_ms(samples)
     return {"prefill_ms_p10": p["p10"], "prefill_ms_p50": p["p50"], "prefill_ms_p90": p["p90"],
-            "prefill_tokens": window.shape[1], "repeats": repeats}
+            "prefill_tokens": window.shape[1], "prefill_repeats": repeats}
 
 
 @torch.no_grad()
@@ -109,7 +109,7 @@ def decode_tokens_per_s(model, prompt_ids: torch.Tensor, new_tokens: int = 32, r
         first = _generate_seconds(model, prompt, 1)
         per_token.append(max(full - first, 1e-9) / (new_tokens - 1))
     return {"decode_tokens_per_s": 1.0 / statistics.median(per_token), "new_tokens": new_tokens,
-            "prompt_tokens": prompt.shape[1], "repeats": repeats}
+            "prompt_tokens": prompt.shape[1], "decode_repeats": repeats}
 
 
 def peak_rss_mb(fn, interval_s: float = 0.005) -> tuple[object, dict]:
