@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--train-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--modes", default="finetune,distill", help="recovery modes, same step budget")
     parser.add_argument("--out", default="bench/results/llm_figures.jsonl")
     args = parser.parse_args(argv)
