@@ -31,7 +31,7 @@ def figures_table(records: list[dict]) -> str:
 
 def export_table(records: list[dict]) -> str:
     rows = ["| record | figures |", "|---|---|"]
-    skip = {"variant", "time_utc", "cpu_flags", "torch", "python", "nll_per_token", "threads", "loadavg_1m"}
+    skip = {"variant", "time_utc", "cpu_flags", "torch", "python", "nll_per_token", "loadavg_1m"}
     for r in records:
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in r.items() if k not in skip)
