@@ -2,6 +2,7 @@
 
     python -m bench.llm_figures --figures fp32,prune,quant,int8 --threads 2
     python -m bench.llm_figures --figures recovery --steps 20 --temperature 1
+    python -m bench.llm_figures --figures zeroshot --sst2 ../shared/data/sst2/train_subset_first5000.tsv
 
 Evaluation: the last ``--eval-tokens`` tokens of the held-out evaluation part, windows of
 ``--context`` tokens (stride = context). Calibration: the first ``--calib-samples`` x
@@ -82,6 +83,26 @@ def recovery(base, tokenizer, split, calib, eval_ids, args):
         yield record
 
 
+def zero_shot(base, tokenizer, args):
+    """Zero-shot SST-2 sentiment by label words on the first --zs-examples rows of the shared subset
+    (the bench may read ../shared/data; the product never does)."""
+    import csv
+
+    path = Path(args.sst2)
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))[: args.zs_examples]
+    texts, labels = [r["sentence"].strip() for r in rows], [r["label"] for r in rows]
+    words = {"1": " positive", "0": " negative"}
+    template = "Review: {text}\nSentiment (positive or negative):"
+    for name, kind, options in [("fp32", None, {}), *FIGURES["int8"][:1],
+                                ("quant rtn 4-bit g64", "quantize", {"method": "rtn", "bits": 4, "group_size": 64})]:
+        model = copy.deepcopy(base) if kind else base
+        apply(model, kind, options, None)
+        record = {"variant": f"zero-shot SST-2 {name}", **environment(args.threads), "template": template}
+        record.update(metrics.zero_shot_accuracy(model, tokenizer, texts, labels, words, template))
+        yield record
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figures", default="fp32,prune,quant,int8")
@@ -96,6 +117,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--modes", default="finetune,distill", help="recovery modes, same step budget")
+    parser.add_argument("--sst2", default="../shared/data/sst2/train_subset_first5000.tsv")
+    parser.add_argument("--zs-examples", type=int, default=200)
     parser.add_argument("--out", default="bench/results/llm_figures.jsonl")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -107,7 +130,9 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for figure in args.figures.split(","):
-        if figure == "recovery":
+        if figure == "zeroshot":
+            records = zero_shot(lm.model, lm.tokenizer, args)
+        elif figure == "recovery":
             records = recovery(lm.model, lm.tokenizer, split, calib, eval_ids, args)
         else:
             records = (run_variant(lm.model, *v, calib, eval_ids, args) for v in FIGURES[figure])

@@ -56,7 +56,7 @@ def _trainable(model, freeze_embeddings: bool) -> list[torch.nn.Parameter]:
 
 
 def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: str = "distill",
-            lr: float = 2e-5, temperature: float = 2.0, seed: int = 0,
+            lr: float = 1e-4, temperature: float = 1.0, seed: int = 0,
             forward: Callable = lm_logits, hard_loss: Callable = lm_next_token_loss,
             freeze_embeddings: bool = True) -> dict:
     """Train ``student`` for exactly ``steps`` optimizer steps on ``batches`` (a tensor of rows, or

