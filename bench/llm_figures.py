@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from gemini_core.llm import metrics, prune, quantize, source, text_data
+from gemini_core.llm import metrics, prune, quantize, source, structured, text_data
 
 FIGURES = {
     "fp32": [("fp32", None, {})],
@@ -32,6 +32,8 @@ FIGURES = {
               for m in ("rtn", "gptq", "awq")],
     "quant3": [(f"quant {m} 3-bit g64", "quantize", {"method": m, "bits": 3, "group_size": 64})
                for m in ("rtn", "gptq", "awq")],
+    "structured": [("structured MLP channels 25%", "structured", {"mlp_ratio": 0.25}),
+                   ("structured KV head groups 1 of 3", "structured", {"head_ratio": 0.34})],
     "int8": [("quant rtn 8-bit per-channel", "quantize", {"method": "rtn", "bits": 8}),
              ("quant rtn 8-bit g64", "quantize", {"method": "rtn", "bits": 8, "group_size": 64})],
 }
@@ -52,6 +54,8 @@ def apply(model, kind, options, calib):
         return prune.prune_model(model, calib_ids=calib, **options)
     if kind == "quantize":
         return quantize.quantize_model(model, calib_ids=calib, **options)
+    if kind == "structured":
+        return structured.prune_structured(model, calib, **options)
     return {}
 
 
