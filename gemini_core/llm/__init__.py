@@ -4,6 +4,6 @@ weight quantization with calibration, distillation recovery, metrics and GGUF ex
 Self-contained for now; its files are meant to move into the stage folders later
 (source/text_data -> scenarios, quantize/prune -> techniques, distill -> training,
 gguf_export -> checkpoint, metrics -> measure)."""
-from .source import LoadedLM, load_causal_lm
+from gemini_core.llm.source import LoadedLM, load_causal_lm
 
 __all__ = ["LoadedLM", "load_causal_lm"]

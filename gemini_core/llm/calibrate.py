@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from gemini_core.errors import ConfigError
 
 BlockFn = Callable[[int, dict, dict], None]  # (block index, {name: Linear}, {name: InputStats})
 
@@ -108,7 +108,8 @@ def compress_sequentially(model, ids: torch.Tensor, fn: BlockFn, hessian: bool,
         linears = block_linears(block)
         stats: dict[str, InputStats] = {}
         seen: dict = {}
-        handles = [lin.register_forward_hook(lambda _m, inp, _o, n=name, st=stats, sn=seen: _record(n, inp[0], st, sn, hessian))
+        handles = [lin.register_forward_hook(
+                       lambda _m, inp, _o, n=name, st=stats, sn=seen: _record(n, inp[0], st, sn, hessian))
                    for name, lin in linears.items()]
         try:
             _run_block(block, hidden, kwargs)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from gemini_core.errors import ConfigError
 
 MODES = ("distill", "finetune")
 

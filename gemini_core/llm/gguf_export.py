@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from gemini_core.errors import ConfigError
 
 ARCH = "llama"
 TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, DataError
+from gemini_core.errors import ConfigError, DataError
 
 
 @torch.no_grad()

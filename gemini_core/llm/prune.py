@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from ..errors import ConfigError
-from .calibrate import compress_sequentially, linear_layers
-from .quantize import _inverse_hessian_chol
+from gemini_core.errors import ConfigError
+from gemini_core.llm.calibrate import compress_sequentially, linear_layers
+from gemini_core.llm.quantize import _inverse_hessian_chol
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 

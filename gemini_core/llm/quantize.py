@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from ..errors import ConfigError
-from .calibrate import compress_sequentially, linear_layers
+from gemini_core.errors import ConfigError
+from gemini_core.llm.calibrate import compress_sequentially, linear_layers
 
 METHODS = ("rtn", "gptq", "awq")
 

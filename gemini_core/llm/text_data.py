@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
+from gemini_core.errors import DataError
 
 BUILTIN_TEXT = "builtin:pydoc-topics"
 EVAL_FRACTION = 0.25  # the last quarter of the documents is evaluation, always
