@@ -227,7 +227,7 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
                   "nothing chooses sparse on its own (no 'auto' execution)."}
     result["notes"] += [
         "Layer rows: one nn.Linear of MiniLM's shape, weights magnitude-pruned to the sparsity; dense = nn.Linear "
-        "(MKL/oneDNN GEMM), sparse = gemini_core.kernels.SparseLinear (CSR torch.sparse.mm). speed-up = dense / "
+        "(MKL/oneDNN GEMM), sparse = gemini_core.runtimes.torch_kernels.SparseLinear (CSR torch.sparse.mm). speed-up = dense / "
         "sparse latency per interleaved round, median (min–max).",
         "Crossover: lowest sparsity measured from which sparse is faster at every higher sparsity measured.",
         "Whole-model rows: MiniLM's encoder Linear layers magnitude-pruned (no fine-tuning: latency only); "

@@ -29,6 +29,7 @@ from torch import nn
 from gemini_core.compress import CompressedModel
 from gemini_core.device import device_info
 from gemini_core.errors import ConfigError
+from gemini_core.runtimes.converted import runtime_figures
 from gemini_core.scenarios.base import Scenario, Split
 from gemini_core.training.loop import predict
 
@@ -202,6 +203,7 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     memory = measure_memory(compressed.model, batch, device)
     _check_measured_peak(memory, batch_size, cap)
     record.update(memory)
+    record.update(runtime_figures(compressed.model, batch))  # converted runtimes: memory, calibration, choice
     record["size_bytes"] = len(compressed.storage())
     record["ideal_size_bytes"] = compressed.ideal_size_bytes()
     record["params"] = sum(p.numel() for p in stored.parameters())

@@ -9,6 +9,9 @@ Lanes: training, sweeping and exporting share the "compute" lane, one job at a t
 cores two would slow each other down and skew each other's latency measurements (and the
 engine's memory measurement uses the process-wide torch profiler). A second job is refused
 with a message, never queued silently.
+
+Engine imports sit inside the job methods on purpose: they pull in torch (seconds on 2 cores),
+which the first page render must not wait for. The job thread pays it once.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from gemini_core.charts import sensitivity as splots
+from gemini_core.errors import GeminiError
+from gemini_core.results.store import Store
 
 from . import views
 from .jobs import SensitivityJob
@@ -30,8 +32,6 @@ def cancel_analysis() -> None:
 
 def latest_stored_profile(scenario: str) -> dict | None:
     """The newest stored analysis of this scenario (the page shows it when no job ran in this process)."""
-    from gemini_core.errors import GeminiError
-    from gemini_core.results.store import Store
 
     try:
         found = [a for a in Store().analyses() if a["scenario"] == scenario]
@@ -99,7 +99,6 @@ def live_analysis() -> None:
 # -- allocator ---------------------------------------------------------------------------------------
 def propose(profile: dict) -> None:
     """on_click of 'Propose allocation': the allocator's choice goes into the editable table."""
-    from gemini_core.errors import GeminiError
     from gemini_core.workflows.allocator import allocate
 
     s = st.session_state
@@ -118,7 +117,6 @@ def propose(profile: dict) -> None:
 
 def allocation_editor(profile: dict) -> None:
     """The chosen allocation as an editable table, its predicted figures, and the button to measure it."""
-    from gemini_core.errors import GeminiError
     from gemini_core.workflows.allocator import allocation_config, predict, rows_to_choice
     from gemini_core.workflows.sweep import SweepSpec
 

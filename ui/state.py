@@ -9,6 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from gemini_core.errors import GeminiError
+from gemini_core.fsio import explain_os_error, write_file_atomic
+from gemini_core.paths import data_roots, home_dir, resolve_readable
+from gemini_core.results.store import Store
+
 from .jobs import Job, JobBusy, JobRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +114,6 @@ def shared_memory() -> dict:
 
 def runs_with_points_or_stop(what: str):
     """(store, runs that have measured points); otherwise a message in the page and st.stop()."""
-    from gemini_core.errors import GeminiError
-    from gemini_core.results.store import Store
 
     try:
         store = Store()
@@ -162,14 +165,12 @@ def typed_path_roots() -> list[Path]:
     Never anywhere: a typed path would otherwise let whoever reaches the page preview any file the
     server can read. Uploads go under the home folder, so they always work.
     """
-    from gemini_core.paths import data_roots, home_dir
 
     return [home_dir(), *data_roots()]
 
 
 def check_typed_path(text: str, what: str = "path") -> str:
     """``text`` when it leads inside ``typed_path_roots()``; ConfigError naming where it leads otherwise."""
-    from gemini_core.paths import resolve_readable
 
     resolve_readable(text, typed_path_roots(), what)
     return text
@@ -184,9 +185,6 @@ def save_upload(upload, default_name: str = "data.csv") -> str:
     """
     import hashlib
 
-    from gemini_core.fsio import write_file_atomic
-    from gemini_core.paths import home_dir
-
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     folder = home_dir() / "uploads"
@@ -199,9 +197,6 @@ def save_upload(upload, default_name: str = "data.csv") -> str:
     try:
         write_file_atomic(path, data)
     except OSError as exc:
-        from gemini_core.errors import GeminiError
-        from gemini_core.fsio import explain_os_error
-
         raise GeminiError(explain_os_error(exc, f"saving the upload {upload.name!r}")
                           or f"could not save the upload: {exc.strerror or exc}") from None
     return str(path)

@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from gemini_core.charts.sweep import fig_accuracy_vs_latency, fig_accuracy_vs_size, sweep_figures
+from gemini_core.errors import GeminiError
+from gemini_core.results.store import Store
 from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
 
 from .jobs import SweepJob, demo_spec
@@ -205,8 +207,6 @@ def sweep_live_view(where: str) -> None:
 
 def _latest_stored_run(where: str) -> None:
     """No job in this server process yet: show the newest stored run (finished points stay saved)."""
-    from gemini_core.errors import GeminiError
-    from gemini_core.results.store import Store
 
     try:
         store = Store()

@@ -38,7 +38,10 @@ RECIPE_FILE = "recipe.json"
 MAX_UNZIPPED_BYTES = 8 * 1024 ** 3  # what a zipped export may unpack to (GEMINI_MAX_EXPORT_BYTES)
 README_FILE = "README.md"
 MAX_RECIPE_BYTES = 64 * 1024 ** 2
-FORMATS = ("gemini", "hf", "onnx")
+# gemini: the compressed safetensors (always); hf: a plain transformers folder; onnx: the float graph;
+# onnx-compressed: int8 QDQ (8-bit points) or MatMulNBits (4-bit points); openvino: IR with compressed
+# weights (8 or 4 bits); standalone: preprocessing + predict.py beside the ONNX file (onnxruntime + numpy only).
+FORMATS = ("gemini", "hf", "onnx", "onnx-compressed", "openvino", "standalone")
 # Files that unpickle on load: an export never contains one and ``load`` never opens one.
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 ONNX_CHECK_BATCH = 32

@@ -6,6 +6,7 @@ and builds the same kernels the sweep measured, so ``evaluate_export`` reproduce
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from gemini_core.compress.codec import LAYER_BITS_KEY, decode_state, from_bytes
 from gemini_core.compress.model import CompressedModel
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.runtimes.converted import CONVERTED_EXECUTIONS
 from gemini_core.runtimes.torch_kernels import build_execution_model
 from gemini_core.scenarios.registry import after_prune, build_architecture
 from gemini_core.techniques.prune import PruneResult, replay_pruning
@@ -90,8 +92,13 @@ def _check_layer_bits(recipe: dict, meta: dict, quantized: dict) -> None:
         raise CheckpointError(f"{MODEL_FILE}: per-layer bits differ from recipe.json")
 
 
-def load_export(path, device="cpu") -> LoadedExport:
-    """Verify and reload an export folder (or its zip): the runnable model and its recipe."""
+def load_export(path, device="cpu", scenario=None) -> LoadedExport:
+    """Verify and reload an export folder (or its zip): the runnable model and its recipe.
+
+    A point executed on a converted runtime (ONNX Runtime, OpenVINO) is converted again with
+    ``scenario``'s training examples as calibration; without a scenario it runs on torch's dense
+    kernels and ``backend`` says so.
+    """
     device = torch.device(device)
     with _export_root(path) as root:
         recipe, blob = read_export(root)
@@ -100,7 +107,12 @@ def load_export(path, device="cpu") -> LoadedExport:
     except GeminiError as exc:
         raise CheckpointError(f"recipe.json holds an invalid config: {exc}") from None
     stored, quantized = rebuild_stored_model(recipe, blob)
-    runnable, backend, layers = build_execution_model(stored, config, quantized, device)
+    if config.execution in CONVERTED_EXECUTIONS and scenario is None:
+        dense = dataclasses.replace(config, execution="dense")
+        runnable, backend, layers = build_execution_model(stored, dense, quantized, device)
+        backend = f"{backend} (recorded on {config.execution}; converting again needs the scenario's data)"
+    else:
+        runnable, backend, layers = build_execution_model(stored, config, quantized, device, scenario=scenario)
     return LoadedExport(runnable, stored, quantized, config, recipe, backend, layers, device,
                         Path(path).expanduser().resolve(), set(recipe.get("sparse_names") or []))
 

@@ -134,4 +134,24 @@ def _how_to_load(recipe: dict) -> list[str]:
                   "session = ort.InferenceSession(\"<this folder>/onnx/model.onnx\")",
                   "logits = session.run(None, {" + ", ".join(f"\"{n}\": ..." for n in recipe["inputs"]) + "})[0]",
                   "```"]
+    lines += _runtime_formats(recipe)
+    return lines
+
+
+def _runtime_formats(recipe: dict) -> list[str]:
+    """The files that keep their compression in another runtime, with their checked size and accuracy."""
+    lines = []
+    for key, title in (("onnx_compressed", "ONNX with compressed weights"), ("openvino", "OpenVINO IR")):
+        info = recipe.get(key)
+        if not info:
+            continue
+        lines += ["", f"{title}: `{info.get('file', key)}`, {info['size_bytes']:,} bytes "
+                  f"({info['size_ratio_vs_safetensors']:.2f}x model.safetensors); reloaded in its runtime: test "
+                  f"accuracy {info['reloaded_accuracy']:.4f}, {info['accuracy_delta_pts']:+.2f} points against "
+                  f"the point (tolerance {info['tolerance_pts']} points)."]
+    if recipe.get("standalone"):
+        info = recipe["standalone"]
+        lines += ["", f"Without gemini_core or torch: `onnx/predict.py` with `onnx/preprocess.json` applies the "
+                  f"{info['preprocess']} preprocessing to raw inputs; it needs only "
+                  f"`pip install {' '.join(info['requires'])}` (see `onnx/STANDALONE.md`)."]
     return lines

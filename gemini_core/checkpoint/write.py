@@ -27,6 +27,8 @@ from gemini_core.checkpoint.hf import write_hf
 from gemini_core.checkpoint.inputs import input_spec
 from gemini_core.checkpoint.model_card import model_card
 from gemini_core.checkpoint.onnx import write_onnx
+from gemini_core.checkpoint.runtime_exports import write_onnx_int8, write_onnx_nbits, write_openvino_ir
+from gemini_core.checkpoint.standalone import write_standalone
 from gemini_core.config import CompressionConfig
 from gemini_core.device import device_info
 from gemini_core.errors import GeminiError
@@ -111,6 +113,33 @@ def check_destination(out_dir, overwrite: bool) -> Path:
     return out_dir
 
 
+def check_formats(formats, bits: int) -> None:
+    """One line naming a format this point cannot be written in (before anything is measured or written)."""
+    if "onnx-compressed" in formats and bits not in (8, 4):
+        raise GeminiError(f"--format onnx-compressed keeps 8-bit (int8 QDQ) or 4-bit (MatMulNBits) weights; "
+                          f"this point has {bits} bits. Use onnx for the float graph")
+    if "openvino" in formats and bits not in (8, 4):
+        raise GeminiError(f"--format openvino keeps 8- or 4-bit weights; this point has {bits} bits")
+    if "standalone" in formats and not {"onnx", "onnx-compressed"} & set(formats):
+        raise GeminiError("--format standalone runs an ONNX file: add onnx or onnx-compressed")
+
+
+def _write_runtime_formats(tmp: Path, compressed, scenario, recipe: dict, formats, progress) -> None:
+    """The formats that keep their compression in another runtime, each reloaded there and checked."""
+    onnx_file = "model.onnx"
+    if "onnx-compressed" in formats:
+        notify(progress, "message", "writing the compressed ONNX graph")
+        writer = write_onnx_int8 if compressed.config.bits == 8 else write_onnx_nbits
+        recipe["onnx_compressed"] = writer(compressed, scenario, tmp / "onnx")
+        onnx_file = recipe["onnx_compressed"]["file"]
+    if "openvino" in formats:
+        notify(progress, "message", "writing the OpenVINO IR")
+        recipe["openvino"] = write_openvino_ir(compressed, scenario, tmp / "openvino")
+    if "standalone" in formats:
+        notify(progress, "message", "writing the standalone loader (predict.py)")
+        recipe["standalone"] = write_standalone(tmp / "onnx", scenario, onnx_file=onnx_file)
+
+
 def write_export(compressed, scenario, baseline, out_dir, record: dict, formats=("gemini",),
                  overwrite: bool = False, *, onnx_int8: bool = False, make_zip: bool = False,
                  extra: dict | None = None, progress: ProgressFn | None = None) -> Path:
@@ -126,6 +155,7 @@ def write_export(compressed, scenario, baseline, out_dir, record: dict, formats=
     if "hf" in formats and arch.get("model") != "hf":
         raise GeminiError(f"--format hf is for Hugging Face text models; this scenario's model is "
                           f"{arch.get('model')!r}. Use the gemini or onnx format")
+    check_formats(formats, compressed.config.bits)
     record = _sanitize_record(record)
     if record.get("config") and CompressionConfig.from_dict(record["config"]).key() != compressed.config.key():
         raise GeminiError("the record given to export_compressed was measured for another config")
@@ -169,6 +199,7 @@ def _write_folder(tmp: Path, compressed, scenario, baseline, record, arch, blob,
     if "onnx" in formats:
         notify(progress, "message", "exporting ONNX")
         recipe["onnx"] = write_onnx(compressed.stored_model, tmp / "onnx", scenario, arch, int8=onnx_int8)
+    _write_runtime_formats(tmp, compressed, scenario, recipe, formats, progress)
     files = sorted(set(_relative_files(tmp)) | {README_FILE, RECIPE_FILE})
     (tmp / README_FILE).write_text(model_card(recipe, files), encoding="utf-8")
     recipe["files"] = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}

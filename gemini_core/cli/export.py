@@ -10,7 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from gemini_core.checkpoint.format import parse_formats
+from gemini_core.checkpoint.format import FORMATS, parse_formats
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.cli.common import (
     SettingsFlags,
@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size for latency and memory")
     p.add_argument("--out", required=True, help="the export folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-    p.add_argument("--format", default="gemini", help="comma list of gemini, hf, onnx (gemini always)")
+    p.add_argument("--format", default="gemini", help="comma list of " + ", ".join(FORMATS) + " (gemini always)")
     p.add_argument("--onnx-int8", action="store_true", help="also write onnx/model.int8.onnx (onnxruntime)")
     p.add_argument("--zip", action="store_true", help="also write <out>.zip")
     p.set_defaults(func=run)

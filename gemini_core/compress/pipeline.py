@@ -9,6 +9,7 @@ from torch import nn
 
 from gemini_core.compress.model import CompressedModel
 from gemini_core.config import CompressionConfig
+from gemini_core.runtimes import converted  # noqa: F401  (registers the converted-runtime executions)
 from gemini_core.runtimes.torch_kernels import build_execution_model
 from gemini_core.scenarios.base import Scenario
 from gemini_core.techniques.plan import LayerSetting, is_mixed, resolve_layers, round_to_storage_, tensor_float_bits
@@ -52,5 +53,5 @@ def compress(model: nn.Module, config: CompressionConfig, scenario: Scenario, de
         round_to_storage_(stored, tensor_float_bits(stored, config, plan))
     else:
         quantized = quantize_weights_(stored, config.bits, config.granularity)
-    runnable, backend, layers = build_execution_model(stored, config, quantized, device, plan)
+    runnable, backend, layers = build_execution_model(stored, config, quantized, device, plan, scenario)
     return CompressedModel(config, runnable, stored, quantized, pruned, backend, layers, device, sparse_names, plan)

@@ -2,8 +2,9 @@
 
 Each backend is declared here by name (so the config, the CLI and the pages can list and
 validate it without importing kernels) and implemented by one module that registers its builder
-with ``@implements(name)``. A builder takes ``(stored_model, config, quantized, device, plan)``
-and returns ``(runnable model, backend summary, per-layer kernel names)``.
+with ``@implements(name)``. A builder takes ``(stored_model, config, quantized, device, plan, scenario)``
+and returns ``(runnable model, backend summary, per-layer kernel names)``; converted runtimes use the
+scenario's training examples for calibration.
 """
 from __future__ import annotations
 
@@ -38,3 +39,9 @@ def implements(name: str):
 
 declare_execution("dense", "dense kernels: fp32, bf16 at 16 bits, int8 kernels at 8 bits on the CPU")
 declare_execution("sparse", "sparse kernels (CSR on the CPU, 2:4 semi-structured on CUDA) for pruned weights")
+declare_execution("onnxruntime", "ONNX Runtime, fp32 compute of the stored weights (CPU)")
+declare_execution("onnxruntime-int8", "ONNX Runtime, static int8 (QDQ) calibrated on training examples (CPU)")
+declare_execution("openvino", "OpenVINO, fp32 compute of the stored weights (CPU)")
+declare_execution("openvino-bf16", "OpenVINO, bf16 compute (CPU)")
+declare_execution("openvino-int8", "OpenVINO, int8 through NNCF post-training quantization with calibration (CPU)")
+declare_execution("auto", "time torch and every runtime here; keep the fastest within 1 validation point")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gemini_core.config import CompressionConfig
+from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import EXECUTIONS, implements
 from gemini_core.techniques.plan import LayerSetting, is_mixed, resolve_layers
 from gemini_core.techniques.quantize import QuantizedWeight
@@ -117,16 +118,20 @@ def _has_2_4_pattern(weight: torch.Tensor) -> bool:
 
 
 def build_execution_model(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
-                          device: torch.device, plan: dict[str, LayerSetting] | None = None
+                          device: torch.device, plan: dict[str, LayerSetting] | None = None, scenario=None
                           ) -> tuple[nn.Module, str, dict[str, str]]:
     """A copy of ``model`` running on the kernels ``config`` asks for; returns (model, backend, per-layer).
 
     ``plan``: the per-layer settings ``compress`` resolved once (resolved here when not given).
+    ``scenario``: its training examples calibrate the converted runtimes (runtimes/converted.py).
     """
     if plan is None:
         plan = resolve_layers(model, config)
     backend = EXECUTIONS[config.execution]
-    return backend.build(copy.deepcopy(model).eval(), config, quantized, torch.device(device), plan)
+    if backend.build is None:
+        raise ConfigError(f"execution {config.execution!r} is declared but not loaded; import gemini_core.compress")
+    return backend.build(copy.deepcopy(model).eval(), config, quantized, torch.device(device), plan,
+                         scenario=scenario)
 
 
 def _linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -135,7 +140,8 @@ def _linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 @implements("sparse")
 def build_sparse(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
-                 device: torch.device, plan: dict[str, LayerSetting]) -> tuple[nn.Module, str, dict[str, str]]:
+                 device: torch.device, plan: dict[str, LayerSetting], scenario=None
+                 ) -> tuple[nn.Module, str, dict[str, str]]:
     """CSR sparse Linear kernels on the CPU; 2:4 semi-structured fp16 kernels on CUDA for a 2:4 model."""
     layers: dict[str, str] = {}
     skipped = {n for n, s in plan.items() if s.skip}
@@ -168,7 +174,8 @@ def build_sparse(model: nn.Module, config: CompressionConfig, quantized: dict[st
 
 @implements("dense")
 def build_dense(model: nn.Module, config: CompressionConfig, quantized: dict[str, QuantizedWeight],
-                device: torch.device, plan: dict[str, LayerSetting]) -> tuple[nn.Module, str, dict[str, str]]:
+                device: torch.device, plan: dict[str, LayerSetting], scenario=None
+                ) -> tuple[nn.Module, str, dict[str, str]]:
     """fp32; bf16 at 16 bits; torch's int8 kernels at 8 bits per-tensor / per-channel on the CPU."""
     if is_mixed(config):
         return _build_mixed(model, config, quantized, device, plan)

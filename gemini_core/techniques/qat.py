@@ -6,7 +6,7 @@ gets a ``torch.nn.utils.parametrize`` parametrization, ``WeightTransform``, whos
     weight -> weight * mask            (optional: unstructured / 2:4 zeros kept while training)
            -> dequantize(quantize_tensor(.., bits, granularity))   (optional: fake quantization)
 
-The fake quantization is ``gemini_core.quantize``'s own math (same grid, same fp16 scales, same
+The fake quantization is ``gemini_core.techniques.quantize``'s own math (same grid, same fp16 scales, same
 rounding), wrapped in a straight-through estimator: the forward pass returns the dequantized
 values exactly, the backward pass hands the gradient to the float weight unchanged. When the
 parametrizations are removed (``detach_transforms``) the float weights stay (with the mask baked

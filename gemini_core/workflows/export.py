@@ -34,7 +34,7 @@ def export_compressed(compressed, scenario, baseline, out_dir, record: dict | No
     See ``checkpoint.write.write_export`` for formats, zip and overwrite.
     """
     write.check_destination(out_dir, overwrite)  # fail before measuring
-    write.parse_formats(formats)
+    write.check_formats(write.parse_formats(formats), compressed.config.bits)
     if record is None:
         if measure:
             notify(progress, "message", "measuring the point")
@@ -157,7 +157,7 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     with _export_root(path) as root:  # the recipe is checked (schema) and the scenario rebuilt before the model
         recipe = read_recipe(root)
     scenario = scenario or scenario_for(recipe, data_overrides)
-    loaded = load_export(path, device=device)
+    loaded = load_export(path, device=device, scenario=scenario)  # runtime executions convert again with it
     recipe = loaded.recipe
     recorded = recipe.get("record") or {}
     batch_size = int(batch_size or min(int(recorded.get("batch_size") or 32), MAX_EVAL_BATCH))

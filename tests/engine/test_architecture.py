@@ -19,9 +19,9 @@ LAYERS = [
     ("config",),
     ("scenarios",),
     ("training", "results"),
-    ("techniques",),
+    ("techniques", "llm"),  # llm/: causal-LM source, text, metrics and one-shot methods (issue 16), self-contained
     ("runtimes",),
-    ("compress",),
+    ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),
     ("checkpoint", "charts", "report"),
     ("workflows",),

@@ -1,0 +1,283 @@
+"""Runtimes on MiniLM text classification: torch eager vs ONNX Runtime vs OpenVINO, with a peer column.
+
+One fine-tuned MiniLM (the product's ``text`` scenario on a small CSV) is built on every runtime and
+precision the engine offers, plus the same model compressed by hand with each runtime's documented
+recipe (ONNX Runtime ``quant_pre_process`` + ``quantize_static`` defaults; NNCF ``quantize`` defaults):
+the "peer" rows, i.e. what a user gets without the product. All variants are timed interleaved in one
+run (batch 32 x 64 tokens by default), accuracy is on the held-out test split (its size is reported),
+sizes are the bytes of each runtime's serialized form. The CPU model, its instruction-set flags and
+the load average at start and end are recorded, because which runtime wins depends on them.
+
+    python -m bench.runtimes --data ../shared/data/sms_spam/SMSSpamCollection --rows 2000
+
+Runtimes that are not installed are listed with the reason and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "sms_spam" / "SMSSpamCollection"
+DEFAULT_OUT = REPO / "bench" / "results" / "runtimes.json"
+TOLERANCE_PTS = 1.0
+# (name, runtime, precision, recipe): "product" rows may be chosen by --execution auto, "peer" rows are
+# the hand-applied documented recipes they are compared with.
+VARIANTS = (
+    ("torch fp32", "torch", "fp32", "product"),
+    ("torch bf16", "torch", "bf16", "product"),
+    ("torch int8 (dynamic)", "torch", "int8", "product"),
+    ("onnxruntime fp32", "onnxruntime", "fp32", "product"),
+    ("onnxruntime int8 (static QDQ)", "onnxruntime", "int8", "product"),
+    ("onnxruntime int8 peer", "onnxruntime", "int8-peer", "peer"),
+    ("openvino fp32", "openvino", "fp32", "product"),
+    ("openvino bf16", "openvino", "bf16", "product"),
+    ("openvino int8 (NNCF)", "openvino", "int8", "product"),
+    ("openvino int8 peer", "openvino", "int8-peer", "peer"),
+    ("openvino int4 weights (g32)", "openvino", "int4-weights", "product"),
+)
+
+
+def log(message: str) -> None:
+    print(f"[runtimes {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def first_rows(source: Path, rows: int, home: Path) -> Path:
+    """A copy of the first ``rows`` lines of ``source`` (a smaller test split keeps the run to minutes)."""
+    path = home / "data" / f"{source.stem}_first{rows}{source.suffix}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(source, encoding="utf-8", newline="") as handle:
+            lines = [line for _, line in zip(range(rows), handle)]
+        path.write_text("".join(lines), encoding="utf-8", newline="")
+    return path
+
+
+def baseline(args, home: Path):
+    """(scenario, fine-tuned MiniLM, info): trained once, cached under the bench home."""
+    from gemini_core.scenarios import TrainSettings, get_scenario
+    from gemini_core.training.baseline import get_baseline
+
+    data = first_rows(Path(args.data), args.rows, home)
+    scenario = get_scenario("text", data=str(data), header=False, text_column=1, label_column=0,
+                            max_train_examples=args.train_examples, max_length=args.length)
+    settings = TrainSettings(epochs=1, batch_size=32, lr=3e-4, weight_decay=0.01)
+    started = time.perf_counter()
+    trained = get_baseline(scenario, settings)
+    splits = scenario.splits
+    info = {"data": str(args.data), "rows_used": args.rows, "train": len(splits.train), "val": len(splits.val),
+            "test": len(splits.test), "max_length": scenario.max_length, "fine_tune": settings.to_dict(),
+            "baseline_seconds": round(time.perf_counter() - started, 1), "baseline_cached": trained.cached,
+            "baseline_test_accuracy": trained.test_accuracy}
+    return scenario, trained.model, info
+
+
+def build_variants(model, scenario, args) -> tuple[dict, dict, list[dict]]:
+    """name -> RuntimeModel for every variant whose runtime is here; plus the rows of those skipped."""
+    from gemini_core.runtimes.catalog import available_runtimes, build
+
+    reasons = available_runtimes()
+    example = scenario.splits.train.first(2).inputs
+    calibration = [b.inputs for _, b in zip(range(args.calibration_batches), scenario.splits.train.batches(32))]
+    built, kinds, skipped = {}, {}, []
+    for name, runtime, precision, recipe in VARIANTS:
+        if reasons.get(runtime):
+            skipped.append({"variant": name, "reason": reasons[runtime]})
+            continue
+        started = time.perf_counter()
+        try:
+            built[name] = build(runtime, model, example, calibration if "int8" in precision else None,
+                                precision, threads=args.threads)
+        except Exception as exc:  # one variant failing (e.g. bf16 refused on this CPU) must not end the run
+            skipped.append({"variant": name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
+            log(f"{name}: skipped ({skipped[-1]['reason']})")
+            continue
+        kinds[name] = recipe
+        log(f"{name}: built in {time.perf_counter() - started:.1f} s, {built[name].size_bytes:,} bytes")
+    return built, kinds, skipped
+
+
+def accuracy_fn(scenario, cache: dict):
+    from gemini_core.measure import classification_metrics
+
+    def accuracy(model) -> float:
+        key = id(model)
+        if key not in cache:
+            cache[key] = classification_metrics(model, scenario.splits.test, "cpu", batch_size=64)["accuracy"]
+        return cache[key]
+
+    return accuracy
+
+
+def rows_from(result: dict, built: dict, kinds: dict) -> list[dict]:
+    rows = []
+    for name, model in built.items():
+        row = result["candidates"][name]
+        rows.append({"variant": name, "recipe": kinds[name], **model.record(),
+                     "accuracy": row.get("accuracy"), "accuracy_delta_pts": row.get("accuracy_delta_pts"),
+                     "latency_ms_p50": row.get("latency_ms_p50"), "latency_ms_p10": row.get("latency_ms_p10"),
+                     "latency_ms_p90": row.get("latency_ms_p90"), "rounds_ms": row.get("rounds_ms"),
+                     "speedup_vs_torch_fp32": row.get("speedup_vs_reference"),
+                     "size_ratio_vs_torch_fp32": built[result["reference"]].size_bytes / model.size_bytes,
+                     "error": row.get("error")})
+    for row in rows:  # peer column: the product's row against the hand-made one of the same runtime
+        if row["recipe"] == "peer":
+            product = next((r for r in rows if r["runtime"] == row["runtime"] and r["precision"] == "int8"), None)
+            if product and row["latency_ms_p50"] and product["latency_ms_p50"]:
+                product["speedup_vs_peer"] = row["latency_ms_p50"] / product["latency_ms_p50"]
+                product["accuracy_vs_peer_pts"] = (product["accuracy"] - row["accuracy"]) * 100
+    return rows
+
+
+def measure_exports(model, scenario, folder: Path, threads: int) -> list[dict]:
+    """Exports that keep compression, on the same MiniLM: file size vs safetensors, accuracy after reload."""
+    from gemini_core.checkpoint import runtime_exports as ec
+    from gemini_core.compress import compress
+    from gemini_core.config import CompressionConfig
+    from gemini_core.runtimes.catalog import available_runtimes
+
+    reasons = available_runtimes()
+    int8, int4 = CompressionConfig(bits=8, granularity="per-channel"), CompressionConfig(bits=4, granularity="group-32")
+    jobs = [("onnxruntime", int8, ec.write_onnx_int8), ("onnxruntime", int4, ec.write_onnx_nbits),
+            ("openvino", int8, ec.write_openvino_ir), ("openvino", int4, ec.write_openvino_ir)]
+    rows = []
+    for runtime, config, writer in jobs:
+        if reasons.get(runtime):
+            rows.append({"format": f"{runtime} {config.label()}", "skipped": reasons[runtime]})
+            continue
+        started = time.perf_counter()
+        compressed = compress(model, config, scenario)
+        info = writer(compressed, scenario, folder / f"{runtime}-{config.bits}bit", threads=threads)
+        rows.append({"point": config.label(), **info})
+        log(f"export {info['format']} {config.label()}: {info['size_bytes']:,} B = "
+            f"{info['size_ratio_vs_safetensors']:.3f}x safetensors, accuracy {info['reloaded_accuracy']:.4f} "
+            f"({info['accuracy_delta_pts']:+.2f} pts) in {time.perf_counter() - started:.0f} s")
+    return rows
+
+
+def export_table(rows: list[dict]) -> str:
+    lines = ["| export | point | file bytes | safetensors bytes | ratio (max 1.15) | accuracy point → reloaded "
+             "| Δ pts (tolerance) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['format']} | skipped: {r['skipped']} | | | | | |")
+            continue
+        lines.append(f"| {r['format']} | {r['point']} | {r['size_bytes']:,} | {r['safetensors_bytes']:,} | "
+                     f"{r['size_ratio_vs_safetensors']:.3f}x {'ok' if r['size_ok'] else 'OVER'} | "
+                     f"{r['point_accuracy']:.4f} → {r['reloaded_accuracy']:.4f} | {r['accuracy_delta_pts']:+.2f} "
+                     f"({r['tolerance_pts']}) {'ok' if r['accuracy_ok'] else 'OVER'} |")
+    return "\n".join(lines)
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| variant | recipe | latency ms p50 (p10–p90) | vs torch fp32 | vs peer | accuracy | Δ pts | size bytes "
+            "| smaller | calibration |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['variant']} | {r['recipe']} | failed: {r['error']} | | | | | | | |")
+            continue
+        peer = f"{r['speedup_vs_peer']:.2f}x" if r.get("speedup_vs_peer") else ""
+        calib = r["calibration"]
+        calib_txt = f"{calib['examples']} ex., {calib['method']}" if calib["examples"] else calib["method"]
+        lines.append(f"| {r['variant']} | {r['recipe']} | {r['latency_ms_p50']:.0f} ({r['latency_ms_p10']:.0f}–"
+                     f"{r['latency_ms_p90']:.0f}) | {r['speedup_vs_torch_fp32']:.2f}x | {peer} | {r['accuracy']:.4f} | "
+                     f"{r['accuracy_delta_pts']:+.1f} | {r['size_bytes']:,} | {r['size_ratio_vs_torch_fp32']:.2f}x | "
+                     f"{calib_txt} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="SMS Spam Collection file (label TAB text)")
+    parser.add_argument("--rows", type=int, default=2000, help="first rows of the file used (test split = 15%%)")
+    parser.add_argument("--train-examples", type=int, default=400, help="fine-tuning examples (cap)")
+    parser.add_argument("--length", type=int, default=64, help="tokens per example")
+    parser.add_argument("--batch", type=int, default=32, help="examples per timed call")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--calibration-batches", type=int, default=8, help="training batches of 32 for int8")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: torch's)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON result file")
+    parser.add_argument("--exports", action="store_true", help="also write and check the compressed exports")
+    parser.add_argument("--no-runtimes", action="store_true", help="skip the runtime timing (with --exports)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    from gemini_core.runtimes.cpu import cpu_record
+
+    args = parse_args(argv)
+    if not Path(args.data).is_file():
+        raise SystemExit(f"error: data file {args.data} does not exist (pass --data)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
+    out = Path(args.out)
+    home = out.parent / ".home"
+    os.environ.setdefault("GEMINI_HOME", str(home))
+    started, load_start = time.perf_counter(), _loadavg()
+    scenario, model, info = baseline(args, home)
+    log(f"baseline: test accuracy {info['baseline_test_accuracy']:.4f} on {info['test']} examples")
+    report = runtime_section(model, scenario, args) if not args.no_runtimes else {}
+    exports = measure_exports(model, scenario, home / "exports", args.threads) if args.exports else None
+    report.update({
+        "section": "runtimes", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.runtimes " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cpu": cpu_record(), "threads": args.threads, "batch": f"{args.batch}x{args.length}", "text_model": info,
+        "exports": exports, "loadavg_start": load_start, "loadavg_end": _loadavg(),
+        "seconds": round(time.perf_counter() - started, 1), "versions": _versions()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if report.get("rows"):
+        print(table(report["rows"]))
+        print(f"\nauto choice (fastest within {TOLERANCE_PTS} pt of torch fp32): {report['auto_choice']['chosen']}")
+    for item in report.get("skipped", []):
+        print(f"skipped {item['variant']}: {item['reason']}")
+    if exports is not None:
+        print("\n" + export_table(exports))
+    print(f"\nCPU {report['cpu']['cpu']} flags {' '.join(report['cpu']['cpu_flags'])}; threads {args.threads}; "
+          f"load {load_start} -> {report['loadavg_end']}; {report['seconds']} s; JSON: {out}")
+    return report
+
+
+def runtime_section(model, scenario, args) -> dict:
+    """Every variant built, scored and timed interleaved; the auto choice among the product's rows."""
+    from gemini_core.runtimes.auto import choose_fastest
+
+    built, kinds, skipped = build_variants(model, scenario, args)
+    inputs = scenario.splits.test.first(args.batch).inputs
+    products = [n for n in built if kinds[n] == "product"]
+    result = choose_fastest(built, inputs, accuracy_fn(scenario, {}), TOLERANCE_PTS, reference="torch fp32",
+                            rounds=args.rounds, warmup=2, compete=products)
+    choice = {k: result[k] for k in ("chosen", "reference", "tolerance_points", "method")}
+    return {"auto_choice": choice, "rows": rows_from(result, built, kinds), "skipped": skipped}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Recovery after compression: knowledge distillation to the uncompressed teacher's logits
+(KL divergence at a temperature) or plain fine-tuning on the labels, with the same step budget.
+
+Works for causal LMs (logits per token, hard labels = next token) and for classifiers (logits
+per example, hard labels given): pass ``forward`` and ``hard_loss`` for the latter. Pruned
+weights stay zero (the mask is re-applied after every step), so sparsity is kept.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gemini_core.errors import ConfigError
+
+MODES = ("distill", "finetune")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) on temperature-softened distributions, times T^2 (Hinton et al.)
+    so gradients keep their scale as T changes; averaged over positions / examples."""
+    classes = student_logits.shape[-1]
+    s = F.log_softmax(student_logits.reshape(-1, classes).float() / temperature, -1)
+    t = F.log_softmax(teacher_logits.reshape(-1, classes).float() / temperature, -1)
+    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature ** 2
+
+
+def lm_logits(model, batch: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=batch, use_cache=False).logits
+
+
+def lm_next_token_loss(logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+
+
+def zero_masks(model) -> dict[str, torch.Tensor]:
+    """Where 2-D weights are exactly zero (pruned), to keep them zero while training."""
+    return {name: p == 0 for name, p in model.named_parameters() if p.dim() == 2 and bool((p == 0).any())}
+
+
+def _trainable(model, freeze_embeddings: bool) -> list[torch.nn.Parameter]:
+    frozen = set()
+    if freeze_embeddings:  # the (often tied) vocabulary matrices: large, and not what was compressed
+        for get in ("get_input_embeddings", "get_output_embeddings"):
+            module = getattr(model, get, lambda: None)()
+            if module is not None:
+                frozen.update(id(p) for p in module.parameters())
+    params = []
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen)
+        if p.requires_grad:
+            params.append(p)
+    return params
+
+
+def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: str = "distill",
+            lr: float = 1e-4, temperature: float = 1.0, seed: int = 0,
+            forward: Callable = lm_logits, hard_loss: Callable = lm_next_token_loss,
+            freeze_embeddings: bool = True) -> dict:
+    """Train ``student`` for exactly ``steps`` optimizer steps on ``batches`` (a tensor of rows, or
+    a list of batch objects), cycling in a fixed order. Returns the settings and the losses."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown recovery {mode!r}; choose from {', '.join(MODES)}")
+    if steps < 1 or temperature <= 0:
+        raise ConfigError("recovery needs at least 1 step and a positive temperature")
+    if mode == "distill" and teacher is None:
+        raise ConfigError("distillation needs the uncompressed teacher model")
+    torch.manual_seed(seed)
+    rows = batches if isinstance(batches, list) else list(batches.split(batch_size))
+    masks = zero_masks(student)
+    named = dict(student.named_parameters())
+    optimizer = torch.optim.AdamW(_trainable(student, freeze_embeddings), lr=lr, weight_decay=0.0)
+    student.train()
+    losses, start = [], time.perf_counter()
+    for step in range(steps):
+        batch = rows[step % len(rows)]
+        logits = forward(student, batch)
+        if mode == "distill":
+            with torch.no_grad():
+                target = forward(teacher, batch)
+            loss = kd_loss(logits, target, temperature)
+        else:
+            loss = hard_loss(logits, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for name, mask in masks.items():
+                named[name].masked_fill_(mask, 0)
+        losses.append(float(loss.detach()))
+    student.eval()
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return {"recovery": mode, "steps": steps, "batch_size": batch_size, "lr": lr,
+            "temperature": temperature if mode == "distill" else None, "loss_first": losses[0],
+            "loss_last": losses[-1], "train_seconds": round(time.perf_counter() - start, 1)}

