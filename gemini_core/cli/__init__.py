@@ -8,6 +8,7 @@ naming the problem.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gemini_core.cli import export, results, sensitivity, sweep, train
@@ -43,6 +44,11 @@ def main(argv=None) -> int:
     except GeminiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # `points ID | head`: the reader left. No traceback; stdout goes nowhere from here on so the
+        # interpreter's final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished points are saved; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
