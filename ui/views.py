@@ -9,6 +9,7 @@ import streamlit as st
 from gemini_core.charts.sweep import fig_accuracy_vs_latency, fig_accuracy_vs_size, sweep_figures
 from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
 
+from . import explore
 from .jobs import SweepJob, demo_spec
 from .state import (
     ASSETS,
@@ -29,7 +30,8 @@ _FIGURES: dict = {}  # (job id, where) -> (points, built at, DataFrame, figures)
 
 
 def _live_figures(job_id: str, where: str, records: list, running: bool):
-    """Figures for a snapshot, rebuilt only when new points arrived (and not more than every 1.5 s).
+    """The points table and the figures that do not depend on the explorer's choices, rebuilt only when new
+    points arrived (and not more than every 1.5 s).
 
     Building plotly figures is pure Python; redoing it every poll would take the GIL from the
     sweep thread that is measuring latencies in the same process.
@@ -44,11 +46,8 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
         if n == len(records) or (running and now - built < REBUILD_SECONDS):
             return df, figs
     df = points_frame(records)
-    if where == "home":
-        figs = {"accuracy_vs_latency": fig_accuracy_vs_latency(df),
-                "accuracy_vs_size": fig_accuracy_vs_size(df)}
-    else:
-        figs = sweep_figures(df)
+    figs = {} if where == "home" else {k: v for k, v in sweep_figures(df).items()
+                                       if k not in ("accuracy_vs_latency", "accuracy_vs_size")}
     if len(_FIGURES) > 16:
         _FIGURES.clear()
     _FIGURES[key] = (len(records), now, df, figs)
@@ -238,23 +237,29 @@ def _host_filter(records: list, where: str) -> tuple[list, str]:
 
 
 def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
+    """The explorer: constraint panel and recommendation, the two accuracy charts (coloured as chosen,
+    each with its own front, the recommendation starred), the selected point's full record beside them,
+    a side-by-side comparison and parallel coordinates; on the Sweep page also the other charts, the table
+    and the point picker."""
     st.session_state[f"live_points_{where}"] = len(df)
-    if where == "home":
-        c1, c2 = st.columns(2)
-        with c1:
-            _plot(figs["accuracy_vs_latency"], "home_acc_lat", selectable=False)
-        with c2:
-            _plot(figs["accuracy_vs_size"], "home_acc_size", selectable=False)
-        front = df[df["pareto"]] if len(df) else df
-        if len(front):
-            st.caption(f"{len(front)} of {len(ok_points(df))} points are on the Pareto front "
-                       "(ringed): no other point is at least as accurate, as fast and as small.")
-        return
-    c1, c2 = st.columns(2)
+    rec = explore.ship_panel(df, where)
+    recommended = rec.point_id if rec is not None else None
+    options = {"color_by": explore.choices()["color"], "highlight_id": recommended,
+               "y_range": explore.accuracy_zoom(df, where)}
+    c1, c2, c3 = st.columns([5, 5, 3])
     with c1:
-        _plot(figs["accuracy_vs_latency"], "sweep_acc_lat", selectable=True)
+        _plot(fig_accuracy_vs_latency(df, **options), f"{where}_acc_lat", selectable=True)
     with c2:
-        _plot(figs["accuracy_vs_size"], "sweep_acc_size", selectable=True)
+        _plot(fig_accuracy_vs_size(df, **options), f"{where}_acc_size", selectable=True)
+    with c3:
+        explore.record_panel(df, selected_point_id())
+    if len(ok_points(df)):
+        st.caption("The ring marks each chart's own front: no other point is both more accurate and further "
+                   "left on that chart. Hover a point for a short card; click it for its full record.")
+    explore.compare_view(df, where, recommended)
+    explore.parallel_view(df, where)
+    if where == "home":
+        return
     _plot(figs["latency_size_vs_ratio"], "sweep_vs_ratio", selectable=False)
     _plot(figs["sparse_vs_dense"], "sweep_sparse_dense", selectable=False)
     points_table(df, key="sweep_table")

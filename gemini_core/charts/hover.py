@@ -31,7 +31,10 @@ def hover_lines(row) -> list[str]:
     size = f"size {_f(row.get('size_kb'), '{:.1f}')} KB"
     if finite(row.get("compression")):
         size += f" · {float(row['compression']):.1f}x smaller"
-    tail = ("on the front · " if row.get("front_here") else "") + "click for the full record"
+    tail = ("on this chart's front · " if row.get("front_here") else "")
+    if row.get("host"):  # a Ray sweep: latencies compare only within one machine
+        tail += f"host: {row['host']} · "
+    tail += "click for the full record"
     return [first, acc, lat, size, tail]
 
 

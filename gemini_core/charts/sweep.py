@@ -79,7 +79,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
         # step line joining them.
         fig.add_trace(go.Scatter(
             x=(front[x] * x_scale).tolist(), y=(front[y] * y_scale).tolist(), mode="markers+lines",
-            name="front of this chart", legendgroup="front", hoverinfo="skip",
+            name="Pareto front", legendgroup="front", hoverinfo="skip",
             line=dict(color="#B9B5CC", width=1, shape="hv"),
             marker=dict(size=20, symbol="circle-open", line=FRONT_RING, color=FRONT_RING["color"])))
     for name, color, execution, g in _encoded_groups(pts, color_by):

@@ -22,7 +22,7 @@ PLOT = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 POINTS_JS = """() => {
   const g = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
   if (!g || !g.data) return -1;
-  return g.data.filter(t => t.name !== 'Pareto front' && t.name !== 'chosen point')
+  return g.data.filter(t => !['Pareto front', 'chosen point', 'recommended'].includes(t.name))
                .reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
 }"""
 
