@@ -224,12 +224,22 @@ def _latest_stored_run(where: str) -> None:
     _render_points(df, figs, where)
 
 
+def stored_run_view(store, run: dict) -> None:
+    """A past run, opened from History: the same explorer, charts and table as a live sweep."""
+    records = store.points(run["run_id"])
+    st.caption(f"**{run['name']}** · {run['scenario']} · {run['points_ok']} points"
+               + (f", {run['points_failed']} failed" if run.get("points_failed") else "") + f" · {run['status']}")
+    records, hosts = _host_filter(records, "history")
+    df, figs = _live_figures(f"{store.path}:{run['run_id']}:{hosts}", "history", records, running=False)
+    _render_points(df, figs, "history")
+
+
 def _host_filter(records: list, where: str) -> tuple[list, str]:
     """Points measured on several hosts (a Ray sweep): latencies compare only within a host, so offer a filter."""
     hosts = sorted({str(r.get("host")) for r in records if r.get("host")})
-    if where != "sweep" or len(hosts) < 2:
+    if where == "home" or len(hosts) < 2:
         return records, ""
-    chosen = st.multiselect("Hosts", hosts, default=hosts, key="sweep_hosts",
+    chosen = st.multiselect("Hosts", hosts, default=hosts, key=f"{where}_hosts",
                             help="points were measured on several machines; latency and memory compare only "
                                  "within one machine")
     st.caption(f"Points from {len(hosts)} hosts: hover a point to see its host and device.")
@@ -260,10 +270,10 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
     explore.parallel_view(df, where)
     if where == "home":
         return
-    _plot(figs["latency_size_vs_ratio"], "sweep_vs_ratio", selectable=False)
-    _plot(figs["sparse_vs_dense"], "sweep_sparse_dense", selectable=False)
-    points_table(df, key="sweep_table")
-    point_picker(df, key="sweep_pick", label="Point to export and report on")
+    _plot(figs["latency_size_vs_ratio"], f"{where}_vs_ratio", selectable=False)
+    _plot(figs["sparse_vs_dense"], f"{where}_sparse_dense", selectable=False)
+    points_table(df, key=f"{where}_table")
+    point_picker(df, key=f"{where}_pick", label="Point to export and report on")
 
 
 # -- tables and pickers ------------------------------------------------------------------------------
