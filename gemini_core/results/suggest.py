@@ -242,3 +242,24 @@ def compare_points(df: pd.DataFrame, point_ids) -> pd.DataFrame:
 
 def _num(value, scale, fmt) -> str:
     return fmt.format(float(value) * scale) if finite(value) else "–"
+
+
+def alternatives(df: pd.DataFrame, point_id: int, n: int = 2) -> list[dict]:
+    """Two points to set beside a chosen one: the most accurate other point, and the fastest other point on
+    the accuracy/latency/size front within 5 accuracy points of the chosen one (distinct, never the chosen
+    point or the reference)."""
+    pts = ok_points(df)
+    if pts.empty:
+        return []
+    others = pts[(pts["point_id"] != point_id) & ~pts["is_reference"].astype(bool)]
+    others = others[others["accuracy"].map(finite) & others["latency_ms_p50"].map(finite)]
+    out: list[dict] = []
+    if len(others):
+        out.append(others.loc[others["accuracy"].astype(float).idxmax()].to_dict())
+        chosen = pts[pts["point_id"] == point_id]
+        floor = float(chosen["accuracy"].iloc[0]) - 0.05 if len(chosen) and finite(chosen["accuracy"].iloc[0]) else 0
+        front = others[others["pareto"].astype(bool) & (others["point_id"] != out[0]["point_id"])
+                       & (others["accuracy"].astype(float) >= floor)]
+        if len(front):
+            out.append(front.loc[front["latency_ms_p50"].astype(float).idxmin()].to_dict())
+    return out[:n]
