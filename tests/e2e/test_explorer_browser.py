@@ -89,3 +89,23 @@ def test_history_reopens_a_past_run_from_its_address(fixed_server, page):
     shown = " ".join(titles)   # Streamlit wraps titles in <b>
     assert "Accuracy vs latency" in shown and "Sparse vs dense execution" in shown
     expect(page.get_by_text("All points (7)")).to_be_visible()
+
+
+def test_report_download_has_a_glossary_and_stays_under_1_mb(fixed_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(f"{fixed_server['url']}/Report")
+    expect(page.get_by_role("heading", name="Report")).to_be_visible(timeout=90_000)
+    wait_idle(page)
+    expect(page.get_by_text("test examples, so it is uncertain by about")).to_be_visible()
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="Download the HTML report").click()
+    path = tmp_path / "report.html"
+    info.value.save_as(path)
+    data = path.read_bytes()
+    assert len(data) < 1_000_000, len(data)
+    text = data.decode("utf-8")
+    glossary = text.split("<h2>Glossary</h2>")[1].split("</dl>")[0]
+    for term in ("ft60", "l1-structured", "per-channel", "p50", "MACs"):
+        assert term in glossary, term
+    assert "360 examples" in text and "<details>" in text
