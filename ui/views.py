@@ -93,9 +93,24 @@ def render_sidebar() -> None:
     if base and base.get("scenario") == model["scenario"]:
         lines.append(f"baseline test accuracy {base.get('test_accuracy', float('nan')) * 100:.1f}%")
     side.markdown("<div class='gemini-side'>" + "<br>".join(lines) + "</div>", unsafe_allow_html=True)
-    running = registry().running()
-    for job in running:
-        side.caption(f"⏳ {job.title}: {job.message}")
+    with side:
+        _sidebar_jobs(bool(registry().running()))
+
+
+def _sidebar_jobs(running: bool) -> None:
+    """Running jobs in the sidebar, with the model each belongs to; polled while one runs so it keeps up
+    with the page (and a reloaded tab sees a job started in another)."""
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def jobs(polling: bool) -> None:
+        active = registry().running()
+        for job in active:
+            scenario = getattr(job, "scenario_name", None)
+            st.caption(f"⏳ {job.title}" + (f" · model **{scenario}**" if scenario else "") + f": {job.message}")
+        if polling and not active:
+            st.rerun()  # the job ended: redraw the whole page once
+
+    jobs(running)
 
 
 # -- job status --------------------------------------------------------------------------------------
@@ -141,6 +156,8 @@ def job_status(snap: dict) -> None:
 def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> None:
     model = current_model()
     executor = st.session_state.get("sw_executor", "local")
+    if title is None and run_name:  # the banners name the run the user named
+        title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
     job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
                    title=title, adaptive=model.get("adaptive"), executor=executor,
                    ray_address=(st.session_state.get("sw_ray_address") or "").strip() or None
@@ -277,6 +294,10 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
 
 
 # -- tables and pickers ------------------------------------------------------------------------------
+COMPACT_COLUMNS = ("point_id", "label", "pareto", "accuracy_pct", "accuracy_delta_pts", "latency_ms_p50", "speedup",
+                   "size_kb", "compression", "execution")
+
+
 def _speedup_style(value):
     try:
         return "color: #C0392B; font-weight: 600" if float(value) < 1.0 else ""
@@ -289,18 +310,25 @@ def points_table(df: pd.DataFrame, key: str) -> None:
     if df.empty:
         return
     table = table_frame(df)
+    # "front" as a mark, not a checkbox that looks editable
+    table[TABLE_COLUMNS["pareto"]] = ["★" if bool(v) else "" for v in table[TABLE_COLUMNS["pareto"]]]
+    if not st.toggle("every column", key=f"{key}_all_columns",
+                     help="the table shows the main figures; switch on for p90, ideal size, params, MACs, memory, …"):
+        table = table[[TABLE_COLUMNS[c] for c in COMPACT_COLUMNS if TABLE_COLUMNS[c] in table.columns]]
     slower = int((df["speedup"] < 1.0).sum()) if "speedup" in df else 0
     st.markdown(f"**All points** ({len(df)}) · click a column to sort"
                 + (f" · {slower} point(s) are slower than the dense fp32 reference (speed-up below 1.0x, in red)"
                    if slower else ""))
     col = TABLE_COLUMNS["speedup"]
+    formats = {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
+               TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
+               TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
+               TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"}
     styled = table.style.map(_speedup_style, subset=[col]).format(
-        {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
-         TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
-         TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
-         TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"},
-        na_rep="–")
-    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)))
+        {k: v for k, v in formats.items() if k in table.columns}, na_rep="–")
+    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), use_container_width=True,
+                 column_config={TABLE_COLUMNS["pareto"]: st.column_config.TextColumn(
+                     width="small", help="★ on the accuracy/latency/size front")})
 
 
 def point_label(row) -> str:
