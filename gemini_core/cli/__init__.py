@@ -16,6 +16,7 @@ from gemini_core.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     OneLineParser,
+    native_noise_filtered,
     set_threads,
 )
 from gemini_core.errors import GeminiError
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
     args.argv = argv  # `train --nproc N` launches the same command line on N processes
     try:
         set_threads(args)
-        return args.func(args)
+        with native_noise_filtered():
+            return args.func(args)
     except GeminiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -105,3 +105,16 @@ def test_cli_points_recommend_and_broken_pipe(tmp_path, monkeypatch):
                            text=True, timeout=120)
     assert len(piped.stdout.splitlines()) == 1
     assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_cli_sweep_out_prints_the_run_id_and_no_profiler_lines(tmp_path, session_home, digits):
+    out = tmp_path / "points.jsonl"
+    env = {"GEMINI_HOME": str(session_home), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "gemini_core", "sweep", "--scenario", "digits", "--bits", "32,8",
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["run_id"] and summary["points"] == 2 and summary["failed"] == 0
+    assert {json.loads(line)["run_id"] for line in out.read_text().splitlines()} == {summary["run_id"]}
+    assert "USDT:" not in done.stderr and "STAGE:" not in done.stderr and "profiler_st" not in done.stderr
+    assert "sweep: 100%" in done.stderr                      # the tqdm bar still comes through
