@@ -6,7 +6,8 @@ from gemini_core.errors import GeminiError
 from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
 from gemini_core.workflows.sweep import SweepSpec
 from ui import recipes, views
-from ui.jobs import DEMO_GRID, estimate_seconds, planning_costs
+from ui.estimates import estimate_range, format_range
+from ui.jobs import DEMO_GRID
 from ui.state import current_job, current_model, model_label, shared_memory, show_job_error, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -140,12 +141,10 @@ running = job is not None and job.running
 if spec_error:
     st.error(f"This grid cannot run: {spec_error}")
 else:
-    seconds = estimate_seconds(spec, model["scenario"])
-    per_point, per_setting = planning_costs(model["scenario"])
+    low, high, source = estimate_range(spec, model["scenario"])
     st.info(f"**{spec.n_points()} points** ({len(spec.prune_settings())} pruning settings; the dense fp32 "
-            f"reference is always included) · about **{seconds:.0f} s** (estimate for {model['scenario']}: "
-            f"~{per_point:g} s per point and ~{per_setting:g} s per pruning setting on 2 CPU cores)")
-    st.session_state["sweep_estimate_s"] = seconds
+            f"reference is always included) · about **{format_range(low, high)}** (estimate from {source})")
+    st.session_state["sweep_estimate_s"] = high
 
 
 def start() -> None:

@@ -137,9 +137,16 @@ def job_status(snap: dict) -> None:
     steps = [e for e in snap["events"] if e.get("event") == "step"]
     if state == "running" and not snap["records"] and steps:
         last = steps[-1]
-        st.progress(min(1.0, last["step"] / max(1, last["total_steps"])), text=snap["message"])
+        step, total_steps = last["step"], max(1, last["total_steps"])
+        eta = (f" · step {step}/{total_steps} · about {snap['elapsed'] / step * (total_steps - step):.0f} s left "
+               "(estimate)") if 0 < step < total_steps else ""
+        st.progress(min(1.0, step / total_steps), text=snap["message"] + eta)
     elif state == "running":
-        st.progress(min(1.0, done / total) if total else 0.0, text=f"{snap['message']} · {snap['elapsed']:.0f} s")
+        left = ""
+        if total and 0 < done < total:  # measured pace of this very job, so it updates as points arrive
+            left = f" · about {snap['elapsed'] / done * (total - done):.0f} s left (estimate)"
+        st.progress(min(1.0, done / total) if total else 0.0,
+                    text=f"{snap['message']} · {snap['elapsed']:.0f} s{left}")
     elif state == "done":
         st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s")
     elif state == "cancelled":
