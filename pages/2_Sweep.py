@@ -24,7 +24,24 @@ st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Ever
 remembered = shared_memory().get("sweep_form") or {}  # a reload / new tab: the last form of this server
 for k, v in DEFAULTS.items():
     st.session_state.setdefault(k, remembered.get(k, v))
-st.session_state.setdefault("sw_ratio_choices", sorted(set(RATIOS) | set(st.session_state.sw_ratios)))
+
+
+def _valid_ratios(values) -> set:
+    """Ratios the form may offer: numbers in [0, MAX_PRUNE_RATIO]; anything else (forced into the session) is
+    left out, so the multiselect drops it."""
+    out = set()
+    for v in values or []:
+        try:
+            r = float(v)
+        except (TypeError, ValueError):
+            continue
+        if 0.0 <= r <= MAX_PRUNE_RATIO:
+            out.add(r)
+    return out
+
+
+st.session_state["sw_ratio_choices"] = sorted(_valid_ratios(RATIOS) | _valid_ratios(
+    st.session_state.get("sw_ratio_choices")) | _valid_ratios(st.session_state.sw_ratios))
 
 
 def use_demo_grid() -> None:
