@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import views
-from ui.jobs import estimate_seconds
+from ui.estimates import estimate_range, format_range
 from ui.state import current_job, current_model, show_job_error
 
 st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/icon.svg", layout="wide",
@@ -31,10 +31,10 @@ def overview() -> None:
               help="l1-structured pruning 0/25/50/75% (60 fine-tune steps) x 32/8/4/2-bit x dense/sparse "
                    "kernels; trains the baseline first if it is not cached")
     c2.button("Cancel", key="demo_cancel", on_click=views.cancel_sweep, disabled=not running)
-    seconds = estimate_seconds(spec, model["scenario"], baseline_cached=False)
+    low, high, source = estimate_range(spec, model["scenario"], baseline_cached=False)
     c3.caption(f"Demo grid: {spec.n_points()} points: pruning ratios 0, 0.25, 0.5, 0.75 × bit widths 32, 8, 4, 2 "
-               f"× dense and sparse execution on {model['scenario']}. Up to about {seconds:.0f} s on 2 CPU cores "
-               "when the baseline still has to be trained (estimate).")
+               f"× dense and sparse execution on {model['scenario']}. About {format_range(low, high)} when the "
+               f"baseline still has to be trained (estimate from {source}).")
     show_job_error()
     views.sweep_live_view("home")
     st.page_link("pages/2_Sweep.py", label="All sweep charts, the points table and your own grid →",

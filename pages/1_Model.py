@@ -15,6 +15,7 @@ from ui.state import (
     current_model,
     save_upload,
     set_model,
+    shared_memory,
     show_job_error,
     submit,
     use_router,
@@ -29,6 +30,13 @@ HEADERS = {"infer": "infer", "yes": True, "no": False}
 
 st.title("Model")
 model = current_model()
+# A reload or a new tab (a new session) gets the last form of this server back: data file (an upload is
+# kept by the path it was saved under), columns, header, training mode.
+FORM_KEYS = ("m_scenario", "m_data_path", "m_header", "m_text_col", "m_label_col", "m_hf_source", "m_images_path",
+             "m_mode")
+for _k, _v in (shared_memory().get("model_form") or {}).items():
+    if _k in FORM_KEYS and _v is not None:
+        st.session_state.setdefault(_k, _v)
 if "m_scenario" not in st.session_state:
     st.session_state["m_scenario"] = "hf" if model["scenario"].startswith("hf:") else model["scenario"]
 choice = st.selectbox("Scenario", list(CHOICES), format_func=CHOICES.get, key="m_scenario")
@@ -57,6 +65,8 @@ def data_file_section(kind: str) -> None:
         problem = str(exc)
         st.error(f"The upload could not be saved: {exc}")
         return
+    if upload is not None:
+        shared_memory().setdefault("model_form", {})["m_data_path"] = path  # the saved copy, for a reload
     if not path:
         problem = "choose a data file"
         st.info("Upload a file (or give a path) to see a preview and pick its columns.")
@@ -338,3 +348,8 @@ def training_view(polling: bool) -> None:
 
 
 training_view(running)
+
+_form = shared_memory().setdefault("model_form", {})
+_form.update({k: st.session_state.get(k) for k in FORM_KEYS if k in st.session_state and k != "m_data_path"})
+if st.session_state.get("m_data_path"):
+    _form["m_data_path"] = st.session_state["m_data_path"]

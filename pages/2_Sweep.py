@@ -5,9 +5,10 @@ from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO,
 from gemini_core.errors import GeminiError
 from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
 from gemini_core.workflows.sweep import SweepSpec
-from ui import views
-from ui.jobs import DEMO_GRID, estimate_seconds, planning_costs
-from ui.state import current_job, current_model, model_label, show_job_error, use_router
+from ui import recipes, views
+from ui.estimates import estimate_range, format_range
+from ui.jobs import DEMO_GRID
+from ui.state import current_job, current_model, model_label, shared_memory, show_job_error, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -20,8 +21,27 @@ st.title("Sweep")
 model = current_model()
 st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Every point is saved as soon as it "
            "is measured; a cancelled or interrupted sweep keeps its finished points.")
+remembered = shared_memory().get("sweep_form") or {}  # a reload / new tab: the last form of this server
 for k, v in DEFAULTS.items():
-    st.session_state.setdefault(k, v)
+    st.session_state.setdefault(k, remembered.get(k, v))
+
+
+def _valid_ratios(values) -> set:
+    """Ratios the form may offer: numbers in [0, MAX_PRUNE_RATIO]; anything else (forced into the session) is
+    left out, so the multiselect drops it."""
+    out = set()
+    for v in values or []:
+        try:
+            r = float(v)
+        except (TypeError, ValueError):
+            continue
+        if 0.0 <= r <= MAX_PRUNE_RATIO:
+            out.add(r)
+    return out
+
+
+st.session_state["sw_ratio_choices"] = sorted(_valid_ratios(RATIOS) | _valid_ratios(
+    st.session_state.get("sw_ratio_choices")) | _valid_ratios(st.session_state.sw_ratios))
 
 
 def use_demo_grid() -> None:
@@ -35,7 +55,27 @@ c = st.columns(3)
 c[0].multiselect("Prune methods", PRUNE_METHODS, key="sw_methods",
                  help="structured methods remove whole channels; unstructured zero single weights; "
                       "2:4 keeps 2 of every 4")
-c[1].multiselect("Prune ratios", RATIOS, key="sw_ratios", help="share removed; 0 keeps the model unpruned")
+c[1].multiselect("Prune ratios", st.session_state.sw_ratio_choices, key="sw_ratios",
+                 help="share removed; 0 keeps the model unpruned; type others below")
+
+
+def add_ratios() -> None:
+    text = st.session_state.get("sw_custom_ratios", "")
+    try:
+        typed = SweepSpec.from_strings(prune_ratios=text).prune_ratios if text.strip() else ()
+    except GeminiError as exc:
+        st.session_state["sw_ratio_error"] = str(exc)
+        return
+    st.session_state.pop("sw_ratio_error", None)
+    st.session_state["sw_ratio_choices"] = sorted(set(st.session_state.sw_ratio_choices) | set(typed))
+    st.session_state["sw_ratios"] = sorted(set(st.session_state.sw_ratios) | set(typed))
+    st.session_state["sw_custom_ratios"] = ""
+
+
+c[1].text_input("Other ratios (comma separated, Enter adds them)", key="sw_custom_ratios", on_change=add_ratios,
+                placeholder=f"e.g. 0.35, 0.65 (0 to {MAX_PRUNE_RATIO:g})")
+if st.session_state.get("sw_ratio_error"):
+    c[1].error(st.session_state["sw_ratio_error"])
 c[2].multiselect("Fine-tune steps after pruning", FINETUNE, key="sw_ft")
 c = st.columns(4)
 c[0].multiselect("Bit widths", BITS, key="sw_bits", help="32 = float; 16 = half; 8 and below = integer codes")
@@ -43,6 +83,32 @@ c[1].multiselect("Granularity (8 bits and below)", GRANULARITIES, key="sw_gran")
 c[2].multiselect("Execution", EXECUTIONS, key="sw_exec", help="dense kernels, or sparse kernels for pruned weights")
 c[3].number_input("Batch size (latency, memory)", min_value=1, max_value=4096, step=1, key="sw_batch")
 st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. l1 vs 2:4 at 8 bits")
+shared_memory()["sweep_form"] = {k: st.session_state.get(k) for k in [*DEFAULTS, "sw_name"]}
+
+
+def load_recipe() -> None:
+    upload = st.session_state.get("sw_recipe_file")
+    if upload is None:
+        return
+    try:
+        recipes.load_into_form(recipes.parse(upload.getvalue(), upload.name))
+        st.session_state["sw_recipe_flash"] = f"Loaded the settings of {upload.name}."
+    except GeminiError as exc:
+        st.session_state["sw_recipe_flash"] = f"error: {exc}"
+
+
+with st.expander("Recipe: save these settings to a file, or load them"):
+    recipe = recipes.recipe_from_form(st.session_state, model["scenario"])
+    r = st.columns([1, 1, 3])
+    r[0].download_button("Save as JSON", recipes.dump(recipe, "json"), file_name="sweep-recipe.json",
+                         mime="application/json", key="sw_recipe_json")
+    r[1].download_button("Save as YAML", recipes.dump(recipe, "yaml"), file_name="sweep-recipe.yaml",
+                         mime="application/yaml", key="sw_recipe_yaml")
+    r[2].file_uploader("Load a recipe (JSON or YAML)", type=["json", "yaml", "yml"], key="sw_recipe_file",
+                       on_change=load_recipe)
+    flash = st.session_state.pop("sw_recipe_flash", None)
+    if flash:
+        (st.error if flash.startswith("error: ") else st.success)(flash.removeprefix("error: "))
 
 
 def show_cluster() -> None:
@@ -92,12 +158,10 @@ running = job is not None and job.running
 if spec_error:
     st.error(f"This grid cannot run: {spec_error}")
 else:
-    seconds = estimate_seconds(spec, model["scenario"])
-    per_point, per_setting = planning_costs(model["scenario"])
+    low, high, source = estimate_range(spec, model["scenario"])
     st.info(f"**{spec.n_points()} points** ({len(spec.prune_settings())} pruning settings; the dense fp32 "
-            f"reference is always included) · about **{seconds:.0f} s** (estimate for {model['scenario']}: "
-            f"~{per_point:g} s per point and ~{per_setting:g} s per pruning setting on 2 CPU cores)")
-    st.session_state["sweep_estimate_s"] = seconds
+            f"reference is always included) · about **{format_range(low, high)}** (estimate from {source})")
+    st.session_state["sweep_estimate_s"] = high
 
 
 def start() -> None:

@@ -1,4 +1,5 @@
-"""History: every stored run; compare fronts; rename; delete (with confirmation)."""
+"""History: every stored run; open one (charts, table, recommendation); re-run its settings; compare runs;
+rename; delete (with confirmation)."""
 import datetime as dt
 
 import pandas as pd
@@ -7,7 +8,9 @@ import streamlit as st
 from gemini_core.charts.sweep import fig_fronts_overlay
 from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
+from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
+from ui import explore, recipes, views
 from ui.state import registry, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -47,7 +50,40 @@ table = pd.DataFrame([{
 st.dataframe(table, hide_index=True, key="h_runs", column_config={
     "baseline accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
 
-st.subheader("Compare Pareto fronts")
+st.subheader("Open a run")
+# The opened run is in the address (?run=ID): a reload or a shared link opens it again.
+wanted = st.query_params.get("run")
+if wanted in labels and st.session_state.get("h_open") is None:
+    st.session_state["h_open"] = wanted
+if st.session_state.get("h_open") not in labels:
+    st.session_state.pop("h_open", None)
+
+
+def remember_open() -> None:
+    if st.session_state.get("h_open"):
+        st.query_params["run"] = st.session_state["h_open"]
+
+
+opened = st.selectbox("Run to open (its charts, table and the recommendation)", list(labels), index=None,
+                      format_func=labels.get, key="h_open", on_change=remember_open, placeholder="choose a run")
+if opened:
+    st.query_params["run"] = opened
+
+    def rerun_settings(run_id=opened) -> None:
+        try:
+            recipes.load_into_form(recipes.form_values(by_id[run_id]["spec"], name=f"{by_id[run_id]['name']} (again)"))
+        except GeminiError as exc:
+            st.session_state["h_error"] = f"Cannot re-run {run_id}: {exc}"
+            return
+        st.session_state["h_goto_sweep"] = True
+
+    st.button("Re-run these settings…", key="h_rerun", on_click=rerun_settings,
+              help="fills the Sweep page's form with this run's grid; check it and press Start sweep there")
+    if st.session_state.pop("h_goto_sweep", False):
+        st.switch_page("pages/2_Sweep.py")
+    views.stored_run_view(store, by_id[opened])
+
+st.subheader("Compare runs")
 default = [r["run_id"] for r in runs if r["points_ok"] > 1][:2]
 chosen = st.multiselect("Runs to compare (two or more)", list(labels), default=default, format_func=labels.get,
                         key="h_compare")
@@ -59,6 +95,20 @@ if len(chosen) >= 2:
             name = f"{name} ({run_id})"
         frames[name] = points_frame(store.points(run_id))
     st.plotly_chart(fig_fronts_overlay(frames), key="h_overlay")
+    bounds = explore.constraints()
+    rows = []
+    for name, frame in frames.items():
+        rec = recommend(frame, bounds)
+        best = frame[frame["status"] == "ok"]["accuracy"].max() if len(frame) else float("nan")
+        p = rec.point or {}
+        rows.append({"run": name, "points": int((frame["status"] == "ok").sum()) if len(frame) else 0,
+                     "best accuracy (%)": f"{best * 100:.2f}" if best == best else "–",
+                     "recommended": f"#{rec.point_id} {p.get('label')}" if rec.point else "none meets the bounds",
+                     "its accuracy (%)": f"{p['accuracy'] * 100:.2f}" if rec.point else "–",
+                     "its latency p50 (ms)": f"{p['latency_ms_p50']:.3g}" if rec.point else "–",
+                     "its size (KB)": f"{p['size_kb']:.1f}" if rec.point else "–"})
+    st.caption(f"The point each run would ship under the Overview's bounds ({bounds.describe()}):")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="h_compare_table")
 elif chosen:
     st.caption("Choose at least two runs to overlay their fronts.")
 

@@ -151,8 +151,10 @@ def export_view(polling: bool) -> None:
                     + (" (matches)." if check.get("size_matches_record") else "."))
         st.caption(f"reloaded latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms · data fingerprint "
                    + ("matches" if check.get("data_fingerprint_matches") else "differs"))
+        folder = Path(path).name  # two exports of one point into two folders download under two names
+        zip_name = f"gemini-point-{res['point_id']}" + ("" if folder == f"point-{res['point_id']}" else f"-{folder}")
         st.download_button("Download checkpoint (.zip)", data=lambda p=path: zip_export(p),
-                           file_name=f"gemini-point-{res['point_id']}.zip", mime="application/zip",
+                           file_name=f"{zip_name}.zip", mime="application/zip",
                            key="x_zip", on_click="ignore", type="primary")
         st.session_state["last_export"] = res
     if polling and job.done:

@@ -1,12 +1,13 @@
 """Report: one screen for stakeholders: baseline vs the chosen point, the front, a downloadable HTML report."""
 import html
+import os
 
 import streamlit as st
 
 from gemini_core.charts.sweep import fig_accuracy_vs_size, fig_report_front
 from gemini_core.errors import GeminiError
-from gemini_core.report.summary import build_report_html, compare, comparison_rows
-from gemini_core.results.suggest import suggest_point
+from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
+from gemini_core.results.suggest import alternatives, suggest_point
 from gemini_core.results.table import ok_points, points_frame, reference_row
 from ui import views
 from ui.state import current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id, use_router
@@ -80,10 +81,19 @@ front_fig = fig_report_front(df, pid)
 left.plotly_chart(front_fig, key="r_front")
 right.table([{"figure": a, "baseline": b, "chosen": c_} for a, b, c_ in comparison_rows(ref, chosen)])
 
+alts = alternatives(df, pid)
+st.markdown(headline_sentence(ref, chosen, (run.get("baseline") or {}).get("test")))
+if alts:
+    st.caption("The report sets the chosen point beside: " + "; ".join(
+        f"#{int(a['point_id'])} {a.get('label')} ({a['accuracy'] * 100:.2f}%, {a['latency_ms_p50']:.3g} ms)"
+        for a in alts) + " (the most accurate other point and the fastest other point on the front).")
 figures = {"front": front_fig, "accuracy_vs_size": fig_accuracy_vs_size(df)}
-device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host")}
+device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}
+device["load_avg_1m"] = round(os.getloadavg()[0], 2)
 st.download_button(
     "Download the HTML report", type="primary",
-    data=lambda: build_report_html(f"Compression report: {run['name']}", run, ref, chosen, df, figures, device),
+    data=lambda: build_report_html(f"Compression report: {run['name']}", run, ref, chosen, df, figures, device,
+                                   alternatives=alts),
     file_name=f"gemini-report-{run_id}-point-{pid}.html", mime="text/html", key="r_html", on_click="ignore",
-    help="one self-contained file: summary, comparison table, interactive charts, all points")
+    help="one self-contained file for people who do not compress models: a headline with its uncertainty, the "
+         "chosen point against two alternatives, how it was measured, charts, a glossary, all points (folded)")

@@ -77,7 +77,7 @@ sweep_job = current_job("sweep")
 if st.session_state.get("sn_alloc_spec") is not None and st.session_state.get("sn_alloc"):
     st.button("Measure allocation vs uniform", key="sn_measure", type="primary",
               disabled=sweep_job is not None and sweep_job.running, on_click=view.measure_allocation)
-    if sweep_job is not None:
-        snap = sweep_job.snapshot()
+    if sweep_job is not None and str(sweep_job.title).startswith("allocation vs uniform"):
+        snap = sweep_job.snapshot()  # only the allocation's own sweep, not an unrelated one
         st.caption(f"Sweep: {snap['title']} · {snap['message']}")
     st.page_link("pages/2_Sweep.py", label="See the measured points on the Sweep page →", icon=":material/show_chart:")

@@ -16,6 +16,15 @@ from .jobs import SensitivityJob
 from .state import current_job, current_model, submit
 
 POLL_SECONDS = 1.0
+NA = "–"  # a cell that does not apply (bits of a pruning group, ratio of a layer)
+
+
+def _cell(value, fmt: str) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return NA
+    return NA if number != number else fmt.format(number)
 
 
 def start_analysis(params) -> None:
@@ -47,6 +56,8 @@ def show_profile(profile: dict, key: str) -> None:
                f"{profile['examples']} validation examples (accuracy {base.get('accuracy', 0) * 100:.2f}%) · "
                f"{profile['done_steps']} of {profile['total_steps']} evaluations · {profile['status']} · "
                f"{profile['seconds']:.0f} s. Drops are measured one layer or group at a time.")
+    st.caption("Both heatmaps share one colour scale: accuracy lost on the validation examples, in points. "
+               "“(+N)” after a group: pruning it also removes the matching channels of N more coupled layers.")
     c1, c2 = st.columns(2)
     with c1:
         st.plotly_chart(splots.fig_heatmap(profile, "pruning"), key=f"{key}_prune", config={"displaylogo": False})
@@ -133,6 +144,11 @@ def allocation_editor(profile: dict) -> None:
         if col not in frame.columns:
             frame[col] = None
     frame = frame[["kind", "name", "bits", "prune_ratio", "predicted_drop_points"]]
+    # A layer has bits, a group has a ratio: the other cell reads "–" (not "None") and cannot be chosen.
+    frame["bits"] = [_cell(v, "{:.0f}") for v in frame["bits"]]
+    frame["prune_ratio"] = [_cell(v, "{:g}") for v in frame["prune_ratio"]]
+    bits_choices = [NA, *[str(b) for b in bits_choices]]
+    ratio_choices = [NA, *[f"{r:g}" for r in ratio_choices]]
     edited = st.data_editor(
         frame, key="sn_alloc_table", hide_index=True, width="stretch", disabled=["kind", "name",
                                                                                           "predicted_drop_points"],
@@ -145,7 +161,10 @@ def allocation_editor(profile: dict) -> None:
     for note in alloc.get("notes") or []:
         st.warning(note)
     try:
-        bits, ratios = rows_to_choice(profile, edited.to_dict("records"))
+        rows = [{**r, "bits": None if r["bits"] in (NA, None) else int(r["bits"]),
+                 "prune_ratio": None if r["prune_ratio"] in (NA, None) else float(r["prune_ratio"])}
+                for r in edited.to_dict("records")]
+        bits, ratios = rows_to_choice(profile, rows)
         config = allocation_config(profile, bits, ratios, finetune_steps=int(s.sn_alloc_ft))
         pred = predict(profile, bits, ratios)
     except GeminiError as exc:

@@ -79,9 +79,10 @@ def show_job_error() -> None:
 # -- current model -------------------------------------------------------------------------------
 def current_model() -> dict:
     model = st.session_state.get("model")
-    if not model:
-        model = dict(DEFAULT_MODEL)
+    if not model:  # a new tab or a reload: the model last chosen on this server, else the default
+        model = dict(shared_memory().get("model") or DEFAULT_MODEL)
         st.session_state["model"] = model
+    shared_memory()["model"] = dict(model)  # a reloaded tab finds it again
     return model
 
 

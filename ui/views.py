@@ -12,6 +12,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
 from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
 
+from . import explore
 from .jobs import SweepJob, demo_spec
 from .state import (
     ASSETS,
@@ -32,7 +33,8 @@ _FIGURES: dict = {}  # (job id, where) -> (points, built at, DataFrame, figures)
 
 
 def _live_figures(job_id: str, where: str, records: list, running: bool):
-    """Figures for a snapshot, rebuilt only when new points arrived (and not more than every 1.5 s).
+    """The points table and the figures that do not depend on the explorer's choices, rebuilt only when new
+    points arrived (and not more than every 1.5 s).
 
     Building plotly figures is pure Python; redoing it every poll would take the GIL from the
     sweep thread that is measuring latencies in the same process.
@@ -47,11 +49,8 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
         if n == len(records) or (running and now - built < REBUILD_SECONDS):
             return df, figs
     df = points_frame(records)
-    if where == "home":
-        figs = {"accuracy_vs_latency": fig_accuracy_vs_latency(df),
-                "accuracy_vs_size": fig_accuracy_vs_size(df)}
-    else:
-        figs = sweep_figures(df)
+    figs = {} if where == "home" else {k: v for k, v in sweep_figures(df).items()
+                                       if k not in ("accuracy_vs_latency", "accuracy_vs_size")}
     if len(_FIGURES) > 16:
         _FIGURES.clear()
     _FIGURES[key] = (len(records), now, df, figs)
@@ -97,9 +96,24 @@ def render_sidebar() -> None:
     if base and base.get("scenario") == model["scenario"]:
         lines.append(f"baseline test accuracy {base.get('test_accuracy', float('nan')) * 100:.1f}%")
     side.markdown("<div class='gemini-side'>" + "<br>".join(lines) + "</div>", unsafe_allow_html=True)
-    running = registry().running()
-    for job in running:
-        side.caption(f"⏳ {job.title}: {job.message}")
+    with side:
+        _sidebar_jobs(bool(registry().running()))
+
+
+def _sidebar_jobs(running: bool) -> None:
+    """Running jobs in the sidebar, with the model each belongs to; polled while one runs so it keeps up
+    with the page (and a reloaded tab sees a job started in another)."""
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def jobs(polling: bool) -> None:
+        active = registry().running()
+        for job in active:
+            scenario = getattr(job, "scenario_name", None)
+            st.caption(f"⏳ {job.title}" + (f" · model **{scenario}**" if scenario else "") + f": {job.message}")
+        if polling and not active:
+            st.rerun()  # the job ended: redraw the whole page once
+
+    jobs(running)
 
 
 # -- job status --------------------------------------------------------------------------------------
@@ -126,9 +140,16 @@ def job_status(snap: dict) -> None:
     steps = [e for e in snap["events"] if e.get("event") == "step"]
     if state == "running" and not snap["records"] and steps:
         last = steps[-1]
-        st.progress(min(1.0, last["step"] / max(1, last["total_steps"])), text=snap["message"])
+        step, total_steps = last["step"], max(1, last["total_steps"])
+        eta = (f" · step {step}/{total_steps} · about {snap['elapsed'] / step * (total_steps - step):.0f} s left "
+               "(estimate)") if 0 < step < total_steps else ""
+        st.progress(min(1.0, step / total_steps), text=snap["message"] + eta)
     elif state == "running":
-        st.progress(min(1.0, done / total) if total else 0.0, text=f"{snap['message']} · {snap['elapsed']:.0f} s")
+        left = ""
+        if total and 0 < done < total:  # measured pace of this very job, so it updates as points arrive
+            left = f" · about {snap['elapsed'] / done * (total - done):.0f} s left (estimate)"
+        st.progress(min(1.0, done / total) if total else 0.0,
+                    text=f"{snap['message']} · {snap['elapsed']:.0f} s{left}")
     elif state == "done":
         st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s")
     elif state == "cancelled":
@@ -145,6 +166,8 @@ def job_status(snap: dict) -> None:
 def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> None:
     model = current_model()
     executor = st.session_state.get("sw_executor", "local")
+    if title is None and run_name:  # the banners name the run the user named
+        title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
     job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
                    title=title, adaptive=model.get("adaptive"), executor=executor,
                    ray_address=(st.session_state.get("sw_ray_address") or "").strip() or None
@@ -226,12 +249,22 @@ def _latest_stored_run(where: str) -> None:
     _render_points(df, figs, where)
 
 
+def stored_run_view(store, run: dict) -> None:
+    """A past run, opened from History: the same explorer, charts and table as a live sweep."""
+    records = store.points(run["run_id"])
+    st.caption(f"**{run['name']}** · {run['scenario']} · {run['points_ok']} points"
+               + (f", {run['points_failed']} failed" if run.get("points_failed") else "") + f" · {run['status']}")
+    records, hosts = _host_filter(records, "history")
+    df, figs = _live_figures(f"{store.path}:{run['run_id']}:{hosts}", "history", records, running=False)
+    _render_points(df, figs, "history")
+
+
 def _host_filter(records: list, where: str) -> tuple[list, str]:
     """Points measured on several hosts (a Ray sweep): latencies compare only within a host, so offer a filter."""
     hosts = sorted({str(r.get("host")) for r in records if r.get("host")})
-    if where != "sweep" or len(hosts) < 2:
+    if where == "home" or len(hosts) < 2:
         return records, ""
-    chosen = st.multiselect("Hosts", hosts, default=hosts, key="sweep_hosts",
+    chosen = st.multiselect("Hosts", hosts, default=hosts, key=f"{where}_hosts",
                             help="points were measured on several machines; latency and memory compare only "
                                  "within one machine")
     st.caption(f"Points from {len(hosts)} hosts: hover a point to see its host and device.")
@@ -239,30 +272,40 @@ def _host_filter(records: list, where: str) -> tuple[list, str]:
 
 
 def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
+    """The explorer: constraint panel and recommendation, the two accuracy charts (coloured as chosen,
+    each with its own front, the recommendation starred), the selected point's full record beside them,
+    a side-by-side comparison and parallel coordinates; on the Sweep page also the other charts, the table
+    and the point picker."""
     st.session_state[f"live_points_{where}"] = len(df)
-    if where == "home":
-        c1, c2 = st.columns(2)
-        with c1:
-            _plot(figs["accuracy_vs_latency"], "home_acc_lat", selectable=False)
-        with c2:
-            _plot(figs["accuracy_vs_size"], "home_acc_size", selectable=False)
-        front = df[df["pareto"]] if len(df) else df
-        if len(front):
-            st.caption(f"{len(front)} of {len(ok_points(df))} points are on the Pareto front "
-                       "(ringed): no other point is at least as accurate, as fast and as small.")
-        return
-    c1, c2 = st.columns(2)
+    rec = explore.ship_panel(df, where)
+    recommended = rec.point_id if rec is not None else None
+    options = {"color_by": explore.choices()["color"], "highlight_id": recommended,
+               "y_range": explore.accuracy_zoom(df, where)}
+    c1, c2, c3 = st.columns([5, 5, 3])
     with c1:
-        _plot(figs["accuracy_vs_latency"], "sweep_acc_lat", selectable=True)
+        _plot(fig_accuracy_vs_latency(df, **options), f"{where}_acc_lat", selectable=True)
     with c2:
-        _plot(figs["accuracy_vs_size"], "sweep_acc_size", selectable=True)
-    _plot(figs["latency_size_vs_ratio"], "sweep_vs_ratio", selectable=False)
-    _plot(figs["sparse_vs_dense"], "sweep_sparse_dense", selectable=False)
-    points_table(df, key="sweep_table")
-    point_picker(df, key="sweep_pick", label="Point to export and report on")
+        _plot(fig_accuracy_vs_size(df, **options), f"{where}_acc_size", selectable=True)
+    with c3:
+        explore.record_panel(df, selected_point_id())
+    if len(ok_points(df)):
+        st.caption("The ring marks each chart's own front: no other point is both more accurate and further "
+                   "left on that chart. Hover a point for a short card; click it for its full record.")
+    explore.compare_view(df, where, recommended)
+    explore.parallel_view(df, where)
+    if where == "home":
+        return
+    _plot(figs["latency_size_vs_ratio"], f"{where}_vs_ratio", selectable=False)
+    _plot(figs["sparse_vs_dense"], f"{where}_sparse_dense", selectable=False)
+    points_table(df, key=f"{where}_table")
+    point_picker(df, key=f"{where}_pick", label="Point to export and report on")
 
 
 # -- tables and pickers ------------------------------------------------------------------------------
+COMPACT_COLUMNS = ("point_id", "label", "pareto", "accuracy_pct", "accuracy_delta_pts", "latency_ms_p50", "speedup",
+                   "size_kb", "compression", "execution")
+
+
 def _speedup_style(value):
     try:
         return "color: #C0392B; font-weight: 600" if float(value) < 1.0 else ""
@@ -275,18 +318,25 @@ def points_table(df: pd.DataFrame, key: str) -> None:
     if df.empty:
         return
     table = table_frame(df)
+    # "front" as a mark, not a checkbox that looks editable
+    table[TABLE_COLUMNS["pareto"]] = ["★" if bool(v) else "" for v in table[TABLE_COLUMNS["pareto"]]]
+    if not st.toggle("every column", key=f"{key}_all_columns",
+                     help="the table shows the main figures; switch on for p90, ideal size, params, MACs, memory, …"):
+        table = table[[TABLE_COLUMNS[c] for c in COMPACT_COLUMNS if TABLE_COLUMNS[c] in table.columns]]
     slower = int((df["speedup"] < 1.0).sum()) if "speedup" in df else 0
     st.markdown(f"**All points** ({len(df)}) · click a column to sort"
                 + (f" · {slower} point(s) are slower than the dense fp32 reference (speed-up below 1.0x, in red)"
                    if slower else ""))
     col = TABLE_COLUMNS["speedup"]
+    formats = {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
+               TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
+               TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
+               TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"}
     styled = table.style.map(_speedup_style, subset=[col]).format(
-        {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
-         TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
-         TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
-         TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"},
-        na_rep="–")
-    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)))
+        {k: v for k, v in formats.items() if k in table.columns}, na_rep="–")
+    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), use_container_width=True,
+                 column_config={TABLE_COLUMNS["pareto"]: st.column_config.TextColumn(
+                     width="small", help="★ on the accuracy/latency/size front")})
 
 
 def point_label(row) -> str:

@@ -1,69 +1,49 @@
-"""The hover card of a measured point: every figure of the point, NaN shown as empty."""
-from __future__ import annotations
+"""The hover card of a measured point: five short lines (what it is, accuracy, latency, size, front).
 
-import math
+The full record is one click away (the dashboard's side panel), so the card never covers the chart.
+``customdata[0]`` is always the point id: the pages read it back from a chart selection.
+"""
+from __future__ import annotations
 
 import pandas as pd
 
 from gemini_core.results.pareto import finite
 
-HOVER_FIELDS = [
-    ("point_id", "point %{customdata[0]}"),
-    ("label", "<b>%{customdata[1]}</b>"),
-    ("prune_method", "prune: %{customdata[2]}"),
-    ("prune_ratio", "ratio: %{customdata[3]:.2f}"),
-    ("finetune_steps", "fine-tune: %{customdata[4]} steps"),
-    ("bits", "bits: %{customdata[5]}"),
-    ("granularity", "granularity: %{customdata[6]}"),
-    ("execution", "execution: %{customdata[7]}"),
-    ("accuracy_pct", "accuracy: %{customdata[8]:.2f}%"),
-    ("macro_f1", "macro-F1: %{customdata[9]:.4f}"),
-    ("latency_ms_p50", "latency p50: %{customdata[10]:.3f} ms"),
-    ("latency_ms_p90", "latency p90: %{customdata[11]:.3f} ms"),
-    ("speedup", "speed-up vs dense fp32: %{customdata[12]:.2f}x"),
-    ("size_kb", "size: %{customdata[13]:.1f} KB"),
-    ("ideal_size_kb", "ideal size (estimate): %{customdata[14]:.1f} KB"),
-    ("compression", "smaller vs dense fp32: %{customdata[15]:.2f}x"),
-    ("params", "params: %{customdata[16]:,}"),
-    ("nonzero_params", "non-zero params: %{customdata[17]:,}"),
-    ("macs", "MACs (estimate): %{customdata[18]:,}"),
-    ("peak_memory_kb", "peak memory: %{customdata[19]:.1f} KB"),
-    ("backend", "backend: %{customdata[20]}"),
-    ("device", "device: %{customdata[21]}"),
-    ("host", "host: %{customdata[22]}"),
-    ("batch_size", "batch: %{customdata[23]}"),
-    ("pareto_text", "%{customdata[24]}"),
-]
+HOVER_TEMPLATE = ("<b>%{customdata[1]}</b><br>%{customdata[2]}<br>%{customdata[3]}<br>%{customdata[4]}"
+                  "<br>%{customdata[5]}<extra></extra>")
+HOVER_LINES = 5
 
 
-HOVER_TEMPLATE = "<br>".join(t for _, t in HOVER_FIELDS) + "<extra></extra>"
+def _f(value, fmt: str, scale: float = 1.0) -> str:
+    return fmt.format(float(value) * scale) if finite(value) else "–"
 
 
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalar -> Python
-        value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-    return value
+def hover_lines(row) -> list[str]:
+    """The card's lines for one row of the points table."""
+    first = f"#{int(row['point_id'])} · {row.get('label') or ''}"
+    acc = f"accuracy {_f(row.get('accuracy'), '{:.2f}', 100)}%"
+    if finite(row.get("accuracy_delta_pts")):
+        acc += f" ({_f(row.get('accuracy_delta_pts'), '{:+.2f}')} points)"
+    lat = f"latency p50 {_f(row.get('latency_ms_p50'), '{:.3g}')} ms"
+    if finite(row.get("speedup")):
+        s = float(row["speedup"])
+        lat += f" · {s:.2f}x faster" if s >= 1 else f" · {1 / s:.2f}x SLOWER than dense fp32"
+    size = f"size {_f(row.get('size_kb'), '{:.1f}')} KB"
+    if finite(row.get("compression")):
+        size += f" · {float(row['compression']):.1f}x smaller"
+    tail = ("on this chart's front · " if row.get("front_here") else "")
+    if row.get("host"):  # a Ray sweep: latencies compare only within one machine
+        tail += f"host: {row['host']} · "
+    tail += "click for the full record"
+    return [first, acc, lat, size, tail]
 
 
-def hover_data(df: pd.DataFrame) -> tuple[list[list], str]:
-    """customdata rows (every figure of the point, NaN -> None) and the hover template using them."""
-    acc = df["accuracy"] * 100.0
-    mem = df["peak_memory_bytes"] / 1024.0
-    text = [("on the Pareto front" if p else "") + ("" if not finite(s) or s >= 1.0 else " · SLOWER than dense fp32")
-            for p, s in zip(df["pareto"], df["speedup"])]
-    columns = []
-    for field, _ in HOVER_FIELDS:
-        if field == "accuracy_pct":
-            columns.append(acc.tolist())
-        elif field == "peak_memory_kb":
-            columns.append(mem.tolist())
-        elif field == "pareto_text":
-            columns.append(text)
-        else:
-            columns.append(df[field].tolist())
-    custom = [[_clean(v) for v in row] for row in zip(*columns)]
+def hover_data(df: pd.DataFrame, front: list[bool] | None = None) -> tuple[list[list], str]:
+    """customdata rows ([point id, five card lines]) and the hover template using them. ``front``: whether
+    each row is on the front drawn by this chart (None: the table's own ``pareto`` column)."""
+    flags = front if front is not None else [bool(p) for p in df.get("pareto", [False] * len(df))]
+    custom = []
+    for row, on in zip(df.to_dict("records"), flags):
+        row["front_here"] = on
+        custom.append([int(row["point_id"]), *hover_lines(row)])
     return custom, HOVER_TEMPLATE

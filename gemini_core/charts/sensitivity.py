@@ -32,21 +32,27 @@ def fig_heatmap(profile: dict, kind: str) -> go.Figure:
     if not entries:
         return empty_figure(title, "not measured yet")
     columns = list(profile["params"]["ratios"] if kind == "pruning" else profile["params"]["bits"])
+    # One colour scale for both heatmaps (same meaning: accuracy drop in points), so equal colours mean
+    # equal drops.
+    zmax = max([max(r["drop_points"], 0.0) for k in ("pruning", "quantization") for e in profile.get(k) or []
+                for r in e["results"] if r.get("drop_points") is not None] + [1.0])
     rows, z, text = [], [], []
     for entry in entries:
         by = {r[key]: r for r in entry["results"]}
         name = entry["group"] if kind == "pruning" else entry["layer"]
-        label = _short(name) + (f" (+{len(entry['members']) - 1})" if kind == "pruning" else "")
+        coupled = len(entry.get("members", [])) - 1 if kind == "pruning" else 0
+        label = _short(name) + (f" (+{coupled})" if coupled > 0 else "")
         rows.append(label)
         z.append([max(by[c]["drop_points"], 0.0) if c in by else None for c in columns])
         text.append([f"{by[c]['drop_points']:.2f}" if c in by else "" for c in columns])
-    x = [f"{c:.0%}" if kind == "pruning" else f"{c}-bit" for c in columns]
+    # Category labels at exactly the chosen ratios / bit widths (plotly would otherwise read "25%" as a number
+    # and put ticks at 20/40/60/80).
+    x = [f"ratio {c:g}" if kind == "pruning" else f"{c}-bit" for c in columns]
     members = [", ".join(_short(m, 60) for m in e.get("members", [])) for e in entries] if kind == "pruning" else None
     custom = [[members[i] if members else entries[i].get("kind", "")] * len(columns) for i in range(len(entries))]
-    zmax = max([v for row in z for v in row if v is not None] + [1.0])
     fig = go.Figure(go.Heatmap(
         z=z, x=x, y=rows, text=text, texttemplate="%{text}", colorscale=DROP_SCALE, zmin=0, zmax=zmax,
-        customdata=custom, colorbar=dict(title="drop (pts)"),
+        customdata=custom, colorbar=dict(title="accuracy drop<br>(points, validation)"),
         hovertemplate=("%{y} at %{x}<br>accuracy drop %{text} points (validation)<br>"
                        + ("members: %{customdata}" if kind == "pruning" else "%{customdata}") + "<extra></extra>")))
     layout = dict(LAYOUT)
@@ -54,7 +60,11 @@ def fig_heatmap(profile: dict, kind: str) -> go.Figure:
     fig.update_layout(**layout, title=title)
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title_text="pruning ratio of the group" if kind == "pruning" else "bit width of the layer",
-                     side="top")
+                     side="top", type="category", tickvals=x, ticktext=x)
+    if kind == "pruning" and any(len(e.get("members", [])) > 1 for e in entries):
+        fig.add_annotation(text="(+N): N more layers are pruned with the group (coupled channels)",
+                           xref="paper", yref="paper", x=0, y=-0.02, yanchor="top", showarrow=False,
+                           font=dict(size=10, color="#5E5A72"))
     return fig
 
 

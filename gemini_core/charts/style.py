@@ -42,3 +42,42 @@ def empty_figure(title: str, message: str = "no measured points yet") -> go.Figu
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
+
+
+# What colour can show on the scatter charts (marker symbol stays the execution).
+ENCODINGS = {"bits": "bit width", "prune_ratio": "pruning ratio", "prune_method": "prune method",
+             "execution": "execution"}
+RATIO_COLORS = ("#FDE725", "#B5DE2B", "#6ECE58", "#35B779", "#1F9E89", "#26828E", "#31688E", "#3E4989",
+                "#482878", "#440154")  # viridis, light = little pruning, dark = much
+
+
+def encoding_colors(field: str, values) -> dict:
+    """One colour per distinct value of ``field`` (bits keep their fixed colours everywhere)."""
+    distinct = sorted({v for v in values}, key=lambda v: (str(type(v)), v))
+    if field == "bits":
+        return {v: bit_color(v) for v in distinct}
+    if field == "prune_ratio":
+        return {v: RATIO_COLORS[min(len(RATIO_COLORS) - 1, int(float(v) * len(RATIO_COLORS)))] for v in distinct}
+    if field not in ENCODINGS:
+        raise ValueError(f"cannot colour by {field!r}; choose one of {', '.join(ENCODINGS)}")
+    return {v: RUN_COLORS[i % len(RUN_COLORS)] for i, v in enumerate(distinct)}
+
+
+def log_ticks(values) -> dict:
+    """Readable ticks for a log axis: 1-2-5 steps with full numbers ("5, 10, 20, 50, 100"), not plotly's
+    "5 10 2 5 100" minor labels."""
+    import math
+
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v)) and float(v) > 0]
+    if not vals:
+        return {}
+    lo, hi = min(vals), max(vals)
+    ticks = []
+    for exp in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        for m in (1, 2, 5):
+            t = m * 10 ** exp
+            if lo / 1.6 <= t <= hi * 1.6:
+                ticks.append(t)
+    if len(ticks) > 9:  # a wide range: decades only
+        ticks = [t for t in ticks if f"{t:g}".lstrip("0.").startswith("1")]
+    return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}

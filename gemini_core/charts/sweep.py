@@ -14,15 +14,18 @@ from plotly.subplots import make_subplots
 from gemini_core.charts.hover import hover_data
 from gemini_core.charts.style import (
     AXIS_STYLE,
+    ENCODINGS,
     EXECUTION_DASH,
     FRONT_RING,
     LAYOUT,
     RUN_COLORS,
     bit_color,
     empty_figure,
+    encoding_colors,
     execution_symbol,
+    log_ticks,
 )
-from gemini_core.results.pareto import finite, pareto_front
+from gemini_core.results.pareto import finite, front_for_axes, pareto_front
 from gemini_core.results.table import ok_points, reference_row
 
 
@@ -37,51 +40,125 @@ def _groups(df: pd.DataFrame):
         yield bits, execution, df[(df["bits"] == bits) & (df["execution"] == execution)]
 
 
+def _encoded_groups(df: pd.DataFrame, color_by: str):
+    """(legend name, colour, execution, frame) groups of uniform points, coloured by ``color_by``."""
+    if "per_layer" in df.columns:
+        df = df[~df["per_layer"].fillna(False).astype(bool)]
+    if color_by == "bits":
+        for bits, execution, g in _groups(df):
+            yield f"{bits}-bit · {execution}", bit_color(bits), execution, g
+        return
+    values = df[color_by].tolist()
+    colors = encoding_colors(color_by, values)
+    keys = sorted({(v, str(e)) for v, e in zip(values, df["execution"])},
+                  key=lambda k: (str(type(k[0])), k[0], k[1] != "dense", k[1]))
+    for value, execution in keys:
+        g = df[(df[color_by] == value) & (df["execution"] == execution)]
+        shown = f"ratio {float(value):.2f}" if color_by == "prune_ratio" else str(value)
+        name = shown if color_by == "execution" else f"{shown} · {execution}"
+        yield name, colors[value], execution, g
+
+
 def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y_title: str,
-                   log_x: bool = False, y_scale: float = 1.0, x_scale: float = 1.0) -> go.Figure:
-    """Scatter of ok points: one trace per (bit width, execution); Pareto points ringed."""
+                   log_x: bool = False, y_scale: float = 1.0, x_scale: float = 1.0, color_by: str = "bits",
+                   highlight_id: int | None = None, y_range: tuple[float, float] | None = None) -> go.Figure:
+    """Scatter of ok points coloured by ``color_by`` (see ``style.ENCODINGS``), symbol = execution.
+
+    The ring marks this chart's own front (``front_for_axes(x, y)``); ``highlight_id`` (the recommended
+    point) gets a gold star; ``y_range`` zooms the y axis (in the axis's displayed units)."""
     pts = ok_points(df)
     if pts.empty:
         return empty_figure(title)
+    if color_by not in ENCODINGS:
+        raise ValueError(f"cannot colour by {color_by!r}; choose one of {', '.join(ENCODINGS)}")
     fig = go.Figure()
-    front = pts[pts["pareto"]]
+    pts = pts.assign(_front=front_for_axes(pts, x, y))
+    front = pts[pts["_front"]].sort_values(x)
     if len(front):
-        # A hollow ring behind the front points: on top of the colour, not instead of it.
+        # A hollow ring behind the front points (on top of the colour, not instead of it) and a faint
+        # step line joining them.
         fig.add_trace(go.Scatter(
-            x=(front[x] * x_scale).tolist(), y=(front[y] * y_scale).tolist(), mode="markers",
+            x=(front[x] * x_scale).tolist(), y=(front[y] * y_scale).tolist(), mode="markers+lines",
             name="Pareto front", legendgroup="front", hoverinfo="skip",
+            line=dict(color="#B9B5CC", width=1, shape="hv"),
             marker=dict(size=20, symbol="circle-open", line=FRONT_RING, color=FRONT_RING["color"])))
-    for bits, execution, g in _groups(pts):
-        custom, template = hover_data(g)
+    for name, color, execution, g in _encoded_groups(pts, color_by):
+        custom, template = hover_data(g, g["_front"].tolist())
         fig.add_trace(go.Scatter(
             x=(g[x] * x_scale).tolist(), y=(g[y] * y_scale).tolist(), mode="markers",
-            name=f"{bits}-bit · {execution}", legendgroup=str(bits),
-            marker=dict(size=11, color=bit_color(bits), symbol=execution_symbol(execution),
+            name=name, legendgroup=name,
+            marker=dict(size=11, color=color, symbol=execution_symbol(execution),
                         line=dict(color="white", width=1)),
             customdata=custom, hovertemplate=template))
     mixed = pts[pts["per_layer"].fillna(False).astype(bool)] if "per_layer" in pts.columns else pts.iloc[:0]
     if len(mixed):  # per-layer (allocator) points: a star, coloured by the config's own (most common) bits
-        custom, template = hover_data(mixed)
+        custom, template = hover_data(mixed, mixed["_front"].tolist())
         fig.add_trace(go.Scatter(
             x=(mixed[x] * x_scale).tolist(), y=(mixed[y] * y_scale).tolist(), mode="markers",
             name="per-layer (allocator)", legendgroup="per-layer",
             marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
                         line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
-    fig.update_layout(**LAYOUT, title=title)
-    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", **AXIS_STYLE)
+    if highlight_id is not None:
+        row = pts[pts["point_id"] == highlight_id]
+        if len(row):
+            r = row.iloc[0]
+            custom, template = hover_data(row, row["_front"].tolist())
+            fig.add_trace(go.Scatter(
+                x=[float(r[x]) * x_scale], y=[float(r[y]) * y_scale], mode="markers+text",
+                name="recommended", text=[f"recommended #{int(r['point_id'])}"], textposition="top center",
+                marker=dict(size=24, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
+                customdata=custom, hovertemplate=template))
+    legend = dict(LAYOUT["legend"], title_text=f"{ENCODINGS[color_by]} · execution")
+    fig.update_layout(**{**LAYOUT, "legend": legend}, title=title)
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", **AXIS_STYLE,
+                     **(log_ticks(pts[x] * x_scale) if log_x else {}))
     fig.update_yaxes(title_text=y_title, **AXIS_STYLE)
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
     return fig
 
 
-def fig_accuracy_vs_latency(df: pd.DataFrame) -> go.Figure:
+def fig_accuracy_vs_latency(df: pd.DataFrame, **options) -> go.Figure:
+    """``options``: ``color_by``, ``highlight_id``, ``y_range`` (accuracy in %), see ``scatter_figure``."""
     return scatter_figure(df, "latency_ms_p50", "accuracy", "Accuracy vs latency",
-                          "latency p50 per batch (ms)", "test accuracy (%)", y_scale=100.0)
+                          "latency p50 per batch (ms)", "test accuracy (%)", y_scale=100.0, **options)
 
 
-def fig_accuracy_vs_size(df: pd.DataFrame) -> go.Figure:
+def fig_accuracy_vs_size(df: pd.DataFrame, **options) -> go.Figure:
     return scatter_figure(df, "size_kb", "accuracy", "Accuracy vs size",
-                          "checkpoint size (KB, log scale)", "test accuracy (%)", log_x=True, y_scale=100.0)
+                          "checkpoint size (KB, log scale)", "test accuracy (%)", log_x=True, y_scale=100.0,
+                          **options)
+
+
+PARALLEL_DIMENSIONS = (("prune_ratio", "prune ratio", 1.0), ("finetune_steps", "fine-tune steps", 1.0),
+                       ("bits", "bits", 1.0), ("accuracy", "accuracy (%)", 100.0),
+                       ("latency_ms_p50", "latency p50 (ms)", 1.0), ("size_kb", "size (KB)", 1.0))
+
+
+def fig_parallel(df: pd.DataFrame, color_by: str = "accuracy") -> go.Figure:
+    """Parallel coordinates: one line per point across its settings and figures (for grids with many
+    dimensions); categorical settings (method, execution) get one tick per value. Drag on an axis to filter."""
+    title = "Every point across settings and figures (drag along an axis to filter)"
+    pts = ok_points(df)
+    if pts.empty:
+        return empty_figure(title)
+    dims = []
+    for field, label in (("prune_method", "prune method"), ("execution", "execution")):
+        values = sorted({str(v) for v in pts[field]})
+        if len(values) > 1:
+            codes = [values.index(str(v)) for v in pts[field]]
+            dims.append(dict(label=label, values=codes, tickvals=list(range(len(values))), ticktext=values))
+    for field, label, scale in PARALLEL_DIMENSIONS:
+        col = pd.to_numeric(pts[field], errors="coerce") * scale
+        if col.notna().any():
+            dims.append(dict(label=label, values=col.fillna(col.min()).round(4).tolist()))
+    color = (pts["accuracy"] * 100).round(3).tolist()
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims, line=dict(color=color, colorscale="Viridis", showscale=True,
+                                   colorbar=dict(title="accuracy (%)"))))
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=40, t=90, b=40)}, title=title)
+    return fig
 
 
 def _lines_by_ratio(fig, df, y, row, col, y_scale=1.0, showlegend=True):

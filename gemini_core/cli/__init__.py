@@ -8,6 +8,7 @@ naming the problem.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gemini_core.cli import export, results, sensitivity, sweep, train
@@ -16,6 +17,7 @@ from gemini_core.cli.common import (
     EXIT_INTERRUPTED,
     OneLineParser,
     check_flags,
+    native_noise_filtered,
     set_threads,
 )
 from gemini_core.errors import ConfigError, GeminiError
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
         check_flags(args)
         set_threads(args)
         preflight(args)
-        return args.func(args)
+        with native_noise_filtered():
+            return args.func(args)
     except GeminiError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -63,6 +66,11 @@ def main(argv=None) -> int:
         print(f"error: {args.command} ran out of memory; use smaller data, a smaller model or a smaller batch",
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # `points ID | head`: the reader left. No traceback; stdout goes nowhere from here on so the
+        # interpreter's final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished points are saved; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

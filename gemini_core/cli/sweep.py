@@ -73,10 +73,12 @@ def run(args) -> int:
     try:
         scenario = scenario_from(args)
         baseline = baseline_from(args, scenario)
-        failed_points = _run_points(args, scenario, baseline, spec, out)
+        failed_points, run_id = _run_points(args, scenario, baseline, spec, out)
     finally:
         if out is not None:
             out.close()
+    if out is not None:  # the records went to the file: stdout still says which run they belong to
+        print_json({"run_id": run_id, "out": str(out_path), "points": spec.n_points(), "failed": failed_points})
     if failed_points:
         note(f"{failed_points} point(s) failed; their reasons are in the records")
     return 0
@@ -89,13 +91,14 @@ def _connect_ray(address) -> None:
          f"{cluster['gpus']:g} GPUs; connected in {seconds:.1f} s")
 
 
-def _run_points(args, scenario, baseline, spec, out) -> int:
-    """Print each point's record as it is measured; how many failed."""
-    failed_points = 0
+def _run_points(args, scenario, baseline, spec, out) -> tuple[int, str | None]:
+    """Print each point's record as it is measured; how many failed, and the run id."""
+    failed_points, run_id = 0, None
     with tqdm(total=spec.n_points(), desc="sweep", unit="point", file=sys.stderr) as bar:
         for record in run_sweep(scenario, baseline, spec, store=Store(), device=args.device, force=args.force,
                                 name=args.name, executor=args.executor, ray_address=args.ray_address):
             print_json({k: v for k, v in record.items() if k != "traceback"}, file=out)
             failed_points += record.get("status") == "failed"
+            run_id = record.get("run_id") or run_id
             bar.update(1)
-    return failed_points
+    return failed_points, run_id

@@ -6,15 +6,17 @@ No Streamlit in here.
 """
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import html
 import math
+import re
 from typing import Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from gemini_core.results.table import table_frame
+from gemini_core.charts.images import figure_png, png_unavailable_reason
 
 
 def _num(value) -> float:
@@ -101,12 +103,14 @@ def comparison_rows(reference: Mapping, chosen: Mapping) -> list[tuple[str, str,
 _CSS = """
 body{font-family:Helvetica,Arial,sans-serif;color:#1F1D2B;margin:2rem auto;max-width:1150px;padding:0 1rem}
 h1{color:#3A2DB8;margin-bottom:.2rem} .sub{color:#5E5A72;margin-top:0}
-.headline{font-size:1.6rem;font-weight:700;margin:1rem 0}
+.headline{font-size:1.25rem;font-weight:600;margin:1rem 0;line-height:1.5}
 .bad{color:#C0392B} .good{color:#1E8449}
 table{border-collapse:collapse;margin:.6rem 0 1.4rem 0;font-size:.9rem}
 th,td{border:1px solid #E3E0F5;padding:.3rem .6rem;text-align:right} th{background:#F3F2FB}
 td:first-child,th:first-child{text-align:left}
 .note{color:#5E5A72;font-size:.85rem}
+dt{font-weight:700;margin-top:.4rem} dd{margin-left:1rem;color:#3A3850}
+summary{cursor:pointer;font-weight:700;margin:1rem 0}
 """
 
 
@@ -114,42 +118,168 @@ def _css_class(good: bool) -> str:
     return "good" if good else "bad"
 
 
-def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapping, df: pd.DataFrame,
-                      figures: Mapping[str, go.Figure] | None = None, device: Mapping | None = None) -> str:
-    """One self-contained HTML file: headline, comparison, charts (plotly.js inlined) and all points."""
+GLOSSARY = [
+    (r"\bft(\d+)\b|fine-tun", "fine-tune steps (ft60)",
+     "after pruning, the model trains again for this many steps (ft60 = 60 steps) to win back accuracy"),
+    (r"l1-structured|l2-structured|structured", "structured pruning (l1-structured)",
+     "whole channels / neurons are removed, those whose weights are smallest (L1 or L2 norm): the model "
+     "gets genuinely smaller and faster"),
+    (r"unstructured|magnitude", "unstructured pruning", "single weights are set to zero; the shape stays the same"),
+    (r"2:4", "2:4 sparsity", "in every group of 4 weights, 2 are zero (a pattern some hardware runs fast)"),
+    (r"prune ratio|pruning ratio", "prune ratio", "the share of weights or channels removed (0.5 = half)"),
+    (r"per-channel", "per-channel", "quantization with one scale per output channel (more accurate than per-tensor)"),
+    (r"per-tensor", "per-tensor", "quantization with one scale for a whole weight tensor"),
+    (r"\d+-bit|bits", "bit width (32-bit, 8-bit, ...)",
+     "how many bits store each weight: 32 is ordinary floating point (fp32), 8 and below are integer codes"),
+    (r"fp32", "fp32", "32-bit floating point, the original model's number format"),
+    (r"\bp50\b", "p50 latency", "the median time to run one batch: half the runs were faster"),
+    (r"\bp90\b", "p90 latency", "9 runs in 10 were at least this fast"),
+    (r"MACs", "MACs", "multiply-accumulate operations per example, a rough count of the arithmetic (estimate)"),
+    (r"\bdense\b", "dense execution", "ordinary kernels that multiply every weight, zeros included"),
+    (r"\bsparse\b", "sparse execution", "kernels that skip zero weights"),
+    (r"Pareto|front", "Pareto front", "the points no other point beats on accuracy, latency and size at once"),
+    (r"macro-F1", "macro-F1",
+     "the F1 score averaged over classes (0-1): accuracy that gives small classes equal weight"),
+    (r"ideal size", "ideal size (estimate)", "the size if every weight were stored in exactly its bit width"),
+    (r"accuracy points|points accuracy|\bpoints\b", "accuracy points",
+     "percentage points: 97.0% to 96.5% is 0.5 points"),
+]
+
+REPORT_COLUMNS = [
+    ("point_id", "point", "{:.0f}"), ("label", "configuration", None), ("pareto", "on the front", "yesno"),
+    ("accuracy", "accuracy (%)", "pct"), ("accuracy_delta_pts", "Δ accuracy (points)", "{:+.2f}"),
+    ("latency_ms_p50", "latency p50 (ms)", "{:.3f}"), ("speedup", "speed-up vs original", "{:.2f}x"),
+    ("size_bytes", "size", "bytes"), ("compression", "smaller than original", "{:.1f}x"),
+    ("prune_method", "pruning", None), ("prune_ratio", "prune ratio", "{:.2f}"),
+    ("finetune_steps", "fine-tune steps", "{:.0f}"), ("bits", "bits", "{:.0f}"), ("granularity", "granularity", None),
+    ("execution", "execution", None), ("macs", "MACs (estimate)", "{:,.0f}"), ("status", "status", None),
+]
+
+
+def human(value, fmt) -> str:
+    """A table cell for people: no 'None', 'nan', 'True' or '-0.7407'."""
+    if fmt == "yesno":
+        return "yes" if value is True or value == 1 or str(value) == "True" else "no"
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if fmt == "pct":
+        return _fmt(_num(value) * 100, ".2f")
+    if fmt == "bytes":
+        return _fmt_bytes(value)
+    if fmt is None:
+        text = str(value)
+        return "–" if text in ("None", "nan", "") else text
+    v = _num(value)
+    if not math.isfinite(v):
+        return "–"
+    out = fmt.format(v)
+    return "+0.00" if out == "-0.00" else out
+
+
+def human_table(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [(f, name, fmt) for f, name, fmt in REPORT_COLUMNS if f in df.columns]
+    return pd.DataFrame({name: [human(v, fmt) for v in df[f].tolist()] for f, name, fmt in cols})
+
+
+def accuracy_margin_pts(accuracy, n_test) -> float:
+    """Half-width of the 95% interval of an accuracy measured on ``n_test`` examples, in points (normal
+    approximation of the binomial: 1.96 * sqrt(p (1 - p) / n)); NaN without a test-set size."""
+    p, n = _num(accuracy), _num(n_test)
+    if not (math.isfinite(p) and math.isfinite(n) and n > 0):
+        return float("nan")
+    return 196.0 * math.sqrt(max(p * (1 - p), 1.0 / n) / n)  # never 0: at least one error could happen
+
+
+def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
+    """The report's first sentence, with how sure the accuracy figures are."""
     cmp = compare(reference, chosen)
-    esc = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>{esc(title)}</h1>",
-             f"<p class='sub'>run <b>{esc(str(run.get('name', '')))}</b> ({esc(str(run.get('run_id', '')))}) · "
-             f"scenario {esc(str(run.get('scenario', '')))} · generated "
-             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
-             "<div class='headline'>"
-             f"<span class='{_css_class(cmp['size_ratio'] >= 1)}'>{esc(cmp['size_text'])}</span>, "
-             f"<span class='{_css_class(not cmp['slower'])}'>{esc(cmp['speed_text'])}</span>, "
-             f"<span class='{_css_class(cmp['accuracy_delta_pts'] >= -0.05)}'>{esc(cmp['accuracy_text'])}</span>"
-             "</div>",
-             f"<p>Chosen point <b>{esc(str(chosen.get('label', '')))}</b> against the dense 32-bit baseline "
-             f"<b>{esc(str(reference.get('label', '')))}</b>, both measured in this run "
-             f"(batch {esc(str(chosen.get('batch_size', '')))}, device {esc(str(chosen.get('device', '')))}).</p>",
-             "<table><tr><th>figure</th><th>baseline</th><th>chosen</th></tr>"]
-    for name, a, b in comparison_rows(reference, chosen):
-        parts.append(f"<tr><td>{esc(name)}</td><td>{esc(a)}</td><td>{esc(b)}</td></tr>")
-    parts.append("</table>")
+    delta = cmp["accuracy_delta_pts"]
+    lost = ("loses no accuracy" if math.isfinite(delta) and round(delta, 1) == 0 else
+            f"{'gains' if delta > 0 else 'loses'} {abs(delta):.1f} accuracy points" if math.isfinite(delta)
+            else "has an unknown accuracy")
+    acc, ref_acc = _fmt(_num(chosen.get("accuracy")) * 100, ".1f"), _fmt(_num(reference.get("accuracy")) * 100, ".1f")
+    sentence = (f"The compressed model ({chosen.get('label', '')}) is {cmp['size_text']} and {cmp['speed_text']} "
+                f"than the original, and {lost} ({acc}% vs {ref_acc}%).")
+    margin = accuracy_margin_pts(chosen.get("accuracy"), n_test)
+    if math.isfinite(margin):
+        sentence += (f" Each accuracy is measured on {int(_num(n_test)):,} test examples, so it is uncertain by "
+                     f"about ±{margin:.1f} points (95% interval, estimate)")
+        sentence += ("; the difference is within that uncertainty." if math.isfinite(delta) and abs(delta) <= margin
+                     else ".")
+    return sentence
+
+
+def _glossary(text: str) -> list[tuple[str, str]]:
+    return [(term, meaning) for pattern, term, meaning in GLOSSARY if re.search(pattern, text)]
+
+
+def _figure_blocks(figures: Mapping[str, go.Figure], static: bool | None) -> list[str]:
+    """Charts as PNG images (small) when kaleido can draw them, else interactive with plotly.js once."""
+    if static is None:
+        static = png_unavailable_reason() is None
+    out = []
     first = True
-    for name, fig in (figures or {}).items():
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False,
-                                 div_id=f"chart-{name}", config={"displaylogo": False}))
-        first = False
-    table = table_frame(df)
-    parts.append("<h2>All measured points</h2>")
-    parts.append(table.to_html(index=False, float_format=lambda v: f"{v:,.4g}", na_rep="–", border=0,
-                               escape=True))
-    if device:
-        parts.append("<p class='note'>Measured on " + esc(", ".join(f"{k}: {v}" for k, v in device.items()))
-                     + ".</p>")
-    parts.append("<p class='note'>Speed-up and size ratios are against the run's unpruned 32-bit dense point; "
-                 "a speed-up below 1.0x means slower than it. MACs and ideal size are estimates; every other "
-                 "figure was measured.</p></body></html>")
-    return "\n".join(parts)
+    for name, fig in figures.items():
+        if static:
+            png = figure_png(fig, width=1000, height=460, scale=1)
+            out.append(f"<img alt='{html.escape(name)}' style='max-width:100%' "
+                       f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
+        else:
+            out.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False,
+                                   div_id=f"chart-{name}", config={"displaylogo": False, "staticPlot": False}))
+            first = False
+    return out
+
+
+def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapping, df: pd.DataFrame,
+                      figures: Mapping[str, go.Figure] | None = None, device: Mapping | None = None,
+                      alternatives: list[Mapping] | None = None, static_charts: bool | None = None) -> str:
+    """One self-contained HTML file for people who do not compress models: a headline sentence with its
+    uncertainty, the chosen point against the original and up to two alternatives, the measurement
+    conditions, the charts (PNG images when kaleido can draw them: the file stays well under 1 MB), a
+    glossary of the terms used, and every point in a folded table at the end."""
+    esc = html.escape
+    base = run.get("baseline") or {}
+    n_test = base.get("test")
+    cols = [("original", reference), ("chosen", chosen)] + [
+        (f"alternative {i + 1}", alt) for i, alt in enumerate(alternatives or [])]
+    body = [f"<h1>{esc(title)}</h1>",
+            f"<p class='sub'>run <b>{esc(str(run.get('name', '')))}</b> ({esc(str(run.get('run_id', '')))}) · "
+            f"scenario {esc(str(run.get('scenario', '')))} · generated "
+            f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
+            f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
+            "<h2>The chosen point and the alternatives</h2><table><tr><th>figure</th>"
+            + "".join(f"<th>{esc(name)}</th>" for name, _ in cols) + "</tr>"]
+    rows = [comparison_rows(reference, row) for _, row in cols]
+    for i, (name, *_rest) in enumerate(rows[0]):
+        cells = [rows[0][i][1]] + [r[i][2] for r in rows[1:]]
+        body.append(f"<tr><td>{esc(name)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    body.append("<tr><td>against the original</td><td>–</td>" + "".join(
+        f"<td>{esc(compare(reference, row)['headline'])}</td>" for _, row in cols[1:]) + "</tr></table>")
+    cond = [f"test set: {int(_num(n_test)):,} examples" if math.isfinite(_num(n_test)) else "test set: size unknown",
+            f"batch size: {human(chosen.get('batch_size'), '{:.0f}')}",
+            f"torch threads used: {human(chosen.get('threads'), '{:.0f}')}",
+            f"device: {chosen.get('device') or '–'}", f"host: {chosen.get('host') or '–'}"]
+    for key, name in (("cpu", "processor"), ("cores", "cores"), ("torch", "torch"),
+                      ("load_avg_1m", "machine load (1-minute load average when the report was made)")):
+        if device and device.get(key) is not None:
+            cond.append(f"{name}: {device[key]}")
+    body.append("<h2>How it was measured</h2><ul>" + "".join(f"<li>{esc(c)}</li>" for c in cond) + "</ul>"
+                "<p class='note'>Latency is the median (p50) time of one batch over repeated runs on this machine; "
+                "other work on the machine makes it slower and noisier. MACs and ideal size are estimates; every "
+                "other figure was measured.</p>")
+    if figures:
+        body.append("<h2>Charts</h2>")
+        body.extend(_figure_blocks(figures, static_charts))
+    table = human_table(df)
+    text_so_far = " ".join(body) + " " + table.to_string()  # every term the reader will meet
+    gloss = _glossary(text_so_far)
+    if gloss:
+        body.append("<h2>Glossary</h2><dl class='glossary'>" + "".join(
+            f"<dt>{esc(t)}</dt><dd>{esc(m)}</dd>" for t, m in gloss) + "</dl>")
+    body.append(f"<details><summary>All measured points ({len(table)}; click to open)</summary>")
+    body.append(table.to_html(index=False, border=0, escape=True))
+    body.append("</details><p class='note'>Charts drawn with plotly. Ratios are against the run's original "
+                "(unpruned, 32-bit, dense) point; a speed-up below 1.0x means slower than it.</p>")
+    return "\n".join([f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+                      f"<style>{_CSS}</style></head><body>", *body, "</body></html>"])

@@ -50,3 +50,20 @@ def pareto_front(records,
                 break
         front.append(not dominated)
     return front
+
+
+# Which way is better for each figure a chart can put on an axis.
+AXIS_SENSE = {"accuracy": "max", "macro_f1": "max", "accuracy_delta_pts": "max", "speedup": "max",
+              "compression": "max", "latency_ms_p50": "min", "latency_ms_p90": "min", "size_kb": "min",
+              "size_bytes": "min", "ideal_size_kb": "min", "peak_memory_bytes": "min", "macs": "min"}
+
+
+def front_for_axes(records, x: str, y: str) -> list[bool]:
+    """The front of a two-axis chart: the points no other point beats on ``x`` and ``y`` together.
+
+    A chart of accuracy vs latency rings this front, not the three-objective one (which keeps points that
+    are only good on an axis the chart does not show)."""
+    for axis in (x, y):
+        if axis not in AXIS_SENSE:
+            raise ValueError(f"no known direction (better = higher or lower) for axis {axis!r}")
+    return pareto_front(records, {x: AXIS_SENSE[x], y: AXIS_SENSE[y]})

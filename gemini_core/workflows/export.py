@@ -79,7 +79,8 @@ def export_point(store, point_id: int, out_dir, formats=("gemini",), overwrite: 
     size_now = len(compressed.storage())
     accuracy_now = classification_metrics(compressed.model, scenario.splits.test, compressed.device)["accuracy"]
     reproduced = (size_now == stored_record.get("size_bytes") and accuracy_now == stored_record.get("accuracy"))
-    extra = {"source": {"run_id": point["run_id"], "point_id": point["point_id"], "store": str(store.path),
+    # the store's file name, not its absolute local path: an export is shipped to other machines
+    extra = {"source": {"run_id": point["run_id"], "point_id": point["point_id"], "store": store.path.name,
                         "reproduced_sweep": reproduced}}
     record = stored_record
     if not reproduced:

@@ -98,3 +98,22 @@ def test_cancelled_training_is_not_kept_as_the_baseline(app_env):
              for p in (app_env / "baselines").iterdir() if not p.name.startswith(".")}
     assert after == before
     assert not at.exception
+
+
+def test_upload_columns_and_model_survive_a_reload(app_env):
+    at = new_app(PAGE)
+    at.selectbox(key="m_scenario").set_value("text").run()
+    at.file_uploader(key="m_upload").set_value(("reviews.csv", CSV, "text/csv")).run()
+    at.selectbox(key="m_text_col").set_value("text")
+    at.selectbox(key="m_label_col").set_value("label").run()
+    at.button(key="m_validate").click().run()
+    at.button(key="m_use").click().run()
+    model = at.session_state["model"]
+    assert model["scenario"] == "text"
+    # a reload is a new session of the same server: the form and the current model come back
+    again = new_app(PAGE)
+    assert again.session_state["model"] == model
+    assert again.selectbox(key="m_scenario").value == "text"
+    assert again.text_input(key="m_data_path").value.endswith("-reviews.csv")   # the saved upload
+    assert again.selectbox(key="m_text_col").value == "text" and again.selectbox(key="m_label_col").value == "label"
+    assert "text" in again.sidebar.markdown[0].value

@@ -62,7 +62,10 @@ def test_figures_encode_bits_execution_and_front():
     df = points_frame(RECORDS)
     fig = sweep.fig_accuracy_vs_latency(df)
     names = [t.name for t in fig.data]
-    assert names[0] == "Pareto front" and len(fig.data[0].x) == 3
+    # this chart's own front (accuracy vs latency): #3 is slower and less accurate than #2, so unringed here
+    # although it is on the three-objective front (the smallest)
+    assert names[0] == "Pareto front" and len(fig.data[0].x) == 2
+    assert sweep.fig_accuracy_vs_size(df).data[0].x.__len__() == 3
     by_name = {t.name: t for t in fig.data}
     assert by_name["8-bit · sparse"].marker.symbol == "diamond"
     assert by_name["8-bit · dense"].marker.color == style.BIT_COLORS[8]

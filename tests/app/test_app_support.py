@@ -102,7 +102,7 @@ def chart_by_title(at, text: str) -> dict:
 
 def point_count(spec: dict) -> int:
     """Measured points in a sweep chart (the Pareto ring and chosen-star traces are overlays)."""
-    return sum(len(t.get("x", [])) for t in spec["data"] if t.get("name") not in ("Pareto front", "chosen point"))
+    return sum(len(t.get("x", [])) for t in spec["data"] if t.get("name") not in ("Pareto front", "chosen point", "recommended"))
 
 
 def wait_job(at, kind: str, timeout: float = 120.0, until=None):

@@ -60,12 +60,16 @@ def test_small_sweep_runs_in_background_and_fills_charts():
     ys = np.concatenate([np.asarray(t["y"], dtype=float) for t in acc_lat["data"][1:]])
     assert ((ys > 50) & (ys <= 100)).all()                   # accuracy in percent
     hover = acc_lat["data"][1]["hovertemplate"]
-    assert "MACs (estimate)" in hover and "latency p50" in hover and "fine-tune" in hover
+    card = acc_lat["data"][1]["customdata"][0]      # a short card: the point id, then five lines
+    assert hover.count("<br>") == 4 and len(card) == 6 and "latency p50" in card[3]
     size = chart_by_title(at, "Accuracy vs size")
     assert size["layout"]["xaxis"]["type"] == "log" and point_count(size) == 4
     chart_by_title(at, "Latency and size vs prune ratio")
     chart_by_title(at, "Sparse vs dense execution")
 
+    compact = at.dataframe[0].value
+    assert "MACs (estimate)" not in compact.columns and set(compact["front"]) <= {"★", ""}  # fits the page
+    at.toggle(key="sweep_table_all_columns").set_value(True).run()
     table = at.dataframe[0].value
     assert len(table) == 4
     assert {"speed-up vs dense fp32 (x)", "MACs (estimate)", "ideal size (KB, estimate)"} <= set(table.columns)

@@ -22,7 +22,7 @@ def test_points_from_two_hosts_get_a_host_filter(digits):
     hosts = at.multiselect(key="sweep_hosts")
     assert sorted(hosts.value) == sorted([records[0]["host"], "node-b"])
     chart = chart_by_title(at, "Accuracy vs latency")
-    assert point_count(chart) == 2 and "host: " in chart["data"][1]["hovertemplate"]
+    assert point_count(chart) == 2 and "host: " in str(chart["data"][1]["customdata"])
     hosts.set_value([records[0]["host"]]).run()
     assert not at.exception, at.exception
     assert point_count(chart_by_title(at, "Accuracy vs latency")) == 1

@@ -22,7 +22,7 @@ PLOT = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 POINTS_JS = """() => {
   const g = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
   if (!g || !g.data) return -1;
-  return g.data.filter(t => t.name !== 'Pareto front' && t.name !== 'chosen point')
+  return g.data.filter(t => !['Pareto front', 'chosen point', 'recommended'].includes(t.name))
                .reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
 }"""
 
@@ -109,12 +109,15 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
     page.mouse.move(target["x"], target["y"])
     page.wait_for_timeout(400)
     hover = page.locator(".hoverlayer").first.text_content() or ""
-    found = re.search(r"point (\d+)", hover)                      # the hover names the point and its figures
-    assert found and "latency p50" in hover and "MACs (estimate)" in hover, hover
+    found = re.search(r"#(\d+) ·", hover)                        # the hover names the point and its figures
+    assert found and "latency p50" in hover and "click for the full record" in hover, hover
+    lines = page.locator(".hoverlayer .hovertext tspan.line").count()
+    assert 0 < lines <= 6, lines                                   # a short card, not 25 lines
     page.mouse.click(target["x"], target["y"])
     wait_idle(page)
     picker = page.get_by_role("combobox", name="Point to export and report on")
     expect(picker).to_have_value(re.compile(rf"#{found.group(1)} ·"), timeout=15_000)
+    expect(page.get_by_text(f"Point #{found.group(1)}: full record")).to_be_visible()   # the side panel
 
     # 3b. choose a point with the picker under the table and hand it to Export
     picker.scroll_into_view_if_needed()

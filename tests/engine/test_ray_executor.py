@@ -124,7 +124,7 @@ def test_sweep_page_runs_on_ray_and_shows_the_cluster():
     assert job.state == "done", job.snapshot()
     assert len(job.records) == 4 and {r["executor"] for r in job.records} == {"ray"}
     chart = chart_by_title(at, "Accuracy vs latency")
-    assert point_count(chart) == 4 and "host: " in chart["data"][1]["hovertemplate"]
+    assert point_count(chart) == 4 and "host: " in str(chart["data"][1]["customdata"])
 
 
 def test_sweep_page_without_ray_says_so_and_stays_local(monkeypatch):
