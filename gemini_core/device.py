@@ -31,6 +31,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Instruction-set flags that decide which CPU kernels run (and so how fast a point is).
+SIMD_FLAG_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "vnni", "bf16", "asimd", "sve", "neon")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> tuple[str, ...]:
+    """The CPU's vector-instruction flags from /proc/cpuinfo (``flags`` on x86, ``Features`` on ARM)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = line.split(":", 1)[1].split()
+                    return tuple(sorted(f for f in flags if f.startswith(SIMD_FLAG_PREFIXES)))
+    except OSError:
+        pass
+    return ()
+
+
+def busy_warning(info: dict) -> str | None:
+    """A warning when the machine's load was above its cores while a figure was measured, else None."""
+    load, cores = info.get("load_avg_1m"), info.get("cores")
+    if load is not None and cores and float(load) > float(cores):
+        return f"measured on a busy machine (load {float(load):.1f} on {int(cores)} cores): latency is inflated"
+    return None
+
+
 def device_label(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
@@ -104,6 +130,7 @@ def device_info(device: torch.device | str | None = None) -> dict:
         "cpu": cpu_model(),
         "cores": available_cores(),
         "load_avg_1m": load_average_1m(),
+        "cpu_flags": list(cpu_flags()),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -37,14 +37,32 @@ def _groups(df: pd.DataFrame):
         yield bits, execution, df[(df["bits"] == bits) & (df["execution"] == execution)]
 
 
+def error_bars(g: pd.DataFrame, y: str, y_scale: float = 1.0) -> dict | None:
+    """Plotly error bars from each point's 95% interval (``accuracy_ci95``) on the ``accuracy`` axis."""
+    if y != "accuracy" or "accuracy_ci95" not in g.columns:
+        return None
+    plus, minus = [], []
+    for value, ci in zip(g[y], g["accuracy_ci95"]):
+        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and finite(value)
+        plus.append((ci[1] - value) * y_scale if ok else 0.0)
+        minus.append((value - ci[0]) * y_scale if ok else 0.0)
+    return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1, width=3, color="#888")
+
+
+def chart_front(pts: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """The Pareto front on this chart's two axes (higher y, lower x), accuracy ties within noise."""
+    return pd.Series(pareto_front(pts, {y: "max", x: "min"}), index=pts.index)
+
+
 def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y_title: str,
                    log_x: bool = False, y_scale: float = 1.0, x_scale: float = 1.0) -> go.Figure:
-    """Scatter of ok points: one trace per (bit width, execution); Pareto points ringed."""
+    """Scatter of ok points: one trace per (bit width, execution); Pareto points (of these two axes) ringed;
+    95% intervals as error bars on accuracy."""
     pts = ok_points(df)
     if pts.empty:
         return empty_figure(title)
     fig = go.Figure()
-    front = pts[pts["pareto"]]
+    front = pts[chart_front(pts, x, y)]
     if len(front):
         # A hollow ring behind the front points: on top of the colour, not instead of it.
         fig.add_trace(go.Scatter(
@@ -55,7 +73,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
         custom, template = hover_data(g)
         fig.add_trace(go.Scatter(
             x=(g[x] * x_scale).tolist(), y=(g[y] * y_scale).tolist(), mode="markers",
-            name=f"{bits}-bit · {execution}", legendgroup=str(bits),
+            name=f"{bits}-bit · {execution}", legendgroup=str(bits), error_y=error_bars(g, y, y_scale),
             marker=dict(size=11, color=bit_color(bits), symbol=execution_symbol(execution),
                         line=dict(color="white", width=1)),
             customdata=custom, hovertemplate=template))
@@ -64,7 +82,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
         custom, template = hover_data(mixed)
         fig.add_trace(go.Scatter(
             x=(mixed[x] * x_scale).tolist(), y=(mixed[y] * y_scale).tolist(), mode="markers",
-            name="per-layer (allocator)", legendgroup="per-layer",
+            name="per-layer (allocator)", legendgroup="per-layer", error_y=error_bars(mixed, y, y_scale),
             marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
                         line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
@@ -162,7 +180,7 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         custom, template = hover_data(pts)
         fig.add_trace(go.Scatter(
             x=pts["latency_ms_p50"].tolist(), y=(pts["accuracy"] * 100).tolist(), mode="markers",
-            name=f"{name} (all points)", legendgroup=name, opacity=0.35,
+            name=f"{name} (all points)", legendgroup=name, opacity=0.35, error_y=error_bars(pts, "accuracy", 100.0),
             marker=dict(size=8, color=color, symbol=[execution_symbol(e) for e in pts["execution"]]),
             customdata=custom, hovertemplate=template))
         # Front in this 2-D view: accuracy vs latency only.

@@ -23,7 +23,9 @@ from gemini_core.training import distributed
 from gemini_core.training.baseline import get_baseline
 
 # AdaptiveSettings fields taken from the scenario's baseline settings (and the baseline flags).
-FROM_TRAIN_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+FROM_TRAIN_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainSettings)
+                            if f.name in {g.name for g in dataclasses.fields(AdaptiveSettings)}
+                            and f.name != "patience")  # adaptive's --patience counts once pruned
 ADAPTIVE_FLAGS = SettingsFlags(
     AdaptiveSettings,
     helps={

@@ -73,6 +73,13 @@ class TrainSettings:
     weight_decay: float = 0.0
     max_steps: int | None = None  # stop early after this many optimizer steps (tests, quick demos)
     seed: int = 0
+    # Early stopping: stop after this many epochs without a better validation accuracy (0: run every
+    # epoch); the best epoch's weights are restored either way.
+    patience: int = 0
+    # CPU threads training runs on (set for training, restored after). Float sums split over another
+    # number of threads round differently, so the thread count changes the weights: it is fixed here
+    # and part of the cache key, not taken from the machine.
+    threads: int = 1
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

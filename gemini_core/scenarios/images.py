@@ -223,7 +223,7 @@ def _resize_array(x: np.ndarray, image_size, notes: list[str]) -> np.ndarray:
 class ImagesScenario(Scenario):
     name = "images"
     domain = "vision"
-    default_train = TrainSettings(epochs=15, batch_size=64, lr=3e-3)
+    default_train = TrainSettings(epochs=30, batch_size=64, lr=3e-3, patience=6)
 
     def __init__(self, data=None, image_size=None, seed: int = 0, **other):
         super().__init__()

@@ -111,7 +111,7 @@ def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | N
 class TabularScenario(Scenario):
     name = "tabular"
     domain = "tabular"
-    default_train = TrainSettings(epochs=40, batch_size=32, lr=1e-3, weight_decay=1e-4)
+    default_train = TrainSettings(epochs=60, batch_size=32, lr=1e-3, weight_decay=1e-4, patience=10)
 
     def __init__(self, data=None, label_column=None, header="infer", seed: int = 0, **other):
         super().__init__()

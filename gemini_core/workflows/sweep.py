@@ -19,8 +19,10 @@ from gemini_core.config import CompressionConfig, parse_list
 from gemini_core.device import pick_device
 from gemini_core.errors import ConfigError
 from gemini_core.measure import memory_cap_bytes
+from gemini_core.results.stats import paired_difference, parse_bits
 from gemini_core.results.store import Store
 from gemini_core.scenarios.base import Scenario
+from gemini_core.training.baseline import test_correctness
 from gemini_core.workflows.executors import make_executor
 from gemini_core.workflows.units import SweepUnit, device_key, point_key, run_unit
 
@@ -203,7 +205,19 @@ class SweepSpec:
         if not any(REFERENCE.key() == c.key() for u in units for c in u.configs):
             # The unpruned fp32 dense point anchors every speed-up and size ratio.
             units.insert(0, SweepUnit(CompressionConfig(), (REFERENCE,)))
+        control = self.control()
+        if control is not None and not any(control.key() == c.key() for u in units for c in u.configs):
+            units.insert(1, SweepUnit(control, (control,)))
         return units
+
+    def control(self) -> CompressionConfig | None:
+        """The fair control: the unpruned fp32 model recovered with as many steps (same rate, same data) as
+        the grid's most recovered points, so their accuracy can be read against a model trained as long.
+        None when no point is recovered."""
+        steps = max(self.finetune_steps)
+        if steps <= 0 or not any(m != "none" for m in self.prune_methods):
+            return None
+        return CompressionConfig(finetune_steps=steps)
 
     def n_points(self) -> int:
         return sum(len(u.configs) for u in self.units())
@@ -238,6 +252,9 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
     store.ensure_run(run_id, name or f"{scenario.name} sweep", scenario.name, baseline.key, spec.to_dict(),
                      baseline.describe())
     finished = True
+    baseline_correct = getattr(baseline, "test_correct", None)
+    if baseline_correct is None:  # an adaptive baseline: classify the test set once, here
+        baseline_correct = test_correctness(baseline.model, scenario)
 
     def reuse(unit: SweepUnit) -> Iterator[dict]:
         """Yield the unit's points already stored (copied into this run); returns their config keys."""
@@ -254,7 +271,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
                 record = {k: v for k, v in found.items()
                           if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
                 record["reused_from"] = found["run_id"]
-                found = _store(store, run_id, baseline.key, key, record)
+                found = _store(store, run_id, baseline.key, key, with_baseline_comparison(record, baseline_correct))
             yield {**found, "reused": True}
         return skip
 
@@ -265,7 +282,8 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
                 for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
                                        latency_kwargs):
                     config = CompressionConfig.from_dict(record["config"])
-                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device), record)
+                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device),
+                                 with_baseline_comparison(record, baseline_correct))
                 if should_stop is not None and should_stop():
                     finished = False
                     break
@@ -278,7 +296,8 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
             for record in remote.run_units(baseline.model, baseline.describe(), plans, spec.batch_size, device,
                                            should_stop, latency_kwargs):
                 config = CompressionConfig.from_dict(record["config"])
-                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device), record)
+                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device),
+                             with_baseline_comparison(record, baseline_correct))
             if should_stop is not None and should_stop():
                 finished = False
     except BaseException:
@@ -286,6 +305,18 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
         raise
     finally:
         store.set_status(run_id, "finished" if finished else "interrupted")
+
+
+def with_baseline_comparison(record: dict, baseline_correct: list[int] | None) -> dict:
+    """``record`` with its paired accuracy difference to the baseline on the same test examples."""
+    bits = parse_bits(record.get("test_correct"))
+    if record.get("status", "ok") != "ok" or bits is None or baseline_correct is None \
+            or len(bits) != len(baseline_correct):
+        return record
+    paired = paired_difference(bits, baseline_correct)
+    return {**record, "accuracy_delta": paired["accuracy_delta"], "accuracy_delta_ci95": paired["accuracy_delta_ci95"],
+            "accuracy_delta_measurable": paired["measurable"], "mcnemar_p": paired["mcnemar_p"],
+            "paired_n": paired["paired_n"]}
 
 
 def _store(store: Store, run_id: str, baseline_key: str, key: str, record: dict) -> dict:
