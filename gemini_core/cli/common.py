@@ -83,7 +83,9 @@ TRAIN_FLAGS = SettingsFlags(
            "lr": "baseline learning rate", "max_steps": "stop baseline training after this many steps",
            "patience": "early stopping: epochs without a better validation accuracy (0: run every epoch)",
            "threads": "CPU threads training runs on (fixed, part of the cache key, so weights repeat)"},
-    flags={"batch_size": "--train-batch-size", "threads": "--train-threads", "patience": "--train-patience"},  # --batch-size is the measurement batch (sweep, export)
+    # --batch-size is the measurement batch (sweep, export); --threads the measurement threads;
+    # --patience adaptive training's.
+    flags={"batch_size": "--train-batch-size", "threads": "--train-threads", "patience": "--train-patience"},
     without_flag={"weight_decay": "the scenario's choice", "seed": "fixed, so a baseline's cache key repeats"},
 )
 
