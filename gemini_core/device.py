@@ -1,10 +1,12 @@
 """The device the engine runs on, and how to describe it next to every figure."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 
@@ -108,6 +110,33 @@ def set_compute_threads(threads: int | None) -> int:
             raise ConfigError(f"threads {threads} must be at least 1")
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def compute_threads(threads: int | None) -> Iterator[int]:
+    """torch CPU threads set to ``threads`` inside (None: unchanged), restored after; yields the number in force."""
+    previous = torch.get_num_threads()
+    try:
+        yield set_compute_threads(threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def condition_warnings(record: dict, compared: dict | None = None) -> list[str]:
+    """What makes a point's latency doubtful: a busy machine, or another thread count (or CPU) than the
+    point it is compared with."""
+    warnings = []
+    busy = busy_warning(record)
+    if busy:
+        warnings.append(busy)
+    if compared is not None and record is not compared:
+        mine, theirs = record.get("threads"), compared.get("threads")
+        if mine and theirs and int(mine) != int(theirs):
+            warnings.append(f"measured at {int(mine)} threads, the point it is compared with at {int(theirs)}: "
+                            "latencies are not comparable")
+        if record.get("cpu") and compared.get("cpu") and record["cpu"] != compared["cpu"]:
+            warnings.append(f"measured on {record['cpu']}, the point it is compared with on {compared['cpu']}")
+    return warnings
 
 
 def load_average_1m() -> float | None:

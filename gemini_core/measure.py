@@ -102,8 +102,9 @@ def classification_metrics(model: nn.Module, split: Split, device, batch_size: i
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, min_runs: int = 20,
-                    min_seconds: float = 0.5, warmup: int = 3, max_runs: int = 10_000) -> dict:
-    """Median and p90 of single forward passes, in ms, after warm-up."""
+                    min_seconds: float = 0.5, warmup: int = 3, max_runs: int = 10_000,
+                    keep_samples: bool = False) -> dict:
+    """Median, p10 and p90 of single forward passes, in ms, after warm-up (``keep_samples``: every time too)."""
     device = torch.device(device)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     model.eval()
@@ -122,8 +123,11 @@ def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, m
     def quantile(q: float) -> float:
         return times_ms[min(len(times_ms) - 1, int(round(q * (len(times_ms) - 1))))]
 
-    return {"latency_ms_p50": statistics.median(times_ms), "latency_ms_p10": quantile(0.1),
-            "latency_ms_p90": quantile(0.9), "latency_ms_min": times_ms[0], "latency_runs": len(times_ms)}
+    result = {"latency_ms_p50": statistics.median(times_ms), "latency_ms_p10": quantile(0.1),
+              "latency_ms_p90": quantile(0.9), "latency_ms_min": times_ms[0], "latency_runs": len(times_ms)}
+    if keep_samples:
+        result["samples_ms"] = list(times_ms)
+    return result
 
 
 def _resident_bytes(model: nn.Module) -> int:

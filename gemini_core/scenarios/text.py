@@ -241,9 +241,9 @@ register_architecture("hf", build_from_arch, _hf_inputs, after_prune=lambda mode
 class TextScenario(Scenario):
     domain = "text"
     # A few thousand examples need several epochs; early stopping ends it when validation stops
-    # improving. Two threads: batches are cut to their longest text (dynamic padding), so 2 cores
-    # train 2,000 examples in a few minutes per epoch.
-    default_train = TrainSettings(epochs=8, batch_size=32, lr=8e-5, weight_decay=0.01, patience=2, threads=2)
+    # improving. Batches are cut to their longest text (dynamic padding). One thread: on a shared
+    # 2-core machine two OpenMP threads wait on each other whenever a core is taken (many times slower).
+    default_train = TrainSettings(epochs=8, batch_size=32, lr=8e-5, weight_decay=0.01, patience=2, threads=1)
 
     def __init__(self, model_source: str | None = None, data=None, text_column=None, label_column=None,
                  test_data=None, header="infer", max_length: int | None = DEFAULT_MAX_LENGTH,
