@@ -14,7 +14,9 @@ from typing import Mapping
 import pandas as pd
 import plotly.graph_objects as go
 
-from gemini_core.results.table import table_frame
+from gemini_core.device import condition_warnings
+from gemini_core.results.stats import NO_CHANGE, paired_difference, parse_bits, wilson_interval
+from gemini_core.results.table import control_row, table_frame
 
 
 def _num(value) -> float:
@@ -51,15 +53,44 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
     delta = (acc - ref_acc) * 100.0
     size_text = _ratio_text(size_ratio, "smaller", "larger", "size unknown")
     speed_text = _ratio_text(speed_ratio, "faster", "slower", "latency unknown")
+    paired = _paired(reference, chosen)
+    measurable = True
     if not math.isfinite(delta):
         acc_text = "accuracy unknown"
+    elif paired is not None:
+        # The paired difference on the same test examples, with its 95% interval: within noise it says so.
+        low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
+        interval = f"{delta:+.1f} points, 95% interval [{low:+.1f}, {high:+.1f}], n={paired['paired_n']}"
+        measurable = paired["measurable"]
+        acc_text = f"{NO_CHANGE} in accuracy ({interval})" if not measurable else f"{interval} accuracy"
     else:
         shown = round(delta, 1)
         acc_text = f"{'+' if shown > 0 else ('-' if shown < 0 else '±')}{abs(shown):.1f} points accuracy"
+        n = chosen.get("test_n")
+        if n:
+            acc_text += f" (test n={int(n)}; no paired interval stored)"
     return {"size_ratio": size_ratio, "speed_ratio": speed_ratio, "accuracy_delta_pts": delta,
             "size_text": size_text, "speed_text": speed_text, "accuracy_text": acc_text,
+            "accuracy_measurable": measurable, "paired": paired,
             "headline": f"{size_text}, {speed_text}, {acc_text}",
             "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0}
+
+
+def _paired(reference: Mapping, chosen: Mapping) -> dict | None:
+    a, b = parse_bits(chosen.get("test_correct")), parse_bits(reference.get("test_correct"))
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return paired_difference(a, b)
+
+
+def _accuracy_cell(row: Mapping) -> str:
+    acc = _num(row.get("accuracy"))
+    text = _fmt(acc * 100, ".2f") + " %"
+    n = row.get("test_n")
+    if n and math.isfinite(acc):
+        low, high = wilson_interval(round(acc * int(n)), int(n))
+        text += f" [{low * 100:.1f}, {high * 100:.1f}], n={int(n)}"
+    return text
 
 
 def _fmt_bytes(n) -> str:
@@ -80,13 +111,20 @@ def comparison_rows(reference: Mapping, chosen: Mapping) -> list[tuple[str, str,
     """(figure, baseline, chosen) rows for the summary table; estimates are labelled."""
     return [
         ("configuration", str(reference.get("label", "")), str(chosen.get("label", ""))),
-        ("test accuracy", _fmt(_num(reference.get("accuracy")) * 100, ".2f") + " %",
-         _fmt(_num(chosen.get("accuracy")) * 100, ".2f") + " %"),
+        ("test accuracy [95% Wilson interval], test size", _accuracy_cell(reference), _accuracy_cell(chosen)),
         ("macro-F1", _fmt(reference.get("macro_f1"), ".4f"), _fmt(chosen.get("macro_f1"), ".4f")),
         ("latency p50 per batch", _fmt(reference.get("latency_ms_p50"), ".3f") + " ms",
          _fmt(chosen.get("latency_ms_p50"), ".3f") + " ms"),
         ("latency p90 per batch", _fmt(reference.get("latency_ms_p90"), ".3f") + " ms",
          _fmt(chosen.get("latency_ms_p90"), ".3f") + " ms"),
+        ("latency p10-p90 (repeats)",
+         f"{_fmt(reference.get('latency_ms_p10'), '.3f')}-{_fmt(reference.get('latency_ms_p90'), '.3f')} ms "
+         f"({_fmt(reference.get('latency_runs'), '.0f')})",
+         f"{_fmt(chosen.get('latency_ms_p10'), '.3f')}-{_fmt(chosen.get('latency_ms_p90'), '.3f')} ms "
+         f"({_fmt(chosen.get('latency_runs'), '.0f')})"),
+        ("threads, load (1 min) / cores", f"{reference.get('threads', '–')}, {reference.get('load_avg_1m', '–')} / "
+         f"{reference.get('cores', '–')}", f"{chosen.get('threads', '–')}, {chosen.get('load_avg_1m', '–')} / "
+         f"{chosen.get('cores', '–')}"),
         ("checkpoint size", _fmt_bytes(reference.get("size_bytes")), _fmt_bytes(chosen.get("size_bytes"))),
         ("ideal size (estimate)", _fmt_bytes(reference.get("ideal_size_bytes")),
          _fmt_bytes(chosen.get("ideal_size_bytes"))),
@@ -114,6 +152,24 @@ def _css_class(good: bool) -> str:
     return "good" if good else "bad"
 
 
+def _control_paragraph(df: pd.DataFrame, chosen: Mapping) -> list[str]:
+    """The chosen point against the fair control (unpruned, recovered with the same steps), when the run has one."""
+    control = control_row(df) if len(df) and "is_control" in df.columns else None
+    if control is None:
+        return ["<p class='note'>This run has no control point (no point was fine-tuned), so the baseline is the "
+                "only reference.</p>"]
+    paired = _paired(control, chosen)
+    if paired is None:
+        return []
+    low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
+    text = f"{paired['accuracy_delta'] * 100:+.1f} points, 95% interval [{low:+.1f}, {high:+.1f}]"
+    if not paired["measurable"]:
+        text = f"{NO_CHANGE} ({text})"
+    return [f"<p>Against the <b>control</b> ({html.escape(str(control.get('label', '')))}: the unpruned model "
+            f"recovered with the same steps, rate and data as the pruned points): {html.escape(text)}. This "
+            "separates what compression costs from what the extra fine-tuning gave.</p>"]
+
+
 def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapping, df: pd.DataFrame,
                       figures: Mapping[str, go.Figure] | None = None, device: Mapping | None = None) -> str:
     """One self-contained HTML file: headline, comparison, charts (plotly.js inlined) and all points."""
@@ -130,6 +186,11 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
              f"<span class='{_css_class(not cmp['slower'])}'>{esc(cmp['speed_text'])}</span>, "
              f"<span class='{_css_class(cmp['accuracy_delta_pts'] >= -0.05)}'>{esc(cmp['accuracy_text'])}</span>"
              "</div>",
+             f"<p>Accuracy change is read against <b>the baseline</b> (the unpruned dense fp32 model as trained, "
+             f"point {esc(str(reference.get('point_id', '')))}): a paired comparison on the same test examples "
+             f"(95% paired bootstrap). When its interval contains 0 the report says '{NO_CHANGE}'.</p>",
+             *_control_paragraph(df, chosen),
+             *[f"<p class='bad'>Warning: {esc(w)}</p>" for w in condition_warnings(dict(chosen), dict(reference))],
              f"<p>Chosen point <b>{esc(str(chosen.get('label', '')))}</b> against the dense 32-bit baseline "
              f"<b>{esc(str(reference.get('label', '')))}</b>, both measured in this run "
              f"(batch {esc(str(chosen.get('batch_size', '')))}, device {esc(str(chosen.get('device', '')))}).</p>",
