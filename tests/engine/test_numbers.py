@@ -180,3 +180,26 @@ def test_control_config_is_its_own_model():
     assert control.label().startswith("control")
     assert SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), finetune_steps=(10, 30)).control() == control
     assert SweepSpec(prune_methods=("none",)).control() is None
+
+
+def test_points_table_and_retime_from_the_cli(digits, capsys):
+    from gemini_core import cli
+
+    scenario, baseline = digits
+    spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32,), finetune_steps=(10,),
+                     batch_size=8)
+    records = list(run_sweep(scenario, baseline, spec, Store(), device="cpu", latency_kwargs=FAST))
+    run_id = records[0]["run_id"]
+    capsys.readouterr()
+    assert cli.main(["points", run_id, "--table"]) == 0
+    table = capsys.readouterr().out
+    assert "change_vs_control" in table and "points [" in table and "(n=270)" in table
+    assert cli.main(["retime", run_id, "--rounds", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == len(records)
+    retimed = Store().points(run_id)
+    for point in retimed:
+        assert point["retime_rounds"] == 2 and point["latency_runs"] >= 10  # 2 rounds x at least 5 runs
+        assert "previous_latency" in point and point["accuracy"] == next(
+            r["accuracy"] for r in records if r["point_key"] == point["point_key"])
+    assert cli.main(["retime", "nosuchrun"]) == 2
