@@ -10,6 +10,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from gemini_core.device import condition_warnings
 from gemini_core.results.pareto import DEFAULT_OBJECTIVES, pareto_front
 from gemini_core.results.stats import describe_delta, paired_difference, parse_bits
 
@@ -119,6 +120,10 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     paired_columns(df, control_row(df), "control")
     df["change_vs_control"] = [describe_delta(d, ci) for d, ci in
                                zip(df["accuracy_delta_control"], df["accuracy_delta_control_ci95"])]
+    # Busy machine, or another thread count / CPU than the reference it is compared with.
+    reference = ref.iloc[-1].to_dict() if len(ref) else None
+    df["conditions"] = ["; ".join(condition_warnings(r, reference)) if r.get("status") == "ok" else ""
+                        for r in df.to_dict("records")]
     df["accuracy_ci95_text"] = [
         f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}% (n={int(n)})" if isinstance(ci, (list, tuple)) and n == n else "-"
         for ci, n in zip(df.get("accuracy_ci95", [None] * len(df)), df.get("test_n", [float("nan")] * len(df)))]
@@ -148,6 +153,7 @@ TABLE_COLUMNS = {
     "latency_ms_p10": "latency p10 (ms)",
     "latency_runs": "latency repeats",
     "load_avg_1m": "load (1 min)",
+    "conditions": "measurement warnings",
     "threads": "threads",
     "speedup": "speed-up vs dense fp32 (x)",
     "size_kb": "size (KB)",
