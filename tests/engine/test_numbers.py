@@ -203,3 +203,33 @@ def test_points_table_and_retime_from_the_cli(digits, capsys):
         assert "previous_latency" in point and point["accuracy"] == next(
             r["accuracy"] for r in records if r["point_key"] == point["point_key"])
     assert cli.main(["retime", "nosuchrun"]) == 2
+
+
+def test_tabular_takes_a_held_out_test_file_with_the_same_checks(tmp_path):
+    from gemini_core.errors import DataError
+
+    rng = np.random.default_rng(0)
+
+    def table(rows, path, drop=None, extra_label=False):
+        x = rng.normal(size=(rows, 3))
+        y = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no").astype(object)
+        if extra_label:
+            y[0] = "maybe"
+        lines = ["a,b,c,label"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{lab}" for r, lab in zip(x, y)]
+        if drop:
+            lines = [",".join(v for i, v in enumerate(line.split(",")) if i != drop) for line in lines]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    train = table(200, tmp_path / "train.csv")
+    test = table(60, tmp_path / "test.csv")
+    scenario = get_scenario("tabular", data=str(train), label_column="label", test_data=str(test))
+    splits = scenario.splits
+    assert len(splits.test) == 60 and len(splits.train) + len(splits.val) == 200
+    assert scenario.describe()["test_file"] == str(test)
+    with pytest.raises(DataError, match="lacks feature column"):
+        get_scenario("tabular", data=str(train), label_column="label",
+                     test_data=str(table(30, tmp_path / "short.csv", drop=2))).splits
+    with pytest.raises(DataError, match="labels the training file does not"):
+        get_scenario("tabular", data=str(train), label_column="label",
+                     test_data=str(table(30, tmp_path / "odd.csv", extra_label=True))).splits
