@@ -95,8 +95,8 @@ def add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="digits",
                    help=" | ".join(scenario_names()) + " (default digits)")
     p.add_argument("--data", help="training data file or folder (text, images, tabular, hf:)")
-    p.add_argument("--test-data", help="optional held-out test file (text, hf:, tabular): it only tests; "
-                   "--data trains and validates")
+    p.add_argument("--test-data", help="optional held-out test data (text, hf:, tabular, images: folder or "
+                   ".npz): it only tests; --data trains and validates")
     p.add_argument("--text-column", help="text column: header name or 0-based position")
     p.add_argument("--label-column", help="label column: header name or 0-based position")
     p.add_argument("--header", choices=["infer", "yes", "no"], default=None,

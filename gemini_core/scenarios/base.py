@@ -117,6 +117,17 @@ def stratified_split(labels: np.ndarray, fractions=(0.7, 0.15, 0.15), seed: int 
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def train_val_split(labels: np.ndarray, val_share: float = 0.15, seed: int = 0):
+    """Train / validation indices (stratified when every class has two examples), for data with a test file."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(index, test_size=val_share, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
 class Scenario:
     """A model family plus its data. Subclasses fill in the data and the architecture."""
 

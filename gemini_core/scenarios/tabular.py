@@ -23,7 +23,16 @@ import pandas as pd
 import torch
 
 from gemini_core.errors import DataError
-from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split
+from gemini_core.scenarios.base import (
+    PruneSpec,
+    Scenario,
+    Split,
+    Splits,
+    TrainSettings,
+    _last_linear,
+    stratified_split,
+    train_val_split,
+)
 from gemini_core.scenarios.data_io import (
     MISSING_MARKERS,
     load_feature_table,
@@ -106,17 +115,6 @@ def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | N
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
-def _train_val_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """85% train / 15% validation, stratified when every class has two rows (a test file holds the test)."""
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(len(labels))
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
-    train, val = train_test_split(index, test_size=0.15, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(val)
-
-
 @register_scenario("tabular", label="tabular: your CSV of feature columns and a label column", data_kind="table",
                    seconds_per_point=0.5, seconds_per_setting=0.3, seconds_to_train=5.0,
                    recovery_scales_with_steps=True)
@@ -144,7 +142,7 @@ class TabularScenario(Scenario):
         require_rows(len(table.labels))
         labels = table.labels
         if self.test_data is not None:
-            train, val = split_or_error(_train_val_split, labels, self.seed)
+            train, val = split_or_error(train_val_split, labels, seed=self.seed)
             test = np.arange(0)
         else:
             train, val, test = split_or_error(stratified_split, labels, seed=self.seed)

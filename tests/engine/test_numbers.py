@@ -233,3 +233,27 @@ def test_tabular_takes_a_held_out_test_file_with_the_same_checks(tmp_path):
     with pytest.raises(DataError, match="labels the training file does not"):
         get_scenario("tabular", data=str(train), label_column="label",
                      test_data=str(table(30, tmp_path / "odd.csv", extra_label=True))).splits
+
+
+def test_images_take_a_held_out_npz_resized_to_the_training_size(tmp_path):
+    from gemini_core.errors import DataError
+
+    rng = np.random.default_rng(0)
+
+    def npz(path, n, size, channels=1, labels=("a", "b")):
+        x = rng.random((n, size, size, channels)).astype(np.float32) if channels > 1 else \
+            rng.random((n, size, size)).astype(np.float32)
+        np.savez(path, x=x, y=np.array([labels[i % len(labels)] for i in range(n)]))
+        return path
+
+    train = npz(tmp_path / "train.npz", 80, 8)
+    test = npz(tmp_path / "test.npz", 20, 16)  # another size: resized to the training images'
+    scenario = get_scenario("images", data=str(train), test_data=str(test))
+    assert len(scenario.splits.test) == 20 and tuple(scenario.splits.test.inputs["x"].shape[1:]) == (1, 8, 8)
+    assert len(scenario.splits.train) + len(scenario.splits.val) == 80
+    with pytest.raises(DataError, match="labels the training file does not"):
+        get_scenario("images", data=str(train), test_data=str(npz(tmp_path / "odd.npz", 20, 8, labels=("a", "z")))).splits
+    with pytest.raises(DataError, match="channel"):
+        get_scenario("images", data=str(train), test_data=str(npz(tmp_path / "rgb.npz", 20, 8, channels=3))).splits
+    with pytest.raises(DataError, match="does not exist"):
+        get_scenario("images", data=str(train), test_data=str(tmp_path / "missing.npz"))
