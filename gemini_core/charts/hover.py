@@ -33,10 +33,18 @@ HOVER_FIELDS = [
     ("host", "host: %{customdata[22]}"),
     ("batch_size", "batch: %{customdata[23]}"),
     ("pareto_text", "%{customdata[24]}"),
+    ("accuracy_ci95_text", "accuracy 95% interval: %{customdata[25]}"),
+    ("change_vs_baseline", "vs baseline: %{customdata[26]}"),
+    ("change_vs_control", "vs control: %{customdata[27]}"),
+    ("latency_ms_p10", "latency p10: %{customdata[28]:.3f} ms"),
+    ("latency_runs", "latency repeats: %{customdata[29]}"),
+    ("threads", "threads: %{customdata[30]}, load (1 min): %{customdata[31]}"),
+    ("load_avg_1m", ""),
+    ("conditions", "%{customdata[32]}"),
 ]
 
 
-HOVER_TEMPLATE = "<br>".join(t for _, t in HOVER_FIELDS) + "<extra></extra>"
+HOVER_TEMPLATE = "<br>".join(t for _, t in HOVER_FIELDS if t) + "<extra></extra>"
 
 
 def _clean(value):
@@ -63,7 +71,9 @@ def hover_data(df: pd.DataFrame) -> tuple[list[list], str]:
             columns.append(mem.tolist())
         elif field == "pareto_text":
             columns.append(text)
-        else:
+        elif field in df.columns:
             columns.append(df[field].tolist())
+        else:  # a figure older records do not have
+            columns.append([None] * len(df))
     custom = [[_clean(v) for v in row] for row in zip(*columns)]
     return custom, HOVER_TEMPLATE
