@@ -6,6 +6,7 @@ points CSV. No plotting and no Streamlit here: the dashboard, the charts, the re
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 import pandas as pd
@@ -45,16 +46,22 @@ def control_row(df: pd.DataFrame) -> pd.Series | None:
     return ctl.iloc[-1] if len(ctl) else None
 
 
+@lru_cache(maxsize=1024)
+def _paired_cached(bits: str, ref_bits: str) -> dict:
+    """The paired bootstrap of two stored correctness strings (pages redraw often; the answer never changes)."""
+    return paired_difference(parse_bits(bits), parse_bits(ref_bits))
+
+
 def paired_columns(df: pd.DataFrame, against: pd.Series | None, suffix: str) -> None:
     """Add ``accuracy_delta_<suffix>`` (+ ``_ci95``, ``_measurable``) paired against the ``against`` row."""
-    ref_bits = parse_bits(against.get("test_correct")) if against is not None else None
+    ref_bits = against.get("test_correct") if against is not None else None
     deltas, intervals, measurable = [], [], []
     for rec in df.to_dict("records"):
-        bits = parse_bits(rec.get("test_correct")) if rec.get("status") == "ok" else None
-        if bits is None or ref_bits is None or len(bits) != len(ref_bits):
+        bits = rec.get("test_correct") if rec.get("status") == "ok" else None
+        if not isinstance(bits, str) or not isinstance(ref_bits, str) or not bits or len(bits) != len(ref_bits):
             deltas.append(float("nan")), intervals.append(None), measurable.append(None)
             continue
-        paired = paired_difference(bits, ref_bits)
+        paired = _paired_cached(bits, ref_bits)
         deltas.append(paired["accuracy_delta"]), intervals.append(paired["accuracy_delta_ci95"])
         measurable.append(paired["measurable"])
     df[f"accuracy_delta_{suffix}"] = deltas
@@ -67,7 +74,10 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
 
     Added columns: ``is_reference``; ``speedup`` (reference p50 latency / this p50: below 1.0 means
     slower than the reference); ``compression`` (reference size / this size); ``accuracy_delta_pts``
-    (percentage points vs the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate).
+    (percentage points vs the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate);
+    ``is_control``; ``change_vs_baseline`` / ``change_vs_control`` (paired change with its 95% interval, or
+    "no measurable change"); ``accuracy_delta_control`` (+ ``_ci95``, ``_measurable``); ``accuracy_ci95_text``;
+    ``conditions`` (busy machine, another thread count or CPU than the reference).
     """
     rows = []
     for rec in records:
