@@ -5,6 +5,7 @@
 * ``model_source="DIR"`` or a hub id: any sequence-classification model. Remote code is never run:
   a config with ``auto_map`` is refused. Local directories load with ``local_files_only=True``.
 * Texts are tokenized once, padded to ``max_length``; inputs are ``input_ids`` and ``attention_mask``.
+  Training and prediction cut each batch to its longest text (``training.loop.trim_padding``).
 * Training examples are capped at ``max_train_examples`` with a stratified, seeded subsample
   (CPU fine-tuning costs about 36 s per 1,000 examples for MiniLM); val and test are not capped.
   ``None`` for any numeric option means its default (so a CLI can pass unset flags through);
