@@ -51,10 +51,23 @@ def cpu_flags() -> tuple[str, ...]:
     return ()
 
 
+def _count(value) -> int | None:
+    """A positive whole count, or None for missing / NaN (table rows hold NaN for absent figures)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == number and number > 0 else None
+
+
 def busy_warning(info: dict) -> str | None:
     """A warning when the machine's load was above its cores while a figure was measured, else None."""
-    load, cores = info.get("load_avg_1m"), info.get("cores")
-    if load is not None and cores and float(load) > float(cores):
+    load, cores = info.get("load_avg_1m"), _count(info.get("cores"))
+    try:
+        load = float(load)
+    except (TypeError, ValueError):
+        return None
+    if cores and load == load and load > cores:
         return f"measured on a busy machine (load {float(load):.1f} on {int(cores)} cores): latency is inflated"
     return None
 
@@ -130,11 +143,12 @@ def condition_warnings(record: dict, compared: dict | None = None) -> list[str]:
     if busy:
         warnings.append(busy)
     if compared is not None and record is not compared:
-        mine, theirs = record.get("threads"), compared.get("threads")
-        if mine and theirs and int(mine) != int(theirs):
+        mine, theirs = _count(record.get("threads")), _count(compared.get("threads"))
+        if mine and theirs and mine != theirs:
             warnings.append(f"measured at {int(mine)} threads, the point it is compared with at {int(theirs)}: "
                             "latencies are not comparable")
-        if record.get("cpu") and compared.get("cpu") and record["cpu"] != compared["cpu"]:
+        if isinstance(record.get("cpu"), str) and isinstance(compared.get("cpu"), str) \
+                and record["cpu"] != compared["cpu"]:
             warnings.append(f"measured on {record['cpu']}, the point it is compared with on {compared['cpu']}")
     return warnings
 
