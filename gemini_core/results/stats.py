@@ -82,7 +82,13 @@ def parse_bits(bits: str | None) -> list[int] | None:
 
 def describe_delta(delta: float | None, ci95, unit_scale: float = 100.0) -> str:
     """'+0.7 points [-1.1, +2.6]' or 'no measurable change (+0.4 points [-0.7, +1.5])'."""
-    if delta is None or ci95 is None or not all(math.isfinite(v) for v in (delta, *ci95)):
+    if not isinstance(ci95, (list, tuple)) or len(ci95) != 2:
+        return "-"  # failed points and older records (a table fills the gap with NaN)
+    try:
+        values = [float(delta), float(ci95[0]), float(ci95[1])]
+    except (TypeError, ValueError):
+        return "-"
+    if not all(math.isfinite(v) for v in values):
         return "-"
     text = f"{delta * unit_scale:+.1f} points [{ci95[0] * unit_scale:+.1f}, {ci95[1] * unit_scale:+.1f}]"
     return f"{NO_CHANGE} ({text})" if ci95[0] <= 0.0 <= ci95[1] else text
