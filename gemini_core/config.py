@@ -257,7 +257,8 @@ class CompressionConfig:
             return ((self.prune_method, self.prune_ratio) if self.prunes else ("none", 0.0)) + (
                 self.finetune_steps, "qat", self.bits, self.granularity) + ((("layers", layers),) if layers else ())
         if not self.prunes:
-            return ("none", 0.0, 0)
+            # The control (unpruned, recovered with the same steps as the pruned points) is its own model.
+            return ("none", 0.0, self.finetune_steps)
         key = (self.prune_method, self.prune_ratio, self.finetune_steps)
         layers = tuple(tuple(sorted(o.to_dict().items())) for o in self.prune_overrides)
         return key + (("layers", layers),) if layers else key
@@ -294,6 +295,8 @@ class CompressionConfig:
                 parts.append(f"{'qat' if self.is_qat else 'ft'}{self.finetune_steps}")
         else:
             parts.append("unpruned")
+            if self.finetune_steps and not self.is_qat:
+                parts[-1] = f"control: unpruned ft{self.finetune_steps}"
             if self.is_qat:
                 parts.append(f"qat{self.finetune_steps}")
         parts.append(f"{self.bits}-bit" + (f" {self.granularity}" if self.bits <= 8 else ""))

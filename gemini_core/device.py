@@ -1,10 +1,12 @@
 """The device the engine runs on, and how to describe it next to every figure."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 
@@ -51,6 +53,45 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# Instruction-set flags that decide which CPU kernels run (and so how fast a point is).
+SIMD_FLAG_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "vnni", "bf16", "asimd", "sve", "neon")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> tuple[str, ...]:
+    """The CPU's vector-instruction flags from /proc/cpuinfo (``flags`` on x86, ``Features`` on ARM)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = line.split(":", 1)[1].split()
+                    return tuple(sorted(f for f in flags if f.startswith(SIMD_FLAG_PREFIXES)))
+    except OSError:
+        pass
+    return ()
+
+
+def _count(value) -> int | None:
+    """A positive whole count, or None for missing / NaN (table rows hold NaN for absent figures)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == number and number > 0 else None
+
+
+def busy_warning(info: dict) -> str | None:
+    """A warning when the machine's load was above its cores while a figure was measured, else None."""
+    load, cores = info.get("load_avg_1m"), _count(info.get("cores"))
+    try:
+        load = float(load)
+    except (TypeError, ValueError):
+        return None
+    if cores and load == load and load > cores:
+        return f"measured on a busy machine (load {float(load):.1f} on {int(cores)} cores): latency is inflated"
+    return None
 
 
 def device_label(device: torch.device | str) -> str:
@@ -109,6 +150,34 @@ def set_compute_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+@contextlib.contextmanager
+def compute_threads(threads: int | None) -> Iterator[int]:
+    """torch CPU threads set to ``threads`` inside (None: unchanged), restored after; yields the number in force."""
+    previous = torch.get_num_threads()
+    try:
+        yield set_compute_threads(threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def condition_warnings(record: dict, compared: dict | None = None) -> list[str]:
+    """What makes a point's latency doubtful: a busy machine, or another thread count (or CPU) than the
+    point it is compared with."""
+    warnings = []
+    busy = busy_warning(record)
+    if busy:
+        warnings.append(busy)
+    if compared is not None and record is not compared:
+        mine, theirs = _count(record.get("threads")), _count(compared.get("threads"))
+        if mine and theirs and mine != theirs:
+            warnings.append(f"measured at {int(mine)} threads, the point it is compared with at {int(theirs)}: "
+                            "latencies are not comparable")
+        if isinstance(record.get("cpu"), str) and isinstance(compared.get("cpu"), str) \
+                and record["cpu"] != compared["cpu"]:
+            warnings.append(f"measured on {record['cpu']}, the point it is compared with on {compared['cpu']}")
+    return warnings
+
+
 def load_average_1m() -> float | None:
     """The machine's 1-minute load average, stored next to latencies (a busy machine measures slower)."""
     try:
@@ -129,6 +198,7 @@ def device_info(device: torch.device | str | None = None) -> dict:
         "cpu": cpu_model(),
         "cores": available_cores(),
         "load_avg_1m": load_average_1m(),
+        "cpu_flags": list(cpu_flags()),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -29,6 +29,7 @@ from torch import nn
 from gemini_core.compress import CompressedModel
 from gemini_core.device import device_info
 from gemini_core.errors import ConfigError
+from gemini_core.results.stats import correct_bits, wilson_interval
 from gemini_core.runtimes.converted import runtime_figures
 from gemini_core.scenarios.base import Scenario, Split
 from gemini_core.training.loop import predict
@@ -88,16 +89,23 @@ def classification_metrics(model: nn.Module, split: Split, device, batch_size: i
 
     preds = predict(model, split, batch_size=batch_size, device=device)
     labels = split.labels
+    correct = (preds == labels).tolist()
+    n = len(correct)
     return {
         "accuracy": float((preds == labels).float().mean()),
         "macro_f1": float(f1_score(labels.numpy(), preds.numpy(), average="macro", zero_division=0)),
+        "test_n": n,
+        "accuracy_ci95": list(wilson_interval(sum(correct), n)),
+        # 1 / 0 per test example: pairs this point with the baseline (and the control) on the same examples
+        "test_correct": correct_bits(correct),
     }
 
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, min_runs: int = 20,
-                    min_seconds: float = 0.5, warmup: int = 3, max_runs: int = 10_000) -> dict:
-    """Median and p90 of single forward passes, in ms, after warm-up."""
+                    min_seconds: float = 0.5, warmup: int = 3, max_runs: int = 10_000,
+                    keep_samples: bool = False) -> dict:
+    """Median, p10 and p90 of single forward passes, in ms, after warm-up (``keep_samples``: every time too)."""
     device = torch.device(device)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     model.eval()
@@ -112,9 +120,15 @@ def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, m
         _sync(device)
         times_ms.append((time.perf_counter() - t0) * 1e3)
     times_ms.sort()
-    p90 = times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))]
-    return {"latency_ms_p50": statistics.median(times_ms), "latency_ms_p90": p90,
-            "latency_ms_min": times_ms[0], "latency_runs": len(times_ms)}
+
+    def quantile(q: float) -> float:
+        return times_ms[min(len(times_ms) - 1, int(round(q * (len(times_ms) - 1))))]
+
+    result = {"latency_ms_p50": statistics.median(times_ms), "latency_ms_p10": quantile(0.1),
+              "latency_ms_p90": quantile(0.9), "latency_ms_min": times_ms[0], "latency_runs": len(times_ms)}
+    if keep_samples:
+        result["samples_ms"] = list(times_ms)
+    return result
 
 
 def _resident_bytes(model: nn.Module) -> int:
@@ -216,7 +230,8 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     record["notes"] = list(compressed.pruning.notes)
     info = device_info(device)
     record.update({"device": info["device"], "threads": info["threads"], "host": info["host"],
-                   "torch": info["torch"], "load_avg_1m": info["load_avg_1m"]})
+                   "torch": info["torch"], "load_avg_1m": info["load_avg_1m"], "cores": info["cores"],
+                   "cpu": info["cpu"], "cpu_flags": info["cpu_flags"]})
     record["measure_seconds"] = time.perf_counter() - started
     return record
 

@@ -335,7 +335,8 @@ def training_view(polling: bool) -> None:
             st.plotly_chart(fig_adaptive_training(history), key="m_adaptive_chart")
         adaptive_summary(snap["events"], getattr(job, "adaptive_summary", None))
     elif history or snap["state"] == "running":
-        st.plotly_chart(fig_training(history), key="m_train_chart")
+        chosen = [e for e in snap["events"] if e.get("event") == "chosen"]  # the kept epoch, once training ends
+        st.plotly_chart(fig_training(history + chosen if epochs else history), key="m_train_chart")
     if snap["state"] == "done" and snap["result"]:
         res = snap["result"]
         st.subheader("Baseline")

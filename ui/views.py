@@ -378,7 +378,10 @@ def baseline_card(reference: dict | None, baseline: dict | None) -> None:
         return
     c = st.columns(5)
     acc = reference.get("accuracy")
-    c[0].metric("Test accuracy", f"{acc * 100:.2f}%" if acc is not None else "–")
+    ci, n = reference.get("accuracy_ci95"), reference.get("test_n")
+    c[0].metric("Test accuracy", f"{acc * 100:.2f}%" if acc is not None else "–",
+                help=f"95% Wilson interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}% on {n} test examples" if ci and n
+                else None)
     c[1].metric(f"Latency p50 (batch {reference.get('batch_size')})", f"{reference.get('latency_ms_p50', 0):.2f} ms")
     c[2].metric("Checkpoint size", f"{reference.get('size_bytes', 0) / 1024:.1f} KB")
     c[3].metric("Parameters", f"{reference.get('params', 0):,}")
@@ -388,4 +391,7 @@ def baseline_card(reference: dict | None, baseline: dict | None) -> None:
                    f"{baseline.get('val')} val / {baseline.get('test')} test examples · "
                    f"classes: {', '.join(map(str, baseline.get('classes', [])[:12]))}"
                    + (" · loaded from cache" if baseline.get("cached") else " · trained now")
-                   + f" · measured on {reference.get('device')}")
+                   + f" · measured on {reference.get('device')}"
+                   + (f" · accuracy 95% interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}% (n={n})" if ci and n else "")
+                   + (f" · kept epoch {baseline['chosen_epoch']['epoch']} of {baseline['chosen_epoch']['epochs_run']}"
+                      f" ({baseline['chosen_epoch']['stopped']})" if baseline.get("chosen_epoch") else ""))

@@ -22,7 +22,11 @@ def hover_lines(row) -> list[str]:
     """The card's lines for one row of the points table."""
     first = f"#{int(row['point_id'])} · {row.get('label') or ''}"
     acc = f"accuracy {_f(row.get('accuracy'), '{:.2f}', 100)}%"
-    if finite(row.get("accuracy_delta_pts")):
+    if row.get("accuracy_ci95_text"):  # the 95% interval and the paired change, or "no measurable change"
+        acc += f" [{row['accuracy_ci95_text']}]"
+    if row.get("change_vs_baseline"):
+        acc += f" · {row['change_vs_baseline']}"
+    elif finite(row.get("accuracy_delta_pts")):
         acc += f" ({_f(row.get('accuracy_delta_pts'), '{:+.2f}')} points)"
     lat = f"latency p50 {_f(row.get('latency_ms_p50'), '{:.3g}')} ms"
     if finite(row.get("speedup")):
@@ -34,6 +38,8 @@ def hover_lines(row) -> list[str]:
     tail = ("on this chart's front · " if row.get("front_here") else "")
     if row.get("host"):  # a Ray sweep: latencies compare only within one machine
         tail += f"host: {row['host']} · "
+    if row.get("conditions"):  # busy machine, other thread count: said on the card itself
+        tail += f"{row['conditions']} · "
     tail += "click for the full record"
     return [first, acc, lat, size, tail]
 

@@ -40,6 +40,18 @@ def _groups(df: pd.DataFrame):
         yield bits, execution, df[(df["bits"] == bits) & (df["execution"] == execution)]
 
 
+def error_bars(g: pd.DataFrame, y: str, y_scale: float = 1.0) -> dict | None:
+    """Plotly error bars from each point's 95% interval (``accuracy_ci95``) on the ``accuracy`` axis."""
+    if y != "accuracy" or "accuracy_ci95" not in g.columns:
+        return None
+    plus, minus = [], []
+    for value, ci in zip(g[y], g["accuracy_ci95"]):
+        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and finite(value)
+        plus.append((ci[1] - value) * y_scale if ok else 0.0)
+        minus.append((value - ci[0]) * y_scale if ok else 0.0)
+    return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1, width=3, color="#888")
+
+
 def _encoded_groups(df: pd.DataFrame, color_by: str):
     """(legend name, colour, execution, frame) groups of uniform points, coloured by ``color_by``."""
     if "per_layer" in df.columns:
@@ -86,7 +98,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
         custom, template = hover_data(g, g["_front"].tolist())
         fig.add_trace(go.Scatter(
             x=(g[x] * x_scale).tolist(), y=(g[y] * y_scale).tolist(), mode="markers",
-            name=name, legendgroup=name,
+            name=name, legendgroup=name, error_y=error_bars(g, y, y_scale),
             marker=dict(size=11, color=color, symbol=execution_symbol(execution),
                         line=dict(color="white", width=1)),
             customdata=custom, hovertemplate=template))
@@ -95,7 +107,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
         custom, template = hover_data(mixed, mixed["_front"].tolist())
         fig.add_trace(go.Scatter(
             x=(mixed[x] * x_scale).tolist(), y=(mixed[y] * y_scale).tolist(), mode="markers",
-            name="per-layer (allocator)", legendgroup="per-layer",
+            name="per-layer (allocator)", legendgroup="per-layer", error_y=error_bars(mixed, y, y_scale),
             marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
                         line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
@@ -239,7 +251,7 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         custom, template = hover_data(pts)
         fig.add_trace(go.Scatter(
             x=pts["latency_ms_p50"].tolist(), y=(pts["accuracy"] * 100).tolist(), mode="markers",
-            name=f"{name} (all points)", legendgroup=name, opacity=0.35,
+            name=f"{name} (all points)", legendgroup=name, opacity=0.35, error_y=error_bars(pts, "accuracy", 100.0),
             marker=dict(size=8, color=color, symbol=[execution_symbol(e) for e in pts["execution"]]),
             customdata=custom, hovertemplate=template))
         # Front in this 2-D view: accuracy vs latency only.

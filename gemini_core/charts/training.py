@@ -10,7 +10,7 @@ from gemini_core.charts.style import AXIS_STYLE, LAYOUT, empty_figure
 
 
 def fig_training(history: Sequence[Mapping]) -> go.Figure:
-    """Baseline training: mean train loss and validation accuracy per epoch."""
+    """Baseline training: mean train loss and validation accuracy per epoch; the kept epoch starred."""
     title = "Baseline training"
     epochs = [h for h in history if h.get("event", "epoch") == "epoch"]
     if not epochs:
@@ -21,6 +21,15 @@ def fig_training(history: Sequence[Mapping]) -> go.Figure:
                              mode="lines+markers", line=dict(color="#E45756")), secondary_y=False)
     fig.add_trace(go.Scatter(x=x, y=[float(h["val_accuracy"]) * 100 for h in epochs], name="val accuracy",
                              mode="lines+markers", line=dict(color="#5B4BDB")), secondary_y=True)
+    chosen = next((h for h in reversed(list(history)) if h.get("event") == "chosen"), None)
+    if chosen is not None and chosen.get("epoch"):
+        # The epoch whose weights were kept (best validation accuracy), and why training stopped.
+        fig.add_trace(go.Scatter(x=[int(chosen["epoch"])], y=[float(chosen["val_accuracy"]) * 100],
+                                 name=f"kept: epoch {int(chosen['epoch'])}", mode="markers",
+                                 marker=dict(symbol="star", size=16, color="#FFD400",
+                                             line=dict(color="#1F1D2B", width=1))), secondary_y=True)
+        title = (f"Baseline training: kept epoch {int(chosen['epoch'])} of {int(chosen['epochs_run'])} "
+                 f"({chosen['stopped']})")
     fig.update_layout(**{**LAYOUT, "height": 320, "legend": dict(orientation="h", y=1.12)}, title=title)
     fig.update_xaxes(title_text="epoch", dtick=1, **AXIS_STYLE)
     fig.update_yaxes(**AXIS_STYLE)

@@ -80,9 +80,14 @@ def _scalar_type(hint) -> type:
 
 TRAIN_FLAGS = SettingsFlags(
     TrainSettings,
-    helps={"epochs": "baseline training epochs", "batch_size": "baseline training batch size",
-           "lr": "baseline learning rate", "max_steps": "stop baseline training after this many steps"},
-    flags={"batch_size": "--train-batch-size"},  # --batch-size is the measurement batch (sweep, export)
+    helps={"epochs": "baseline training epochs (at most; early stopping may end sooner)",
+           "batch_size": "baseline training batch size",
+           "lr": "baseline learning rate", "max_steps": "stop baseline training after this many steps",
+           "patience": "early stopping: epochs without a better validation accuracy (0: run every epoch)",
+           "threads": "CPU threads training runs on (fixed, part of the cache key, so weights repeat)"},
+    # --batch-size is the measurement batch (sweep, export); --threads the measurement threads;
+    # --patience adaptive training's.
+    flags={"batch_size": "--train-batch-size", "threads": "--train-threads", "patience": "--train-patience"},
     without_flag={"weight_decay": "the scenario's choice", "seed": "fixed, so a baseline's cache key repeats"},
 )
 
@@ -92,7 +97,8 @@ def add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="digits",
                    help=" | ".join(scenario_names()) + " (default digits)")
     p.add_argument("--data", help="training data file or folder (text, images, tabular, hf:)")
-    p.add_argument("--test-data", help="optional held-out test file (text, hf:)")
+    p.add_argument("--test-data", help="optional held-out test data (text, hf:, tabular, images: folder or "
+                   ".npz): it only tests; --data trains and validates")
     p.add_argument("--text-column", help="text column: header name or 0-based position")
     p.add_argument("--label-column", help="label column: header name or 0-based position")
     p.add_argument("--header", choices=["infer", "yes", "no"], default=None,
@@ -120,7 +126,9 @@ def train_settings(args, scenario) -> TrainSettings:
     """The scenario's baseline settings with the --epochs, --train-batch-size, --lr, --max-steps given."""
     changes = TRAIN_FLAGS.given(args)
     for name, value in changes.items():
-        if name != "lr" and value < 1:
+        if name == "patience" and value < 0:
+            raise GeminiError(f"--train-patience must be 0 or more, got {value}")
+        if name not in ("lr", "patience") and value < 1:
             raise GeminiError(f"{TRAIN_FLAGS.flag(name)} must be at least 1, got {value}")
     return dataclasses.replace(scenario.default_train, **changes)
 

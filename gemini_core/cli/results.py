@@ -1,24 +1,34 @@
-"""``runs`` and ``points``: what the store holds, one JSON object per line."""
+"""``runs``, ``points`` and ``retime``: what the store holds, one JSON object per line."""
 from __future__ import annotations
 
-from gemini_core.cli.common import print_json
+import math
+
+from gemini_core.cli.common import format_table, note, print_json
+from gemini_core.device import condition_warnings
 from gemini_core.errors import ConfigError
 from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
 from gemini_core.results.table import points_frame
+from gemini_core.workflows.sweep import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
+TABLE_FIELDS = ("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
+                "latency_ms_p50", "latency_ms_p10", "latency_ms_p90", "latency_runs", "threads", "load_avg_1m",
+                "warnings")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("runs", help="list stored runs")
     p.set_defaults(func=run)
 
-    p = subparsers.add_parser("points", help="print a run's points")
+    p = subparsers.add_parser("points", help="print a run's points (with intervals, paired changes and warnings)")
     p.add_argument("run_id")
     p.add_argument("--front", action="store_true",
-                   help="only the Pareto front: points no other beats on accuracy, latency and size at once")
+                   help="only the Pareto front: points no other beats on accuracy (beyond noise), latency and size")
+    p.add_argument("--table", action="store_true",
+                   help="a readable table instead of JSON lines: accuracy with its 95%% interval and test size, "
+                        "the paired change vs the baseline and vs the control, latency p10-p50-p90, warnings")
     p.add_argument("--recommend", action="store_true",
                    help="print only the point to ship under the bounds below, with the reason and two "
                         "alternatives (one JSON object)")
@@ -30,9 +40,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-size-kb", type=float, metavar="KB", help="with --recommend: checkpoint size")
     p.set_defaults(func=run)
 
+    p = subparsers.add_parser("retime", help="time all of a run's points again, interleaved, in one pass")
+    p.add_argument("run_id")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; each times every point once in turn (default 5)")
+    p.set_defaults(func=run)
+
 
 def run(args) -> int:
-    return run_points(args) if args.command == "points" else run_runs(args)
+    if args.command == "points":
+        return run_points(args)
+    if args.command == "retime":
+        return run_retime(args)
+    return run_runs(args)
 
 
 def run_runs(args) -> int:
@@ -41,21 +60,59 @@ def run_runs(args) -> int:
     return 0
 
 
+def annotated_points(points: list[dict]) -> list[dict]:
+    """Each point with its interval text, paired changes (vs baseline, vs control) and condition warnings."""
+    df = points_frame(points)
+    reference = next((p for p, ref in zip(points, df["is_reference"]) if ref), None)
+    out = []
+    for point, row in zip(points, df.to_dict("records")):
+        extra = {k: row.get(k) for k in ("accuracy_ci95_text", "change_vs_baseline", "change_vs_control")}
+        control_ci = row.get("accuracy_delta_control_ci95")
+        if control_ci is not None:
+            extra.update({"accuracy_delta_control": row.get("accuracy_delta_control"),
+                          "accuracy_delta_control_ci95": control_ci})
+        if point.get("status", "ok") == "ok":
+            extra["warnings"] = condition_warnings(point, reference)
+        out.append({**point, **extra})
+    return out
+
+
 def run_points(args) -> int:
     store = Store()
     store.get_run(args.run_id)  # an unknown run id fails with one line
-    points = store.points(args.run_id)
+    raw = store.points(args.run_id)
     bounds = (args.min_accuracy, args.max_loss, args.max_latency_ms, args.max_size_kb)
     if args.recommend:
         constraints = Constraints(min_accuracy_pct=args.min_accuracy, max_loss_pts=args.max_loss,
                                   max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb)
-        print_json(recommend(points_frame(points), constraints).to_dict())
+        print_json(recommend(points_frame(raw), constraints).to_dict())
         return 0
     if any(b is not None for b in bounds):
         raise ConfigError("--min-accuracy, --max-loss, --max-latency-ms and --max-size-kb need --recommend")
+    points = annotated_points(raw)
     if args.front:
         points = [p for p, on in zip(points, pareto_front(points)) if on]
+    if args.table:
+        rows = []
+        for p in points:
+            accuracy = p.get("accuracy")
+            rows.append({**{k: p.get(k) for k in TABLE_FIELDS},
+                         "accuracy_pct": accuracy * 100 if isinstance(accuracy, float) and math.isfinite(accuracy)
+                         else None, "warnings": "; ".join(p.get("warnings") or []) or None})
+        print(format_table(rows, list(TABLE_FIELDS)))
+        return 0
     for point in points:
         point.pop("traceback", None)
+        point.pop("test_correct", None)  # per-example correctness stays in the store (pairs points)
         print_json(point)
+    return 0
+
+
+def run_retime(args) -> int:
+    store = Store()
+    for record in retime_run(store, args.run_id, rounds=args.rounds, device=args.device if hasattr(args, "device")
+                             else None, progress=note):
+        record.pop("test_correct", None)
+        record.pop("traceback", None)
+        print_json(record)
     return 0

@@ -15,8 +15,10 @@ from gemini_core.cli.common import (
     scenario_from,
 )
 from gemini_core.config import EXECUTIONS, PRUNE_METHODS
+from gemini_core.device import busy_warning
 from gemini_core.errors import GeminiError
 from gemini_core.measure import memory_cap_bytes
+from gemini_core.results.stats import describe_delta
 from gemini_core.results.store import Store
 from gemini_core.workflows.executors import EXECUTORS
 from gemini_core.workflows.ray_executor import cluster_summary, connect
@@ -99,6 +101,21 @@ def _run_points(args, scenario, baseline, spec, out) -> tuple[int, str | None]:
                                 name=args.name, executor=args.executor, ray_address=args.ray_address):
             print_json({k: v for k, v in record.items() if k != "traceback"}, file=out)
             failed_points += record.get("status") == "failed"
+            if record.get("status") == "ok" and not record.get("reused"):
+                bar.write(point_line(record), file=sys.stderr)
             run_id = record.get("run_id") or run_id
             bar.update(1)
     return failed_points, run_id
+
+
+def point_line(record: dict) -> str:
+    """One stderr line per measured point: accuracy with its interval, the paired change, warnings."""
+    ci, n = record.get("accuracy_ci95"), record.get("test_n")
+    accuracy = f"{record['accuracy'] * 100:.2f}%"
+    if ci and n:
+        accuracy += f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}] n={n}"
+    line = (f"{record.get('label')}: accuracy {accuracy}, vs baseline "
+            f"{describe_delta(record.get('accuracy_delta'), record.get('accuracy_delta_ci95'))}, "
+            f"latency p50 {record.get('latency_ms_p50', float('nan')):.3f} ms")
+    busy = busy_warning(record)
+    return line + (f" (warning: {busy})" if busy else "")

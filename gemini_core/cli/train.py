@@ -23,7 +23,9 @@ from gemini_core.training import distributed
 from gemini_core.training.baseline import get_baseline
 
 # AdaptiveSettings fields taken from the scenario's baseline settings (and the baseline flags).
-FROM_TRAIN_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+FROM_TRAIN_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainSettings)
+                            if f.name in {g.name for g in dataclasses.fields(AdaptiveSettings)}
+                            and f.name != "patience")  # adaptive's --patience counts once pruned
 ADAPTIVE_FLAGS = SettingsFlags(
     AdaptiveSettings,
     helps={
@@ -72,8 +74,26 @@ def run(args) -> int:
             raise GeminiError(f"--{name.replace('_', '-')} is an adaptive-training flag: add --adaptive")
     scenario = scenario_from(args)
     baseline = baseline_from(args, scenario)
+    for line in training_curve_lines(baseline.history):
+        print(line, file=sys.stderr)
     print_json(baseline.describe())
     return 0
+
+
+def training_curve_lines(history: list[dict]) -> list[str]:
+    """The training curve as text: one line per epoch (the kept one marked), then the epoch chosen and why."""
+    chosen = next((h for h in reversed(history or []) if h.get("event") == "chosen"), None)
+    lines = []
+    for h in history or []:
+        if h.get("event", "epoch") != "epoch":
+            continue
+        mark = "  <- kept" if chosen is not None and h["epoch"] == chosen["epoch"] else ""
+        lines.append(f"epoch {h['epoch']:>3}/{h['epochs']}: train loss {h['train_loss']:.4f}, "
+                     f"val accuracy {h['val_accuracy'] * 100:.2f}%, lr {h['lr']:.2e}, {h['seconds']:.0f} s{mark}")
+    if chosen is not None:
+        lines.append(f"kept epoch {chosen['epoch']} of {chosen['epochs_run']} run (val accuracy "
+                     f"{chosen['val_accuracy'] * 100:.2f}%); stopped: {chosen['stopped']}")
+    return lines
 
 
 def adaptive_settings(args, scenario) -> AdaptiveSettings:

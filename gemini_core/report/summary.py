@@ -17,6 +17,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from gemini_core.charts.images import figure_png, png_unavailable_reason
+from gemini_core.device import condition_warnings
+from gemini_core.results.stats import NO_CHANGE, paired_difference, parse_bits, wilson_interval
+from gemini_core.results.table import control_row
 
 
 def _num(value) -> float:
@@ -53,15 +56,44 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
     delta = (acc - ref_acc) * 100.0
     size_text = _ratio_text(size_ratio, "smaller", "larger", "size unknown")
     speed_text = _ratio_text(speed_ratio, "faster", "slower", "latency unknown")
+    paired = _paired(reference, chosen)
+    measurable = True
     if not math.isfinite(delta):
         acc_text = "accuracy unknown"
+    elif paired is not None:
+        # The paired difference on the same test examples, with its 95% interval: within noise it says so.
+        low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
+        interval = f"{delta:+.1f} points, 95% interval [{low:+.1f}, {high:+.1f}], n={paired['paired_n']}"
+        measurable = paired["measurable"]
+        acc_text = f"{NO_CHANGE} in accuracy ({interval})" if not measurable else f"{interval} accuracy"
     else:
         shown = round(delta, 1)
         acc_text = f"{'+' if shown > 0 else ('-' if shown < 0 else '±')}{abs(shown):.1f} points accuracy"
+        n = chosen.get("test_n")
+        if n:
+            acc_text += f" (test n={int(n)}; no paired interval stored)"
     return {"size_ratio": size_ratio, "speed_ratio": speed_ratio, "accuracy_delta_pts": delta,
             "size_text": size_text, "speed_text": speed_text, "accuracy_text": acc_text,
+            "accuracy_measurable": measurable, "paired": paired,
             "headline": f"{size_text}, {speed_text}, {acc_text}",
             "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0}
+
+
+def _paired(reference: Mapping, chosen: Mapping) -> dict | None:
+    a, b = parse_bits(chosen.get("test_correct")), parse_bits(reference.get("test_correct"))
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return paired_difference(a, b)
+
+
+def _accuracy_cell(row: Mapping) -> str:
+    acc = _num(row.get("accuracy"))
+    text = _fmt(acc * 100, ".2f") + " %"
+    n = row.get("test_n")
+    if n and math.isfinite(acc):
+        low, high = wilson_interval(round(acc * int(n)), int(n))
+        text += f" [{low * 100:.1f}, {high * 100:.1f}], n={int(n)}"
+    return text
 
 
 def _fmt_bytes(n) -> str:
@@ -82,13 +114,20 @@ def comparison_rows(reference: Mapping, chosen: Mapping) -> list[tuple[str, str,
     """(figure, baseline, chosen) rows for the summary table; estimates are labelled."""
     return [
         ("configuration", str(reference.get("label", "")), str(chosen.get("label", ""))),
-        ("test accuracy", _fmt(_num(reference.get("accuracy")) * 100, ".2f") + " %",
-         _fmt(_num(chosen.get("accuracy")) * 100, ".2f") + " %"),
+        ("test accuracy [95% Wilson interval], test size", _accuracy_cell(reference), _accuracy_cell(chosen)),
         ("macro-F1", _fmt(reference.get("macro_f1"), ".4f"), _fmt(chosen.get("macro_f1"), ".4f")),
         ("latency p50 per batch", _fmt(reference.get("latency_ms_p50"), ".3f") + " ms",
          _fmt(chosen.get("latency_ms_p50"), ".3f") + " ms"),
         ("latency p90 per batch", _fmt(reference.get("latency_ms_p90"), ".3f") + " ms",
          _fmt(chosen.get("latency_ms_p90"), ".3f") + " ms"),
+        ("latency p10-p90 (repeats)",
+         f"{_fmt(reference.get('latency_ms_p10'), '.3f')}-{_fmt(reference.get('latency_ms_p90'), '.3f')} ms "
+         f"({_fmt(reference.get('latency_runs'), '.0f')})",
+         f"{_fmt(chosen.get('latency_ms_p10'), '.3f')}-{_fmt(chosen.get('latency_ms_p90'), '.3f')} ms "
+         f"({_fmt(chosen.get('latency_runs'), '.0f')})"),
+        ("threads, load (1 min) / cores", f"{reference.get('threads', '–')}, {reference.get('load_avg_1m', '–')} / "
+         f"{reference.get('cores', '–')}", f"{chosen.get('threads', '–')}, {chosen.get('load_avg_1m', '–')} / "
+         f"{chosen.get('cores', '–')}"),
         ("checkpoint size", _fmt_bytes(reference.get("size_bytes")), _fmt_bytes(chosen.get("size_bytes"))),
         ("ideal size (estimate)", _fmt_bytes(reference.get("ideal_size_bytes")),
          _fmt_bytes(chosen.get("ideal_size_bytes"))),
@@ -200,6 +239,13 @@ def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
     acc, ref_acc = _fmt(_num(chosen.get("accuracy")) * 100, ".1f"), _fmt(_num(reference.get("accuracy")) * 100, ".1f")
     sentence = (f"The compressed model ({chosen.get('label', '')}) is {cmp['size_text']} and {cmp['speed_text']} "
                 f"than the original, and {lost} ({acc}% vs {ref_acc}%).")
+    paired = cmp["paired"]
+    if paired is not None:  # the paired difference on the same test examples says how sure the change is
+        low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
+        verdict = (f"{NO_CHANGE} in accuracy" if not paired["measurable"]
+                   else f"a measurable change of {delta:+.1f} points")
+        return (sentence + f" On the same {paired['paired_n']:,} test examples that is {verdict} "
+                f"(95% interval [{low:+.1f}, {high:+.1f}] points, paired bootstrap).")
     margin = accuracy_margin_pts(chosen.get("accuracy"), n_test)
     if math.isfinite(margin):
         sentence += (f" Each accuracy is measured on {int(_num(n_test)):,} test examples, so it is uncertain by "
@@ -231,6 +277,24 @@ def _figure_blocks(figures: Mapping[str, go.Figure], static: bool | None) -> lis
     return out
 
 
+def _control_paragraph(df: pd.DataFrame, chosen: Mapping) -> list[str]:
+    """The chosen point against the fair control (unpruned, recovered with the same steps), when the run has one."""
+    control = control_row(df) if len(df) and "is_control" in df.columns else None
+    if control is None:
+        return ["<p class='note'>This run has no control point (no point was fine-tuned), so the baseline is the "
+                "only reference.</p>"]
+    paired = _paired(control, chosen)
+    if paired is None:
+        return []
+    low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
+    text = f"{paired['accuracy_delta'] * 100:+.1f} points, 95% interval [{low:+.1f}, {high:+.1f}]"
+    if not paired["measurable"]:
+        text = f"{NO_CHANGE} ({text})"
+    return [f"<p>Against the <b>control</b> ({html.escape(str(control.get('label', '')))}: the unpruned model "
+            f"recovered with the same steps, rate and data as the pruned points): {html.escape(text)}. This "
+            "separates what compression costs from what the extra fine-tuning gave.</p>"]
+
+
 def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapping, df: pd.DataFrame,
                       figures: Mapping[str, go.Figure] | None = None, device: Mapping | None = None,
                       alternatives: list[Mapping] | None = None, static_charts: bool | None = None) -> str:
@@ -248,6 +312,11 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
             f"scenario {esc(str(run.get('scenario', '')))} · generated "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
             f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
+            f"<p>Accuracy changes are read against <b>the original</b> (the unpruned dense 32-bit model as trained, "
+            f"point {esc(str(reference.get('point_id', '')))}): a paired comparison on the same test examples. "
+            f"When its 95% interval contains 0 the report says '{NO_CHANGE}'.</p>",
+            *_control_paragraph(df, chosen),
+            *[f"<p class='bad'>Warning: {esc(w)}</p>" for w in condition_warnings(dict(chosen), dict(reference))],
             "<h2>The chosen point and the alternatives</h2><table><tr><th>figure</th>"
             + "".join(f"<th>{esc(name)}</th>" for name, _ in cols) + "</tr>"]
     rows = [comparison_rows(reference, row) for _, row in cols]

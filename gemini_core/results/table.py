@@ -6,11 +6,14 @@ points CSV. No plotting and no Streamlit here: the dashboard, the charts, the re
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 import pandas as pd
 
+from gemini_core.device import condition_warnings
 from gemini_core.results.pareto import DEFAULT_OBJECTIVES, pareto_front
+from gemini_core.results.stats import describe_delta, paired_difference, parse_bits
 
 CONFIG_FIELDS = ("prune_method", "prune_ratio", "finetune_steps", "bits", "granularity", "execution")
 NUMERIC_FIELDS = ("accuracy", "macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes",
@@ -18,9 +21,52 @@ NUMERIC_FIELDS = ("accuracy", "macro_f1", "latency_ms_p50", "latency_ms_p90", "s
 
 
 def is_reference(row: Mapping) -> bool:
-    """The unpruned 32-bit dense point every ratio is measured against."""
+    """The unpruned 32-bit dense point every ratio is measured against (not recovered: not the control)."""
     return (str(row.get("prune_method")) == "none" or float(row.get("prune_ratio") or 0) == 0) \
-        and int(row.get("bits") or 0) == 32 and str(row.get("execution")) == "dense"
+        and int(row.get("bits") or 0) == 32 and str(row.get("execution")) == "dense" \
+        and not _finite_positive(row.get("finetune_steps")) and str(row.get("recovery") or "finetune") != "qat"
+
+
+def is_control(row: Mapping) -> bool:
+    """The fair control: unpruned, 32-bit dense, recovered with fine-tuning steps like the pruned points."""
+    return str(row.get("prune_method")) == "none" and int(row.get("bits") or 0) == 32 \
+        and str(row.get("execution")) == "dense" and _finite_positive(row.get("finetune_steps")) \
+        and str(row.get("recovery") or "finetune") != "qat"
+
+
+def _finite_positive(value) -> bool:
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def control_row(df: pd.DataFrame) -> pd.Series | None:
+    ctl = df[df["is_control"] & (df["status"] == "ok")] if len(df) and "is_control" in df.columns else df.iloc[:0]
+    return ctl.iloc[-1] if len(ctl) else None
+
+
+@lru_cache(maxsize=1024)
+def _paired_cached(bits: str, ref_bits: str) -> dict:
+    """The paired bootstrap of two stored correctness strings (pages redraw often; the answer never changes)."""
+    return paired_difference(parse_bits(bits), parse_bits(ref_bits))
+
+
+def paired_columns(df: pd.DataFrame, against: pd.Series | None, suffix: str) -> None:
+    """Add ``accuracy_delta_<suffix>`` (+ ``_ci95``, ``_measurable``) paired against the ``against`` row."""
+    ref_bits = against.get("test_correct") if against is not None else None
+    deltas, intervals, measurable = [], [], []
+    for rec in df.to_dict("records"):
+        bits = rec.get("test_correct") if rec.get("status") == "ok" else None
+        if not isinstance(bits, str) or not isinstance(ref_bits, str) or not bits or len(bits) != len(ref_bits):
+            deltas.append(float("nan")), intervals.append(None), measurable.append(None)
+            continue
+        paired = _paired_cached(bits, ref_bits)
+        deltas.append(paired["accuracy_delta"]), intervals.append(paired["accuracy_delta_ci95"])
+        measurable.append(paired["measurable"])
+    df[f"accuracy_delta_{suffix}"] = deltas
+    df[f"accuracy_delta_{suffix}_ci95"] = intervals
+    df[f"accuracy_delta_{suffix}_measurable"] = measurable
 
 
 def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEFAULT_OBJECTIVES) -> pd.DataFrame:
@@ -28,7 +74,10 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
 
     Added columns: ``is_reference``; ``speedup`` (reference p50 latency / this p50: below 1.0 means
     slower than the reference); ``compression`` (reference size / this size); ``accuracy_delta_pts``
-    (percentage points vs the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate).
+    (percentage points vs the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate);
+    ``is_control``; ``change_vs_baseline`` / ``change_vs_control`` (paired change with its 95% interval, or
+    "no measurable change"); ``accuracy_delta_control`` (+ ``_ci95``, ``_measurable``); ``accuracy_ci95_text``;
+    ``conditions`` (busy machine, another thread count or CPU than the reference).
     """
     rows = []
     for rec in records:
@@ -37,6 +86,7 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
         for field in CONFIG_FIELDS:
             row[field] = cfg.get(field, rec.get(field))
         row["per_layer"] = bool(cfg.get("layer_overrides"))  # an allocator / per-layer point
+        row["recovery"] = cfg.get("recovery", rec.get("recovery"))
         rows.append(row)
     columns = ["point_id", "run_id", "label", "status", "error", *CONFIG_FIELDS, *NUMERIC_FIELDS,
                "backend", "device", "host", "reused"]
@@ -56,6 +106,7 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     for col in NUMERIC_FIELDS + ("prune_ratio", "finetune_steps", "bits"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["is_reference"] = [is_reference(r) for r in df.to_dict("records")]
+    df["is_control"] = [is_control(r) for r in df.to_dict("records")]
     ok = df["status"] == "ok"
     ref = df[df["is_reference"] & ok]
     if len(ref):
@@ -70,6 +121,22 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     df["size_kb"] = df["size_bytes"] / 1024.0
     df["ideal_size_kb"] = df["ideal_size_bytes"] / 1024.0
     df["pareto"] = pareto_front(df, objectives)
+    # Each accuracy against the baseline (stored with the point) and against the fair control.
+    if "accuracy_delta" not in df.columns:
+        df["accuracy_delta"] = float("nan")
+    if "accuracy_delta_ci95" not in df.columns:
+        df["accuracy_delta_ci95"] = None
+    df["change_vs_baseline"] = [describe_delta(d, ci) for d, ci in zip(df["accuracy_delta"], df["accuracy_delta_ci95"])]
+    paired_columns(df, control_row(df), "control")
+    df["change_vs_control"] = [describe_delta(d, ci) for d, ci in
+                               zip(df["accuracy_delta_control"], df["accuracy_delta_control_ci95"])]
+    # Busy machine, or another thread count / CPU than the reference it is compared with.
+    reference = ref.iloc[-1].to_dict() if len(ref) else None
+    df["conditions"] = ["; ".join(condition_warnings(r, reference)) if r.get("status") == "ok" else ""
+                        for r in df.to_dict("records")]
+    df["accuracy_ci95_text"] = [
+        f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}% (n={int(n)})" if isinstance(ci, (list, tuple)) and n == n else "-"
+        for ci, n in zip(df.get("accuracy_ci95", [None] * len(df)), df.get("test_n", [float("nan")] * len(df)))]
     return df
 
 
@@ -87,9 +154,17 @@ TABLE_COLUMNS = {
     "label": "configuration",
     "pareto": "front",
     "accuracy_pct": "accuracy (%)",
-    "accuracy_delta_pts": "Δ accuracy (points)",
+    "accuracy_ci95_text": "accuracy 95% interval (test n)",
+    "change_vs_baseline": "vs baseline (paired, 95%)",
+    "change_vs_control": "vs control (paired, 95%)",
+    "accuracy_delta_pts": "Δ accuracy vs reference (points)",
     "latency_ms_p50": "latency p50 (ms)",
     "latency_ms_p90": "latency p90 (ms)",
+    "latency_ms_p10": "latency p10 (ms)",
+    "latency_runs": "latency repeats",
+    "load_avg_1m": "load (1 min)",
+    "conditions": "measurement warnings",
+    "threads": "threads",
     "speedup": "speed-up vs dense fp32 (x)",
     "size_kb": "size (KB)",
     "compression": "smaller vs dense fp32 (x)",
@@ -120,7 +195,7 @@ def table_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-CSV_DROP = ("notes", "estimated_fields", "traceback")
+CSV_DROP = ("notes", "estimated_fields", "traceback", "test_correct")
 CSV_FIRST = ("point_id", "run_id", "label", "status", *CONFIG_FIELDS, "accuracy", "macro_f1",
              "accuracy_delta_pts", "latency_ms_p50", "latency_ms_p90", "speedup", "size_bytes", "compression",
              "ideal_size_bytes", "params", "nonzero_params", "macs", "peak_memory_bytes", "pareto", "is_reference")

@@ -73,6 +73,13 @@ class TrainSettings:
     weight_decay: float = 0.0
     max_steps: int | None = None  # stop early after this many optimizer steps (tests, quick demos)
     seed: int = 0
+    # Early stopping: stop after this many epochs without a better validation accuracy (0: run every
+    # epoch); the best epoch's weights are restored either way.
+    patience: int = 0
+    # CPU threads training runs on (set for training, restored after). Float sums split over another
+    # number of threads round differently, so the thread count changes the weights: it is fixed here
+    # and part of the cache key, not taken from the machine.
+    threads: int = 1
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -108,6 +115,17 @@ def stratified_split(labels: np.ndarray, fractions=(0.7, 0.15, 0.15), seed: int 
     stratify_tv = labels[train_val] if stratify is not None else None
     train, val = train_test_split(train_val, test_size=val_share, random_state=seed, stratify=stratify_tv)
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def train_val_split(labels: np.ndarray, val_share: float = 0.15, seed: int = 0):
+    """Train / validation indices (stratified when every class has two examples), for data with a test file."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(index, test_size=val_share, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
 
 
 class Scenario:

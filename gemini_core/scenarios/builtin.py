@@ -35,7 +35,7 @@ class DigitsScenario(Scenario):
     name = "digits"
     domain = "vision"
     description = "scikit-learn handwritten digits (1,797 8x8 images), small CNN"
-    default_train = TrainSettings(epochs=12, batch_size=64, lr=3e-3)
+    default_train = TrainSettings(epochs=40, batch_size=64, lr=3e-3, patience=8)
 
     def load_splits(self) -> Splits:
         from sklearn.datasets import load_digits
@@ -64,7 +64,7 @@ class BreastCancerScenario(Scenario):
     name = "breast-cancer"
     domain = "tabular"
     description = "scikit-learn breast cancer (569 patients, 30 features), MLP"
-    default_train = TrainSettings(epochs=40, batch_size=32, lr=1e-3, weight_decay=1e-4)
+    default_train = TrainSettings(epochs=60, batch_size=32, lr=1e-3, weight_decay=1e-4, patience=10)
 
     def load_splits(self) -> Splits:
         from sklearn.datasets import load_breast_cancer

@@ -21,10 +21,11 @@ import pandas as pd
 import torch
 
 from gemini_core.errors import DataError
-from gemini_core.scenarios.base import PruneSpec, Scenario, Splits, TrainSettings, _last_linear
+from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, train_val_split
 from gemini_core.scenarios.builtin import splits_from_arrays
 from gemini_core.scenarios.data_io import (
     encode_labels,
+    map_labels,
     refuse_special,
     refuse_unused_options,
     require_rows,
@@ -283,15 +284,23 @@ def _resize_array(x: np.ndarray, image_size, notes: list[str]) -> np.ndarray:
     return resized.clamp(0, 1).numpy()
 
 
+def _load_images(path: Path, image_size) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if path.is_dir():
+        return load_image_folder(path, image_size)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path, image_size)
+    raise DataError(f"{path.name} is neither a folder of class folders nor an .npz file")
+
+
 # -- the scenario ----------------------------------------------------------------------------------
 @register_scenario("images", label="images: a folder of class folders, or an .npz file", data_kind="images",
                    seconds_per_point=1.0, seconds_per_setting=1.5, seconds_to_train=20.0)
 class ImagesScenario(Scenario):
     name = "images"
     domain = "vision"
-    default_train = TrainSettings(epochs=15, batch_size=64, lr=3e-3)
+    default_train = TrainSettings(epochs=30, batch_size=64, lr=3e-3, patience=6)
 
-    def __init__(self, data=None, image_size=None, seed: int = 0, **other):
+    def __init__(self, data=None, image_size=None, seed: int = 0, test_data=None, **other):
         super().__init__()
         refuse_unused_options("images", other)
         if not data:
@@ -300,20 +309,33 @@ class ImagesScenario(Scenario):
         if not self.data.exists():
             raise DataError(f"image data {str(self.data)!r} does not exist")
         refuse_special(self.data)
+        # A held-out test folder or .npz: --data trains and validates (85/15), the test data only tests.
+        self.test_data = Path(test_data).expanduser() if test_data else None
+        if self.test_data is not None and not self.test_data.exists():
+            raise DataError(f"test image data {str(self.test_data)!r} does not exist")
+        if self.test_data is not None:
+            refuse_special(self.test_data)
         self.image_size, self.seed = image_size, int(seed or 0)
         self.description = f"small CNN on the images in {self.data.name}"
         self.notes: list[str] = []
 
     def load_splits(self) -> Splits:
-        if self.data.is_dir():
-            x, raw_labels, self.notes = load_image_folder(self.data, self.image_size)
-        elif self.data.suffix.lower() == ".npz":
-            x, raw_labels, self.notes = load_npz(self.data, self.image_size)
-        else:
-            raise DataError(f"{self.data.name} is neither a folder of class folders nor an .npz file")
+        x, raw_labels, self.notes = _load_images(self.data, self.image_size)
         y, class_names = encode_labels(pd.Series(np.asarray(raw_labels).astype(str)), "class", self.notes)
         require_rows(len(y), "images")
-        return split_or_error(splits_from_arrays, x, y, class_names, seed=self.seed)
+        if self.test_data is None:
+            return split_or_error(splits_from_arrays, x, y, class_names, seed=self.seed)
+        train, val = split_or_error(train_val_split, y, seed=self.seed)
+        test_x, test_raw, test_notes = _load_images(self.test_data, tuple(x.shape[2:]))
+        self.notes += [f"test data: {note}" for note in test_notes]
+        if test_x.shape[1] != x.shape[1]:
+            raise DataError(f"test images have {test_x.shape[1]} channel(s), the training images {x.shape[1]}")
+        test_y = map_labels(pd.Series(np.asarray(test_raw).astype(str)), class_names, "class", self.test_data.name)
+
+        def make(images, labels):
+            return Split({"x": torch.as_tensor(images, dtype=torch.float32)}, torch.as_tensor(labels, dtype=torch.long))
+
+        return Splits(make(x[train], y[train]), make(x[val], y[val]), make(test_x, test_y), class_names)
 
     def _input_shape(self) -> tuple[int, int, int]:
         channels, height, width = self.splits.train.inputs["x"].shape[1:]
@@ -335,5 +357,6 @@ class ImagesScenario(Scenario):
     def describe(self) -> dict:
         info = super().describe()
         channels, height, width = self._input_shape()
-        info.update({"data_file": str(self.data), "image_shape": [channels, height, width], "notes": self.notes})
+        info.update({"data_file": str(self.data), "image_shape": [channels, height, width], "notes": self.notes,
+                     "test_file": str(self.test_data) if self.test_data else None})
         return info

@@ -23,10 +23,20 @@ import pandas as pd
 import torch
 
 from gemini_core.errors import DataError
-from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, stratified_split
+from gemini_core.scenarios.base import (
+    PruneSpec,
+    Scenario,
+    Split,
+    Splits,
+    TrainSettings,
+    _last_linear,
+    stratified_split,
+    train_val_split,
+)
 from gemini_core.scenarios.data_io import (
     MISSING_MARKERS,
     load_feature_table,
+    map_labels,
     refuse_unused_options,
     require_rows,
     split_or_error,
@@ -125,14 +135,16 @@ def apply_preprocessing(prep: dict, features: pd.DataFrame, notes: list[str] | N
 class TabularScenario(Scenario):
     name = "tabular"
     domain = "tabular"
-    default_train = TrainSettings(epochs=40, batch_size=32, lr=1e-3, weight_decay=1e-4)
+    default_train = TrainSettings(epochs=60, batch_size=32, lr=1e-3, weight_decay=1e-4, patience=10)
 
-    def __init__(self, data=None, label_column=None, header="infer", seed: int = 0, **other):
+    def __init__(self, data=None, label_column=None, header="infer", seed: int = 0, test_data=None, **other):
         super().__init__()
         refuse_unused_options("tabular", other)
         if not data:
             raise DataError("the tabular scenario needs --data FILE (a CSV of feature columns and a label column)")
         self.data = Path(data).expanduser()
+        # A held-out test file: every row of --data trains or validates (85/15), the test file only tests.
+        self.test_data = Path(test_data).expanduser() if test_data else None
         self.label_column, self.header, self.seed = label_column, header, int(seed or 0)
         self.description = f"MLP on the columns of {self.data.name}"
         self.notes: list[str] = []
@@ -143,7 +155,11 @@ class TabularScenario(Scenario):
         self.notes = list(table.notes)
         require_rows(len(table.labels))
         labels = table.labels
-        train, val, test = split_or_error(stratified_split, labels, seed=self.seed)
+        if self.test_data is not None:
+            train, val = split_or_error(train_val_split, labels, seed=self.seed)
+            test = np.arange(0)
+        else:
+            train, val, test = split_or_error(stratified_split, labels, seed=self.seed)
         prep = fit_preprocessing(table.features, train, self.notes)
         x = apply_preprocessing(prep, table.features, self.notes)
         self._prep = {"label_column": table.label_column, "class_names": table.class_names, **prep}
@@ -152,7 +168,19 @@ class TabularScenario(Scenario):
         def make(index):
             return Split({"x": torch.from_numpy(x[index])}, labels_t[torch.as_tensor(index)])
 
-        return Splits(make(train), make(val), make(test), table.class_names)
+        test_split = make(test) if self.test_data is None else self._test_file_split(table, prep)
+        return Splits(make(train), make(val), test_split, table.class_names)
+
+    def _test_file_split(self, table, prep) -> Split:
+        """The --test-data file, read with the training file's label column, classes and preprocessing."""
+        test_table = load_feature_table(self.test_data, table.label_column, self.header)
+        self.notes += [f"test file: {note}" for note in test_table.notes]
+        if not len(test_table.labels):
+            raise DataError(f"test file {self.test_data.name} has no rows with a label")
+        labels = map_labels(test_table.frame[table.label_column], table.class_names, table.label_column,
+                            self.test_data.name)
+        x = apply_preprocessing(prep, test_table.features, self.notes)
+        return Split({"x": torch.from_numpy(x)}, torch.tensor(np.asarray(labels, dtype=np.int64)))
 
     def preprocessing(self) -> dict:
         """Everything needed to turn raw rows into model inputs (JSON-able)."""
@@ -177,6 +205,7 @@ class TabularScenario(Scenario):
         info = super().describe()
         prep = self.preprocessing()
         info.update({"data_file": str(self.data), "features": self.in_features(),
+                     "test_file": str(self.test_data) if self.test_data else None,
                      "numeric_columns": [n["column"] for n in prep["numeric"]],
                      "categorical_columns": [c["column"] for c in prep["categorical"]], "notes": self.notes})
         return info

@@ -233,13 +233,13 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
         before = count_params(model)
         result = PruneResult(model, params_before=before, params_after=before,
                              notes=apply_masks(model, config, scenario, plan))
-    if config.finetune_steps and config.prunes:
+    if config.finetune_steps:  # unpruned too: the sweep's control point gets the same recovery
         settings = scenario.default_train
         torch.manual_seed(seed)  # dropout draws from the global generator: same seed, same fine-tuned bytes
         model.to(device)
         result.finetune_loss = train_steps(model, scenario.splits.train, config.finetune_steps, lr=settings.lr * 0.3,
                                            batch_size=settings.batch_size, seed=seed, device=device,
-                                           should_stop=should_stop)
+                                           should_stop=should_stop, threads=settings.threads)
         model.to("cpu")
     remove_masks(model)
     model.eval()

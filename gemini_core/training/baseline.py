@@ -15,10 +15,13 @@ from gemini_core.errors import Cancelled
 from gemini_core.fsio import publish_folder, staging_folder
 from gemini_core.paths import baselines_dir
 from gemini_core.progress import ProgressFn, notify
+from gemini_core.results.stats import wilson_interval
 from gemini_core.scenarios.base import Scenario, TrainSettings
-from gemini_core.training.loop import accuracy_of, train_model
+from gemini_core.training.loop import predict, reproducible, train_model
 
-BASELINE_FORMAT = 1
+# 2: deterministic training at a fixed thread count (TrainSettings.threads), seeded initialisation,
+# early stopping; per-example test correctness stored for paired comparisons.
+BASELINE_FORMAT = 2
 
 
 @dataclass
@@ -38,17 +41,43 @@ class Baseline:
     adaptive: dict | None = None
     pruning_history: list | None = None
     summary: dict | None = None  # adaptive: what training did (rollbacks, params and MACs before / after, time)
+    # 1 where the baseline classifies the test example right, in test order: points pair against it.
+    test_correct: list[int] | None = None
 
     def describe(self) -> dict:
         info = {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
                 "train_settings": self.settings.to_dict(), "path": str(self.path),
                 **self.scenario.describe()}
+        if self.test_correct is not None:
+            n = len(self.test_correct)
+            low, high = wilson_interval(sum(self.test_correct), n)
+            info.update({"test_n": n, "test_accuracy_ci95": [low, high]})
+        chosen = chosen_epoch(self.history)
+        if chosen is not None:
+            info["chosen_epoch"] = chosen
         if self.adaptive is not None:
             info["adaptive"] = self.adaptive
         return info
 
 
+def chosen_epoch(history: list[dict] | None) -> dict | None:
+    """The history's "chosen" record (epoch kept, why training stopped), or None for older baselines."""
+    for record in reversed(history or []):
+        if record.get("event") == "chosen":
+            return {k: v for k, v in record.items() if k != "event"}
+    return None
+
+
+def test_correctness(model: nn.Module, scenario: Scenario, threads: int | None = 1) -> list[int]:
+    """1 / 0 per test example (in order): whether ``model`` classifies it right, at a fixed thread count."""
+    with reproducible(0, threads):
+        preds = predict(model, scenario.splits.test)
+    return [int(v) for v in (preds == scenario.splits.test.labels).tolist()]
+
+
 def baseline_key(scenario: Scenario, settings: TrainSettings) -> str:
+    """Everything that changes the weights: format (training code), architecture, data, and every
+    training setting (seed and training thread count included)."""
     blob = json.dumps({"format": BASELINE_FORMAT, "arch": scenario.arch(), "data": scenario.fingerprint(),
                        "train": settings.to_dict()}, sort_keys=True)
     return f"{scenario.name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
@@ -68,7 +97,8 @@ def get_baseline(
     key = baseline_key(scenario, settings)
     folder = baselines_dir() / key
     weights, meta_path = folder / "model.safetensors", folder / "meta.json"
-    model = scenario.build_model()
+    with reproducible(settings.seed, settings.threads):  # initial weights: seeded, whatever ran before
+        model = scenario.build_model()
     if weights.exists() and meta_path.exists() and not retrain:
         return _load_cached(scenario, model, key, settings, folder, progress)
 
@@ -77,7 +107,8 @@ def get_baseline(
         # A stopped training is not a baseline: cache nothing (an earlier good one stays).
         raise Cancelled("training was cancelled; no baseline was saved")
     model.to("cpu").eval()
-    test_acc = accuracy_of(model, scenario.splits.test)
+    test_correct = test_correctness(model, scenario, settings.threads)
+    test_acc = sum(test_correct) / len(test_correct) if test_correct else float("nan")
     complete = weights.exists() and meta_path.exists()
     # Write to a temporary folder, then rename: a killed process never leaves half a baseline.
     with staging_folder(folder) as tmp:
@@ -85,12 +116,13 @@ def get_baseline(
         (tmp / "meta.json").write_text(json.dumps({
             "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
             "history": history, "test_accuracy": test_acc, "data": scenario.describe(),
+            "test_correct": "".join(map(str, test_correct)),
         }, indent=1))
         if not publish_folder(tmp, folder, replace=retrain or not complete):
             # Another process (a second sweep on the same home) cached this baseline while we trained:
             # use its weights, so every run of this baseline key measures the same model.
             return _load_cached(scenario, model, key, settings, folder, progress)
-    return Baseline(scenario, model, key, settings, history, test_acc, False, folder)
+    return Baseline(scenario, model, key, settings, history, test_acc, False, folder, test_correct=test_correct)
 
 
 def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline:
@@ -99,4 +131,10 @@ def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, p
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     model.eval()
     notify(progress, "cached", baseline_key=key)
-    return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder)
+    correct = meta.get("test_correct")
+    if correct is None or len(correct) != len(scenario.splits.test):
+        correct = test_correctness(model, scenario, settings.threads)
+    else:
+        correct = [int(c) for c in correct]
+    return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder,
+                    test_correct=correct)

@@ -1,9 +1,21 @@
-"""Training: the loop (AdamW, one-cycle schedule, best-validation weights), prediction and accuracy."""
+"""Training: the loop (AdamW, one-cycle schedule, best-validation weights, early stopping), prediction
+and accuracy.
+
+Reproducibility: ``reproducible(seed, threads)`` wraps every training run. It turns on
+``torch.use_deterministic_algorithms``, seeds a private copy of torch's random state (so dropout and
+initialisation do not depend on what ran before) and sets a fixed CPU thread count, restoring all three
+after. Data order comes from a seeded ``torch.Generator`` (``Split.batches``). On CPU this gives the same
+weights bit for bit whatever the caller's thread count, executor or entry point. On CUDA it gives the
+same weights on the same GPU model, driver and torch build (``CUBLAS_WORKSPACE_CONFIG`` is set for
+cuBLAS); another GPU model or library version may round differently.
+"""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -14,13 +26,51 @@ from gemini_core.scenarios.base import Scenario, Split, TrainSettings
 from gemini_core.training.schedules import one_cycle_warmup_share
 
 
+@contextlib.contextmanager
+def reproducible(seed: int, threads: int | None = 1, device="cpu") -> Iterator[None]:
+    """Deterministic algorithms, seeded random state and ``threads`` CPU threads inside; all restored after."""
+    device = torch.device(device)
+    previous_threads = torch.get_num_threads()
+    previous_mode = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    cuda_devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        if threads:
+            torch.set_num_threads(int(threads))
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous_mode, warn_only=previous_warn)
+            torch.set_num_threads(previous_threads)
+
+
+def trim_padding(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Dynamic padding: cut a padded text batch to its longest example (the attention mask's last 1).
+
+    Right-padded tokens are masked out, so the logits do not change; the work shrinks with the batch's
+    real length instead of ``max_length``. Inputs without an ``attention_mask`` pass unchanged.
+    """
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.dim() != 2 or mask.shape[1] == 0:
+        return inputs
+    used = mask.any(dim=0).nonzero()
+    length = int(used.max()) + 1 if len(used) else 1
+    if length >= mask.shape[1]:
+        return inputs
+    return {k: (v[:, :length] if v.dim() == 2 and v.shape[1] == mask.shape[1] else v) for k, v in inputs.items()}
+
+
 @torch.no_grad()
 def predict(model: nn.Module, split: Split, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
     """Predicted class for every example of ``split``."""
     model.eval()
     preds = []
     for batch in split.batches(batch_size):
-        inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+        inputs = {k: v.to(device) for k, v in trim_padding(batch.inputs).items()}
         logits = model(**inputs)
         preds.append(logits.float().argmax(dim=-1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
@@ -42,12 +92,20 @@ def train_steps(
     weight_decay: float = 0.0,
     after_step: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    threads: int | None = 1,
 ) -> float:
     """A fixed number of Adam steps (recovery after pruning); returns the last loss.
 
     ``should_stop`` is asked before every step; when it says so, ``Cancelled`` is raised (the
-    half-recovered model is the caller's to drop).
+    half-recovered model is the caller's to drop). Runs under ``reproducible(seed, threads)``, so
+    the same model, data and seed recover to the same weights at any caller thread count.
     """
+    with reproducible(seed, threads, device):
+        return _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step,
+                            should_stop)
+
+
+def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step, should_stop) -> float:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -56,7 +114,7 @@ def train_steps(
         for batch in split.batches(batch_size, shuffle=True, seed=seed + epoch):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped after {done} of {steps} recovery steps")
-            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            inputs = {k: v.to(device) for k, v in trim_padding(batch.inputs).items()}
             loss = loss_fn(model(**inputs), batch.labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -80,9 +138,18 @@ def train_model(
     device="cpu",
     should_stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
-    """Train with AdamW and cosine decay, keeping the best-validation weights. Returns the history."""
+    """Train with AdamW and a one-cycle schedule (linear warm-up, cosine decay) until validation stops
+    improving (``settings.patience`` epochs), then restore the best-validation weights.
+
+    Returns the history: one record per epoch, then one ``{"event": "chosen", "epoch": N, ...}`` record
+    naming the epoch whose weights were kept and why training stopped. Deterministic (``reproducible``).
+    """
+    with reproducible(settings.seed, settings.threads, device):
+        return _train_model(model, scenario, settings, progress, device, should_stop)
+
+
+def _train_model(model, scenario, settings, progress, device, should_stop) -> list[dict]:
     splits = scenario.splits
-    torch.manual_seed(settings.seed)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(splits.train) / settings.batch_size))
@@ -95,13 +162,14 @@ def train_model(
     )
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict] = []
-    best_acc, best_state, step = -1.0, None, 0
+    best_acc, best_state, best_epoch, step, stale = -1.0, None, 0, 0, 0
+    stopped = "all epochs run"
     started = time.perf_counter()
     for epoch in range(settings.epochs):
         model.train()
         losses = []
         for batch in splits.train.batches(settings.batch_size, shuffle=True, seed=settings.seed + epoch):
-            inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+            inputs = {k: v.to(device) for k, v in trim_padding(batch.inputs).items()}
             loss = loss_fn(model(**inputs), batch.labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -122,13 +190,24 @@ def train_model(
         history.append({"event": "epoch", **record})
         notify(progress, "epoch", **record)
         if val_acc > best_acc:
-            best_acc = val_acc
+            best_acc, best_epoch, stale = val_acc, epoch + 1, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if step >= total_steps or (should_stop is not None and should_stop()):
+        else:
+            stale += 1
+        if step >= total_steps:
+            stopped = "step limit reached" if settings.max_steps and step >= settings.max_steps else stopped
+            break
+        if should_stop is not None and should_stop():
+            stopped = "cancelled"
+            break
+        if settings.patience and stale >= settings.patience:
+            stopped = f"validation did not improve for {settings.patience} epochs (early stopping)"
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    chosen = {"event": "chosen", "epoch": best_epoch, "val_accuracy": best_acc, "epochs_run": len(history),
+              "stopped": stopped, "seconds": time.perf_counter() - started}
+    history.append(chosen)
+    notify(progress, "chosen", **{k: v for k, v in chosen.items() if k != "event"})
     model.eval()
     return history
-
-

@@ -14,7 +14,7 @@ from gemini_core.checkpoint.format import MODEL_FILE, read_recipe, sha256_file
 from gemini_core.checkpoint.load import load_export
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
-from gemini_core.device import pick_device
+from gemini_core.device import compute_threads, condition_warnings, pick_device
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.measure import classification_metrics, measure_point
 from gemini_core.progress import ProgressFn, notify
@@ -163,7 +163,11 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     recorded = recipe.get("record") or {}
     batch_size = int(batch_size or min(int(recorded.get("batch_size") or 32), MAX_EVAL_BATCH))
     compressed = loaded.as_compressed()
-    record = measure_point(compressed, scenario, batch_size=batch_size)
+    # Latency depends on the thread count: re-measure at the one the point was recorded at.
+    threads = recorded.get("threads") if device.type == "cpu" else None
+    with compute_threads(int(threads) if threads else None):
+        record = measure_point(compressed, scenario, batch_size=batch_size)
+    record["warnings"] = condition_warnings(record, recorded if recorded.get("threads") else None)
     reencoded = compressed.storage()
     with _export_root(path) as root:
         file_bytes = (root / MODEL_FILE).stat().st_size

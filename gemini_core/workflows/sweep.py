@@ -10,17 +10,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
+from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig, parse_list
-from gemini_core.device import pick_device
+from gemini_core.device import compute_threads, device_info, pick_device
 from gemini_core.errors import ConfigError
-from gemini_core.measure import memory_cap_bytes
+from gemini_core.measure import measure_latency, memory_cap_bytes
+from gemini_core.results.stats import paired_difference, parse_bits
 from gemini_core.results.store import Store
 from gemini_core.scenarios.base import Scenario
+from gemini_core.training.baseline import test_correctness
+from gemini_core.workflows.baselines import baseline_from_description
 from gemini_core.workflows.executors import make_executor
 from gemini_core.workflows.units import SweepUnit, device_key, point_key, run_unit
 
@@ -203,7 +208,19 @@ class SweepSpec:
         if not any(REFERENCE.key() == c.key() for u in units for c in u.configs):
             # The unpruned fp32 dense point anchors every speed-up and size ratio.
             units.insert(0, SweepUnit(CompressionConfig(), (REFERENCE,)))
+        control = self.control()
+        if control is not None and not any(control.key() == c.key() for u in units for c in u.configs):
+            units.insert(1, SweepUnit(control, (control,)))
         return units
+
+    def control(self) -> CompressionConfig | None:
+        """The fair control: the unpruned fp32 model recovered with as many steps (same rate, same data) as
+        the grid's most recovered points, so their accuracy can be read against a model trained as long.
+        None when no point is recovered."""
+        steps = max(self.finetune_steps)
+        if steps <= 0 or not any(m != "none" for m in self.prune_methods):
+            return None
+        return CompressionConfig(finetune_steps=steps)
 
     def n_points(self) -> int:
         return sum(len(u.configs) for u in self.units())
@@ -238,6 +255,9 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
     store.ensure_run(run_id, name or f"{scenario.name} sweep", scenario.name, baseline.key, spec.to_dict(),
                      baseline.describe())
     finished = True
+    baseline_correct = getattr(baseline, "test_correct", None)
+    if baseline_correct is None:  # an adaptive baseline: classify the test set once, here
+        baseline_correct = test_correctness(baseline.model, scenario)
 
     def reuse(unit: SweepUnit) -> Iterator[dict]:
         """Yield the unit's points already stored (copied into this run); returns their config keys."""
@@ -254,7 +274,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
                 record = {k: v for k, v in found.items()
                           if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
                 record["reused_from"] = found["run_id"]
-                found = _store(store, run_id, baseline.key, key, record)
+                found = _store(store, run_id, baseline.key, key, with_baseline_comparison(record, baseline_correct))
             yield {**found, "reused": True}
         return skip
 
@@ -265,7 +285,8 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
                 for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
                                        latency_kwargs):
                     config = CompressionConfig.from_dict(record["config"])
-                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device), record)
+                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device),
+                                 with_baseline_comparison(record, baseline_correct))
                 if should_stop is not None and should_stop():
                     finished = False
                     break
@@ -278,7 +299,8 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
             for record in remote.run_units(baseline.model, baseline.describe(), plans, spec.batch_size, device,
                                            should_stop, latency_kwargs):
                 config = CompressionConfig.from_dict(record["config"])
-                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device), record)
+                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device),
+                             with_baseline_comparison(record, baseline_correct))
             if should_stop is not None and should_stop():
                 finished = False
     except BaseException:
@@ -288,8 +310,83 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
         store.set_status(run_id, "finished" if finished else "interrupted")
 
 
+def with_baseline_comparison(record: dict, baseline_correct: list[int] | None) -> dict:
+    """``record`` with its paired accuracy difference to the baseline on the same test examples."""
+    bits = parse_bits(record.get("test_correct"))
+    if record.get("status", "ok") != "ok" or bits is None or baseline_correct is None \
+            or len(bits) != len(baseline_correct):
+        return record
+    paired = paired_difference(bits, baseline_correct)
+    return {**record, "accuracy_delta": paired["accuracy_delta"], "accuracy_delta_ci95": paired["accuracy_delta_ci95"],
+            "accuracy_delta_measurable": paired["measurable"], "mcnemar_p": paired["mcnemar_p"],
+            "paired_n": paired["paired_n"]}
+
+
 def _store(store: Store, run_id: str, baseline_key: str, key: str, record: dict) -> dict:
     point_id = store.add_point(run_id, baseline_key, key, record, status=record.get("status", "ok"),
                                error=record.get("error"))
     return {**record, "point_id": point_id, "run_id": run_id, "point_key": key, "baseline_key": baseline_key}
 
+
+
+def retime_run(store: Store, run_id: str, rounds: int = 5, device=None, threads: int | None = None,
+               latency_kwargs: dict | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Time every ok point of a run again, interleaved, in one pass, and store the new latencies.
+
+    Each point is rebuilt from the run's baseline (recovery is deterministic, so it is the same model),
+    then ``rounds`` rounds each time every point once in turn, so a change of load touches all points
+    alike. Runs at ``threads`` (default: the thread count the run's reference point was measured at).
+    Each point gets ``latency_ms_p10/p50/p90`` and ``latency_runs`` over all rounds, the conditions
+    (load, threads, cores, CPU) and ``retimed_at``; its earlier figures are kept under ``previous_latency``.
+    """
+    if rounds < 1:
+        raise ConfigError(f"rounds {rounds} must be at least 1")
+    run = store.get_run(run_id)
+    points = [p for p in store.points(run_id) if p.get("status") == "ok"]
+    if not points:
+        raise ConfigError(f"run {run_id} has no measured points to re-time")
+    if not run.get("baseline"):
+        raise ConfigError(f"run {run_id} has no stored baseline description; run the sweep again")
+    device = torch.device(device or pick_device())
+    baseline = baseline_from_description(run["baseline"], device=device)
+    scenario = baseline.scenario
+    if threads is None and device.type == "cpu":
+        reference = next((p for p in points if CompressionConfig.from_dict(p["config"]).key() == REFERENCE.key()),
+                         points[0])
+        threads = reference.get("threads")
+    models = []
+    for point in points:
+        config = CompressionConfig.from_dict(point["config"])
+        if progress is not None:
+            progress(f"rebuilding {config.label()}")
+        compressed = compress(baseline.model, config, scenario, device=device)
+        batch = scenario.splits.test.first(int(point.get("batch_size") or 32)).inputs
+        models.append((point, compressed, batch))
+    samples: dict[int, list[float]] = {p["point_id"]: [] for p in points}
+    kwargs = {"min_runs": 5, "min_seconds": 0.1, "warmup": 2, **(latency_kwargs or {})}
+    with compute_threads(int(threads) if threads and device.type == "cpu" else None):
+        for r in range(rounds):
+            if progress is not None:
+                progress(f"round {r + 1} of {rounds}")
+            for point, compressed, batch in models:
+                timing = measure_latency(compressed.model, batch, device, keep_samples=True, **kwargs)
+                samples[point["point_id"]].extend(timing.pop("samples_ms"))
+        info = device_info(device)
+    updated = []
+    for point, _, _ in models:
+        times = sorted(samples[point["point_id"]])
+
+        def quantile(q: float) -> float:
+            return times[min(len(times) - 1, int(round(q * (len(times) - 1))))]
+
+        record = {k: v for k, v in point.items() if k not in ("point_id", "run_id", "point_key", "baseline_key")}
+        record["previous_latency"] = {k: point.get(k) for k in ("latency_ms_p10", "latency_ms_p50", "latency_ms_p90",
+                                                                 "latency_runs", "threads", "load_avg_1m")}
+        record.update({"latency_ms_p10": quantile(0.1), "latency_ms_p50": quantile(0.5),
+                       "latency_ms_p90": quantile(0.9), "latency_ms_min": times[0], "latency_runs": len(times),
+                       "retime_rounds": rounds, "retimed_at": time.time(), "threads": info["threads"],
+                       "load_avg_1m": info["load_avg_1m"], "cores": info["cores"], "cpu": info["cpu"],
+                       "cpu_flags": info["cpu_flags"], "device": info["device"]})
+        store.add_point(run_id, point["baseline_key"], point["point_key"], record, status="ok")
+        updated.append({**record, "point_id": point["point_id"], "run_id": run_id})
+    return updated

@@ -2,7 +2,7 @@
 
 Every case starts from a home holding an earlier 4-point run (the ``seeded`` fixture) and checks,
 besides the message, that the store's content and the home's files are as they were (uploads/
-excepted: an upload is saved there by design) and that the earlier run still has its 4 points.
+excepted: an upload is saved there by design) and that the earlier run still has its 5 points (4 + the control).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def assert_unchanged(home: Path, before: dict, at) -> None:
     from gemini_core.results.store import Store
 
     runs = Store().runs()
-    assert [r["name"] for r in runs] == ["seeded"] and runs[0]["points_ok"] == 4
+    assert [r["name"] for r in runs] == ["seeded"] and runs[0]["points_ok"] == 5  # 4 + the control
 
 
 def errors(at) -> list[str]:
@@ -295,7 +295,7 @@ def test_out_of_memory_point_shows_its_reason_and_the_page_keeps_working(seeded,
 
     run = Store().get_run(job.run_id)
     assert run["points_failed"] == 2 and run["points_ok"] == 2 and run["status"] == "finished"
-    assert Store().get_run(seeded[0]["run_id"])["points_ok"] == 4
+    assert Store().get_run(seeded[0]["run_id"])["points_ok"] == 5
 
 
 # -- a reload during a sweep -------------------------------------------------------------------------------------
@@ -311,10 +311,10 @@ def test_reload_during_a_sweep_reattaches_and_sees_its_points(app_env):
     assert reloaded.button(key="sw_start").disabled and not reloaded.button(key="sw_cancel").disabled
     job.join(180)
     reloaded.run()
-    assert job.state == "done" and len(job.records) == 4
-    assert "finished, 4 points" in reloaded.success[0].value
-    assert point_count(chart_by_title(reloaded, "Accuracy vs latency")) == 4
-    assert len(reloaded.dataframe[0].value) == 4
+    assert job.state == "done" and len(job.records) == 5  # 4 + the control
+    assert "finished, 5 points" in reloaded.success[0].value
+    assert point_count(chart_by_title(reloaded, "Accuracy vs latency")) == 5
+    assert len(reloaded.dataframe[0].value) == 5
 
 
 # -- export folder and disk full from the Export page ------------------------------------------------------

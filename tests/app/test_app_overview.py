@@ -34,7 +34,7 @@ def test_demo_sweep_streams_points_then_cancel():
     assert not at.exception, at.exception
     assert at.button(key="demo_start").disabled
     job = wait_job(at, "sweep", timeout=120, until=lambda j: len(j.records) >= 2)
-    assert job.total == 32
+    assert job.total == 33  # the demo grid + the control
     assert point_count(wait_points(at, "Accuracy vs latency", 2)) >= 2     # the live chart has points
     assert at.get("progress")                                                  # progress bar while running
     at.button(key="demo_cancel").click().run()

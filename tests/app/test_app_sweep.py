@@ -30,13 +30,13 @@ def test_grid_size_estimate_and_validation():
     assert at.title[0].value == "Sweep"
     set_grid(at)
     info = at.info[0].value
-    assert "**4 points**" in info and "estimate" in info
+    assert "**5 points**" in info and "estimate" in info  # 4 + the control (unpruned, same fine-tuning)
     assert not at.button(key="sw_start").disabled
     at.multiselect(key="sw_bits").set_value([]).run()
     assert "no bits chosen" in at.error[0].value           # the engine's message, no traceback
     assert at.button(key="sw_start").disabled
-    at.button(key="sw_fill_demo").click().run()             # demo grid preset: 32 points
-    assert "**32 points**" in at.info[0].value
+    at.button(key="sw_fill_demo").click().run()             # demo grid preset: 32 points + the control
+    assert "**33 points**" in at.info[0].value
     assert at.multiselect(key="sw_exec").value == ["dense", "sparse"]
 
 
@@ -49,12 +49,12 @@ def test_small_sweep_runs_in_background_and_fills_charts():
     assert at.button(key="sw_start").disabled and not at.button(key="sw_cancel").disabled
     job = wait_job(at, "sweep", timeout=180)
     assert job.state == "done", job.snapshot()
-    assert len(job.records) == 4 and all(r["status"] == "ok" for r in job.records)
-    assert "finished, 4 points" in at.success[0].value
+    assert len(job.records) == 5 and all(r["status"] == "ok" for r in job.records)
+    assert "finished, 5 points" in at.success[0].value
     assert not at.button(key="sw_start").disabled           # re-enabled after the final rerun
 
     acc_lat = chart_by_title(at, "Accuracy vs latency")
-    assert point_count(acc_lat) == 4
+    assert point_count(acc_lat) == 5
     names = [t["name"] for t in acc_lat["data"]]
     assert names[0] == "Pareto front" and "32-bit · dense" in names and "8-bit · dense" in names
     ys = np.concatenate([np.asarray(t["y"], dtype=float) for t in acc_lat["data"][1:]])
@@ -63,7 +63,7 @@ def test_small_sweep_runs_in_background_and_fills_charts():
     card = acc_lat["data"][1]["customdata"][0]      # a short card: the point id, then five lines
     assert hover.count("<br>") == 4 and len(card) == 6 and "latency p50" in card[3]
     size = chart_by_title(at, "Accuracy vs size")
-    assert size["layout"]["xaxis"]["type"] == "log" and point_count(size) == 4
+    assert size["layout"]["xaxis"]["type"] == "log" and point_count(size) == 5
     chart_by_title(at, "Latency and size vs prune ratio")
     chart_by_title(at, "Sparse vs dense execution")
 
@@ -71,7 +71,7 @@ def test_small_sweep_runs_in_background_and_fills_charts():
     assert "MACs (estimate)" not in compact.columns and set(compact["front"]) <= {"★", ""}  # fits the page
     at.toggle(key="sweep_table_all_columns").set_value(True).run()
     table = at.dataframe[0].value
-    assert len(table) == 4
+    assert len(table) == 5
     assert {"speed-up vs dense fp32 (x)", "MACs (estimate)", "ideal size (KB, estimate)"} <= set(table.columns)
     ref = table[table["configuration"] == "unpruned / 32-bit / dense"]
     assert float(ref["speed-up vs dense fp32 (x)"].iloc[0]) == 1.0
@@ -79,7 +79,7 @@ def test_small_sweep_runs_in_background_and_fills_charts():
     # the run is in the store, named
     from gemini_core.results.store import Store
     runs = Store().runs()
-    assert [r["name"] for r in runs] == ["ui test sweep"] and runs[0]["points_ok"] == 4
+    assert [r["name"] for r in runs] == ["ui test sweep"] and runs[0]["points_ok"] == 5
 
     pick = at.selectbox(key="sweep_pick")
     pid = pick.options[1]

@@ -83,7 +83,7 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
             counts.append((n, round(time.time() - clicked, 1)))
         if n > 0 and first_point is None:
             first_point = time.time() - clicked
-        if page.get_by_text("finished, 32 points").count():
+        if page.get_by_text("finished, 33 points").count():  # the demo grid + the control
             break
         time.sleep(0.25)
     else:
@@ -91,10 +91,10 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
     timings["click_to_first_live_point_s"] = round(first_point, 2)
     timings["demo_sweep_total_s"] = round(time.time() - clicked, 2)
     timings["live_point_counts"] = counts
-    assert len([c for c, _ in counts if 0 < c < 32]) >= 2, counts      # the chart grew while running
+    assert len([c for c, _ in counts if 0 < c < 33]) >= 2, counts      # the chart grew while running
     wait_idle(page)
     page.wait_for_selector(f"{PLOT} .scatterlayer .trace")
-    assert page.evaluate(POINTS_JS) == 32
+    assert page.evaluate(POINTS_JS) == 33
     sweep_png = tall_screenshot(page, artifacts / "sweep.png")
 
     # 3a. click a point in the accuracy-vs-latency chart: it becomes the chosen point

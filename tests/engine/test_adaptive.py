@@ -134,16 +134,18 @@ def test_sweep_units_recover_qat_per_bit_width_and_reuse_fine_tuning():
     spec = SweepSpec(prune_methods=("none", "l1-structured"), prune_ratios=(0.5,), bits=(32, 4, 3),
                      finetune_steps=(20,), recoveries=("finetune", "qat"))
     units = spec.units()
-    plain = [u for u in units if not u.prune_setting.is_qat]
+    plain = [u for u in units if not u.prune_setting.is_qat and u.prune_setting != spec.control()]
     qat = [u for u in units if u.prune_setting.is_qat]
     assert len(plain) == 2 and all(len(u.configs) == 3 for u in plain)  # one pruning, every bit width
+    assert [u.configs for u in units if u.prune_setting == spec.control()] == [(spec.control(),)]
     assert len(qat) == 4 and all(len(u.configs) == 1 for u in qat)  # (unpruned, pruned) x (4, 3 bits)
     assert all(u.configs[0].bits == u.prune_setting.bits for u in qat)
-    assert spec.n_points() == 10 and len({c.key() for c in spec.configs()}) == 10
+    assert spec.n_points() == 11 and len({c.key() for c in spec.configs()}) == 10  # + the control (a unit of its own)
     only = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32, 4), finetune_steps=(20,),
                      recoveries=("qat",))
     labels = [c.label() for u in only.units() for c in u.configs]
-    assert labels == ["unpruned / 32-bit / dense", "l1-structured 50% / ft20 / 32-bit / dense",
+    assert labels == ["unpruned / 32-bit / dense", "control: unpruned ft20 / 32-bit / dense",
+                      "l1-structured 50% / ft20 / 32-bit / dense",
                       "l1-structured 50% / qat20 / 4-bit per-channel / dense"]
     assert SweepSpec().to_dict() == SweepSpec.from_dict(SweepSpec().to_dict()).to_dict()
     assert "recoveries" not in SweepSpec().to_dict()  # run ids of default specs are unchanged

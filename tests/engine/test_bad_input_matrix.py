@@ -381,7 +381,9 @@ def test_short_trainings_keep_a_valid_lr_schedule(max_steps, monkeypatch, tmp_pa
     scenario = get_scenario("digits")
     model = scenario.build_model()
     history = train_model(model, scenario, TrainSettings(epochs=1, batch_size=32, lr=1e-3, max_steps=max_steps))
-    assert len(history) == 1 and history[0]["step"] == max_steps and history[0]["lr"] >= 0
+    epochs = [h for h in history if h["event"] == "epoch"]
+    assert len(epochs) == 1 and epochs[0]["step"] == max_steps and epochs[0]["lr"] >= 0
+    assert history[-1]["event"] == "chosen" and history[-1]["stopped"] == "step limit reached"
     from gemini_core.training.schedules import OneCycle  # adaptive training's one-cycle policy had the same flaw
 
     policy = OneCycle(1e-3, max_steps - 1 if max_steps > 1 else 1)

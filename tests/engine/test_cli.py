@@ -44,7 +44,8 @@ def test_cli_sweep_writes_jsonl_and_lists_runs(tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 3  # the fp32 reference + 2 points
+    assert len(records) == 4  # the fp32 reference, the control (unpruned, 10 steps) + 2 points
+    assert sum(r["label"].startswith("control") for r in records) == 1
     assert {r["config"]["bits"] for r in records} == {32, 8}
     assert all(r["status"] == "ok" and r["batch_size"] == 4 for r in records)
     runs = subprocess.run([sys.executable, "-m", "gemini_core", "runs"], cwd=tmp_path, env=env,

@@ -58,11 +58,12 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
     scenario, baseline = digits
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bits=(32, 4),
                      executions=("dense", "sparse"), finetune_steps=(20,), batch_size=8)
-    # The local instance has os.cpu_count() CPUs shared by the 2 units; the local sweep runs on as many
-    # threads, so both do the same arithmetic (thread count can change float reductions).
+    # The local instance has os.cpu_count() CPUs shared by the units: each task measures on its share.
     threads = max(1, (os.cpu_count() or 1) // 2)
+    # Recovery runs at the training settings' fixed thread count, so the driver's own thread count does
+    # not matter: run the local sweep at another one than the workers' on purpose.
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads + 1)
     try:
         local = list(run_sweep(scenario, baseline, spec, store=Store(tmp_path / "local.sqlite"), device="cpu",
                                latency_kwargs=FAST))
@@ -72,7 +73,7 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
     remote = list(run_sweep(scenario, baseline, spec, store=store, device="cpu", executor="ray",
                             latency_kwargs=FAST))
 
-    assert len(local) == len(remote) == spec.n_points() == 8
+    assert len(local) == len(remote) == spec.n_points() == 9  # 8 grid points + the control
     local_by, remote_by = _by_config(local), _by_config(remote)
     assert set(local_by) == set(remote_by)  # the same set of points
     for key, rec in remote_by.items():
@@ -80,18 +81,19 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
         assert rec["executor"] == "ray" and rec["ray_node"]
         # Pruning and fine-tuning are seeded: the worker (1 thread) reaches the same accuracy as the driver.
         assert rec["accuracy"] == pytest.approx(local_by[key]["accuracy"], abs=1e-6), rec["label"]
+        assert rec["test_correct"] == local_by[key]["test_correct"], rec["label"]  # example by example
         assert rec["size_bytes"] == local_by[key]["size_bytes"]
         assert rec["threads"] == threads  # the task's CPU share, and torch told so (1 each on 2 cores)
         assert rec["host"] == socket.gethostname()
     run_id = remote[0]["run_id"]
     assert run_id != local[0]["run_id"]  # Ray points are keyed apart from local ones
-    assert len(store.points(run_id)) == 8 and store.runs()[0]["status"] == "finished"
+    assert len(store.points(run_id)) == 9 and store.runs()[0]["status"] == "finished"
 
     # A re-run resumes like a local one: everything is found in the store, nothing is sent to Ray.
     again = list(run_sweep(scenario, baseline, spec, store=store, device="cpu", executor="ray",
                            latency_kwargs=FAST))
-    assert len(again) == 8 and all(r["reused"] for r in again)
-    assert len(store.points(run_id)) == 8
+    assert len(again) == 9 and all(r["reused"] for r in again)
+    assert len(store.points(run_id)) == 9
 
 
 def test_a_failing_point_is_stored_with_its_reason_and_the_sweep_goes_on(digits, tmp_path):
@@ -225,7 +227,7 @@ def test_a_node_dying_mid_sweep_loses_no_point_and_duplicates_none(digits, tmp_p
         assert summary["n_nodes"] == 2 and summary["cpus"] == 2.0 and summary["gpus"] == 0.0
         second_id = next(n["NodeID"] for n in alive if int(n["NodeManagerPort"]) == node_port)[:12]
 
-        # 4 units of 4 points; 1 CPU per task, so one task runs on each node at a time.
+        # 4 units of 4 points and the control; 1 CPU per task, so one task runs on each node at a time.
         spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.25, 0.5, 0.75), bits=(32, 8, 4, 2),
                          executions=("dense",), finetune_steps=(10,), batch_size=8)
         store = Store(tmp_path / "cluster.sqlite")
@@ -238,9 +240,9 @@ def test_a_node_dying_mid_sweep_loses_no_point_and_duplicates_none(digits, tmp_p
                 killed_unit = record["config"]["prune_ratio"]
         assert killed_unit is not None, "no point ran on the second node"
         keys = [CompressionConfig.from_dict(r["config"]).key() for r in seen]
-        assert len(keys) == len(set(keys)) == spec.n_points() == 16  # every point, each yielded once
+        assert len(keys) == len(set(keys)) == spec.n_points() == 17  # every point, each yielded once
         stored = store.points(seen[0]["run_id"])
-        assert len(stored) == 16 and len({p["point_key"] for p in stored}) == 16
+        assert len(stored) == 17 and len({p["point_key"] for p in stored}) == 17
         assert all(p["status"] == "ok" for p in stored), [p.get("error") for p in stored if p["status"] != "ok"]
         # The unit that was running on the dying node streamed a point from it (so before the task ended),
         # then was re-run on the head, which measured the rest.

@@ -20,11 +20,11 @@ def test_sweep_stores_every_point_and_a_second_run_skips_them(digits, tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     spec = _spec()
     first = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
-    assert len(first) == spec.n_points() == 8
+    assert len(first) == spec.n_points() == 9  # 8 grid points + the control (unpruned, 20 fine-tune steps)
     assert all(r["status"] == "ok" and not r.get("reused") for r in first)
     run_id = first[0]["run_id"]
     stored = store.points(run_id)
-    assert len(stored) == 8 and {p["point_id"] for p in stored} == {r["point_id"] for r in first}
+    assert len(stored) == 9 and {p["point_id"] for p in stored} == {r["point_id"] for r in first}
     for record in first:  # every figure the issue asks for is present and plausible
         assert 0.0 <= record["accuracy"] <= 1.0 and 0.0 <= record["macro_f1"] <= 1.0
         assert 0 < record["latency_ms_p50"] <= record["latency_ms_p90"]
@@ -44,8 +44,8 @@ def test_sweep_stores_every_point_and_a_second_run_skips_them(digits, tmp_path):
         second = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
     finally:
         sweep_module.measure_point = original
-    assert calls == [] and len(second) == 8 and all(r["reused"] for r in second)
-    assert len(store.points(run_id)) == 8
+    assert calls == [] and len(second) == 9 and all(r["reused"] for r in second)
+    assert len(store.points(run_id)) == 9
 
 
 def test_points_stream_out_and_an_interrupted_sweep_resumes(digits, tmp_path):
@@ -81,10 +81,10 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(digits, tmp_path, mon
     monkeypatch.setattr(sweep_module, "measure_point", out_of_memory_at_4_bits)
     records = list(run_sweep(scenario, baseline, _spec(), store=store, latency_kwargs=FAST))
     failed = [r for r in records if r["status"] == "failed"]
-    assert len(failed) == 4 and len(records) == 8
+    assert len(failed) == 4 and len(records) == 9  # the control is 32-bit: it does not fail
     assert all("not enough memory" in r["error"] for r in failed)
     run = store.runs()[0]
-    assert run["points_failed"] == 4 and run["points_ok"] == 4
+    assert run["points_failed"] == 4 and run["points_ok"] == 5
     # failed points are measured again on the next run, finished ones are not
     monkeypatch.setattr(sweep_module, "measure_point", original)
     again = list(run_sweep(scenario, baseline, _spec(), store=store, latency_kwargs=FAST))
