@@ -312,8 +312,9 @@ def gemini_home(path: Path):
 
 @contextlib.contextmanager
 def scratch_dir(ctx: Context, prefix: str):
-    ctx.home.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=ctx.home))
+    # Exports may be written only in the home's exports/ folder (or outside the home): scratch lives there.
+    (ctx.home / "exports").mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=ctx.home / "exports"))
     try:
         yield path
     finally:

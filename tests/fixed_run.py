@@ -34,7 +34,10 @@ def write_fixed_run(store) -> dict[str, int]:
     ids = {}
     for label, method, ratio, bits, execution, acc, lat, size in POINTS:
         record = {"run_id": RUN_ID, "label": label, "status": "ok",
-                  "config": {"prune_method": method, "prune_ratio": ratio, "finetune_steps": 60, "bits": bits,
+                  # unpruned points are not fine-tuned (as in a real sweep): 60 steps would make the dense
+                  # fp32 point the fair control (issue 15) instead of the reference
+                  "config": {"prune_method": method, "prune_ratio": ratio,
+                             "finetune_steps": 60 if method != "none" else 0, "bits": bits,
                              "granularity": "per-channel", "execution": execution},
                   "accuracy": acc, "macro_f1": acc, "latency_ms_p50": lat, "latency_ms_p90": lat * 1.1,
                   "size_bytes": size, "params": 1000, "nonzero_params": 1000, "macs": 1000,

@@ -51,10 +51,10 @@ def test_cli_sweep_writes_jsonl_and_lists_runs(tmp_path):
     runs = subprocess.run([sys.executable, "-m", "gemini_core", "runs"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     listed = [json.loads(line) for line in runs.stdout.splitlines()]
-    assert len(listed) == 1 and listed[0]["points_ok"] == 3
+    assert len(listed) == 1 and listed[0]["points_ok"] == 4
     points = subprocess.run([sys.executable, "-m", "gemini_core", "points", listed[0]["run_id"]], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)
-    assert len(points.stdout.splitlines()) == 3
+    assert len(points.stdout.splitlines()) == 4
     front = subprocess.run([sys.executable, "-m", "gemini_core", "points", listed[0]["run_id"], "--front"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     on_front = [json.loads(line) for line in front.stdout.splitlines()]
