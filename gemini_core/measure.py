@@ -22,13 +22,14 @@ import os
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from gemini_core.compress import CompressedModel
 from gemini_core.device import device_info
-from gemini_core.errors import ConfigError
+from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.results.stats import correct_bits, wilson_interval
 from gemini_core.runtimes.converted import runtime_figures
 from gemini_core.scenarios.base import Scenario, Split
@@ -84,10 +85,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def classification_metrics(model: nn.Module, split: Split, device, batch_size: int = 256) -> dict:
+def classification_metrics(model: nn.Module, split: Split, device, batch_size: int = 256,
+                           should_stop: Callable[[], bool] | None = None) -> dict:
     from sklearn.metrics import f1_score
 
-    preds = predict(model, split, batch_size=batch_size, device=device)
+    preds = predict(model, split, batch_size=batch_size, device=device, should_stop=should_stop)
     labels = split.labels
     correct = (preds == labels).tolist()
     n = len(correct)
@@ -104,7 +106,7 @@ def classification_metrics(model: nn.Module, split: Split, device, batch_size: i
 @torch.no_grad()
 def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, min_runs: int = 20,
                     min_seconds: float = 0.5, warmup: int = 3, max_runs: int = 10_000,
-                    keep_samples: bool = False) -> dict:
+                    keep_samples: bool = False, should_stop: Callable[[], bool] | None = None) -> dict:
     """Median, p10 and p90 of single forward passes, in ms, after warm-up (``keep_samples``: every time too)."""
     device = torch.device(device)
     inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -115,6 +117,8 @@ def measure_latency(model: nn.Module, inputs: dict[str, torch.Tensor], device, m
     times_ms: list[float] = []
     started = time.perf_counter()
     while len(times_ms) < max_runs and (len(times_ms) < min_runs or time.perf_counter() - started < min_seconds):
+        if should_stop is not None and should_stop():  # cancel within one forward pass, not one point
+            raise Cancelled("stopped while timing; this point stays unmeasured")
         t0 = time.perf_counter()
         model(**inputs)
         _sync(device)
@@ -200,7 +204,8 @@ def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[int, 
 
 
 def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: int = 32,
-                  macs: int | None = None, latency_kwargs: dict | None = None) -> dict:
+                  macs: int | None = None, latency_kwargs: dict | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> dict:
     """One record with every figure for ``compressed`` (see module docstring for what each means)."""
     started = time.perf_counter()
     device = compressed.device
@@ -212,8 +217,9 @@ def measure_point(compressed: CompressedModel, scenario: Scenario, batch_size: i
     record: dict = {"scenario": scenario.name, "config": compressed.config.to_dict(),
                     "label": compressed.config.label(),
                     "backend": compressed.backend, "batch_size": batch_size}
-    record.update(classification_metrics(compressed.model, splits.test, device))
-    record.update(measure_latency(compressed.model, batch, device, **(latency_kwargs or {})))
+    record.update(classification_metrics(compressed.model, splits.test, device, should_stop=should_stop))
+    record.update(measure_latency(compressed.model, batch, device, should_stop=should_stop,
+                                  **(latency_kwargs or {})))
     memory = measure_memory(compressed.model, batch, device)
     _check_measured_peak(memory, batch_size, cap)
     record.update(memory)

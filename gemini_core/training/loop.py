@@ -65,11 +65,14 @@ def trim_padding(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: Split, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Predicted class for every example of ``split``."""
+def predict(model: nn.Module, split: Split, batch_size: int = 256, device: str | torch.device = "cpu",
+            should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Predicted class for every example of ``split`` (``should_stop`` asked before every batch)."""
     model.eval()
     preds = []
     for batch in split.batches(batch_size):
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped while measuring accuracy; this point stays unmeasured")
         inputs = {k: v.to(device) for k, v in trim_padding(batch.inputs).items()}
         logits = model(**inputs)
         preds.append(logits.float().argmax(dim=-1).cpu())

@@ -67,8 +67,10 @@ def run_unit(model: nn.Module, scenario: Scenario, unit: SweepUnit, batch_size: 
         try:
             compressed = compress(model, config, scenario, device=device, pruned=pruned)
             record = measure_point(compressed, scenario, batch_size=batch_size, macs=macs,
-                                   latency_kwargs=latency_kwargs)
+                                   latency_kwargs=latency_kwargs, should_stop=should_stop)
             del compressed
+        except Cancelled:  # stopped while measuring: this point stays unmeasured, a re-run measures it
+            return
         except Exception as exc:
             yield failed_record(config, batch_size, device, exc)
             continue

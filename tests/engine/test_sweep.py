@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from gemini_core import measure as measure_module
@@ -131,3 +133,24 @@ def test_cancel_stops_inside_a_long_recovery(digits, tmp_path):
     assert all(r["config"]["prune_ratio"] == 0.0 for r in records)  # only the reference was measured
     run = store.runs()[0]
     assert run["status"] == "interrupted" and run["points_failed"] == 0
+
+
+def test_cancel_lands_within_one_forward_pass_while_measuring(digits, tmp_path):
+    """A stop asked while a point is being timed ends it at the next forward pass, not after the point:
+    long measurements (MiniLM: tens of seconds a point) no longer hold the cancel."""
+    scenario, baseline = digits
+    store = Store(tmp_path / "runs.sqlite")
+    spec = SweepSpec(bits=(32, 8))
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return len(asked) > 3  # inside the first point's accuracy batches / timed runs
+
+    slow = {"min_runs": 10_000, "min_seconds": 60.0, "warmup": 1}  # a point that would time for a minute
+    started = time.perf_counter()
+    records = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=slow, should_stop=should_stop))
+    assert time.perf_counter() - started < 30 and len(asked) < 20  # stopped at once, not after 60 s of timing
+    assert records == []  # the point being measured stays unmeasured (a re-run measures it), nothing failed
+    run = store.runs()[0]
+    assert run["status"] == "interrupted" and run["points_failed"] == 0 and run["points_ok"] == 0
