@@ -55,5 +55,6 @@ def pytest_collection_modifyitems(config, items):
         path = str(item.fspath)
         if "/e2e/" in path:
             item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=2))  # timing races in a live browser
         if path.endswith("test_cuda.py"):
             item.add_marker(pytest.mark.gpu)

@@ -197,11 +197,13 @@ def _plot(fig, key: str, selectable: bool):
         except AttributeError:
             points = []
         picked = [p["customdata"][0] for p in points if p.get("customdata")]
-        # The chart keeps its selection across reruns: act only when it changes, so a later
-        # choice in the picker is not overridden by an old click.
+        # The chart keeps its selection across reruns, and re-sends it after a redraw (sometimes after an
+        # empty one): act only on a pick that differs from the last non-empty one, so a later choice in
+        # the picker is never overridden by an old click.
         if picked and picked != st.session_state.get(f"_{key}_picked"):
             select_point(picked[-1], source="chart")
-        st.session_state[f"_{key}_picked"] = picked
+        if picked:
+            st.session_state[f"_{key}_picked"] = picked
         return
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
 

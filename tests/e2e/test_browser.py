@@ -138,6 +138,10 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
     expect(zip_button).to_be_visible(timeout=240_000)
     timings["export_s"] = round(time.time() - t, 2)
     expect(page.get_by_text("accuracy reproduced")).to_be_visible()
+    # The finished job redraws the page once (the export view and the sidebar both stop polling): a click
+    # in the middle of that redraw loses its download, so wait until the page is idle, as a person would.
+    page.wait_for_timeout(1500)
+    wait_idle(page)
     with page.expect_download(timeout=60_000) as dl:
         zip_button.click()
     zip_path = tmp_path / dl.value.suggested_filename
