@@ -19,6 +19,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import shared_data_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -56,7 +58,12 @@ def app_env(tmp_path, monkeypatch, digits):
     monkeypatch.setenv("GEMINI_HOME", str(home))
     # Typed paths may only lead inside the home or GEMINI_DATA_ROOTS: tests type files from their
     # tmp folder and ../shared/data.
-    monkeypatch.setenv("GEMINI_DATA_ROOTS", os.pathsep.join([str(tmp_path), str(ROOT.parent / "shared")]))
+    # (where ../shared/data is a link or GEMINI_SHARED_DATA points elsewhere, its real place is a root too)
+    roots = [str(tmp_path), str(ROOT.parent / "shared")]
+    shared = shared_data_dir()
+    if shared is not None:
+        roots.append(str(shared.resolve()))
+    monkeypatch.setenv("GEMINI_DATA_ROOTS", os.pathsep.join(roots))
     monkeypatch.chdir(ROOT)
     yield home
     _stop_jobs()
