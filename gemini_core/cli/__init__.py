@@ -56,6 +56,11 @@ def main(argv=None) -> int:
     except GeminiError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # before OSError, of which it is a kind
+        # `points ID | head`: the reader left. No traceback; stdout goes nowhere from here on so the
+        # interpreter's final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a full disk, a read-only home: one line, not a traceback
         message = explain_os_error(exc, f"saving the files of `{args.command}`")
         if message is None:
@@ -66,11 +71,6 @@ def main(argv=None) -> int:
         print(f"error: {args.command} ran out of memory; use smaller data, a smaller model or a smaller batch",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BrokenPipeError:
-        # `points ID | head`: the reader left. No traceback; stdout goes nowhere from here on so the
-        # interpreter's final flush cannot raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("interrupted: finished points are saved; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
