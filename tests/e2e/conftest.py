@@ -87,9 +87,12 @@ def streamlit_server(base: Path):
                 proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(tmp_path_factory):
-    """A fresh server with its own empty GEMINI_HOME: the first-use experience (baseline not cached)."""
+    """A fresh server with its own empty GEMINI_HOME: the first-use experience (baseline not cached).
+
+    Function-scoped so that a rerun after a timing race starts from an empty home again (a reused home
+    already holds the demo points, and the live-growth check could never pass)."""
     require_browser()
     with streamlit_server(tmp_path_factory.mktemp("e2e_server")) as info:
         yield info
