@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -75,11 +76,25 @@ def test_correctness(model: nn.Module, scenario: Scenario, threads: int | None =
     return [int(v) for v in (preds == scenario.splits.test.labels).tolist()]
 
 
-def baseline_key(scenario: Scenario, settings: TrainSettings) -> str:
-    """Everything that changes the weights: format (training code), architecture, data, and every
-    training setting (seed and training thread count included)."""
-    blob = json.dumps({"format": BASELINE_FORMAT, "arch": scenario.arch(), "data": scenario.fingerprint(),
-                       "train": settings.to_dict()}, sort_keys=True)
+def _accelerator_name(device) -> str | None:
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def baseline_key(scenario: Scenario, settings: TrainSettings, device=None) -> str:
+    """Everything that changes the weights: format (training code), architecture, data, every training
+    setting (seed and training thread count included) and, off the CPU, the accelerator (a GPU's kernels
+    round differently: measured on an H200, the digits weights differ from the CPU's)."""
+    content = {"format": BASELINE_FORMAT, "arch": scenario.arch(), "data": scenario.fingerprint(),
+               "train": settings.to_dict()}
+    accelerator = _accelerator_name(device)
+    if accelerator:  # CPU keys stay as they were, so existing CPU caches remain valid
+        content["accelerator"] = accelerator
+    blob = json.dumps(content, sort_keys=True)
     return f"{scenario.name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -94,7 +109,7 @@ def get_baseline(
     """Load the cached baseline for (scenario, data, settings) or train and cache it."""
     settings = settings or scenario.default_train
     device = device or pick_device()
-    key = baseline_key(scenario, settings)
+    key = baseline_key(scenario, settings, device)
     folder = baselines_dir() / key
     weights, meta_path = folder / "model.safetensors", folder / "meta.json"
     with reproducible(settings.seed, settings.threads):  # initial weights: seeded, whatever ran before

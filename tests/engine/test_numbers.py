@@ -142,6 +142,13 @@ def test_the_key_holds_the_training_thread_count_and_patience():
     assert baseline_key(scenario, TrainSettings(**{**QUICK.to_dict(), "patience": 3})) != base
 
 
+def test_the_key_names_an_accelerator_but_cpu_keys_stay_as_they_were():
+    scenario = get_scenario("digits")
+    cpu = baseline_key(scenario, QUICK)
+    assert baseline_key(scenario, QUICK, "cpu") == cpu
+    assert baseline_key(scenario, QUICK, "meta") != cpu   # any non-CPU device trains other weights
+
+
 def test_early_stopping_restores_the_best_epoch_and_says_which(tmp_path, monkeypatch):
     monkeypatch.setenv("GEMINI_HOME", str(tmp_path))
     scenario = get_scenario("digits")
