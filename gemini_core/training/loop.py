@@ -97,7 +97,13 @@ def train_steps(
     should_stop: Callable[[], bool] | None = None,
     threads: int | None = 1,
 ) -> float:
-    """A fixed number of Adam steps (recovery after pruning); returns the last loss.
+    """A fixed number of AdamW steps (recovery after pruning); returns the last loss.
+
+    The rate follows the training's own one-cycle schedule over the ``steps``: a short linear warm-up
+    to ``lr`` (a fresh Adam's first steps move every weight by about ``lr``, whatever its gradient),
+    then cosine decay to about zero, so the model ends settled rather than wherever the last step at a
+    constant rate left it. (At a constant 0.3x the base rate, 20 steps cost the unpruned digits model
+    2.6 points of test accuracy; the step-by-step accuracy swung by several points.)
 
     ``should_stop`` is asked before every step; when it says so, ``Cancelled`` is raised (the
     half-recovered model is the caller's to drop). Runs under ``reproducible(seed, threads)``, so
@@ -111,6 +117,8 @@ def train_steps(
 def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step, should_stop) -> float:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1),
+                                                    pct_start=one_cycle_warmup_share(max(steps, 1)))
     loss_fn = nn.CrossEntropyLoss()
     done, epoch, loss_value = 0, 0, float("nan")
     while done < steps:
@@ -122,6 +130,7 @@ def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             if after_step is not None:
                 after_step()
             loss_value = float(loss.detach())
