@@ -25,6 +25,10 @@ from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios.base import Scenario, Split, TrainSettings
 from gemini_core.training.schedules import one_cycle_warmup_share
 
+# How ``train_steps`` recovers a model; part of every fine-tuned point's key, so points stored under an
+# earlier recipe (a constant rate) are measured again rather than shown next to new ones.
+RECOVERY_RECIPE = "adamw-one-cycle"
+
 
 @contextlib.contextmanager
 def reproducible(seed: int, threads: int | None = 1, device="cpu") -> Iterator[None]:
