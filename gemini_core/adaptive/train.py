@@ -430,7 +430,7 @@ def train_adaptive(scenario, settings: AdaptiveSettings | None = None, progress:
     cache = cache and (init is None or init_baseline is not None)
     key = adaptive_key(scenario, settings, init_baseline.key if init_baseline is not None else None, world)
     folder = baselines_dir() / key
-    description = {**settings.to_dict(), "key": key,
+    description = {**settings.to_dict(), "key": key, "world_size": world,
                    "init_baseline": init_baseline.describe() if init_baseline is not None else None}
 
     if cache and not retrain and all_reduce([float(rank == 0 and (folder / "meta.json").exists())], device,
