@@ -306,3 +306,20 @@ def test_images_take_a_held_out_npz_resized_to_the_training_size(tmp_path):
         get_scenario("images", data=str(train), test_data=str(npz(tmp_path / "rgb.npz", 20, 8, channels=3))).splits
     with pytest.raises(DataError, match="does not exist"):
         get_scenario("images", data=str(train), test_data=str(tmp_path / "missing.npz"))
+
+
+def test_digit_scans_written_as_png_folders_load_as_a_users_images(tmp_path):
+    """bench.digits_pngs: scikit-learn's real 8x8 scans as 28x28 PNGs in class folders (the README's
+    stand-in for a user's digit images; not MNIST) load through the images scenario as written."""
+    from PIL import Image
+
+    from bench.digits_pngs import write_digit_pngs
+
+    assert write_digit_pngs(tmp_path, 28) == 1797
+    assert sorted(p.name for p in tmp_path.iterdir()) == [str(d) for d in range(10)]
+    first = next((tmp_path / "0").iterdir())
+    with Image.open(first) as image:
+        assert image.size == (28, 28) and image.mode == "L"
+    splits = get_scenario("images", data=str(tmp_path)).splits
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 1797
+    assert tuple(splits.train.inputs["x"].shape[1:]) == (1, 28, 28) and splits.class_names == [str(d) for d in range(10)]
