@@ -64,7 +64,7 @@ from gemini_core.adaptive.steps import (
     structured_step,
 )
 from gemini_core.device import pick_device
-from gemini_core.errors import Cancelled
+from gemini_core.errors import Cancelled, CheckpointError
 from gemini_core.paths import baselines_dir
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios.base import TrainSettings
@@ -461,6 +461,12 @@ def baseline_from_adaptive_description(scenario, description: dict, progress: Pr
     folder = baselines_dir() / adaptive.get("key", description.get("baseline_key", ""))
     if (folder / "meta.json").exists():
         return load_adaptive_baseline(scenario, folder)
+    world = int(adaptive.get("world_size") or 1)
+    if world != dist_info()[1]:
+        # Retraining on another number of processes would give other weights under another key.
+        raise CheckpointError(f"the adaptive baseline {folder.name} was trained on {world} processes and is not in "
+                              f"this home; train it again with `train --adaptive --nproc {world}` and the same "
+                              "settings")
     init_baseline = _init_from_description(scenario, adaptive.get("init_baseline"), device)
     return train_adaptive(scenario, AdaptiveSettings.from_dict(adaptive), progress=progress, device=device,
                           init=init_baseline)

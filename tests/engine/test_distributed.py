@@ -120,3 +120,17 @@ def test_ddp_rank0_repeats_across_runs_and_worker_thread_counts(tmp_path):
     single_path = tmp_path / "single.safetensors"
     save_file({k: v.contiguous() for k, v in single.model.state_dict().items()}, str(single_path))
     assert _weights_sha256(single_path) != runs[0][1]  # why the world size is in the key
+
+
+def test_a_ddp_baseline_missing_from_the_home_is_not_silently_retrained_on_one_process(tmp_path, monkeypatch):
+    """A run measured on a 2-rank baseline must not be rebuilt from a 1-process one (other weights)."""
+    from gemini_core.adaptive import AdaptiveSettings, baseline_from_adaptive_description
+    from gemini_core.errors import CheckpointError
+    from gemini_core.scenarios import get_scenario
+
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path))
+    scenario = get_scenario("digits")
+    adaptive = {**AdaptiveSettings(epochs=1).resolved(scenario).to_dict(), "key": "digits-adaptive-gone",
+                "world_size": 2, "init_baseline": None}
+    with pytest.raises(CheckpointError, match="trained on 2 processes.*--nproc 2"):
+        baseline_from_adaptive_description(scenario, {"adaptive": adaptive})
