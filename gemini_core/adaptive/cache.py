@@ -19,11 +19,13 @@ from gemini_core.techniques.prune import replay_pruning
 from gemini_core.training.baseline import Baseline
 
 
-def adaptive_key(scenario, settings: AdaptiveSettings, init_key: str | None = None) -> str:
-    """The cache key: scenario, data, the resolved settings and the starting baseline's key."""
+def adaptive_key(scenario, settings: AdaptiveSettings, init_key: str | None = None, world_size: int = 1) -> str:
+    """The cache key: scenario, data, the resolved settings (seed and thread count included), the starting
+    baseline's key and the number of training processes (``world_size``: DDP on 2 ranks does not give a
+    single process's weights, see ``adaptive/train.py``)."""
     blob = json.dumps({"format": ADAPTIVE_FORMAT, "kind": "adaptive", "arch": scenario.arch(),
-                       "data": scenario.fingerprint(), "adaptive": settings.to_dict(), "init": init_key},
-                      sort_keys=True)
+                       "data": scenario.fingerprint(), "adaptive": settings.to_dict(), "init": init_key,
+                       "world_size": int(world_size)}, sort_keys=True)
     name = scenario.name.replace(":", "_").replace("/", "_")[:40]
     return f"{name}-adaptive-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 

@@ -10,7 +10,9 @@ from gemini_core.errors import ConfigError
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.training.schedules import LR_POLICIES, PRUNE_SCHEDULES, PruneSchedule
 
-ADAPTIVE_FORMAT = 1  # the cache's meta.json format (part of the cache key)
+# The cache's meta.json format (part of the cache key). 2: training runs under ``training.loop.reproducible``
+# at a fixed thread count; the key holds the thread count and the world size.
+ADAPTIVE_FORMAT = 2
 GUARD_ACTIONS = ("rollback", "slow")
 MASK_MODES = ("none", "unstructured", "2:4")
 QAT_BITS = (8, 6, 4, 3, 2)
@@ -21,7 +23,8 @@ PRUNE_METHODS = ("none",) + STRUCTURED_METHODS
 class AdaptiveSettings:
     """How an adaptive training runs; every field is checked on construction.
 
-    ``lr``, ``batch_size`` and ``weight_decay`` left None take the scenario's defaults;
+    ``lr``, ``batch_size``, ``weight_decay`` and ``threads`` (the CPU threads training runs on, fixed so
+    the weights repeat) left None take the scenario's defaults;
     ``end_epoch`` None leaves the last quarter of the epochs (at least one) for recovery.
     ``target_ratio`` drives the structured channel ratio (``prune_method``) and, with
     ``mask="unstructured"``, the share of weights masked to zero; ``mask="2:4"`` keeps two of every
@@ -47,6 +50,7 @@ class AdaptiveSettings:
     qat_start_epoch: int | None = None
     max_steps: int | None = None
     seed: int = 0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self._check_counts()
@@ -74,6 +78,7 @@ class AdaptiveSettings:
         self._whole("qat_start_epoch", 0, allow_none=True)
         self._whole("max_steps", 1, allow_none=True)
         self._whole("batch_size", 1, allow_none=True)
+        self._whole("threads", 1, allow_none=True)
 
     def _check_rates(self) -> None:
         for name in ("lr", "weight_decay"):
@@ -162,6 +167,7 @@ class AdaptiveSettings:
             self, lr=self.lr if self.lr is not None else train.lr,
             batch_size=self.batch_size if self.batch_size is not None else train.batch_size,
             weight_decay=self.weight_decay if self.weight_decay is not None else train.weight_decay, end_epoch=end,
+            threads=self.threads if self.threads is not None else train.threads,
             qat_start_epoch=(self.qat_start_epoch if self.qat_start_epoch is not None
                              else ((end if self.prunes else 0) if self.qat_bits else None)))
 
@@ -180,4 +186,5 @@ class AdaptiveSettings:
     def train_settings(self) -> TrainSettings:
         """The equivalent ``TrainSettings`` (what a Baseline records as its training)."""
         return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                             weight_decay=self.weight_decay, max_steps=self.max_steps, seed=self.seed)
+                             weight_decay=self.weight_decay, max_steps=self.max_steps, seed=self.seed,
+                             threads=self.threads if self.threads is not None else TrainSettings.threads)

@@ -28,11 +28,20 @@ key over the scenario, data, settings and starting point, with the pruning histo
 ``meta.json`` so loading it rebuilds the pruned architecture. Sweeps and exports take it like any
 other baseline.
 
+Reproducible: the whole training runs under ``training.loop.reproducible`` (deterministic
+algorithms, a private random state seeded with ``settings.seed``, ``settings.threads`` CPU threads),
+so the same scenario, data, settings and seed give the same weights bit for bit at any caller thread
+count, as the plain baseline does.
+
 Distributed: inside a ``torch.distributed`` process group (see ``training/distributed.py``) the
-same call trains with DistributedDataParallel. Every global batch is split across ranks, so the
-gradient is the single-process one; pruning steps happen identically on every rank (same weights,
-buffers synchronised from rank 0, same decisions from all-reduced validation figures); rank 0
-alone writes the cache and reports progress.
+same call trains with DistributedDataParallel. Every global batch is split across ranks and each
+rank's loss is its share of the global batch's mean, so the averaged gradient is the single-process
+one in exact arithmetic. Not in floating point, and not for BatchNorm: each rank normalises with its
+half-batch's statistics, and gradients are summed in another order. So a world size of N gives other
+weights than one process; the cache key holds the world size, and rank 0's result repeats bit for
+bit for the same world size, whatever the threads each worker was started with. Pruning steps
+happen identically on every rank (same weights, buffers synchronised from rank 0, same decisions
+from all-reduced validation figures); rank 0 alone writes the cache and reports progress.
 """
 from __future__ import annotations
 
@@ -55,7 +64,7 @@ from gemini_core.adaptive.steps import (
     structured_step,
 )
 from gemini_core.device import pick_device
-from gemini_core.errors import Cancelled
+from gemini_core.errors import Cancelled, CheckpointError
 from gemini_core.paths import baselines_dir
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios.base import TrainSettings
@@ -64,7 +73,7 @@ from gemini_core.techniques.qat import attach_transforms, clone, detach_transfor
 from gemini_core.techniques.quantize import quantize_weights_
 from gemini_core.training.baseline import Baseline, get_baseline
 from gemini_core.training.distributed import all_reduce, barrier, dist_info, sync_buffers, wrap
-from gemini_core.training.loop import predict
+from gemini_core.training.loop import predict, reproducible
 from gemini_core.training.schedules import make_lr_policy
 
 __all__ = ["baseline_from_adaptive_description", "train_adaptive"]
@@ -245,11 +254,12 @@ class _Trainer:
         self.runner.train()
         losses, stopped = [], False
         for batch in self.splits.train.batches(s.batch_size, shuffle=True, seed=s.seed + epoch):
+            global_n = len(batch)
             if world > 1:
-                if len(batch) < world:
+                if global_n < world:
                     continue  # every rank must take part in every step
-                batch = batch.take(torch.arange(self.rank, len(batch), world))
-            losses.append(self._train_step(batch))
+                batch = batch.take(torch.arange(self.rank, global_n, world))
+            losses.append(self._train_step(batch, global_n))
             notify(self.progress, "step", epoch=epoch + 1, step=self.step, total_steps=self.total_steps,
                    loss=losses[-1])
             if self.step >= self.total_steps:
@@ -265,10 +275,16 @@ class _Trainer:
         loss_sum, loss_count = all_reduce([sum(losses), float(len(losses))], self.device)
         return loss_sum / max(loss_count, 1)
 
-    def _train_step(self, batch) -> float:
+    def _train_step(self, batch, global_n: int) -> float:
+        """One optimizer step on ``batch`` (this rank's share of a global batch of ``global_n`` examples)."""
         inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
         self.policy.apply(self.optimizer)
-        loss = self.loss_fn(self.runner(**inputs), batch.labels.to(self.device))
+        logits, labels = self.runner(**inputs), batch.labels.to(self.device)
+        if self.world == 1:
+            loss = self.loss_fn(logits, labels)
+        else:  # DDP averages over ranks: sum / global_n * world makes that the global batch's mean,
+            # also when the last batch does not split evenly
+            loss = nn.functional.cross_entropy(logits, labels, reduction="sum") * (self.world / global_n)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -388,8 +404,7 @@ class _Trainer:
 
 def _initial_model(scenario, settings: AdaptiveSettings, init, init_baseline) -> nn.Module:
     """The model training starts from: a fresh one (seeded), or a copy of ``init``'s."""
-    _ = scenario.splits  # the data is loaded before the seed is set: the seed governs the model's start alone
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)  # inside ``reproducible``: the private random state, not the caller's
     if init is None:
         return scenario.build_model()
     return clone(init_baseline.model if init_baseline is not None else init)
@@ -406,16 +421,16 @@ def train_adaptive(scenario, settings: AdaptiveSettings | None = None, progress:
     process group, ranks other than 0 get None when the result was already cached.
     """
     settings = (settings or AdaptiveSettings()).resolved(scenario)
-    rank, _ = dist_info()
+    rank, world = dist_info()
     progress = progress if rank == 0 else None
     device = torch.device(device) if device is not None else pick_device()
     init_baseline = init if hasattr(init, "model") and hasattr(init, "key") else None
     if init_baseline is not None:
         init_history = list(init_baseline.pruning_history or [])
     cache = cache and (init is None or init_baseline is not None)
-    key = adaptive_key(scenario, settings, init_baseline.key if init_baseline is not None else None)
+    key = adaptive_key(scenario, settings, init_baseline.key if init_baseline is not None else None, world)
     folder = baselines_dir() / key
-    description = {**settings.to_dict(), "key": key,
+    description = {**settings.to_dict(), "key": key, "world_size": world,
                    "init_baseline": init_baseline.describe() if init_baseline is not None else None}
 
     if cache and not retrain and all_reduce([float(rank == 0 and (folder / "meta.json").exists())], device,
@@ -425,13 +440,15 @@ def train_adaptive(scenario, settings: AdaptiveSettings | None = None, progress:
         notify(progress, "cached", baseline_key=key)
         return load_adaptive_baseline(scenario, folder)
 
-    trainer = _Trainer(scenario, settings, _initial_model(scenario, settings, init, init_baseline), init_history,
-                       device, progress, should_stop)
-    trainer.announce(key)
-    for epoch in range(settings.epochs):
-        if trainer.run_epoch(epoch):
-            break
-    baseline = trainer.finish(key, folder, description)
+    _ = scenario.splits  # the data is loaded before the seed is set: the seed governs the model's start alone
+    with reproducible(settings.seed, settings.threads, device):
+        trainer = _Trainer(scenario, settings, _initial_model(scenario, settings, init, init_baseline),
+                           init_history, device, progress, should_stop)
+        trainer.announce(key)
+        for epoch in range(settings.epochs):
+            if trainer.run_epoch(epoch):
+                break
+        baseline = trainer.finish(key, folder, description)
     if cache and rank == 0:
         write_adaptive_baseline(baseline, trainer.summary)
     barrier()
@@ -444,6 +461,12 @@ def baseline_from_adaptive_description(scenario, description: dict, progress: Pr
     folder = baselines_dir() / adaptive.get("key", description.get("baseline_key", ""))
     if (folder / "meta.json").exists():
         return load_adaptive_baseline(scenario, folder)
+    world = int(adaptive.get("world_size") or 1)
+    if world != dist_info()[1]:
+        # Retraining on another number of processes would give other weights under another key.
+        raise CheckpointError(f"the adaptive baseline {folder.name} was trained on {world} processes and is not in "
+                              f"this home; train it again with `train --adaptive --nproc {world}` and the same "
+                              "settings")
     init_baseline = _init_from_description(scenario, adaptive.get("init_baseline"), device)
     return train_adaptive(scenario, AdaptiveSettings.from_dict(adaptive), progress=progress, device=device,
                           init=init_baseline)

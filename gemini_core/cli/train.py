@@ -45,7 +45,7 @@ ADAPTIVE_FLAGS = SettingsFlags(
         "qat_start_epoch": "epoch QAT starts (default: when pruning ends)",
     },
     without_flag={name: "the baseline's setting (TrainSettings), changed by --epochs, --lr, --train-batch-size, "
-                        "--max-steps" for name in FROM_TRAIN_SETTINGS},
+                        "--max-steps, --train-threads" for name in FROM_TRAIN_SETTINGS},
 )
 # Flags that mean nothing without --adaptive.
 ADAPTIVE_ONLY = ("nproc", *ADAPTIVE_FLAGS.helps, "init")

@@ -25,6 +25,10 @@ from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios.base import Scenario, Split, TrainSettings
 from gemini_core.training.schedules import one_cycle_warmup_share
 
+# How ``train_steps`` recovers a model; part of every fine-tuned point's key, so points stored under an
+# earlier recipe (a constant rate) are measured again rather than shown next to new ones.
+RECOVERY_RECIPE = "adamw-one-cycle"
+
 
 @contextlib.contextmanager
 def reproducible(seed: int, threads: int | None = 1, device="cpu") -> Iterator[None]:
@@ -99,7 +103,13 @@ def train_steps(
     should_stop: Callable[[], bool] | None = None,
     threads: int | None = 1,
 ) -> float:
-    """A fixed number of Adam steps (recovery after pruning); returns the last loss.
+    """A fixed number of AdamW steps (recovery after pruning); returns the last loss.
+
+    The rate follows the training's own one-cycle schedule over the ``steps``: a short linear warm-up
+    to ``lr`` (a fresh Adam's first steps move every weight by about ``lr``, whatever its gradient),
+    then cosine decay to about zero, so the model ends settled rather than wherever the last step at a
+    constant rate left it. (At a constant 0.3x the base rate, 20 steps at seed 0 cost the unpruned digits
+    model 2.6 points of test accuracy; the step-by-step accuracy swung by several points.)
 
     ``should_stop`` is asked before every step; when it says so, ``Cancelled`` is raised (the
     half-recovered model is the caller's to drop). Runs under ``reproducible(seed, threads)``, so
@@ -113,6 +123,8 @@ def train_steps(
 def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step, should_stop) -> float:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1),
+                                                    pct_start=one_cycle_warmup_share(max(steps, 1)))
     loss_fn = nn.CrossEntropyLoss()
     done, epoch, loss_value = 0, 0, float("nan")
     while done < steps:
@@ -124,6 +136,7 @@ def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             if after_step is not None:
                 after_step()
             loss_value = float(loss.detach())

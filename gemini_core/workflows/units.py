@@ -21,6 +21,7 @@ from gemini_core.device import device_label, measurement_label, pick_device
 from gemini_core.errors import Cancelled
 from gemini_core.measure import count_macs, measure_point
 from gemini_core.scenarios.base import Scenario
+from gemini_core.training.loop import RECOVERY_RECIPE
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,12 @@ class SweepUnit:
 
 
 def point_key(config: CompressionConfig, batch_size: int, device) -> str:
-    """``device``: a torch device, or an executor's device key such as ``"ray:cpu"``."""
-    blob = json.dumps({"config": config.key(), "batch": batch_size, "device": device_key(device)}, sort_keys=True)
+    """``device``: a torch device, or an executor's device key such as ``"ray:cpu"``. A fine-tuned point's
+    key holds the recovery recipe too (the same config recovered another way is another model)."""
+    fields = {"config": config.key(), "batch": batch_size, "device": device_key(device)}
+    if config.finetune_steps:
+        fields["recovery_recipe"] = RECOVERY_RECIPE
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
