@@ -85,7 +85,7 @@ def check_header_params(shapes: dict[str, tuple[int, ...]], what: str) -> int:
     """The parameters the header's tensors hold, refused above ``GEMINI_MAX_PARAMS``."""
     count = sum(math.prod(shape) for shape in shapes.values())
     if count > max_params():
-        raise CheckpointError(f"{what} holds {count:,} parameters, above the limit of {max_params():,} "
+        raise CheckpointError(f"{what}: {count:,} parameters in the header, above the limit of {max_params():,} "
                               "(GEMINI_MAX_PARAMS changes it)")
     return count
 

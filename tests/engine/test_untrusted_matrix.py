@@ -459,7 +459,7 @@ NO_META_CASES = [
     ("vocab-mismatch", {"vocab_size": 1000}, {}, "vocab_size is 1,000 but model.safetensors holds"),
     ("ffn-mismatch", {"intermediate_size": 128}, {}, "intermediate_size is 128 but model.safetensors holds"),
     ("layers-mismatch", {"num_hidden_layers": 3}, {}, "num_hidden_layers is 3 but model.safetensors holds 2 layers"),
-    ("header-over-cap", "extra", {"GEMINI_MAX_PARAMS": "2000000"}, "parameters, above the limit of 2,000,000"),
+    ("header-over-cap", "extra", {"GEMINI_MAX_PARAMS": "2000000"}, "parameters in the header, above the limit of 2,000,000"),
 ]
 
 
