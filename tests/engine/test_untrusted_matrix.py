@@ -380,6 +380,48 @@ def test_caps_before_allocation(case_id, edit, env, message, home, export_dir, d
     assert message in line, line
 
 
+def _arch_set(**values):
+    def edit(recipe):
+        recipe["scenario"]["arch"].update(values)
+    return edit
+
+
+def _mlp_on_cnn_weights(recipe):
+    recipe["scenario"]["arch"] = {"scenario": "digits", "model": "MLP", "in_features": 64, "num_classes": 10,
+                                  "hidden": 128}
+
+
+# A gemini export whose recipe sizes do not describe its weights: compared with the safetensors header
+# before any module is built (the build is watched and must never happen).
+EXPORT_SHAPE_CASES = [
+    ("classes-12", _arch_set(num_classes=12), "field scenario.arch.num_classes does not fit model.safetensors"),
+    ("width-mult-16", _arch_set(width_mult=16), "field scenario.arch.width_mult does not fit model.safetensors"),
+    ("width-mult-64", _arch_set(width_mult=64), "field scenario.arch.width_mult does not fit model.safetensors"),
+    ("in-channels-3", _arch_set(in_channels=3), "field scenario.arch.in_channels does not fit model.safetensors"),
+    ("mlp-on-cnn-weights", _mlp_on_cnn_weights, "the file holds classifier.1.bias, which the recipe's architecture"),
+    ("header-over-cap", {"GEMINI_MAX_PARAMS": "50000"}, "parameters in the header, above the limit of 50,000"),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, message", EXPORT_SHAPE_CASES, ids=[c[0] for c in EXPORT_SHAPE_CASES])
+def test_export_recipe_sizes_against_the_header(case_id, edit, message, home, export_dir, tmp_path, monkeypatch,
+                                                capsys):
+    from gemini_core.checkpoint import load as load_module
+
+    built = []
+    real = load_module.build_architecture
+    monkeypatch.setattr(load_module, "build_architecture", lambda arch: built.append(arch) or real(arch))
+    if isinstance(edit, dict):
+        for name, value in edit.items():
+            monkeypatch.setenv(name, value)
+        target = export_dir
+    else:
+        target = recipe_variant(export_dir, tmp_path, edit)
+    line = run_cli(["evaluate", str(target), "--device", "cpu"], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+    assert built == []  # refused from the header, before the architecture was built
+
+
 DATA_CAPS = [
     ("npz-huge-header", ["sweep", "--scenario", "images", "--data", "{d}/huge_shape.npz"], "would need"),
     ("image-30000-squared", ["sweep", "--scenario", "images", "--data", "{d}/bomb_images"],
