@@ -545,6 +545,18 @@ def test_hf_truncated_safetensors_is_one_line(tiny_bert_dir, home, d, tmp_path, 
     assert "damaged or truncated" in line, line
 
 
+def test_evaluate_unpacks_a_zip_once(home, d, tmp_path, monkeypatch, capsys):
+    """A zipped export is checked and unpacked once (with the archive's caps) and that folder is reused."""
+    extractions = []
+    real = zipfile.ZipFile.extractall
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", lambda self, *a, **k: extractions.append(1) or real(self, *a, **k))
+    monkeypatch.setenv("GEMINI_HOME", str(home[0]))
+    assert main(["evaluate", str(d / "good.zip"), "--device", "cpu"]) == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert extractions == [1]
+    assert record["export"] == str((d / "good.zip").resolve()) and record["reencoded_identical"] is True
+
+
 # == 4. overwrite only what is ours ============================================================================
 OVERWRITE_CASES = [
     ("the-home", lambda h, d: h, "is the home folder"),
