@@ -13,7 +13,7 @@ from gemini_core.results.store import Store
 
 from . import views
 from .jobs import SensitivityJob
-from .state import current_job, current_model, submit
+from .state import current_job, current_model, show_error_once, submit
 
 POLL_SECONDS = 1.0
 NA = "–"  # a cell that does not apply (bits of a pruning group, ratio of a layer)
@@ -45,7 +45,7 @@ def latest_stored_profile(scenario: str) -> dict | None:
     try:
         found = [a for a in Store().analyses() if a["scenario"] == scenario]
     except GeminiError as exc:
-        st.error(f"The run history cannot be read: {exc}")
+        show_error_once(str(exc), "The run history cannot be read: ")
         return None
     return found[0]["result"] if found else None
 

@@ -47,11 +47,20 @@ def registry() -> JobRegistry:
 
 
 # -- jobs ----------------------------------------------------------------------------------------
+STORE_JOBS = ("sweep", "train", "sensitivity")  # jobs that train a baseline and write to the run store
+
+
 def submit(job: Job, kind_key: str | None = None) -> Job | None:
-    """Start ``job``; on a busy lane store a message for the page to show and return None."""
+    """Start ``job``; on a busy lane or a damaged store, store one message for the page to show and return None.
+
+    A job that trains and writes to the run store is not started at all when the store is damaged or
+    unreadable: the message says so before any training (the job checks again, for a store damaged later).
+    """
     try:
+        if job.kind in STORE_JOBS:
+            Store().check()
         registry().submit(job)
-    except JobBusy as exc:
+    except (JobBusy, GeminiError) as exc:
         st.session_state["job_error"] = str(exc)
         return None
     st.session_state[f"{kind_key or job.kind}_job_id"] = job.id
@@ -73,7 +82,16 @@ def current_job(kind: str) -> Job | None:
 def show_job_error() -> None:
     msg = st.session_state.pop("job_error", None)
     if msg:
-        st.error(msg)
+        show_error_once(msg)
+
+
+def show_error_once(message: str, prefix: str = "") -> None:
+    """``st.error`` unless this page run already showed ``message`` (a damaged store met by the start button
+    and by the page's own history view is one fact, said once). ``page_chrome`` resets it every run."""
+    shown = st.session_state.setdefault("errors_shown", [])
+    if message not in shown:
+        shown.append(message)
+        st.error(prefix + message)
 
 
 # -- current model -------------------------------------------------------------------------------
