@@ -5,6 +5,7 @@ Only the page scripts (main thread) call into here; the job threads never do.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -14,6 +15,7 @@ from gemini_core.fsio import explain_os_error, write_file_atomic
 from gemini_core.paths import data_roots, home_dir, resolve_readable
 from gemini_core.results.store import Store
 
+from . import saved_state
 from .jobs import Job, JobBusy, JobRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +129,35 @@ def model_label(model: dict) -> str:
 # -- chosen point (Sweep -> Export / Report) ----------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def shared_memory() -> dict:
-    """Process-wide memory of the last choices, so a reloaded tab (a new session) finds them again."""
-    return {}
+    """Process-wide memory of the last choices, so a reloaded tab (a new session) finds them again; loaded
+    from the home folder's ui_state.json (checked as untrusted input), so a restarted server does too."""
+    memory, problems = saved_state.load(check_typed_path)
+    memory["_state_text"] = saved_state.dump(memory) if memory else None
+    memory["_state_problems"] = problems
+    return memory
+
+
+_SAVE_LOCK = threading.Lock()
+
+
+def persist_state() -> None:
+    """Write the choices to ui_state.json if they changed (app.py, after every page run). Sessions and tabs
+    share one state: the last writer wins. A read-only or full home keeps them in this process only."""
+    memory = shared_memory()
+    with _SAVE_LOCK:
+        try:
+            memory["_state_text"] = saved_state.save(memory, memory.get("_state_text"))
+        except OSError:
+            pass  # the page already works from the process memory; a read-only home is reported elsewhere
+
+
+def show_state_problems() -> None:
+    """The saved state's problems (a damaged or foreign ui_state.json), once per session, one line."""
+    problems = shared_memory().get("_state_problems") or []
+    if problems and not st.session_state.get("state_problems_shown"):
+        st.session_state["state_problems_shown"] = True
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        st.warning(problems[0] + more)
 
 
 def runs_with_points_or_stop(what: str):
