@@ -84,7 +84,7 @@ def check_recipe_fits_weights(recipe: dict, blob: bytes) -> dict[str, tuple[int,
     entry = architecture(arch)
     try:
         model_shapes = check_param_count(lambda: entry.rebuild(arch), "the recipe's architecture")
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
         if isinstance(exc, GeminiError):
             raise
         raise CheckpointError(f"the recipe's architecture record cannot be built: {type(exc).__name__}: "
