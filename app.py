@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui import views
 from ui.estimates import estimate_range, format_range
-from ui.state import current_job, current_model, show_job_error
+from ui.state import current_job, current_model, persist_state, show_job_error, show_state_problems
 
 st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/icon.svg", layout="wide",
                    initial_sidebar_state="expanded")
@@ -42,6 +42,7 @@ def overview() -> None:
 
 
 views.page_chrome()
+show_state_problems()
 pages = [
     st.Page(overview, title="Overview", icon=":material/home:", default=True),
     st.Page("pages/1_Model.py", title="Model", icon=":material/model_training:"),
@@ -51,4 +52,7 @@ pages = [
     st.Page("pages/5_Report.py", title="Report", icon=":material/summarize:"),
     st.Page("pages/6_Sensitivity.py", title="Sensitivity", icon=":material/tune:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+finally:  # also when the page stops or reruns: its choices are kept in the home folder (ui/saved_state.py)
+    persist_state()

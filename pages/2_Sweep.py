@@ -24,6 +24,8 @@ st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Ever
 remembered = shared_memory().get("sweep_form") or {}  # a reload / new tab: the last form of this server
 for k, v in DEFAULTS.items():
     st.session_state.setdefault(k, remembered.get(k, v))
+if remembered.get("sw_name"):
+    st.session_state.setdefault("sw_name", remembered["sw_name"])
 
 
 def _valid_ratios(values) -> set:

@@ -11,7 +11,7 @@ from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
 from ui import explore, recipes, views
-from ui.state import registry, use_router
+from ui.state import registry, shared_memory, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -51,8 +51,9 @@ st.dataframe(table, hide_index=True, key="h_runs", column_config={
     "baseline accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
 
 st.subheader("Open a run")
-# The opened run is in the address (?run=ID): a reload or a shared link opens it again.
-wanted = st.query_params.get("run")
+# The opened run is in the address (?run=ID): a reload or a shared link opens it again; without one, the run
+# last opened on this server (kept in the home folder, so after a restart too).
+wanted = st.query_params.get("run") or shared_memory().get("history_run")
 if wanted in labels and st.session_state.get("h_open") is None:
     st.session_state["h_open"] = wanted
 if st.session_state.get("h_open") not in labels:
@@ -68,6 +69,7 @@ opened = st.selectbox("Run to open (its charts, table and the recommendation)", 
                       format_func=labels.get, key="h_open", on_change=remember_open, placeholder="choose a run")
 if opened:
     st.query_params["run"] = opened
+    shared_memory()["history_run"] = opened
 
     def rerun_settings(run_id=opened) -> None:
         try:

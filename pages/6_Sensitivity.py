@@ -66,7 +66,8 @@ c[0].radio("Objective", ["smallest-size", "speedup"], key="sn_objective",
 c[1].number_input("Max accuracy drop (points)", min_value=0.0, max_value=100.0, step=0.25, key="sn_max_drop")
 c[2].number_input("Target speed-up (x)", min_value=1.05, max_value=50.0, step=0.25, key="sn_speedup",
                   disabled=st.session_state.sn_objective != "speedup")
-c[3].number_input("Fine-tune steps (if pruned)", min_value=0, max_value=5000, step=20, key="sn_alloc_ft")
+c[3].number_input("Fine-tune steps (allocation and comparators)", min_value=0, max_value=5000, step=20,
+                  key="sn_alloc_ft")
 c = st.columns([2, 1, 1])
 c[0].multiselect("Bit widths the allocator may choose (empty: 32 and all profiled)",
                  sorted({32, *profile["params"]["bits"]}, reverse=True), key="sn_alloc_bits")

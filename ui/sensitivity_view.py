@@ -13,7 +13,7 @@ from gemini_core.results.store import Store
 
 from . import views
 from .jobs import SensitivityJob
-from .state import current_job, current_model, submit
+from .state import current_job, current_model, show_error_once, submit
 
 POLL_SECONDS = 1.0
 NA = "–"  # a cell that does not apply (bits of a pruning group, ratio of a layer)
@@ -45,7 +45,7 @@ def latest_stored_profile(scenario: str) -> dict | None:
     try:
         found = [a for a in Store().analyses() if a["scenario"] == scenario]
     except GeminiError as exc:
-        st.error(f"The run history cannot be read: {exc}")
+        show_error_once(str(exc), "The run history cannot be read: ")
         return None
     return found[0]["result"] if found else None
 
@@ -128,8 +128,7 @@ def propose(profile: dict) -> None:
 
 def allocation_editor(profile: dict) -> None:
     """The chosen allocation as an editable table, its predicted figures, and the button to measure it."""
-    from gemini_core.workflows.allocator import allocation_config, predict, rows_to_choice
-    from gemini_core.workflows.sweep import SweepSpec
+    from gemini_core.workflows.allocator import allocation_config, comparison_spec, predict, rows_to_choice
 
     s = st.session_state
     if s.get("sn_alloc_error"):
@@ -179,14 +178,16 @@ def allocation_editor(profile: dict) -> None:
     st.caption(f"Config: `{config.label()}`")
     uniform_bits = tuple(sorted({32, 8, *[b for b in bits.values() if b < 32]}, reverse=True))
     prunes = any(r > 0 for r in ratios.values())
-    spec = SweepSpec(prune_methods=(profile["params"]["prune_method"],) if prunes else ("none",),
-                     prune_ratios=(0.0, 0.5) if prunes else (0.0,), bits=uniform_bits,
-                     granularities=(profile["params"]["granularity"],), finetune_steps=(int(s.sn_alloc_ft),),
-                     allocations=(config,))
+    spec = comparison_spec(config, prune_method=profile["params"]["prune_method"],
+                           granularity=profile["params"]["granularity"],
+                           compare_ratios=(0.0, 0.5) if prunes else (0.0,), compare_bits=uniform_bits)
     s["sn_alloc_spec"] = spec
     st.caption(f"Measuring runs a sweep of {spec.n_points()} points: this allocation and uniform comparators "
                f"({', '.join(map(str, uniform_bits))} bits{', 0 and 50% pruning' if prunes else ''}). "
-               "It appears on the Sweep page and in History like any sweep.")
+               + (f"Every point, the quantized-only ones included, gets the allocation's {config.finetune_steps} "
+                  "fine-tune steps (same rate and data; fine-tuned in float, then quantized). "
+                  if config.finetune_steps else "No point is fine-tuned (0 steps). ")
+               + "It appears on the Sweep page and in History like any sweep.")
 
 
 def measure_allocation() -> None:

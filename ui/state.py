@@ -5,6 +5,7 @@ Only the page scripts (main thread) call into here; the job threads never do.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -14,6 +15,7 @@ from gemini_core.fsio import explain_os_error, write_file_atomic
 from gemini_core.paths import data_roots, home_dir, resolve_readable
 from gemini_core.results.store import Store
 
+from . import saved_state
 from .jobs import Job, JobBusy, JobRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,11 +49,20 @@ def registry() -> JobRegistry:
 
 
 # -- jobs ----------------------------------------------------------------------------------------
+STORE_JOBS = ("sweep", "train", "sensitivity")  # jobs that train a baseline and write to the run store
+
+
 def submit(job: Job, kind_key: str | None = None) -> Job | None:
-    """Start ``job``; on a busy lane store a message for the page to show and return None."""
+    """Start ``job``; on a busy lane or a damaged store, store one message for the page to show and return None.
+
+    A job that trains and writes to the run store is not started at all when the store is damaged or
+    unreadable: the message says so before any training (the job checks again, for a store damaged later).
+    """
     try:
+        if job.kind in STORE_JOBS:
+            Store().check()
         registry().submit(job)
-    except JobBusy as exc:
+    except (JobBusy, GeminiError) as exc:
         st.session_state["job_error"] = str(exc)
         return None
     st.session_state[f"{kind_key or job.kind}_job_id"] = job.id
@@ -73,7 +84,16 @@ def current_job(kind: str) -> Job | None:
 def show_job_error() -> None:
     msg = st.session_state.pop("job_error", None)
     if msg:
-        st.error(msg)
+        show_error_once(msg)
+
+
+def show_error_once(message: str, prefix: str = "") -> None:
+    """``st.error`` unless this page run already showed ``message`` (a damaged store met by the start button
+    and by the page's own history view is one fact, said once). ``page_chrome`` resets it every run."""
+    shown = st.session_state.setdefault("errors_shown", [])
+    if message not in shown:
+        shown.append(message)
+        st.error(prefix + message)
 
 
 # -- current model -------------------------------------------------------------------------------
@@ -109,8 +129,35 @@ def model_label(model: dict) -> str:
 # -- chosen point (Sweep -> Export / Report) ----------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def shared_memory() -> dict:
-    """Process-wide memory of the last choices, so a reloaded tab (a new session) finds them again."""
-    return {}
+    """Process-wide memory of the last choices, so a reloaded tab (a new session) finds them again; loaded
+    from the home folder's ui_state.json (checked as untrusted input), so a restarted server does too."""
+    memory, problems = saved_state.load(check_typed_path)
+    memory["_state_text"] = saved_state.dump(memory) if memory else None
+    memory["_state_problems"] = problems
+    return memory
+
+
+_SAVE_LOCK = threading.Lock()
+
+
+def persist_state() -> None:
+    """Write the choices to ui_state.json if they changed (app.py, after every page run). Sessions and tabs
+    share one state: the last writer wins. A read-only or full home keeps them in this process only."""
+    memory = shared_memory()
+    with _SAVE_LOCK:
+        try:
+            memory["_state_text"] = saved_state.save(memory, memory.get("_state_text"))
+        except OSError:
+            pass  # the page already works from the process memory; a read-only home is reported elsewhere
+
+
+def show_state_problems() -> None:
+    """The saved state's problems (a damaged or foreign ui_state.json), once per session, one line."""
+    problems = shared_memory().get("_state_problems") or []
+    if problems and not st.session_state.get("state_problems_shown"):
+        st.session_state["state_problems_shown"] = True
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        st.warning(problems[0] + more)
 
 
 def runs_with_points_or_stop(what: str):

@@ -24,6 +24,7 @@ from .state import (
     registry,
     select_point,
     selected_point_id,
+    show_error_once,
     submit,
 )
 
@@ -64,6 +65,7 @@ def _gb(n) -> str:
 # -- page chrome -------------------------------------------------------------------------------------
 def page_chrome() -> None:
     """CSS, logo and the sidebar (device, torch, current model, running job). Called once per run by app.py."""
+    st.session_state["errors_shown"] = []  # show_error_once: each message once per run
     inject_css()
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
     render_sidebar()
@@ -238,7 +240,7 @@ def _latest_stored_run(where: str) -> None:
         runs = [r for r in store.runs() if r["points_ok"]]
         records = store.points(runs[0]["run_id"]) if runs else []
     except GeminiError as exc:
-        st.error(f"The run history cannot be read: {exc}")
+        show_error_once(str(exc), "The run history cannot be read: ")
         return
     if not runs:
         st.info("No sweep yet: press **Run demo sweep** to measure the demo grid on the current model.")

@@ -17,6 +17,7 @@ from torch import nn
 from gemini_core.checkpoint.archive import _export_root
 from gemini_core.checkpoint.format import MODEL_FILE, read_export
 from gemini_core.checkpoint.inputs import synthetic_inputs
+from gemini_core.checkpoint.shapes import check_recipe_fits_weights
 from gemini_core.compress.codec import LAYER_BITS_KEY, decode_state, from_bytes
 from gemini_core.compress.model import CompressedModel
 from gemini_core.config import CompressionConfig
@@ -56,6 +57,7 @@ class LoadedExport:
 def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
     """The stored (fp32, dequantized) model and its quantized codes, from a verified recipe + file."""
     arch = recipe["scenario"]["arch"]
+    check_recipe_fits_weights(recipe, blob)  # header only: cap and shapes before anything is built
     try:
         tensors, layout, meta = from_bytes(blob)
         state, quantized = decode_state(tensors, layout)

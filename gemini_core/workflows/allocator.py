@@ -17,6 +17,7 @@ config (a sweep point) for the real figures.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -231,7 +232,7 @@ def allocation_config(profile, bits: dict, ratios: dict, finetune_steps: int = 0
     pruned = {name: r for name, r in ratios.items() if r > 0}
     overrides += [{"pattern": name, "prune_ratio": float(r)} for name, r in pruned.items()]
     return CompressionConfig(prune_method=params.get("prune_method", "l2-structured") if pruned else "none",
-                             finetune_steps=finetune_steps if pruned else 0, bits=int(base),
+                             finetune_steps=finetune_steps, bits=int(base),
                              granularity=params.get("granularity", "per-channel"), execution=execution,
                              layer_overrides=overrides)
 
@@ -269,14 +270,28 @@ def predict(profile, bits: dict, ratios: dict) -> dict:
     return model.predicted({n: bits.get(n, 32) for n in model.layers}, {n: r for n, r in ratios.items() if r})
 
 
+def comparison_spec(config: CompressionConfig, *, prune_method: str, granularity: str, compare_ratios: tuple = (0.0,),
+                    compare_bits: tuple = (32, 8, 4), batch_size: int = 32) -> SweepSpec:
+    """The sweep that measures an allocation ``config`` next to uniform comparators, every point recovered
+    like the allocation: the same fine-tune steps (``config.finetune_steps``; same rate, seed and data, as
+    every sweep recovery), quantized-only and unpruned comparators included (fine-tuned in float, then
+    quantized, as the engine recovers pruned points), so the comparison is fair."""
+    return SweepSpec(prune_methods=(prune_method,) if any(r > 0 for r in compare_ratios) else ("none",),
+                     prune_ratios=tuple(compare_ratios), bits=tuple(compare_bits), granularities=(granularity,),
+                     finetune_steps=(config.finetune_steps,), batch_size=int(batch_size), allocations=(config,),
+                     recover_unpruned=config.finetune_steps > 0)
+
+
 def measure_allocation(scenario, baseline, allocation: Allocation, *, prune_method: str, granularity: str,
                        compare_ratios: tuple = (0.0,), compare_bits: tuple = (32, 8, 4), finetune_steps: int = 0,
                        batch_size: int = 32, store=None, device=None, name: str | None = None) -> list[dict]:
     """Measure ``allocation`` next to uniform comparators (``compare_ratios`` x ``compare_bits``) in one
     sweep, stored like any sweep; the records without tracebacks. The fp32 reference is among them."""
-    spec = SweepSpec(prune_methods=(prune_method,) if any(r > 0 for r in compare_ratios) else ("none",),
-                     prune_ratios=tuple(compare_ratios), bits=tuple(compare_bits), granularities=(granularity,),
-                     finetune_steps=(finetune_steps,), batch_size=int(batch_size), allocations=(allocation.config,))
+    # One recovery budget for the allocation and every comparator (``finetune_steps`` when given).
+    steps = int(finetune_steps or allocation.config.finetune_steps)
+    config = dataclasses.replace(allocation.config, finetune_steps=steps)
+    spec = comparison_spec(config, prune_method=prune_method, granularity=granularity,
+                           compare_ratios=compare_ratios, compare_bits=compare_bits, batch_size=batch_size)
     records = run_sweep(scenario, baseline, spec, store=store, device=device,
                         name=name or f"{scenario.name} allocation vs uniform")
     return [{k: v for k, v in record.items() if k != "traceback"} for record in records]

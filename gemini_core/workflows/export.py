@@ -155,28 +155,12 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     whether the recorded accuracy was reproduced exactly.
     """
     device = pick_device(device)
-    with _export_root(path) as root:  # the recipe is checked (schema) and the scenario rebuilt before the model
-        recipe = read_recipe(root)
-    scenario = scenario or scenario_for(recipe, data_overrides)
-    loaded = load_export(path, device=device, scenario=scenario)  # runtime executions convert again with it
+    with _export_root(path) as root:  # a zip is unpacked once, with the archive's caps, and reused below
+        record, loaded, scenario, recorded = _evaluate_root(root, device, scenario, batch_size, data_overrides)
     recipe = loaded.recipe
-    recorded = recipe.get("record") or {}
-    batch_size = int(batch_size or min(int(recorded.get("batch_size") or 32), MAX_EVAL_BATCH))
-    compressed = loaded.as_compressed()
-    # Latency depends on the thread count: re-measure at the one the point was recorded at.
-    threads = recorded.get("threads") if device.type == "cpu" else None
-    with compute_threads(int(threads) if threads else None):
-        record = measure_point(compressed, scenario, batch_size=batch_size)
-    record["warnings"] = condition_warnings(record, recorded if recorded.get("threads") else None)
-    reencoded = compressed.storage()
-    with _export_root(path) as root:
-        file_bytes = (root / MODEL_FILE).stat().st_size
-        file_hash = sha256_file(root / MODEL_FILE)
-    record["size_bytes"] = int(file_bytes)
-    record["reencoded_identical"] = hashlib.sha256(reencoded).hexdigest() == file_hash
     fingerprint = scenario.fingerprint()
     record.update({
-        "export": str(loaded.path),
+        "export": str(Path(path).expanduser().resolve()),
         "measured_at": "evaluate",
         "data_fingerprint": fingerprint,
         "data_fingerprint_matches": fingerprint == recipe["scenario"].get("data_fingerprint"),
@@ -189,3 +173,22 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
         record["recorded"]["sweep_accuracy"] = recipe["sweep_record"].get("accuracy")
         record["recorded"]["sweep_size_bytes"] = recipe["sweep_record"].get("size_bytes")
     return record
+
+
+def _evaluate_root(root: Path, device, scenario, batch_size, data_overrides):
+    """``evaluate_export`` on an export folder already unpacked: (record, loaded, scenario, recorded)."""
+    recipe = read_recipe(root)  # the recipe is checked (schema) and the scenario rebuilt before the model
+    scenario = scenario or scenario_for(recipe, data_overrides)
+    loaded = load_export(root, device=device, scenario=scenario)  # runtime executions convert again with it
+    recorded = loaded.recipe.get("record") or {}
+    batch_size = int(batch_size or min(int(recorded.get("batch_size") or 32), MAX_EVAL_BATCH))
+    compressed = loaded.as_compressed()
+    # Latency depends on the thread count: re-measure at the one the point was recorded at.
+    threads = recorded.get("threads") if device.type == "cpu" else None
+    with compute_threads(int(threads) if threads else None):
+        record = measure_point(compressed, scenario, batch_size=batch_size)
+    record["warnings"] = condition_warnings(record, recorded if recorded.get("threads") else None)
+    reencoded = compressed.storage()
+    record["size_bytes"] = int((root / MODEL_FILE).stat().st_size)
+    record["reencoded_identical"] = hashlib.sha256(reencoded).hexdigest() == sha256_file(root / MODEL_FILE)
+    return record, loaded, scenario, recorded

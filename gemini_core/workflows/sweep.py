@@ -49,8 +49,14 @@ class SweepSpec:
     # Per-layer configs (e.g. from the allocator) measured next to the grid's uniform points, so
     # the front shows whether the per-layer choice beats uniform settings.
     allocations: tuple = ()
+    # Fine-tune the unpruned settings too (plain recovery: fine-tune in float, then quantize each bit width,
+    # as pruned points are), so quantized-only points get the same recovery budget as pruned ones; the
+    # allocation-vs-uniform comparison uses it. False: unpruned points are measured as trained.
+    recover_unpruned: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.recover_unpruned, bool):
+            raise ConfigError(f"recover_unpruned must be true or false, not {self.recover_unpruned!r}")
         if isinstance(self.allocations, (CompressionConfig, dict)):
             object.__setattr__(self, "allocations", (self.allocations,))
         allocations = tuple(a if isinstance(a, CompressionConfig) else CompressionConfig.from_dict(dict(a))
@@ -91,6 +97,8 @@ class SweepSpec:
             data["allocations"] = [a.to_dict() for a in self.allocations]
         else:
             del data["allocations"]  # likewise
+        if not self.recover_unpruned:
+            del data["recover_unpruned"]  # likewise
         return data
 
     @classmethod
@@ -124,9 +132,10 @@ class SweepSpec:
         for method in self.prune_methods:
             ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
             for ratio in ratios:
-                for steps in (self.finetune_steps if method != "none" and ratio > 0 else (0,)):
-                    if method != "none" and ratio == 0:
-                        config = CompressionConfig()
+                pruned = method != "none" and ratio > 0
+                for steps in (self.finetune_steps if pruned or self.recover_unpruned else (0,)):
+                    if not pruned:
+                        config = CompressionConfig(finetune_steps=steps)
                     else:
                         config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps)
                     settings.setdefault(config.prune_key, config)

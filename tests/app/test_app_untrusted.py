@@ -149,3 +149,37 @@ def test_every_unsafe_html_call_site_is_known():
             tag = next((t for k, t in known if k == str(file.relative_to(ROOT)) and t in before), None)
             found.add((str(file.relative_to(ROOT)), tag))
     assert found == known, found
+
+
+# -- 10. a corrupt or unreadable store is reported before any training starts ------------------------------
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"this is not a sqlite database" * 100)
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+
+
+STORE_PAGES = [
+    ("overview-demo-garbage", None, "demo_start", _garbage, "run store"),
+    ("model-train-garbage", MODEL, "m_train", _garbage, "run store"),
+    ("sweep-start-garbage", "pages/2_Sweep.py", "sw_start", _garbage, "run store"),
+    ("sensitivity-garbage", "pages/6_Sensitivity.py", "sn_start", _garbage, "run store"),
+    ("model-train-folder", MODEL, "m_train", _folder, "run store"),
+]
+
+
+@pytest.mark.parametrize("case_id, page, button, make, message", STORE_PAGES, ids=[c[0] for c in STORE_PAGES])
+def test_damaged_store_is_reported_and_no_job_starts(case_id, page, button, make, message, app_env):
+    from ui.state import registry
+
+    baselines = sorted(p.name for p in (app_env / "baselines").iterdir())
+    make(app_env / "gemini.sqlite")
+    at = new_app(page)
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error if message in e.value]
+    assert len(errors) == 1, [e.value for e in at.error]
+    assert "\n" not in errors[0]
+    assert registry().all() == []  # no job was started, so nothing trained
+    assert sorted(p.name for p in (app_env / "baselines").iterdir()) == baselines

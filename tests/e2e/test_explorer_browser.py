@@ -109,3 +109,37 @@ def test_report_download_has_a_glossary_and_stays_under_1_mb(fixed_server, page,
     for term in ("ft60", "l1-structured", "per-channel", "p50", "MACs"):
         assert term in glossary, term
     assert "360 examples" in text and "<details>" in text
+
+
+def test_choices_survive_a_server_restart(tmp_path, page):
+    """The run opened in History and the Sweep form come back after the server process is restarted (they
+    are kept in the home folder's ui_state.json), with no query parameters in the address."""
+    require_browser()
+    from playwright.sync_api import expect
+
+    from gemini_core.results.store import Store
+
+    (tmp_path / "home").mkdir()
+    ids = write_fixed_run(Store(tmp_path / "home" / "gemini.sqlite"))
+    with streamlit_server(tmp_path) as info:
+        page.goto(f"{info['url']}/History?run={RUN_ID}")
+        expect(page.get_by_role("heading", name="History")).to_be_visible(timeout=90_000)
+        wait_idle(page)
+        expect(page.get_by_text(f"Ship point #{ids[EXPECTED_LOSS_1_LABEL]} ")).to_be_visible()
+        page.goto(f"{info['url']}/Sweep")
+        expect(page.get_by_role("heading", name="Sweep")).to_be_visible(timeout=60_000)
+        wait_idle(page)
+        name = page.get_by_placeholder("e.g. l1 vs 2:4 at 8 bits")
+        name.fill("kept after a restart")
+        name.press("Enter")
+        wait_idle(page)
+    assert "kept after a restart" in (tmp_path / "home" / "ui_state.json").read_text()
+    with streamlit_server(tmp_path) as info:  # a new server process on the same home
+        page.goto(f"{info['url']}/Sweep")
+        expect(page.get_by_role("heading", name="Sweep")).to_be_visible(timeout=90_000)
+        wait_idle(page)
+        expect(page.get_by_placeholder("e.g. l1 vs 2:4 at 8 bits")).to_have_value("kept after a restart")
+        page.goto(f"{info['url']}/History")
+        expect(page.get_by_role("heading", name="History")).to_be_visible(timeout=60_000)
+        wait_idle(page)
+        expect(page.get_by_text(f"Ship point #{ids[EXPECTED_LOSS_1_LABEL]} ")).to_be_visible()

@@ -192,3 +192,41 @@ def test_cli_sensitivity_bad_input_exits_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_uniform_comparators_are_recovered_exactly_like_the_allocation(analysed, tmp_path, monkeypatch):
+    """Issue 18: the allocation and every uniform comparator (quantized-only, unpruned ones included) get
+    the same recovery: same steps, rate, batch size, seed and training data; fails if any differs."""
+    from gemini_core.techniques import prune as prune_module
+    from gemini_core.workflows.allocator import comparison_spec, measure_allocation
+
+    scenario, baseline, _, profile, _ = analysed
+    calls = []
+    real = prune_module.train_steps
+
+    def spy(model, split, steps, lr, batch_size=64, seed=0, **kwargs):
+        calls.append({"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "data": id(split)})
+        return real(model, split, steps, lr=lr, batch_size=batch_size, seed=seed, **kwargs)
+
+    monkeypatch.setattr(prune_module, "train_steps", spy)
+    allocation = allocate(profile, max_accuracy_drop_points=1.0, allow_pruning=False, bits_options=(32, 8, 2),
+                          finetune_steps=3)  # a quantized-only allocation: it is fine-tuned too
+    assert not allocation.config.prunes and allocation.config.finetune_steps == 3
+    spec = comparison_spec(allocation.config, prune_method="l1-structured", granularity="per-channel",
+                           compare_ratios=(0.0, 0.5), compare_bits=(32, 8, 4))
+    assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert "recover_unpruned" not in SweepSpec(bits=(32, 8)).to_dict()  # old run ids stay
+    records = measure_allocation(scenario, baseline, allocation, prune_method="l1-structured",
+                                 granularity="per-channel", compare_ratios=(0.0, 0.5), compare_bits=(32, 8, 4),
+                                 store=Store(tmp_path / "fair.sqlite"), device="cpu")
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    anchor = [r for r in records if r["config"] == CompressionConfig().to_dict()]
+    compared = [r for r in records if r not in anchor]
+    assert len(anchor) == 1  # the untouched fp32 reference only anchors ratios
+    quantized_only = [r for r in compared if r["config"]["prune_ratio"] == 0 and r["config"]["bits"] < 32
+                      and not r["config"]["layer_overrides"]]
+    assert {r["config"]["bits"] for r in quantized_only} == {8, 4}
+    assert {r["config"]["finetune_steps"] for r in compared} == {3}, [r["label"] for r in compared]
+    # one recovery per distinct setting (unpruned, 50% pruned, the allocation), each the same recipe
+    assert len(calls) == 3 and all(c == calls[0] for c in calls), calls
+    assert calls[0]["steps"] == 3 and calls[0]["data"] == id(scenario.splits.train)

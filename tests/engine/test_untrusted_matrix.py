@@ -380,6 +380,48 @@ def test_caps_before_allocation(case_id, edit, env, message, home, export_dir, d
     assert message in line, line
 
 
+def _arch_set(**values):
+    def edit(recipe):
+        recipe["scenario"]["arch"].update(values)
+    return edit
+
+
+def _mlp_on_cnn_weights(recipe):
+    recipe["scenario"]["arch"] = {"scenario": "digits", "model": "MLP", "in_features": 64, "num_classes": 10,
+                                  "hidden": 128}
+
+
+# A gemini export whose recipe sizes do not describe its weights: compared with the safetensors header
+# before any module is built (the build is watched and must never happen).
+EXPORT_SHAPE_CASES = [
+    ("classes-12", _arch_set(num_classes=12), "field scenario.arch.num_classes does not fit model.safetensors"),
+    ("width-mult-16", _arch_set(width_mult=16), "field scenario.arch.width_mult does not fit model.safetensors"),
+    ("width-mult-64", _arch_set(width_mult=64), "field scenario.arch.width_mult does not fit model.safetensors"),
+    ("in-channels-3", _arch_set(in_channels=3), "field scenario.arch.in_channels does not fit model.safetensors"),
+    ("mlp-on-cnn-weights", _mlp_on_cnn_weights, "the file holds classifier.1.bias, which the recipe's architecture"),
+    ("header-over-cap", {"GEMINI_MAX_PARAMS": "50000"}, "parameters in the header, above the limit of 50,000"),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, message", EXPORT_SHAPE_CASES, ids=[c[0] for c in EXPORT_SHAPE_CASES])
+def test_export_recipe_sizes_against_the_header(case_id, edit, message, home, export_dir, tmp_path, monkeypatch,
+                                                capsys):
+    from gemini_core.checkpoint import load as load_module
+
+    built = []
+    real = load_module.build_architecture
+    monkeypatch.setattr(load_module, "build_architecture", lambda arch: built.append(arch) or real(arch))
+    if isinstance(edit, dict):
+        for name, value in edit.items():
+            monkeypatch.setenv(name, value)
+        target = export_dir
+    else:
+        target = recipe_variant(export_dir, tmp_path, edit)
+    line = run_cli(["evaluate", str(target), "--device", "cpu"], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+    assert built == []  # refused from the header, before the architecture was built
+
+
 DATA_CAPS = [
     ("npz-huge-header", ["sweep", "--scenario", "images", "--data", "{d}/huge_shape.npz"], "would need"),
     ("image-30000-squared", ["sweep", "--scenario", "images", "--data", "{d}/bomb_images"],
@@ -412,10 +454,12 @@ def tiny_bert_dir(tmp_path_factory):
 
 
 HF_CONFIG_CASES = [
-    ("hidden-mismatch", {"hidden_size": 64}, "does not fit its weights"),
+    ("hidden-mismatch", {"hidden_size": 64}, "hidden_size is 64 but model.safetensors holds"),
     ("hidden-65536", {"hidden_size": 65536, "intermediate_size": 262144, "num_attention_heads": 1},
      "parameters (estimate), above the limit"),
-    ("layers-100k", {"num_hidden_layers": 100_000}, "parameters (estimate), above the limit"),
+    ("layers-100k", {"num_hidden_layers": 100_000}, "num_hidden_layers is 100000; it must be a whole number"),
+    ("layers-2000-estimate", {"num_hidden_layers": 2000, "hidden_size": 4096, "num_attention_heads": 1},
+     "parameters (estimate), above the limit"),
     ("vocab-0", {"vocab_size": 0}, "vocab_size is 0"),
     ("hidden-negative", {"hidden_size": -32}, "hidden_size is -32"),
     ("hidden-string", {"hidden_size": "wide"}, "hidden_size"),
@@ -433,6 +477,65 @@ def test_hf_config_checked_before_allocation(case_id, update, message, tiny_bert
     assert message in line, line
 
 
+def _no_meta_build(monkeypatch):
+    """Make the meta-device build fail as it does for a model whose constructor calls ``.item()``."""
+    from gemini_core.scenarios import registry, text
+
+    def unbuildable():
+        raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+
+    calls = []
+
+    def check(build, what):
+        calls.append(what)
+        return registry.check_param_count(unbuildable, what)
+
+    monkeypatch.setattr(text, "check_param_count", check)
+    return calls
+
+
+# The guard must not depend on the meta build: the config is checked against the header's shapes and
+# the header's parameter count, with the meta build failing like a constructor that calls .item().
+NO_META_CASES = [
+    ("hidden-mismatch", {"hidden_size": 64}, {}, "hidden_size is 64 but model.safetensors holds"),
+    ("vocab-mismatch", {"vocab_size": 1000}, {}, "vocab_size is 1,000 but model.safetensors holds"),
+    ("ffn-mismatch", {"intermediate_size": 128}, {}, "intermediate_size is 128 but model.safetensors holds"),
+    ("layers-mismatch", {"num_hidden_layers": 3}, {}, "num_hidden_layers is 3 but model.safetensors holds 2 layers"),
+    ("header-over-cap", "extra", {"GEMINI_MAX_PARAMS": "2000000"}, "parameters in the header, above the limit of 2,000,000"),
+]
+
+
+@pytest.mark.parametrize("case_id, update, env, message", NO_META_CASES, ids=[c[0] for c in NO_META_CASES])
+def test_hf_guard_without_the_meta_build(case_id, update, env, message, tiny_bert_dir, home, d, tmp_path,
+                                         monkeypatch, capsys):
+    from safetensors.torch import load_file, save_file
+
+    calls = _no_meta_build(monkeypatch)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    folder = shutil.copytree(tiny_bert_dir, tmp_path / "model")
+    if update == "extra":  # a config that estimates small, weights that hold 3M parameters more
+        tensors = load_file(folder / "model.safetensors")
+        save_file({**tensors, "extra.weight": torch.zeros(3000, 1000)}, folder / "model.safetensors")
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **update}))
+    argv = ["train", "--scenario", f"hf:{folder}", "--data", str(d / "good.csv"), "--epochs", "1", "--max-steps", "1"]
+    line = run_cli(argv, home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+    assert calls == []  # refused before even the meta build was tried
+
+
+def test_hf_model_without_a_meta_build_still_trains(tiny_bert_dir, home, d, tmp_path, monkeypatch, capsys):
+    """The control: an honest folder whose meta build fails passes the header checks and trains."""
+    calls = _no_meta_build(monkeypatch)
+    folder = shutil.copytree(tiny_bert_dir, tmp_path / "model")
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "own_home"))
+    argv = ["train", "--scenario", f"hf:{folder}", "--data", str(d / "good.csv"), "--epochs", "1", "--max-steps", "1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert calls, "the meta build was not even tried"
+
+
 def test_hf_truncated_safetensors_is_one_line(tiny_bert_dir, home, d, tmp_path, monkeypatch, capsys):
     folder = shutil.copytree(tiny_bert_dir, tmp_path / "model")
     blob = (folder / "model.safetensors").read_bytes()
@@ -440,6 +543,18 @@ def test_hf_truncated_safetensors_is_one_line(tiny_bert_dir, home, d, tmp_path, 
     argv = ["train", "--scenario", f"hf:{folder}", "--data", str(d / "good.csv"), "--epochs", "1", "--max-steps", "1"]
     line = run_cli(argv, home[0], monkeypatch, capsys, home[1])
     assert "damaged or truncated" in line, line
+
+
+def test_evaluate_unpacks_a_zip_once(home, d, tmp_path, monkeypatch, capsys):
+    """A zipped export is checked and unpacked once (with the archive's caps) and that folder is reused."""
+    extractions = []
+    real = zipfile.ZipFile.extractall
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", lambda self, *a, **k: extractions.append(1) or real(self, *a, **k))
+    monkeypatch.setenv("GEMINI_HOME", str(home[0]))
+    assert main(["evaluate", str(d / "good.zip"), "--device", "cpu"]) == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert extractions == [1]
+    assert record["export"] == str((d / "good.zip").resolve()) and record["reencoded_identical"] is True
 
 
 # == 4. overwrite only what is ours ============================================================================
@@ -459,12 +574,15 @@ OVERWRITE_CASES = [
 def test_overwrite_only_our_exports(case_id, target, message, home, d, monkeypatch, capsys):
     home_path, run_id = home
     out = target(home_path, d)
-    before = sorted(str(p) for p in out.rglob("*")) if out.exists() and out != home_path.parent else None
+    def listing():  # SQLite's WAL side files come and go with any open connection (see store_snapshot)
+        return sorted(str(p) for p in out.rglob("*") if not p.name.endswith(("-wal", "-shm")))
+
+    before = listing() if out.exists() and out != home_path.parent else None
     line = run_cli(["export", "--out", str(out), "--overwrite", "--epochs", "1", "--max-steps", "10"], home_path,
                    monkeypatch, capsys, run_id)
     assert message in line, line
     if before is not None:
-        assert sorted(str(p) for p in out.rglob("*")) == before
+        assert listing() == before
     assert (d / "not_ours" / "keep.txt").read_text() == "mine"
 
 
