@@ -1,0 +1,76 @@
+"""Sweep and Model pages with the LLM: the grid form, the demo grid (no 4-bit groups of 32), and a stored LLM
+run drawn with perplexity (lower is better) as its quality axis. A tiny random Llama in a temporary folder."""
+import numpy as np
+import pytest
+
+try:
+    from tests.app.test_app_support import app_env, chart_by_title, new_app, point_count  # noqa: F401
+except ImportError:  # pragma: no cover
+    from test_app_support import app_env, chart_by_title, new_app, point_count  # noqa: F401
+
+from tests.engine.conftest import build_tiny_llama, build_tokenizer
+
+PAGE = "pages/2_Sweep.py"
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path):
+    folder = tmp_path / "tiny_llama"
+    tokenizer = build_tokenizer()
+    build_tiny_llama(len(tokenizer)).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _llm_app(page, options):
+    at = new_app()
+    at.session_state["model"] = {"scenario": "llm", "options": options, "train": None, "adaptive": None}
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_sweep_page_draws_a_stored_llm_runs_perplexity(tiny_dir, app_env):
+    from gemini_core.llm.point import LLMSettings
+    from gemini_core.scenarios import get_scenario
+    from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
+
+    settings = LLMSettings(context_len=64, eval_tokens=128, calib_samples=2, calib_seq_len=32, prefill_tokens=16,
+                           prefill_repeats=2, decode_new_tokens=3, decode_repeats=1)
+    spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(32,), prune_methods=("magnitude",),
+                        sparsities=(0.5,), settings=settings)
+    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_dir}"), spec))
+    assert len(records) == 3
+    at = _llm_app(PAGE, {"model": f"hf:{tiny_dir}"})
+    chart = chart_by_title(at, "Perplexity vs prefill latency (lower is better)")
+    assert point_count(chart) == 3
+    assert chart["layout"]["yaxis"]["title"]["text"].startswith("perplexity")
+    ys = np.concatenate([np.asarray(t["y"], dtype=float) for t in chart["data"]
+                         if t.get("name") not in ("Pareto front", "recommended")])
+    assert sorted(ys.tolist()) == pytest.approx(sorted(r["perplexity"] for r in records))
+    front = next(t for t in chart["data"] if t.get("name") == "Pareto front")
+    best = min(records, key=lambda r: r["perplexity"])["perplexity"]
+    assert best == pytest.approx(min(np.asarray(front["y"], dtype=float)))  # lowest perplexity is on the front
+    assert any("perplexity" in s.value for s in at.success)  # the recommendation speaks of perplexity
+
+
+def test_llm_grid_form_and_demo_grid_avoid_4_bit_group_32():
+    at = _llm_app(PAGE, {})  # the built-in SmolLM2 (the form never loads it)
+    assert any("4-bit group-32 storage" in c.value for c in at.caption)
+    at.button(key="sw_fill_demo").click().run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="llm_groups").value == [64] and 4 in at.multiselect(key="llm_bits").value
+    assert "points**" in at.info[0].value and "estimate" in at.info[0].value
+    at.multiselect(key="llm_groups").set_value([32]).run()
+    assert any("measures nothing" in w.value for w in at.warning)
+    at.multiselect(key="llm_prune").set_value(["wanda"]).run()
+    at.multiselect(key="llm_sparsity").set_value([]).run()
+    assert at.button(key="sw_start").disabled is False  # an empty sparsity list falls back to 0.5
+
+
+def test_model_page_offers_the_llm_and_its_source_note():
+    at = new_app("pages/1_Model.py")
+    at.selectbox(key="m_scenario").set_value("llm").run()
+    assert not at.exception, at.exception
+    assert any("Q4_1" in i.value and "measures nothing" in i.value for i in at.info)
+    assert at.button(key="m_train").disabled and not at.button(key="m_use").disabled
