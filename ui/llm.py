@@ -143,3 +143,38 @@ def model_section(options: dict) -> str | None:
     st.caption("No training: the model is loaded when a sweep starts. Quality is perplexity on the held-out last "
                "quarter of the text (lower is better); calibration uses the rest.")
     return None
+
+
+# -- the Export page's LLM parts -------------------------------------------------------------------------
+def point_metrics(point: dict, row) -> None:
+    """An LLM point's headline figures: perplexity (lower is better), prefill, decode, bytes written."""
+    c = st.columns(4)
+    change = row.get("perplexity_increase_pct")
+    c[0].metric("Perplexity (lower is better)", f"{point['perplexity']:.3f}",
+                f"{change:+.1f}% vs fp32" if change == change and change is not None else None,
+                delta_color="inverse")
+    c[1].metric("Prefill p50", f"{point['prefill_ms_p50']:.1f} ms")
+    c[2].metric("Decode", f"{point['decode_tokens_per_s']:.1f} tokens/s")
+    c[3].metric("Bytes written", f"{point['size_bytes'] / 2**20:.1f} MB",
+                f"ideal {point.get('ideal_size_bytes', 0) / 2**20:.1f} MB (estimate)", delta_color="off")
+    st.caption(f"context {point.get('context_len')} tokens, stride {point.get('stride')}, "
+               f"{point.get('tokens_scored')} tokens scored on {point.get('text_source')}")
+
+
+def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:
+    """Export an LLM point (safetensors folder + GGUF) and evaluate the export again."""
+    from gemini_core.results.store import Store
+    from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point
+
+    path = export_llm_point(Store(), point_id, out_dir, gguf="f32", overwrite=overwrite,
+                            progress=lambda event: setattr(j, "message", getattr(event, "message", str(event))))
+    j.message = "reloading the export and measuring it again"
+    return {"point_id": point_id, "path": str(path), "check": evaluate_llm_export(path)}
+
+
+def check_message(check: dict) -> tuple[bool, str]:
+    """(reproduced, one line) for an evaluated LLM export."""
+    ok = bool(check.get("perplexity_matches_record"))
+    return ok, (f"Reload check: perplexity {'reproduced exactly' if ok else 'NOT reproduced'}: "
+                f"{check['perplexity']:.6f} after reloading vs {check.get('recorded_perplexity'):.6f} recorded "
+                f"(context {check.get('context_len')}, stride {check.get('stride')})")

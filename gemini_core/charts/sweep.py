@@ -25,7 +25,7 @@ from gemini_core.charts.style import (
     execution_symbol,
     log_ticks,
 )
-from gemini_core.results.pareto import finite, front_for_axes, pareto_front
+from gemini_core.results.pareto import finite, front_for_axes
 from gemini_core.results.table import ok_points, reference_row
 
 
@@ -273,23 +273,26 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         if pts.empty:
             continue
         custom, template = hover_data(pts)
+        quality, scale = ("perplexity", 1.0) if is_llm_frame(pts) else ("accuracy", 100.0)  # LLM: lower is better
         fig.add_trace(go.Scatter(
-            x=pts["latency_ms_p50"].tolist(), y=(pts["accuracy"] * 100).tolist(), mode="markers",
+            x=pts["latency_ms_p50"].tolist(), y=(pts[quality] * scale).tolist(), mode="markers",
             name=f"{name} (all points)", legendgroup=name, opacity=0.35, error_y=error_bars(pts, "accuracy", 100.0),
             marker=dict(size=8, color=color, symbol=[execution_symbol(e) for e in pts["execution"]]),
             customdata=custom, hovertemplate=template))
         # Front in this 2-D view: accuracy vs latency only.
-        mask = pareto_front(pts, {"accuracy": "max", "latency_ms_p50": "min"})
+        mask = front_for_axes(pts, "latency_ms_p50", quality)
         front = pts[mask].sort_values("latency_ms_p50")
         fcustom, _ = hover_data(front)
         fig.add_trace(go.Scatter(
-            x=front["latency_ms_p50"].tolist(), y=(front["accuracy"] * 100).tolist(), mode="lines+markers",
+            x=front["latency_ms_p50"].tolist(), y=(front[quality] * scale).tolist(), mode="lines+markers",
             name=f"{name} front", legendgroup=name, line=dict(color=color, width=2, shape="hv"),
             marker=dict(size=11, color=color, line=FRONT_RING), customdata=fcustom, hovertemplate=template))
     fig.update_layout(**LAYOUT, title=title)
     fig.update_layout(legend_title_text="run")
     fig.update_xaxes(title_text="latency p50 per batch (ms)", **AXIS_STYLE)
-    fig.update_yaxes(title_text="test accuracy (%)", **AXIS_STYLE)
+    llm = any(is_llm_frame(df) for df in frames.values())
+    fig.update_yaxes(title_text="test accuracy (%) · perplexity (lower is better) for language models" if llm
+                     else "test accuracy (%)", **AXIS_STYLE)
     return fig
 
 
