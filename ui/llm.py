@@ -178,3 +178,73 @@ def check_message(check: dict) -> tuple[bool, str]:
     return ok, (f"Reload check: perplexity {'reproduced exactly' if ok else 'NOT reproduced'}: "
                 f"{check['perplexity']:.6f} after reloading vs {check.get('recorded_perplexity'):.6f} recorded "
                 f"(context {check.get('context_len')}, stride {check.get('stride')})")
+
+
+# -- the Sensitivity page's LLM parts -----------------------------------------------------------------------
+class LLMSensitivityJob(Job):
+    """Quantize one decoder block at a time and measure perplexity; the growing profile is in ``profile``."""
+
+    kind = "sensitivity"
+
+    def __init__(self, options: dict | None, params):
+        super().__init__("sensitivity of llm (per decoder block)")
+        self.scenario_name, self.options, self.params = "llm", dict(options or {}), params
+        self.train = self.adaptive = None
+        self.baseline_info, self.baseline_history = None, []
+        self.profile: dict | None = None
+
+    def _keep(self, profile) -> None:
+        data = profile.to_dict()
+        with self._lock:
+            self.profile, self.total = data, data["total_steps"]
+        self.message = f"{data['done_steps']} of {data['total_steps']} evaluations"
+
+    def work(self) -> None:
+        from gemini_core.results.store import Store
+        from gemini_core.scenarios import get_scenario
+        from gemini_core.workflows.llm_sensitivity import analyse_llm
+
+        store = Store().check()
+        self.message = "loading the language model"
+        profile = analyse_llm(get_scenario("llm", **self.options), self.params, store=store,
+                              should_stop=self.should_stop, on_profile=self._keep)
+        self._keep(profile)
+        self.result = {"analysis_id": profile.analysis_id, "status": profile.status}
+
+    def snapshot(self) -> dict:
+        snap = super().snapshot()
+        with self._lock:
+            snap["profile"] = self.profile
+        return snap
+
+
+def sensitivity_form():
+    """(LLMSensitivityParams, None) or (None, the problem)."""
+    from gemini_core.workflows.llm_sensitivity import LLMSensitivityParams
+
+    for key, value in (("sn_llm_bits", [4, 3]), ("sn_llm_group", 64), ("sn_llm_tokens", 1024)):
+        st.session_state.setdefault(key, value)
+    c = st.columns(3)
+    c[0].multiselect("Bit widths (per decoder block, RTN)", [8, 4, 3, 2], key="sn_llm_bits")
+    c[1].selectbox("Group size", GROUPS, key="sn_llm_group")
+    c[2].number_input("Held-out tokens per perplexity", min_value=64, max_value=65536, step=256, key="sn_llm_tokens")
+    group = st.session_state.sn_llm_group
+    try:
+        return LLMSensitivityParams(bits=tuple(st.session_state.sn_llm_bits),
+                                    group_size=None if group == "per-channel" else int(group),
+                                    eval_tokens=int(st.session_state.sn_llm_tokens)), None
+    except GeminiError as exc:
+        return None, str(exc)
+
+
+def show_llm_profile(profile: dict) -> None:
+    base = profile.get("baseline") or {}
+    keep = profile.get("params", {}).get("keep_high_precision") or []
+    st.caption(f"Analysis `{profile['analysis_id']}` · fp32 perplexity {base.get('perplexity', float('nan')):.3f} "
+               f"on {profile['examples']} held-out tokens (context {base.get('context_len')}) · "
+               f"{profile['done_steps']} of {profile['total_steps']} evaluations · {profile['status']} · "
+               f"{profile['seconds']:.0f} s. Each decoder block is quantized alone (RTN); colour = perplexity "
+               "increase in percent (lower is better).")
+    if keep:
+        st.success("Keep at higher precision: " + ", ".join(
+            f"{k['block']} ({k['perplexity_increase_pct']:+.1f}% at {k['bits']}-bit)" for k in keep))

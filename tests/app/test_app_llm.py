@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 try:
-    from tests.app.test_app_support import app_env, chart_by_title, new_app, point_count  # noqa: F401
+    from tests.app.test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
 except ImportError:  # pragma: no cover
-    from test_app_support import app_env, chart_by_title, new_app, point_count  # noqa: F401
+    from test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
 
 from tests.engine.conftest import build_tiny_llama, build_tokenizer
 
@@ -74,3 +74,17 @@ def test_model_page_offers_the_llm_and_its_source_note():
     assert not at.exception, at.exception
     assert any("Q4_1" in i.value and "measures nothing" in i.value for i in at.info)
     assert at.button(key="m_train").disabled and not at.button(key="m_use").disabled
+
+
+def test_sensitivity_page_profiles_decoder_blocks_by_perplexity(tiny_dir):
+    at = _llm_app("pages/6_Sensitivity.py", {"model": f"hf:{tiny_dir}"})
+    at.multiselect(key="sn_llm_bits").set_value([2]).run()
+    at.selectbox(key="sn_llm_group").set_value(32).run()
+    at.number_input(key="sn_llm_tokens").set_value(128).run()
+    at.button(key="sn_start").click().run()
+    assert not at.exception, at.exception
+    job = wait_job(at, "sensitivity", timeout=180)
+    assert job.state == "done", job.snapshot()
+    heat = chart_by_title(at, "Quantizing one decoder block at a time (RTN): perplexity increase (%)")
+    assert heat["data"][0]["y"] == ["block 0", "block 1"]
+    assert any("Keep at higher precision: block" in s.value for s in at.success)
