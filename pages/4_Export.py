@@ -150,11 +150,11 @@ def export_view(polling: bool) -> None:
             (st.success if ok else st.warning)(line)
         ok_acc = bool(check.get("accuracy_matches_record"))
         acc_now, acc_then = check.get("accuracy"), recorded.get("accuracy")
-        (st.success if ok_acc else st.warning)(
-            f"Reload check: accuracy {'reproduced' if ok_acc else 'NOT reproduced'}: "
-            f"{acc_now * 100:.2f}% after reloading vs {acc_then * 100:.2f}% in the sweep"
-            if acc_now is not None and acc_then is not None else "Reload check: accuracy not available") \
-            if "perplexity_matches_record" not in check else None
+        if "perplexity_matches_record" not in check:
+            (st.success if ok_acc else st.warning)(
+                f"Reload check: accuracy {'reproduced' if ok_acc else 'NOT reproduced'}: "
+                f"{acc_now * 100:.2f}% after reloading vs {acc_then * 100:.2f}% in the sweep"
+                if acc_now is not None and acc_then is not None else "Reload check: accuracy not available")
         size, ideal = check.get("size_bytes"), point.get("ideal_size_bytes")
         if size and ideal:
             st.info(f"File size: model.safetensors is {size:,} bytes ({size / 1024:.1f} KB) vs "
