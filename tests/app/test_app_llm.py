@@ -30,7 +30,7 @@ def _llm_app(page, options):
     return at
 
 
-def test_sweep_page_draws_a_stored_llm_runs_perplexity(tiny_dir, app_env):
+def _tiny_sweep(tiny_dir) -> list:
     from gemini_core.llm.point import LLMSettings
     from gemini_core.scenarios import get_scenario
     from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
@@ -41,6 +41,11 @@ def test_sweep_page_draws_a_stored_llm_runs_perplexity(tiny_dir, app_env):
                         sparsities=(0.5,), settings=settings)
     records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_dir}"), spec))
     assert len(records) == 3
+    return records
+
+
+def test_sweep_page_draws_a_stored_llm_runs_perplexity(tiny_dir, app_env):
+    records = _tiny_sweep(tiny_dir)
     at = _llm_app(PAGE, {"model": f"hf:{tiny_dir}"})
     chart = chart_by_title(at, "Perplexity vs prefill latency (lower is better)")
     assert point_count(chart) == 3
@@ -88,3 +93,18 @@ def test_sensitivity_page_profiles_decoder_blocks_by_perplexity(tiny_dir):
     heat = chart_by_title(at, "Quantizing one decoder block at a time (RTN): perplexity increase (%)")
     assert heat["data"][0]["y"] == ["block 0", "block 1"]
     assert any("Keep at higher precision: block" in s.value for s in at.success)
+
+
+def test_export_page_exports_an_llm_point_and_reproduces_its_perplexity(tiny_dir, app_env):
+    records = _tiny_sweep(tiny_dir)
+    point = next(r for r in records if r["config"]["quant_method"] == "rtn")
+    at = new_app()
+    at.session_state["selected_point_id"] = point["point_id"]
+    at.switch_page("pages/4_Export.py").run()
+    assert not at.exception, at.exception
+    assert "Perplexity (lower is better)" in [m.label for m in at.metric]
+    at.button(key="x_export").click().run()
+    job = wait_job(at, "export", timeout=180)
+    assert job.state == "done", job.snapshot()
+    assert job.result["check"]["perplexity"] == point["perplexity"]
+    assert any("perplexity reproduced exactly" in s.value for s in at.success), [s.value for s in at.success]
