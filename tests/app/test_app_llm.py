@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 
 try:
-    from tests.app.test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
+    from tests.app.test_app_support import (  # noqa: F401
+        app_env,
+        chart_by_title,
+        media_mgr,
+        new_app,
+        point_count,
+        wait_job,
+    )
 except ImportError:  # pragma: no cover
-    from test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
+    from test_app_support import app_env, chart_by_title, media_mgr, new_app, point_count, wait_job  # noqa: F401
 
 from tests.engine.conftest import build_tiny_llama, build_tokenizer
 
@@ -108,3 +115,17 @@ def test_export_page_exports_an_llm_point_and_reproduces_its_perplexity(tiny_dir
     assert job.state == "done", job.snapshot()
     assert job.result["check"]["perplexity"] == point["perplexity"]
     assert any("perplexity reproduced exactly" in s.value for s in at.success), [s.value for s in at.success]
+
+
+def test_report_page_words_an_llm_run_in_perplexity(tiny_dir, app_env, media_mgr):
+    records = _tiny_sweep(tiny_dir)
+    chosen = next(r for r in records if r["config"]["prune_method"] == "magnitude")
+    at = new_app()
+    at.session_state["selected_point_id"] = chosen["point_id"]
+    at.switch_page("pages/5_Report.py").run()
+    assert not at.exception, at.exception
+    assert "Perplexity (lower is better)" in [m.label for m in at.metric]
+    assert any("perplexity" in m.value and "lower is better" in m.value for m in at.markdown)
+    chart_by_title(at, "Measured points: perplexity vs latency")
+    page = media_mgr(at.download_button(key="r_html")).decode()
+    assert "perplexity (lower is better)" in page and "test accuracy [95% Wilson interval]" not in page

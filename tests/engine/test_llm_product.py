@@ -193,3 +193,17 @@ def test_model_card_of_the_builtin_model_says_its_source_was_4_bit():
                            "scenario": {"arch": {"source": "smollm2"}}, "llm": {}})
     assert "already quantized" in card and "GGUF Q4_1 (4-bit, groups of 32" in card
     assert "at 4 bits with groups of 32 reproduces them and measures nothing" in card
+
+
+def test_labelled_csv_adds_zero_shot_accuracy(tiny_llm_dir, tmp_path):
+    rows = ["text,label"] + [f"The film was {'great' if i % 2 else 'boring'} number {i}.,{'pos' if i % 2 else 'neg'}"
+                             for i in range(24)]
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    scenario = get_scenario("llm", model=f"hf:{tiny_llm_dir}", data=str(tmp_path / "reviews.csv"),
+                            label_column="label")
+    zero = scenario.zero_shot()
+    assert len(zero.texts) == 6 and set(zero.label_words) == {"neg", "pos"}  # the held-out last quarter
+    assert not set(zero.texts) & set(scenario.text_split.calibration)
+    lm = scenario.load()
+    record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, settings=TINY, zero_shot=zero, size=False)
+    assert 0 <= record["accuracy"] <= 1 and record["test_n"] == 6 and record["perplexity"] > 1
