@@ -106,9 +106,13 @@ class LLMScenario(Scenario):
         return digest.hexdigest()[:16]
 
     def baseline_key(self) -> str:
+        """The model's source, its weights' hash and the text's hash (computed once per scenario object)."""
+        if getattr(self, "_baseline_key", None) is not None:
+            return self._baseline_key
         blob = json.dumps({"model": self.model_spec, "weights": self.model_fingerprint(),
                            "text": self.fingerprint()}, sort_keys=True)
-        return "llm-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+        self._baseline_key = "llm-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._baseline_key
 
     def describe(self) -> dict:
         meta = self.load().metadata if self._lm is not None else {}
