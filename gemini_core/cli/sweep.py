@@ -141,6 +141,9 @@ def _run_llm(args) -> int:
     if out_path is not None and not out_path.parent.exists():
         raise GeminiError(f"--out folder {out_path.parent} does not exist")
     scenario = scenario_from(args)
+    if scenario.builtin_model and any(p.bits == 4 and p.group_size == 32 for p in spec.points()):
+        note("warning: SmolLM2's source weights were already 4-bit Q4_1 groups of 32; 4-bit g32 points reproduce "
+             "that grid and measure nothing")
     note(f"llm sweep: {spec.n_points()} points, about {spec.estimate_seconds() / 60:.0f} min for SmolLM2 on 2 "
          "cores (estimate)")
     failed, run_id = 0, None
