@@ -145,10 +145,11 @@ class Recommendation:
         return int(self.point["point_id"]) if self.point is not None else None
 
     def to_dict(self) -> dict:
-        def small(row):
-            return None if row is None else {k: row.get(k) for k in (
-                "point_id", "label", "accuracy", "accuracy_delta_pts", "latency_ms_p50", "size_kb", "speedup",
-                "compression")}
+        def small(row):  # NaN (no accuracy on an LLM point, no perplexity on a classifier's) becomes null
+            return None if row is None else {k: (None if isinstance(row.get(k), float) and row.get(k) != row.get(k)
+                                                 else row.get(k)) for k in (
+                "point_id", "label", "accuracy", "accuracy_delta_pts", "perplexity", "perplexity_increase_pct",
+                "latency_ms_p50", "size_kb", "speedup", "compression")}
         return {"recommended_point_id": self.point_id, "reason": self.reason, "constraints": asdict(self.constraints),
                 "feasible": self.feasible, "total": self.total, "recommended": small(self.point),
                 "alternatives": [small(a) for a in self.alternatives], "closest": small(self.closest),
