@@ -129,3 +129,26 @@ def test_report_page_words_an_llm_run_in_perplexity(tiny_dir, app_env, media_mgr
     chart_by_title(at, "Measured points: perplexity vs latency")
     page = media_mgr(at.download_button(key="r_html")).decode()
     assert "perplexity (lower is better)" in page and "test accuracy [95% Wilson interval]" not in page
+
+
+def test_llm_sweep_from_the_page_shows_points_live_and_cancels(tiny_dir):
+    at = _llm_app(PAGE, {"model": f"hf:{tiny_dir}"})
+    at.multiselect(key="llm_quant").set_value(["rtn"]).run()
+    at.multiselect(key="llm_bits").set_value([8, 4, 3, 2]).run()
+    at.multiselect(key="llm_groups").set_value([32]).run()
+    assert "**5 points**" in at.info[0].value
+    at.button(key="sw_start").click().run()
+    assert not at.exception, at.exception
+    job = wait_job(at, "sweep", timeout=240, until=lambda j: len(j.records) >= 1)
+    at.button(key="sw_cancel").click().run()
+    job = wait_job(at, "sweep", timeout=240)
+    assert job.state in ("cancelled", "done") and 1 <= len(job.records) <= 5
+    assert all(r["status"] == "ok" and r["perplexity"] > 1 for r in job.records)
+    from gemini_core.results.store import Store
+
+    stored = Store().points(job.records[0]["run_id"])
+    assert len(stored) == len(job.records)  # every point shown was stored the moment it was measured
+    if job.state == "cancelled":
+        assert Store().get_run(job.records[0]["run_id"])["status"] == "interrupted"
+    chart = chart_by_title(at, "Perplexity vs prefill latency")
+    assert point_count(chart) == len(job.records)
