@@ -19,6 +19,7 @@ import torch
 
 from gemini_core.config import parse_list
 from gemini_core.errors import Cancelled, ConfigError
+from gemini_core.llm.calibrate import linear_layers
 from gemini_core.llm.point import (
     EXECUTIONS,
     PATTERNS,
@@ -28,6 +29,7 @@ from gemini_core.llm.point import (
     ideal_size_bytes,
     measure_llm_point,
 )
+from gemini_core.llm.quantize import check_grid
 from gemini_core.llm.scenario import LLMScenario
 from gemini_core.results.store import Store
 
@@ -176,6 +178,15 @@ def llm_point_record(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
     return record
 
 
+def check_group_sizes(model, spec: LLMSweepSpec) -> None:
+    """ConfigError naming the first group size that does not divide some decoder Linear's input columns."""
+    widths = sorted({lin.in_features for lin in linear_layers(model).values()})
+    for config in spec.points():
+        if config.quant_method != "none" and config.group_size:
+            for width in widths:
+                check_grid(config.bits, config.group_size, width)
+
+
 def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None = None, force: bool = False,
                   name: str | None = None, should_stop: Callable[[], bool] | None = None,
                   progress: Callable[[str], None] | None = None) -> Iterator[dict]:
@@ -185,6 +196,7 @@ def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None
     store = store or Store()
     lm = scenario.load(progress)
     loaded_at = time.time()
+    check_group_sizes(lm.model, spec)  # one clear line before anything is stored
     baseline_key = scenario.baseline_key()
     run_id = llm_run_id(baseline_key, spec)
     store.ensure_run(run_id, name or f"llm sweep ({scenario.model_spec})", "llm", baseline_key, spec.to_dict(),

@@ -207,3 +207,11 @@ def test_labelled_csv_adds_zero_shot_accuracy(tiny_llm_dir, tmp_path):
     lm = scenario.load()
     record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, settings=TINY, zero_shot=zero, size=False)
     assert 0 <= record["accuracy"] <= 1 and record["test_n"] == 6 and record["perplexity"] > 1
+
+
+def test_a_group_size_the_model_cannot_take_is_one_error_before_anything_is_stored(tiny_llm_dir, tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    spec = LLMSweepSpec(quant_methods=("rtn",), bits=(4,), group_sizes=(7,), settings=TINY)
+    with pytest.raises(ConfigError, match="group size 7 does not divide the 64 input columns"):
+        list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
+    assert store.runs() == []
