@@ -215,3 +215,18 @@ def test_a_group_size_the_model_cannot_take_is_one_error_before_anything_is_stor
     with pytest.raises(ConfigError, match="group size 7 does not divide the 64 input columns"):
         list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
     assert store.runs() == []
+
+
+def test_the_classifier_export_paths_hand_llm_points_and_exports_on(swept, tmp_path):
+    from gemini_core.checkpoint.archive import zip_export
+    from gemini_core.workflows.export import evaluate_export, export_point
+
+    store, _, records = swept
+    point = records[-1]
+    out = export_point(store, point["point_id"], tmp_path / "via_export_point")
+    assert json.loads((out / "recipe.json").read_text())["kind"] == "llm"
+    blob = zip_export(out)
+    zipped = tmp_path / "x.zip"
+    zipped.write_bytes(blob if isinstance(blob, bytes) else blob.read())
+    check = evaluate_export(zipped)
+    assert check["perplexity_matches_record"] and check["perplexity"] == point["perplexity"]
