@@ -7,6 +7,7 @@ import streamlit as st
 from gemini_core.charts.training import fig_adaptive_training, fig_training
 from gemini_core.errors import GeminiError
 from gemini_core.scenarios import SCENARIOS, get_scenario
+from ui import llm as llm_ui
 from ui import views
 from ui.jobs import TrainJob
 from ui.state import (
@@ -215,6 +216,8 @@ elif DATA_KIND[choice] == "model":
             st.error(f"This path cannot be used: {exc}")
     scenario_name = f"{choice}:{source}"
     data_file_section(choice)
+elif DATA_KIND[choice] == "text":  # the causal LM: built-in SmolLM2 or a local folder, built-in or own text
+    problem = llm_ui.model_section(options)
 elif DATA_KIND[choice] == "images":
     path = st.text_input("Folder of class folders, or an .npz file (x, y arrays)", key="m_images_path").strip()
     if path:
@@ -239,11 +242,14 @@ train = None
 adaptive = None
 MODES = {"standard": "standard: fixed settings",
          "adaptive": "adaptive: learning rate and structure adapt while training"}
-mode = st.radio("Training", list(MODES), format_func=MODES.get, horizontal=True, key="m_mode",
-                help="adaptive: validates every epoch, adapts the learning rate, prunes a little more where "
+mode = "standard" if DATA_KIND[choice] == "text" else st.radio(
+    "Training", list(MODES), format_func=MODES.get, horizontal=True, key="m_mode",
+    help="adaptive: validates every epoch, adapts the learning rate, prunes a little more where "
                      "validation allows (rolling back a step that costs too much), optionally trains against "
                      "the target bit width; the result is a baseline that sweeps and export take like any other")
-if scenario is not None and mode == "adaptive":
+if scenario is not None and getattr(scenario, "is_llm", False):
+    st.caption(scenario.description)  # no baseline training: the LLM is loaded as it is
+elif scenario is not None and mode == "adaptive":
     adaptive, problem = adaptive_form(scenario, choice, problem)
 elif scenario is not None:
     defaults = scenario.default_train
@@ -278,8 +284,9 @@ def train_now() -> None:
 
 c = st.columns([1.2, 1.4, 0.9, 1, 2.5])
 c[0].button("Use this model", key="m_use", on_click=use_model, disabled=scenario is None or problem is not None)
+is_llm = getattr(scenario, "is_llm", False)
 c[1].button("Train adaptively" if mode == "adaptive" else "Train / load baseline", key="m_train", type="primary",
-            on_click=train_now, disabled=scenario is None or problem is not None or running or busy,
+            on_click=train_now, disabled=scenario is None or problem is not None or running or busy or is_llm,
             help="loads the cached baseline when one exists for this data and these settings")
 c[2].checkbox("Retrain", key="m_retrain", help="train again even if a cached baseline exists")
 c[3].button("Cancel", key="m_cancel", on_click=lambda: job and job.cancel(), disabled=not running,

@@ -5,6 +5,7 @@ from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO,
 from gemini_core.errors import GeminiError
 from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
 from gemini_core.workflows.sweep import SweepSpec
+from ui import llm as llm_ui
 from ui import recipes, views
 from ui.estimates import estimate_range, format_range
 from ui.jobs import DEMO_GRID
@@ -21,6 +22,28 @@ st.title("Sweep")
 model = current_model()
 st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Every point is saved as soon as it "
            "is measured; a cancelled or interrupted sweep keeps its finished points.")
+if model["scenario"] == "llm":  # the causal LM: its own grid, perplexity charts (lower is better)
+    llm_spec, llm_error = llm_ui.sweep_form()
+    job = current_job("sweep")
+    running = job is not None and job.running
+    if llm_error:
+        st.error(f"This grid cannot run: {llm_error}")
+    else:
+        st.info(f"**{llm_spec.n_points()} points** (the uncompressed model is always included) · about "
+                f"**{llm_spec.estimate_seconds() / 60:.0f} min** for SmolLM2 on 2 busy cores (estimate; a tiny "
+                "model takes far less)")
+    st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. rtn vs gptq at 4 bits")
+    b = st.columns([1, 1, 1, 3])
+    b[0].button("Start sweep", key="sw_start", type="primary", disabled=running or llm_spec is None,
+                on_click=lambda: views.start_sweep(llm_spec, run_name=st.session_state.get("sw_name") or None))
+    b[1].button("Run demo sweep", key="sw_demo", on_click=views.start_demo, disabled=running,
+                help=f"the LLM demo grid ({llm_ui.demo_spec().n_points()} points; no 4-bit groups of 32)")
+    b[2].button("Cancel", key="sw_cancel", on_click=views.cancel_sweep, disabled=not running)
+    b[3].button("Fill in the demo grid", key="sw_fill_demo", on_click=llm_ui.use_demo_grid)
+    show_job_error()
+    st.divider()
+    views.sweep_live_view("sweep")
+    st.stop()
 remembered = shared_memory().get("sweep_form") or {}  # a reload / new tab: the last form of this server
 for k, v in DEFAULTS.items():
     st.session_state.setdefault(k, remembered.get(k, v))

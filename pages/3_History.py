@@ -103,10 +103,14 @@ if len(chosen) >= 2:
         rec = recommend(frame, bounds)
         best = frame[frame["status"] == "ok"]["accuracy"].max() if len(frame) else float("nan")
         p = rec.point or {}
+        llm = p.get("perplexity") == p.get("perplexity") and p.get("perplexity") is not None  # an LLM run
+        lowest = frame[frame["status"] == "ok"]["perplexity"].min() if len(frame) else float("nan")
         rows.append({"run": name, "points": int((frame["status"] == "ok").sum()) if len(frame) else 0,
-                     "best accuracy (%)": f"{best * 100:.2f}" if best == best else "–",
+                     "best accuracy (%)": f"{best * 100:.2f}" if best == best else
+                     (f"perplexity {lowest:.3f} (lowest)" if lowest == lowest else "–"),
                      "recommended": f"#{rec.point_id} {p.get('label')}" if rec.point else "none meets the bounds",
-                     "its accuracy (%)": f"{p['accuracy'] * 100:.2f}" if rec.point else "–",
+                     "its accuracy (%)": (f"perplexity {p['perplexity']:.3f}" if llm else f"{p['accuracy'] * 100:.2f}")
+                     if rec.point else "–",
                      "its latency p50 (ms)": f"{p['latency_ms_p50']:.3g}" if rec.point else "–",
                      "its size (KB)": f"{p['size_kb']:.1f}" if rec.point else "–"})
     st.caption(f"The point each run would ship under the Overview's bounds ({bounds.describe()}):")

@@ -4,7 +4,7 @@ import os
 
 import streamlit as st
 
-from gemini_core.charts.sweep import fig_accuracy_vs_size, fig_report_front
+from gemini_core.charts.sweep import fig_accuracy_vs_size, fig_perplexity_vs_size, fig_report_front, is_llm_frame
 from gemini_core.errors import GeminiError
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
 from gemini_core.results.suggest import alternatives, suggest_point
@@ -60,7 +60,8 @@ def _span(text: str, good: bool) -> str:
 
 st.markdown("<div class='gemini-headline'>"
             + ", ".join([_span(cmp["size_text"], cmp["size_ratio"] >= 1), _span(cmp["speed_text"], not cmp["slower"]),
-                         _span(cmp["accuracy_text"], cmp["accuracy_delta_pts"] >= -0.05)])
+                         _span(cmp["accuracy_text"], cmp["accuracy_delta_pts"] >= -0.05
+                                               or chosen.get("perplexity_increase_pct", 1) <= 1.0)])
             + "</div>", unsafe_allow_html=True)
 c = st.columns(3)
 c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs {ref['size_bytes'] / 1024:.1f} KB",
@@ -68,8 +69,13 @@ c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs 
 c[1].metric("Speed", cmp["speed_text"],
             f"{chosen['latency_ms_p50']:.3f} ms vs {ref['latency_ms_p50']:.3f} ms (p50)", delta_color="off",
             delta_arrow="off")
-c[2].metric("Accuracy", cmp["accuracy_text"], f"{chosen['accuracy'] * 100:.2f}% vs {ref['accuracy'] * 100:.2f}%",
-            delta_color="off", delta_arrow="off")
+llm = is_llm_frame(df)  # a language model: perplexity (lower is better) is the quality
+if llm:
+    c[2].metric("Perplexity (lower is better)", f"{chosen['perplexity']:.3f}",
+                f"{chosen['perplexity']:.3f} vs {ref['perplexity']:.3f}", delta_color="off", delta_arrow="off")
+else:
+    c[2].metric("Accuracy", cmp["accuracy_text"], f"{chosen['accuracy'] * 100:.2f}% vs {ref['accuracy'] * 100:.2f}%",
+                delta_color="off", delta_arrow="off")
 st.markdown(f"**{chosen['label']}** against the unpruned 32-bit dense baseline, both measured in run "
             f"*{run['name']}* on {chosen.get('device')} at batch {int(chosen.get('batch_size') or 0)}. "
             "MACs and ideal size are estimates; every other figure is measured.")
@@ -87,7 +93,8 @@ if alts:
     st.caption("The report sets the chosen point beside: " + "; ".join(
         f"#{int(a['point_id'])} {a.get('label')} ({a['accuracy'] * 100:.2f}%, {a['latency_ms_p50']:.3g} ms)"
         for a in alts) + " (the most accurate other point and the fastest other point on the front).")
-figures = {"front": front_fig, "accuracy_vs_size": fig_accuracy_vs_size(df)}
+figures = ({"front": front_fig, "perplexity_vs_size": fig_perplexity_vs_size(df)} if llm else
+           {"front": front_fig, "accuracy_vs_size": fig_accuracy_vs_size(df)})
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}
 device["load_avg_1m"] = round(os.getloadavg()[0], 2)
 st.download_button(

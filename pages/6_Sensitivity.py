@@ -4,6 +4,7 @@ import streamlit as st
 from gemini_core.config import BITS, GRANULARITIES, STRUCTURED_METHODS
 from gemini_core.errors import GeminiError
 from gemini_core.workflows.sensitivity import AnalysisParams
+from ui import llm as llm_ui
 from ui import sensitivity_view as view
 from ui.state import current_job, current_model, model_label, show_job_error, use_router
 
@@ -19,6 +20,21 @@ for k, v in DEFAULTS.items():
 
 st.title("Sensitivity")
 model = current_model()
+if model["scenario"] == "llm":  # a causal LM: one decoder block quantized at a time, perplexity
+    st.caption(f"Model: **{model_label(model)}**. Which decoder blocks to keep at higher precision: each block is "
+               "quantized alone and the perplexity on the held-out text measured (lower is better).")
+    llm_params, llm_error = llm_ui.sensitivity_form()
+    if llm_error:
+        st.error(f"This analysis cannot run: {llm_error}")
+    job = current_job("sensitivity")
+    running = job is not None and job.running
+    b = st.columns([1, 1, 4])
+    b[0].button("Run analysis", key="sn_start", type="primary", disabled=running or llm_params is None,
+                on_click=lambda: view.start_analysis(llm_params))
+    b[1].button("Cancel", key="sn_cancel", disabled=not running, on_click=view.cancel_analysis)
+    show_job_error()
+    view.live_analysis()
+    st.stop()
 st.caption(f"Model: **{model_label(model)}**. Each coupled group is pruned alone and each layer quantized alone, "
            "on the validation split (test stays held out), so you see which layers can be compressed and how much.")
 

@@ -118,11 +118,18 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
         st.success(rec.reason, icon=":material/verified:")
         st.session_state[f"{where}_recommended_id"] = rec.point_id
         if rec.alternatives:
-            others = "; ".join(f"#{int(a['point_id'])} {a.get('label')} ({a['accuracy'] * 100:.2f}%, "
+            others = "; ".join(f"#{int(a['point_id'])} {a.get('label')} ({_quality(a)}, "
                                f"{a['latency_ms_p50']:.3g} ms, {a['size_kb']:.1f} KB)" for a in rec.alternatives)
             st.caption(f"Alternatives that also meet the bounds: {others}. The gold star in the charts marks "
                        "the recommendation.")
     return rec
+
+
+def _quality(row) -> str:
+    """Perplexity for an LLM point (lower is better), accuracy otherwise."""
+    if finite(row.get("perplexity")):
+        return f"perplexity {float(row['perplexity']):.3f}"
+    return f"{float(row['accuracy']) * 100:.2f}%" if finite(row.get("accuracy")) else "accuracy –"
 
 
 def accuracy_zoom(df: pd.DataFrame, where: str) -> tuple[float, float] | None:
@@ -161,6 +168,16 @@ RECORD_FIELDS = [
 ]
 
 
+LLM_RECORD_FIELDS = [
+    ("perplexity", "perplexity (lower is better)", "{:.4f}"), ("perplexity_increase_pct", "perplexity vs fp32 (%)",
+                                                                "{:+.2f}"),
+    ("context_len", "context length (tokens)", "{:.0f}"), ("stride", "stride (tokens)", "{:.0f}"),
+    ("tokens_scored", "tokens scored", "{:.0f}"), ("prefill_ms_p50", "prefill p50 (ms)", "{:.1f}"),
+    ("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"), ("quant_method", "quantization", None),
+    ("group_size", "group size", None), ("recovery", "recovery", None), ("execution", "execution", None),
+]
+
+
 def _human(value, fmt) -> str:
     if fmt == "yesno":
         return "yes" if bool(value) else "no"
@@ -186,9 +203,10 @@ def record_panel(df: pd.DataFrame, point_id: int | None) -> None:
         return
     row = rows.iloc[0].to_dict()
     st.markdown(f"**Point #{int(row['point_id'])}: full record**")
-    st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in RECORD_FIELDS],
-                               "value": [_human(row.get(f), fmt) for f, _, fmt in RECORD_FIELDS]}),
-                 hide_index=True, use_container_width=True, height=36 + 35 * len(RECORD_FIELDS) // 2)
+    fields = (LLM_RECORD_FIELDS + RECORD_FIELDS) if finite(row.get("perplexity")) else RECORD_FIELDS
+    st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in fields],
+                               "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
+                 hide_index=True, use_container_width=True, height=36 + 35 * len(fields) // 2)
 
 
 def compare_view(df: pd.DataFrame, where: str, recommended: int | None) -> None:

@@ -11,6 +11,7 @@ from gemini_core.charts import sensitivity as splots
 from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
 
+from . import llm as llm_ui
 from . import views
 from .jobs import SensitivityJob
 from .state import current_job, current_model, show_error_once, submit
@@ -29,6 +30,9 @@ def _cell(value, fmt: str) -> str:
 
 def start_analysis(params) -> None:
     model = current_model()
+    if model["scenario"] == "llm":  # per decoder block, perplexity
+        submit(llm_ui.LLMSensitivityJob(model["options"], params))
+        return
     submit(SensitivityJob(model["scenario"], params, options=model["options"], train=model["train"],
                           adaptive=model.get("adaptive")))
 
@@ -51,6 +55,10 @@ def latest_stored_profile(scenario: str) -> dict | None:
 
 
 def show_profile(profile: dict, key: str) -> None:
+    if (profile.get("params") or {}).get("quality") == "perplexity":  # an LLM profile: blocks x bits
+        llm_ui.show_llm_profile(profile)
+        st.plotly_chart(splots.fig_heatmap(profile, "quantization"), key=f"{key}_quant", config={"displaylogo": False})
+        return
     base = profile.get("baseline") or {}
     st.caption(f"Analysis `{profile['analysis_id']}` of baseline `{profile['baseline_key']}` · "
                f"{profile['examples']} validation examples (accuracy {base.get('accuracy', 0) * 100:.2f}%) · "

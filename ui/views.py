@@ -7,12 +7,20 @@ import math
 import pandas as pd
 import streamlit as st
 
-from gemini_core.charts.sweep import fig_accuracy_vs_latency, fig_accuracy_vs_size, sweep_figures
+from gemini_core.charts.sweep import (
+    fig_accuracy_vs_latency,
+    fig_accuracy_vs_size,
+    fig_perplexity_vs_latency,
+    fig_perplexity_vs_size,
+    is_llm_frame,
+    sweep_figures,
+)
 from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
 from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
 
 from . import explore
+from . import llm as llm_ui
 from .jobs import SweepJob, demo_spec
 from .state import (
     ASSETS,
@@ -51,7 +59,8 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
             return df, figs
     df = points_frame(records)
     figs = {} if where == "home" else {k: v for k, v in sweep_figures(df).items()
-                                       if k not in ("accuracy_vs_latency", "accuracy_vs_size")}
+                                       if k not in ("accuracy_vs_latency", "accuracy_vs_size",
+                                                    "perplexity_vs_latency", "perplexity_vs_size")}
     if len(_FIGURES) > 16:
         _FIGURES.clear()
     _FIGURES[key] = (len(records), now, df, figs)
@@ -170,6 +179,9 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
     executor = st.session_state.get("sw_executor", "local")
     if title is None and run_name:  # the banners name the run the user named
         title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
+    if model["scenario"] == "llm":
+        submit(llm_ui.LLMSweepJob(model["options"], spec, run_name=run_name, title=title))
+        return
     job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
                    title=title, adaptive=model.get("adaptive"), executor=executor,
                    ray_address=(st.session_state.get("sw_ray_address") or "").strip() or None
@@ -179,6 +191,10 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
 
 def start_demo() -> None:
     """on_click of "Run demo sweep": the demo grid on the current model (digits unless changed)."""
+    if current_model()["scenario"] == "llm":
+        spec = llm_ui.demo_spec()
+        start_sweep(spec, run_name="demo: llm", title=f"LLM demo sweep ({spec.n_points()} points)")
+        return
     start_sweep(demo_spec(), run_name=f"demo: {current_model()['scenario']}",
                 title=f"demo sweep of {current_model()['scenario']} ({demo_spec().n_points()} points)")
 
@@ -283,24 +299,31 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
     st.session_state[f"live_points_{where}"] = len(df)
     rec = explore.ship_panel(df, where)
     recommended = rec.point_id if rec is not None else None
+    llm = is_llm_frame(df)  # an LLM run: perplexity (lower is better) is the quality axis
     options = {"color_by": explore.choices()["color"], "highlight_id": recommended,
-               "y_range": explore.accuracy_zoom(df, where)}
+               "y_range": None if llm else explore.accuracy_zoom(df, where)}
     c1, c2, c3 = st.columns([5, 5, 3])
     with c1:
-        _plot(fig_accuracy_vs_latency(df, **options), f"{where}_acc_lat", selectable=True)
+        _plot((fig_perplexity_vs_latency if llm else fig_accuracy_vs_latency)(df, **options), f"{where}_acc_lat",
+              selectable=True)
     with c2:
-        _plot(fig_accuracy_vs_size(df, **options), f"{where}_acc_size", selectable=True)
+        _plot((fig_perplexity_vs_size if llm else fig_accuracy_vs_size)(df, **options), f"{where}_acc_size",
+              selectable=True)
     with c3:
         explore.record_panel(df, selected_point_id())
     if len(ok_points(df)):
-        st.caption("The ring marks each chart's own front: no other point is both more accurate and further "
-                   "left on that chart. Hover a point for a short card; click it for its full record.")
+        better = "has a lower perplexity (lower is better)" if llm else "is more accurate"
+        st.caption(f"The ring marks each chart's own front: no other point both {better} and lies further left on "
+                   "that chart. Hover a point for a short card; click it for its full record.")
     explore.compare_view(df, where, recommended)
     explore.parallel_view(df, where)
     if where == "home":
         return
     _plot(figs["latency_size_vs_ratio"], f"{where}_vs_ratio", selectable=False)
-    _plot(figs["sparse_vs_dense"], f"{where}_sparse_dense", selectable=False)
+    if "perplexity_vs_decode" in figs:
+        _plot(figs["perplexity_vs_decode"], f"{where}_ppl_decode", selectable=False)
+    if "sparse_vs_dense" in figs:
+        _plot(figs["sparse_vs_dense"], f"{where}_sparse_dense", selectable=False)
     points_table(df, key=f"{where}_table")
     point_picker(df, key=f"{where}_pick", label="Point to export and report on")
 

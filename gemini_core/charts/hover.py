@@ -21,6 +21,17 @@ def _f(value, fmt: str, scale: float = 1.0) -> str:
 def hover_lines(row) -> list[str]:
     """The card's lines for one row of the points table."""
     first = f"#{int(row['point_id'])} · {row.get('label') or ''}"
+    if finite(row.get("perplexity")):  # an LLM point: perplexity is its quality, lower is better
+        acc = f"perplexity {_f(row.get('perplexity'), '{:.3f}')} (lower is better)"
+        if finite(row.get("perplexity_increase_pct")):
+            acc += f" · {_f(row.get('perplexity_increase_pct'), '{:+.1f}')}% vs fp32"
+        if finite(row.get("accuracy")):
+            acc += f" · zero-shot accuracy {_f(row.get('accuracy'), '{:.1f}', 100)}%"
+        lat = f"prefill p50 {_f(row.get('latency_ms_p50'), '{:.3g}')} ms · decode " \
+              f"{_f(row.get('decode_tokens_per_s'), '{:.1f}')} tokens/s"
+        size = (f"size {_f(row.get('size_kb'), '{:.1f}')} KB written · ideal "
+                f"{_f(row.get('ideal_size_kb'), '{:.1f}')} KB (estimate)")
+        return [first, acc, lat, size, _tail(row)]
     acc = f"accuracy {_f(row.get('accuracy'), '{:.2f}', 100)}%"
     if row.get("accuracy_ci95_text"):  # the 95% interval and the paired change, or "no measurable change"
         acc += f" [{row['accuracy_ci95_text']}]"
@@ -35,13 +46,16 @@ def hover_lines(row) -> list[str]:
     size = f"size {_f(row.get('size_kb'), '{:.1f}')} KB"
     if finite(row.get("compression")):
         size += f" · {float(row['compression']):.1f}x smaller"
+    return [first, acc, lat, size, _tail(row)]
+
+
+def _tail(row) -> str:
     tail = ("on this chart's front · " if row.get("front_here") else "")
     if row.get("host"):  # a Ray sweep: latencies compare only within one machine
         tail += f"host: {row['host']} · "
     if row.get("conditions"):  # busy machine, other thread count: said on the card itself
         tail += f"{row['conditions']} · "
-    tail += "click for the full record"
-    return [first, acc, lat, size, tail]
+    return tail + "click for the full record"
 
 
 def hover_data(df: pd.DataFrame, front: list[bool] | None = None) -> tuple[list[list], str]:

@@ -27,7 +27,9 @@ def fig_heatmap(profile: dict, kind: str) -> go.Figure:
     """``kind`` 'pruning' (coupled groups x ratios) or 'quantization' (layers x bits): colour = accuracy drop."""
     entries = profile.get(kind) or []
     key = "ratio" if kind == "pruning" else "bits"
+    llm = (profile.get("params") or {}).get("quality") == "perplexity"  # an LLM profile: blocks, perplexity
     title = ("Pruning one coupled group at a time: accuracy drop (points)" if kind == "pruning"
+             else "Quantizing one decoder block at a time (RTN): perplexity increase (%)" if llm
              else "Quantizing one layer at a time: accuracy drop (points)")
     if not entries:
         return empty_figure(title, "not measured yet")
@@ -52,8 +54,10 @@ def fig_heatmap(profile: dict, kind: str) -> go.Figure:
     custom = [[members[i] if members else entries[i].get("kind", "")] * len(columns) for i in range(len(entries))]
     fig = go.Figure(go.Heatmap(
         z=z, x=x, y=rows, text=text, texttemplate="%{text}", colorscale=DROP_SCALE, zmin=0, zmax=zmax,
-        customdata=custom, colorbar=dict(title="accuracy drop<br>(points, validation)"),
-        hovertemplate=("%{y} at %{x}<br>accuracy drop %{text} points (validation)<br>"
+        customdata=custom, colorbar=dict(title="perplexity<br>increase (%)" if llm
+                                         else "accuracy drop<br>(points, validation)"),
+        hovertemplate=("%{y} at %{x}<br>" + ("perplexity +%{text}% (held-out text)<br>" if llm else
+                                              "accuracy drop %{text} points (validation)<br>")
                        + ("members: %{customdata}" if kind == "pruning" else "%{customdata}") + "<extra></extra>")))
     layout = dict(LAYOUT)
     layout.update(height=max(260, 26 * len(rows) + 120), margin=dict(l=10, r=10, t=60, b=40))

@@ -25,7 +25,7 @@ from gemini_core.charts.style import (
     execution_symbol,
     log_ticks,
 )
-from gemini_core.results.pareto import finite, front_for_axes, pareto_front
+from gemini_core.results.pareto import finite, front_for_axes
 from gemini_core.results.table import ok_points, reference_row
 
 
@@ -73,7 +73,8 @@ def _encoded_groups(df: pd.DataFrame, color_by: str):
 
 def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y_title: str,
                    log_x: bool = False, y_scale: float = 1.0, x_scale: float = 1.0, color_by: str = "bits",
-                   highlight_id: int | None = None, y_range: tuple[float, float] | None = None) -> go.Figure:
+                   highlight_id: int | None = None, y_range: tuple[float, float] | None = None,
+                   log_y: bool = False) -> go.Figure:
     """Scatter of ok points coloured by ``color_by`` (see ``style.ENCODINGS``), symbol = execution.
 
     The ring marks this chart's own front (``front_for_axes(x, y)``); ``highlight_id`` (the recommended
@@ -125,7 +126,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
     fig.update_layout(**{**LAYOUT, "legend": legend}, title=title)
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", **AXIS_STYLE,
                      **(log_ticks(pts[x] * x_scale) if log_x else {}))
-    fig.update_yaxes(title_text=y_title, **AXIS_STYLE)
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", **AXIS_STYLE)
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
     return fig
@@ -141,6 +142,29 @@ def fig_accuracy_vs_size(df: pd.DataFrame, **options) -> go.Figure:
     return scatter_figure(df, "size_kb", "accuracy", "Accuracy vs size",
                           "checkpoint size (KB, log scale)", "test accuracy (%)", log_x=True, y_scale=100.0,
                           **options)
+
+
+def fig_perplexity_vs_latency(df: pd.DataFrame, **options) -> go.Figure:
+    """An LLM run: perplexity (lower is better, log scale) vs the prefill time of one sequence."""
+    return scatter_figure(df, "latency_ms_p50", "perplexity", "Perplexity vs prefill latency (lower is better)",
+                          "prefill p50 of one sequence (ms)", "perplexity (log scale, lower is better)",
+                          log_y=True, **options)
+
+
+def fig_perplexity_vs_size(df: pd.DataFrame, **options) -> go.Figure:
+    return scatter_figure(df, "size_kb", "perplexity", "Perplexity vs size (lower is better)",
+                          "bytes written (KB, log scale)", "perplexity (log scale, lower is better)",
+                          log_x=True, log_y=True, **options)
+
+
+def fig_perplexity_vs_decode(df: pd.DataFrame, **options) -> go.Figure:
+    return scatter_figure(df, "decode_tokens_per_s", "perplexity", "Perplexity vs decode speed",
+                          "greedy decode (tokens/s, higher is better)", "perplexity (log scale, lower is better)",
+                          log_y=True, **options)
+
+
+def is_llm_frame(df: pd.DataFrame) -> bool:
+    return "perplexity" in df.columns and bool(pd.to_numeric(df["perplexity"], errors="coerce").notna().any())
 
 
 PARALLEL_DIMENSIONS = (("prune_ratio", "prune ratio", 1.0), ("finetune_steps", "fine-tune steps", 1.0),
@@ -249,36 +273,41 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         if pts.empty:
             continue
         custom, template = hover_data(pts)
+        quality, scale = ("perplexity", 1.0) if is_llm_frame(pts) else ("accuracy", 100.0)  # LLM: lower is better
         fig.add_trace(go.Scatter(
-            x=pts["latency_ms_p50"].tolist(), y=(pts["accuracy"] * 100).tolist(), mode="markers",
+            x=pts["latency_ms_p50"].tolist(), y=(pts[quality] * scale).tolist(), mode="markers",
             name=f"{name} (all points)", legendgroup=name, opacity=0.35, error_y=error_bars(pts, "accuracy", 100.0),
             marker=dict(size=8, color=color, symbol=[execution_symbol(e) for e in pts["execution"]]),
             customdata=custom, hovertemplate=template))
         # Front in this 2-D view: accuracy vs latency only.
-        mask = pareto_front(pts, {"accuracy": "max", "latency_ms_p50": "min"})
+        mask = front_for_axes(pts, "latency_ms_p50", quality)
         front = pts[mask].sort_values("latency_ms_p50")
         fcustom, _ = hover_data(front)
         fig.add_trace(go.Scatter(
-            x=front["latency_ms_p50"].tolist(), y=(front["accuracy"] * 100).tolist(), mode="lines+markers",
+            x=front["latency_ms_p50"].tolist(), y=(front[quality] * scale).tolist(), mode="lines+markers",
             name=f"{name} front", legendgroup=name, line=dict(color=color, width=2, shape="hv"),
             marker=dict(size=11, color=color, line=FRONT_RING), customdata=fcustom, hovertemplate=template))
     fig.update_layout(**LAYOUT, title=title)
     fig.update_layout(legend_title_text="run")
     fig.update_xaxes(title_text="latency p50 per batch (ms)", **AXIS_STYLE)
-    fig.update_yaxes(title_text="test accuracy (%)", **AXIS_STYLE)
+    llm = any(is_llm_frame(df) for df in frames.values())
+    fig.update_yaxes(title_text="test accuracy (%) · perplexity (lower is better) for language models" if llm
+                     else "test accuracy (%)", **AXIS_STYLE)
     return fig
 
 
 def fig_report_front(df: pd.DataFrame, chosen_id: int | None = None) -> go.Figure:
-    """Accuracy vs latency with the front ringed and the chosen point marked with a star."""
-    fig = fig_accuracy_vs_latency(df)
-    fig.update_layout(title="Measured points: accuracy vs latency (front ringed, chosen point starred)")
+    """Accuracy (perplexity for an LLM run) vs latency with the front ringed and the chosen point starred."""
+    llm = is_llm_frame(df)
+    quality, scale = ("perplexity", 1.0) if llm else ("accuracy", 100.0)
+    fig = fig_perplexity_vs_latency(df) if llm else fig_accuracy_vs_latency(df)
+    fig.update_layout(title=f"Measured points: {quality} vs latency (front ringed, chosen point starred)")
     if chosen_id is not None and len(df):
         row = df[df["point_id"] == chosen_id]
         if len(row):
             r = row.iloc[0]
             fig.add_trace(go.Scatter(
-                x=[float(r["latency_ms_p50"])], y=[float(r["accuracy"]) * 100], mode="markers+text",
+                x=[float(r["latency_ms_p50"])], y=[float(r[quality]) * scale], mode="markers+text",
                 name="chosen point", text=[f"chosen #{int(r['point_id'])}"], textposition="top center",
                 marker=dict(size=22, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
                 hoverinfo="skip"))
@@ -287,6 +316,11 @@ def fig_report_front(df: pd.DataFrame, chosen_id: int | None = None) -> go.Figur
 
 def sweep_figures(df: pd.DataFrame) -> dict[str, go.Figure]:
     """Every sweep chart by a file-friendly name (used by the pages, the exports and the report)."""
+    if is_llm_frame(df):
+        return {"perplexity_vs_latency": fig_perplexity_vs_latency(df),
+                "perplexity_vs_size": fig_perplexity_vs_size(df),
+                "perplexity_vs_decode": fig_perplexity_vs_decode(df),
+                "latency_size_vs_ratio": fig_metric_vs_ratio(df)}
     return {
         "accuracy_vs_latency": fig_accuracy_vs_latency(df),
         "accuracy_vs_size": fig_accuracy_vs_size(df),

@@ -70,10 +70,17 @@ class HfArch(_Open):
     max_length: Annotated[StrictInt, Field(ge=2, le=1 << 17)] = 64
 
 
+class CausalLmArch(_Open):
+    """An LLM export: the model is rebuilt by transformers from ``model/`` (safetensors, no remote code)."""
+
+    model: Literal["causal-lm"]
+    source: Name
+
+
 class ScenarioRecord(_Open):
     name: Name
     options: dict[str, StrictStr | Number | StrictBool | list | None] = {}
-    arch: Annotated[CnnArch | MlpArch | HfArch, Field(discriminator="model")]
+    arch: Annotated[CnnArch | MlpArch | HfArch | CausalLmArch, Field(discriminator="model")]
     data_fingerprint: StrictStr | None = None
     classes: list[StrictStr] = []
     test_examples: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -83,6 +90,45 @@ class Record(_Open):
     batch_size: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] | None = None
     accuracy: Annotated[Number, Field(ge=0, le=1)] | None = None
     size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
+    perplexity: Annotated[Number, Field(ge=1)] | None = None
+    context_len: Annotated[StrictInt, Field(ge=1, le=1 << 17)] | None = None
+    stride: Annotated[StrictInt, Field(ge=1, le=1 << 17)] | None = None
+
+
+Ratio = Annotated[Number, Field(ge=0, lt=1)]
+Count = Annotated[StrictInt, Field(ge=1, le=1 << 20)]
+
+
+class LlmPointFields(_Open):
+    """``gemini_core.llm.point.LLMPointConfig``, typed and bounded."""
+
+    quant_method: Literal["none", "rtn", "gptq", "awq"]
+    bits: Annotated[StrictInt, Field(ge=2, le=32)]
+    group_size: Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH)] | None = None
+    prune_method: Literal["none", "magnitude", "wanda", "sparsegpt"]
+    sparsity: Ratio
+    pattern: Literal["unstructured", "2:4"]
+    mlp_ratio: Ratio
+    head_ratio: Ratio
+    recovery: Literal["none", "finetune", "distill"]
+    recovery_steps: Annotated[StrictInt, Field(ge=0, le=1 << 20)]
+    execution: Name
+
+
+class LlmSettingsFields(_Open):
+    context_len: Count
+    stride: Count | None = None
+    eval_tokens: Count
+    calib_samples: Count
+    calib_seq_len: Count
+
+
+class LlmSection(_Open):
+    config: LlmPointFields
+    settings: LlmSettingsFields
+    text_source: Name
+    model_dir: Literal["model"]
+    gguf_file: Name | None = None
 
 
 class Pruning(_Open):
@@ -105,11 +151,13 @@ class Recipe(_Open):
     sparse_names: list[StrictStr] | None = None
     layer_bits: dict[StrictStr, Annotated[StrictInt, Field(ge=1, le=32)]] | None = None
     size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
+    kind: Literal["classifier", "llm"] | None = None
+    llm: LlmSection | None = None
 
 
 def _field(loc: tuple) -> str:
     """``("scenario", "arch", "SmallCNN", "height")`` -> ``scenario.arch.height`` (union tags dropped)."""
-    tags = {"SmallCNN", "MLP", "hf", "function-after", "int", "float", "str", "bool"}
+    tags = {"SmallCNN", "MLP", "hf", "causal-lm", "function-after", "int", "float", "str", "bool"}
     return ".".join(str(p) for p in loc if str(p) not in tags and not str(p).startswith(("constrained-", "nullable")))
 
 
@@ -122,9 +170,11 @@ def validate_recipe(recipe) -> dict:
         raise CheckpointError(f"the export uses format version {version}; this gemini reads up to "
                               f"{SCHEMA_VERSION}: update gemini")
     arch = (recipe.get("scenario") or {}).get("arch") if isinstance(recipe.get("scenario"), dict) else None
-    if isinstance(arch, dict) and arch.get("model") not in ("SmallCNN", "MLP", "hf"):
+    if isinstance(arch, dict) and arch.get("model") not in ("SmallCNN", "MLP", "hf", "causal-lm"):
         raise CheckpointError(f"recipe.json: field scenario.arch.model: unknown architecture {arch.get('model')!r}; "
                               "this version of gemini cannot rebuild it")
+    if recipe.get("kind") == "llm" and not isinstance(recipe.get("llm"), dict):
+        raise CheckpointError("recipe.json: field llm: an LLM export needs its llm section")
     try:
         Recipe.model_validate(recipe)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from gemini_core.device import check_device, compute_threads_for_app, max_threads, set_compute_threads
 from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.training.baseline import get_baseline
@@ -96,7 +97,10 @@ TRAIN_FLAGS = SettingsFlags(
 def add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="digits",
                    help=" | ".join(scenario_names()) + " (default digits)")
-    p.add_argument("--data", help="training data file or folder (text, images, tabular, hf:)")
+    p.add_argument("--data", help="training data file or folder (text, images, tabular, hf:); llm: the "
+                   "evaluation text (.txt, .jsonl or a CSV column; default: built-in pydoc text)")
+    p.add_argument("--model", help="llm: the causal LM, smollm2 (built in, default) or hf:<local folder> "
+                   "(safetensors only, no remote code)")
     p.add_argument("--test-data", help="optional held-out test data (text, hf:, tabular, images: folder or "
                    ".npz): it only tests; --data trains and validates")
     p.add_argument("--text-column", help="text column: header name or 0-based position")
@@ -118,7 +122,7 @@ def scenario_from(args):
     options = {"data": args.data, "test_data": args.test_data, "text_column": args.text_column,
                "label_column": args.label_column, "header": header,
                "max_train_examples": args.max_train_examples, "max_length": args.max_length,
-               "image_size": args.image_size}
+               "image_size": args.image_size, "model": getattr(args, "model", None)}
     return get_scenario(args.scenario, **{k: v for k, v in options.items() if v is not None})
 
 

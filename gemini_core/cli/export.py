@@ -27,6 +27,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.measure import measure_point
 from gemini_core.results.store import Store
 from gemini_core.workflows.export import evaluate_export, export_compressed, export_point
+from gemini_core.workflows.llm_export import GGUF_TYPES, evaluate_llm_export, export_llm_point, is_llm_export
 
 _CONFIG_HELPS = {
     "prune_method": "one of none, l1-structured, ..., 2:4",
@@ -58,6 +59,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", default="gemini", help="comma list of " + ", ".join(FORMATS) + " (gemini always)")
     p.add_argument("--onnx-int8", action="store_true", help="also write onnx/model.int8.onnx (onnxruntime)")
     p.add_argument("--zip", action="store_true", help="also write <out>.zip")
+    p.add_argument("--gguf", default="f32", choices=[*GGUF_TYPES, "none"],
+                   help="LLM points: also write model.gguf of this type (default f32, exact; none: skip)")
     p.set_defaults(func=run)
 
     p = subparsers.add_parser("evaluate", help="reload an export and measure it again (one JSON record)")
@@ -68,6 +71,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="hf: exports: the model folder (tokenizer, config); never taken from the recipe")
     p.add_argument("--batch-size", type=int, help="batch size for latency and memory (default: the recorded one)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    p.add_argument("--text-column", help="LLM exports measured on a CSV/JSONL: the text column or field")
+    p.add_argument("--label-column", help="LLM exports with zero-shot accuracy: the CSV's label column")
     p.set_defaults(func=run)
 
 
@@ -79,6 +84,16 @@ def run_export(args) -> int:
     formats = parse_formats(args.format)
     if args.batch_size < 1:
         raise GeminiError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.point_id is not None and Store().get_point(args.point_id).get("kind") == "llm":
+        if args.run_id is not None and Store().get_point(args.point_id)["run_id"] != args.run_id:
+            raise GeminiError(f"point {args.point_id} does not belong to run {args.run_id}")
+        path = export_llm_point(Store(), args.point_id, args.out, gguf=None if args.gguf == "none" else args.gguf,
+                                overwrite=args.overwrite, progress=note)
+        recipe = json.loads((path / "recipe.json").read_text(encoding="utf-8"))
+        print_json({"export": str(path), "label": recipe["label"], "perplexity": recipe["record"]["perplexity"],
+                    "sweep_perplexity": (recipe.get("sweep_record") or {}).get("perplexity"),
+                    "size_bytes": recipe["size_bytes"], "files": sorted(recipe["files"])})
+        return 0
     if args.point_id is not None:
         path = export_point(Store(), args.point_id, args.out, formats=formats, overwrite=args.overwrite,
                             device=args.device, onnx_int8=args.onnx_int8, make_zip=args.zip, run_id=args.run_id,
@@ -125,6 +140,13 @@ def _summary(args, path: Path) -> dict:
 
 
 def run_evaluate(args) -> int:
+    if is_llm_export(args.path):
+        record = evaluate_llm_export(args.path, data=args.data, text_column=args.text_column,
+                                     label_column=args.label_column)
+        print_json(record)
+        if not record["perplexity_matches_record"]:
+            note("warning: the perplexity differs from the recorded one")
+        return 0
     if args.batch_size is not None and args.batch_size < 1:
         raise GeminiError(f"--batch-size must be at least 1, got {args.batch_size}")
     record = evaluate_export(args.path, device=args.device, batch_size=args.batch_size,

@@ -16,6 +16,10 @@ RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_faile
 TABLE_FIELDS = ("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
                 "latency_ms_p50", "latency_ms_p10", "latency_ms_p90", "latency_runs", "threads", "load_avg_1m",
                 "warnings")
+# An LLM run: perplexity (lower is better) with its window, prefill and decode speed.
+LLM_TABLE_FIELDS = ("point_id", "label", "perplexity", "context_len", "stride", "tokens_scored", "prefill_ms_p50",
+                    "prefill_ms_p10", "prefill_ms_p90", "decode_tokens_per_s", "size_bytes", "threads", "load_avg_1m",
+                    "warnings")
 
 
 def add_parser(subparsers) -> None:
@@ -99,7 +103,11 @@ def run_points(args) -> int:
             rows.append({**{k: p.get(k) for k in TABLE_FIELDS},
                          "accuracy_pct": accuracy * 100 if isinstance(accuracy, float) and math.isfinite(accuracy)
                          else None, "warnings": "; ".join(p.get("warnings") or []) or None})
-        print(format_table(rows, list(TABLE_FIELDS)))
+        llm = any(p.get("kind") == "llm" for p in points)
+        if llm:
+            rows = [{**{k: p.get(k) for k in LLM_TABLE_FIELDS}, "warnings": r["warnings"]}
+                    for p, r in zip(points, rows)]
+        print(format_table(rows, list(LLM_TABLE_FIELDS if llm else TABLE_FIELDS)))
         return 0
     for point in points:
         point.pop("traceback", None)

@@ -24,6 +24,7 @@ from gemini_core.workflows.allocator import (
     measure_allocation,
     measured_rows,
 )
+from gemini_core.workflows.llm_sensitivity import LLMSensitivityParams, analyse_llm
 from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
 
 
@@ -31,7 +32,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sensitivity", help="per-layer sensitivity analysis (and an allocation from it)")
     add_scenario_args(p)
     p.add_argument("--ratios", default="0.25,0.5,0.75", help="pruning ratios per coupled group (comma list)")
-    p.add_argument("--bits", default="8,4,2", help="bit widths per layer (comma list)")
+    p.add_argument("--bits", default="8,4,2", help="bit widths per layer (comma list); llm: per decoder block "
+                   "(default there 4,3)")
     p.add_argument("--granularity", default="per-channel", help="per-tensor, per-channel, group-32/64/128")
     p.add_argument("--prune-method", default="l2-structured", help="structured method for the pruning profile")
     p.add_argument("--phases", default="pruning,quantization,latency", help="which profiles (comma list)")
@@ -51,6 +53,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--compare-ratios", default="0", help="uniform pruning ratios measured next to the allocation")
     p.add_argument("--batch-size", default="32", help="batch size for the measured points' latency")
     p.add_argument("--name", help="a name for the measured run")
+    p.add_argument("--group-size", default="64", help="llm: RTN group size per block (a number or per-channel)")
+    p.add_argument("--eval-tokens", type=int, default=1024, help="llm: held-out tokens per perplexity")
     p.set_defaults(func=run)
 
 
@@ -96,6 +100,8 @@ def analysis_params(args) -> AnalysisParams:
 
 
 def run(args) -> int:
+    if args.scenario == "llm":
+        return _run_llm(args)
     params = analysis_params(args)
     allocation_args = parse_allocate(args.allocate) if args.allocate else None
     if args.measure and not args.allocate:
@@ -181,3 +187,26 @@ def _measure(args, scenario, baseline, store, allocation, params) -> list[dict]:
     print(f"\nmeasured on the test split (run {records[0]['run_id'] if records else '-'}):\n"
           + format_table(measured_rows(records)))
     return records
+
+
+def _run_llm(args) -> int:
+    """``--scenario llm``: quantize one decoder block at a time (RTN) and measure perplexity."""
+    if args.allocate or args.measure:
+        raise GeminiError("--allocate / --measure are for classifier scenarios; the LLM profile names the blocks "
+                          "to keep at higher precision")
+    bits = parse_list(args.bits, _integer, "bits") if args.bits != "8,4,2" else [4, 3]
+    group = None if args.group_size in ("per-channel", "none") else _integer(args.group_size)
+    params = LLMSensitivityParams(bits=tuple(bits), group_size=group, eval_tokens=args.eval_tokens)
+    scenario = scenario_from(args)
+    profile = analyse_llm(scenario, params, force=args.force, progress=lambda e: note(e.message))
+    rows = [{"block": e["layer"], **{f"ppl@{r['bits']}b": r["perplexity"] for r in e["results"]},
+             **{f"+%@{r['bits']}b": r["drop_points"] for r in e["results"]}} for e in profile.quantization]
+    note(format_table(rows))
+    note(f"fp32 perplexity {profile.baseline['perplexity']:.3f} on {profile.examples} tokens "
+         f"(context {profile.baseline['context_len']}); keep at higher precision: "
+         + ", ".join(f"{r['block']} ({r['perplexity_increase_pct']:+.1f}% at {r['bits']}-bit)"
+                     for r in profile.params.get("keep_high_precision", [])))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"analysis": profile.to_dict()}, indent=1, default=float),
+                                  encoding="utf-8")
+    return 0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from gemini_core.cli import llm_flags
 from gemini_core.cli.common import (
     SettingsFlags,
     add_scenario_args,
@@ -21,6 +22,7 @@ from gemini_core.measure import memory_cap_bytes
 from gemini_core.results.stats import describe_delta
 from gemini_core.results.store import Store
 from gemini_core.workflows.executors import EXECUTORS
+from gemini_core.workflows.llm_sweep import run_llm_sweep
 from gemini_core.workflows.ray_executor import cluster_summary, connect
 from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
@@ -51,6 +53,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="measure a grid of compression configs")
     add_scenario_args(p)
     SPEC_FLAGS.add_to(p)
+    llm_flags.add_to(p)
     p.add_argument("--out", help="append points to this JSONL file instead of stdout")
     p.add_argument("--force", action="store_true", help="re-measure points already stored")
     p.add_argument("--name", help="a name for the run")
@@ -62,6 +65,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    if args.scenario == "llm":
+        return _run_llm(args)
+    llm_flags.refuse_for_classifiers(args)
     spec = SweepSpec.from_strings(**SPEC_FLAGS.given(args))
     memory_cap_bytes()  # a malformed GEMINI_MAX_BATCH_BYTES fails here, before any training
     out_path = Path(args.out) if args.out else None
@@ -119,3 +125,46 @@ def point_line(record: dict) -> str:
             f"latency p50 {record.get('latency_ms_p50', float('nan')):.3f} ms")
     busy = busy_warning(record)
     return line + (f" (warning: {busy})" if busy else "")
+
+
+def _run_llm(args) -> int:
+    """``--scenario llm``: the LLM grid flags, the same store, one JSON line per point as it is measured."""
+    if args.executor != "local":
+        raise GeminiError("--scenario llm runs with --executor local")
+    classifier = {k: v for k, v in SPEC_FLAGS.given(args).items() if str(v) != str(SPEC_FLAGS.defaults.get(k))}
+    if classifier:
+        flags = ", ".join(SPEC_FLAGS.flag(k) for k in classifier)
+        raise GeminiError(f"{flags}: classifier grid flags; for --scenario llm use --quant, --quant-bits, "
+                          "--group-size, --llm-prune, --sparsity, --mlp-ratio, --head-ratio, --llm-recovery")
+    spec = llm_flags.spec_from(args)
+    out_path = Path(args.out) if args.out else None
+    if out_path is not None and not out_path.parent.exists():
+        raise GeminiError(f"--out folder {out_path.parent} does not exist")
+    scenario = scenario_from(args)
+    if scenario.builtin_model and any(p.bits == 4 and p.group_size == 32 for p in spec.points()):
+        note("warning: SmolLM2's source weights were already 4-bit Q4_1 groups of 32; 4-bit g32 points reproduce "
+             "that grid and measure nothing")
+    note(f"llm sweep: {spec.n_points()} points, about {spec.estimate_seconds() / 60:.0f} min for SmolLM2 on 2 "
+         "cores (estimate)")
+    failed, run_id = 0, None
+    out = out_path.open("a", encoding="utf-8") if out_path is not None else None
+    try:
+        with tqdm(total=spec.n_points(), desc="llm sweep", unit="point", file=sys.stderr) as bar:
+            for record in run_llm_sweep(scenario, spec, store=Store(), force=args.force, name=args.name,
+                                        progress=lambda text: bar.write(text, file=sys.stderr)):
+                print_json(record, file=out)
+                failed += record.get("status") == "failed"
+                if record.get("status") == "ok" and not record.get("reused"):
+                    bar.write(llm_flags.point_line(record), file=sys.stderr)
+                elif record.get("status") == "failed":
+                    bar.write(f"{record.get('label')}: failed: {record.get('error')}", file=sys.stderr)
+                run_id = record.get("run_id") or run_id
+                bar.update(1)
+    finally:
+        if out is not None:
+            out.close()
+    if out is not None:
+        print_json({"run_id": run_id, "out": str(out_path), "points": spec.n_points(), "failed": failed})
+    if failed:
+        note(f"{failed} point(s) failed; their reasons are in the records")
+    return 0

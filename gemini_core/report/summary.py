@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from gemini_core.charts.images import figure_png, png_unavailable_reason
 from gemini_core.device import condition_warnings
+from gemini_core.report.llm_summary import is_llm_point, llm_comparison_rows, llm_headline, perplexity_text
 from gemini_core.results.stats import NO_CHANGE, paired_difference, parse_bits, wilson_interval
 from gemini_core.results.table import control_row
 
@@ -72,6 +73,8 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
         n = chosen.get("test_n")
         if n:
             acc_text += f" (test n={int(n)}; no paired interval stored)"
+    if is_llm_point(chosen):  # an LLM point: perplexity, not accuracy, is its quality
+        acc_text = perplexity_text(reference, chosen)
     return {"size_ratio": size_ratio, "speed_ratio": speed_ratio, "accuracy_delta_pts": delta,
             "size_text": size_text, "speed_text": speed_text, "accuracy_text": acc_text,
             "accuracy_measurable": measurable, "paired": paired,
@@ -112,6 +115,8 @@ def _fmt(value, fmt: str) -> str:
 
 def comparison_rows(reference: Mapping, chosen: Mapping) -> list[tuple[str, str, str]]:
     """(figure, baseline, chosen) rows for the summary table; estimates are labelled."""
+    if is_llm_point(chosen):
+        return llm_comparison_rows(reference, chosen, _fmt_bytes)
     return [
         ("configuration", str(reference.get("label", "")), str(chosen.get("label", ""))),
         ("test accuracy [95% Wilson interval], test size", _accuracy_cell(reference), _accuracy_cell(chosen)),
@@ -176,11 +181,15 @@ GLOSSARY = [
     (r"MACs", "MACs", "multiply-accumulate operations per example, a rough count of the arithmetic (estimate)"),
     (r"\bdense\b", "dense execution", "ordinary kernels that multiply every weight, zeros included"),
     (r"\bsparse\b", "sparse execution", "kernels that skip zero weights"),
-    (r"Pareto|front", "Pareto front", "the points no other point beats on accuracy, latency and size at once"),
+    (r"Pareto|front", "Pareto front", "the points no other point beats on quality (accuracy, or perplexity for a "
+     "language model), latency and size at once"),
     (r"macro-F1", "macro-F1",
      "the F1 score averaged over classes (0-1): accuracy that gives small classes equal weight"),
     (r"ideal size", "ideal size (estimate)", "the size if every weight were stored in exactly its bit width"),
-    (r"accuracy points|points accuracy|\bpoints\b", "accuracy points",
+    (r"perplexity", "perplexity", "how surprised the language model is by held-out text: exp(mean negative "
+     "log-likelihood per token); lower is better"),
+    (r"prefill", "prefill", "reading the prompt: one forward pass over a whole sequence"),
+    (r"accuracy points|points accuracy", "accuracy points",
      "percentage points: 97.0% to 96.5% is 0.5 points"),
 ]
 
@@ -193,6 +202,11 @@ REPORT_COLUMNS = [
     ("finetune_steps", "fine-tune steps", "{:.0f}"), ("bits", "bits", "{:.0f}"), ("granularity", "granularity", None),
     ("execution", "execution", None), ("macs", "MACs (estimate)", "{:,.0f}"), ("status", "status", None),
 ]
+
+
+LLM_REPORT_COLUMNS = [("perplexity", "perplexity (lower is better)", "{:.3f}"),
+                      ("perplexity_increase_pct", "perplexity vs original (%)", "{:+.1f}"),
+                      ("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}")]
 
 
 def human(value, fmt) -> str:
@@ -216,7 +230,12 @@ def human(value, fmt) -> str:
 
 
 def human_table(df: pd.DataFrame) -> pd.DataFrame:
-    cols = [(f, name, fmt) for f, name, fmt in REPORT_COLUMNS if f in df.columns]
+    columns = REPORT_COLUMNS
+    if len(df) and "perplexity" in df.columns and df["perplexity"].notna().any():  # an LLM run
+        columns = [c for c in REPORT_COLUMNS if c[0] not in ("accuracy", "accuracy_delta_pts", "macs")
+                   or (c[0] == "accuracy" and df["accuracy"].notna().any())]
+        columns[3:3] = LLM_REPORT_COLUMNS
+    cols = [(f, name, fmt) for f, name, fmt in columns if f in df.columns]
     return pd.DataFrame({name: [human(v, fmt) for v in df[f].tolist()] for f, name, fmt in cols})
 
 
@@ -232,6 +251,8 @@ def accuracy_margin_pts(accuracy, n_test) -> float:
 def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
     """The report's first sentence, with how sure the accuracy figures are."""
     cmp = compare(reference, chosen)
+    if is_llm_point(chosen):
+        return llm_headline(reference, chosen, cmp["size_text"], cmp["speed_text"])
     delta = cmp["accuracy_delta_pts"]
     lost = ("loses no accuracy" if math.isfinite(delta) and round(delta, 1) == 0 else
             f"{'gains' if delta > 0 else 'loses'} {abs(delta):.1f} accuracy points" if math.isfinite(delta)
@@ -312,6 +333,8 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
             f"scenario {esc(str(run.get('scenario', '')))} · generated "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
             f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
+            (f"<p>Perplexity (lower is better) is read against <b>the original</b> (the uncompressed model, point "
+             f"{esc(str(reference.get('point_id', '')))}) on the same held-out text.</p>") if is_llm_point(chosen) else
             f"<p>Accuracy changes are read against <b>the original</b> (the unpruned dense 32-bit model as trained, "
             f"point {esc(str(reference.get('point_id', '')))}): a paired comparison on the same test examples. "
             f"When its 95% interval contains 0 the report says '{NO_CHANGE}'.</p>",

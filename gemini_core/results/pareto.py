@@ -13,6 +13,20 @@ import numpy as np
 from gemini_core.results.stats import Z95, parse_bits
 
 DEFAULT_OBJECTIVES = {"accuracy": "max", "latency_ms_p50": "min", "size_bytes": "min"}
+# A causal LM's quality is its perplexity on held-out text: LOWER is better. Its latency column holds the
+# prefill time of one sequence.
+LLM_OBJECTIVES = {"perplexity": "min", "latency_ms_p50": "min", "size_bytes": "min"}
+
+
+def is_llm_records(records) -> bool:
+    """Whether these points are causal-LM points (their quality axis is perplexity)."""
+    rows = records.to_dict("records") if hasattr(records, "to_dict") else list(records)
+    return any(row.get("kind") == "llm" or finite(row.get("perplexity")) for row in rows)
+
+
+def objectives_for(records) -> dict:
+    """The front's objectives for these points: perplexity (min) for an LLM run, accuracy (max) otherwise."""
+    return dict(LLM_OBJECTIVES if is_llm_records(records) else DEFAULT_OBJECTIVES)
 
 
 def finite(value) -> bool:
@@ -54,8 +68,7 @@ def _interval(value) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 2 and all(finite(v) for v in value)
 
 
-def pareto_front(records,
-                 objectives: Mapping[str, str] = DEFAULT_OBJECTIVES, noise: bool = True) -> list[bool]:
+def pareto_front(records, objectives: Mapping[str, str] | None = None, noise: bool = True) -> list[bool]:
     """Which records are on the Pareto front of ``objectives`` ({field: "max" | "min"}).
 
     A record is on the front when no other record is at least as good on every objective and
@@ -65,8 +78,11 @@ def pareto_front(records,
     ``noise``: accuracies within noise of each other (``accuracy_within_noise``) count as equal, so
     a point is never pushed off the front by another that is "more accurate" within noise. Compute the
     front on the axes of the chart it is drawn on (two objectives for a 2-D chart).
+    ``objectives`` None: ``objectives_for(records)`` (perplexity, lower is better, for LLM points).
     """
     rows = records.to_dict("records") if hasattr(records, "to_dict") else list(records)  # a DataFrame too
+    if objectives is None:
+        objectives = objectives_for(rows)
     for field, sense in objectives.items():
         if sense not in ("max", "min"):
             raise ValueError(f"objective {field!r}: sense must be 'max' or 'min', not {sense!r}")
@@ -99,7 +115,8 @@ def pareto_front(records,
 
 
 # Which way is better for each figure a chart can put on an axis.
-AXIS_SENSE = {"accuracy": "max", "macro_f1": "max", "accuracy_delta_pts": "max", "speedup": "max",
+AXIS_SENSE = {"accuracy": "max", "perplexity": "min", "perplexity_increase_pct": "min", "decode_tokens_per_s": "max",
+              "prefill_ms_p50": "min", "macro_f1": "max", "accuracy_delta_pts": "max", "speedup": "max",
               "compression": "max", "latency_ms_p50": "min", "latency_ms_p90": "min", "size_kb": "min",
               "size_bytes": "min", "ideal_size_kb": "min", "peak_memory_bytes": "min", "macs": "min"}
 

@@ -12,6 +12,13 @@ from gemini_core.errors import ConfigError
 from gemini_core.results.pareto import finite
 from gemini_core.results.table import ok_points, reference_row
 
+# With no bound given, an LLM point may raise perplexity by at most this much (percent) over the fp32 model.
+LLM_DEFAULT_INCREASE_PCT = 5.0
+
+
+def is_llm_frame(df: pd.DataFrame) -> bool:
+    return "perplexity" in df.columns and bool(pd.to_numeric(df["perplexity"], errors="coerce").notna().any())
+
 
 def suggest_point(df: pd.DataFrame, max_drop_pts: float = 1.0):
     """A sensible default choice: on the front, at most ``max_drop_pts`` accuracy lost, not slower than
@@ -20,7 +27,10 @@ def suggest_point(df: pd.DataFrame, max_drop_pts: float = 1.0):
     pts = ok_points(df)
     if pts.empty:
         return None
-    cands = pts[pts["pareto"] & (pts["accuracy_delta_pts"] >= -max_drop_pts) & ~pts["is_reference"]]
+    if is_llm_frame(pts):  # perplexity: at most LLM_DEFAULT_INCREASE_PCT higher than the uncompressed model
+        cands = pts[pts["pareto"] & (pts["perplexity_increase_pct"] <= LLM_DEFAULT_INCREASE_PCT) & ~pts["is_reference"]]
+    else:
+        cands = pts[pts["pareto"] & (pts["accuracy_delta_pts"] >= -max_drop_pts) & ~pts["is_reference"]]
     faster = cands[cands["speedup"] >= 1.0]
     if len(faster):  # a suggestion that is slower than the baseline surprises people: only if nothing else
         cands = faster
@@ -44,9 +54,12 @@ class Constraints:
     max_loss_pts: float | None = None
     max_latency_ms: float | None = None
     max_size_kb: float | None = None
+    # LLM runs: perplexity may rise by at most this many percent over the uncompressed model.
+    max_perplexity_increase_pct: float | None = None
 
     def __post_init__(self):
-        for name in ("min_accuracy_pct", "max_loss_pts", "max_latency_ms", "max_size_kb"):
+        for name in ("min_accuracy_pct", "max_loss_pts", "max_latency_ms", "max_size_kb",
+                     "max_perplexity_increase_pct"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -64,11 +77,12 @@ class Constraints:
 
     @property
     def accuracy_bound(self) -> bool:
-        return self.min_accuracy_pct is not None or self.max_loss_pts is not None
+        return self.min_accuracy_pct is not None or self.max_loss_pts is not None \
+            or self.max_perplexity_increase_pct is not None
 
     def any(self) -> bool:
         return any(v is not None for v in (self.min_accuracy_pct, self.max_loss_pts, self.max_latency_ms,
-                                           self.max_size_kb))
+                                           self.max_size_kb, self.max_perplexity_increase_pct))
 
     def describe(self) -> str:
         parts = []
@@ -76,6 +90,8 @@ class Constraints:
             parts.append(f"accuracy ≥ {self.min_accuracy_pct:g}%")
         if self.max_loss_pts is not None:
             parts.append(f"accuracy loss ≤ {self.max_loss_pts:g} points")
+        if self.max_perplexity_increase_pct is not None:
+            parts.append(f"perplexity at most {self.max_perplexity_increase_pct:g}% above fp32")
         if self.max_latency_ms is not None:
             parts.append(f"latency p50 ≤ {self.max_latency_ms:g} ms")
         if self.max_size_kb is not None:
@@ -101,6 +117,8 @@ class Constraints:
         check("accuracy", acc_pct, self.min_accuracy_pct, below=True)
         loss = -float(row["accuracy_delta_pts"]) if finite(row.get("accuracy_delta_pts")) else None
         check("accuracy loss", loss, self.max_loss_pts, below=False)
+        check("perplexity increase", row.get("perplexity_increase_pct"), self.max_perplexity_increase_pct,
+              below=False)
         check("latency", row.get("latency_ms_p50"), self.max_latency_ms, below=False)
         check("size", row.get("size_kb"), self.max_size_kb, below=False)
         return out
@@ -127,10 +145,11 @@ class Recommendation:
         return int(self.point["point_id"]) if self.point is not None else None
 
     def to_dict(self) -> dict:
-        def small(row):
-            return None if row is None else {k: row.get(k) for k in (
-                "point_id", "label", "accuracy", "accuracy_delta_pts", "latency_ms_p50", "size_kb", "speedup",
-                "compression")}
+        def small(row):  # NaN (no accuracy on an LLM point, no perplexity on a classifier's) becomes null
+            return None if row is None else {k: (None if isinstance(row.get(k), float) and row.get(k) != row.get(k)
+                                                 else row.get(k)) for k in (
+                "point_id", "label", "accuracy", "accuracy_delta_pts", "perplexity", "perplexity_increase_pct",
+                "latency_ms_p50", "size_kb", "speedup", "compression")}
         return {"recommended_point_id": self.point_id, "reason": self.reason, "constraints": asdict(self.constraints),
                 "feasible": self.feasible, "total": self.total, "recommended": small(self.point),
                 "alternatives": [small(a) for a in self.alternatives], "closest": small(self.closest),
@@ -146,6 +165,12 @@ def _gain(pts: pd.DataFrame) -> pd.Series:
 
 
 def _figures(row: Mapping) -> str:
+    if finite(row.get("perplexity")):
+        parts = [f"perplexity {row['perplexity']:.3f}"]
+        if finite(row.get("perplexity_increase_pct")):
+            parts[0] += f" ({row['perplexity_increase_pct']:+.1f}% vs fp32; lower is better)"
+        parts += [f"prefill p50 {row['latency_ms_p50']:.3g} ms", f"size {row['size_kb']:.1f} KB"]
+        return ", ".join(parts)
     parts = [f"accuracy {row['accuracy'] * 100:.2f}%"]
     if finite(row.get("accuracy_delta_pts")):
         parts[0] += f" ({row['accuracy_delta_pts']:+.2f} points vs dense fp32)"
@@ -162,6 +187,11 @@ def _gains(row: Mapping) -> str:
     return f" ({row['compression']:.1f}x smaller and {speed} than dense fp32)"
 
 
+def _better(row: Mapping, llm: bool) -> float:
+    """Sort key, smaller is better: perplexity for an LLM point, minus accuracy otherwise."""
+    return float(row["perplexity"]) if llm else -float(row["accuracy"])
+
+
 def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recommendation:
     """The point to ship: among the measured points that meet every bound of ``constraints``,
 
@@ -173,10 +203,19 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
     ``point`` is None and ``closest`` is the point with the smallest summed relative miss.
     """
     constraints = constraints or Constraints()
+    llm = is_llm_frame(df)
+    quality = "perplexity" if llm else "accuracy"
+    if llm and not finite(pd.to_numeric(df["accuracy"], errors="coerce").max()) and (
+            constraints.min_accuracy_pct is not None or constraints.max_loss_pts is not None):
+        # An LLM run without zero-shot accuracy: an accuracy bound cannot be met; perplexity stands in.
+        constraints = Constraints(max_latency_ms=constraints.max_latency_ms, max_size_kb=constraints.max_size_kb,
+                                  max_perplexity_increase_pct=constraints.max_perplexity_increase_pct
+                                  or LLM_DEFAULT_INCREASE_PCT)
     if not constraints.any():
-        constraints = Constraints(max_loss_pts=1.0)
+        constraints = Constraints(max_perplexity_increase_pct=LLM_DEFAULT_INCREASE_PCT) if llm \
+            else Constraints(max_loss_pts=1.0)
     pts = ok_points(df)
-    pts = pts[pts["accuracy"].map(finite) & pts["latency_ms_p50"].map(finite) & pts["size_kb"].map(finite)] \
+    pts = pts[pts[quality].map(finite) & pts["latency_ms_p50"].map(finite) & pts["size_kb"].map(finite)] \
         if len(pts) else pts
     total = len(pts)
     if total == 0:
@@ -185,20 +224,20 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
     misses = [constraints.misses(r) for r in rows]
     feasible = pts[[not m for m in misses]]
     if feasible.empty:
-        i = min(range(total), key=lambda k: (sum(misses[k].values()), -rows[k]["accuracy"]))
+        i = min(range(total), key=lambda k: (sum(misses[k].values()), _better(rows[k], llm)))
         near = rows[i]
         what = ", ".join(f"{name} by {share * 100:.0f}%" for name, share in misses[i].items())
         reason = (f"No point meets {constraints.describe()}. The closest is #{int(near['point_id'])} "
                   f"({near.get('label')}): {_figures(near)}; it misses {what}. Relax a bound or sweep more settings.")
         return Recommendation(constraints, None, reason, 0, total, closest=near, misses=misses[i])
     gain = _gain(feasible)
-    acc = feasible["accuracy"]
+    acc = -feasible["perplexity"] if llm else feasible["accuracy"]  # higher is better on both
     if constraints.accuracy_bound:
         order = sorted(feasible.index, key=lambda k: (-gain[k], -acc[k], feasible.at[k, "point_id"]))
         why = "the largest size × speed gain"
     else:
         order = sorted(feasible.index, key=lambda k: (-acc[k], -gain[k], feasible.at[k, "point_id"]))
-        why = "the most accurate"
+        why = "the lowest perplexity" if llm else "the most accurate"
     best = feasible.loc[order[0]].to_dict()
     reason = (f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best)}{_gains(best)}. "
               f"Of the {len(feasible)} of {total} measured points that meet {constraints.describe()}, "

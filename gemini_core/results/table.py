@@ -12,11 +12,12 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from gemini_core.device import condition_warnings
-from gemini_core.results.pareto import DEFAULT_OBJECTIVES, pareto_front
+from gemini_core.results.pareto import is_llm_records, pareto_front
 from gemini_core.results.stats import describe_delta, paired_difference, parse_bits
 
 CONFIG_FIELDS = ("prune_method", "prune_ratio", "finetune_steps", "bits", "granularity", "execution")
-NUMERIC_FIELDS = ("accuracy", "macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes",
+NUMERIC_FIELDS = ("accuracy", "perplexity", "decode_tokens_per_s", "prefill_ms_p50",
+                  "macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes",
                   "params", "nonzero_params", "macs", "peak_memory_bytes", "threads", "batch_size", "seconds")
 
 
@@ -69,7 +70,24 @@ def paired_columns(df: pd.DataFrame, against: pd.Series | None, suffix: str) -> 
     df[f"accuracy_delta_{suffix}_measurable"] = measurable
 
 
-def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEFAULT_OBJECTIVES) -> pd.DataFrame:
+def llm_config_columns(cfg: Mapping) -> dict:
+    """An LLM point's config in the table's shared columns (so groupings and colours work for it too); its own
+    fields are kept beside them (``quant_method``, ``group_size``, ``sparsity``, ``pattern``, ...)."""
+    structured = bool(cfg.get("mlp_ratio") or cfg.get("head_ratio"))
+    method = cfg.get("prune_method", "none")
+    if structured:
+        method = "structured" if method == "none" else f"structured+{method}"
+    ratio = 0.5 if cfg.get("pattern") == "2:4" else float(cfg.get("sparsity") or 0)
+    ratio = ratio or float(cfg.get("mlp_ratio") or 0) or float(cfg.get("head_ratio") or 0)
+    group = cfg.get("group_size")
+    return {"prune_method": f"{method} 2:4" if cfg.get("pattern") == "2:4" else method, "prune_ratio": ratio,
+            "finetune_steps": cfg.get("recovery_steps", 0), "bits": cfg.get("bits", 32),
+            "granularity": f"group-{group}" if group else "per-channel", "execution": cfg.get("execution", "torch"),
+            "recovery": cfg.get("recovery", "none"),
+            **{k: cfg.get(k) for k in ("quant_method", "group_size", "sparsity", "pattern", "mlp_ratio", "head_ratio")}}
+
+
+def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per point with flat config columns and the ratios against the dense reference.
 
     Added columns: ``is_reference``; ``speedup`` (reference p50 latency / this p50: below 1.0 means
@@ -80,9 +98,17 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     ``conditions`` (busy machine, another thread count or CPU than the reference).
     """
     rows = []
+    records = list(records)
+    llm = is_llm_records(records)
     for rec in records:
         cfg = rec.get("config") or {}
-        row = {k: v for k, v in rec.items() if k not in ("config", "traceback")}
+        row = {k: v for k, v in rec.items() if k not in ("config", "traceback", "steps")}
+        if llm:
+            row.update(llm_config_columns(cfg))
+            row["is_llm_reference"] = all(cfg.get(k) == v for k, v in _LLM_REFERENCE.items())
+            row["per_layer"] = False
+            rows.append(row)
+            continue
         for field in CONFIG_FIELDS:
             row[field] = cfg.get(field, rec.get(field))
         row["per_layer"] = bool(cfg.get("layer_overrides"))  # an allocator / per-layer point
@@ -105,8 +131,12 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     df["status"] = df["status"].fillna("ok")
     for col in NUMERIC_FIELDS + ("prune_ratio", "finetune_steps", "bits"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    df["is_reference"] = [is_reference(r) for r in df.to_dict("records")]
-    df["is_control"] = [is_control(r) for r in df.to_dict("records")]
+    if llm:
+        df["is_reference"] = df["is_llm_reference"].fillna(False).astype(bool)
+        df["is_control"] = False
+    else:
+        df["is_reference"] = [is_reference(r) for r in df.to_dict("records")]
+        df["is_control"] = [is_control(r) for r in df.to_dict("records")]
     ok = df["status"] == "ok"
     ref = df[df["is_reference"] & ok]
     if len(ref):
@@ -114,13 +144,17 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
         df["speedup"] = r["latency_ms_p50"] / df["latency_ms_p50"]
         df["compression"] = r["size_bytes"] / df["size_bytes"]
         df["accuracy_delta_pts"] = (df["accuracy"] - r["accuracy"]) * 100.0
+        df["perplexity_ratio"] = df["perplexity"] / r["perplexity"]
+        df["perplexity_increase_pct"] = (df["perplexity_ratio"] - 1.0) * 100.0
     else:
+        df["perplexity_ratio"] = float("nan")
+        df["perplexity_increase_pct"] = float("nan")
         df["speedup"] = float("nan")
         df["compression"] = float("nan")
         df["accuracy_delta_pts"] = float("nan")
     df["size_kb"] = df["size_bytes"] / 1024.0
     df["ideal_size_kb"] = df["ideal_size_bytes"] / 1024.0
-    df["pareto"] = pareto_front(df, objectives)
+    df["pareto"] = pareto_front(df, objectives)  # None: perplexity (lower is better) for LLM points
     # Each accuracy against the baseline (stored with the point) and against the fair control.
     if "accuracy_delta" not in df.columns:
         df["accuracy_delta"] = float("nan")
@@ -140,6 +174,12 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] = DEF
     return df
 
 
+# An LLM point's config that is the uncompressed reference (any execution).
+_LLM_REFERENCE = {"quant_method": "none", "bits": 32, "prune_method": "none", "sparsity": 0.0,
+                  "pattern": "unstructured", "mlp_ratio": 0.0, "head_ratio": 0.0, "recovery": "none",
+                  "recovery_steps": 0}
+
+
 def reference_row(df: pd.DataFrame) -> pd.Series | None:
     ref = df[df["is_reference"] & (df["status"] == "ok")] if len(df) else df
     return ref.iloc[-1] if len(ref) else None
@@ -153,6 +193,8 @@ TABLE_COLUMNS = {
     "point_id": "point",
     "label": "configuration",
     "pareto": "front",
+    "perplexity": "perplexity (lower is better)",
+    "perplexity_increase_pct": "perplexity change vs fp32 (%)",
     "accuracy_pct": "accuracy (%)",
     "accuracy_ci95_text": "accuracy 95% interval (test n)",
     "change_vs_baseline": "vs baseline (paired, 95%)",
@@ -166,6 +208,10 @@ TABLE_COLUMNS = {
     "conditions": "measurement warnings",
     "threads": "threads",
     "speedup": "speed-up vs dense fp32 (x)",
+    "prefill_ms_p50": "prefill p50 (ms)",
+    "decode_tokens_per_s": "decode (tokens/s)",
+    "context_len": "context (tokens)",
+    "stride": "stride (tokens)",
     "size_kb": "size (KB)",
     "compression": "smaller vs dense fp32 (x)",
     "ideal_size_kb": "ideal size (KB, estimate)",
@@ -191,12 +237,18 @@ def table_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["accuracy_pct"] = out["accuracy"] * 100.0 if len(out) else pd.Series(dtype=float)
     cols = [c for c in TABLE_COLUMNS if c in out.columns]
+    if len(out) and out["perplexity"].notna().any():  # an LLM run: no accuracy columns unless measured
+        unused = ("accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
+                  "accuracy_delta_pts", "macs", "granularity")
+        cols = [c for c in cols if c not in unused or (c in out.columns and out[c].notna().any()
+                                                       and c not in ("change_vs_baseline", "change_vs_control",
+                                                                     "accuracy_ci95_text"))]
     out = out[cols].rename(columns=TABLE_COLUMNS)
     return out.reset_index(drop=True)
 
 
 CSV_DROP = ("notes", "estimated_fields", "traceback", "test_correct")
-CSV_FIRST = ("point_id", "run_id", "label", "status", *CONFIG_FIELDS, "accuracy", "macro_f1",
+CSV_FIRST = ("point_id", "run_id", "label", "status", *CONFIG_FIELDS, "perplexity", "accuracy", "macro_f1",
              "accuracy_delta_pts", "latency_ms_p50", "latency_ms_p90", "speedup", "size_bytes", "compression",
              "ideal_size_bytes", "params", "nonzero_params", "macs", "peak_memory_bytes", "pareto", "is_reference")
 

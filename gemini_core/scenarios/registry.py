@@ -13,8 +13,9 @@ from torch import nn
 
 from gemini_core.errors import CheckpointError, GeminiError
 
-# What a scenario needs from the user: nothing (built in), a table (CSV/TSV), images, or a model.
-DATA_KINDS = ("builtin", "table", "images", "model")
+# What a scenario needs from the user: nothing (built in), a table (CSV/TSV), images, or a model; "text":
+# built-in text by default, or the user's text file (the causal-LM scenario).
+DATA_KINDS = ("builtin", "table", "images", "model", "text")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
 from gemini_core.scenarios.registry import scenario_entry
 from gemini_core.workflows.baselines import baseline_from_description
+from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point, is_llm_point
 
 
 def export_compressed(compressed, scenario, baseline, out_dir, record: dict | None = None,
@@ -62,6 +63,8 @@ def export_point(store, point_id: int, out_dir, formats=("gemini",), overwrite: 
     if point.get("status") != "ok":
         raise GeminiError(f"point {point_id} failed ({point.get('error') or 'no reason stored'}); "
                           "only measured points can be exported")
+    if is_llm_point(point):  # a causal LM: model/ (safetensors), model.gguf, recipe.json
+        return export_llm_point(store, point_id, out_dir, overwrite=overwrite, progress=progress)
     run = store.get_run(point["run_id"])
     if not run.get("baseline"):
         raise GeminiError(f"run {point['run_id']} has no stored baseline description; run the sweep again")
@@ -156,6 +159,8 @@ def evaluate_export(path, device=None, scenario=None, batch_size: int | None = N
     """
     device = pick_device(device)
     with _export_root(path) as root:  # a zip is unpacked once, with the archive's caps, and reused below
+        if read_recipe(root).get("kind") == "llm":  # a causal LM: measured again through measure_llm_point
+            return evaluate_llm_export(root, data=(data_overrides or {}).get("data"))
         record, loaded, scenario, recorded = _evaluate_root(root, device, scenario, batch_size, data_overrides)
     recipe = loaded.recipe
     fingerprint = scenario.fingerprint()

@@ -356,6 +356,8 @@ def retime_run(store: Store, run_id: str, rounds: int = 5, device=None, threads:
         raise ConfigError(f"run {run_id} has no measured points to re-time")
     if not run.get("baseline"):
         raise ConfigError(f"run {run_id} has no stored baseline description; run the sweep again")
+    if run["baseline"].get("kind") == "llm":
+        raise ConfigError(f"run {run_id} is an LLM run; re-timing is for classifier runs (sweep it again with --force)")
     device = torch.device(device or pick_device())
     baseline = baseline_from_description(run["baseline"], device=device)
     scenario = baseline.scenario

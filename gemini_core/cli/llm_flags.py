@@ -1,0 +1,66 @@
+"""The LLM grid flags of ``sweep --scenario llm`` (and the one line printed per LLM point)."""
+from __future__ import annotations
+
+from gemini_core.errors import GeminiError
+from gemini_core.llm.point import LLMSettings
+from gemini_core.workflows.llm_sweep import LLMSweepSpec
+
+# flag -> (spec field, default, help)
+GRID = {
+    "--quant": ("quant_methods", "", "llm: weight quantization methods, comma list of rtn, gptq, awq"),
+    "--quant-bits": ("bits", "8,4", "llm: bits for --quant (8, 4, 3, 2)"),
+    "--group-size": ("group_sizes", "per-channel", "llm: per-channel and/or group sizes, e.g. per-channel,64 "
+                     "(SmolLM2's source weights were 4-bit groups of 32: 4-bit g32 measures nothing)"),
+    "--llm-prune": ("prune_methods", "", "llm: one-shot pruning, comma list of magnitude, wanda, sparsegpt"),
+    "--sparsity": ("sparsities", "0.5", "llm: sparsities for --llm-prune, e.g. 0.3,0.5 or 2:4"),
+    "--mlp-ratio": ("mlp_ratios", "", "llm: structured pruning, shares of MLP channels removed, e.g. 0.25"),
+    "--head-ratio": ("head_ratios", "", "llm: structured pruning, shares of key/value head groups removed"),
+    "--llm-recovery": ("recoveries", "", "llm: recovery after pruning: finetune and/or distill"),
+    "--recovery-steps": ("recovery_steps", "20", "llm: recovery optimizer steps (comma list)"),
+    "--llm-execution": ("executions", "torch", "llm: where points run (torch)"),
+}
+SETTINGS = {"--context-len": "context_len", "--stride": "stride", "--eval-tokens": "eval_tokens",
+            "--calib-samples": "calib_samples", "--calib-seq-len": "calib_seq_len"}
+
+
+def add_to(p) -> None:
+    for flag, (_field, default, text) in GRID.items():
+        p.add_argument(flag, dest="llm_" + flag[2:].replace("-", "_").removeprefix("llm_"), default=None,
+                       help=f"{text} (default {default or 'none'})")
+    defaults = LLMSettings()
+    for flag, field in SETTINGS.items():
+        p.add_argument(flag, dest="llm_" + field, type=int, default=None,
+                       help=f"llm: {field.replace('_', ' ')} "
+                            f"(default {getattr(defaults, field) or 'the context length'})")
+
+
+def _dest(flag: str) -> str:
+    return "llm_" + flag[2:].replace("-", "_").removeprefix("llm_")
+
+
+def given(args) -> dict:
+    return {flag: getattr(args, _dest(flag)) for flag in GRID if getattr(args, _dest(flag), None) is not None}
+
+
+def refuse_for_classifiers(args) -> None:
+    used = list(given(args)) + [f for f, field in SETTINGS.items() if getattr(args, "llm_" + field, None) is not None]
+    if used:
+        raise GeminiError(f"{', '.join(used)}: LLM flags; use them with --scenario llm")
+
+
+def spec_from(args) -> LLMSweepSpec:
+    values = {GRID[flag][0]: GRID[flag][1] for flag in GRID}
+    values.update({GRID[flag][0]: value for flag, value in given(args).items()})
+    settings = {field: getattr(args, "llm_" + field) for field in SETTINGS.values()
+                if getattr(args, "llm_" + field, None) is not None}
+    return LLMSweepSpec.from_strings(**values, settings=LLMSettings(**settings))
+
+
+def point_line(record: dict) -> str:
+    line = (f"{record.get('label')}: perplexity {record['perplexity']:.3f} (context {record.get('context_len')}, "
+            f"stride {record.get('stride')}, {record.get('tokens_scored')} tokens), prefill p50 "
+            f"{record.get('prefill_ms_p50', float('nan')):.1f} ms, decode {record.get('decode_tokens_per_s', 0):.1f} "
+            f"tok/s, {record.get('seconds', 0):.0f} s")
+    if record.get("accuracy") is not None:
+        line += f", zero-shot accuracy {record['accuracy'] * 100:.1f}%"
+    return line

@@ -1,0 +1,276 @@
+"""One LLM point: what to do to the model (``LLMPointConfig``), doing it (``compress_llm``) and measuring
+the result (``measure_llm_point``, the ONE function every LLM figure of a sweep, an export and ``evaluate``
+comes from; runtimes plug in through its ``execution`` argument).
+
+Order of the techniques in one point: structured pruning, then one-shot pruning, then recovery (fine-tuning
+or distillation to the uncompressed model), then weight quantization.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gemini_core.errors import Cancelled, ConfigError
+from gemini_core.llm import distill, metrics, prune, quantize, structured, text_data
+from gemini_core.llm.calibrate import linear_layers
+from gemini_core.llm.source import save_hf_folder
+
+QUANT_METHODS = ("none",) + quantize.METHODS
+PRUNE_METHODS = ("none",) + prune.METHODS
+RECOVERIES = ("none",) + distill.MODES
+PATTERNS = ("unstructured", "2:4")
+# Where one LLM point runs. Only torch here; runtimes (OpenVINO, ONNX Runtime GenAI) join this tuple and the
+# branch in ``measure_llm_point``.
+EXECUTIONS = ("torch",)
+
+
+@dataclass(frozen=True)
+class LLMPointConfig:
+    quant_method: str = "none"
+    bits: int = 32
+    group_size: int | None = None  # None: one scale per output row (per-channel)
+    prune_method: str = "none"
+    sparsity: float = 0.0
+    pattern: str = "unstructured"  # or "2:4" (2 of every 4 weights pruned; sparsity is then 0.5)
+    mlp_ratio: float = 0.0  # structured: share of MLP channels removed
+    head_ratio: float = 0.0  # structured: share of key/value head groups removed
+    recovery: str = "none"
+    recovery_steps: int = 0
+    execution: str = "torch"
+
+    def __post_init__(self) -> None:
+        def bad(text):
+            raise ConfigError(text)
+
+        if self.quant_method not in QUANT_METHODS:
+            bad(f"unknown quantization method {self.quant_method!r}; choose from {', '.join(QUANT_METHODS)}")
+        if self.quant_method == "none" and self.bits != 32:
+            bad(f"{self.bits} bits needs a quantization method (rtn, gptq or awq)")
+        if self.quant_method != "none" and not 2 <= self.bits <= 8:
+            bad(f"LLM weight quantization takes 2 to 8 bits, not {self.bits}")
+        if self.group_size is not None and (isinstance(self.group_size, bool) or self.group_size < 1):
+            bad(f"group size {self.group_size!r} must be a whole number of at least 1")
+        if self.prune_method not in PRUNE_METHODS:
+            bad(f"unknown pruning method {self.prune_method!r}; choose from {', '.join(PRUNE_METHODS)}")
+        if self.pattern not in PATTERNS:
+            bad(f"pattern {self.pattern!r} must be one of {', '.join(PATTERNS)}")
+        if self.prune_method != "none" and self.pattern == "unstructured" and not 0 < self.sparsity < 1:
+            bad(f"sparsity {self.sparsity} must be above 0 and below 1")
+        if self.prune_method == "none" and (self.sparsity or self.pattern != "unstructured"):
+            bad("a sparsity or 2:4 pattern needs a pruning method (magnitude, wanda or sparsegpt)")
+        for name in ("mlp_ratio", "head_ratio"):
+            if not 0 <= getattr(self, name) < 1:
+                bad(f"{name.replace('_', ' ')} {getattr(self, name)} must be at least 0 and below 1")
+        if self.recovery not in RECOVERIES:
+            bad(f"unknown recovery {self.recovery!r}; choose from {', '.join(RECOVERIES)}")
+        if (self.recovery == "none") != (self.recovery_steps == 0) or self.recovery_steps < 0:
+            bad("recovery (finetune or distill) and recovery steps above 0 go together")
+        if self.execution not in EXECUTIONS:
+            bad(f"LLM execution {self.execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
+
+    @property
+    def is_reference(self) -> bool:
+        return self == LLMPointConfig(execution=self.execution)
+
+    def label(self) -> str:
+        parts = []
+        if self.mlp_ratio or self.head_ratio:
+            what = [f"MLP -{self.mlp_ratio:.0%}"] if self.mlp_ratio else []
+            what += [f"heads -{self.head_ratio:.0%}"] if self.head_ratio else []
+            parts.append("structured " + ", ".join(what))
+        if self.prune_method != "none":
+            amount = "2:4" if self.pattern == "2:4" else f"{self.sparsity:.0%}"
+            parts.append(f"{self.prune_method} {amount}")
+        if self.recovery != "none":
+            parts.append(f"{self.recovery} {self.recovery_steps} steps")
+        if self.quant_method != "none":
+            group = f"g{self.group_size}" if self.group_size else "per-channel"
+            parts.append(f"{self.quant_method} {self.bits}-bit {group}")
+        text = " + ".join(parts) or "fp32 (uncompressed)"
+        return text if self.execution == "torch" else f"{text} [{self.execution}]"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LLMPointConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"LLM point config has unknown fields {unknown}")
+        return cls(**data)
+
+    def key(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """How an LLM point is compressed and measured; part of every record (and of the point's key)."""
+
+    context_len: int = 512
+    stride: int | None = None  # None: = context_len (non-overlapping windows)
+    eval_tokens: int = 4096  # the last N tokens of the evaluation part
+    calib_samples: int = 16
+    calib_seq_len: int = 256
+    prefill_tokens: int = 128
+    prefill_repeats: int = 5
+    decode_new_tokens: int = 16
+    decode_repeats: int = 2
+    recovery_batch: int = 2
+    recovery_lr: float = 1e-4
+    temperature: float = 2.0
+    zero_shot_examples: int = 64
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"LLM setting {f.name} must be a positive number, not {value!r}")
+        if self.stride is not None and self.stride > self.context_len:
+            raise ConfigError(f"stride {self.stride} must not exceed the context length {self.context_len}")
+        if self.decode_new_tokens < 2:
+            raise ConfigError("decode speed needs at least 2 new tokens")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LLMSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class ZeroShot:
+    """A labelled evaluation set for zero-shot accuracy (label words scored after a prompt)."""
+
+    texts: list[str]
+    labels: list[str]
+    label_words: dict[str, str]
+
+
+def _stopper(should_stop: Callable[[], bool] | None):
+    def progress(_done, _total):
+        if should_stop is not None and should_stop():
+            raise Cancelled("stopped while compressing")
+    return progress
+
+
+def compress_llm(model, tokenizer, split: text_data.TextSplit, config: LLMPointConfig,
+                 settings: LLMSettings = LLMSettings(), should_stop: Callable[[], bool] | None = None) -> tuple:
+    """A compressed copy of ``model`` (the original is left as it is) and what was done, step by step."""
+    student = copy.deepcopy(model).eval()
+    if config.is_reference:
+        return student, []
+    calib = text_data.calibration_batch(tokenizer, split, settings.calib_samples, settings.calib_seq_len)
+    steps, progress = [], _stopper(should_stop)
+    if config.mlp_ratio or config.head_ratio:
+        steps.append(structured.prune_structured(student, calib, config.mlp_ratio, config.head_ratio))
+    if config.prune_method != "none":
+        pattern = "2:4" if config.pattern == "2:4" else None
+        sparsity = 0.5 if pattern else config.sparsity
+        steps.append(prune.prune_model(student, config.prune_method, sparsity, pattern, calib_ids=calib,
+                                       progress=progress))
+    if config.recovery != "none":
+        progress(0, 0)
+        steps.append(distill.recover(student, model if config.recovery == "distill" else None, calib,
+                                     config.recovery_steps, batch_size=settings.recovery_batch,
+                                     mode=config.recovery, lr=settings.recovery_lr, temperature=settings.temperature))
+    if config.quant_method != "none":
+        steps.append(quantize.quantize_model(student, config.quant_method, config.bits, config.group_size,
+                                             calib_ids=calib, progress=progress))
+    return student.eval(), steps
+
+
+def ideal_size_bytes(model, config: LLMPointConfig) -> int:
+    """An estimate: decoder Linears as packed codes (plus fp16 scale and zero per group, a 1-bit mask when
+    pruned), everything else fp32. The file actually written stores floats (``size_bytes``)."""
+    layers = {id(lin.weight) for lin in linear_layers(model).values()}
+    total = 0.0
+    for p in model.parameters():
+        if id(p) not in layers:
+            total += p.numel() * p.element_size()
+            continue
+        rows, cols = p.shape
+        if config.quant_method != "none":
+            groups = rows * (cols // (config.group_size or cols))
+            kept = p.numel() if config.prune_method == "none" else int((p != 0).sum())
+            total += kept * config.bits / 8 + groups * 4 + (p.numel() / 8 if config.prune_method != "none" else 0)
+        elif config.prune_method != "none":
+            total += int((p != 0).sum()) * 4 + p.numel() / 8
+        else:
+            total += p.numel() * 4
+    return int(total)
+
+
+def written_size_bytes(model, tokenizer) -> int:
+    """Bytes of the safetensors folder an export of this model writes (written to a temporary folder)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # one bar per point would bury the sweep's own lines
+    try:
+        with tempfile.TemporaryDirectory(prefix="gemini-llm-size-") as tmp:
+            folder = save_hf_folder(model, tokenizer, Path(tmp) / "m", {})
+            return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _cpu_facts() -> dict:
+    return {"threads": torch.get_num_threads(), "cores": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
+def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: str = "torch",
+                      settings: LLMSettings = LLMSettings(), zero_shot: ZeroShot | None = None,
+                      size: bool = True) -> dict:
+    """Every figure of one LLM point: perplexity (context length and stride recorded), zero-shot accuracy
+    when a labelled set is given, prefill latency p10/p50/p90, decode tokens/s, peak memory, file size.
+
+    ``execution``: where the point runs (only "torch" for now)."""
+    if execution not in EXECUTIONS:
+        raise ConfigError(f"LLM execution {execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
+    model.eval()
+    ids = text_data.evaluation_ids(tokenizer, split, settings.eval_tokens)
+    started = time.perf_counter()
+    ppl, memory = metrics.peak_rss_mb(lambda: metrics.perplexity(model, ids, settings.context_len, settings.stride))
+    record = {"execution": execution, "perplexity": ppl["perplexity"], "nll_per_token": ppl["nll_per_token"],
+              "tokens_scored": ppl["tokens_scored"], "context_len": ppl["context_len"], "stride": ppl["stride"],
+              "text_source": split.source, "perplexity_seconds": round(time.perf_counter() - started, 2)}
+    prompt = ids[: min(settings.prefill_tokens, ids.numel())]
+    prefill = metrics.prefill_latency(model, prompt, repeats=settings.prefill_repeats)
+    record.update(prefill)
+    # The sweep's shared latency columns hold the prefill time of one sequence (latency_kind says so).
+    record.update({"latency_ms_p10": prefill["prefill_ms_p10"], "latency_ms_p50": prefill["prefill_ms_p50"],
+                   "latency_ms_p90": prefill["prefill_ms_p90"], "latency_kind": "prefill",
+                   "latency_runs": settings.prefill_repeats, "batch_size": 1})
+    record.update(metrics.decode_tokens_per_s(model, prompt[:32], settings.decode_new_tokens,
+                                              settings.decode_repeats))
+    record.update({"peak_rss_mb": memory["peak_rss_mb"], "peak_memory_bytes": int(memory["peak_rss_mb"] * 2**20)})
+    if zero_shot is not None:
+        acc = metrics.zero_shot_accuracy(model, tokenizer, zero_shot.texts, zero_shot.labels, zero_shot.label_words)
+        record.update({"accuracy": acc["accuracy"], "test_n": acc["examples"], "label_words": acc["label_words"]})
+    params = sum(p.numel() for p in model.parameters())
+    layers = linear_layers(model)
+    zeros = sum(int((lin.weight == 0).sum()) for lin in layers.values())
+    total = sum(lin.weight.numel() for lin in layers.values()) or 1
+    record.update({"params": params, "nonzero_params": params - zeros, "decoder_sparsity": round(zeros / total, 4)})
+    if size:
+        record["size_bytes"] = written_size_bytes(model, tokenizer)
+        record["size_written"] = "float32 safetensors (the export's model files)"
+    record.update(_cpu_facts())
+    return record

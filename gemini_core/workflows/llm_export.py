@@ -1,0 +1,164 @@
+"""Export a stored LLM point and evaluate an LLM export.
+
+An LLM export folder holds ``model/`` (HF safetensors + tokenizer: transformers reloads it, no remote
+code), optionally ``model.gguf`` (written with the ``gguf`` package; transformers' GGUF loader reloads it),
+``recipe.json`` (validated by ``checkpoint.schema``; every file with its SHA-256) and ``README.md`` (the
+model card). ``evaluate_llm_export`` reloads ``model/`` and measures it again with the recorded settings,
+through the same ``measure_llm_point`` as the sweep: the perplexity is reproduced exactly.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file
+from gemini_core.checkpoint.llm_card import llm_model_card
+from gemini_core.checkpoint.write import check_destination
+from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.fsio import publish_folder, staging_folder
+from gemini_core.llm.gguf_export import export_gguf
+from gemini_core.llm.point import LLMPointConfig, LLMSettings, compress_llm, measure_llm_point
+from gemini_core.llm.scenario import LLMScenario
+from gemini_core.llm.source import load_local, save_hf_folder
+from gemini_core.llm.text_data import BUILTIN_TEXT
+from gemini_core.progress import ProgressFn, notify
+from gemini_core.scenarios import get_scenario
+
+MODEL_DIR = "model"
+GGUF_FILE = "model.gguf"
+GGUF_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
+
+
+def is_llm_point(point: dict) -> bool:
+    return point.get("kind") == "llm"
+
+
+def is_llm_export(path) -> bool:
+    recipe = Path(path) / RECIPE_FILE
+    try:
+        return json.loads(recipe.read_text(encoding="utf-8")).get("kind") == "llm"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def scenario_from_run(run: dict) -> LLMScenario:
+    options = dict((run.get("baseline") or {}).get("scenario_options") or {})
+    return get_scenario("llm", **options)
+
+
+def export_llm_point(store, point_id: int, out_dir, gguf: str | None = "f32", overwrite: bool = False,
+                     progress: ProgressFn | None = None) -> Path:
+    """Rebuild a stored LLM point (same model, text and settings), measure it again, write the export folder.
+
+    The model must be the one the run measured (its weights' hash is part of the run's baseline key)."""
+    if gguf is not None and gguf not in GGUF_TYPES:
+        raise GeminiError(f"GGUF type {gguf!r}: choose one of {', '.join(GGUF_TYPES)}")
+    point = store.get_point(point_id)
+    if not is_llm_point(point):
+        raise GeminiError(f"point {point_id} is not an LLM point")
+    if point.get("status") != "ok":
+        raise GeminiError(f"point {point_id} failed when it was measured ({point.get('error')}); nothing to export")
+    check_destination(out_dir, overwrite)
+    run = store.get_run(point["run_id"])
+    scenario = scenario_from_run(run)
+    notify(progress, "message", "loading the model")
+    lm = scenario.load()
+    if scenario.baseline_key() != point["baseline_key"]:
+        raise CheckpointError(f"the model or text of run {point['run_id']} changed since it was measured "
+                              "(its weights' or text's hash differs); sweep it again")
+    config = LLMPointConfig.from_dict(point["config"])
+    settings = LLMSettings.from_dict(point.get("settings") or {})
+    notify(progress, "message", f"compressing: {config.label()}")
+    model, steps = compress_llm(lm.model, lm.tokenizer, scenario.text_split, config, settings)
+    return write_llm_export(model, lm.tokenizer, scenario, config, settings, out_dir, sweep_record=point,
+                            steps=steps, gguf=gguf, overwrite=overwrite, progress=progress)
+
+
+def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointConfig, settings: LLMSettings,
+                     out_dir, sweep_record: dict | None = None, steps=None, gguf: str | None = "f32",
+                     overwrite: bool = False, progress: ProgressFn | None = None) -> Path:
+    out_dir = Path(out_dir)
+    notify(progress, "message", "measuring the point")
+    record = measure_llm_point(model, tokenizer, scenario.text_split, config.execution, settings,
+                               scenario.zero_shot(settings.zero_shot_examples), size=False)
+    meta = dict(scenario.load().metadata)
+    with staging_folder(out_dir) as tmp:
+        notify(progress, "message", "writing safetensors")
+        save_hf_folder(model, tokenizer, tmp / MODEL_DIR, {**meta, "gemini_point": config.to_dict()})
+        record["size_bytes"] = sum(p.stat().st_size for p in (tmp / MODEL_DIR).glob("*.safetensors"))
+        if gguf is not None:
+            notify(progress, "message", f"writing GGUF ({gguf})")
+            try:
+                export_gguf(model, tokenizer, tmp / GGUF_FILE, gguf, name=config.label())
+            except GeminiError as exc:
+                raise GeminiError(f"GGUF export of {config.label()}: {exc}") from None
+        recipe = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "llm", "label": config.label(),
+            "config": config.to_dict(),
+            "scenario": {"name": "llm", "options": {k: v for k, v in scenario.options.items() if v is not None},
+                         "arch": scenario.arch(), "data_fingerprint": scenario.fingerprint()},
+            "llm": {"config": config.to_dict(), "settings": settings.to_dict(),
+                    "text_source": scenario.text_split.source,
+                    "model_dir": MODEL_DIR, "gguf_file": GGUF_FILE if gguf is not None else None, "gguf_type": gguf},
+            "record": record, "sweep_record": _small(sweep_record), "steps": steps or [],
+            "source_model": meta, "size_bytes": record["size_bytes"],
+        }
+        (tmp / "README.md").write_text(llm_model_card(recipe), encoding="utf-8")
+        recipe["files"] = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                           for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True), encoding="utf-8")
+        read_recipe(tmp)  # what we wrote passes the schema every reader checks
+        publish_folder(tmp, out_dir, replace=overwrite)
+    return out_dir
+
+
+def _small(record: dict | None) -> dict | None:
+    if record is None:
+        return None
+    keys = ("point_id", "run_id", "perplexity", "context_len", "stride", "tokens_scored", "prefill_ms_p50",
+            "decode_tokens_per_s", "size_bytes", "threads", "load_avg_1m", "accuracy")
+    return {k: record.get(k) for k in keys if k in record}
+
+
+def verify_llm_files(root: Path, recipe: dict) -> None:
+    for rel, info in sorted((recipe.get("files") or {}).items()):
+        parts = Path(rel).parts
+        if rel.startswith(("/", "\\")) or ".." in parts:
+            raise CheckpointError(f"recipe.json lists an unsafe path {rel!r}")
+        file = root / rel
+        if not file.is_file():
+            raise CheckpointError(f"{rel} is missing from the export {root}")
+        if sha256_file(file) != info.get("sha256"):
+            raise CheckpointError(f"checksum mismatch for {rel}: the file was changed or damaged after export")
+
+
+def evaluate_llm_export(path, data: str | None = None, text_column: str | None = None,
+                        label_column: str | None = None) -> dict:
+    """Reload ``path``/model and measure it again with the recorded settings on the recorded text (the built-in
+    text, or ``data``: an export never chooses the files it reads). ``perplexity_matches_record``: exactly equal."""
+    root = Path(path)
+    recipe = read_recipe(root)
+    if recipe.get("kind") != "llm":
+        raise CheckpointError(f"{root} is not an LLM export")
+    verify_llm_files(root, recipe)
+    llm = recipe["llm"]
+    recorded_source = llm["text_source"]
+    if data is None and recorded_source != BUILTIN_TEXT:
+        raise GeminiError(f"this export was measured on {recorded_source}; give that file with --data")
+    options = {"model": f"hf:{root / llm['model_dir']}", "data": data, "text_column": text_column,
+               "label_column": label_column}
+    scenario = get_scenario("llm", **{k: v for k, v in options.items() if v is not None})
+    lm = load_local(root / llm["model_dir"])
+    scenario._lm = lm
+    config = LLMPointConfig.from_dict(llm["config"])
+    settings = LLMSettings.from_dict(llm["settings"])
+    record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, config.execution, settings,
+                               scenario.zero_shot(settings.zero_shot_examples), size=False)
+    record["size_bytes"] = sum(p.stat().st_size for p in (root / llm["model_dir"]).glob("*.safetensors"))
+    recorded = recipe.get("record") or {}
+    record.update({"kind": "llm", "label": recipe.get("label"), "config": config.to_dict(), "export": str(root),
+                   "recorded_perplexity": recorded.get("perplexity"),
+                   "perplexity_matches_record": record["perplexity"] == recorded.get("perplexity"),
+                   "data_fingerprint_matches": scenario.fingerprint() == recipe["scenario"].get("data_fingerprint"),
+                   "sweep_perplexity": (recipe.get("sweep_record") or {}).get("perplexity")})
+    return record

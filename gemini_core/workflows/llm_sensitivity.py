@@ -1,0 +1,132 @@
+"""Per-block sensitivity of a causal LM: quantize ONE decoder block's Linears at a time (round-to-nearest) and
+measure the perplexity on the held-out text, to see which blocks to keep at higher precision.
+
+The profile has the classifier profile's shape (``SensitivityProfile``; rows = blocks, ``drop_points`` = the
+perplexity increase in percent, ``params["quality"] == "perplexity"``), so the store, the CLI table and the
+heatmap read it alike. ``keep_high_precision`` lists the blocks whose quantization hurts most.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from gemini_core.errors import Cancelled, ConfigError
+from gemini_core.llm import metrics, text_data
+from gemini_core.llm.calibrate import block_linears, decoder_blocks
+from gemini_core.llm.quantize import check_grid, rtn
+from gemini_core.llm.scenario import LLMScenario
+from gemini_core.progress import ProgressFn, notify
+from gemini_core.results.store import Store
+from gemini_core.workflows.sensitivity import SensitivityProfile
+
+
+@dataclass(frozen=True)
+class LLMSensitivityParams:
+    bits: tuple = (4, 3)
+    group_size: int | None = 64
+    eval_tokens: int = 1024
+    context_len: int = 512
+    keep: int = 3  # how many of the most sensitive blocks to name for higher precision
+
+    def __post_init__(self) -> None:
+        bits = tuple(dict.fromkeys(int(b) for b in self.bits))
+        if not bits or any(not 2 <= b <= 8 for b in bits):
+            raise ConfigError(f"LLM sensitivity bits {self.bits} must be between 2 and 8")
+        object.__setattr__(self, "bits", tuple(sorted(bits, reverse=True)))
+        for name in ("eval_tokens", "context_len", "keep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} {value!r} must be a whole number of at least 1")
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["bits"] = list(self.bits)
+        return {**data, "quality": "perplexity", "method": "rtn", "ratios": []}
+
+
+def llm_analysis_id(baseline_key: str, params: LLMSensitivityParams) -> str:
+    blob = json.dumps({"baseline": baseline_key, "params": params.to_dict(), "threads": torch.get_num_threads()},
+                      sort_keys=True)
+    return "llm-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def analyse_llm(scenario: LLMScenario, params: LLMSensitivityParams | None = None, store: Store | None = None,
+                force: bool = False, progress: ProgressFn | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                on_profile: Callable[[SensitivityProfile], None] | None = None) -> SensitivityProfile:
+    """Quantize each decoder block alone at each bit width; stored in the run store as it grows."""
+    params = params or LLMSensitivityParams()
+    store = store or Store()
+    lm = scenario.load()
+    baseline_key = scenario.baseline_key()
+    analysis_id = llm_analysis_id(baseline_key, params)
+    found = None if force else store.get_analysis(analysis_id)
+    if found is not None and found["status"] == "complete":
+        return SensitivityProfile.from_dict(found["result"])
+    model = lm.model
+    blocks = decoder_blocks(model)
+    for lin in block_linears(blocks[0]).values():
+        check_grid(min(params.bits), params.group_size, lin.in_features)
+    ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, params.eval_tokens)
+    started = time.perf_counter()
+    reference = metrics.perplexity(model, ids, params.context_len)
+    profile = SensitivityProfile(analysis_id, "llm", baseline_key, params.to_dict(), "cpu", split="evaluation text",
+                                 examples=reference["tokens_scored"], baseline=reference,
+                                 total_steps=len(blocks) * len(params.bits))
+
+    def keep(status: str) -> None:
+        profile.status, profile.seconds = status, round(time.perf_counter() - started, 2)
+        store.save_analysis(analysis_id, baseline_key, "llm", params.to_dict(), profile.to_dict(), status)
+        if on_profile is not None:
+            on_profile(profile)
+
+    try:
+        for index, block in enumerate(blocks):
+            linears = block_linears(block)
+            originals = {name: lin.weight.detach().clone() for name, lin in linears.items()}
+            results = []
+            try:
+                for bits in params.bits:
+                    if should_stop is not None and should_stop():
+                        raise Cancelled("sensitivity stopped")
+                    with torch.no_grad():
+                        for name, lin in linears.items():
+                            lin.weight.copy_(rtn(originals[name], bits, params.group_size))
+                    ppl = metrics.perplexity(model, ids, params.context_len)["perplexity"]
+                    increase = (ppl / reference["perplexity"] - 1.0) * 100.0
+                    results.append({"bits": bits, "perplexity": ppl, "drop_points": increase})
+                    profile.done_steps += 1
+                    notify(progress, "message", f"block {index}: {bits}-bit perplexity {ppl:.3f} "
+                                                f"({increase:+.2f}%)")
+            finally:
+                with torch.no_grad():
+                    for name, lin in linears.items():
+                        lin.weight.copy_(originals[name])
+            weights = torch.cat([w.reshape(-1) for w in originals.values()]).float()
+            profile.quantization.append({
+                "layer": f"block {index}", "params": int(weights.numel()), "results": results,
+                "max_abs_over_std": float(weights.abs().max() / weights.std().clamp(min=1e-12))})
+            keep("running")
+    except Cancelled:
+        keep("cancelled")
+        return profile
+    profile.params["keep_high_precision"] = keep_high_precision(profile, params.keep)
+    keep("complete")
+    return profile
+
+
+def keep_high_precision(profile: SensitivityProfile, count: int) -> list[dict]:
+    """The ``count`` blocks whose quantization at the lowest profiled bit width raises perplexity most."""
+    rows = []
+    for entry in profile.quantization:
+        worst = min(entry["results"], key=lambda r: r["bits"]) if entry["results"] else None
+        if worst is not None:
+            rows.append({"block": entry["layer"], "bits": worst["bits"],
+                         "perplexity_increase_pct": worst["drop_points"]})
+    return sorted(rows, key=lambda r: -r["perplexity_increase_pct"])[:count]
