@@ -3,9 +3,10 @@
 A point's storage (bits, granularity, pruning) is decided by the config as for torch; its execution
 says where it computes: ``onnxruntime`` (fp32), ``onnxruntime-int8`` (static QDQ calibrated on
 training examples), ``openvino`` (fp32), ``openvino-bf16``, ``openvino-int8`` (NNCF with
-calibration). The stored model is dequantized to float and converted, so 4-bit storage computed
-in bf16 or int8 is one point. ``auto`` builds torch dense and every runtime available here, times
-them interleaved on this machine and keeps the fastest within ``AUTO_TOLERANCE_POINTS`` of torch's
+calibration), ``openvino-int4`` (NNCF 4-bit group-32 weights, data-free, so the runtime file stays
+4-bit). The stored model is dequantized to float and converted, so 4-bit storage computed in bf16
+or int8 is one point. ``auto`` builds torch dense and every runtime available here, times them
+interleaved on this machine and keeps the fastest within ``AUTO_TOLERANCE_POINTS`` of torch's
 validation accuracy, recording every timing.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ EXECUTION_RUNTIMES = {
     "openvino": ("openvino", "fp32"),
     "openvino-bf16": ("openvino", "bf16"),
     "openvino-int8": ("openvino", "int8"),
+    "openvino-int4": ("openvino", "int4-weights"),  # the IR keeps 4-bit weights: the point's file stays small
 }
 CONVERTED_EXECUTIONS = (*EXECUTION_RUNTIMES, "auto")  # executions that need the scenario to build
 CALIBRATION_EXAMPLES = 256  # training examples for static int8 (never test examples)
