@@ -22,9 +22,13 @@ from torch import nn
 
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
+
+# The runtimes it converts to come from their own modules: going through ``catalog`` (which also loads the
+# torch runtime, which loads ``compress``, which loads this module) made ``import gemini_core.runtimes.catalog``
+# fail with a circular import when it came first (``python -m bench.runtimes``).
+from gemini_core.runtimes import onnxruntime_rt, openvino_rt  # noqa: F401  (each registers itself)
 from gemini_core.runtimes.auto import choose_fastest
-from gemini_core.runtimes.base import Inputs, RuntimeModel
-from gemini_core.runtimes.catalog import available_runtimes, build
+from gemini_core.runtimes.base import Inputs, RuntimeModel, available_runtimes, build
 from gemini_core.runtimes.registry import implements
 from gemini_core.runtimes.torch_kernels import build_dense, build_sparse
 

@@ -146,3 +146,16 @@ def test_auto_lets_sparse_kernels_compete_on_an_unstructured_point(digits):
     config = CompressionConfig(prune_method="magnitude-unstructured", prune_ratio=0.9, execution="auto")
     record = measure_point(compress(baseline.model, config, scenario), scenario, batch_size=16)
     assert "torch sparse" in record["auto_choice"]["candidates"]
+
+
+def test_the_runtime_catalog_imports_first_without_a_circular_import():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # ``python -m bench.runtimes`` imports the catalog before anything else loaded ``compress``
+    proc = subprocess.run([sys.executable, "-c", "import gemini_core.runtimes.catalog as c; print(sorted(c.runtime_names()))"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "torch" in proc.stdout and "openvino" in proc.stdout
