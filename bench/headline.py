@@ -42,7 +42,8 @@ def grid(ctx: Context, text: bool) -> list[tuple]:
     unpruned = [C(), C(bits=16), C(bits=8), C(bits=4, granularity="group-32")]
     if not ctx.quick:
         unpruned.append(C(bits=3, granularity="group-32"))
-    if text:  # MiniLM: the runtimes the product runs it on
+    runtimes = text and ctx.device.type == "cpu"  # MiniLM on the runtimes the product runs it on (CPU only)
+    if runtimes:
         unpruned += runtime_points()
     units = [(C(), unpruned)]
     for ratio in ctx.pick((0.25, 0.5), (0.5,), (0.5,)):
@@ -50,7 +51,7 @@ def grid(ctx: Context, text: bool) -> list[tuple]:
         units.append((setting, [C(prune_method=METHOD, prune_ratio=ratio, finetune_steps=steps, bits=b,
                                   granularity=g) for b, g in ((32, "per-channel"), (16, "per-channel"),
                                                               (8, "per-channel"), (4, "group-32"))]
-                      + (runtime_points(METHOD, ratio, steps) if text else [])))
+                      + (runtime_points(METHOD, ratio, steps) if runtimes else [])))
     return units
 
 
@@ -191,7 +192,7 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
                                "MiniLM, so the targets below are not evaluated.")
     units = grid(ctx, text)
     records, models = _measure(ctx, scenario, model, units)
-    if text:
+    if text and ctx.device.type == "cpu":
         peer_records, peer_models = _peers(ctx, scenario, model)
         records, models = records + peer_records, {**models, **peer_models}
     summary_ = _evaluate(ctx, scenario, records, models)
