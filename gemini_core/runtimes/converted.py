@@ -104,11 +104,20 @@ def _val_accuracy(model, scenario) -> float:
 def _calibration_effect(model: nn.Module, built: RuntimeModel, scenario) -> dict:
     """Validation accuracy before (the stored weights in float) and after static int8 calibration."""
     before, after = _val_accuracy(model.eval(), scenario), _val_accuracy(built, scenario)
+    return calibration_verdict(before, after, len(scenario.splits.val))
+
+
+def calibration_verdict(before: float, after: float, examples: int) -> dict:
+    """Before/after validation accuracy with its verdict; a change of at most one example is no change.
+
+    Counted in examples, not in points: (after - before) * 100 for exactly one example can land a rounding
+    error above 100 / examples and read as a change.
+    """
     delta = (after - before) * 100
-    one_example = 100 / max(len(scenario.splits.val), 1)
-    verdict = ("no measurable change" if abs(delta) <= one_example
+    changed = round(abs(after - before) * max(examples, 1))  # examples that changed their verdict, net
+    verdict = ("no measurable change" if changed <= 1
                else "calibration hurt accuracy" if delta < 0 else "calibrated model scored higher")
-    return {"split": "validation", "examples": len(scenario.splits.val), "accuracy_before": before,
+    return {"split": "validation", "examples": examples, "accuracy_before": before,
             "accuracy_after": after, "delta_points": delta, "verdict": verdict}
 
 

@@ -159,3 +159,12 @@ def test_the_runtime_catalog_imports_first_without_a_circular_import():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "torch" in proc.stdout and "openvino" in proc.stdout
+
+
+def test_calibration_verdict_counts_examples_not_rounded_points():
+    from gemini_core.runtimes.converted import calibration_verdict
+
+    # 822 -> 823 of 836 right: one example, whose point difference lands a rounding error above 100 / 836
+    assert calibration_verdict(822 / 836, 823 / 836, 836)["verdict"] == "no measurable change"
+    assert calibration_verdict(823 / 836, 821 / 836, 836)["verdict"] == "calibration hurt accuracy"
+    assert calibration_verdict(821 / 836, 823 / 836, 836)["verdict"] == "calibrated model scored higher"
