@@ -4,11 +4,18 @@ Each backend is what ``compress`` builds for that bit width (the backend string 
 recorded): 16 bits run in bf16, 8 bits per-channel run torch's dynamically quantized int8 Linear
 fed with the engine's own codes, 4 bits group-32 are stored packed and run dequantized in fp32.
 Accuracy is on the held-out test split; latency is interleaved, at batch 1 and 32.
+
+The same model also runs on the converted runtimes (``bench.runtimes.runtime_section``: ONNX Runtime fp32 and
+static int8, OpenVINO fp32 / bf16 / int8 / int4 weights), timed interleaved with torch fp32 at batch 32, beside
+the peers: the same model compressed by hand with each runtime's documented recipe (ONNX Runtime
+``quantize_static``, NNCF ``quantize``), so each product row is also a ratio against what a user gets without
+the product. The CPU model and its instruction-set flags are recorded with the rows.
 """
 from __future__ import annotations
 
 import time
 
+from . import runtimes as runtime_bench
 from .common import (
     Context,
     digits,
@@ -91,6 +98,7 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
         rows = _measure_model(ctx, "digits CNN", scenario, baseline.model, [("1", 1), ("32", 32)])
     result["rows"] = rows
     result["text_model"] = text_info
+    result["runtimes"] = _runtimes(ctx, scenario, model if found is not None else baseline.model, result)
     result["notes"] += [
         "int8 = per-channel symmetric weight codes run by torch's dynamic-quantized Linear (activations "
         "quantized per batch); every Linear layer is int8, embeddings are dequantized fp32.",
@@ -126,12 +134,50 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
                                     "; ".join(why), value=speed)]
     else:
         result["targets"] = [target("int8 backend", goal, "MiniLM not measured in this run", None, "MiniLM skipped")]
+    if result["runtimes"].get("target"):
+        goal = result["runtimes"]["target"]
+        result["targets"].append(target("int8 on a runtime", goal["goal"], goal["measured"], goal["met"],
+                                        "" if goal["met"] is not False else "see the runtime rows", value=goal["value"]))
     result["tables"] = [{
         "title": "Backends",
         "columns": [("model", "model", "s"), ("batch", "batch", "s"), ("variant", "variant", "s"),
                     ("backend", "backend (as built)", "s"), ("speedup", "speed-up vs fp32", "x"),
                     ("latency_ms", "latency ms (median)", "ms"), ("accuracy", "test accuracy", ".4f"),
                     ("accuracy_delta_pts", "Δ accuracy (pts)", "+.1f"), ("size_bytes", "file (bytes)", ",d")],
-        "rows": rows}]
+        "rows": rows}, _runtime_table(result["runtimes"])]
     result["env"] = finish_environment(env, started)
     return result
+
+
+def _runtimes(ctx: Context, scenario, model, result: dict) -> dict:
+    """Torch fp32 vs every runtime and precision, and the peers, interleaved at batch 32 (bench.runtimes)."""
+    from gemini_core.runtimes.cpu import cpu_record
+
+    cpu = cpu_record()
+    args = runtime_bench.section_args(batch=min(32, len(scenario.splits.test)), rounds=ctx.pick(5, 3, 2),
+                                      calibration_batches=ctx.pick(8, 4, 2))
+    section = runtime_bench.runtime_section(model, scenario, args)
+    section.update({"cpu": cpu, "threads": args.threads, "batch": args.batch})
+    section["target"] = runtime_bench.int8_target(section["rows"], cpu)
+    result["notes"].append(f"Runtime rows: CPU {cpu['cpu']}, flags {' '.join(cpu['cpu_flags']) or '–'}; "
+                           f"{args.threads} threads, batch {args.batch}, {args.rounds} interleaved rounds; peers are "
+                           "the runtimes' documented recipes applied by hand (ORT quantize_static defaults, NNCF "
+                           "quantize defaults); 'vs peer' = the peer's latency / the product row's.")
+    for item in section.get("skipped", []):
+        result["notes"].append(f"runtime row skipped: {item['variant']}: {item['reason']}")
+    log("precision runtimes: " + ", ".join(f"{r['variant']} {r['speedup_vs_torch_fp32']:.2f}x"
+                                           for r in section["rows"] if r.get("speedup_vs_torch_fp32")))
+    return section
+
+
+def _runtime_table(section: dict) -> dict:
+    rows = [{**r, "calibration_text": (f"{r['calibration']['examples']} ex., {r['calibration']['method']}"
+                                       if r.get("calibration", {}).get("examples") else
+                                       r.get("calibration", {}).get("method"))} for r in section.get("rows", [])]
+    return {"title": "Runtimes and their peers (batch 32, torch fp32 = 1x)",
+            "columns": [("variant", "variant", "s"), ("recipe", "recipe", "s"),
+                        ("speedup_vs_torch_fp32", "vs torch fp32", ".2fx"), ("speedup_vs_peer", "vs peer", ".2fx"),
+                        ("latency_ms_p50", "latency ms p50", ".1f"), ("accuracy", "test accuracy", ".4f"),
+                        ("accuracy_delta_pts", "Δ accuracy (pts)", "+.1f"), ("size_bytes", "file (bytes)", ",d"),
+                        ("size_ratio_vs_torch_fp32", "smaller", ".2fx"), ("calibration_text", "calibration", "s")],
+            "rows": rows}

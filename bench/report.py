@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gemini_core.runtimes.cpu import ISA_FLAGS
+
 SECTIONS = ("size", "pruning", "precision", "sparse", "sweep", "headline", "gpu")
 HEADINGS = {
     "size": "1. Size",
@@ -82,8 +84,10 @@ def _env_line(res: dict) -> str:
     load = env.get("loadavg_start")
     load_end = env.get("loadavg_end")
     load_txt = (f"{load[0]:.2f} → {load_end[0]:.2f}" if load and load_end else "–")
+    isa = [f for f in (env.get("cpu_flags") or []) if f in ISA_FLAGS]  # the flags that decide the fast kernels
+    cpu = f"{env.get('cpu', '–')} ({' '.join(isa) or 'flags not recorded'})"
     return (f"| {HEADINGS.get(res.get('section'), res.get('section'))} | {res.get('mode', '–')} | "
-            f"{env.get('date', '–')} | {env.get('device', '–')} | {env.get('threads', '–')} | "
+            f"{env.get('date', '–')} | {env.get('device', '–')} | {fmt(cpu, 's')} | {env.get('threads', '–')} | "
             f"{env.get('torch', '–')} | {load_txt} | {env.get('seconds', '–')} | `{env.get('command', '–')}` |")
 
 
@@ -136,8 +140,9 @@ def render(results: dict[str, dict], run_info: dict | None = None, full_run: dic
             lines.append(f"| {t['target']} | {t['goal']} | {fmt(t['measured'], 's')} | {status} | "
                          f"{fmt(t.get('why') or '', 's') if t.get('why') else ''} | {res.get('mode', '–')} |")
     lines += ["", "## Where each figure was measured", "",
-              "| section | profile | date (UTC) | device | threads | torch | load avg (1 min) start → end | seconds | command |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| section | profile | date (UTC) | device | CPU (instruction-set flags) | threads | torch | "
+              "load avg (1 min) start → end | seconds | command |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name in SECTIONS:
         if name in results:
             lines.append(_env_line(results[name]))

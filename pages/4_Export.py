@@ -18,6 +18,7 @@ from ui import llm as llm_ui
 from ui import views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
+from ui.runtime_view import runtime_details
 from ui.state import (
     check_typed_path,
     current_job,
@@ -83,6 +84,7 @@ else:
     c[4].metric("MACs (estimate)", f"{point.get('macs') or 0:,}")
 if finite(row["speedup"]) and row["speedup"] < 1.0:
     st.warning(f"This point is slower than the dense fp32 reference (speed-up {row['speedup']:.2f}x).")
+runtime_details(point, key="x_runtime")
 
 st.subheader("Checkpoint")
 job = current_job("export")

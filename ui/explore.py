@@ -18,6 +18,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.results.pareto import finite
 from gemini_core.results.suggest import Constraints, Recommendation, compare_points, recommend
 from gemini_core.results.table import ok_points
+from ui.runtime_view import runtime_details
 
 RULES = {"loss": "at most this accuracy loss (points)", "min": "at least this accuracy (%)"}
 DEFAULTS = {"rule": "loss", "acc": 1.0, "lat": None, "size": None, "color": "bits", "zoom": None}
@@ -207,6 +208,7 @@ def record_panel(df: pd.DataFrame, point_id: int | None) -> None:
     st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in fields],
                                "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
                  hide_index=True, use_container_width=True, height=36 + 35 * len(fields) // 2)
+    runtime_details(row, key=f"record_{int(row['point_id'])}")
 
 
 def compare_view(df: pd.DataFrame, where: str, recommended: int | None) -> None:

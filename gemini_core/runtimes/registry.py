@@ -44,4 +44,6 @@ declare_execution("onnxruntime-int8", "ONNX Runtime, static int8 (QDQ) calibrate
 declare_execution("openvino", "OpenVINO, fp32 compute of the stored weights (CPU)")
 declare_execution("openvino-bf16", "OpenVINO, bf16 compute (CPU)")
 declare_execution("openvino-int8", "OpenVINO, int8 through NNCF post-training quantization with calibration (CPU)")
+declare_execution("openvino-int4", "OpenVINO, 4-bit group-32 weights (NNCF weight compression, data-free) computed by "
+                                   "the CPU plugin: the runtime file keeps 4-bit weights (CPU)")
 declare_execution("auto", "time torch and every runtime here; keep the fastest within 1 validation point")

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from gemini_core.compress import compress
+from gemini_core.compress import compress, prune_copy
 from gemini_core.config import CompressionConfig, parse_list
 from gemini_core.device import compute_threads, device_info, pick_device
 from gemini_core.errors import ConfigError
@@ -365,12 +365,14 @@ def retime_run(store: Store, run_id: str, rounds: int = 5, device=None, threads:
         reference = next((p for p in points if CompressionConfig.from_dict(p["config"]).key() == REFERENCE.key()),
                          points[0])
         threads = reference.get("threads")
-    models = []
+    models, pruned_by_key = [], {}
     for point in points:
         config = CompressionConfig.from_dict(point["config"])
         if progress is not None:
             progress(f"rebuilding {config.label()}")
-        compressed = compress(baseline.model, config, scenario, device=device)
+        if config.prune_key not in pruned_by_key:  # prune and recover once per setting, as the sweep does
+            pruned_by_key[config.prune_key] = prune_copy(baseline.model, config, scenario, device=device)
+        compressed = compress(baseline.model, config, scenario, device=device, pruned=pruned_by_key[config.prune_key])
         batch = scenario.splits.test.first(int(point.get("batch_size") or 32)).inputs
         models.append((point, compressed, batch))
     samples: dict[int, list[float]] = {p["point_id"]: [] for p in points}

@@ -7,6 +7,7 @@ from gemini_core.errors import ConfigError
 from gemini_core.measure import measure_point
 from gemini_core.runtimes.catalog import available_runtimes
 from gemini_core.runtimes.converted import EXECUTION_RUNTIMES, RuntimeModule
+from gemini_core.runtimes.cpu import cpu_record
 from gemini_core.runtimes.torch_kernels import build_execution_model
 
 
@@ -35,6 +36,7 @@ def test_a_runtime_point_is_measured_with_its_own_figures(digits, execution):
     assert record["size_bytes"] == dense["size_bytes"]  # storage is the config's; only the compute differs
     assert record["weight_memory_bytes"] == record["runtime"]["size_bytes"] > 0
     assert record["latency_ms_p50"] > 0 and record["latency_runs"] >= 20
+    _assert_cpu_recorded(record)
     if execution.endswith("int8"):
         assert record["runtime"]["calibration"]["examples"] > 0  # static int8 saw training examples
         effect = record["runtime"]["calibration_effect"]
@@ -44,12 +46,41 @@ def test_a_runtime_point_is_measured_with_its_own_figures(digits, execution):
         assert abs(record["accuracy"] - dense["accuracy"]) <= 1 / len(scenario.splits.test) + 1e-9
 
 
+def _assert_cpu_recorded(record: dict) -> None:
+    """Which runtime wins depends on the CPU: its model and instruction-set flags go on every runtime point."""
+    here = cpu_record()
+    assert record["cpu"] == here["cpu"] and record["cpu"]
+    assert set(here["cpu_flags"]) <= set(record["cpu_flags"])  # avx2 / avx512_vnni / amx_* as this CPU has them
+    assert record["device"].startswith("cpu") and record["threads"] >= 1
+
+
+def test_openvino_int4_keeps_4_bit_weights_in_the_runtime_file(digits):
+    _needs("openvino")
+    scenario, baseline = digits
+    dense = measure_point(compress(baseline.model, CompressionConfig(bits=4, granularity="group-32"), scenario),
+                          scenario, batch_size=16)
+    compressed = compress(baseline.model, CompressionConfig(bits=4, granularity="group-32",
+                                                            execution="openvino-int4"), scenario)
+    record = measure_point(compressed, scenario, batch_size=16)
+    fp32 = measure_point(compress(baseline.model, CompressionConfig(bits=4, granularity="group-32",
+                                                                    execution="openvino"), scenario),
+                         scenario, batch_size=16)
+    runtime = record["runtime"]
+    assert runtime["runtime"] == "openvino" and runtime["precision"] == "int4-weights"
+    assert "INT4_ASYM group 32" in runtime["calibration"]["method"]
+    # the IR's weights (.bin) are 4-bit: several times smaller than the fp32 IR of the same stored point
+    assert runtime["ir_weights_bytes"] * 3 < fp32["runtime"]["ir_weights_bytes"]
+    assert abs(record["accuracy"] - dense["accuracy"]) <= 0.03
+    _assert_cpu_recorded(record)
+
+
 def test_auto_records_every_candidate_and_keeps_one_within_tolerance(digits):
     scenario, baseline = digits
     record = measure_point(compress(baseline.model, CompressionConfig(execution="auto"), scenario), scenario,
                            batch_size=16)
     choice = record["auto_choice"]
     assert choice["reference"] == "torch dense" and "torch dense" in choice["candidates"]
+    _assert_cpu_recorded(record)
     chosen = choice["candidates"][choice["chosen"]]
     assert chosen["within_tolerance"] and chosen["latency_ms_p50"] == min(
         c["latency_ms_p50"] for c in choice["candidates"].values() if c.get("within_tolerance"))
@@ -115,3 +146,25 @@ def test_auto_lets_sparse_kernels_compete_on_an_unstructured_point(digits):
     config = CompressionConfig(prune_method="magnitude-unstructured", prune_ratio=0.9, execution="auto")
     record = measure_point(compress(baseline.model, config, scenario), scenario, batch_size=16)
     assert "torch sparse" in record["auto_choice"]["candidates"]
+
+
+def test_the_runtime_catalog_imports_first_without_a_circular_import():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # ``python -m bench.runtimes`` imports the catalog before anything else loaded ``compress``
+    proc = subprocess.run([sys.executable, "-c", "import gemini_core.runtimes.catalog as c; print(sorted(c.runtime_names()))"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "torch" in proc.stdout and "openvino" in proc.stdout
+
+
+def test_calibration_verdict_counts_examples_not_rounded_points():
+    from gemini_core.runtimes.converted import calibration_verdict
+
+    # 822 -> 823 of 836 right: one example, whose point difference lands a rounding error above 100 / 836
+    assert calibration_verdict(822 / 836, 823 / 836, 836)["verdict"] == "no measurable change"
+    assert calibration_verdict(823 / 836, 821 / 836, 836)["verdict"] == "calibration hurt accuracy"
+    assert calibration_verdict(821 / 836, 823 / 836, 836)["verdict"] == "calibrated model scored higher"

@@ -1,0 +1,85 @@
+"""The bench's precision and headline sections include the runtimes, a peer column and the CPU flags."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bench import headline
+from bench import runtimes as runtime_bench
+
+VNNI = {"cpu": "Test CPU", "cpu_flags": ["avx2", "avx512_vnni"], "int8_dot_product": True}
+AVX2 = {"cpu": "Test CPU", "cpu_flags": ["avx2"], "int8_dot_product": False}
+
+
+def _row(variant, recipe, precision, speedup, delta=0.0):
+    return {"variant": variant, "recipe": recipe, "precision": precision, "speedup_vs_torch_fp32": speedup,
+            "accuracy_delta_pts": delta}
+
+
+ROWS = [_row("torch fp32", "product", "fp32", 1.0), _row("openvino int8 (NNCF)", "product", "int8", 3.1),
+        _row("onnxruntime int8", "product", "int8", 5.0, delta=-2.0),  # faster but outside 1 point
+        _row("openvino bf16", "product", "bf16", 3.4), _row("openvino int8 peer", "peer", "int8-peer", 3.0)]
+
+
+def test_int8_goal_depends_on_the_cpu_flags():
+    goal = runtime_bench.int8_target(ROWS, VNNI)
+    assert "VNNI" in goal["goal"] and goal["met"] and goal["value"] == 3.1  # the lossy 5x row does not count
+    assert not runtime_bench.int8_target([*ROWS[:1], _row("ov int8", "product", "int8", 2.0)], VNNI)["met"]
+    avx2 = runtime_bench.int8_target(ROWS, AVX2)  # AVX2 only: the best product row against the fastest peer
+    assert "peer" in avx2["goal"] and avx2["met"] and avx2["value"] == pytest.approx(3.4 / 3.0)
+
+
+class _Scale(nn.Module):
+    def __init__(self, repeat: int):
+        super().__init__()
+        self.repeat = repeat
+
+    def forward(self, x):
+        for _ in range(self.repeat):
+            x = x @ torch.eye(64)
+        return x
+
+
+def test_headline_rows_count_the_runtime_file_and_compare_with_the_fastest_peer():
+    from bench.common import make_context
+
+    ctx = make_context(tiny=True)
+
+    class Scenario:
+        class splits:
+            class test:
+                @staticmethod
+                def first(n):
+                    return type("B", (), {"inputs": {"x": torch.randn(8, 64)}})()
+
+    def rec(label, acc, size, bits=32, method="none", execution="dense", runtime_file=None, peer=False):
+        return {"label": label, "accuracy": acc, "size_bytes": size, "backend": "t", "peer": peer,
+                "config": {"bits": bits, "prune_method": method, "execution": execution},
+                "runtime": {"size_bytes": runtime_file} if runtime_file else None, "macs": 1}
+
+    records = [rec("fp32", 0.98, 8000), rec("ov int4", 0.975, 1000, bits=4, execution="openvino-int4",
+                                             runtime_file=1200),
+               rec("peer int8", 0.98, 2000, peer=True), rec("lossy", 0.90, 500, bits=2)]
+    models = {"fp32": _Scale(40), "ov int4": _Scale(2), "peer int8": _Scale(10), "lossy": _Scale(1)}
+    out = headline._evaluate(ctx, Scenario, records, models)
+    rows = {r["label"]: r for r in out["rows"]}
+    assert rows["ov int4"]["smaller"] == pytest.approx(8000 / 1200)  # the shipped runtime file, not the storage
+    assert out["best_peer"]["label"] == "peer int8" and out["best_speed"]["label"] == "ov int4"
+    assert rows["ov int4"]["vs_best_peer"] > 1 and rows["peer int8"]["vs_best_peer"] is None
+    assert out["best_size"]["label"] == "ov int4"  # "lossy" is smaller but loses 8 points; peers never count
+
+
+@pytest.mark.slow
+def test_precision_section_has_runtime_rows_with_peers_and_cpu(tmp_path):
+    from bench import precision
+    from bench.common import make_context
+
+    result = precision.run(ctx=make_context(tiny=True, out_dir=tmp_path))
+    section = result["runtimes"]
+    assert section["cpu"]["cpu"] and "cpu_flags" in section["cpu"]
+    recipes = {r["recipe"] for r in section["rows"]}
+    assert recipes == {"product", "peer"} or section["skipped"]
+    titles = [t["title"] for t in result["tables"]]
+    assert any(t.startswith("Runtimes and their peers") for t in titles)
+    assert any(t["target"] == "int8 on a runtime" for t in result["targets"])
