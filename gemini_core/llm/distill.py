@@ -14,17 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from gemini_core.errors import ConfigError
+from gemini_core.training.distill import kd_loss
 
 MODES = ("distill", "finetune")
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) on temperature-softened distributions, times T^2 (Hinton et al.)
-    so gradients keep their scale as T changes; averaged over positions / examples."""
-    classes = student_logits.shape[-1]
-    s = F.log_softmax(student_logits.reshape(-1, classes).float() / temperature, -1)
-    t = F.log_softmax(teacher_logits.reshape(-1, classes).float() / temperature, -1)
-    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature ** 2
+__all__ = ["MODES", "kd_loss", "lm_logits", "lm_next_token_loss", "recover", "zero_masks"]
 
 
 def lm_logits(model, batch: torch.Tensor) -> torch.Tensor:
@@ -58,15 +51,23 @@ def _trainable(model, freeze_embeddings: bool) -> list[torch.nn.Parameter]:
 def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: str = "distill",
             lr: float = 1e-4, temperature: float = 1.0, seed: int = 0,
             forward: Callable = lm_logits, hard_loss: Callable = lm_next_token_loss,
-            freeze_embeddings: bool = True) -> dict:
+            freeze_embeddings: bool = True, alpha: float = 1.0) -> dict:
     """Train ``student`` for exactly ``steps`` optimizer steps on ``batches`` (a tensor of rows, or
-    a list of batch objects), cycling in a fixed order. Returns the settings and the losses."""
+    a list of batch objects), cycling in a fixed order. Returns the settings and the losses.
+
+    ``mode="distill"`` minimises ``alpha * KD + (1 - alpha) * CE`` (``alpha=1``: pure distillation);
+    ``mode="finetune"`` the CE on the hard labels only. Both see the same batches in the same order
+    with the same optimizer, so the two differ in the loss alone."""
     if mode not in MODES:
         raise ConfigError(f"unknown recovery {mode!r}; choose from {', '.join(MODES)}")
     if steps < 1 or temperature <= 0:
         raise ConfigError("recovery needs at least 1 step and a positive temperature")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"the distillation weight alpha must be between 0 and 1, not {alpha}")
     if mode == "distill" and teacher is None:
         raise ConfigError("distillation needs the uncompressed teacher model")
+    if teacher is not None:
+        teacher.eval()  # the uncompressed reference: no dropout, no training-mode behaviour
     torch.manual_seed(seed)
     rows = batches if isinstance(batches, list) else list(batches.split(batch_size))
     masks = zero_masks(student)
@@ -81,6 +82,8 @@ def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: st
             with torch.no_grad():
                 target = forward(teacher, batch)
             loss = kd_loss(logits, target, temperature)
+            if alpha < 1.0:
+                loss = alpha * loss + (1.0 - alpha) * hard_loss(logits, batch)
         else:
             loss = hard_loss(logits, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -94,5 +97,6 @@ def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: st
     for p in student.parameters():
         p.requires_grad_(True)
     return {"recovery": mode, "steps": steps, "batch_size": batch_size, "lr": lr,
-            "temperature": temperature if mode == "distill" else None, "loss_first": losses[0],
+            "temperature": temperature if mode == "distill" else None,
+            "alpha": alpha if mode == "distill" else None, "loss_first": losses[0],
             "loss_last": losses[-1], "train_seconds": round(time.perf_counter() - start, 1)}
