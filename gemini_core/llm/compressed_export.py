@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from gemini_core.errors import ConfigError
 from gemini_core.llm.calibrate import linear_layers
@@ -105,8 +106,16 @@ def export_compressed(model, tokenizer, out_dir, bits: int, group_size: int | No
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     size = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    packed_bytes = 0
+    for path in out.glob("*.safetensors"):
+        with safe_open(str(path), "pt") as handle:
+            packed_bytes += sum(handle.get_slice(k).get_shape()[0] * handle.get_slice(k).get_shape()[1]
+                                * 4 for k in handle.keys() if k.endswith((".weight_packed", ".weight_scale")))
+    float_bytes = sum(codes.numel() * 4 for codes, _ in recovered.values())
     summary = {"format": f"compressed-tensors {FORMAT}", "bits": bits, "group_size": group_size,
-               "packed_layers": len(targets), "float_layers": ignore, "file_bytes": size}
+               "packed_layers": len(targets), "float_layers": ignore, "file_bytes": size,
+               # the packed Linears (int32 words of codes + float32 scales) against their float32 bytes
+               "packed_linear_bytes": packed_bytes, "packed_linear_ratio_vs_fp32": packed_bytes / float_bytes}
     (out / "gemini_compressed.json").write_text(json.dumps(summary, indent=2))
     return summary
 

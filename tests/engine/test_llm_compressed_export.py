@@ -52,6 +52,7 @@ def test_pack_quantized_export_reloads_with_the_same_perplexity(tiny_lm, tmp_pat
     packed, packed_bytes = _packed_bytes(out)
     float_bytes = sum(lin.weight.numel() * 4 for lin in quantize.linear_layers(model).values())
     assert len(packed) == 14 and packed_bytes == pytest.approx(float_bytes * bits / 32, rel=0.01)
+    assert summary["packed_linear_ratio_vs_fp32"] == pytest.approx(bits / 32 + 1 / group, rel=0.01)
 
     reloaded = compressed_export.load_compressed(out)
     ids = torch.randint(0, 300, (96,), generator=torch.Generator().manual_seed(1))
