@@ -57,8 +57,9 @@ def recover_codes(weight: torch.Tensor, bits: int, group_size: int | None) -> tu
     if not bool(found.all()):
         bad = int((~found).sum())
         raise ConfigError(f"{bad} weight group(s) are not on a symmetric {bits}-bit grid of group size "
-                          f"{group_size or 'per-channel'}: export the quantized point with the bits and "
-                          "group size it was quantized at")
+                          f"{group_size or 'per-channel'}: pass the bits and group size the point was "
+                          "quantized at (AWQ weights, divided by their channel scales, are on no such grid: "
+                          "use the float safetensors export for them)")
     codes = (w / scale).round().to(torch.int8).reshape(rows, cols)
     return codes, scale.squeeze(-1).float()
 

@@ -73,3 +73,11 @@ def test_export_refuses_a_float_model_bad_bits_and_a_used_folder(tiny_lm, tmp_pa
     (tmp_path / "c" / "x").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
         compressed_export.export_compressed(tiny_lm.model, None, tmp_path / "c", 4, 32)
+
+
+def test_awq_weights_are_refused_with_the_reason(tiny_lm, tmp_path):
+    model = copy.deepcopy(tiny_lm.model)
+    calib = torch.randint(0, 300, (4, 32), generator=torch.Generator().manual_seed(0))
+    quantize.quantize_model(model, "awq", 4, 32, calib_ids=calib)
+    with pytest.raises(ConfigError, match="AWQ"):
+        compressed_export.export_compressed(model, None, tmp_path / "awq", 4, 32)
