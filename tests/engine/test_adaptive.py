@@ -333,7 +333,7 @@ def test_cancel_caches_nothing(small_digits):
     (["train", "--adaptive", "--epochs", "3", "--end-epoch", "3"], "end epoch 3 must be between"),
     (["train", "--target-ratio", "0.5"], "--target-ratio is an adaptive-training flag: add --adaptive"),
     (["train", "--nproc", "2"], "--nproc is an adaptive-training flag"),
-    (["sweep", "--recovery", "distill"], "unknown recovery 'distill'"),
+    (["sweep", "--recovery", "kd"], "unknown recovery 'kd'"),
 ])
 def test_bad_adaptive_flags_exit_2_with_one_line(argv, message, capsys):
     from gemini_core.cli import main
