@@ -2,6 +2,8 @@
 
     python -m bench.llm_figures --figures fp32,prune,quant,int8 --threads 2
     python -m bench.llm_figures --figures recovery --steps 20 --temperature 1
+    python -m bench.llm_figures --figures recovery --steps 40 --modes finetune,distill,distill-features
+    python -m bench.llm_figures --figures compressed
     python -m bench.llm_figures --figures zeroshot --sst2 ../shared/data/sst2/train_subset_first5000.tsv
 
 Evaluation: the last ``--eval-tokens`` tokens of the held-out evaluation part, windows of
@@ -70,20 +72,59 @@ def run_variant(base, name, kind, options, calib, eval_ids, args) -> dict:
     return record
 
 
+def recovery_settings(args) -> dict:
+    """What each name in --modes trains: the same steps, batches, optimizer, lr and seed for all."""
+    return {"finetune": {"mode": "finetune"},
+            "distill": {"mode": "distill"},
+            "distill-mix": {"mode": "distill", "alpha": args.alpha},
+            "distill-features": {"mode": "distill", "hidden_weight": args.hidden_weight}}
+
+
 def recovery(base, tokenizer, split, calib, eval_ids, args):
     from gemini_core.llm import distill
 
+    settings = recovery_settings(args)
     pruned = copy.deepcopy(base)
     info = prune.prune_model(pruned, "magnitude", 0.5)
     start_ppl = metrics.perplexity(pruned, eval_ids, args.context)["perplexity"]
+    # Training rows: the start of the calibration part (never the evaluation part), each row seen once.
     train = text_data.calibration_batch(tokenizer, split, args.steps * args.batch, args.train_len)
-    for mode in args.modes.split(","):
+    for name in args.modes.split(","):
+        if name not in settings:
+            raise SystemExit(f"unknown recovery mode {name!r}; choose from {', '.join(settings)}")
         student = copy.deepcopy(pruned)
         result = distill.recover(student, base, train, steps=args.steps, batch_size=args.batch,
-                                 mode=mode, lr=args.lr, temperature=args.temperature)
-        record = {"variant": f"recovery {mode} after magnitude 50%", **environment(args.threads),
+                                 lr=args.lr, temperature=args.temperature, **settings[name])
+        record = {"variant": f"recovery {name} after magnitude 50%", **environment(args.threads),
                   "pruned": info, "perplexity_before": start_ppl, **result}
         record.update(metrics.perplexity(student, eval_ids, args.context))
+        yield record
+
+
+def compressed(base, tokenizer, calib, eval_ids, args):
+    """Quantize, write compressed-tensors pack-quantized safetensors, reload with transformers, and
+    compare perplexity and file size with the float point and the fp32 model's safetensors."""
+    import tempfile
+
+    from gemini_core.llm import compressed_export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base.save_pretrained(Path(tmp) / "fp32", safe_serialization=True)
+        fp32_bytes = sum(p.stat().st_size for p in (Path(tmp) / "fp32").glob("*.safetensors"))
+    for method, bits, group in [("rtn", 4, 64), ("rtn", 8, None)]:
+        model = copy.deepcopy(base)
+        info = quantize.quantize_model(model, method, bits, group, calib_ids=calib)
+        float_ppl = metrics.perplexity(model, eval_ids, args.context)["perplexity"]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "ct"
+            summary = compressed_export.export_compressed(model, tokenizer, out, bits, group)
+            reloaded = compressed_export.load_compressed(out)
+        record = {"variant": f"compressed-tensors {method} {bits}-bit g{group or 'channel'}",
+                  **environment(args.threads), **info, **summary, "fp32_safetensors_bytes": fp32_bytes,
+                  "size_ratio_vs_fp32": summary["file_bytes"] / fp32_bytes,
+                  "perplexity_float_point": float_ppl}
+        record.update(metrics.perplexity(reloaded, eval_ids, args.context))
+        record["perplexity_rel_diff"] = abs(record["perplexity"] - float_ppl) / float_ppl
         yield record
 
 
@@ -120,7 +161,11 @@ def main(argv=None) -> None:
     parser.add_argument("--train-len", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--modes", default="finetune,distill", help="recovery modes, same step budget")
+    parser.add_argument("--modes", default="finetune,distill",
+                        help="recovery modes, same step budget: finetune, distill, distill-mix, distill-features")
+    parser.add_argument("--alpha", type=float, default=0.5, help="distill-mix: alpha * KD + (1 - alpha) * CE")
+    parser.add_argument("--hidden-weight", type=float, default=1.0,
+                        help="distill-features: weight of the per-block hidden-state loss added to KD")
     parser.add_argument("--sst2", default="../shared/data/sst2/train_subset_first5000.tsv")
     parser.add_argument("--zs-examples", type=int, default=200)
     parser.add_argument("--out", default="bench/results/llm_figures.jsonl")
@@ -138,6 +183,8 @@ def main(argv=None) -> None:
             records = zero_shot(lm.model, lm.tokenizer, args)
         elif figure == "recovery":
             records = recovery(lm.model, lm.tokenizer, split, calib, eval_ids, args)
+        elif figure == "compressed":
+            records = compressed(lm.model, lm.tokenizer, calib, eval_ids, args)
         else:
             records = (run_variant(lm.model, *v, calib, eval_ids, args) for v in FIGURES[figure])
         for record in records:

@@ -22,7 +22,7 @@ UNSTRUCTURED_METHODS = methods_of_kind("unstructured", "n:m")
 BITS = (32, 16, 8, 6, 4, 3, 2)
 GRANULARITIES = ("per-tensor", "per-channel", "group-32", "group-64", "group-128")
 EXECUTIONS = tuple(_BACKENDS)  # declared in runtimes/registry.py
-RECOVERIES = ("finetune", "qat")
+RECOVERIES = ("finetune", "qat", "distill")
 MAX_PRUNE_RATIO = 0.95
 
 
@@ -161,8 +161,9 @@ class CompressionConfig:
     # Per-layer settings (LayerOverride entries, addressed by module-name patterns; later ones win),
     # applied by the same compress() call and kept in the recipe so exports carry them.
     layer_overrides: tuple = field(default_factory=tuple)
-    # How the finetune_steps recover: plain fine-tuning, or quantization-aware ("qat": trained against
-    # fake-quantized weights at this config's bits and granularity, see qat.py).
+    # How the finetune_steps recover: plain fine-tuning, quantization-aware ("qat": trained against
+    # fake-quantized weights at this config's bits and granularity, see qat.py), or knowledge
+    # distillation ("distill": KL divergence to the uncompressed model's logits, same steps and rate).
     recovery: str = "finetune"
 
     def __post_init__(self) -> None:
@@ -216,6 +217,8 @@ class CompressionConfig:
         if self.recovery == "qat" and (self.bits > 8 or self.finetune_steps == 0):
             # Without steps there is no recovery, and at 16/32 bits QAT is plain fine-tuning: one point, not two.
             object.__setattr__(self, "recovery", "finetune")
+        if self.recovery == "distill" and self.finetune_steps == 0:
+            object.__setattr__(self, "recovery", "finetune")  # no steps, no recovery: the plain point
 
     @property
     def prune_overrides(self) -> tuple:
@@ -256,10 +259,11 @@ class CompressionConfig:
             layers = tuple(tuple(sorted(o.to_dict().items())) for o in self.prune_overrides) if self.prunes else ()
             return ((self.prune_method, self.prune_ratio) if self.prunes else ("none", 0.0)) + (
                 self.finetune_steps, "qat", self.bits, self.granularity) + ((("layers", layers),) if layers else ())
+        distill = ("distill",) if self.recovery == "distill" else ()
         if not self.prunes:
             # The control (unpruned, recovered with the same steps as the pruned points) is its own model.
-            return ("none", 0.0, self.finetune_steps)
-        key = (self.prune_method, self.prune_ratio, self.finetune_steps)
+            return ("none", 0.0, self.finetune_steps) + distill
+        key = (self.prune_method, self.prune_ratio, self.finetune_steps) + distill
         layers = tuple(tuple(sorted(o.to_dict().items())) for o in self.prune_overrides)
         return key + (("layers", layers),) if layers else key
 
@@ -292,11 +296,13 @@ class CompressionConfig:
             if self.prune_overrides and self.prune_ratio == 0:
                 parts[-1] = f"{self.prune_method} per-layer"
             if self.finetune_steps:
-                parts.append(f"{'qat' if self.is_qat else 'ft'}{self.finetune_steps}")
+                parts.append(f"{'qat' if self.is_qat else 'kd' if self.recovery == 'distill' else 'ft'}"
+                             f"{self.finetune_steps}")
         else:
             parts.append("unpruned")
             if self.finetune_steps and not self.is_qat:
-                parts[-1] = f"control: unpruned ft{self.finetune_steps}"
+                kind = "kd" if self.recovery == "distill" else "ft"
+                parts[-1] = f"control: unpruned {kind}{self.finetune_steps}"
             if self.is_qat:
                 parts.append(f"qat{self.finetune_steps}")
         parts.append(f"{self.bits}-bit" + (f" {self.granularity}" if self.bits <= 8 else ""))

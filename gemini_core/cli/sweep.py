@@ -36,8 +36,9 @@ SPEC_FLAGS = SettingsFlags(
         "granularities": "per-tensor, per-channel, group-32/64/128",
         "executions": "comma list of " + ", ".join(EXECUTIONS),
         "finetune_steps": "recovery steps after pruning (comma list)",
-        "recoveries": "finetune, qat or both (comma list): how the fine-tune steps recover; qat trains against "
-                      "the quantized weights, once per bit width and granularity",
+        "recoveries": "finetune, qat, distill (comma list): how the fine-tune steps recover; qat trains against "
+                      "the quantized weights, once per bit width and granularity; distill minimises the KL "
+                      "divergence to the uncompressed baseline's logits (T=2) instead of the labels' loss",
         "batch_size": "batch size for latency and memory",
     },
     flags={"prune_methods": "--prune-method", "granularities": "--granularity", "executions": "--execution",

@@ -14,21 +14,29 @@ import torch
 import torch.nn.functional as F
 
 from gemini_core.errors import ConfigError
+from gemini_core.training.distill import kd_loss
 
 MODES = ("distill", "finetune")
-
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) on temperature-softened distributions, times T^2 (Hinton et al.)
-    so gradients keep their scale as T changes; averaged over positions / examples."""
-    classes = student_logits.shape[-1]
-    s = F.log_softmax(student_logits.reshape(-1, classes).float() / temperature, -1)
-    t = F.log_softmax(teacher_logits.reshape(-1, classes).float() / temperature, -1)
-    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature ** 2
+__all__ = ["MODES", "hidden_state_loss", "kd_loss", "lm_logits", "lm_logits_and_hidden", "lm_next_token_loss",
+           "recover", "zero_masks"]
 
 
 def lm_logits(model, batch: torch.Tensor) -> torch.Tensor:
     return model(input_ids=batch, use_cache=False).logits
+
+
+def lm_logits_and_hidden(model, batch: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    out = model(input_ids=batch, use_cache=False, output_hidden_states=True)
+    return out.logits, out.hidden_states[1:]  # each block's output (the embeddings are not compressed)
+
+
+def hidden_state_loss(student_hidden, teacher_hidden) -> torch.Tensor:
+    """Per-block feature distillation ("SquareHead", Kurtic et al. 2023): the mean squared error of
+    each block's output, normalised by the teacher's mean square so every block counts alike,
+    averaged over the blocks."""
+    terms = [((s.float() - t.float()) ** 2).mean() / (t.float() ** 2).mean().clamp(min=1e-12)
+             for s, t in zip(student_hidden, teacher_hidden)]
+    return torch.stack(terms).mean()
 
 
 def lm_next_token_loss(logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
@@ -58,15 +66,26 @@ def _trainable(model, freeze_embeddings: bool) -> list[torch.nn.Parameter]:
 def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: str = "distill",
             lr: float = 1e-4, temperature: float = 1.0, seed: int = 0,
             forward: Callable = lm_logits, hard_loss: Callable = lm_next_token_loss,
-            freeze_embeddings: bool = True) -> dict:
+            freeze_embeddings: bool = True, alpha: float = 1.0, hidden_weight: float = 0.0) -> dict:
     """Train ``student`` for exactly ``steps`` optimizer steps on ``batches`` (a tensor of rows, or
-    a list of batch objects), cycling in a fixed order. Returns the settings and the losses."""
+    a list of batch objects), cycling in a fixed order. Returns the settings and the losses.
+
+    ``mode="distill"`` minimises ``alpha * KD + (1 - alpha) * CE`` (``alpha=1``: pure distillation);
+    ``mode="finetune"`` the CE on the hard labels only. Both see the same batches in the same order
+    with the same optimizer, so the two differ in the loss alone. ``hidden_weight > 0`` (causal LMs)
+    adds that weight times the per-block feature loss (``hidden_state_loss``) to distillation."""
     if mode not in MODES:
         raise ConfigError(f"unknown recovery {mode!r}; choose from {', '.join(MODES)}")
     if steps < 1 or temperature <= 0:
         raise ConfigError("recovery needs at least 1 step and a positive temperature")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"the distillation weight alpha must be between 0 and 1, not {alpha}")
+    if hidden_weight < 0 or (hidden_weight > 0 and forward is not lm_logits):
+        raise ConfigError("feature distillation (hidden_weight > 0) is for causal LMs, with a weight of 0 or more")
     if mode == "distill" and teacher is None:
         raise ConfigError("distillation needs the uncompressed teacher model")
+    if teacher is not None:
+        teacher.eval()  # the uncompressed reference: no dropout, no training-mode behaviour
     torch.manual_seed(seed)
     rows = batches if isinstance(batches, list) else list(batches.split(batch_size))
     masks = zero_masks(student)
@@ -76,11 +95,17 @@ def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: st
     losses, start = [], time.perf_counter()
     for step in range(steps):
         batch = rows[step % len(rows)]
-        logits = forward(student, batch)
+        features = mode == "distill" and hidden_weight > 0
+        logits, hidden = lm_logits_and_hidden(student, batch) if features else (forward(student, batch), None)
         if mode == "distill":
             with torch.no_grad():
-                target = forward(teacher, batch)
+                target, target_hidden = lm_logits_and_hidden(teacher, batch) if features else \
+                    (forward(teacher, batch), None)
             loss = kd_loss(logits, target, temperature)
+            if alpha < 1.0:
+                loss = alpha * loss + (1.0 - alpha) * hard_loss(logits, batch)
+            if features:
+                loss = loss + hidden_weight * hidden_state_loss(hidden, target_hidden)
         else:
             loss = hard_loss(logits, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -94,5 +119,7 @@ def recover(student, teacher, batches, steps: int, batch_size: int = 2, mode: st
     for p in student.parameters():
         p.requires_grad_(True)
     return {"recovery": mode, "steps": steps, "batch_size": batch_size, "lr": lr,
-            "temperature": temperature if mode == "distill" else None, "loss_first": losses[0],
+            "temperature": temperature if mode == "distill" else None,
+            "alpha": alpha if mode == "distill" else None,
+            "hidden_weight": hidden_weight if mode == "distill" else None, "loss_first": losses[0],
             "loss_last": losses[-1], "train_seconds": round(time.perf_counter() - start, 1)}

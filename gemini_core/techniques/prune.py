@@ -6,6 +6,7 @@ sparse kernels or sparse storage can turn the zeros into savings).
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass, field
 
@@ -223,7 +224,10 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
           should_stop=None, plan: dict[str, LayerSetting] | None = None) -> PruneResult:
     """Prune ``model`` in place as ``config`` says, then fine-tune ``config.finetune_steps`` steps.
 
-    ``should_stop`` is asked before every fine-tuning step (``Cancelled`` when it says so)."""
+    ``should_stop`` is asked before every fine-tuning step (``Cancelled`` when it says so).
+    ``config.recovery == "distill"``: the steps minimise the KL divergence to the logits of ``model``
+    as it was before pruning (the uncompressed teacher) instead of the cross-entropy on the labels."""
+    teacher = copy.deepcopy(model).eval() if config.recovery == "distill" and config.finetune_steps else None
     if not config.prunes:
         n = count_params(model)
         result = PruneResult(model, params_before=n, params_after=n)
@@ -239,7 +243,7 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
         model.to(device)
         result.finetune_loss = train_steps(model, scenario.splits.train, config.finetune_steps, lr=settings.lr * 0.3,
                                            batch_size=settings.batch_size, seed=seed, device=device,
-                                           should_stop=should_stop, threads=settings.threads)
+                                           should_stop=should_stop, threads=settings.threads, teacher=teacher)
         model.to("cpu")
     remove_masks(model)
     model.eval()

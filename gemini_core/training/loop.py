@@ -23,6 +23,7 @@ from torch import nn
 from gemini_core.errors import Cancelled
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios.base import Scenario, Split, TrainSettings
+from gemini_core.training.distill import CLASSIFIER_TEMPERATURE, kd_loss
 from gemini_core.training.schedules import one_cycle_warmup_share
 
 # How ``train_steps`` recovers a model; part of every fine-tuned point's key, so points stored under an
@@ -102,6 +103,8 @@ def train_steps(
     after_step: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     threads: int | None = 1,
+    teacher: nn.Module | None = None,
+    temperature: float = CLASSIFIER_TEMPERATURE,
 ) -> float:
     """A fixed number of AdamW steps (recovery after pruning); returns the last loss.
 
@@ -111,16 +114,23 @@ def train_steps(
     constant rate left it. (At a constant 0.3x the base rate, 20 steps at seed 0 cost the unpruned digits
     model 2.6 points of test accuracy; the step-by-step accuracy swung by several points.)
 
+    With a ``teacher`` (the uncompressed model) the loss is knowledge distillation, the KL divergence
+    to the teacher's logits at ``temperature``, instead of cross-entropy on the labels: same batches,
+    same optimizer, same steps.
+
     ``should_stop`` is asked before every step; when it says so, ``Cancelled`` is raised (the
     half-recovered model is the caller's to drop). Runs under ``reproducible(seed, threads)``, so
     the same model, data and seed recover to the same weights at any caller thread count.
     """
     with reproducible(seed, threads, device):
         return _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step,
-                            should_stop)
+                            should_stop, teacher, temperature)
 
 
-def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step, should_stop) -> float:
+def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay, after_step, should_stop,
+                 teacher=None, temperature=CLASSIFIER_TEMPERATURE) -> float:
+    if teacher is not None:
+        teacher.to(device).eval()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1),
@@ -132,7 +142,12 @@ def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped after {done} of {steps} recovery steps")
             inputs = {k: v.to(device) for k, v in trim_padding(batch.inputs).items()}
-            loss = loss_fn(model(**inputs), batch.labels.to(device))
+            if teacher is None:
+                loss = loss_fn(model(**inputs), batch.labels.to(device))
+            else:
+                with torch.no_grad():
+                    target = teacher(**inputs)
+                loss = kd_loss(model(**inputs), target, temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -160,6 +160,21 @@ class SweepSpec:
                                 settings.setdefault(config.prune_key, config)
         return list(settings.values())
 
+    def distill_settings(self) -> list[CompressionConfig]:
+        """Distillation-recovered settings: one per (pruning, steps > 0), as 32-bit dense configs; each
+        pruned model is then stored at every bit width, as plain fine-tuning's are."""
+        if "distill" not in self.recoveries:
+            return []
+        settings: dict[tuple, CompressionConfig] = {}
+        for method in self.prune_methods:
+            ratios = () if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
+            for ratio in (r for r in ratios if r > 0):
+                for steps in (s for s in self.finetune_steps if s > 0):
+                    config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps,
+                                               recovery="distill")
+                    settings.setdefault(config.prune_key, config)
+        return list(settings.values())
+
     def configs_for(self, prune_setting: CompressionConfig) -> list[CompressionConfig]:
         out: dict[str, CompressionConfig] = {}
         if prune_setting.is_qat:  # recovered for one bit width and granularity: only its executions
@@ -174,7 +189,7 @@ class SweepSpec:
                     config = CompressionConfig(
                         prune_method=prune_setting.prune_method, prune_ratio=prune_setting.prune_ratio,
                         finetune_steps=prune_setting.finetune_steps, bits=bits, granularity=granularity,
-                        execution=execution)
+                        execution=execution, recovery=prune_setting.recovery)
                     out.setdefault(config.key(), config)
         return list(out.values())
 
@@ -189,18 +204,29 @@ class SweepSpec:
             return any(steps > 0 for steps in self.finetune_steps)
         return config.finetune_steps > 0
 
+    def _replaced(self, config: CompressionConfig) -> bool:
+        """Whether a plain-recovery ``config`` is replaced by a QAT- or distillation-recovered point."""
+        if "qat" in self.recoveries and self._has_qat_counterpart(config):
+            return True
+        return "distill" in self.recoveries and config.prunes and config.finetune_steps > 0
+
     def _grid_units(self) -> list["SweepUnit"]:
         if "finetune" in self.recoveries:
             units = [SweepUnit(s, tuple(self.configs_for(s))) for s in self.prune_settings()]
         else:
-            # Float points, and low-bit points QAT cannot recover (no steps), keep plain recovery.
+            # Points no chosen recovery can make (unpruned, no steps; float points for QAT) keep plain recovery.
             plain = dataclasses.replace(self, recoveries=("finetune",))
             units = []
             for s in plain.prune_settings():
-                configs = tuple(c for c in plain.configs_for(s) if not self._has_qat_counterpart(c))
+                configs = tuple(c for c in plain.configs_for(s) if not self._replaced(c))
                 if configs:
                     units.append(SweepUnit(s, configs))
         seen = {c.key() for u in units for c in u.configs}
+        for s in self.distill_settings():
+            configs = tuple(c for c in self.configs_for(s) if c.key() not in seen)
+            if configs:
+                units.append(SweepUnit(s, configs))
+                seen.update(c.key() for c in configs)
         for s in self.qat_settings():
             configs = tuple(c for c in self.configs_for(s) if c.key() not in seen)
             if configs:

@@ -124,8 +124,8 @@ def test_recovery_field_keys_and_labels():
     assert CompressionConfig(bits=4, finetune_steps=30, recovery="qat").prune_key[0] == "none"  # unpruned QAT
     assert CompressionConfig(bits=16, finetune_steps=30, recovery="qat").recovery == "finetune"
     assert CompressionConfig(bits=4, recovery="qat").recovery == "finetune"  # no steps, no recovery
-    with pytest.raises(ConfigError, match="unknown recovery 'distill'"):
-        CompressionConfig(recovery="distill")
+    with pytest.raises(ConfigError, match="unknown recovery 'kd'"):
+        CompressionConfig(recovery="kd")
 
 
 def test_sweep_units_recover_qat_per_bit_width_and_reuse_fine_tuning():
@@ -150,7 +150,7 @@ def test_sweep_units_recover_qat_per_bit_width_and_reuse_fine_tuning():
     assert SweepSpec().to_dict() == SweepSpec.from_dict(SweepSpec().to_dict()).to_dict()
     assert "recoveries" not in SweepSpec().to_dict()  # run ids of default specs are unchanged
     with pytest.raises(ConfigError, match="unknown recovery"):
-        SweepSpec.from_strings(recoveries="finetune,distill")
+        SweepSpec.from_strings(recoveries="finetune,kd")
 
 
 def test_qat_recovery_in_a_sweep_keeps_pruned_zeros(digits):
@@ -333,7 +333,7 @@ def test_cancel_caches_nothing(small_digits):
     (["train", "--adaptive", "--epochs", "3", "--end-epoch", "3"], "end epoch 3 must be between"),
     (["train", "--target-ratio", "0.5"], "--target-ratio is an adaptive-training flag: add --adaptive"),
     (["train", "--nproc", "2"], "--nproc is an adaptive-training flag"),
-    (["sweep", "--recovery", "distill"], "unknown recovery 'distill'"),
+    (["sweep", "--recovery", "kd"], "unknown recovery 'kd'"),
 ])
 def test_bad_adaptive_flags_exit_2_with_one_line(argv, message, capsys):
     from gemini_core.cli import main

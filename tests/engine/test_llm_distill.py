@@ -74,3 +74,47 @@ def test_bad_recovery_settings_are_refused(tiny_lm, kwargs, match):
 def test_distillation_needs_the_teacher(tiny_lm):
     with pytest.raises(ConfigError, match="teacher"):
         distill.recover(tiny_lm.model, None, torch.zeros(2, 4, dtype=torch.long), steps=1)
+
+
+def _feature_gap(student, teacher, ids):
+    with torch.no_grad():
+        _, hs = distill.lm_logits_and_hidden(student, ids)
+        _, ht = distill.lm_logits_and_hidden(teacher, ids)
+        return float(distill.hidden_state_loss(hs, ht))
+
+
+def test_feature_distillation_pulls_each_block_toward_the_teacher_and_keeps_sparsity(tiny_lm):
+    teacher = tiny_lm.model
+    data = torch.randint(0, 300, (8, 32), generator=torch.Generator().manual_seed(0))
+    pruned = copy.deepcopy(teacher)
+    prune.prune_model(pruned, "magnitude", 0.5)
+    logits_only, with_features = copy.deepcopy(pruned), copy.deepcopy(pruned)
+    assert _feature_gap(teacher, teacher, data) == pytest.approx(0.0, abs=1e-9)
+    before = _feature_gap(pruned, teacher, data)
+    distill.recover(logits_only, teacher, data, steps=15, batch_size=4, lr=3e-3)
+    result = distill.recover(with_features, teacher, data, steps=15, batch_size=4, lr=3e-3, hidden_weight=1.0)
+    assert result["hidden_weight"] == 1.0
+    assert _feature_gap(with_features, teacher, data) < min(0.7 * before, _feature_gap(logits_only, teacher, data))
+    q = with_features.model.layers[0].self_attn.q_proj.weight
+    assert float((q == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_kd_and_label_mix_is_alpha_kd_plus_one_minus_alpha_ce(tiny_lm):
+    teacher = tiny_lm.model
+    student = copy.deepcopy(teacher)
+    prune.prune_model(student, "magnitude", 0.5)
+    data = torch.randint(0, 300, (8, 32), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        first = data[:4]
+        logits = student(input_ids=first).logits
+        kd = float(distill.kd_loss(logits, teacher(input_ids=first).logits, 2.0))
+        ce = float(distill.lm_next_token_loss(logits, first))
+    result = distill.recover(student, teacher, data, steps=3, batch_size=4, lr=3e-3, alpha=0.25, temperature=2.0)
+    assert result["alpha"] == 0.25
+    assert result["loss_first"] == pytest.approx(0.25 * kd + 0.75 * ce, rel=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"alpha": 1.5}, "alpha"), ({"hidden_weight": -1.0}, "hidden_weight")])
+def test_bad_mix_weights_are_refused(tiny_lm, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        distill.recover(tiny_lm.model, tiny_lm.model, torch.zeros(2, 4, dtype=torch.long), steps=1, **kwargs)
