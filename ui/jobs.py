@@ -48,7 +48,8 @@ def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> 
     finetune = max(spec.finetune_steps) if spec.finetune_steps else 0
     per_setting *= max(1.0, finetune / 60.0) if entry.recovery_scales_with_steps else 1.0
     # QAT recovers once per (pruning, bits, granularity): each is a pruning setting of its own.
-    seconds = spec.n_points() * per_point + (len(spec.prune_settings()) + len(spec.qat_settings())) * per_setting
+    settings = len(spec.prune_settings()) + len(spec.qat_settings()) + len(spec.distill_settings())
+    seconds = spec.n_points() * per_point + settings * per_setting
     if not baseline_cached:
         seconds += entry.seconds_to_train
     return seconds
