@@ -50,7 +50,8 @@ MODEL, SWEEP, EXPORT = "pages/1_Model.py", "pages/2_Sweep.py", "pages/4_Export.p
 
 def snapshot(home: Path) -> dict:
     snap = store_snapshot(home)
-    snap["files"] = [f for f in snap["files"] if not f.startswith("uploads/")]
+    # uploads/ and ui_state.json (the dashboard's remembered choices) are the dashboard's own files, not lost work
+    snap["files"] = [f for f in snap["files"] if not f.startswith("uploads/") and f != "ui_state.json"]
     return snap
 
 
