@@ -58,6 +58,8 @@ def choose(model, tokenizer, eval_ids, settings: LLMRunSettings | dict | None = 
         entry["ppl_increase"] = entry["perplexity"] / ref_ppl - 1
         entry["within_tolerance"] = entry["ppl_increase"] <= base.ppl_tolerance
     eligible = [n for n in order if report[n]["within_tolerance"]]
+    if not eligible:
+        raise ConfigError(f"auto: no execution keeps perplexity within {base.ppl_tolerance:.0%} of {REFERENCE}")
     chosen = max(eligible, key=lambda n: report[n]["decode_tokens_per_s"])
     return {"chosen": chosen, "reference": REFERENCE, "ppl_tolerance": base.ppl_tolerance, "rounds": rounds,
             "new_tokens": base.new_tokens, "prompt_tokens": base.prompt_tokens, "candidates": report}
