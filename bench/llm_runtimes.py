@@ -41,20 +41,30 @@ POINTS = {
     "gptq int4 g64": ("gptq4g64", "openvino", 4, 64, 8, None, None),
     "rtn int4 g64": ("rtn4g64", "openvino", 4, 64, 8, None, None),
     "gptq int4 g64 + int4 head": ("gptq4g64", "openvino", 4, 64, 4, 64, None),
+    "rtn int4 g192 + int4 head": ("rtn4g192", "openvino", 4, 192, 4, 192, None),
+    "rtn int8": ("rtn8", "openvino", 8, None, 8, None, None),
+    # not in the default run (GPTQ takes many minutes on a loaded 2-core machine): pass --points
     "gptq int4 g192 + int4 head": ("gptq4g192", "openvino", 4, 192, 4, 192, None),
     "mlp-25% + gptq int4 g64 + int4 head": ("mlp25gptq4g64", "openvino", 4, 64, 4, 64, None),
     "gptq int8": ("gptq8", "openvino", 8, None, 8, None, None),
     "torch gptq int4 g64": ("gptq4g64", "torch", None, None, None, None, None),
 }
+DEFAULT_POINTS = list(POINTS)[:8]
 PEERS = {"peer int4 g64 (optimum-intel data-free)": "int4-g64", "peer int8 (optimum-intel)": "int8",
          "peer fp32 (optimum-intel)": "fp32"}
+DEFAULT_PEERS = list(PEERS)[:2]
 
 
-def build_model(base, key: str, calib):
+def build_model(base, key: str, calib, tokenizer, cache: Path | None):
+    """The float model compressed as ``key`` says; kept as safetensors under ``cache`` (GPTQ takes
+    minutes on a loaded 2-core machine) and reloaded from there when present."""
     import copy
 
     if key == "float":
         return base
+    folder = cache / key if cache else None
+    if folder is not None and (folder / source.META_FILE).is_file():
+        return source.load_local(folder).model
     model = copy.deepcopy(base)
     if key.startswith("mlp25"):
         prune_structured(model, calib, mlp_ratio=0.25)
@@ -62,7 +72,9 @@ def build_model(base, key: str, calib):
     method = "gptq" if key.startswith("gptq") else "rtn"
     bits = int(key[len(method)])
     group = int(key.split("g")[-1]) if "g" in key[len(method):] else None
-    quantize_model(model, method, bits, group, calib_ids=calib if method != "rtn" else None)
+    record = quantize_model(model, method, bits, group, calib_ids=calib if method != "rtn" else None)
+    if folder is not None:
+        source.save_hf_folder(model, tokenizer, folder, {"name": key, "calibration_samples": calib.shape[0], **record})
     return model
 
 
@@ -92,7 +104,7 @@ def load_points(args, lm, calib, settings) -> dict:
         key, runtime, bits, group, head_bits, head_group, kv = POINTS[name]
         if key not in models:
             start = time.perf_counter()
-            models[key] = build_model(lm.model, key, calib)
+            models[key] = build_model(lm.model, key, calib, lm.tokenizer, args.cache and Path(args.cache))
             print(f"# built {key} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         if runtime == "torch":
             runners[name] = TorchRunner(models[key], settings)
@@ -121,9 +133,10 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--calib-samples", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--points", default=",".join(POINTS))
-    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--points", default=",".join(DEFAULT_POINTS))
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS))
     parser.add_argument("--peer-python", default=sys.executable)
+    parser.add_argument("--cache", default="", help="folder keeping the compressed models between runs")
     parser.add_argument("--out", default="bench/results/llm_runtimes.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -146,6 +159,7 @@ def main() -> None:
                 continue
             peers[name] = peer
             results[name] = {**peer.info, **peer.ask({"cmd": "ppl", "ids_file": str(ids_file), "context": args.context})}
+            peer.ask({"cmd": "decode", "prompt": eval_ids[:args.prompt_tokens].tolist(), "new_tokens": args.new_tokens})
         for name, runner in runners.items():
             results[name] = {**runner.describe(), **metrics.perplexity(runner.as_model(), eval_ids, args.context),
                              "weight_bytes": runner.weight_bytes_per_token(),
