@@ -35,8 +35,8 @@ def build(model, tokenizer, folder: Path, settings: LLMRunSettings) -> Path:
     command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
                "-e", "cpu", "-c", str(folder / "cache")]
     if settings.weight_bits == 4:
-        command += ["-p", "int4", "--extra_options", f"int4_block_size={settings.group_size or 32}",
-                    "int4_is_symmetric=true"]
+        command += ["-p", "int4", "--extra_options", f"block_size={settings.group_size or 32}",
+                    "is_symmetric=true"]
     else:
         command += ["-p", "fp32"]
     done = subprocess.run(command, capture_output=True, text=True)
