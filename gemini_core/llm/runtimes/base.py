@@ -7,6 +7,7 @@ same way for every runtime. It also says how many bytes it reads per generated t
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
@@ -73,3 +74,14 @@ class Runner:
 def kv_elements_per_position(config) -> int:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim
+
+
+def cache_keyword(forward) -> str:
+    """transformers 5.24 names the KV cache argument ``cache`` (``past_key_values`` is deprecated and
+    goes in 5.40); earlier versions only know ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def returned_cache(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

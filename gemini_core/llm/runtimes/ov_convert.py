@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gemini_core.errors import ConfigError
+from gemini_core.llm.runtimes.base import cache_keyword, returned_cache
 
 INPUTS = ("input_ids", "attention_mask", "position_ids", "logits_positions")
 
@@ -35,11 +36,11 @@ class _CacheAsTensors(nn.Module):
             layer.keys, layer.values = past[2 * i], past[2 * i + 1]  # 1-D tensor, which OpenVINO rejects
             layer.device, layer.dtype, layer.is_initialized = past[0].device, past[0].dtype, True
         out = self.model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               past_key_values=cache, use_cache=True)
+                               use_cache=True, **{cache_keyword(self.model.model.forward): cache})
         hidden = out.last_hidden_state.index_select(1, logits_positions)
         logits = self.model.lm_head(hidden)
         presents = []
-        for layer in out.past_key_values.layers:
+        for layer in returned_cache(out).layers:
             presents += [layer.keys, layer.values]
         return (logits, *presents)
 

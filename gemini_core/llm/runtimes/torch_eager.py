@@ -4,7 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gemini_core.llm.runtimes.base import LLMRunSettings, Runner, kv_elements_per_position
+from gemini_core.llm.runtimes.base import (
+    LLMRunSettings,
+    Runner,
+    cache_keyword,
+    kv_elements_per_position,
+    returned_cache,
+)
 
 
 class TorchRunner(Runner):
@@ -14,6 +20,7 @@ class TorchRunner(Runner):
         self.model = model.eval()
         self.threads = settings.threads
         self.past = None
+        self.cache_kw = cache_keyword(model.forward)
 
     @torch.inference_mode()
     def logits(self, ids):
@@ -24,13 +31,13 @@ class TorchRunner(Runner):
     def start(self, prompt):
         torch.set_num_threads(self.threads)
         out = self.model(input_ids=prompt.reshape(1, -1), use_cache=True, logits_to_keep=1)
-        self.past = out.past_key_values
+        self.past = returned_cache(out)
         return int(out.logits[0, -1].argmax())
 
     @torch.inference_mode()
     def step(self, token):
-        out = self.model(input_ids=torch.tensor([[token]]), past_key_values=self.past, use_cache=True)
-        self.past = out.past_key_values
+        out = self.model(input_ids=torch.tensor([[token]]), use_cache=True, **{self.cache_kw: self.past})
+        self.past = returned_cache(out)
         return int(out.logits[0, -1].argmax())
 
     def weight_bytes_per_token(self):
