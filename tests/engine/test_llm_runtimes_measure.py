@@ -77,10 +77,12 @@ def evaluate_runner_logits(folder, settings, x):
     return load_ir(folder, settings).logits(x)
 
 
-def test_hf_export_reloads_and_is_remeasured(tiny_lm, tmp_path):
-    path = export_llm(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "hf", "hf")
-    rec = evaluate_export(path, "hf", ids(), LLMRunSettings(**SMALL))
+@pytest.mark.parametrize("fmt,name", [("hf", "hf"), ("gguf", "m.gguf")])
+def test_hf_and_gguf_exports_reload_and_are_remeasured(tiny_lm, tmp_path, fmt, name):
+    path = export_llm(tiny_lm.model, tiny_lm.tokenizer, tmp_path / name, fmt)
+    rec = evaluate_export(path, fmt, ids(), LLMRunSettings(**SMALL))
     direct = measure_on_runtime("torch", tiny_lm.model, tiny_lm.tokenizer, ids(), SMALL)
-    assert rec["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-6)
+    assert rec["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-5)
+    assert rec["format"] == fmt and rec["decode_tokens_per_s"] > 0
     with pytest.raises(ConfigError, match="unknown LLM export format"):
         export_llm(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "x", "tflite")
