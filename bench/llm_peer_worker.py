@@ -78,6 +78,22 @@ def main() -> None:
                 return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
 
             reply(metrics.perplexity(forward, ids, context_len=cmd["context"]))
+        elif cmd["cmd"] == "decode-forward":  # the peer's IR driven by the product's greedy loop (forward calls)
+            prompt = torch.tensor([cmd["prompt"]])
+            n = cmd["new_tokens"]
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                out = model(input_ids=prompt, attention_mask=torch.ones_like(prompt))
+                tokens = [int(out.logits[0, -1].argmax())]
+                first = time.perf_counter()
+                length = prompt.shape[1]
+                for _ in range(n - 1):
+                    length += 1
+                    out = model(input_ids=torch.tensor([[tokens[-1]]]), attention_mask=torch.ones(1, length, dtype=torch.long),
+                                past_key_values=out.past_key_values)
+                    tokens.append(int(out.logits[0, -1].argmax()))
+                last = time.perf_counter()
+            reply({"ttft_ms": (first - t0) * 1e3, "decode_tokens_per_s": (n - 1) / (last - first), "tokens": tokens})
         elif cmd["cmd"] == "decode":
             prompt = torch.tensor([cmd["prompt"]])
             n = cmd["new_tokens"]
