@@ -114,3 +114,9 @@ def test_structurally_pruned_model_converts(tiny_lm):
     runner, _ = load_runner("openvino", model, None, EXACT)
     x = ids()
     torch.testing.assert_close(runner.logits(x), model(input_ids=x[None]).logits[0], atol=1e-4, rtol=1e-4)
+
+
+def test_openvino_kv_cache_precision_sets_bytes_per_position(tiny_lm):
+    u8, _ = load_runner("openvino", tiny_lm.model, None, LLMRunSettings(**{**EXACT.to_dict(), "kv_cache_precision": "u8"}))
+    assert u8.describe()["kv_cache_precision"] == "u8"
+    assert u8.kv_bytes_per_position() == 2 * 2 * 2 * 16  # k+v, layers, kv heads, head dim, 1 byte

@@ -58,7 +58,8 @@ class OpenVINORunner(Runner):
         self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
         self.compile_s = time.perf_counter() - start
         self.request = self.compiled.create_infer_request()
-        self.kv_type = str(self.compiled.get_property("KV_CACHE_PRECISION"))
+        kv_type = self.compiled.get_property("KV_CACHE_PRECISION")  # an ov.Type: "u8", "f16", "f32"
+        self.kv_type = kv_type.get_type_name() if hasattr(kv_type, "get_type_name") else str(kv_type)
         self.position = 0
 
     def _run(self, ids: np.ndarray, logits_positions: np.ndarray) -> np.ndarray:
