@@ -9,7 +9,7 @@ import streamlit as st
 
 from gemini_core import llm as _llm  # noqa: F401  (registers the "llm" scenario for the pickers)
 from gemini_core.errors import GeminiError
-from gemini_core.llm.point import PATTERNS
+from gemini_core.llm.point import EXECUTIONS, PATTERNS
 from gemini_core.llm.source import SMOLLM2_SOURCE
 from gemini_core.workflows.llm_sweep import LLMSweepSpec
 
@@ -73,7 +73,7 @@ def use_demo_grid() -> None:
     st.session_state.update(llm_quant=list(g["quant_methods"]), llm_bits=list(g["bits"]),
                             llm_groups=list(g["group_sizes"]), llm_prune=list(g["prune_methods"]),
                             llm_sparsity=list(g["sparsities"]), llm_mlp=list(g["mlp_ratios"]), llm_heads=[],
-                            llm_recovery=[], llm_steps=20)
+                            llm_recovery=[], llm_steps=20, llm_exec=["torch"])
 
 
 def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
@@ -81,7 +81,7 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     st.caption(SOURCE_NOTE)
     for key, value in (("llm_quant", ["rtn"]), ("llm_bits", [8, 4]), ("llm_groups", [64]), ("llm_prune", []),
                        ("llm_sparsity", [0.5]), ("llm_mlp", []), ("llm_heads", []), ("llm_recovery", []),
-                       ("llm_steps", 20)):
+                       ("llm_steps", 20), ("llm_exec", ["torch"])):
         st.session_state.setdefault(key, value)
     c = st.columns(3)
     c[0].multiselect("Quantization (weights)", QUANT, key="llm_quant",
@@ -94,17 +94,22 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     c[1].multiselect("Sparsity", SPARSITIES, key="llm_sparsity", help="share of weights zeroed, or 2:4")
     c[2].multiselect("Structured: MLP channels removed", RATIOS, key="llm_mlp")
     c[3].multiselect("Structured: KV head groups removed", RATIOS, key="llm_heads")
-    c = st.columns(2)
+    c = st.columns(3)
     c[0].multiselect("Recovery after pruning", ["finetune", "distill"], key="llm_recovery",
-                     help="distill: KL to the uncompressed model's logits; finetune: next-token loss")
+                     help="distill: KL to the uncompressed model's logits mixed with the next-token loss; "
+                          "finetune: next-token loss")
     c[1].number_input("Recovery steps", 1, 1000, key="llm_steps")
+    c[2].multiselect("Execution", list(EXECUTIONS), key="llm_exec",
+                     help="each point runs and is measured on each runtime chosen: torch eager, OpenVINO (the "
+                          "point's own weight grid), ONNX Runtime GenAI, or auto (the fastest within 15% perplexity)")
     s = st.session_state
     groups = tuple(None if g == "per-channel" else int(g) for g in s.llm_groups) or (None,)
     try:
         spec = LLMSweepSpec(quant_methods=tuple(s.llm_quant), bits=tuple(s.llm_bits) or (8,), group_sizes=groups,
                             prune_methods=tuple(s.llm_prune), sparsities=tuple(s.llm_sparsity) or (0.5,),
                             mlp_ratios=tuple(s.llm_mlp), head_ratios=tuple(s.llm_heads),
-                            recoveries=tuple(s.llm_recovery), recovery_steps=(int(s.llm_steps),))
+                            recoveries=tuple(s.llm_recovery), recovery_steps=(int(s.llm_steps),),
+                            executions=tuple(s.llm_exec) or ("torch",))
     except GeminiError as exc:
         return None, str(exc)
     if 4 in spec.bits and 32 in spec.group_sizes and st.session_state.get("model", {}).get("options", {}).get(

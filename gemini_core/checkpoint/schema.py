@@ -129,6 +129,7 @@ class LlmSection(_Open):
     text_source: Name
     model_dir: Literal["model"]
     gguf_file: Name | None = None
+    openvino_dir: Literal["openvino"] | None = None
 
 
 class Pruning(_Open):

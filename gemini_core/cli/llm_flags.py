@@ -17,7 +17,8 @@ GRID = {
     "--head-ratio": ("head_ratios", "", "llm: structured pruning, shares of key/value head groups removed"),
     "--llm-recovery": ("recoveries", "", "llm: recovery after pruning: finetune and/or distill"),
     "--recovery-steps": ("recovery_steps", "20", "llm: recovery optimizer steps (comma list)"),
-    "--llm-execution": ("executions", "torch", "llm: where points run (torch)"),
+    "--llm-execution": ("executions", "torch", "llm: where points run: torch, openvino, openvino-int4-head, "
+                        "onnxruntime-genai or auto (the fastest within 15%% perplexity), comma list"),
 }
 SETTINGS = {"--context-len": "context_len", "--stride": "stride", "--eval-tokens": "eval_tokens",
             "--calib-samples": "calib_samples", "--calib-seq-len": "calib_seq_len"}

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import torch
 
+from gemini_core.device import cpu_flags, cpu_model
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.llm import distill, metrics, prune, quantize, structured, text_data
 from gemini_core.llm.calibrate import linear_layers
+from gemini_core.llm.runtimes import LLMRunSettings, measure_on_runtime
+from gemini_core.llm.runtimes import names as runtime_names
 from gemini_core.llm.source import save_hf_folder
 
 QUANT_METHODS = ("none",) + quantize.METHODS
@@ -30,7 +33,8 @@ RECOVERIES = ("none",) + distill.MODES
 PATTERNS = ("unstructured", "2:4")
 # Where one LLM point runs. Only torch here; runtimes (OpenVINO, ONNX Runtime GenAI) join this tuple and the
 # branch in ``measure_llm_point``.
-EXECUTIONS = ("torch",)
+# "torch" is measured here; the others (and "auto") by llm.runtimes on their own runtime.
+EXECUTIONS = tuple(runtime_names())
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ class LLMPointConfig:
             bad("recovery (finetune or distill) and recovery steps above 0 go together")
         if self.execution not in EXECUTIONS:
             bad(f"LLM execution {self.execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
+
+    @property
+    def grid(self) -> tuple[int | None, int | None]:
+        """(bits, group size) of the stored weights, or (None, None) for float weights."""
+        return (self.bits, self.group_size) if self.quant_method != "none" else (None, None)
 
     @property
     def is_reference(self) -> bool:
@@ -235,21 +244,27 @@ def written_size_bytes(model, tokenizer) -> int:
 
 
 def _cpu_facts() -> dict:
-    return {"threads": torch.get_num_threads(), "cores": os.cpu_count(),
+    """The conditions every point is measured under (CPU model and instruction-set flags decide which
+    runtime wins on a machine)."""
+    return {"threads": torch.get_num_threads(), "cores": os.cpu_count(), "cpu": cpu_model(),
+            "cpu_flags": list(cpu_flags()),
             "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
 def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: str = "torch",
                       settings: LLMSettings = LLMSettings(), zero_shot: ZeroShot | None = None,
-                      size: bool = True) -> dict:
+                      size: bool = True, grid: tuple[int | None, int | None] = (None, None)) -> dict:
     """Every figure of one LLM point: perplexity (context length and stride recorded), zero-shot accuracy
     when a labelled set is given, prefill latency p10/p50/p90, decode tokens/s, peak memory, file size.
 
-    ``execution``: where the point runs (only "torch" for now)."""
+    ``execution``: where the point runs: "torch" here, any other (OpenVINO, ONNX Runtime GenAI, "auto")
+    through ``llm.runtimes``, which carries the point's weight ``grid`` (bits, group size) over."""
     if execution not in EXECUTIONS:
         raise ConfigError(f"LLM execution {execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
     model.eval()
     ids = text_data.evaluation_ids(tokenizer, split, settings.eval_tokens)
+    if execution != "torch":
+        return _measure_on_runtime(model, tokenizer, ids, execution, settings, zero_shot, size, grid, split)
     started = time.perf_counter()
     ppl, memory = metrics.peak_rss_mb(lambda: metrics.perplexity(model, ids, settings.context_len, settings.stride))
     record = {"execution": execution, "perplexity": ppl["perplexity"], "nll_per_token": ppl["nll_per_token"],
@@ -273,6 +288,39 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     zeros = sum(int((lin.weight == 0).sum()) for lin in layers.values())
     total = sum(lin.weight.numel() for lin in layers.values()) or 1
     record.update({"params": params, "nonzero_params": params - zeros, "decoder_sparsity": round(zeros / total, 4)})
+    if size:
+        record["size_bytes"] = written_size_bytes(model, tokenizer)
+        record["size_written"] = "float32 safetensors (the export's model files)"
+    record.update(_cpu_facts())
+    return record
+
+
+def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings, zero_shot, size, grid, split) -> dict:
+    """A point on a runtime: the runtime's own perplexity, prefill and greedy decode (``llm.runtimes``), in
+    the record's shared columns; the decode prompt and token count are the torch points' (32 and
+    ``decode_new_tokens``), so the executions of one sweep compare like for like."""
+    if settings.stride not in (None, settings.context_len):
+        raise ConfigError("runtime executions score perplexity on non-overlapping windows: leave the stride unset")
+    bits, group = grid
+    run = LLMRunSettings(threads=torch.get_num_threads(), prompt_tokens=min(32, settings.prefill_tokens),
+                         new_tokens=max(2, settings.decode_new_tokens), prefill_tokens=settings.prefill_tokens,
+                         repeats=max(settings.decode_repeats, settings.prefill_repeats),
+                         context_len=settings.context_len,
+                         weight_bits=bits if bits and bits < 16 else None, group_size=group)
+    measured = measure_on_runtime(execution, model, tokenizer, ids, run)
+    measured.pop("tokens", None)
+    record = {**measured, "execution": measured.get("execution", execution), "requested_execution": execution,
+              "tokens_scored": measured["perplexity_tokens"], "context_len": settings.context_len,
+              "stride": settings.context_len, "text_source": split.source,
+              "latency_ms_p10": measured["prefill_ms_p10"], "latency_ms_p50": measured["prefill_ms_p50"],
+              "latency_ms_p90": measured["prefill_ms_p90"], "latency_kind": "prefill", "latency_runs": run.repeats,
+              "batch_size": 1, "decode_method": "greedy loop on the runtime (llm.runtimes)"}
+    if "peak_rss_mb" in measured:
+        record["peak_memory_bytes"] = int(measured["peak_rss_mb"] * 2**20)
+    if zero_shot is not None:
+        record["zero_shot_note"] = "zero-shot accuracy is measured on torch points only"
+    params = sum(p.numel() for p in model.parameters())
+    record["params"] = params
     if size:
         record["size_bytes"] = written_size_bytes(model, tokenizer)
         record["size_written"] = "float32 safetensors (the export's model files)"

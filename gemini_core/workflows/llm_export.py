@@ -11,13 +11,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file
 from gemini_core.checkpoint.llm_card import llm_model_card
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import publish_folder, staging_folder
+from gemini_core.llm import text_data
 from gemini_core.llm.gguf_export import export_gguf
 from gemini_core.llm.point import LLMPointConfig, LLMSettings, compress_llm, measure_llm_point
+from gemini_core.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
+from gemini_core.llm.runtimes.exports import evaluate_export as evaluate_runtime_export
+from gemini_core.llm.runtimes.exports import export_llm
 from gemini_core.llm.scenario import LLMScenario
 from gemini_core.llm.source import load_local, save_hf_folder
 from gemini_core.llm.text_data import BUILTIN_TEXT
@@ -26,6 +32,7 @@ from gemini_core.scenarios import get_scenario
 
 MODEL_DIR = "model"
 GGUF_FILE = "model.gguf"
+OPENVINO_DIR = "openvino"  # the IR, written when the point ran on OpenVINO
 GGUF_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
 
 
@@ -80,7 +87,8 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
     out_dir = Path(out_dir)
     notify(progress, "message", "measuring the point")
     record = measure_llm_point(model, tokenizer, scenario.text_split, config.execution, settings,
-                               scenario.zero_shot(settings.zero_shot_examples), size=False)
+                               scenario.zero_shot(settings.zero_shot_examples), size=False,
+                               grid=config.grid)
     meta = dict(scenario.load().metadata)
     with staging_folder(out_dir) as tmp:
         notify(progress, "message", "writing safetensors")
@@ -92,6 +100,11 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
                 export_gguf(model, tokenizer, tmp / GGUF_FILE, gguf, name=config.label())
             except GeminiError as exc:
                 raise GeminiError(f"GGUF export of {config.label()}: {exc}") from None
+        ir_dir = None
+        if config.execution.startswith("openvino"):  # the point ran on OpenVINO: ship the IR it ran
+            notify(progress, "message", "writing the OpenVINO IR")
+            export_llm(model, tokenizer, tmp / OPENVINO_DIR, "openvino-ir", _run_settings(config))
+            ir_dir = OPENVINO_DIR
         recipe = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "llm", "label": config.label(),
             "config": config.to_dict(),
@@ -99,7 +112,8 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
                          "arch": scenario.arch(), "data_fingerprint": scenario.fingerprint()},
             "llm": {"config": config.to_dict(), "settings": settings.to_dict(),
                     "text_source": scenario.text_split.source,
-                    "model_dir": MODEL_DIR, "gguf_file": GGUF_FILE if gguf is not None else None, "gguf_type": gguf},
+                    "model_dir": MODEL_DIR, "gguf_file": GGUF_FILE if gguf is not None else None, "gguf_type": gguf,
+                    "openvino_dir": ir_dir},
             "record": record, "sweep_record": _small(sweep_record), "steps": steps or [],
             "source_model": meta, "size_bytes": record["size_bytes"],
         }
@@ -153,7 +167,8 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
     config = LLMPointConfig.from_dict(llm["config"])
     settings = LLMSettings.from_dict(llm["settings"])
     record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, config.execution, settings,
-                               scenario.zero_shot(settings.zero_shot_examples), size=False)
+                               scenario.zero_shot(settings.zero_shot_examples), size=False,
+                               grid=config.grid)
     record["size_bytes"] = sum(p.stat().st_size for p in (root / llm["model_dir"]).glob("*.safetensors"))
     recorded = recipe.get("record") or {}
     record.update({"kind": "llm", "label": recipe.get("label"), "config": config.to_dict(), "export": str(root),
@@ -161,4 +176,16 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
                    "perplexity_matches_record": record["perplexity"] == recorded.get("perplexity"),
                    "data_fingerprint_matches": scenario.fingerprint() == recipe["scenario"].get("data_fingerprint"),
                    "sweep_perplexity": (recipe.get("sweep_record") or {}).get("perplexity")})
+    if llm.get("openvino_dir"):  # the IR reloaded in OpenVINO's runtime and measured again
+        ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, settings.eval_tokens)
+        ir = evaluate_runtime_export(root / llm["openvino_dir"], "openvino-ir", ids, _run_settings(config))
+        record["openvino_ir"] = {k: ir.get(k) for k in ("perplexity", "decode_tokens_per_s", "file_size_mb",
+                                                        "fraction_of_bandwidth_limit")}
     return record
+
+
+def _run_settings(config: LLMPointConfig) -> LLMRunSettings:
+    """The runtime settings an OpenVINO point ran with: its weight grid, and its execution's overrides."""
+    bits, group = config.grid
+    overrides = LLM_EXECUTIONS[config.execution].overrides if config.execution in LLM_EXECUTIONS else {}
+    return LLMRunSettings(threads=torch.get_num_threads(), weight_bits=bits, group_size=group, **overrides)

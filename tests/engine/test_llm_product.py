@@ -182,7 +182,7 @@ def test_sensitivity_per_block_names_blocks_to_keep(scenario, tmp_path):
 def test_measure_llm_point_is_the_one_entry_with_an_execution(scenario):
     lm = scenario.load()
     with pytest.raises(ConfigError, match="not available"):
-        measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, execution="onnxruntime-genai", settings=TINY)
+        measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, execution="tensorrt", settings=TINY)
 
 
 def test_model_card_of_the_builtin_model_says_its_source_was_4_bit():

@@ -89,7 +89,8 @@ def prefill(runner: Runner, prompt: torch.Tensor, repeats: int) -> dict:
         samples.append(time.perf_counter() - start)
     seconds = statistics.median(samples)
     return {"prefill_tokens": int(prompt.numel()), "prefill_ms": seconds * 1e3,
-            "prefill_tokens_per_s": prompt.numel() / seconds}
+            "prefill_tokens_per_s": prompt.numel() / seconds,
+            **{f"prefill_ms_{q}": ms for q, ms in metrics._percentiles_ms(samples).items()}}
 
 
 def measure_runner(runner: Runner, eval_ids: torch.Tensor, settings: LLMRunSettings, copy_gb_per_s: float,

@@ -1,0 +1,63 @@
+"""LLM points on real runtimes inside the product: a sweep's OpenVINO point is measured by the runtime
+(its own perplexity, greedy decode against the bandwidth limit), carries the point's weight grid, and its
+export ships the IR that `evaluate` reloads in OpenVINO. Tiny random Llama (conftest)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gemini_core.errors import ConfigError
+from gemini_core.llm.point import EXECUTIONS, LLMSettings, measure_llm_point
+from gemini_core.results.store import Store
+from gemini_core.scenarios import get_scenario
+from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point
+from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
+
+pytest.importorskip("openvino")
+
+TINY = LLMSettings(context_len=64, eval_tokens=256, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
+                   prefill_repeats=2, decode_new_tokens=4, decode_repeats=1)
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_llm_dir, tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("llm_rt_store") / "runs.sqlite")
+    spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(32,), executions=("torch", "openvino"),
+                        settings=TINY)
+    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
+    return store, records
+
+
+def test_the_runtimes_are_executions_of_the_product():
+    assert {"torch", "openvino", "onnxruntime-genai", "auto"} <= set(EXECUTIONS)
+
+
+def test_an_openvino_point_is_measured_by_its_runtime_with_the_points_grid(swept):
+    _, records = swept
+    by = {(r["config"]["quant_method"], r["config"]["execution"]): r for r in records}
+    torch_q, ov_q = by[("rtn", "torch")], by[("rtn", "openvino")]
+    assert ov_q["execution"] == "openvino" and ov_q["weight_bits"] == 8      # the grid went to the runtime
+    assert ov_q["perplexity"] == pytest.approx(torch_q["perplexity"], rel=0.02)  # same weights, f16 scales
+    assert 0 < ov_q["fraction_of_bandwidth_limit"] and ov_q["decode_tokens_per_s"] > 0
+    assert ov_q["latency_ms_p10"] <= ov_q["latency_ms_p50"] <= ov_q["latency_ms_p90"]
+    assert {"cpu", "cpu_flags"} <= set(ov_q)
+
+
+def test_an_openvino_points_export_ships_the_ir_and_evaluate_reloads_it(swept, tmp_path):
+    store, records = swept
+    point = next(r for r in records if r["config"]["execution"] == "openvino" and r["config"]["quant_method"] == "rtn")
+    out = export_llm_point(store, point["point_id"], tmp_path / "export", gguf=None)
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["llm"]["openvino_dir"] == "openvino" and (out / "openvino" / "openvino_model.xml").is_file()
+    again = evaluate_llm_export(out)
+    assert again["perplexity_matches_record"]
+    assert again["openvino_ir"]["perplexity"] == pytest.approx(point["perplexity"], rel=1e-3)
+
+
+def test_a_stride_is_refused_on_a_runtime(tiny_llm_dir):
+    scenario = get_scenario("llm", model=f"hf:{tiny_llm_dir}")
+    lm = scenario.load()
+    with pytest.raises(ConfigError, match="stride"):
+        measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, "openvino",
+                          LLMSettings(**{**TINY.to_dict(), "stride": 32}))
