@@ -130,6 +130,7 @@ class LlmSection(_Open):
     model_dir: Literal["model"]
     gguf_file: Name | None = None
     openvino_dir: Literal["openvino"] | None = None
+    compressed_dir: Literal["compressed"] | None = None
 
 
 class Pruning(_Open):

@@ -18,7 +18,8 @@ from gemini_core.checkpoint.llm_card import llm_model_card
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import publish_folder, staging_folder
-from gemini_core.llm import text_data
+from gemini_core.llm import metrics, text_data
+from gemini_core.llm.compressed_export import export_compressed, load_compressed
 from gemini_core.llm.gguf_export import export_gguf
 from gemini_core.llm.point import LLMPointConfig, LLMSettings, compress_llm, measure_llm_point
 from gemini_core.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
@@ -32,6 +33,7 @@ from gemini_core.scenarios import get_scenario
 
 MODEL_DIR = "model"
 GGUF_FILE = "model.gguf"
+COMPRESSED_DIR = "compressed"  # compressed-tensors pack-quantized copy of a quantized point
 OPENVINO_DIR = "openvino"  # the IR, written when the point ran on OpenVINO
 GGUF_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
 
@@ -100,6 +102,10 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
                 export_gguf(model, tokenizer, tmp / GGUF_FILE, gguf, name=config.label())
             except GeminiError as exc:
                 raise GeminiError(f"GGUF export of {config.label()}: {exc}") from None
+        compressed = None
+        if config.quant_method in ("rtn", "gptq"):  # integer codes on a symmetric grid: packed by the library
+            notify(progress, "message", "writing compressed-tensors (pack-quantized)")
+            compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.bits, config.group_size)
         ir_dir = None
         if config.execution.startswith("openvino"):  # the point ran on OpenVINO: ship the IR it ran
             notify(progress, "message", "writing the OpenVINO IR")
@@ -113,7 +119,8 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
             "llm": {"config": config.to_dict(), "settings": settings.to_dict(),
                     "text_source": scenario.text_split.source,
                     "model_dir": MODEL_DIR, "gguf_file": GGUF_FILE if gguf is not None else None, "gguf_type": gguf,
-                    "openvino_dir": ir_dir},
+                    "openvino_dir": ir_dir, "compressed_dir": COMPRESSED_DIR if compressed else None,
+                    "compressed_summary": compressed},
             "record": record, "sweep_record": _small(sweep_record), "steps": steps or [],
             "source_model": meta, "size_bytes": record["size_bytes"],
         }
@@ -176,6 +183,14 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
                    "perplexity_matches_record": record["perplexity"] == recorded.get("perplexity"),
                    "data_fingerprint_matches": scenario.fingerprint() == recipe["scenario"].get("data_fingerprint"),
                    "sweep_perplexity": (recipe.get("sweep_record") or {}).get("perplexity")})
+    if llm.get("compressed_dir"):  # the packed folder reloaded by transformers' compressed-tensors integration
+        ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, settings.eval_tokens)
+        packed = load_compressed(root / llm["compressed_dir"])
+        ppl = metrics.perplexity(packed, ids, settings.context_len, settings.stride)["perplexity"]
+        record["compressed_tensors"] = {"perplexity": ppl, "relative_diff": abs(ppl - record["perplexity"]) /
+                                        record["perplexity"],
+                                        "file_bytes": sum(p.stat().st_size for p in
+                                                          (root / llm["compressed_dir"]).glob("*.safetensors"))}
     if llm.get("openvino_dir"):  # the IR reloaded in OpenVINO's runtime and measured again
         ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, settings.eval_tokens)
         ir = evaluate_runtime_export(root / llm["openvino_dir"], "openvino-ir", ids, _run_settings(config))

@@ -59,7 +59,7 @@ def test_point_config_validates_and_labels():
                           quant_method="gptq", bits=4, group_size=64).label() == \
         "wanda 2:4 + distill 5 steps + gptq 4-bit g64"
     for bad, match in (({"bits": 4}, "needs a quantization method"), ({"quant_method": "rtn", "bits": 16}, "2 to 8"),
-                       ({"recovery": "distill"}, "go together"), ({"execution": "openvino"}, "not available")):
+                       ({"recovery": "distill"}, "go together"), ({"execution": "tensorrt"}, "not available")):
         with pytest.raises(ConfigError, match=match):
             LLMPointConfig(**bad)
 

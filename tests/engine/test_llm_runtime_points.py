@@ -53,6 +53,10 @@ def test_an_openvino_points_export_ships_the_ir_and_evaluate_reloads_it(swept, t
     again = evaluate_llm_export(out)
     assert again["perplexity_matches_record"]
     assert again["openvino_ir"]["perplexity"] == pytest.approx(point["perplexity"], rel=1e-3)
+    # a quantized point also ships compressed-tensors pack-quantized weights that transformers reloads
+    assert recipe["llm"]["compressed_dir"] == "compressed" and (out / "compressed" / "config.json").is_file()
+    assert "quantization_config" in json.loads((out / "compressed" / "config.json").read_text())
+    assert again["compressed_tensors"]["relative_diff"] < 1e-3   # scales stored by the library (SmolLM2: 1.8e-7)
 
 
 def test_a_stride_is_refused_on_a_runtime(tiny_llm_dir):
