@@ -17,6 +17,7 @@ from gemini_core.llm.runtimes.ov_weights import compress_matmul_weights
 
 IR_NAME = "openvino_model.xml"
 META_NAME = "gemini_openvino.json"
+_BEAM = np.zeros(1, np.int32)  # one sequence: the cache is read as it is
 _SIZES = {"f32": 4, "f16": 2, "bf16": 2, "u8": 1, "i8": 1, "u4": 0.5, "i4": 0.5}
 
 
@@ -67,7 +68,7 @@ class OpenVINORunner(Runner):
         out = self.request.infer({
             "input_ids": ids.reshape(1, n), "attention_mask": np.ones((1, self.position + n), np.int64),
             "position_ids": np.arange(self.position, self.position + n, dtype=np.int64).reshape(1, n),
-            "logits_positions": logits_positions})
+            "logits_positions": logits_positions, "beam_idx": _BEAM})
         self.position += n
         return out["logits"][0]
 
@@ -125,7 +126,7 @@ def export_ir(model, tokenizer, folder, settings: LLMRunSettings) -> Path:
     ov.save_model(ov_model, str(folder / IR_NAME), compress_to_fp16=False)
     tokenizer.save_pretrained(folder)
     model.config.save_pretrained(folder)
-    meta["inputs"] = ["input_ids", "attention_mask", "position_ids", "logits_positions"]
+    meta["inputs"] = ["input_ids", "attention_mask", "position_ids", "logits_positions", "beam_idx"]
     (folder / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return folder
 
