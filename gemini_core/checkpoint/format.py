@@ -177,11 +177,12 @@ def _safe_member(name: str) -> bool:
     return bool(parts) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in parts[0]
 
 
-def verify_files(root: Path, recipe: dict) -> None:
-    """CheckpointError naming the first file that is missing or whose SHA-256 differs from the recipe."""
+def verify_files(root: Path, recipe: dict, required: str | None = MODEL_FILE) -> None:
+    """CheckpointError naming the first file that is missing or whose SHA-256 differs from the recipe
+    (``required``: a file the recipe must list; LLM exports list their sharded model folder instead)."""
     files = recipe.get("files") or {}
-    if MODEL_FILE not in files:
-        raise CheckpointError(f"recipe.json lists no checksum for {MODEL_FILE}")
+    if required is not None and required not in files:
+        raise CheckpointError(f"recipe.json lists no checksum for {required}")
     for rel, info in sorted(files.items()):
         if not _safe_member(rel):
             raise CheckpointError(f"recipe.json lists an unsafe path {rel!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file
+from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file, verify_files
 from gemini_core.checkpoint.llm_card import llm_model_card
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import CheckpointError, GeminiError
@@ -141,18 +141,6 @@ def _small(record: dict | None) -> dict | None:
     return {k: record.get(k) for k in keys if k in record}
 
 
-def verify_llm_files(root: Path, recipe: dict) -> None:
-    for rel, info in sorted((recipe.get("files") or {}).items()):
-        parts = Path(rel).parts
-        if rel.startswith(("/", "\\")) or ".." in parts:
-            raise CheckpointError(f"recipe.json lists an unsafe path {rel!r}")
-        file = root / rel
-        if not file.is_file():
-            raise CheckpointError(f"{rel} is missing from the export {root}")
-        if sha256_file(file) != info.get("sha256"):
-            raise CheckpointError(f"checksum mismatch for {rel}: the file was changed or damaged after export")
-
-
 def evaluate_llm_export(path, data: str | None = None, text_column: str | None = None,
                         label_column: str | None = None) -> dict:
     """Reload ``path``/model and measure it again with the recorded settings on the recorded text (the built-in
@@ -161,7 +149,9 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
     recipe = read_recipe(root)
     if recipe.get("kind") != "llm":
         raise CheckpointError(f"{root} is not an LLM export")
-    verify_llm_files(root, recipe)
+    if not any(rel.startswith(f"{MODEL_DIR}/") and rel.endswith(".safetensors") for rel in recipe.get("files") or {}):
+        raise CheckpointError(f"recipe.json lists no checksum for the weights in {MODEL_DIR}/")
+    verify_files(root, recipe, required=None)
     llm = recipe["llm"]
     recorded_source = llm["text_source"]
     if data is None and recorded_source != BUILTIN_TEXT:

@@ -230,3 +230,18 @@ def test_the_classifier_export_paths_hand_llm_points_and_exports_on(swept, tmp_p
     zipped.write_bytes(blob if isinstance(blob, bytes) else blob.read())
     check = evaluate_export(zipped)
     assert check["perplexity_matches_record"] and check["perplexity"] == point["perplexity"]
+
+
+def test_an_llm_export_with_changed_weights_or_no_listed_weights_is_refused_in_one_line(swept, tmp_path):
+    store, _, records = swept
+    point = next(r for r in records if r["config"]["quant_method"] == "rtn")
+    out = export_llm_point(store, point["point_id"], tmp_path / "export", gguf=None)
+    recipe = json.loads((out / "recipe.json").read_text())
+    weights = next(p for p in (out / "model").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        evaluate_llm_export(out)
+    recipe["files"] = {k: v for k, v in recipe["files"].items() if not k.startswith("model/")}
+    (out / "recipe.json").write_text(json.dumps(recipe))
+    with pytest.raises(CheckpointError, match="no checksum for the weights"):
+        evaluate_llm_export(out)
