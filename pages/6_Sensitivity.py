@@ -8,6 +8,19 @@ from ui import llm as llm_ui
 from ui import sensitivity_view as view
 from ui.state import current_job, current_model, model_label, show_job_error, use_router
 
+
+def run_controls(params) -> None:
+    """Run / Cancel for the analysis ``params`` (None: the form has a problem), then the live job."""
+    job = current_job("sensitivity")
+    running = job is not None and job.running
+    b = st.columns([1, 1, 4])
+    b[0].button("Run analysis", key="sn_start", type="primary", disabled=running or params is None,
+                on_click=lambda: view.start_analysis(params))
+    b[1].button("Cancel", key="sn_cancel", disabled=not running, on_click=view.cancel_analysis)
+    show_job_error()
+    view.live_analysis()
+
+
 use_router()
 
 RATIOS = [0.1, 0.25, 0.5, 0.75, 0.9]
@@ -26,14 +39,7 @@ if model["scenario"] == "llm":  # a causal LM: one decoder block quantized at a 
     llm_params, llm_error = llm_ui.sensitivity_form()
     if llm_error:
         st.error(f"This analysis cannot run: {llm_error}")
-    job = current_job("sensitivity")
-    running = job is not None and job.running
-    b = st.columns([1, 1, 4])
-    b[0].button("Run analysis", key="sn_start", type="primary", disabled=running or llm_params is None,
-                on_click=lambda: view.start_analysis(llm_params))
-    b[1].button("Cancel", key="sn_cancel", disabled=not running, on_click=view.cancel_analysis)
-    show_job_error()
-    view.live_analysis()
+    run_controls(llm_params)
     st.stop()
 st.caption(f"Model: **{model_label(model)}**. Each coupled group is pruned alone and each layer quantized alone, "
            "on the validation split (test stays held out), so you see which layers can be compressed and how much.")
@@ -61,14 +67,7 @@ except GeminiError as exc:
 if params_error:
     st.error(f"This analysis cannot run: {params_error}")
 
-job = current_job("sensitivity")
-running = job is not None and job.running
-b = st.columns([1, 1, 4])
-b[0].button("Run analysis", key="sn_start", type="primary", disabled=running or params is None,
-            on_click=lambda: view.start_analysis(params))
-b[1].button("Cancel", key="sn_cancel", disabled=not running, on_click=view.cancel_analysis)
-show_job_error()
-view.live_analysis()
+run_controls(params)
 
 profile = st.session_state.get("sn_profile")
 st.divider()
