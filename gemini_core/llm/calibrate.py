@@ -130,3 +130,39 @@ def linear_layers(model) -> dict[str, nn.Linear]:
         for name, lin in block_linears(block).items():
             out[f"{index}.{name}"] = lin
     return out
+
+
+def inverse_hessian_chol(h: torch.Tensor, damp: float) -> torch.Tensor:
+    """Upper Cholesky factor of the damped inverse Hessian (dead inputs get a unit diagonal)."""
+    h = h.clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    h += damp * torch.mean(torch.diag(h)) * torch.eye(h.shape[0], dtype=h.dtype)
+    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+
+
+def obs_sweep(weight: torch.Tensor, hessian: torch.Tensor, block: int, damp: float,
+              begin_block: Callable[[torch.Tensor, torch.Tensor], Callable[[int], torch.Tensor]]) -> torch.Tensor:
+    """The Optimal Brain Surgeon column sweep GPTQ and SparseGPT share (lazy block updates): columns are
+    replaced in order by what ``begin_block(w1, hinv1)(i)`` returns (a quantized or masked column of the
+    block ``w1``, which is updated in place as earlier columns' errors are spread through the inverse
+    Hessian), and each block's error reaches the later blocks at once."""
+    cols = weight.shape[1]
+    w = weight.double().clone()
+    w[:, torch.diag(hessian) == 0] = 0
+    hinv = inverse_hessian_chol(hessian.double(), damp)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        w1, hinv1 = w[:, i1:i2].clone(), hinv[i1:i2, i1:i2]
+        err1 = torch.zeros_like(w1)
+        column = begin_block(w1, hinv1)
+        for i in range(i2 - i1):
+            q = column(i)
+            err = (w1[:, i] - q) / hinv1[i, i]
+            w1[:, i:] -= err.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
+            w1[:, i] = q
+            err1[:, i] = err
+        w[:, i1:i2] = w1
+        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+    return w.to(weight.dtype)
+

@@ -11,8 +11,7 @@ import time
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import compress_sequentially, linear_layers
-from gemini_core.llm.quantize import _inverse_hessian_chol
+from gemini_core.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
@@ -49,33 +48,23 @@ def mask_from_scores(score: torch.Tensor, sparsity: float, n: int, m: int) -> to
 
 def sparsegpt(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, n: int = 0, m: int = 0,
               block: int = 128, damp: float = 0.01) -> torch.Tensor:
-    cols = weight.shape[1]
-    w = weight.double().clone()
-    w[:, torch.diag(hessian) == 0] = 0
-    hinv = _inverse_hessian_chol(hessian.double(), damp)
-    for i1 in range(0, cols, block):
-        i2 = min(i1 + block, cols)
-        w1, hinv1 = w[:, i1:i2].clone(), hinv[i1:i2, i1:i2]
+    def begin_block(w1, hinv1):
         d = torch.diag(hinv1)
-        err1 = torch.zeros_like(w1)
         mask1 = torch.zeros_like(w1, dtype=torch.bool)
         if not n:  # adaptive mask: the lowest OBS saliencies of the whole block
-            tmp = w1 ** 2 / d.unsqueeze(0) ** 2
-            k = int(tmp.numel() * sparsity)
+            saliency = w1 ** 2 / d.unsqueeze(0) ** 2
+            k = int(saliency.numel() * sparsity)
             if k:
-                mask1.view(-1)[torch.topk(tmp.view(-1), k, largest=False).indices] = True
-        for i in range(i2 - i1):
-            if n and i % m == 0:
-                tmp = w1[:, i:i + m] ** 2 / d[i:i + m].unsqueeze(0) ** 2
-                mask1.scatter_(1, i + torch.topk(tmp, n, dim=1, largest=False).indices, True)
-            q = w1[:, i].masked_fill(mask1[:, i], 0)
-            err = (w1[:, i] - q) / hinv1[i, i]
-            w1[:, i:] -= err.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
-            w1[:, i] = q
-            err1[:, i] = err
-        w[:, i1:i2] = w1
-        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    return w.to(weight.dtype)
+                mask1.view(-1)[torch.topk(saliency.view(-1), k, largest=False).indices] = True
+
+        def column(i):
+            if n and i % m == 0:  # N:M: the lowest saliencies of each group of m, on the updated weights
+                saliency = w1[:, i:i + m] ** 2 / d[i:i + m].unsqueeze(0) ** 2
+                mask1.scatter_(1, i + torch.topk(saliency, n, dim=1, largest=False).indices, True)
+            return w1[:, i].masked_fill(mask1[:, i], 0)
+        return column
+
+    return obs_sweep(weight, hessian, block, damp, begin_block)
 
 
 def prune_model(model, method: str, sparsity: float = 0.5, pattern: str | None = None,

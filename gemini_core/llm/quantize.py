@@ -12,7 +12,7 @@ import time
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import compress_sequentially, linear_layers
+from gemini_core.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
 
 METHODS = ("rtn", "gptq", "awq")
 
@@ -53,40 +53,29 @@ def rtn(weight: torch.Tensor, bits: int, group_size: int | None, symmetric: bool
     return fake_quant(w, scale, zero, bits).reshape(rows, cols).to(weight.dtype)
 
 
-def _inverse_hessian_chol(h: torch.Tensor, damp: float) -> torch.Tensor:
-    h = h.clone()
-    dead = torch.diag(h) == 0
-    h[dead, dead] = 1
-    h += damp * torch.mean(torch.diag(h)) * torch.eye(h.shape[0], dtype=h.dtype)
-    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-
-
 def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group_size: int | None,
          symmetric: bool = True, damp: float = 0.01) -> torch.Tensor:
     """GPTQ (Frantar et al. 2022): quantize columns in order, spreading each column's rounding
     error over the not-yet-quantized columns through the inverse Hessian (lazy block updates)."""
-    cols = weight.shape[1]
-    check_grid(bits, group_size, cols)
-    w = weight.double().clone()
-    w[:, torch.diag(hessian) == 0] = 0
-    hinv = _inverse_hessian_chol(hessian.double(), damp)
+    check_grid(bits, group_size, weight.shape[1])
     block = group_size * max(1, 128 // group_size) if group_size else 128
-    scale, zero = grid_params(w, bits, symmetric) if group_size is None else (None, None)
-    for i1 in range(0, cols, block):
-        i2 = min(i1 + block, cols)
-        w1, hinv1 = w[:, i1:i2].clone(), hinv[i1:i2, i1:i2]
-        err1 = torch.zeros_like(w1)
-        for i in range(i2 - i1):
+    per_row = None
+    if group_size is None:  # one scale per row, from the weights as the sweep starts (dead inputs zeroed)
+        start = weight.double().clone()
+        start[:, torch.diag(hessian) == 0] = 0
+        per_row = grid_params(start, bits, symmetric)
+
+    def begin_block(w1, _hinv1):
+        grid = {"scale_zero": per_row}
+
+        def column(i):
             if group_size and i % group_size == 0:  # groups start inside the block: use updated w1
-                scale, zero = grid_params(w1[:, i:i + group_size], bits, symmetric)
-            q = fake_quant(w1[:, i:i + 1], scale, zero, bits)[:, 0]
-            err = (w1[:, i] - q) / hinv1[i, i]
-            w1[:, i:] -= err.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
-            w1[:, i] = q
-            err1[:, i] = err
-        w[:, i1:i2] = w1
-        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    return w.to(weight.dtype)
+                grid["scale_zero"] = grid_params(w1[:, i:i + group_size], bits, symmetric)
+            scale, zero = grid["scale_zero"]
+            return fake_quant(w1[:, i:i + 1], scale, zero, bits)[:, 0]
+        return column
+
+    return obs_sweep(weight, hessian, block, damp, begin_block)
 
 
 def _awq_group(linears: list, h: torch.Tensor, act_rms: torch.Tensor, bits, group_size, symmetric,
