@@ -32,7 +32,10 @@ def perplexity_text(reference: Mapping, chosen: Mapping) -> str:
 
 
 def llm_headline(reference: Mapping, chosen: Mapping, size_text: str, speed_text: str) -> str:
-    """The first sentence of an LLM report."""
+    """The first sentence of an LLM report. A prefill time whose p10-p90 range overlaps the original's is
+    no measurable change (LLM points are timed once, under whatever load the machine had)."""
+    if _ranges_overlap(reference, chosen):
+        speed_text = "not measurably faster or slower"
     sentence = (f"The compressed language model ({chosen.get('label', '')}) is {size_text} and {speed_text} at "
                 f"prefill than the original; its {perplexity_text(reference, chosen)} on held-out text "
                 f"({_fmt(chosen.get('tokens_scored'), '.0f')} tokens, "
@@ -71,3 +74,12 @@ def llm_comparison_rows(reference: Mapping, chosen: Mapping, fmt_bytes) -> list[
                 for r in (reference, chosen))),
              ("peak memory", fmt_bytes(reference.get("peak_memory_bytes")), fmt_bytes(chosen.get("peak_memory_bytes")))]
     return rows
+
+
+def _ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:
+    lo_a, hi_a = _num(reference.get("latency_ms_p10")), _num(reference.get("latency_ms_p90"))
+    lo_b, hi_b = _num(chosen.get("latency_ms_p10")), _num(chosen.get("latency_ms_p90"))
+    if not all(math.isfinite(v) for v in (lo_a, hi_a, lo_b, hi_b)):
+        return False
+    return lo_a <= hi_b and lo_b <= hi_a
+

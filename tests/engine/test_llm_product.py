@@ -245,3 +245,13 @@ def test_an_llm_export_with_changed_weights_or_no_listed_weights_is_refused_in_o
     (out / "recipe.json").write_text(json.dumps(recipe))
     with pytest.raises(CheckpointError, match="no checksum for the weights"):
         evaluate_llm_export(out)
+
+
+def test_the_llm_headline_calls_overlapping_prefill_ranges_no_measurable_change():
+    from gemini_core.report.llm_summary import llm_headline
+
+    reference = {"latency_ms_p10": 10.0, "latency_ms_p90": 14.0, "perplexity": 9.5, "tokens_scored": 100}
+    within = {"latency_ms_p10": 5.0, "latency_ms_p90": 11.0, "perplexity": 9.6, "label": "rtn 8-bit"}
+    apart = {"latency_ms_p10": 4.0, "latency_ms_p90": 5.0, "perplexity": 9.6, "label": "rtn 8-bit"}
+    assert "not measurably faster or slower" in llm_headline(reference, within, "1.0x smaller", "2.0x faster")
+    assert "2.0x faster" in llm_headline(reference, apart, "1.0x smaller", "2.0x faster")
