@@ -8,13 +8,36 @@ compressed-tensors convention); asymmetric uses 0 .. 2^b-1 with a zero point.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from gemini_core.errors import ConfigError
 from gemini_core.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
 
-METHODS = ("rtn", "gptq", "awq")
+
+@dataclass(frozen=True)
+class QuantMethod:
+    """A weight quantization method a point names: an algorithm and the options of its grid."""
+
+    algorithm: str  # "rtn", "gptq" or "awq"
+    symmetric: bool = True
+    act_order: bool = False  # GPTQ only
+    clip: bool = False  # RTN and GPTQ
+    help: str = ""
+
+
+# The methods a point, a sweep (--quant-methods) and the dashboard choose from; a new recipe is one entry.
+RECIPES = {
+    "rtn": QuantMethod("rtn", help="round-to-nearest, symmetric"),
+    "gptq": QuantMethod("gptq", help="GPTQ, symmetric"),
+    "awq": QuantMethod("awq", help="AWQ scale search, then round-to-nearest, symmetric"),
+    # issue 19: the 4-bit g64 recipe within 15% of float perplexity on SmolLM2 (docs/llm.md)
+    "gptq-asym": QuantMethod("gptq", symmetric=False, act_order=True,
+                             help="GPTQ with zero points (asymmetric grid) and activation order"),
+}
+METHODS = tuple(RECIPES)
+ALGORITHMS = ("rtn", "gptq", "awq")
 
 
 def check_grid(bits: int, group_size: int | None, columns: int) -> None:
@@ -154,12 +177,18 @@ def _shared_input_groups(stats: dict) -> list[list[str]]:
 
 
 def quantize_model(model, method: str, bits: int, group_size: int | None = None,
-                   symmetric: bool = True, calib_ids: torch.Tensor | None = None,
-                   progress=None, act_order: bool = False, clip: bool = False) -> dict:
-    """Quantize every decoder Linear in place; returns what was done (for the record).
-    ``act_order`` (GPTQ only) and ``clip`` (GPTQ and RTN): see ``gptq`` and ``grid_params``."""
-    if method not in METHODS:
+                   symmetric: bool | None = None, calib_ids: torch.Tensor | None = None,
+                   progress=None, act_order: bool | None = None, clip: bool | None = None) -> dict:
+    """Quantize every decoder Linear in place with the registered ``method`` (``RECIPES``); returns what
+    was done (for the record). ``symmetric``, ``act_order`` (GPTQ only) and ``clip`` (GPTQ and RTN; see
+    ``gptq`` and ``grid_params``) override the method's own when given."""
+    if method not in RECIPES:
         raise ConfigError(f"unknown quantization method {method!r}; choose from {', '.join(METHODS)}")
+    recipe = RECIPES[method]
+    symmetric = recipe.symmetric if symmetric is None else symmetric
+    act_order = recipe.act_order if act_order is None else act_order
+    clip = recipe.clip if clip is None else clip
+    name, method = method, recipe.algorithm
     if act_order and method != "gptq":
         raise ConfigError(f"activation order is a GPTQ option; {method} has no column order")
     if clip and method == "awq":
@@ -188,7 +217,7 @@ def quantize_model(model, method: str, bits: int, group_size: int | None = None,
                 _awq_group([linears[n] for n in group], st.hessian(), rms, bits, group_size, symmetric)
 
         compress_sequentially(model, calib_ids, per_block, hessian=True, progress=progress)
-    return {"technique": "quantize", "method": method, "bits": bits, "group_size": group_size,
+    return {"technique": "quantize", "method": name, "algorithm": method, "bits": bits, "group_size": group_size,
             "symmetric": symmetric, "act_order": act_order, "clip": clip, "layers": len(layers),
             "calibration_tokens": int(calib_ids.numel()) if calib_ids is not None and method != "rtn" else 0,
             "seconds": round(time.perf_counter() - start, 2)}

@@ -74,3 +74,35 @@ def test_openvino_carries_asymmetric_gptq_weights_exactly(tiny_lm):
     ref = model(input_ids=x[None]).logits[0]
     # f16 scales (NNCF's layout): a relative error below 1e-3 per weight
     torch.testing.assert_close(runner.logits(x), ref, atol=1e-2, rtol=1e-2)
+
+
+def test_gptq_asym_is_a_registered_method_a_point_and_a_sweep_take(tiny_lm):
+    from gemini_core.llm import text_data
+    from gemini_core.llm.calibrate import linear_layers
+    from gemini_core.llm.point import QUANT_METHODS, LLMPointConfig, LLMSettings, compress_llm
+    from gemini_core.workflows.llm_sweep import LLMSweepSpec
+
+    assert "gptq-asym" in QUANT_METHODS
+    config = LLMPointConfig(quant_method="gptq-asym", bits=4, group_size=32)
+    assert config.label() == "gptq-asym 4-bit g32"
+    spec = LLMSweepSpec.from_strings(quant_methods="gptq,gptq-asym", bits="4", group_sizes="64")
+    assert spec.n_points() == 3 and spec.estimate_seconds() > 0
+    settings = LLMSettings(calib_samples=4, calib_seq_len=64)
+    model, steps = compress_llm(tiny_lm.model, tiny_lm.tokenizer, text_data.load_split(), config, settings)
+    assert steps[0]["method"] == "gptq-asym" and steps[0]["algorithm"] == "gptq"
+    assert steps[0]["act_order"] and not steps[0]["symmetric"]
+    weight = linear_layers(model)["0.mlp.down_proj"].weight.detach().numpy()
+    assert asym_grid_codes(weight, 4, 32)[3] == 0 and grid_codes(weight, 4, 32)[2] > 0
+
+
+def test_an_asymmetric_point_on_the_source_grid_is_refused_in_one_line():
+    from gemini_core.llm.source import SMOLLM2_SOURCE
+    from gemini_core.workflows.llm_sweep import LLMSweepSpec, check_source_grid
+
+    with pytest.raises(ConfigError, match="gptq-asym 4-bit g32 would reproduce the source weights' own grid"):
+        check_source_grid(SMOLLM2_SOURCE, LLMSweepSpec(quant_methods=("gptq-asym",), bits=(4,), group_sizes=(32,)))
+    # other group sizes, other bits and the symmetric grid at g32 are measured
+    check_source_grid(SMOLLM2_SOURCE, LLMSweepSpec(quant_methods=("gptq-asym", "gptq"), bits=(4, 8),
+                                                   group_sizes=(64,)))
+    check_source_grid(SMOLLM2_SOURCE, LLMSweepSpec(quant_methods=("gptq",), bits=(4,), group_sizes=(32,)))
+    check_source_grid({}, LLMSweepSpec(quant_methods=("gptq-asym",), bits=(4,), group_sizes=(32,)))
