@@ -39,6 +39,9 @@ RECIPES = {
                                                "clip": True}, 32),
     "gptq int4 asym g64 act-order clip": ("gptq4ag64oc", {"method": "gptq", "bits": 4, "group_size": 64,
                                                           "symmetric": False, "act_order": True, "clip": True}, 32),
+    "gptq int4 asym g64 act-order clip calib128": ("gptq4ag64ocx128", {"method": "gptq", "bits": 4, "group_size": 64,
+                                                                       "symmetric": False, "act_order": True,
+                                                                       "clip": True}, 128),
     "gptq int4 g64 calib128": ("gptq4g64x128", {"method": "gptq", "bits": 4, "group_size": 64}, 128),
     "gptq int4 g32": ("gptq4g32", {"method": "gptq", "bits": 4, "group_size": 32}, 32),
 }

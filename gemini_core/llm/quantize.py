@@ -33,8 +33,8 @@ RECIPES = {
     "gptq": QuantMethod("gptq", help="GPTQ, symmetric"),
     "awq": QuantMethod("awq", help="AWQ scale search, then round-to-nearest, symmetric"),
     # issue 19: the 4-bit g64 recipe within 15% of float perplexity on SmolLM2 (docs/llm.md)
-    "gptq-asym": QuantMethod("gptq", symmetric=False, act_order=True,
-                             help="GPTQ with zero points (asymmetric grid) and activation order"),
+    "gptq-asym": QuantMethod("gptq", symmetric=False, act_order=True, clip=True,
+                             help="GPTQ with zero points (asymmetric grid), activation order and range clipping"),
 }
 METHODS = tuple(RECIPES)
 ALGORITHMS = ("rtn", "gptq", "awq")

@@ -90,7 +90,7 @@ def test_gptq_asym_is_a_registered_method_a_point_and_a_sweep_take(tiny_lm):
     settings = LLMSettings(calib_samples=4, calib_seq_len=64)
     model, steps = compress_llm(tiny_lm.model, tiny_lm.tokenizer, text_data.load_split(), config, settings)
     assert steps[0]["method"] == "gptq-asym" and steps[0]["algorithm"] == "gptq"
-    assert steps[0]["act_order"] and not steps[0]["symmetric"]
+    assert steps[0]["act_order"] and steps[0]["clip"] and not steps[0]["symmetric"]
     weight = linear_layers(model)["0.mlp.down_proj"].weight.detach().numpy()
     assert asym_grid_codes(weight, 4, 32)[3] == 0 and grid_codes(weight, 4, 32)[2] > 0
 
