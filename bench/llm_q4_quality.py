@@ -29,6 +29,9 @@ from gemini_core.llm.quantize import quantize_model
 # name: (cache key, quantize_model options, calibration samples of 256 tokens)
 RECIPES = {
     "fp32": ("float", None, 0),
+    "rtn int4 g64": ("rtn4g64", {"method": "rtn", "bits": 4, "group_size": 64}, 0),
+    "rtn int4 asym g64 clip": ("rtn4ag64c", {"method": "rtn", "bits": 4, "group_size": 64, "symmetric": False,
+                                             "clip": True}, 0),
     "gptq int4 g64": ("gptq4g64", {"method": "gptq", "bits": 4, "group_size": 64}, 32),
     "gptq int4 asym g64": ("gptq4ag64", {"method": "gptq", "bits": 4, "group_size": 64, "symmetric": False}, 32),
     "gptq int4 g64 act-order": ("gptq4g64o", {"method": "gptq", "bits": 4, "group_size": 64, "act_order": True}, 32),
@@ -87,7 +90,7 @@ def main() -> None:
             model = source.load_local(folder).model
             record["from_cache"] = str(folder)
         else:
-            calib = text_data.calibration_batch(lm.tokenizer, split, samples, 256)
+            calib = text_data.calibration_batch(lm.tokenizer, split, samples, 256) if samples else None
             model = copy.deepcopy(lm.model)
             record.update(quantize_model(model, calib_ids=calib, **options))
             record["calibration_loadavg_1m_after"] = os.getloadavg()[0]
