@@ -106,3 +106,13 @@ def test_an_asymmetric_point_on_the_source_grid_is_refused_in_one_line():
                                                    group_sizes=(64,)))
     check_source_grid(SMOLLM2_SOURCE, LLMSweepSpec(quant_methods=("gptq",), bits=(4,), group_sizes=(32,)))
     check_source_grid({}, LLMSweepSpec(quant_methods=("gptq-asym",), bits=(4,), group_sizes=(32,)))
+
+
+def test_the_recipe_schema_takes_every_registered_method():
+    from typing import get_args
+
+    from gemini_core.checkpoint.schema import LlmPointFields
+    from gemini_core.llm.point import QUANT_METHODS, LLMPointConfig
+
+    assert set(get_args(LlmPointFields.model_fields["quant_method"].annotation)) == set(QUANT_METHODS)
+    LlmPointFields(**LLMPointConfig(quant_method="gptq-asym", bits=4, group_size=64).to_dict())

@@ -93,6 +93,14 @@ def asym_grid_codes(weight: np.ndarray, bits: int, group_size: int | None):
     return codes.astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8), int((~found).sum())
 
 
+def _maybe_asymmetric(weight: np.ndarray, bits: int, group_size: int | None, rows: int = 8) -> bool:
+    """Whether any group of the first ``rows`` rows is on an asymmetric grid (a cheap test first: float
+    weights would otherwise try every k up to 2^b - 1 on every group of the layer)."""
+    sample = weight[:rows]
+    groups = sample.shape[0] * (sample.shape[1] // (group_size or sample.shape[1]))
+    return asym_grid_codes(sample, bits, group_size)[3] < groups
+
+
 def _decompressed(codes: np.ndarray, scale: np.ndarray, bits: int, shape, name: str, zero: np.ndarray | None = None):
     import openvino as ov
     from openvino import opset13 as ops
@@ -140,7 +148,7 @@ def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bi
             continue
         codes, scale, missed = grid_codes(weight, b, g)
         zero = None
-        if missed and not is_head:
+        if missed and not is_head and _maybe_asymmetric(weight, b, g):
             a_codes, a_scale, a_zero, a_missed = asym_grid_codes(weight, b, g)
             if a_missed < missed:
                 codes, scale, zero, missed = a_codes, a_scale, a_zero, a_missed
