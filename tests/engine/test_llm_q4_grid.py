@@ -116,3 +116,20 @@ def test_the_recipe_schema_takes_every_registered_method():
 
     assert set(get_args(LlmPointFields.model_fields["quant_method"].annotation)) == set(QUANT_METHODS)
     LlmPointFields(**LLMPointConfig(quant_method="gptq-asym", bits=4, group_size=64).to_dict())
+
+
+def test_a_gptq_asym_sweep_point_runs_on_openvino_on_its_own_grid(tiny_llm_dir, tmp_path):
+    from gemini_core.llm.point import LLMSettings
+    from gemini_core.results.store import Store
+    from gemini_core.scenarios import get_scenario
+    from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
+
+    settings = LLMSettings(context_len=64, eval_tokens=128, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
+                           prefill_repeats=1, decode_new_tokens=3, decode_repeats=1)
+    spec = LLMSweepSpec(quant_methods=("gptq-asym",), bits=(4,), group_sizes=(32,), executions=("openvino",),
+                        settings=settings)
+    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec,
+                                 store=Store(tmp_path / "runs.sqlite")))
+    point = next(r for r in records if r["config"]["quant_method"] == "gptq-asym")
+    assert point["status"] == "ok", point.get("error")
+    assert point["groups_off_grid"] == 0 and point["layers_asymmetric"] == 14
