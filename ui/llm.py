@@ -163,7 +163,8 @@ def point_metrics(point: dict, row) -> None:
     c[3].metric("Bytes written", f"{point['size_bytes'] / 2**20:.1f} MB",
                 f"ideal {point.get('ideal_size_bytes', 0) / 2**20:.1f} MB (estimate)", delta_color="off")
     st.caption(f"context {point.get('context_len')} tokens, stride {point.get('stride')}, "
-               f"{point.get('tokens_scored')} tokens scored on {point.get('text_source')}")
+               f"{point.get('tokens_scored')} tokens scored on {point.get('text_source')}; bytes written as "
+               f"{point.get('size_written', 'float32 safetensors')}")
 
 
 def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:

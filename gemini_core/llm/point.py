@@ -23,6 +23,7 @@ from gemini_core.device import cpu_flags, cpu_model
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.llm import distill, metrics, prune, quantize, structured, text_data
 from gemini_core.llm.calibrate import linear_layers
+from gemini_core.llm.compressed_export import export_compressed
 from gemini_core.llm.runtimes import LLMRunSettings, measure_on_runtime
 from gemini_core.llm.runtimes import names as runtime_names
 from gemini_core.llm.source import save_hf_folder
@@ -228,16 +229,31 @@ def ideal_size_bytes(model, config: LLMPointConfig) -> int:
     return int(total)
 
 
-def written_size_bytes(model, tokenizer) -> int:
-    """Bytes of the safetensors folder an export of this model writes (written to a temporary folder)."""
+FLOAT_FILES = "float32 safetensors (the export's model/ files)"
+PACKED_FILES = "compressed-tensors pack-quantized safetensors (the export's compressed/ files)"
+
+
+def written_size_bytes(model, tokenizer, grid: tuple[int | None, int | None] = (None, None)) -> tuple[int, str]:
+    """(bytes, what was written): the file an export ships for this point, written to a temporary folder.
+
+    A point whose decoder weights sit on an integer grid of 2-8 bits is packed (compressed-tensors, the
+    export's ``compressed/`` folder), so its size axis shows what a user would ship; other points (float,
+    pruned, or weights on no grid such as AWQ's) are written as float32 safetensors."""
     from transformers.utils import logging as hf_logging
 
+    bits, group = grid
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one bar per point would bury the sweep's own lines
     try:
         with tempfile.TemporaryDirectory(prefix="gemini-llm-size-") as tmp:
+            if bits is not None and 2 <= bits <= 8:
+                try:
+                    return export_compressed(model, None, Path(tmp) / "packed", bits, group)["file_bytes"], \
+                        PACKED_FILES
+                except ConfigError:  # not on a symmetric grid (AWQ): the float files are what ships
+                    pass
             folder = save_hf_folder(model, tokenizer, Path(tmp) / "m", {})
-            return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
+            return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors"), FLOAT_FILES
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -289,8 +305,7 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     total = sum(lin.weight.numel() for lin in layers.values()) or 1
     record.update({"params": params, "nonzero_params": params - zeros, "decoder_sparsity": round(zeros / total, 4)})
     if size:
-        record["size_bytes"] = written_size_bytes(model, tokenizer)
-        record["size_written"] = "float32 safetensors (the export's model files)"
+        record["size_bytes"], record["size_written"] = written_size_bytes(model, tokenizer, grid)
     record.update(_cpu_facts())
     return record
 
@@ -322,7 +337,6 @@ def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings,
     params = sum(p.numel() for p in model.parameters())
     record["params"] = params
     if size:
-        record["size_bytes"] = written_size_bytes(model, tokenizer)
-        record["size_written"] = "float32 safetensors (the export's model files)"
+        record["size_bytes"], record["size_written"] = written_size_bytes(model, tokenizer, grid)
     record.update(_cpu_facts())
     return record
