@@ -322,7 +322,13 @@ def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings,
                          repeats=max(settings.decode_repeats, settings.prefill_repeats),
                          context_len=settings.context_len,
                          weight_bits=bits if bits and bits < 16 else None, group_size=group)
-    measured = measure_on_runtime(execution, model, tokenizer, ids, run)
+    def zero_shot_on_runtime(model_like) -> dict:  # the runtime's own logits, as torch points score them
+        acc = metrics.zero_shot_accuracy(model_like, tokenizer, zero_shot.texts, zero_shot.labels,
+                                         zero_shot.label_words)
+        return {"accuracy": acc["accuracy"], "test_n": acc["examples"], "label_words": acc["label_words"]}
+
+    measured = measure_on_runtime(execution, model, tokenizer, ids, run,
+                                  also=zero_shot_on_runtime if zero_shot is not None else None)
     measured.pop("tokens", None)
     record = {**measured, "execution": measured.get("execution", execution), "requested_execution": execution,
               "tokens_scored": measured["perplexity_tokens"], "context_len": settings.context_len,
@@ -332,8 +338,6 @@ def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings,
               "batch_size": 1, "decode_method": "greedy loop on the runtime (llm.runtimes)"}
     if "peak_rss_mb" in measured:
         record["peak_memory_bytes"] = int(measured["peak_rss_mb"] * 2**20)
-    if zero_shot is not None:
-        record["zero_shot_note"] = "zero-shot accuracy is measured on torch points only"
     params = sum(p.numel() for p in model.parameters())
     record["params"] = params
     if size:

@@ -3,6 +3,7 @@ perplexity (lower is better), export + evaluate reproducing perplexity exactly, 
 recipe schema and per-block sensitivity. Tiny random Llama (conftest) in a temporary folder."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -216,6 +217,11 @@ def test_labelled_csv_adds_zero_shot_accuracy(tiny_llm_dir, tmp_path):
     lm = scenario.load()
     record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, settings=TINY, zero_shot=zero, size=False)
     assert 0 <= record["accuracy"] <= 1 and record["test_n"] == 6 and record["perplexity"] > 1
+    # a point on a runtime is scored the same way, with the runtime's own logits
+    on_openvino = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, execution="openvino",
+                                    settings=dataclasses.replace(TINY, stride=None), zero_shot=zero, size=False)
+    assert on_openvino["execution"] == "openvino" and on_openvino["test_n"] == 6
+    assert on_openvino["accuracy"] == record["accuracy"]  # float weights: the same predictions
 
 
 def test_a_group_size_the_model_cannot_take_is_one_error_before_anything_is_stored(tiny_llm_dir, tmp_path):
