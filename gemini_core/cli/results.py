@@ -10,6 +10,7 @@ from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
 from gemini_core.results.table import points_frame
+from gemini_core.workflows.llm_retime import retime_llm_run
 from gemini_core.workflows.sweep import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
@@ -44,7 +45,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-size-kb", type=float, metavar="KB", help="with --recommend: checkpoint size")
     p.set_defaults(func=run)
 
-    p = subparsers.add_parser("retime", help="time all of a run's points again, interleaved, in one pass")
+    p = subparsers.add_parser("retime", help="time all of a run's points again, interleaved, in one pass "
+                                             "(classifier or LLM run)")
     p.add_argument("run_id")
     p.add_argument("--rounds", type=int, default=5, help="rounds; each times every point once in turn (default 5)")
     p.set_defaults(func=run)
@@ -118,8 +120,12 @@ def run_points(args) -> int:
 
 def run_retime(args) -> int:
     store = Store()
-    for record in retime_run(store, args.run_id, rounds=args.rounds, device=args.device if hasattr(args, "device")
-                             else None, progress=note):
+    if (store.get_run(args.run_id).get("baseline") or {}).get("kind") == "llm":
+        retimed = retime_llm_run(store, args.run_id, rounds=args.rounds, progress=note)
+    else:
+        retimed = retime_run(store, args.run_id, rounds=args.rounds,
+                             device=args.device if hasattr(args, "device") else None, progress=note)
+    for record in retimed:
         record.pop("test_correct", None)
         record.pop("traceback", None)
         print_json(record)

@@ -310,18 +310,23 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     return record
 
 
+def runtime_settings(settings: LLMSettings, grid: tuple[int | None, int | None]) -> LLMRunSettings:
+    """The runtime measurement of a point with ``settings`` whose weights sit on ``grid`` (bits, group)."""
+    bits, group = grid
+    return LLMRunSettings(threads=torch.get_num_threads(), prompt_tokens=min(32, settings.prefill_tokens),
+                          new_tokens=max(2, settings.decode_new_tokens), prefill_tokens=settings.prefill_tokens,
+                          repeats=max(settings.decode_repeats, settings.prefill_repeats),
+                          context_len=settings.context_len,
+                          weight_bits=bits if bits and bits < 16 else None, group_size=group)
+
+
 def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings, zero_shot, size, grid, split) -> dict:
     """A point on a runtime: the runtime's own perplexity, prefill and greedy decode (``llm.runtimes``), in
     the record's shared columns; the decode prompt and token count are the torch points' (32 and
     ``decode_new_tokens``), so the executions of one sweep compare like for like."""
     if settings.stride not in (None, settings.context_len):
         raise ConfigError("runtime executions score perplexity on non-overlapping windows: leave the stride unset")
-    bits, group = grid
-    run = LLMRunSettings(threads=torch.get_num_threads(), prompt_tokens=min(32, settings.prefill_tokens),
-                         new_tokens=max(2, settings.decode_new_tokens), prefill_tokens=settings.prefill_tokens,
-                         repeats=max(settings.decode_repeats, settings.prefill_repeats),
-                         context_len=settings.context_len,
-                         weight_bits=bits if bits and bits < 16 else None, group_size=group)
+    run = runtime_settings(settings, grid)
     def zero_shot_on_runtime(model_like) -> dict:  # the runtime's own logits, as torch points score them
         acc = metrics.zero_shot_accuracy(model_like, tokenizer, zero_shot.texts, zero_shot.labels,
                                          zero_shot.label_words)
