@@ -18,6 +18,33 @@ FINETUNE = [0, 20, 60, 100, 200, 500, 1000]
 DEFAULTS = {"sw_methods": ["l1-structured"], "sw_ratios": [0.0, 0.5], "sw_bits": [32, 8],
             "sw_gran": ["per-channel"], "sw_exec": ["dense"], "sw_ft": [60], "sw_batch": 32}
 
+def load_recipe() -> None:
+    upload = st.session_state.get("sw_recipe_file")
+    if upload is None:
+        return
+    try:
+        recipes.load_into_form(recipes.parse(upload.getvalue(), upload.name, current_model()["scenario"]))
+        st.session_state["sw_recipe_flash"] = f"Loaded the settings of {upload.name}."
+    except GeminiError as exc:
+        st.session_state["sw_recipe_flash"] = f"error: {exc}"
+
+
+def recipe_expander(scenario: str) -> None:
+    with st.expander("Recipe: save these settings to a file, or load them"):
+        recipe = recipes.recipe_from_form(st.session_state, scenario)
+        r = st.columns([1, 1, 3])
+        r[0].download_button("Save as JSON", recipes.dump(recipe, "json"), file_name="sweep-recipe.json",
+                             mime="application/json", key="sw_recipe_json")
+        r[1].download_button("Save as YAML", recipes.dump(recipe, "yaml"), file_name="sweep-recipe.yaml",
+                             mime="application/yaml", key="sw_recipe_yaml")
+        r[2].file_uploader("Load a recipe (JSON or YAML)", type=["json", "yaml", "yml"], key="sw_recipe_file",
+                           on_change=load_recipe)
+        flash = st.session_state.pop("sw_recipe_flash", None)
+        if flash:
+            (st.error if flash.startswith("error: ") else st.success)(flash.removeprefix("error: "))
+
+
+
 st.title("Sweep")
 model = current_model()
 st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Every point is saved as soon as it "
@@ -33,6 +60,7 @@ if model["scenario"] == "llm":  # the causal LM: its own grid, perplexity charts
                 f"**{llm_spec.estimate_seconds() / 60:.0f} min** for SmolLM2 on 2 busy cores (estimate; a tiny "
                 "model takes far less)")
     st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. rtn vs gptq at 4 bits")
+    recipe_expander("llm")
     b = st.columns([1, 1, 1, 3])
     b[0].button("Start sweep", key="sw_start", type="primary", disabled=running or llm_spec is None,
                 on_click=lambda: views.start_sweep(llm_spec, run_name=st.session_state.get("sw_name") or None))
@@ -110,30 +138,7 @@ c[3].number_input("Batch size (latency, memory)", min_value=1, max_value=4096, s
 st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. l1 vs 2:4 at 8 bits")
 shared_memory()["sweep_form"] = {k: st.session_state.get(k) for k in [*DEFAULTS, "sw_name"]}
 
-
-def load_recipe() -> None:
-    upload = st.session_state.get("sw_recipe_file")
-    if upload is None:
-        return
-    try:
-        recipes.load_into_form(recipes.parse(upload.getvalue(), upload.name))
-        st.session_state["sw_recipe_flash"] = f"Loaded the settings of {upload.name}."
-    except GeminiError as exc:
-        st.session_state["sw_recipe_flash"] = f"error: {exc}"
-
-
-with st.expander("Recipe: save these settings to a file, or load them"):
-    recipe = recipes.recipe_from_form(st.session_state, model["scenario"])
-    r = st.columns([1, 1, 3])
-    r[0].download_button("Save as JSON", recipes.dump(recipe, "json"), file_name="sweep-recipe.json",
-                         mime="application/json", key="sw_recipe_json")
-    r[1].download_button("Save as YAML", recipes.dump(recipe, "yaml"), file_name="sweep-recipe.yaml",
-                         mime="application/yaml", key="sw_recipe_yaml")
-    r[2].file_uploader("Load a recipe (JSON or YAML)", type=["json", "yaml", "yml"], key="sw_recipe_file",
-                       on_change=load_recipe)
-    flash = st.session_state.pop("sw_recipe_flash", None)
-    if flash:
-        (st.error if flash.startswith("error: ") else st.success)(flash.removeprefix("error: "))
+recipe_expander(model["scenario"])
 
 
 def show_cluster() -> None:

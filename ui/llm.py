@@ -28,6 +28,11 @@ PRUNE = ("magnitude", "wanda", "sparsegpt")
 GROUPS = ("per-channel", 32, 64, 128)
 SPARSITIES = (0.3, 0.5, 0.7, *PATTERNS[1:])
 RATIOS = (0.125, 0.25, 0.5)
+BITS = (8, 4, 3, 2)
+# what each multiselect of the grid form offers (a recipe or a stored run may only fill in these)
+FORM_OPTIONS = {"llm_quant": QUANT, "llm_bits": BITS, "llm_groups": GROUPS, "llm_prune": PRUNE,
+                "llm_sparsity": SPARSITIES, "llm_mlp": RATIOS, "llm_heads": RATIOS,
+                "llm_recovery": ("finetune", "distill"), "llm_exec": tuple(EXECUTIONS)}
 
 
 class LLMSweepJob(Job):
@@ -86,7 +91,7 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     c = st.columns(3)
     c[0].multiselect("Quantization (weights)", QUANT, key="llm_quant",
                      help="rtn: round to nearest; gptq and awq calibrate on the calibration text (minutes on 2 cores)")
-    c[1].multiselect("Bits", [8, 4, 3, 2], key="llm_bits")
+    c[1].multiselect("Bits", BITS, key="llm_bits")
     c[2].multiselect("Group size", GROUPS, key="llm_groups", help="per-channel: one scale per output row")
     c = st.columns(4)
     c[0].multiselect("One-shot pruning", PRUNE, key="llm_prune",
@@ -95,7 +100,7 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     c[2].multiselect("Structured: MLP channels removed", RATIOS, key="llm_mlp")
     c[3].multiselect("Structured: KV head groups removed", RATIOS, key="llm_heads")
     c = st.columns(3)
-    c[0].multiselect("Recovery after pruning", ["finetune", "distill"], key="llm_recovery",
+    c[0].multiselect("Recovery after pruning", FORM_OPTIONS["llm_recovery"], key="llm_recovery",
                      help="distill: KL to the uncompressed model's logits mixed with the next-token loss; "
                           "finetune: next-token loss")
     c[1].number_input("Recovery steps", 1, 1000, key="llm_steps")
