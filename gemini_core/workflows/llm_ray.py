@@ -28,13 +28,13 @@ _LOADED: dict[str, object] = {}  # a worker process is reused across tasks: load
 def _worker_scenario(options: dict, baseline_key: str):
     key = json.dumps(options, sort_keys=True)
     if key not in _LOADED:
-        scenario = get_scenario("llm", **options)
-        scenario.load()
-        if scenario.baseline_key() != baseline_key:
-            raise DataError(f"the model or text on node {socket.gethostname()} differs from the driver's "
-                            f"({scenario.baseline_key()} != {baseline_key}); give every node the same files")
-        _LOADED[key] = scenario
-    return _LOADED[key]
+        _LOADED[key] = get_scenario("llm", **options)
+        _LOADED[key].load()
+    scenario = _LOADED[key]
+    if scenario.baseline_key() != baseline_key:
+        raise DataError(f"the model or text on node {socket.gethostname()} differs from the driver's "
+                        f"({scenario.baseline_key()} != {baseline_key}); give every node the same files")
+    return scenario
 
 
 def llm_point_task(measure: Callable, options: dict, baseline_key: str, config: dict, settings: dict) -> dict:

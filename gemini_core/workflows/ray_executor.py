@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -265,5 +266,10 @@ class _TaskFailed(RuntimeError):
 
 
 def first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    """``Type: first line`` of the error a task raised (a RayTaskError's own first line only names the task:
+    its ``cause`` is what went wrong on the worker)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # Ray colours its task names
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
