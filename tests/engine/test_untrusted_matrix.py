@@ -442,7 +442,7 @@ def test_data_caps(case_id, argv, message, home, d, monkeypatch, capsys):
 def tiny_bert_dir(tmp_path_factory):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from gemini_core.scenarios.text import minilm_dir
+    from gemini_core.scenarios.hf_models import minilm_dir
 
     folder = tmp_path_factory.mktemp("untrusted_bert") / "model"
     AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True).save_pretrained(folder)
@@ -639,7 +639,7 @@ def test_upload_on_a_full_disk_is_one_message_and_leaves_nothing(home, monkeypat
 
 
 def test_extensionless_data_is_accepted_by_content(tmp_path):
-    from gemini_core.scenarios.data_io import validate_text_file
+    from gemini_core.scenarios.table_data import validate_text_file
 
     path = tmp_path / "SMSSpamCollection"
     path.write_text("".join(f"{'ham' if i % 2 else 'spam'}\tmessage number {i} here\n" for i in range(40)))
