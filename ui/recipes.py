@@ -8,7 +8,7 @@ import streamlit as st
 import yaml
 
 from gemini_core.errors import ConfigError, GeminiError
-from gemini_core.workflows.sweep import SweepSpec
+from gemini_core.workflows.sweep_spec import SweepSpec
 
 FORM = {"sw_methods": "prune_methods", "sw_ratios": "prune_ratios", "sw_bits": "bits", "sw_gran": "granularities",
         "sw_exec": "executions", "sw_ft": "finetune_steps", "sw_batch": "batch_size"}

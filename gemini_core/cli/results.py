@@ -10,7 +10,7 @@ from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
 from gemini_core.results.table import points_frame
-from gemini_core.workflows.sweep import retime_run
+from gemini_core.workflows.retime import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
 TABLE_FIELDS = ("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
