@@ -9,7 +9,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.scenarios import SCENARIOS, get_scenario
 from ui import llm as llm_ui
 from ui import views
-from ui.jobs import TrainJob
+from ui.compute_jobs import TrainJob
 from ui.state import (
     check_typed_path,
     current_job,
