@@ -4,12 +4,12 @@ import streamlit as st
 from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO, PRUNE_METHODS
 from gemini_core.errors import GeminiError
 from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
-from gemini_core.workflows.sweep import SweepSpec
+from gemini_core.workflows.sweep_spec import SweepSpec
 from ui import llm as llm_ui
-from ui import recipes, views
+from ui import points_view, recipes, views
 from ui.estimates import estimate_range, format_range
-from ui.jobs import DEMO_GRID
 from ui.state import current_job, current_model, model_label, shared_memory, show_job_error, use_router
+from ui.sweep_plan import DEMO_GRID
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -70,7 +70,7 @@ if model["scenario"] == "llm":  # the causal LM: its own grid, perplexity charts
     b[3].button("Fill in the demo grid", key="sw_fill_demo", on_click=llm_ui.use_demo_grid)
     show_job_error()
     st.divider()
-    views.sweep_live_view("sweep")
+    points_view.sweep_live_view("sweep")
     st.stop()
 remembered = shared_memory().get("sweep_form") or {}  # a reload / new tab: the last form of this server
 for k, v in DEFAULTS.items():
@@ -207,4 +207,4 @@ b[2].button("Cancel", key="sw_cancel", on_click=views.cancel_sweep, disabled=not
 b[3].button("Fill in the demo grid", key="sw_fill_demo", on_click=use_demo_grid)
 show_job_error()
 st.divider()
-views.sweep_live_view("sweep")
+points_view.sweep_live_view("sweep")

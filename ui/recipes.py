@@ -10,7 +10,7 @@ import yaml
 
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.workflows.llm_sweep import LLMSweepSpec
-from gemini_core.workflows.sweep import SweepSpec
+from gemini_core.workflows.sweep_spec import SweepSpec
 from ui.llm import FORM_OPTIONS
 
 FORM = {"sw_methods": "prune_methods", "sw_ratios": "prune_ratios", "sw_bits": "bits", "sw_gran": "granularities",

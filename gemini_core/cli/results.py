@@ -10,8 +10,7 @@ from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
 from gemini_core.results.table import points_frame
-from gemini_core.workflows.llm_retime import retime_llm_run
-from gemini_core.workflows.sweep import retime_run
+from gemini_core.workflows.retime import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
 TABLE_FIELDS = ("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
@@ -120,12 +119,8 @@ def run_points(args) -> int:
 
 def run_retime(args) -> int:
     store = Store()
-    if (store.get_run(args.run_id).get("baseline") or {}).get("kind") == "llm":
-        retimed = retime_llm_run(store, args.run_id, rounds=args.rounds, progress=note)
-    else:
-        retimed = retime_run(store, args.run_id, rounds=args.rounds,
-                             device=args.device if hasattr(args, "device") else None, progress=note)
-    for record in retimed:
+    for record in retime_run(store, args.run_id, rounds=args.rounds, device=args.device if hasattr(args, "device")
+                             else None, progress=note):
         record.pop("test_correct", None)
         record.pop("traceback", None)
         print_json(record)

@@ -24,7 +24,8 @@ from gemini_core.results.store import Store
 from gemini_core.workflows.executors import EXECUTORS
 from gemini_core.workflows.llm_sweep import run_llm_sweep
 from gemini_core.workflows.ray_executor import RayExecutor, cluster_summary, connect
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
+from gemini_core.workflows.sweep_spec import SweepSpec
 
 # One comma-list flag per grid axis; SweepSpec.from_strings parses them, naming the bad item.
 SPEC_FLAGS = SettingsFlags(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from gemini_core.device import compute_threads, device_info
-from gemini_core.errors import CheckpointError, ConfigError
+from gemini_core.errors import CheckpointError
 from gemini_core.llm import metrics, text_data
 from gemini_core.llm.point import LLMPointConfig, LLMSettings, compress_llm, runtime_settings
 from gemini_core.llm.runtimes.measure import decode
@@ -56,17 +56,13 @@ def _timer(model, tokenizer, point: dict, ids: torch.Tensor) -> _Timed:
                   lambda: decode(runner, prompt[: run.prompt_tokens], run)["decode_tokens_per_s"])
 
 
-def retime_llm_run(store, run_id: str, rounds: int = 5, threads: int | None = None,
-                   progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Re-time every measured point of LLM run ``run_id``; each point gets new prefill percentiles (over
-    every prefill of every round), decode tokens/s (median of the rounds, all kept), the conditions and
-    ``retimed_at``, its earlier figures under ``previous_latency``. Threads: the run's reference point's."""
-    if rounds < 1:
-        raise ConfigError(f"rounds {rounds} must be at least 1")
-    run = store.get_run(run_id)
-    points = [p for p in store.points(run_id) if p.get("status") == "ok"]
-    if not points:
-        raise ConfigError(f"run {run_id} has no measured points to re-time")
+def retime_llm_points(store, run: dict, points: list[dict], rounds: int = 5, threads: int | None = None,
+                      progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Re-time the measured ``points`` of LLM ``run`` (``workflows.retime.retime_run`` checks and hands them
+    here); each point gets new prefill percentiles (over every prefill of every round), decode tokens/s
+    (median of the rounds, all kept), the conditions and ``retimed_at``, its earlier figures under
+    ``previous_latency``. Threads: the run's reference point's."""
+    run_id = run["run_id"]
     scenario = scenario_from_run(run)
     lm = scenario.load()
     if any(p.get("baseline_key") != scenario.baseline_key() for p in points):

@@ -73,7 +73,7 @@ def test_an_llm_run_is_retimed_interleaved_on_the_executions_it_ran(swept, monke
     earlier figures and leaves perplexity alone; the CLI hands LLM runs to it."""
     from gemini_core.cli import main
     from gemini_core.llm.runtimes import run as runtime_run
-    from gemini_core.workflows.llm_retime import retime_llm_run
+    from gemini_core.workflows.retime import retime_run
 
     store, records = swept
     run_id = records[0]["run_id"]
@@ -81,7 +81,7 @@ def test_an_llm_run_is_retimed_interleaved_on_the_executions_it_ran(swept, monke
     real_load = runtime_run.LOADERS["openvino_llm"]
     monkeypatch.setitem(runtime_run.LOADERS, "openvino_llm",
                         lambda *a, **k: loaded.append(1) or real_load(*a, **k))
-    retimed = retime_llm_run(store, run_id, rounds=2)
+    retimed = retime_run(store, run_id, rounds=2)  # the one entry: it hands LLM runs to llm_retime
     on_openvino = sum(r["execution"] == "openvino" for r in records)
     assert len(retimed) == len(records) and len(loaded) == on_openvino >= 1  # only OpenVINO points load it
     by_id = lambda rows: sorted(rows, key=lambda r: r["point_id"])  # noqa: E731
