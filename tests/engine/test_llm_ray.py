@@ -2,11 +2,10 @@
 keyed apart from local points; a point whose task fails is stored with its reason. A tiny random Llama."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("ray_test_session")
 
 from gemini_core.cli import main  # noqa: E402
 from gemini_core.llm.point import LLMPointConfig, LLMSettings  # noqa: E402
@@ -18,20 +17,8 @@ from gemini_core.workflows.llm_sweep import LLMSweepSpec, llm_point_record, run_
 
 TINY = LLMSettings(context_len=64, eval_tokens=256, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
                    prefill_repeats=2, decode_new_tokens=3, decode_repeats=1)
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _ray_session():
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
-    yield
-    ray_executor.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def test_an_llm_sweep_on_ray_gives_the_local_perplexities_and_a_failed_task_keeps_its_reason(tiny_llm_dir,
