@@ -45,6 +45,42 @@ def recipe_expander(scenario: str) -> None:
 
 
 
+def show_cluster() -> None:
+    address = (st.session_state.get("sw_ray_address") or "").strip() or None
+    try:
+        st.session_state["sw_cluster"] = cluster_summary(address)
+        st.session_state.pop("sw_cluster_error", None)
+    except GeminiError as exc:
+        st.session_state["sw_cluster_error"] = str(exc)
+        st.session_state.pop("sw_cluster", None)
+
+
+def executor_section(task: str) -> None:
+    """Local or Ray (address, cluster summary); ``task``: what one Ray task runs."""
+    ray_ok = ray_available()
+    if not ray_ok:
+        st.session_state["sw_executor"] = "local"
+    c = st.columns([1, 2, 1])
+    c[0].radio("Executor", ["local", "ray"], key="sw_executor", horizontal=True, disabled=not ray_ok,
+               help=f"local: this process, one point after another; ray: {task} on a Ray cluster, "
+                    "points streamed back as they finish")
+    if not ray_ok:
+        c[1].info(f"{RAY_MISSING}; sweeps run locally.")
+    elif st.session_state.get("sw_executor") == "ray":
+        c[1].text_input("Ray address", key="sw_ray_address", placeholder="empty: a local instance; auto or HOST:PORT",
+                        help="the head node of a cluster started with `ray start --head` (see the README)")
+        c[2].button("Show cluster", key="sw_cluster_btn", on_click=show_cluster,
+                    help="connect (a local instance takes ~10 s to start) and list its nodes")
+        if st.session_state.get("sw_cluster_error"):
+            st.error(f"Ray: {st.session_state['sw_cluster_error']}")
+        cluster = st.session_state.get("sw_cluster")
+        if cluster:
+            st.caption(f"Ray {cluster['ray_version']} at **{cluster['address']}**: {cluster['n_nodes']} node(s), "
+                       f"{cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs. Each point records the host and device "
+                       "that measured it.")
+            st.dataframe(cluster["nodes"], hide_index=True)
+
+
 st.title("Sweep")
 model = current_model()
 st.caption(f"Model: **{model_label(model)}** (change it on the Model page). Every point is saved as soon as it "
@@ -61,6 +97,7 @@ if model["scenario"] == "llm":  # the causal LM: its own grid, perplexity charts
                 "model takes far less)")
     st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. rtn vs gptq at 4 bits")
     recipe_expander("llm")
+    executor_section("one task per point")
     b = st.columns([1, 1, 1, 3])
     b[0].button("Start sweep", key="sw_start", type="primary", disabled=running or llm_spec is None,
                 on_click=lambda: views.start_sweep(llm_spec, run_name=st.session_state.get("sw_name") or None))
@@ -141,38 +178,7 @@ shared_memory()["sweep_form"] = {k: st.session_state.get(k) for k in [*DEFAULTS,
 recipe_expander(model["scenario"])
 
 
-def show_cluster() -> None:
-    address = (st.session_state.get("sw_ray_address") or "").strip() or None
-    try:
-        st.session_state["sw_cluster"] = cluster_summary(address)
-        st.session_state.pop("sw_cluster_error", None)
-    except GeminiError as exc:
-        st.session_state["sw_cluster_error"] = str(exc)
-        st.session_state.pop("sw_cluster", None)
-
-
-ray_ok = ray_available()
-if not ray_ok:
-    st.session_state["sw_executor"] = "local"
-c = st.columns([1, 2, 1])
-c[0].radio("Executor", ["local", "ray"], key="sw_executor", horizontal=True, disabled=not ray_ok,
-           help="local: this process, one pruning setting after another; ray: one task per pruning setting "
-                "on a Ray cluster, points streamed back as they finish")
-if not ray_ok:
-    c[1].info(f"{RAY_MISSING}; sweeps run locally.")
-elif st.session_state.get("sw_executor") == "ray":
-    c[1].text_input("Ray address", key="sw_ray_address", placeholder="empty: a local instance; auto or HOST:PORT",
-                    help="the head node of a cluster started with `ray start --head` (see the README)")
-    c[2].button("Show cluster", key="sw_cluster_btn", on_click=show_cluster,
-                help="connect (a local instance takes ~10 s to start) and list its nodes")
-    if st.session_state.get("sw_cluster_error"):
-        st.error(f"Ray: {st.session_state['sw_cluster_error']}")
-    cluster = st.session_state.get("sw_cluster")
-    if cluster:
-        st.caption(f"Ray {cluster['ray_version']} at **{cluster['address']}**: {cluster['n_nodes']} node(s), "
-                   f"{cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs. Each point records the host and device "
-                   "that measured it.")
-        st.dataframe(cluster["nodes"], hide_index=True)
+executor_section("one task per pruning setting")
 
 spec, spec_error = None, None
 try:

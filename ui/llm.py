@@ -41,9 +41,10 @@ class LLMSweepJob(Job):
     kind = "sweep"
 
     def __init__(self, options: dict | None, spec: LLMSweepSpec, run_name: str | None = None,
-                 title: str | None = None):
+                 title: str | None = None, executor: str = "local", ray_address: str | None = None):
         super().__init__(title or f"LLM sweep ({spec.n_points()} points)")
         self.scenario_name, self.options, self.spec = "llm", dict(options or {}), spec
+        self.executor, self.ray_address = executor, ray_address
         self.run_name, self.total, self.run_id = run_name, spec.n_points(), None
         self.train = self.adaptive = None
         self.baseline_info, self.baseline_history = None, []
@@ -52,12 +53,14 @@ class LLMSweepJob(Job):
         from gemini_core.results.store import Store
         from gemini_core.scenarios import get_scenario
         from gemini_core.workflows.llm_sweep import run_llm_sweep
+        from gemini_core.workflows.ray_executor import RayExecutor
 
         store = Store().check()
         scenario = get_scenario("llm", **self.options)
+        executor = RayExecutor(self.ray_address) if self.executor == "ray" else None
         self.message = "loading the language model"
         for record in run_llm_sweep(scenario, self.spec, store=store, name=self.run_name,
-                                    should_stop=self.should_stop, progress=self._say):
+                                    should_stop=self.should_stop, progress=self._say, executor=executor):
             self._add_record(record)
             self.run_id = record.get("run_id", self.run_id)
             if not self.cancelled:

@@ -137,13 +137,13 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
     executor = st.session_state.get("sw_executor", "local")
     if title is None and run_name:  # the banners name the run the user named
         title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
+    ray_address = (st.session_state.get("sw_ray_address") or "").strip() or None if executor == "ray" else None
     if model["scenario"] == "llm":
-        submit(llm_ui.LLMSweepJob(model["options"], spec, run_name=run_name, title=title))
+        submit(llm_ui.LLMSweepJob(model["options"], spec, run_name=run_name, title=title, executor=executor,
+                                  ray_address=ray_address))
         return
     job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
-                   title=title, adaptive=model.get("adaptive"), executor=executor,
-                   ray_address=(st.session_state.get("sw_ray_address") or "").strip() or None
-                   if executor == "ray" else None)
+                   title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address)
     submit(job)
 
 

@@ -15,6 +15,11 @@ from gemini_core.workflows import ray_executor  # noqa: E402
 from gemini_core.workflows.llm_ray import run_llm_points  # noqa: E402
 from gemini_core.workflows.llm_sweep import LLMSweepSpec, llm_point_record, run_llm_sweep  # noqa: E402
 
+try:
+    from tests.app.test_app_support import app_env, new_app, wait_job  # noqa: F401
+except ImportError:  # pragma: no cover
+    from test_app_support import app_env, new_app, wait_job  # noqa: F401
+
 TINY = LLMSettings(context_len=64, eval_tokens=256, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
                    prefill_repeats=2, decode_new_tokens=3, decode_repeats=1)
 
@@ -59,3 +64,20 @@ def test_the_cli_refuses_a_ray_address_without_the_ray_executor(capsys):
     assert main(["sweep", "--scenario", "llm", "--ray-address", "auto", "--quant", "rtn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ray-address needs --executor ray" in err[0]
+
+
+def test_the_sweep_page_runs_an_llm_grid_on_ray(tiny_llm_dir, app_env):
+    at = new_app()
+    at.session_state["model"] = {"scenario": "llm", "options": {"model": f"hf:{tiny_llm_dir}"}, "train": None,
+                                 "adaptive": None}
+    at.switch_page("pages/2_Sweep.py").run()
+    at.multiselect(key="llm_quant").set_value(["rtn"]).run()
+    at.multiselect(key="llm_bits").set_value([8]).run()
+    at.multiselect(key="llm_groups").set_value([32]).run()
+    at.radio(key="sw_executor").set_value("ray").run()
+    assert not at.exception, at.exception
+    at.button(key="sw_start").click().run()
+    job = wait_job(at, "sweep", timeout=240)
+    assert job.state == "done", job.snapshot()
+    assert len(job.records) == 2 and {r["executor"] for r in job.records} == {"ray"}
+    assert all(r["status"] == "ok" and r["perplexity"] > 1 for r in job.records)
