@@ -18,7 +18,6 @@ grid and the time estimate: ``sweep_plan.py``.
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import traceback
@@ -190,6 +189,3 @@ class JobRegistry:
     def all(self) -> list[Job]:
         return list(self._jobs.values())
 
-
-def train_settings_dict(settings) -> dict:
-    return dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
