@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import views
+from ui import points_view, views
 from ui.estimates import estimate_range, format_range
 from ui.state import current_job, current_model, persist_state, show_job_error, show_state_problems
+from ui.sweep_plan import demo_spec
 
 st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/icon.svg", layout="wide",
                    initial_sidebar_state="expanded")
@@ -25,7 +26,7 @@ def overview() -> None:
         f"The current model is **{model['scenario']}**; change it on the **Model** page.")
     job = current_job("sweep")
     running = job is not None and job.running
-    spec = views.demo_spec()
+    spec = demo_spec()
     c1, c2, c3 = st.columns([1.3, 1, 3])
     c1.button("Run demo sweep", key="demo_start", type="primary", on_click=views.start_demo, disabled=running,
               help="l1-structured pruning 0/25/50/75% (60 fine-tune steps) x 32/8/4/2-bit x dense/sparse "
@@ -36,7 +37,7 @@ def overview() -> None:
                f"× dense and sparse execution on {model['scenario']}. About {format_range(low, high)} when the "
                f"baseline still has to be trained (estimate from {source}).")
     show_job_error()
-    views.sweep_live_view("home")
+    points_view.sweep_live_view("home")
     st.page_link("pages/2_Sweep.py", label="All sweep charts, the points table and your own grid →",
                  icon=":material/show_chart:")
 

@@ -26,7 +26,7 @@ def _minilm_variants(cuda: torch.device) -> tuple[dict, dict]:
 
     from gemini_core.config import CompressionConfig
     from gemini_core.runtimes.torch_kernels import CastInputs, build_execution_model
-    from gemini_core.scenarios.text import ENCODER_LAYER, HFClassifier
+    from gemini_core.scenarios.hf_models import ENCODER_LAYER, HFClassifier
     from gemini_core.techniques.prune import nm_mask
 
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.scenarios import SCENARIOS, get_scenario
 from ui import llm as llm_ui
 from ui import views
-from ui.jobs import TrainJob
+from ui.compute_jobs import TrainJob
 from ui.state import (
     check_typed_path,
     current_job,
@@ -47,7 +47,7 @@ problem: str | None = None
 
 @st.cache_data(show_spinner=False, max_entries=20)
 def cached_preview(path: str, header, label_column, mtime: float):
-    from gemini_core.scenarios.data_io import preview
+    from gemini_core.scenarios.table_data import preview
 
     return preview(path, rows=20, label_column=label_column, header=header)
 
@@ -133,12 +133,12 @@ def validate(kind: str, options: dict) -> None:
     key = repr(sorted(options.items(), key=str))
     try:
         if kind in ("text", "hf"):
-            from gemini_core.scenarios.data_io import validate_text_file
+            from gemini_core.scenarios.table_data import validate_text_file
 
             summary = validate_text_file(options["data"], options.get("text_column"), options.get("label_column"),
                                          options.get("header", "infer"))
         else:
-            from gemini_core.scenarios.data_io import load_feature_table
+            from gemini_core.scenarios.table_data import load_feature_table
 
             table = load_feature_table(options["data"], options.get("label_column"), options.get("header", "infer"))
             summary = {"rows": len(table.labels), "classes": table.class_names,

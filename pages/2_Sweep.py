@@ -4,12 +4,12 @@ import streamlit as st
 from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO, PRUNE_METHODS
 from gemini_core.errors import GeminiError
 from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
-from gemini_core.workflows.sweep import SweepSpec
+from gemini_core.workflows.sweep_spec import SweepSpec
 from ui import llm as llm_ui
-from ui import recipes, views
+from ui import points_view, recipes, views
 from ui.estimates import estimate_range, format_range
-from ui.jobs import DEMO_GRID
 from ui.state import current_job, current_model, model_label, shared_memory, show_job_error, use_router
+from ui.sweep_plan import DEMO_GRID
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -17,6 +17,69 @@ RATIOS = [0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, MAX_PRUN
 FINETUNE = [0, 20, 60, 100, 200, 500, 1000]
 DEFAULTS = {"sw_methods": ["l1-structured"], "sw_ratios": [0.0, 0.5], "sw_bits": [32, 8],
             "sw_gran": ["per-channel"], "sw_exec": ["dense"], "sw_ft": [60], "sw_batch": 32}
+
+def load_recipe() -> None:
+    upload = st.session_state.get("sw_recipe_file")
+    if upload is None:
+        return
+    try:
+        recipes.load_into_form(recipes.parse(upload.getvalue(), upload.name, current_model()["scenario"]))
+        st.session_state["sw_recipe_flash"] = f"Loaded the settings of {upload.name}."
+    except GeminiError as exc:
+        st.session_state["sw_recipe_flash"] = f"error: {exc}"
+
+
+def recipe_expander(scenario: str) -> None:
+    with st.expander("Recipe: save these settings to a file, or load them"):
+        recipe = recipes.recipe_from_form(st.session_state, scenario)
+        r = st.columns([1, 1, 3])
+        r[0].download_button("Save as JSON", recipes.dump(recipe, "json"), file_name="sweep-recipe.json",
+                             mime="application/json", key="sw_recipe_json")
+        r[1].download_button("Save as YAML", recipes.dump(recipe, "yaml"), file_name="sweep-recipe.yaml",
+                             mime="application/yaml", key="sw_recipe_yaml")
+        r[2].file_uploader("Load a recipe (JSON or YAML)", type=["json", "yaml", "yml"], key="sw_recipe_file",
+                           on_change=load_recipe)
+        flash = st.session_state.pop("sw_recipe_flash", None)
+        if flash:
+            (st.error if flash.startswith("error: ") else st.success)(flash.removeprefix("error: "))
+
+
+
+def show_cluster() -> None:
+    address = (st.session_state.get("sw_ray_address") or "").strip() or None
+    try:
+        st.session_state["sw_cluster"] = cluster_summary(address)
+        st.session_state.pop("sw_cluster_error", None)
+    except GeminiError as exc:
+        st.session_state["sw_cluster_error"] = str(exc)
+        st.session_state.pop("sw_cluster", None)
+
+
+def executor_section(task: str) -> None:
+    """Local or Ray (address, cluster summary); ``task``: what one Ray task runs."""
+    ray_ok = ray_available()
+    if not ray_ok:
+        st.session_state["sw_executor"] = "local"
+    c = st.columns([1, 2, 1])
+    c[0].radio("Executor", ["local", "ray"], key="sw_executor", horizontal=True, disabled=not ray_ok,
+               help=f"local: this process, one point after another; ray: {task} on a Ray cluster, "
+                    "points streamed back as they finish")
+    if not ray_ok:
+        c[1].info(f"{RAY_MISSING}; sweeps run locally.")
+    elif st.session_state.get("sw_executor") == "ray":
+        c[1].text_input("Ray address", key="sw_ray_address", placeholder="empty: a local instance; auto or HOST:PORT",
+                        help="the head node of a cluster started with `ray start --head` (see the README)")
+        c[2].button("Show cluster", key="sw_cluster_btn", on_click=show_cluster,
+                    help="connect (a local instance takes ~10 s to start) and list its nodes")
+        if st.session_state.get("sw_cluster_error"):
+            st.error(f"Ray: {st.session_state['sw_cluster_error']}")
+        cluster = st.session_state.get("sw_cluster")
+        if cluster:
+            st.caption(f"Ray {cluster['ray_version']} at **{cluster['address']}**: {cluster['n_nodes']} node(s), "
+                       f"{cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs. Each point records the host and device "
+                       "that measured it.")
+            st.dataframe(cluster["nodes"], hide_index=True)
+
 
 st.title("Sweep")
 model = current_model()
@@ -33,6 +96,8 @@ if model["scenario"] == "llm":  # the causal LM: its own grid, perplexity charts
                 f"**{llm_spec.estimate_seconds() / 60:.0f} min** for SmolLM2 on 2 busy cores (estimate; a tiny "
                 "model takes far less)")
     st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. rtn vs gptq at 4 bits")
+    recipe_expander("llm")
+    executor_section("one task per point")
     b = st.columns([1, 1, 1, 3])
     b[0].button("Start sweep", key="sw_start", type="primary", disabled=running or llm_spec is None,
                 on_click=lambda: views.start_sweep(llm_spec, run_name=st.session_state.get("sw_name") or None))
@@ -42,7 +107,7 @@ if model["scenario"] == "llm":  # the causal LM: its own grid, perplexity charts
     b[3].button("Fill in the demo grid", key="sw_fill_demo", on_click=llm_ui.use_demo_grid)
     show_job_error()
     st.divider()
-    views.sweep_live_view("sweep")
+    points_view.sweep_live_view("sweep")
     st.stop()
 remembered = shared_memory().get("sweep_form") or {}  # a reload / new tab: the last form of this server
 for k, v in DEFAULTS.items():
@@ -110,64 +175,10 @@ c[3].number_input("Batch size (latency, memory)", min_value=1, max_value=4096, s
 st.text_input("Run name (optional)", key="sw_name", placeholder="e.g. l1 vs 2:4 at 8 bits")
 shared_memory()["sweep_form"] = {k: st.session_state.get(k) for k in [*DEFAULTS, "sw_name"]}
 
-
-def load_recipe() -> None:
-    upload = st.session_state.get("sw_recipe_file")
-    if upload is None:
-        return
-    try:
-        recipes.load_into_form(recipes.parse(upload.getvalue(), upload.name))
-        st.session_state["sw_recipe_flash"] = f"Loaded the settings of {upload.name}."
-    except GeminiError as exc:
-        st.session_state["sw_recipe_flash"] = f"error: {exc}"
+recipe_expander(model["scenario"])
 
 
-with st.expander("Recipe: save these settings to a file, or load them"):
-    recipe = recipes.recipe_from_form(st.session_state, model["scenario"])
-    r = st.columns([1, 1, 3])
-    r[0].download_button("Save as JSON", recipes.dump(recipe, "json"), file_name="sweep-recipe.json",
-                         mime="application/json", key="sw_recipe_json")
-    r[1].download_button("Save as YAML", recipes.dump(recipe, "yaml"), file_name="sweep-recipe.yaml",
-                         mime="application/yaml", key="sw_recipe_yaml")
-    r[2].file_uploader("Load a recipe (JSON or YAML)", type=["json", "yaml", "yml"], key="sw_recipe_file",
-                       on_change=load_recipe)
-    flash = st.session_state.pop("sw_recipe_flash", None)
-    if flash:
-        (st.error if flash.startswith("error: ") else st.success)(flash.removeprefix("error: "))
-
-
-def show_cluster() -> None:
-    address = (st.session_state.get("sw_ray_address") or "").strip() or None
-    try:
-        st.session_state["sw_cluster"] = cluster_summary(address)
-        st.session_state.pop("sw_cluster_error", None)
-    except GeminiError as exc:
-        st.session_state["sw_cluster_error"] = str(exc)
-        st.session_state.pop("sw_cluster", None)
-
-
-ray_ok = ray_available()
-if not ray_ok:
-    st.session_state["sw_executor"] = "local"
-c = st.columns([1, 2, 1])
-c[0].radio("Executor", ["local", "ray"], key="sw_executor", horizontal=True, disabled=not ray_ok,
-           help="local: this process, one pruning setting after another; ray: one task per pruning setting "
-                "on a Ray cluster, points streamed back as they finish")
-if not ray_ok:
-    c[1].info(f"{RAY_MISSING}; sweeps run locally.")
-elif st.session_state.get("sw_executor") == "ray":
-    c[1].text_input("Ray address", key="sw_ray_address", placeholder="empty: a local instance; auto or HOST:PORT",
-                    help="the head node of a cluster started with `ray start --head` (see the README)")
-    c[2].button("Show cluster", key="sw_cluster_btn", on_click=show_cluster,
-                help="connect (a local instance takes ~10 s to start) and list its nodes")
-    if st.session_state.get("sw_cluster_error"):
-        st.error(f"Ray: {st.session_state['sw_cluster_error']}")
-    cluster = st.session_state.get("sw_cluster")
-    if cluster:
-        st.caption(f"Ray {cluster['ray_version']} at **{cluster['address']}**: {cluster['n_nodes']} node(s), "
-                   f"{cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs. Each point records the host and device "
-                   "that measured it.")
-        st.dataframe(cluster["nodes"], hide_index=True)
+executor_section("one task per pruning setting")
 
 spec, spec_error = None, None
 try:
@@ -202,4 +213,4 @@ b[2].button("Cancel", key="sw_cancel", on_click=views.cancel_sweep, disabled=not
 b[3].button("Fill in the demo grid", key="sw_fill_demo", on_click=use_demo_grid)
 show_job_error()
 st.divider()
-views.sweep_live_view("sweep")
+points_view.sweep_live_view("sweep")

@@ -10,8 +10,8 @@ from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
-from ui import explore, recipes, views
-from ui.state import registry, shared_memory, use_router
+from ui import explore, points_view, recipes
+from ui.state import current_model, registry, shared_memory, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -73,6 +73,7 @@ if opened:
 
     def rerun_settings(run_id=opened) -> None:
         try:
+            recipes.check_kind(by_id[run_id]["spec"], current_model()["scenario"], f"run {run_id}")
             recipes.load_into_form(recipes.form_values(by_id[run_id]["spec"], name=f"{by_id[run_id]['name']} (again)"))
         except GeminiError as exc:
             st.session_state["h_error"] = f"Cannot re-run {run_id}: {exc}"
@@ -83,7 +84,7 @@ if opened:
               help="fills the Sweep page's form with this run's grid; check it and press Start sweep there")
     if st.session_state.pop("h_goto_sweep", False):
         st.switch_page("pages/2_Sweep.py")
-    views.stored_run_view(store, by_id[opened])
+    points_view.stored_run_view(store, by_id[opened])
 
 st.subheader("Compare runs")
 default = [r["run_id"] for r in runs if r["points_ok"] > 1][:2]

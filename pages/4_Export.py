@@ -15,7 +15,7 @@ from gemini_core.results.table import ok_points, points_frame
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
 from gemini_core.workflows.llm_export import evaluate_llm_export, is_llm_export
 from ui import llm as llm_ui
-from ui import views
+from ui import points_view, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
 from ui.runtime_view import runtime_details
@@ -47,7 +47,7 @@ else:
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="x_run")
     df_run = points_frame(store.points(run_id))
     pts = ok_points(df_run).sort_values(["pareto", "accuracy"], ascending=[False, False])
-    plabels = {int(r["point_id"]): views.point_label(r) for r in pts.to_dict("records")}
+    plabels = {int(r["point_id"]): points_view.point_label(r) for r in pts.to_dict("records")}
     if st.session_state.get("x_point") not in plabels:
         st.session_state.pop("x_point", None)
     pid = st.selectbox("Point", list(plabels), format_func=plabels.get, key="x_point")

@@ -9,7 +9,7 @@ from gemini_core.errors import GeminiError
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
 from gemini_core.results.suggest import alternatives, suggest_point
 from gemini_core.results.table import ok_points, points_frame, reference_row
-from ui import views
+from ui import points_view
 from ui.state import current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -40,7 +40,7 @@ if ref is None:
     st.stop()
 
 pts = ok_points(df).sort_values(["pareto", "accuracy"], ascending=[False, False])
-plabels = {int(r["point_id"]): views.point_label(r) for r in pts.to_dict("records")}
+plabels = {int(r["point_id"]): points_view.point_label(r) for r in pts.to_dict("records")}
 if chosen_pid in plabels:
     st.session_state["r_point"] = chosen_pid
 elif st.session_state.get("r_point") not in plabels:

@@ -1,6 +1,6 @@
 """Time estimates learned from this machine: the seconds each measured point and each pruning setting
 really took (every stored record carries ``seconds`` and ``prune_seconds``), per scenario, shown as a
-range. The scenario registry's planning figures (``ui.jobs.planning_costs``) are the prior until enough
+range. The scenario registry's planning figures (``ui.sweep_plan.planning_costs``) are the prior until enough
 points of that scenario were measured here."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import statistics
 from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
 
-from .jobs import estimate_seconds, planning_costs
+from .sweep_plan import estimate_seconds, planning_costs
 
 MIN_SAMPLES = 4      # fewer measured points than this: the registry's figures
 RECENT_RUNS = 6      # the newest runs of the scenario are enough and keep this cheap

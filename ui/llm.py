@@ -28,6 +28,11 @@ PRUNE = ("magnitude", "wanda", "sparsegpt")
 GROUPS = ("per-channel", 32, 64, 128)
 SPARSITIES = (0.3, 0.5, 0.7, *PATTERNS[1:])
 RATIOS = (0.125, 0.25, 0.5)
+BITS = (8, 4, 3, 2)
+# what each multiselect of the grid form offers (a recipe or a stored run may only fill in these)
+FORM_OPTIONS = {"llm_quant": QUANT, "llm_bits": BITS, "llm_groups": GROUPS, "llm_prune": PRUNE,
+                "llm_sparsity": SPARSITIES, "llm_mlp": RATIOS, "llm_heads": RATIOS,
+                "llm_recovery": ("finetune", "distill"), "llm_exec": tuple(EXECUTIONS)}
 
 
 class LLMSweepJob(Job):
@@ -36,9 +41,10 @@ class LLMSweepJob(Job):
     kind = "sweep"
 
     def __init__(self, options: dict | None, spec: LLMSweepSpec, run_name: str | None = None,
-                 title: str | None = None):
+                 title: str | None = None, executor: str = "local", ray_address: str | None = None):
         super().__init__(title or f"LLM sweep ({spec.n_points()} points)")
         self.scenario_name, self.options, self.spec = "llm", dict(options or {}), spec
+        self.executor, self.ray_address = executor, ray_address
         self.run_name, self.total, self.run_id = run_name, spec.n_points(), None
         self.train = self.adaptive = None
         self.baseline_info, self.baseline_history = None, []
@@ -47,12 +53,14 @@ class LLMSweepJob(Job):
         from gemini_core.results.store import Store
         from gemini_core.scenarios import get_scenario
         from gemini_core.workflows.llm_sweep import run_llm_sweep
+        from gemini_core.workflows.ray_executor import RayExecutor
 
         store = Store().check()
         scenario = get_scenario("llm", **self.options)
+        executor = RayExecutor(self.ray_address) if self.executor == "ray" else None
         self.message = "loading the language model"
         for record in run_llm_sweep(scenario, self.spec, store=store, name=self.run_name,
-                                    should_stop=self.should_stop, progress=self._say):
+                                    should_stop=self.should_stop, progress=self._say, executor=executor):
             self._add_record(record)
             self.run_id = record.get("run_id", self.run_id)
             if not self.cancelled:
@@ -86,7 +94,7 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     c = st.columns(3)
     c[0].multiselect("Quantization (weights)", QUANT, key="llm_quant",
                      help="rtn: round to nearest; gptq and awq calibrate on the calibration text (minutes on 2 cores)")
-    c[1].multiselect("Bits", [8, 4, 3, 2], key="llm_bits")
+    c[1].multiselect("Bits", BITS, key="llm_bits")
     c[2].multiselect("Group size", GROUPS, key="llm_groups", help="per-channel: one scale per output row")
     c = st.columns(4)
     c[0].multiselect("One-shot pruning", PRUNE, key="llm_prune",
@@ -95,7 +103,7 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     c[2].multiselect("Structured: MLP channels removed", RATIOS, key="llm_mlp")
     c[3].multiselect("Structured: KV head groups removed", RATIOS, key="llm_heads")
     c = st.columns(3)
-    c[0].multiselect("Recovery after pruning", ["finetune", "distill"], key="llm_recovery",
+    c[0].multiselect("Recovery after pruning", FORM_OPTIONS["llm_recovery"], key="llm_recovery",
                      help="distill: KL to the uncompressed model's logits mixed with the next-token loss; "
                           "finetune: next-token loss")
     c[1].number_input("Recovery steps", 1, 1000, key="llm_steps")
@@ -163,7 +171,8 @@ def point_metrics(point: dict, row) -> None:
     c[3].metric("Bytes written", f"{point['size_bytes'] / 2**20:.1f} MB",
                 f"ideal {point.get('ideal_size_bytes', 0) / 2**20:.1f} MB (estimate)", delta_color="off")
     st.caption(f"context {point.get('context_len')} tokens, stride {point.get('stride')}, "
-               f"{point.get('tokens_scored')} tokens scored on {point.get('text_source')}")
+               f"{point.get('tokens_scored')} tokens scored on {point.get('text_source')}; bytes written as "
+               f"{point.get('size_written', 'float32 safetensors')}")
 
 
 def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:

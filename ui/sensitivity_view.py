@@ -1,6 +1,6 @@
 """The Sensitivity page's parts: starting and showing the analysis job, the allocator form and table.
 
-Calls gemini_core only (no torch here); the job runs in ui/jobs.py like the other jobs.
+Calls gemini_core only (no torch here); the job runs in ui/compute_jobs.py like the other jobs.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from gemini_core.results.store import Store
 
 from . import llm as llm_ui
 from . import views
-from .jobs import SensitivityJob
+from .compute_jobs import SensitivityJob
 from .state import current_job, current_model, show_error_once, submit
 
 POLL_SECONDS = 1.0

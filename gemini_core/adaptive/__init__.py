@@ -3,7 +3,8 @@
 - ``settings.py``: ``AdaptiveSettings`` (checked on construction) and the choices it offers;
 - ``steps.py``: the structure while training runs (structured steps measured against the starting
   widths, masks, MACs), on top of ``techniques.prune`` and the method registry;
-- ``train.py``: the loop (``train_adaptive``: prune, train, validate with the guard, keep the best);
+- ``train.py``: the entry (``train_adaptive``: the cache, the seed, the epochs) and the algorithm's description;
+- ``trainer.py``: one training's epochs (``Trainer``: prune, train, validate with the guard, keep the best);
 - ``cache.py``: the cached result (key, write through ``fsio``, load by replaying the pruning history).
 """
 from gemini_core.adaptive.cache import adaptive_key, load_adaptive_baseline, write_adaptive_baseline

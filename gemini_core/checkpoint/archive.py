@@ -16,7 +16,7 @@ from gemini_core.checkpoint.format import (
     _safe_member,
 )
 from gemini_core.errors import CheckpointError
-from gemini_core.scenarios.data_io import env_limit
+from gemini_core.scenarios.table_read import env_limit
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from gemini_core.checkpoint.format import ONNX_CHECK_BATCH, _quiet
 from gemini_core.errors import GeminiError
-from gemini_core.scenarios.text import self_attention_modules
+from gemini_core.scenarios.hf_models import self_attention_modules
 
 
 def _hf_module(model: nn.Module) -> nn.Module:

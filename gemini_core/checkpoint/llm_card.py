@@ -35,12 +35,13 @@ def llm_model_card(recipe: dict) -> str:
               f"({_num(record.get('prefill_ms_p10'), '.1f')}-{_num(record.get('prefill_ms_p90'), '.1f')}) |",
               f"| decode | {_num(record.get('decode_tokens_per_s'), '.1f')} tokens/s |",
               f"| peak memory | {_num(record.get('peak_rss_mb'), '.0f')} MB |",
-              f"| bytes written (float32 safetensors) | {record.get('size_bytes')} |",
+              f"| bytes written ({record.get('size_written', 'float32 safetensors')}) | {record.get('size_bytes')} |",
               f"| threads, load (1 min) | {record.get('threads')}, {record.get('load_avg_1m')} |"]
     if record.get("accuracy") is not None:
         lines.append(f"| zero-shot accuracy | {_num(record['accuracy'], '.3f')} (n={record.get('test_n')}) |")
     lines += ["", "Weights quantized by RTN/GPTQ/AWQ are stored dequantized (float32): the file reproduces the "
-              "measured perplexity exactly; the packed size is an estimate in recipe.json (`ideal_size_bytes`).", "",
+              "measured perplexity exactly; RTN and GPTQ points are also packed in `compressed/` (compressed-tensors), "
+              "whose bytes are the size above.", "",
               "## Reload", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
               "model = AutoModelForCausalLM.from_pretrained('model')",
               "tokenizer = AutoTokenizer.from_pretrained('model')", "```", ""]

@@ -10,7 +10,7 @@ from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
 from gemini_core.results.table import points_frame
-from gemini_core.workflows.sweep import retime_run
+from gemini_core.workflows.retime import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
 TABLE_FIELDS = ("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
@@ -44,7 +44,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-size-kb", type=float, metavar="KB", help="with --recommend: checkpoint size")
     p.set_defaults(func=run)
 
-    p = subparsers.add_parser("retime", help="time all of a run's points again, interleaved, in one pass")
+    p = subparsers.add_parser("retime", help="time all of a run's points again, interleaved, in one pass "
+                                             "(classifier or LLM run)")
     p.add_argument("run_id")
     p.add_argument("--rounds", type=int, default=5, help="rounds; each times every point once in turn (default 5)")
     p.set_defaults(func=run)

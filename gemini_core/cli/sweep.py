@@ -23,8 +23,9 @@ from gemini_core.results.stats import describe_delta
 from gemini_core.results.store import Store
 from gemini_core.workflows.executors import EXECUTORS
 from gemini_core.workflows.llm_sweep import run_llm_sweep
-from gemini_core.workflows.ray_executor import cluster_summary, connect
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.ray_executor import RayExecutor, cluster_summary, connect
+from gemini_core.workflows.sweep import run_sweep
+from gemini_core.workflows.sweep_spec import SweepSpec
 
 # One comma-list flag per grid axis; SweepSpec.from_strings parses them, naming the bad item.
 SPEC_FLAGS = SettingsFlags(
@@ -60,7 +61,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="re-measure points already stored")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--executor", choices=list(EXECUTORS), default="local",
-                   help="local (this process, default) or ray (one task per pruning setting on a Ray cluster)")
+                   help="local (this process, default) or ray (one task per pruning setting on a Ray cluster; "
+                        "for --scenario llm one task per point)")
     p.add_argument("--ray-address", help="with --executor ray: auto or HOST:PORT of a running cluster "
                                          "(default: start a local Ray instance sized to this machine)")
     p.set_defaults(func=run)
@@ -131,8 +133,12 @@ def point_line(record: dict) -> str:
 
 def _run_llm(args) -> int:
     """``--scenario llm``: the LLM grid flags, the same store, one JSON line per point as it is measured."""
-    if args.executor != "local":
-        raise GeminiError("--scenario llm runs with --executor local")
+    if args.ray_address and args.executor != "ray":
+        raise GeminiError("--ray-address needs --executor ray")
+    executor = None
+    if args.executor == "ray":
+        _connect_ray(args.ray_address)  # before the model loads: a bad address fails fast
+        executor = RayExecutor(args.ray_address)
     classifier = {k: v for k, v in SPEC_FLAGS.given(args).items() if str(v) != str(SPEC_FLAGS.defaults.get(k))}
     if classifier:
         flags = ", ".join(SPEC_FLAGS.flag(k) for k in classifier)
@@ -153,7 +159,7 @@ def _run_llm(args) -> int:
     try:
         with tqdm(total=spec.n_points(), desc="llm sweep", unit="point", file=sys.stderr) as bar:
             for record in run_llm_sweep(scenario, spec, store=Store(), force=args.force, name=args.name,
-                                        progress=lambda text: bar.write(text, file=sys.stderr)):
+                                        progress=lambda text: bar.write(text, file=sys.stderr), executor=executor):
                 print_json(record, file=out)
                 failed += record.get("status") == "failed"
                 if record.get("status") == "ok" and not record.get("reused"):

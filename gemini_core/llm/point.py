@@ -23,6 +23,7 @@ from gemini_core.device import cpu_flags, cpu_model
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.llm import distill, metrics, prune, quantize, structured, text_data
 from gemini_core.llm.calibrate import linear_layers
+from gemini_core.llm.compressed_export import export_compressed
 from gemini_core.llm.runtimes import LLMRunSettings, measure_on_runtime
 from gemini_core.llm.runtimes import names as runtime_names
 from gemini_core.llm.source import save_hf_folder
@@ -228,16 +229,31 @@ def ideal_size_bytes(model, config: LLMPointConfig) -> int:
     return int(total)
 
 
-def written_size_bytes(model, tokenizer) -> int:
-    """Bytes of the safetensors folder an export of this model writes (written to a temporary folder)."""
+FLOAT_FILES = "float32 safetensors (the export's model/ files)"
+PACKED_FILES = "compressed-tensors pack-quantized safetensors (the export's compressed/ files)"
+
+
+def written_size_bytes(model, tokenizer, grid: tuple[int | None, int | None] = (None, None)) -> tuple[int, str]:
+    """(bytes, what was written): the file an export ships for this point, written to a temporary folder.
+
+    A point whose decoder weights sit on an integer grid of 2-8 bits is packed (compressed-tensors, the
+    export's ``compressed/`` folder), so its size axis shows what a user would ship; other points (float,
+    pruned, or weights on no grid such as AWQ's) are written as float32 safetensors."""
     from transformers.utils import logging as hf_logging
 
+    bits, group = grid
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one bar per point would bury the sweep's own lines
     try:
         with tempfile.TemporaryDirectory(prefix="gemini-llm-size-") as tmp:
+            if bits is not None and 2 <= bits <= 8:
+                try:
+                    return export_compressed(model, None, Path(tmp) / "packed", bits, group)["file_bytes"], \
+                        PACKED_FILES
+                except ConfigError:  # not on a symmetric grid (AWQ): the float files are what ships
+                    pass
             folder = save_hf_folder(model, tokenizer, Path(tmp) / "m", {})
-            return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
+            return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors"), FLOAT_FILES
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -289,10 +305,19 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     total = sum(lin.weight.numel() for lin in layers.values()) or 1
     record.update({"params": params, "nonzero_params": params - zeros, "decoder_sparsity": round(zeros / total, 4)})
     if size:
-        record["size_bytes"] = written_size_bytes(model, tokenizer)
-        record["size_written"] = "float32 safetensors (the export's model files)"
+        record["size_bytes"], record["size_written"] = written_size_bytes(model, tokenizer, grid)
     record.update(_cpu_facts())
     return record
+
+
+def runtime_settings(settings: LLMSettings, grid: tuple[int | None, int | None]) -> LLMRunSettings:
+    """The runtime measurement of a point with ``settings`` whose weights sit on ``grid`` (bits, group)."""
+    bits, group = grid
+    return LLMRunSettings(threads=torch.get_num_threads(), prompt_tokens=min(32, settings.prefill_tokens),
+                          new_tokens=max(2, settings.decode_new_tokens), prefill_tokens=settings.prefill_tokens,
+                          repeats=max(settings.decode_repeats, settings.prefill_repeats),
+                          context_len=settings.context_len,
+                          weight_bits=bits if bits and bits < 16 else None, group_size=group)
 
 
 def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings, zero_shot, size, grid, split) -> dict:
@@ -301,13 +326,14 @@ def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings,
     ``decode_new_tokens``), so the executions of one sweep compare like for like."""
     if settings.stride not in (None, settings.context_len):
         raise ConfigError("runtime executions score perplexity on non-overlapping windows: leave the stride unset")
-    bits, group = grid
-    run = LLMRunSettings(threads=torch.get_num_threads(), prompt_tokens=min(32, settings.prefill_tokens),
-                         new_tokens=max(2, settings.decode_new_tokens), prefill_tokens=settings.prefill_tokens,
-                         repeats=max(settings.decode_repeats, settings.prefill_repeats),
-                         context_len=settings.context_len,
-                         weight_bits=bits if bits and bits < 16 else None, group_size=group)
-    measured = measure_on_runtime(execution, model, tokenizer, ids, run)
+    run = runtime_settings(settings, grid)
+    def zero_shot_on_runtime(model_like) -> dict:  # the runtime's own logits, as torch points score them
+        acc = metrics.zero_shot_accuracy(model_like, tokenizer, zero_shot.texts, zero_shot.labels,
+                                         zero_shot.label_words)
+        return {"accuracy": acc["accuracy"], "test_n": acc["examples"], "label_words": acc["label_words"]}
+
+    measured = measure_on_runtime(execution, model, tokenizer, ids, run,
+                                  also=zero_shot_on_runtime if zero_shot is not None else None)
     measured.pop("tokens", None)
     record = {**measured, "execution": measured.get("execution", execution), "requested_execution": execution,
               "tokens_scored": measured["perplexity_tokens"], "context_len": settings.context_len,
@@ -317,12 +343,9 @@ def _measure_on_runtime(model, tokenizer, ids, execution, settings: LLMSettings,
               "batch_size": 1, "decode_method": "greedy loop on the runtime (llm.runtimes)"}
     if "peak_rss_mb" in measured:
         record["peak_memory_bytes"] = int(measured["peak_rss_mb"] * 2**20)
-    if zero_shot is not None:
-        record["zero_shot_note"] = "zero-shot accuracy is measured on torch points only"
     params = sum(p.numel() for p in model.parameters())
     record["params"] = params
     if size:
-        record["size_bytes"] = written_size_bytes(model, tokenizer)
-        record["size_written"] = "float32 safetensors (the export's model files)"
+        record["size_bytes"], record["size_written"] = written_size_bytes(model, tokenizer, grid)
     record.update(_cpu_facts())
     return record

@@ -65,8 +65,8 @@ def llm_comparison_rows(reference: Mapping, chosen: Mapping, fmt_bytes) -> list[
              ("threads, load (1 min) / cores",
               *(f"{r.get('threads', '–')}, {r.get('load_avg_1m', '–')} / {r.get('cores', '–')}"
                 for r in (reference, chosen))),
-             ("bytes written (float32 safetensors)", fmt_bytes(reference.get("size_bytes")),
-              fmt_bytes(chosen.get("size_bytes"))),
+             ("bytes written", *(f"{fmt_bytes(r.get('size_bytes'))} ({r.get('size_written', 'float32 safetensors')})"
+                                 for r in (reference, chosen))),
              ("ideal packed size (estimate)", fmt_bytes(reference.get("ideal_size_bytes")),
               fmt_bytes(chosen.get("ideal_size_bytes"))),
              ("parameters (non-zero)",

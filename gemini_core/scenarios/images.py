@@ -23,16 +23,16 @@ import torch
 from gemini_core.errors import DataError
 from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, _last_linear, train_val_split
 from gemini_core.scenarios.builtin import splits_from_arrays
-from gemini_core.scenarios.data_io import (
+from gemini_core.scenarios.models import SmallCNN
+from gemini_core.scenarios.registry import register_scenario
+from gemini_core.scenarios.table_data import (
     encode_labels,
     map_labels,
-    refuse_special,
     refuse_unused_options,
     require_rows,
     split_or_error,
 )
-from gemini_core.scenarios.models import SmallCNN
-from gemini_core.scenarios.registry import register_scenario
+from gemini_core.scenarios.table_read import refuse_special
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}

@@ -33,7 +33,9 @@ from gemini_core.scenarios.base import (
     stratified_split,
     train_val_split,
 )
-from gemini_core.scenarios.data_io import (
+from gemini_core.scenarios.models import MLP
+from gemini_core.scenarios.registry import register_scenario
+from gemini_core.scenarios.table_data import (
     MISSING_MARKERS,
     load_feature_table,
     map_labels,
@@ -41,8 +43,6 @@ from gemini_core.scenarios.data_io import (
     require_rows,
     split_or_error,
 )
-from gemini_core.scenarios.models import MLP
-from gemini_core.scenarios.registry import register_scenario
 
 MAX_CATEGORIES = 50
 NUMERIC_SHARE = 0.95

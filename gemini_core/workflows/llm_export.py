@@ -21,7 +21,14 @@ from gemini_core.fsio import publish_folder, staging_folder
 from gemini_core.llm import metrics, text_data
 from gemini_core.llm.compressed_export import export_compressed, load_compressed
 from gemini_core.llm.gguf_export import export_gguf
-from gemini_core.llm.point import LLMPointConfig, LLMSettings, compress_llm, measure_llm_point
+from gemini_core.llm.point import (
+    FLOAT_FILES,
+    PACKED_FILES,
+    LLMPointConfig,
+    LLMSettings,
+    compress_llm,
+    measure_llm_point,
+)
 from gemini_core.llm.quantize import RECIPES
 from gemini_core.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
 from gemini_core.llm.runtimes.exports import evaluate_export as evaluate_runtime_export
@@ -97,6 +104,7 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         notify(progress, "message", "writing safetensors")
         save_hf_folder(model, tokenizer, tmp / MODEL_DIR, {**meta, "gemini_point": config.to_dict()})
         record["size_bytes"] = sum(p.stat().st_size for p in (tmp / MODEL_DIR).glob("*.safetensors"))
+        record["size_written"] = FLOAT_FILES
         if gguf is not None:
             notify(progress, "message", f"writing GGUF ({gguf})")
             try:
@@ -109,6 +117,8 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         if recipe and recipe.algorithm in ("rtn", "gptq") and recipe.symmetric:
             notify(progress, "message", "writing compressed-tensors (pack-quantized)")
             compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.bits, config.group_size)
+            # what a user ships for a quantized point, as the sweep measured it (llm.point.written_size_bytes)
+            record["size_bytes"], record["size_written"] = compressed["file_bytes"], PACKED_FILES
         ir_dir = None
         if config.execution.startswith("openvino"):  # the point ran on OpenVINO: ship the IR it ran
             notify(progress, "message", "writing the OpenVINO IR")
@@ -169,7 +179,9 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
     record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, config.execution, settings,
                                scenario.zero_shot(settings.zero_shot_examples), size=False,
                                grid=config.grid)
-    record["size_bytes"] = sum(p.stat().st_size for p in (root / llm["model_dir"]).glob("*.safetensors"))
+    shipped = llm.get("compressed_dir") or llm["model_dir"]  # the packed files when the export has them
+    record["size_bytes"] = sum(p.stat().st_size for p in (root / shipped).glob("*.safetensors"))
+    record["size_written"] = PACKED_FILES if llm.get("compressed_dir") else FLOAT_FILES
     recorded = recipe.get("record") or {}
     record.update({"kind": "llm", "label": recipe.get("label"), "config": config.to_dict(), "export": str(root),
                    "recorded_perplexity": recorded.get("perplexity"),

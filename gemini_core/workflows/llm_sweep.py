@@ -32,6 +32,8 @@ from gemini_core.llm.point import (
 from gemini_core.llm.quantize import RECIPES, check_grid
 from gemini_core.llm.scenario import LLMScenario
 from gemini_core.results.store import Store
+from gemini_core.workflows.llm_ray import run_llm_points
+from gemini_core.workflows.ray_executor import RayExecutor
 
 # Estimated seconds per point on 2 busy CPU cores for SmolLM2-135M (measured in docs/llm.md at 32 x 256
 # calibration tokens, 1 thread, scaled to the default 16 x 256); shown as estimates only.
@@ -150,9 +152,11 @@ def estimate_seconds(config: LLMPointConfig) -> float:
     return seconds + config.recovery_steps * SECONDS_ESTIMATE["recovery_step"]
 
 
-def llm_point_key(config: LLMPointConfig, settings: LLMSettings) -> str:
-    blob = json.dumps({"llm": config.key(), "settings": settings.to_dict(), "threads": torch.get_num_threads()},
-                      sort_keys=True)
+def llm_point_key(config: LLMPointConfig, settings: LLMSettings, executor: str = "local") -> str:
+    """The store key of a point: what was done, how it was measured and where (local points hold the thread
+    count; points measured by Ray workers, on their own CPU share or host, are keyed apart)."""
+    where = {"threads": torch.get_num_threads()} if executor == "local" else {"executor": executor}
+    blob = json.dumps({"llm": config.key(), "settings": settings.to_dict(), **where}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -203,10 +207,12 @@ def check_source_grid(metadata: dict, spec: LLMSweepSpec) -> None:
 
 def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None = None, force: bool = False,
                   name: str | None = None, should_stop: Callable[[], bool] | None = None,
-                  progress: Callable[[str], None] | None = None) -> Iterator[dict]:
+                  progress: Callable[[str], None] | None = None,
+                  executor: RayExecutor | None = None) -> Iterator[dict]:
     """Measure every point of ``spec``, storing and yielding each record as it is measured (points already
     stored for this model, text and settings are copied, ``"reused": True``). A failed point is stored
-    with its reason and the sweep goes on; ``should_stop`` ends it between points (or inside calibration)."""
+    with its reason and the sweep goes on; ``should_stop`` ends it between points (or inside calibration).
+    ``executor``: a ``RayExecutor`` runs the points as Ray tasks (stored as they finish); None: here."""
     store = store or Store()
     lm = scenario.load(progress)
     loaded_at = time.time()
@@ -217,12 +223,14 @@ def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None
     store.ensure_run(run_id, name or f"llm sweep ({scenario.model_spec})", "llm", baseline_key, spec.to_dict(),
                      {**scenario.describe(), "kind": "llm", "key": baseline_key, "model_loaded_at": loaded_at})
     finished = True
+    where = "local" if executor is None else f"ray:{executor.address or 'local'}"
+    todo = []
     try:
         for config in spec.points():
             if should_stop is not None and should_stop():
                 finished = False
                 break
-            key = llm_point_key(config, spec.settings)
+            key = llm_point_key(config, spec.settings, "local" if executor is None else "ray")
             found = None if force else store.find_point(baseline_key, key)
             if found is not None:
                 if found["run_id"] != run_id:
@@ -231,6 +239,9 @@ def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None
                     record["reused_from"] = found["run_id"]
                     found = _store(store, run_id, baseline_key, key, record)
                 yield {**found, "reused": True}
+                continue
+            if executor is not None:  # measured below, all at once on the cluster
+                todo.append(config)
                 continue
             if progress is not None:
                 progress(f"measuring {config.label()}")
@@ -244,6 +255,16 @@ def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None
                           "error": f"{type(exc).__name__}: {exc}"[:2000]}
             record["seconds_since_model_loaded"] = round(time.time() - loaded_at, 2)
             yield _store(store, run_id, baseline_key, key, record)
+        if todo and finished:
+            if progress is not None:
+                progress(f"measuring {len(todo)} points on Ray ({where})")
+            options = {k: v for k, v in scenario.options.items() if v is not None}
+            done = 0
+            for config, record in run_llm_points(executor, llm_point_record, options, baseline_key, todo,
+                                                 spec.settings, should_stop):
+                done += 1
+                yield _store(store, run_id, baseline_key, llm_point_key(config, spec.settings, "ray"), record)
+            finished = done == len(todo)
     except BaseException:
         finished = False
         raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,7 +36,7 @@ def ray_available() -> bool:
     return True
 
 
-def _ray():
+def ray_module():
     try:
         import ray
     except ImportError:
@@ -47,7 +48,7 @@ def connect(address: str | None = None) -> float:
     """Join the cluster at ``address`` ("auto" or "HOST:PORT"), or start a local instance sized to this
     machine when None. Returns the seconds it took (0 when already connected)."""
     global _CONNECTED
-    ray = _ray()
+    ray = ray_module()
     wanted = address or "local"
     if ray.is_initialized():
         if _CONNECTED in (None, wanted):  # None: initialised by the caller; use it as it is
@@ -91,7 +92,7 @@ def _check_reachable(address: str) -> None:
 
 def cluster_summary(address: str | None = None) -> dict:
     """Nodes, CPUs and GPUs of the cluster at ``address`` (a local instance when None), connecting if needed."""
-    ray = _ray()
+    ray = ray_module()
     connect(address)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     return {
@@ -168,7 +169,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cpus_per_task: int | None = None,
                  max_retries: int = MAX_RETRIES):
-        _ray()  # fail now, with the install hint, not halfway through a sweep
+        ray_module()  # fail now, with the install hint, not halfway through a sweep
         self.address = address or None
         self.cpus_per_task = cpus_per_task
         self.max_retries = max_retries
@@ -176,7 +177,7 @@ class RayExecutor:
 
     def device_type(self, device) -> str:
         """cuda when the cluster has GPUs (unless ``device`` says cpu), else cpu."""
-        ray = _ray()
+        ray = ray_module()
         self.init_seconds = connect(self.address)
         gpus = ray.cluster_resources().get("GPU", 0)
         wanted = str(device).split(":")[0] if device else None
@@ -191,8 +192,8 @@ class RayExecutor:
         # ones, so a local sweep never reuses them as its own; each record still names its host and device.
         return f"ray:{device_type}"
 
-    def _resources(self, device_type: str, n_tasks: int) -> dict:
-        ray = _ray()
+    def resources(self, device_type: str, n_tasks: int) -> dict:
+        ray = ray_module()
         if device_type == "cuda":
             return {"num_gpus": 1, "num_cpus": 1}
         if self.cpus_per_task:
@@ -213,13 +214,13 @@ class RayExecutor:
         some points; a task that fails for good yields a failed record for each point it did not
         return, so the sweep goes on.
         """
-        ray = _ray()
+        ray = ray_module()
 
         if not plans:
             return
         remote = ray.remote(unit_task).options(
             num_returns="streaming", max_retries=self.max_retries, retry_exceptions=False,
-            **self._resources(device_type, len(plans)))
+            **self.resources(device_type, len(plans)))
         model_ref = ray.put(model)  # once, shared by every task
         pending = {}  # generator -> (unit, skip, config keys returned so far)
         for unit, skip in plans:
@@ -240,7 +241,7 @@ class RayExecutor:
                         continue
                     except Exception as exc:  # the task failed for good (retries spent, or a bug)
                         del pending[gen]
-                        reason = _TaskFailed(_first_line(exc))
+                        reason = _TaskFailed(first_line(exc))
                         for config in unit.configs:
                             if config.key() not in skip and config.key() not in returned:
                                 returned.add(config.key())
@@ -264,6 +265,11 @@ class _TaskFailed(RuntimeError):
     """A Ray task that failed for good; the message is Ray's first line."""
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+def first_line(exc: Exception) -> str:
+    """``Type: first line`` of the error a task raised (a RayTaskError's own first line only names the task:
+    its ``cause`` is what went wrong on the worker)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # Ray colours its task names
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]

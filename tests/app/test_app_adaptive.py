@@ -26,7 +26,7 @@ def _panel(spec: dict, name: str) -> list:
 
 def test_adaptive_training_is_drawn_live_and_becomes_the_sweeps_baseline(app_env):
     from gemini_core.workflows.sweep import SweepSpec
-    from ui.jobs import SweepJob
+    from ui.compute_jobs import SweepJob
 
     at = _adaptive_page(epochs=8)
     at.button(key="m_train").click().run()
@@ -61,7 +61,7 @@ def test_adaptive_training_is_drawn_live_and_becomes_the_sweeps_baseline(app_env
     assert sweep.baseline_info["baseline_key"] == job.baseline_info["baseline_key"]
     assert sweep.records[0]["params"] == job.result["reference"]["params"]
     # the sensitivity analysis of the current model works on the same adaptive baseline
-    from ui.jobs import SensitivityJob
+    from ui.compute_jobs import SensitivityJob
 
     _, analysed = SensitivityJob(model["scenario"], None, adaptive=model["adaptive"])._baseline()
     assert analysed.key == job.baseline_info["baseline_key"]

@@ -99,7 +99,7 @@ def test_bad_upload_shows_the_problem(name, blob, words, seeded, app_env):
 def test_upload_cap_is_configured_and_stated():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == 200 and config["server"]["address"] == "127.0.0.1"
-    from gemini_core.scenarios.data_io import MAX_FILE_BYTES, MAX_ROWS
+    from gemini_core.scenarios.table_read import MAX_FILE_BYTES, MAX_ROWS
 
     assert MAX_FILE_BYTES == 200 * 1024 * 1024 and MAX_ROWS == 200_000
     readme = (ROOT / "README.md").read_text()
@@ -167,7 +167,7 @@ def test_typed_path_that_does_not_exist(seeded, app_env, tmp_path):
 def model_dirs(tmp_path_factory):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from gemini_core.scenarios.text import minilm_dir
+    from gemini_core.scenarios.hf_models import minilm_dir
 
     root = tmp_path_factory.mktemp("ui_models")
     good = root / "good"

@@ -152,3 +152,49 @@ def test_llm_sweep_from_the_page_shows_points_live_and_cancels(tiny_dir):
         assert Store().get_run(job.records[0]["run_id"])["status"] == "interrupted"
     chart = chart_by_title(at, "Perplexity vs prefill latency")
     assert point_count(chart) == len(job.records)
+
+
+def test_llm_recipe_round_trip_and_what_the_form_cannot_take():
+    """An LLM grid saves to a recipe and loads back into the LLM form; a classifier model refuses it, and
+    values the form does not offer are one clear line (no multiselect exception)."""
+    from gemini_core.errors import ConfigError
+    from ui import recipes
+
+    state = {"llm_quant": ["rtn", "gptq"], "llm_bits": [8, 4], "llm_groups": ["per-channel", 64],
+             "llm_prune": ["wanda"], "llm_sparsity": [0.5, "2:4"], "llm_mlp": [0.25], "llm_heads": [],
+             "llm_recovery": ["distill"], "llm_steps": 40, "llm_exec": ["torch", "openvino"], "sw_name": "mine"}
+    recipe = recipes.recipe_from_form(state, "llm")
+    assert recipe["spec"]["kind"] == "llm" and recipe["spec"]["group_sizes"] == [None, 64]
+    for fmt in ("json", "yaml"):
+        assert recipes.parse(recipes.dump(recipe, fmt), f"r.{fmt}", "llm") == state
+    with pytest.raises(ConfigError, match="is an LLM sweep; choose the LLM"):
+        recipes.parse(recipes.dump(recipe, "json"), "r.json", "digits")
+    classifier = recipes.recipe_from_form({"sw_methods": ["l1-structured"], "sw_ratios": [0.5], "sw_bits": [8],
+                                           "sw_gran": ["per-channel"], "sw_exec": ["dense"], "sw_ft": [0],
+                                           "sw_batch": 8}, "digits")
+    with pytest.raises(ConfigError, match="is a classifier sweep"):
+        recipes.parse(recipes.dump(classifier, "json"), "c.json", "llm")
+    for field, value, match in (("group_sizes", [96], "group sizes 96 is not offered"),
+                                ("bits", [6], "bits 6 is not offered"),
+                                ("recovery_steps", [20, 40], "runs one count"),
+                                ("quant_methods", ["evil"], "evil"),
+                                ("bits", 4, "is a list")):
+        bad = dict(recipe, spec=dict(recipe["spec"], **{field: value}))
+        with pytest.raises(ConfigError, match=match):
+            recipes.parse(recipes.dump(bad, "json"), "x.json", "llm")
+    with pytest.raises(ConfigError, match="unknown LLM sweep setting"):
+        recipes.parse(recipes.dump(dict(recipe, spec={"kind": "llm", "evil": [1]}), "json"), "x.json", "llm")
+
+
+def test_history_reruns_an_llm_runs_grid_into_the_llm_form(tiny_dir, app_env):
+    records = _tiny_sweep(tiny_dir)
+    at = new_app()
+    at.session_state["model"] = {"scenario": "llm", "options": {"model": f"hf:{tiny_dir}"}, "train": None,
+                                 "adaptive": None}
+    at.switch_page("pages/3_History.py").run()
+    at.selectbox(key="h_open").set_value(records[0]["run_id"]).run()
+    at.button(key="h_rerun").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["llm_quant"] == ["rtn"] and at.session_state["llm_bits"] == [8]
+    assert at.session_state["llm_groups"] == [32] and at.session_state["llm_prune"] == ["magnitude"]
+    assert at.session_state["sw_name"].endswith("(again)")

@@ -12,7 +12,7 @@ from gemini_core.report import summary as report
 from gemini_core.results.pareto import pareto_front
 from gemini_core.results.suggest import suggest_point
 from gemini_core.results.table import points_frame, reference_row, table_frame
-from ui.jobs import DEMO_GRID, demo_spec, estimate_seconds
+from ui.sweep_plan import DEMO_GRID, demo_spec, estimate_seconds
 
 
 def rec(pid, method="none", ratio=0.0, bits=32, execution="dense", acc=0.99, lat=1.0, size=1000, status="ok"):

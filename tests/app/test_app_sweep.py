@@ -108,7 +108,7 @@ def test_cancel_keeps_finished_points_and_reload_reattaches():
 
 def test_time_estimate_counts_qat_recoveries():
     from gemini_core.workflows.sweep import SweepSpec
-    from ui.jobs import estimate_seconds
+    from ui.sweep_plan import estimate_seconds
 
     plain = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(8, 4), finetune_steps=(60,))
     both = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(8, 4), finetune_steps=(60,),

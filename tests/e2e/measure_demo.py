@@ -25,7 +25,8 @@ def main() -> int:
         os.environ["GEMINI_DEVICE"] = args.device
     t0 = time.time()
     from gemini_core.device import device_info
-    from ui.jobs import SweepJob, demo_spec
+    from ui.compute_jobs import SweepJob
+    from ui.sweep_plan import demo_spec
 
     imported = time.time() - t0
     job = SweepJob("digits", demo_spec(), run_name="demo timing").start()

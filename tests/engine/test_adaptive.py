@@ -10,7 +10,7 @@ import torch
 
 from bench.gradual_vs_oneshot import compare_gradual_vs_oneshot
 from gemini_core.adaptive import AdaptiveSettings, adaptive_key, load_adaptive_baseline, train_adaptive
-from gemini_core.adaptive import train as ad
+from gemini_core.adaptive import trainer as ad
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.training.schedules import PruneSchedule, make_lr_policy, warmup_cosine_factor
@@ -363,7 +363,7 @@ def test_gradual_head_and_ffn_pruning_of_a_tiny_bert_matches_one_shot_and_reload
 
     from gemini_core.compress import prune_copy
     from gemini_core.scenarios import get_scenario
-    from gemini_core.scenarios.text import minilm_dir
+    from gemini_core.scenarios.hf_models import minilm_dir
 
     model_dir = tmp_path / "tinybert"
     torch.manual_seed(0)

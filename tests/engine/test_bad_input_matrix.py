@@ -72,7 +72,7 @@ def tiny_bert(tmp_path_factory):
     """A 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved as safetensors."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from gemini_core.scenarios.text import minilm_dir
+    from gemini_core.scenarios.hf_models import minilm_dir
 
     folder = tmp_path_factory.mktemp("tiny_bert") / "model"
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
@@ -257,7 +257,7 @@ def test_bad_limit_settings_are_one_line_errors(name, value, message, seeded_hom
 
 # -- defined behaviour for awkward but usable text ------------------------------------------------------
 def test_empty_text_rows_are_dropped_and_counted(tmp_path):
-    from gemini_core.scenarios.data_io import validate_text_file
+    from gemini_core.scenarios.table_data import validate_text_file
 
     path = tmp_path / "gaps.csv"
     path.write_text("text,label\n" + ROWS + ",pos\n   ,neg\n")
@@ -267,7 +267,7 @@ def test_empty_text_rows_are_dropped_and_counted(tmp_path):
 
 
 def test_100kb_cells_are_kept_and_truncated_by_the_tokenizer(tmp_path):
-    from gemini_core.scenarios.data_io import validate_text_file
+    from gemini_core.scenarios.table_data import validate_text_file
     from gemini_core.scenarios.text import TextScenario
 
     long_text = "word " * 20_480  # 100 KiB
@@ -285,7 +285,7 @@ def test_100kb_cells_are_kept_and_truncated_by_the_tokenizer(tmp_path):
 
 
 def test_row_cap_counts_data_rows_not_the_header(tmp_path):
-    from gemini_core.scenarios.data_io import read_table
+    from gemini_core.scenarios.table_read import read_table
 
     path = tmp_path / "capped.csv"
     path.write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(50)))

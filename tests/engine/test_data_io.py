@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from gemini_core.errors import DataError
-from gemini_core.scenarios import data_io
-from gemini_core.scenarios.data_io import (
+from gemini_core.scenarios import table_read
+from gemini_core.scenarios.table_data import (
     load_feature_table,
     load_text_table,
     preview,
-    read_table,
     resolve_column,
     validate_text_file,
 )
+from gemini_core.scenarios.table_read import read_table
 
 
 def _shared_data_root() -> Path | None:
@@ -152,7 +152,7 @@ def test_windows_1252_text_is_read_with_a_note(tmp_path):
 
 def test_file_over_the_size_cap(tmp_path):
     path = write(tmp_path, "big.csv", "text,label\n" + "x,a\n" * 1000)
-    message = error_of(data_io.read_table, path, max_bytes=1024)
+    message = error_of(table_read.read_table, path, max_bytes=1024)
     assert "big.csv is 3.9 KB; the limit is 1.0 KB" in message
 
 

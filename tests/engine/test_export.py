@@ -98,7 +98,7 @@ def tiny_text(tmp_path_factory):
 
     from gemini_core.scenarios import get_scenario
     from gemini_core.scenarios.base import TrainSettings
-    from gemini_core.scenarios.text import minilm_dir
+    from gemini_core.scenarios.hf_models import minilm_dir
     from gemini_core.training.baseline import get_baseline
 
     root = tmp_path_factory.mktemp("tiny_text")

@@ -8,7 +8,7 @@ import torch
 from gemini_core.checkpoint import shapes
 from gemini_core.compress.codec import encode_state, to_bytes
 from gemini_core.errors import CheckpointError
-from gemini_core.scenarios.text import HFClassifier
+from gemini_core.scenarios.hf_models import HFClassifier
 
 CONFIG = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
           "intermediate_size": 64, "vocab_size": 100, "max_position_embeddings": 64, "num_labels": 2}

@@ -3,6 +3,7 @@ perplexity (lower is better), export + evaluate reproducing perplexity exactly, 
 recipe schema and per-block sensitivity. Tiny random Llama (conftest) in a temporary folder."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -78,6 +79,12 @@ def test_sweep_lands_in_the_store_with_perplexity(swept):
         assert point["decode_tokens_per_s"] > 0 and point["peak_memory_bytes"] > 0 and point["size_bytes"] > 0
     pruned = next(p for p in stored if p["config"]["prune_method"] == "magnitude")
     assert pruned["decoder_sparsity"] == pytest.approx(0.5, abs=0.01)
+    # the size axis is the file a user ships: packed codes for a quantized point, floats otherwise
+    reference = next(p for p in stored if p["config"]["quant_method"] == "none" and p is not pruned)
+    quantized = next(p for p in stored if p["config"]["quant_method"] == "rtn")
+    assert reference["size_written"].startswith("float32") and pruned["size_written"].startswith("float32")
+    assert quantized["size_written"].startswith("compressed-tensors")
+    assert quantized["size_bytes"] < reference["size_bytes"] == pruned["size_bytes"]
     assert store.get_run(records[0]["run_id"])["status"] == "finished"
     again = list(run_llm_sweep(get_scenario("llm", model=records[0]["model"]), spec, store=store))
     assert all(r["reused"] for r in again)  # nothing measured twice
@@ -121,6 +128,9 @@ def test_export_and_evaluate_reproduce_perplexity_exactly_and_gguf_reloads(swept
     assert "perplexity (lower is better)" in card and "already quantized" not in card  # a local model: no Q4_1 note
     again = evaluate_llm_export(out)
     assert again["perplexity_matches_record"] and again["perplexity"] == point["perplexity"]
+    # the sweep, the export and evaluate report the same shipped bytes: the packed compressed/ files
+    assert point["size_bytes"] == recipe["record"]["size_bytes"] == again["size_bytes"]
+    assert again["size_written"].startswith("compressed-tensors")
     from transformers import AutoModelForCausalLM
 
     reloaded = AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers reloads the folder
@@ -207,6 +217,11 @@ def test_labelled_csv_adds_zero_shot_accuracy(tiny_llm_dir, tmp_path):
     lm = scenario.load()
     record = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, settings=TINY, zero_shot=zero, size=False)
     assert 0 <= record["accuracy"] <= 1 and record["test_n"] == 6 and record["perplexity"] > 1
+    # a point on a runtime is scored the same way, with the runtime's own logits
+    on_openvino = measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, execution="openvino",
+                                    settings=dataclasses.replace(TINY, stride=None), zero_shot=zero, size=False)
+    assert on_openvino["execution"] == "openvino" and on_openvino["test_n"] == 6
+    assert on_openvino["accuracy"] == record["accuracy"]  # float weights: the same predictions
 
 
 def test_a_group_size_the_model_cannot_take_is_one_error_before_anything_is_stored(tiny_llm_dir, tmp_path):

@@ -4,6 +4,7 @@ export ships the IR that `evaluate` reloads in OpenVINO. Tiny random Llama (conf
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -65,3 +66,39 @@ def test_a_stride_is_refused_on_a_runtime(tiny_llm_dir):
     with pytest.raises(ConfigError, match="stride"):
         measure_llm_point(lm.model, lm.tokenizer, scenario.text_split, "openvino",
                           LLMSettings(**{**TINY.to_dict(), "stride": 32}))
+
+
+def test_an_llm_run_is_retimed_interleaved_on_the_executions_it_ran(swept, monkeypatch, capsys, tmp_path):
+    """`retime` rebuilds each point, times it where it ran (torch or OpenVINO) in rotated rounds, keeps the
+    earlier figures and leaves perplexity alone; the CLI hands LLM runs to it."""
+    from gemini_core.cli import main
+    from gemini_core.llm.runtimes import run as runtime_run
+    from gemini_core.workflows.retime import retime_run
+
+    store, records = swept
+    run_id = records[0]["run_id"]
+    loaded = []
+    real_load = runtime_run.LOADERS["openvino_llm"]
+    monkeypatch.setitem(runtime_run.LOADERS, "openvino_llm",
+                        lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+    retimed = retime_run(store, run_id, rounds=2)  # the one entry: it hands LLM runs to llm_retime
+    on_openvino = sum(r["execution"] == "openvino" for r in records)
+    assert len(retimed) == len(records) and len(loaded) == on_openvino >= 1  # only OpenVINO points load it
+    by_id = lambda rows: sorted(rows, key=lambda r: r["point_id"])  # noqa: E731
+    for before, after in zip(by_id(records), by_id(retimed)):
+        assert after["perplexity"] == before["perplexity"] and after["execution"] == before["execution"]
+        assert len(after["decode_tokens_per_s_runs"]) == 2 and after["retime_rounds"] == 2
+        assert after["latency_runs"] == 2 * TINY.prefill_repeats
+        assert after["prefill_ms_p10"] <= after["prefill_ms_p50"] <= after["prefill_ms_p90"]
+        assert after["previous_latency"]["decode_tokens_per_s"] == before["decode_tokens_per_s"]
+    stored = {p["point_id"]: p for p in store.points(run_id)}
+    assert all(stored[r["point_id"]]["retimed_at"] == r["retimed_at"] for r in retimed)
+    home = tmp_path / "home"  # the CLI reads the store of GEMINI_HOME: a consistent copy of this one
+    home.mkdir()
+    with sqlite3.connect(store.path) as src, sqlite3.connect(home / "gemini.sqlite") as dst:
+        src.backup(dst)
+    monkeypatch.setenv("GEMINI_HOME", str(home))
+    capsys.readouterr()
+    assert main(["retime", run_id, "--rounds", "1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == len(records) and all(r["retime_rounds"] == 1 for r in lines)

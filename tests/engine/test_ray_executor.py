@@ -19,6 +19,7 @@ import pytest
 import torch
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("ray_test_session")
 
 from gemini_core import cli  # noqa: E402
 from gemini_core.config import CompressionConfig  # noqa: E402
@@ -26,6 +27,7 @@ from gemini_core.errors import ConfigError  # noqa: E402
 from gemini_core.results.store import Store  # noqa: E402
 from gemini_core.workflows import ray_executor  # noqa: E402
 from gemini_core.workflows.sweep import SweepSpec, make_executor, run_sweep  # noqa: E402
+from tests.engine.conftest import RAY_ENV  # noqa: E402
 
 try:
     from tests.app.test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
@@ -34,20 +36,8 @@ except ImportError:  # pragma: no cover
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}
 SWEEP_PAGE = "pages/2_Sweep.py"
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a loopback test cluster: no token
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _ray_session():
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
-    yield
-    ray_executor.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _by_config(records):

@@ -3,8 +3,9 @@ as the sweep does, so a MiniLM run with several bit widths and runtimes per rati
 from __future__ import annotations
 
 from gemini_core.results.store import Store
-from gemini_core.workflows import sweep
-from gemini_core.workflows.sweep import SweepSpec, retime_run, run_sweep
+from gemini_core.workflows import retime
+from gemini_core.workflows.retime import retime_run
+from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
 
 def test_retime_prunes_once_per_setting_and_keeps_accuracy(digits, monkeypatch):
@@ -13,16 +14,16 @@ def test_retime_prunes_once_per_setting_and_keeps_accuracy(digits, monkeypatch):
                      batch_size=8)
     records = list(run_sweep(scenario, baseline, spec, Store(), device="cpu",
                              latency_kwargs={"min_runs": 3, "min_seconds": 0.0}))
-    settings = {tuple(sweep.CompressionConfig.from_dict(r["config"]).prune_key) for r in records}
+    settings = {tuple(retime.CompressionConfig.from_dict(r["config"]).prune_key) for r in records}
     assert len(records) > len(settings)  # two bit widths share the pruned setting (plus reference and control)
     calls = []
-    real = sweep.prune_copy
+    real = retime.prune_copy
 
     def counting(model, config, *args, **kwargs):
         calls.append(config.prune_key)
         return real(model, config, *args, **kwargs)
 
-    monkeypatch.setattr(sweep, "prune_copy", counting)
+    monkeypatch.setattr(retime, "prune_copy", counting)
     retimed = retime_run(Store(), records[0]["run_id"], rounds=1, latency_kwargs={"min_runs": 2, "min_seconds": 0.0})
     assert sorted(calls) == sorted(settings)  # once per pruning setting, not once per point
     by_key = {r["point_key"]: r["accuracy"] for r in records}

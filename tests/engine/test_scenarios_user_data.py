@@ -11,9 +11,10 @@ from torch import nn
 
 from gemini_core.errors import CheckpointError, DataError
 from gemini_core.scenarios import TrainSettings, get_scenario
+from gemini_core.scenarios.hf_models import build_from_arch, minilm_dir, self_attention_modules
 from gemini_core.scenarios.images import ImagesScenario
 from gemini_core.scenarios.tabular import TabularScenario, apply_preprocessing
-from gemini_core.scenarios.text import TextScenario, build_from_arch, minilm_dir, self_attention_modules
+from gemini_core.scenarios.text import TextScenario
 from gemini_core.techniques.prune import pruner_kwargs
 from gemini_core.training.baseline import get_baseline
 from gemini_core.training.loop import accuracy_of
@@ -211,7 +212,7 @@ def test_prune_spec_keeps_hidden_size_across_bert_families(family):
     import torch_pruning as tp
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from gemini_core.scenarios.text import HFClassifier, bert_prune_spec
+    from gemini_core.scenarios.hf_models import HFClassifier, bert_prune_spec
 
     config = AutoConfig.for_model(family, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, vocab_size=100, max_position_embeddings=40, num_labels=3)
@@ -355,7 +356,7 @@ def test_structured_pruning_refuses_non_bert_models():
     from transformers import AutoModelForSequenceClassification, DistilBertConfig
 
     from gemini_core.errors import ConfigError
-    from gemini_core.scenarios.text import HFClassifier, bert_prune_spec
+    from gemini_core.scenarios.hf_models import HFClassifier, bert_prune_spec
 
     config = DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64, vocab_size=100)
     model = HFClassifier(AutoModelForSequenceClassification.from_config(config))

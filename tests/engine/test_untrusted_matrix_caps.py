@@ -1,0 +1,133 @@
+"""Untrusted input, class 3: sizes are capped before anything is allocated (classifier exports, zips, data, batch sizes).
+
+Part of the untrusted-input matrix (issue 14); the cases' contract and the shared home are in
+``untrusted_support.py`` and ``conftest.py``."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from gemini_core.cli import main
+
+try:
+    from tests.engine.untrusted_support import recipe_variant, run_cli
+except ImportError:  # pragma: no cover
+    from untrusted_support import recipe_variant, run_cli
+
+
+# == 3. caps before allocation =================================================================================
+def _mlp(in_features, hidden):
+    def edit(recipe):
+        recipe["scenario"]["arch"] = {"scenario": "digits", "model": "MLP", "in_features": in_features,
+                                      "num_classes": 10, "hidden": hidden}
+    return edit
+
+
+def _hf_arch(**config):
+    def edit(recipe):
+        base = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "intermediate_size": 64, "vocab_size": 100, "max_position_embeddings": 64}
+        recipe["scenario"]["arch"] = {"scenario": "digits", "model": "hf", "source": "x", "num_labels": 10,
+                                      "config": {**base, **config}}
+    return edit
+
+
+CAP_CASES = [
+    ("mlp-65536-squared", _mlp(65536, 65536), {}, "parameters, above the limit of 500,000,000"),
+    ("mlp-over-schema", _mlp(100000, 100000), {}, "field scenario.arch.in_features"),
+    ("bert-hidden-65536", _hf_arch(hidden_size=65536, intermediate_size=65536, num_attention_heads=1),
+     {}, "parameters (estimate), above the limit of 500,000,000"),
+    ("bert-layers-1000", _hf_arch(num_hidden_layers=1000), {}, "field scenario.arch.config.num_hidden_layers"),
+    ("bert-vocab-0", _hf_arch(vocab_size=0), {}, "field scenario.arch.config.vocab_size"),
+    ("bert-hidden-string", _hf_arch(hidden_size="huge"), {}, "field scenario.arch.config.hidden_size"),
+    ("digits-over-env-cap", None, {"GEMINI_MAX_PARAMS": "1000"}, "above the limit of 1,000 (GEMINI_MAX_PARAMS"),
+    ("cap-env-not-a-number", None, {"GEMINI_MAX_PARAMS": "lots"}, "GEMINI_MAX_PARAMS='lots' is not a whole number"),
+    ("zip-members-env-cap", "many.zip", {"GEMINI_MAX_EXPORT_MEMBERS": "10"}, "holds 41 files, above the limit of 10"),
+    ("zip-member-bytes-cap", "good.zip", {"GEMINI_MAX_EXPORT_MEMBER_BYTES": "100"}, "above the limit of 100"),
+    ("zip-total-bytes-cap", "good.zip", {"GEMINI_MAX_EXPORT_BYTES": "100"}, "above the limit of 100"),
+    ("zip-bomb-ratio", "bomb.zip", {}, "a zip bomb, refused"),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, env, message", CAP_CASES, ids=[c[0] for c in CAP_CASES])
+def test_caps_before_allocation(case_id, edit, env, message, home, export_dir, d, tmp_path, monkeypatch, capsys):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if isinstance(edit, str):
+        target = d / edit
+    else:
+        target = export_dir if edit is None else recipe_variant(export_dir, tmp_path, edit)
+    line = run_cli(["evaluate", str(target), "--device", "cpu"], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+
+
+def _arch_set(**values):
+    def edit(recipe):
+        recipe["scenario"]["arch"].update(values)
+    return edit
+
+
+def _mlp_on_cnn_weights(recipe):
+    recipe["scenario"]["arch"] = {"scenario": "digits", "model": "MLP", "in_features": 64, "num_classes": 10,
+                                  "hidden": 128}
+
+
+# A gemini export whose recipe sizes do not describe its weights: compared with the safetensors header
+# before any module is built (the build is watched and must never happen).
+EXPORT_SHAPE_CASES = [
+    ("classes-12", _arch_set(num_classes=12), "field scenario.arch.num_classes does not fit model.safetensors"),
+    ("width-mult-16", _arch_set(width_mult=16), "field scenario.arch.width_mult does not fit model.safetensors"),
+    ("width-mult-64", _arch_set(width_mult=64), "field scenario.arch.width_mult does not fit model.safetensors"),
+    ("in-channels-3", _arch_set(in_channels=3), "field scenario.arch.in_channels does not fit model.safetensors"),
+    ("mlp-on-cnn-weights", _mlp_on_cnn_weights, "the file holds classifier.1.bias, which the recipe's architecture"),
+    ("header-over-cap", {"GEMINI_MAX_PARAMS": "50000"}, "parameters in the header, above the limit of 50,000"),
+]
+
+
+@pytest.mark.parametrize("case_id, edit, message", EXPORT_SHAPE_CASES, ids=[c[0] for c in EXPORT_SHAPE_CASES])
+def test_export_recipe_sizes_against_the_header(case_id, edit, message, home, export_dir, tmp_path, monkeypatch,
+                                                capsys):
+    from gemini_core.checkpoint import load as load_module
+
+    built = []
+    real = load_module.build_architecture
+    monkeypatch.setattr(load_module, "build_architecture", lambda arch: built.append(arch) or real(arch))
+    if isinstance(edit, dict):
+        for name, value in edit.items():
+            monkeypatch.setenv(name, value)
+        target = export_dir
+    else:
+        target = recipe_variant(export_dir, tmp_path, edit)
+    line = run_cli(["evaluate", str(target), "--device", "cpu"], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+    assert built == []  # refused from the header, before the architecture was built
+
+
+DATA_CAPS = [
+    ("npz-huge-header", ["sweep", "--scenario", "images", "--data", "{d}/huge_shape.npz"], "would need"),
+    ("image-30000-squared", ["sweep", "--scenario", "images", "--data", "{d}/bomb_images"],
+     "big.png has more pixels than Pillow opens safely, above the limit of 50,000,000 pixels per image"),
+    ("export-batch-size-huge", ["export", "--out", "{d}/cap_out", "--batch-size", "50000000"],
+     "--batch-size 50000000 is above the limit"),
+    ("train-batch-size-huge", ["train", "--train-batch-size", "50000000"], "--train-batch-size 50000000"),
+]
+
+
+@pytest.mark.parametrize("case_id, argv, message", DATA_CAPS, ids=[c[0] for c in DATA_CAPS])
+def test_data_caps(case_id, argv, message, home, d, monkeypatch, capsys):
+    line = run_cli([a.format(d=d) for a in argv], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+
+
+def test_evaluate_unpacks_a_zip_once(home, d, tmp_path, monkeypatch, capsys):
+    """A zipped export is checked and unpacked once (with the archive's caps) and that folder is reused."""
+    extractions = []
+    real = zipfile.ZipFile.extractall
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", lambda self, *a, **k: extractions.append(1) or real(self, *a, **k))
+    monkeypatch.setenv("GEMINI_HOME", str(home[0]))
+    assert main(["evaluate", str(d / "good.zip"), "--device", "cpu"]) == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert extractions == [1]
+    assert record["export"] == str((d / "good.zip").resolve()) and record["reencoded_identical"] is True

@@ -1,0 +1,34 @@
+"""Untrusted input, class 7: damaged files (zips, exports, .npz, images).
+
+Part of the untrusted-input matrix (issue 14); the cases' contract and the shared home are in
+``untrusted_support.py`` and ``conftest.py``."""
+from __future__ import annotations
+
+import pytest
+
+try:
+    from tests.engine.untrusted_support import run_cli
+except ImportError:  # pragma: no cover
+    from untrusted_support import run_cli
+
+
+# == 7. damaged files ==========================================================================================
+DAMAGED = [
+    ("zip-bad-crc", ["evaluate", "{d}/bad_crc.zip"], "bad_crc.zip is a damaged zip"),
+    ("zip-encrypted", ["evaluate", "{d}/encrypted.zip"], "is encrypted"),
+    ("zip-unknown-method", ["evaluate", "{d}/method99.zip"], "uses compression method 99"),
+    ("zip-truncated", ["evaluate", "{d}/truncated.zip"], "neither an export folder nor a zip"),
+    ("zip-empty", ["evaluate", "{d}/empty.zip"], "is empty"),
+    ("export-truncated-safetensors", ["evaluate", "{d}/trunc_export"], "model.safetensors cannot be decoded"),
+    ("npz-0-d", ["sweep", "--scenario", "images", "--data", "{d}/zero_d.npz"], "x has shape ()"),
+    ("npz-not-a-zip", ["sweep", "--scenario", "images", "--data", "{d}/not_zip.npz"], "is not an .npz file"),
+    ("npz-truncated", ["sweep", "--scenario", "images", "--data", "{d}/truncated.npz"], "is not an .npz file"),
+    ("npz-renamed-npy", ["sweep", "--scenario", "images", "--data", "{d}/renamed_npy.npz"], "is not an .npz file"),
+    ("images-unreadable", ["sweep", "--scenario", "images", "--data", "{d}/broken_images"], "has readable images in 0 class folder(s)"),
+]
+
+
+@pytest.mark.parametrize("case_id, argv, message", DAMAGED, ids=[c[0] for c in DAMAGED])
+def test_damaged_files(case_id, argv, message, home, d, monkeypatch, capsys):
+    line = run_cli([a.format(d=d) for a in argv], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line

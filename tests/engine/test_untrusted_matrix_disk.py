@@ -1,0 +1,73 @@
+"""Untrusted input, class 8: a full disk, a read-only home, stale temporaries.
+
+Part of the untrusted-input matrix (issue 14); the cases' contract and the shared home are in
+``untrusted_support.py`` and ``conftest.py``."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from gemini_core.cli import main
+
+try:
+    from tests.engine.untrusted_support import run_cli
+except ImportError:  # pragma: no cover
+    from untrusted_support import run_cli
+
+
+# == 8. full disk, read-only home, stale temporaries ===========================================================
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_while_exporting(home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("gemini_core.checkpoint.format._write_bytes", _enospc)
+    line = run_cli(["export", "--out", str(tmp_path / "full"), "--batch-size", "4"], home[0], monkeypatch, capsys,
+                   home[1], progress=True)
+    assert "no space left on device while saving the export" in line, line
+    assert list(tmp_path.iterdir()) == []  # no temp leftovers
+
+
+def test_full_disk_while_training_a_baseline(home, monkeypatch, capsys):
+    monkeypatch.setattr("gemini_core.fsio.publish_folder", _enospc)
+    monkeypatch.setattr("gemini_core.training.baseline.publish_folder", _enospc, raising=False)
+    line = run_cli(["train", "--scenario", "breast-cancer", "--epochs", "1", "--max-steps", "2"], home[0],
+                   monkeypatch, capsys, home[1], progress=True)
+    assert "no space left on device while saving" in line, line
+    assert not [p for p in (home[0] / "baselines").iterdir() if ".tmp-" in p.name]
+
+
+def test_read_only_home(home, monkeypatch, capsys):
+    real_access = os.access
+    monkeypatch.setattr("gemini_core.paths.os.access",
+                        lambda p, mode: False if Path(p) == home[0] and mode == os.W_OK else real_access(p, mode))
+    line = run_cli(["train", "--epochs", "1"], home[0], monkeypatch, capsys, home[1])
+    assert "the home folder" in line and "is read-only" in line
+
+
+def test_read_only_filesystem_error_is_named(home, monkeypatch, capsys):
+    def erofs(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("gemini_core.fsio.publish_folder", erofs)
+    monkeypatch.setattr("gemini_core.training.baseline.publish_folder", erofs, raising=False)
+    line = run_cli(["train", "--scenario", "breast-cancer", "--epochs", "1", "--max-steps", "2"], home[0],
+                   monkeypatch, capsys, home[1], progress=True)
+    assert "the home folder is read-only" in line, line
+
+
+def test_stale_temporaries_are_cleaned_at_start(home, d, monkeypatch, capsys):
+    home_path = home[0]
+    dead = [home_path / "baselines" / ".digits-x.tmp-999999-abc", home_path / "exports" / ".p1.old-999998-x",
+            home_path / ".gemini.sqlite.tmp-abc"]
+    alive = home_path / "exports" / f".p2.tmp-{os.getppid()}-x"  # a live process: kept
+    for folder in dead + [alive]:
+        folder.mkdir(parents=True)
+        (folder / "recipe.json").write_text("{}")
+    monkeypatch.setenv("GEMINI_HOME", str(home_path))
+    assert main(["export", "--out", str(d / "not_ours")]) == 2
+    capsys.readouterr()
+    assert not any(p.exists() for p in dead) and alive.exists()
+    shutil.rmtree(alive)

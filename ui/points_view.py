@@ -1,0 +1,245 @@
+"""The points of a sweep, live or stored: the explorer, its charts, the points table and the point picker."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from gemini_core.charts.sweep import (
+    fig_accuracy_vs_latency,
+    fig_accuracy_vs_size,
+    fig_perplexity_vs_latency,
+    fig_perplexity_vs_size,
+    is_llm_frame,
+    sweep_figures,
+)
+from gemini_core.errors import GeminiError
+from gemini_core.results.store import Store
+from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
+
+from . import explore
+from .state import current_job, select_point, selected_point_id, show_error_once
+from .views import POLL_SECONDS, job_status
+
+REBUILD_SECONDS = 1.5  # while a job runs, figures are rebuilt at most this often (they cost CPU + GIL)
+_FIGURES: dict = {}  # (job id, where) -> (points, built at, DataFrame, figures)
+
+
+def _live_figures(job_id: str, where: str, records: list, running: bool):
+    """The points table and the figures that do not depend on the explorer's choices, rebuilt only when new
+    points arrived (and not more than every 1.5 s).
+
+    Building plotly figures is pure Python; redoing it every poll would take the GIL from the
+    sweep thread that is measuring latencies in the same process.
+    """
+    import time
+
+    key = (job_id, where)
+    cached = _FIGURES.get(key)
+    now = time.time()
+    if cached is not None:
+        n, built, df, figs = cached
+        if n == len(records) or (running and now - built < REBUILD_SECONDS):
+            return df, figs
+    df = points_frame(records)
+    figs = {} if where == "home" else {k: v for k, v in sweep_figures(df).items()
+                                       if k not in ("accuracy_vs_latency", "accuracy_vs_size",
+                                                    "perplexity_vs_latency", "perplexity_vs_size")}
+    if len(_FIGURES) > 16:
+        _FIGURES.clear()
+    _FIGURES[key] = (len(records), now, df, figs)
+    return df, figs
+
+
+# -- live view ---------------------------------------------------------------------------------------
+def _plot(fig, key: str, selectable: bool):
+    if selectable:
+        event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points",),
+                                config={"displaylogo": False})
+        try:
+            points = event.selection.points if event else []
+        except AttributeError:
+            points = []
+        picked = [p["customdata"][0] for p in points if p.get("customdata")]
+        # The chart keeps its selection across reruns, and re-sends it after a redraw (sometimes after an
+        # empty one): act only on a pick that differs from the last non-empty one, so a later choice in
+        # the picker is never overridden by an old click.
+        if picked and picked != st.session_state.get(f"_{key}_picked"):
+            select_point(picked[-1], source="chart")
+        if picked:
+            st.session_state[f"_{key}_picked"] = picked
+        return
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def sweep_live_view(where: str) -> None:
+    """The current sweep job, redrawn every second while it runs (``where``: "home" or "sweep")."""
+    job = current_job("sweep")
+    running = job is not None and job.running
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def live(polling: bool) -> None:
+        job = current_job("sweep")
+        if job is None:
+            _latest_stored_run(where)
+            return
+        snap = job.snapshot()
+        job_status(snap)
+        records, hosts = _host_filter(snap["records"], where)
+        df, figs = _live_figures(f"{job.id}:{hosts}", where, records, snap["state"] == "running")
+        _render_points(df, figs, where)
+        if polling and job.done:
+            st.rerun()  # a full rerun: buttons re-enabled, polling stops
+
+    live(running)
+
+
+def _latest_stored_run(where: str) -> None:
+    """No job in this server process yet: show the newest stored run (finished points stay saved)."""
+
+    try:
+        store = Store()
+        runs = [r for r in store.runs() if r["points_ok"]]
+        records = store.points(runs[0]["run_id"]) if runs else []
+    except GeminiError as exc:
+        show_error_once(str(exc), "The run history cannot be read: ")
+        return
+    if not runs:
+        st.info("No sweep yet: press **Run demo sweep** to measure the demo grid on the current model.")
+        return
+    run = runs[0]
+    st.caption(f"Latest stored run: **{run['name']}** ({run['scenario']}, {run['points_ok']} points, "
+               f"{run['status']}). Press **Run demo sweep** or start a sweep to measure again; History has every run.")
+    records, hosts = _host_filter(records, where)
+    df, figs = _live_figures(f"{store.path}:{run['run_id']}:{hosts}", where, records, running=False)
+    _render_points(df, figs, where)
+
+
+def stored_run_view(store, run: dict) -> None:
+    """A past run, opened from History: the same explorer, charts and table as a live sweep."""
+    records = store.points(run["run_id"])
+    st.caption(f"**{run['name']}** · {run['scenario']} · {run['points_ok']} points"
+               + (f", {run['points_failed']} failed" if run.get("points_failed") else "") + f" · {run['status']}")
+    records, hosts = _host_filter(records, "history")
+    df, figs = _live_figures(f"{store.path}:{run['run_id']}:{hosts}", "history", records, running=False)
+    _render_points(df, figs, "history")
+
+
+def _host_filter(records: list, where: str) -> tuple[list, str]:
+    """Points measured on several hosts (a Ray sweep): latencies compare only within a host, so offer a filter."""
+    hosts = sorted({str(r.get("host")) for r in records if r.get("host")})
+    if where == "home" or len(hosts) < 2:
+        return records, ""
+    chosen = st.multiselect("Hosts", hosts, default=hosts, key=f"{where}_hosts",
+                            help="points were measured on several machines; latency and memory compare only "
+                                 "within one machine")
+    st.caption(f"Points from {len(hosts)} hosts: hover a point to see its host and device.")
+    return [r for r in records if str(r.get("host")) in chosen or not r.get("host")], ",".join(chosen)
+
+
+def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
+    """The explorer: constraint panel and recommendation, the two accuracy charts (coloured as chosen,
+    each with its own front, the recommendation starred), the selected point's full record beside them,
+    a side-by-side comparison and parallel coordinates; on the Sweep page also the other charts, the table
+    and the point picker."""
+    st.session_state[f"live_points_{where}"] = len(df)
+    rec = explore.ship_panel(df, where)
+    recommended = rec.point_id if rec is not None else None
+    llm = is_llm_frame(df)  # an LLM run: perplexity (lower is better) is the quality axis
+    options = {"color_by": explore.choices()["color"], "highlight_id": recommended,
+               "y_range": None if llm else explore.accuracy_zoom(df, where)}
+    c1, c2, c3 = st.columns([5, 5, 3])
+    with c1:
+        _plot((fig_perplexity_vs_latency if llm else fig_accuracy_vs_latency)(df, **options), f"{where}_acc_lat",
+              selectable=True)
+    with c2:
+        _plot((fig_perplexity_vs_size if llm else fig_accuracy_vs_size)(df, **options), f"{where}_acc_size",
+              selectable=True)
+    with c3:
+        explore.record_panel(df, selected_point_id())
+    if len(ok_points(df)):
+        better = "has a lower perplexity (lower is better)" if llm else "is more accurate"
+        st.caption(f"The ring marks each chart's own front: no other point both {better} and lies further left on "
+                   "that chart. Hover a point for a short card; click it for its full record.")
+    explore.compare_view(df, where, recommended)
+    explore.parallel_view(df, where)
+    if where == "home":
+        return
+    _plot(figs["latency_size_vs_ratio"], f"{where}_vs_ratio", selectable=False)
+    if "perplexity_vs_decode" in figs:
+        _plot(figs["perplexity_vs_decode"], f"{where}_ppl_decode", selectable=False)
+    if "sparse_vs_dense" in figs:
+        _plot(figs["sparse_vs_dense"], f"{where}_sparse_dense", selectable=False)
+    points_table(df, key=f"{where}_table")
+    point_picker(df, key=f"{where}_pick", label="Point to export and report on")
+
+
+# -- tables and pickers ------------------------------------------------------------------------------
+COMPACT_COLUMNS = ("point_id", "label", "pareto", "accuracy_pct", "accuracy_delta_pts", "latency_ms_p50", "speedup",
+                   "size_kb", "compression", "execution")
+
+
+def _speedup_style(value):
+    try:
+        return "color: #C0392B; font-weight: 600" if float(value) < 1.0 else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+def points_table(df: pd.DataFrame, key: str) -> None:
+    """The sortable table of points; speed-ups below 1.0x (slower than dense fp32) shown in red."""
+    if df.empty:
+        return
+    table = table_frame(df)
+    # "front" as a mark, not a checkbox that looks editable
+    table[TABLE_COLUMNS["pareto"]] = ["★" if bool(v) else "" for v in table[TABLE_COLUMNS["pareto"]]]
+    if not st.toggle("every column", key=f"{key}_all_columns",
+                     help="the table shows the main figures; switch on for p90, ideal size, params, MACs, memory, …"):
+        table = table[[TABLE_COLUMNS[c] for c in COMPACT_COLUMNS if TABLE_COLUMNS[c] in table.columns]]
+    slower = int((df["speedup"] < 1.0).sum()) if "speedup" in df else 0
+    st.markdown(f"**All points** ({len(df)}) · click a column to sort"
+                + (f" · {slower} point(s) are slower than the dense fp32 reference (speed-up below 1.0x, in red)"
+                   if slower else ""))
+    col = TABLE_COLUMNS["speedup"]
+    formats = {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
+               TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
+               TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
+               TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"}
+    styled = table.style.map(_speedup_style, subset=[col]).format(
+        {k: v for k, v in formats.items() if k in table.columns}, na_rep="–")
+    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), use_container_width=True,
+                 column_config={TABLE_COLUMNS["pareto"]: st.column_config.TextColumn(
+                     width="small", help="★ on the accuracy/latency/size front")})
+
+
+def point_label(row) -> str:
+    star = "★ " if bool(row.get("pareto")) else ""
+    acc = row.get("accuracy")
+    acc_text = f"{acc * 100:.1f}%" if acc is not None and not (isinstance(acc, float) and math.isnan(acc)) else "–"
+    return f"{star}#{int(row['point_id'])} · {row.get('label')} · {acc_text}"
+
+
+def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
+    """A selectbox of measured points (front first); the choice goes to Export and Report."""
+    pts = ok_points(df)
+    if pts.empty:
+        return None
+    pts = pts.sort_values(["pareto", "accuracy"], ascending=[False, False])
+    labels = {int(r["point_id"]): point_label(r) for r in pts.to_dict("records")}
+    chosen = selected_point_id()
+    if chosen in labels:
+        st.session_state[key] = chosen  # follow a pick made in a chart or on another page
+    elif st.session_state.get(key) not in labels:
+        st.session_state.pop(key, None)
+
+    def on_change():
+        select_point(st.session_state.get(key), source=key)
+
+    pid = st.selectbox(label, list(labels), format_func=lambda p: labels[p], index=None, key=key,
+                       placeholder="choose a point (or click one in a chart)", on_change=on_change)
+    if pid is not None:
+        c1, c2 = st.columns(2)
+        c1.page_link("pages/4_Export.py", label=f"Export point #{pid} →", icon=":material/inventory_2:")
+        c2.page_link("pages/5_Report.py", label=f"Report on point #{pid} →", icon=":material/summarize:")
+    return pid
