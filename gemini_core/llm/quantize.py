@@ -37,7 +37,6 @@ RECIPES = {
                              help="GPTQ with zero points (asymmetric grid), activation order and range clipping"),
 }
 METHODS = tuple(RECIPES)
-ALGORITHMS = ("rtn", "gptq", "awq")
 
 
 def check_grid(bits: int, group_size: int | None, columns: int) -> None:
