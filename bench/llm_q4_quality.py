@@ -24,6 +24,7 @@ import torch
 from bench.llm_figures import environment
 from gemini_core.llm import metrics, source, text_data
 from gemini_core.llm.calibrate import linear_layers
+from gemini_core.llm.quantize import RECIPES as METHODS
 from gemini_core.llm.quantize import quantize_model
 
 # name: (cache key, quantize_model options, calibration samples of 256 tokens)
@@ -45,6 +46,9 @@ RECIPES = {
     "gptq int4 asym g64 act-order clip calib128": ("gptq4ag64ocx128", {"method": "gptq", "bits": 4, "group_size": 64,
                                                                        "symmetric": False, "act_order": True,
                                                                        "clip": True}, 128),
+    # the product sweep's default calibration (LLMSettings.calib_samples = 16)
+    "gptq int4 asym g64 act-order clip calib16": ("gptq4ag64ocx16", {"method": "gptq-asym", "bits": 4,
+                                                                     "group_size": 64}, 16),
     "gptq int4 g64 calib128": ("gptq4g64x128", {"method": "gptq", "bits": 4, "group_size": 64}, 128),
     "gptq int4 g32": ("gptq4g32", {"method": "gptq", "bits": 4, "group_size": 32}, 32),
 }
@@ -61,7 +65,8 @@ def mb_per_token(model, options: dict | None, vocab: int, hidden: int) -> float:
         bits = options.get("overrides", {}).get(name, options["bits"])
         group = options["group_size"] if bits == options["bits"] else None
         groups = rows * (cols // (group or cols))
-        zero = 0 if options.get("symmetric", True) else (0.5 if bits <= 4 else 1)
+        symmetric = options.get("symmetric", METHODS[options["method"]].symmetric)
+        zero = 0 if symmetric else (0.5 if bits <= 4 else 1)
         total += rows * cols * bits / 8 + groups * (2 + zero)
     total += vocab * hidden + vocab * 2 if options is not None else vocab * hidden * 4
     return total / 2**20
