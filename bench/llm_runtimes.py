@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from bench.llm_figures import environment
+from bench.llm_q4_quality import RECIPES as QUALITY_RECIPES
 from gemini_core.llm import metrics, source, text_data
 from gemini_core.llm.quantize import quantize_model
 from gemini_core.llm.runtimes.base import LLMRunSettings, kv_elements_per_position
@@ -48,6 +49,9 @@ POINTS = {
     "mlp-25% + gptq int4 g64 + int4 head": ("mlp25gptq4g64", "openvino", 4, 64, 4, 64, None),
     "gptq int8": ("gptq8", "openvino", 8, None, 8, None, None),
     "torch gptq int4 g64": ("gptq4g64", "torch", None, None, None, None, None),
+    # issue 19's quality recipe (bench.llm_q4_quality, method gptq-asym): zero points + activation order +
+    # range clipping, stored on its asymmetric grid (u4 codes - u4 zero point, x f16 scale)
+    "gptq-asym int4 g64": ("gptq4ag64oc", "openvino", 4, 64, 8, None, None),
 }
 DEFAULT_POINTS = list(POINTS)[:8]
 PEERS = {"peer int4 g64 (optimum-intel data-free)": "int4-g64", "peer int8 (optimum-intel)": "int8",
@@ -66,6 +70,13 @@ def build_model(base, key: str, calib, tokenizer, cache: Path | None):
     if folder is not None and (folder / source.META_FILE).is_file():
         return source.load_local(folder).model
     model = copy.deepcopy(base)
+    recipe = next((options for k, options, _ in QUALITY_RECIPES.values() if k == key and options), None)
+    if recipe is not None:  # a recipe of bench.llm_q4_quality (kept under the same key there)
+        record = quantize_model(model, calib_ids=calib, **recipe)
+        if folder is not None:
+            source.save_hf_folder(model, tokenizer, folder, {"name": key, "calibration_samples": calib.shape[0],
+                                                            **record})
+        return model
     if key.startswith("mlp25"):
         prune_structured(model, calib, mlp_ratio=0.25)
         key = key[len("mlp25"):]

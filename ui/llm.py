@@ -9,7 +9,7 @@ import streamlit as st
 
 from gemini_core import llm as _llm  # noqa: F401  (registers the "llm" scenario for the pickers)
 from gemini_core.errors import GeminiError
-from gemini_core.llm.point import EXECUTIONS, PATTERNS
+from gemini_core.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
 from gemini_core.llm.source import SMOLLM2_SOURCE
 from gemini_core.workflows.llm_sweep import LLMSweepSpec
 
@@ -23,7 +23,7 @@ SOURCE_NOTE = (f"The built-in SmolLM2-135M-Instruct came as {SMOLLM2_SOURCE['sou
                f"already {SMOLLM2_SOURCE['source_bits']}-bit with groups of {SMOLLM2_SOURCE['source_group_size']}, "
                "so 4-bit group-32 storage of them measures nothing (it reproduces the source grid). The demo grid "
                "uses other bits and group sizes.")
-QUANT = ("rtn", "gptq", "awq")
+QUANT = QUANT_METHODS[1:]  # the registered methods (llm.quantize.RECIPES)
 PRUNE = ("magnitude", "wanda", "sparsegpt")
 GROUPS = ("per-channel", 32, 64, 128)
 SPARSITIES = (0.3, 0.5, 0.7, *PATTERNS[1:])

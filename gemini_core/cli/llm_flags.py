@@ -7,7 +7,8 @@ from gemini_core.workflows.llm_sweep import LLMSweepSpec
 
 # flag -> (spec field, default, help)
 GRID = {
-    "--quant": ("quant_methods", "", "llm: weight quantization methods, comma list of rtn, gptq, awq"),
+    "--quant": ("quant_methods", "", "llm: weight quantization methods, comma list of rtn, gptq, awq, gptq-asym "
+               "(GPTQ with zero points, activation order and range clipping)"),
     "--quant-bits": ("bits", "8,4", "llm: bits for --quant (8, 4, 3, 2)"),
     "--group-size": ("group_sizes", "per-channel", "llm: per-channel and/or group sizes, e.g. per-channel,64 "
                      "(SmolLM2's source weights were 4-bit groups of 32: 4-bit g32 measures nothing)"),

@@ -29,6 +29,7 @@ from gemini_core.llm.point import (
     compress_llm,
     measure_llm_point,
 )
+from gemini_core.llm.quantize import RECIPES
 from gemini_core.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
 from gemini_core.llm.runtimes.exports import evaluate_export as evaluate_runtime_export
 from gemini_core.llm.runtimes.exports import export_llm
@@ -111,7 +112,9 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
             except GeminiError as exc:
                 raise GeminiError(f"GGUF export of {config.label()}: {exc}") from None
         compressed = None
-        if config.quant_method in ("rtn", "gptq"):  # integer codes on a symmetric grid: packed by the library
+        recipe = RECIPES.get(config.quant_method)
+        # integer codes on a symmetric grid: packed by the library (the export recovers symmetric codes only)
+        if recipe and recipe.algorithm in ("rtn", "gptq") and recipe.symmetric:
             notify(progress, "message", "writing compressed-tensors (pack-quantized)")
             compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.bits, config.group_size)
             # what a user ships for a quantized point, as the sweep measured it (llm.point.written_size_bytes)

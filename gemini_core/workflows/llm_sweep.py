@@ -29,7 +29,7 @@ from gemini_core.llm.point import (
     ideal_size_bytes,
     measure_llm_point,
 )
-from gemini_core.llm.quantize import check_grid
+from gemini_core.llm.quantize import RECIPES, check_grid
 from gemini_core.llm.scenario import LLMScenario
 from gemini_core.results.store import Store
 from gemini_core.workflows.llm_ray import run_llm_points
@@ -144,7 +144,7 @@ class LLMSweepSpec:
 def estimate_seconds(config: LLMPointConfig) -> float:
     seconds = SECONDS_ESTIMATE["measure"]
     if config.quant_method != "none":
-        seconds += SECONDS_ESTIMATE[config.quant_method]
+        seconds += SECONDS_ESTIMATE[RECIPES[config.quant_method].algorithm]
     if config.prune_method != "none":
         seconds += SECONDS_ESTIMATE[config.prune_method]
     if config.mlp_ratio or config.head_ratio:
@@ -191,6 +191,20 @@ def check_group_sizes(model, spec: LLMSweepSpec) -> None:
                 check_grid(config.bits, config.group_size, width)
 
 
+def check_source_grid(metadata: dict, spec: LLMSweepSpec) -> None:
+    """ConfigError for an asymmetric point on the source weights' own grid: SmolLM2's came as Q4_1 (4-bit,
+    groups of 32, scale + min), so asymmetric 4-bit g32 storage reproduces them and measures nothing."""
+    bits, group = metadata.get("source_bits"), metadata.get("source_group_size")
+    if not bits:
+        return
+    for config in spec.points():
+        if (config.quant_method != "none" and not RECIPES[config.quant_method].symmetric
+                and config.bits == bits and config.group_size == group):
+            raise ConfigError(f"{config.label()} would reproduce the source weights' own grid "
+                              f"({metadata.get('source_format', 'the source')}: {bits}-bit, groups of {group}, "
+                              "with a zero point) and measure nothing: use another group size (e.g. 64)")
+
+
 def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None = None, force: bool = False,
                   name: str | None = None, should_stop: Callable[[], bool] | None = None,
                   progress: Callable[[str], None] | None = None,
@@ -203,6 +217,7 @@ def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None
     lm = scenario.load(progress)
     loaded_at = time.time()
     check_group_sizes(lm.model, spec)  # one clear line before anything is stored
+    check_source_grid(lm.metadata, spec)
     baseline_key = scenario.baseline_key()
     run_id = llm_run_id(baseline_key, spec)
     store.ensure_run(run_id, name or f"llm sweep ({scenario.model_spec})", "llm", baseline_key, spec.to_dict(),

@@ -10,6 +10,11 @@ codes are written in the subgraph NNCF itself emits (i4 / i8 constant -> f16 -> 
 reshape -> f32), which OpenVINO's CPU plugin runs as a compressed fully-connected layer (and as a
 compressed gather for a tied embedding). Groups that are not on any grid (a float model, or AWQ, whose
 per-column scaling is not folded) get the product's round-to-nearest grid and are counted.
+
+An asymmetric grid (``scale * (code - zero)``, codes and zero point in 0 .. 2^b-1) is recovered the same way
+(``asym_grid_codes``) and written in NNCF's asymmetric layout (u4 / u8 codes - u4 / u8 zero point, x f16
+scale). A layer is stored on the symmetric grid when that holds every group, else on the asymmetric one
+when it holds more of them.
 """
 from __future__ import annotations
 
@@ -51,12 +56,63 @@ def grid_codes(weight: np.ndarray, bits: int, group_size: int | None) -> tuple[n
     return codes.astype(np.int8), scale.astype(np.float32), int((~found).sum())
 
 
-def _decompressed(codes: np.ndarray, scale: np.ndarray, bits: int, shape, name: str):
+def asym_grid_codes(weight: np.ndarray, bits: int, group_size: int | None):
+    """(codes uint8 [rows, groups, group], scales float32 and zero points uint8 [rows, groups, 1], groups off
+    the grid) for an asymmetric grid: every value of a group is ``scale * n`` with integer ``n`` spanning at
+    most 2^b - 1 steps; the largest |value| is ``scale * k`` for some k <= 2^b - 1, so trying k = 1, 2, ...
+    finds a scale that rebuilds the group, and zero = -min(n) (clipped so codes and zero stay in range).
+    Groups on no such grid get the product's asymmetric round-to-nearest grid and are counted."""
+    rows, cols = weight.shape
+    group = group_size or cols
+    if cols % group:
+        raise ConfigError(f"group size {group} does not divide the {cols} input columns")
+    maxq = 2 ** bits - 1
+    wg = weight.astype(np.float32).reshape(rows, cols // group, group)
+    lo = np.minimum(wg.min(-1, keepdims=True), 0)
+    hi = np.maximum(wg.max(-1, keepdims=True), 0)
+    scale = np.where(hi > lo, (hi - lo) / maxq, 1.0)
+    zero = np.clip(np.rint(-lo / scale), 0, maxq)
+    codes = np.clip(np.rint(wg / scale) + zero, 0, maxq)
+    amax = np.maximum(-lo, hi)
+    found = amax == 0
+    for k in range(1, maxq + 1):
+        todo = ~found[..., 0]
+        if not todo.any():
+            break
+        w, a = wg[todo], amax[todo]
+        s = a / k
+        n = np.rint(w / s)
+        z = np.maximum(-n.min(-1, keepdims=True), 0)
+        ok = ((np.abs(n * s - w) <= 1e-5 * a + 1e-30).all(-1) & (z[..., 0] <= maxq)
+              & ((n + z) <= maxq).all(-1))
+        idx = np.argwhere(todo)[ok]
+        codes[idx[:, 0], idx[:, 1]] = (n + z)[ok]
+        scale[idx[:, 0], idx[:, 1]] = s[ok]
+        zero[idx[:, 0], idx[:, 1]] = z[ok]
+        found[idx[:, 0], idx[:, 1]] = True
+    return codes.astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8), int((~found).sum())
+
+
+def _maybe_asymmetric(weight: np.ndarray, bits: int, group_size: int | None, rows: int = 8) -> bool:
+    """Whether any group of the first ``rows`` rows is on an asymmetric grid (a cheap test first: float
+    weights would otherwise try every k up to 2^b - 1 on every group of the layer)."""
+    sample = weight[:rows]
+    groups = sample.shape[0] * (sample.shape[1] // (group_size or sample.shape[1]))
+    return asym_grid_codes(sample, bits, group_size)[3] < groups
+
+
+def _decompressed(codes: np.ndarray, scale: np.ndarray, bits: int, shape, name: str, zero: np.ndarray | None = None):
     import openvino as ov
     from openvino import opset13 as ops
 
-    code_type = ov.Type.i4 if bits <= 4 else ov.Type.i8
+    if zero is None:
+        code_type = ov.Type.i4 if bits <= 4 else ov.Type.i8
+    else:
+        code_type = ov.Type.u4 if bits <= 4 else ov.Type.u8
     node = ops.convert(ops.constant(codes, dtype=code_type, name=name), ov.Type.f16)
+    if zero is not None:
+        node = ops.subtract(node, ops.convert(ops.constant(zero, dtype=code_type, name=f"{name}/zero_point"),
+                                              ov.Type.f16))
     node = ops.multiply(node, ops.constant(scale.astype(np.float16), name=f"{name}/scale"))
     node = ops.reshape(node, ops.constant(np.array(shape, dtype=np.int64)), special_zero=False)
     return ops.convert(node, ov.Type.f32)
@@ -81,7 +137,7 @@ def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bi
     """Replace every MatMul weight in place: decoder Linears at ``bits``/``group_size`` on their
     recovered grid; the LM head (rows == ``vocab_size``) at ``head_bits``/``head_group`` (None: kept
     float). Returns counts for the record."""
-    layers = off = head_off = 0
+    layers = off = head_off = asym = 0
     for const in _weight_constants(ov_model):
         weight = const.get_data()
         if weight.dtype != np.float32:
@@ -91,7 +147,13 @@ def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bi
         if b is None:
             continue
         codes, scale, missed = grid_codes(weight, b, g)
-        node = _decompressed(codes, scale, b, weight.shape, const.get_friendly_name())
+        zero = None
+        if missed and not is_head and _maybe_asymmetric(weight, b, g):
+            a_codes, a_scale, a_zero, a_missed = asym_grid_codes(weight, b, g)
+            if a_missed < missed:
+                codes, scale, zero, missed = a_codes, a_scale, a_zero, a_missed
+                asym += 1
+        node = _decompressed(codes, scale, b, weight.shape, const.get_friendly_name(), zero)
         for target in list(const.output(0).get_target_inputs()):
             consumer = target.get_node()
             if consumer.get_type_name() == "Convert":  # an f32 -> f32 convert left by the frontend
@@ -106,4 +168,5 @@ def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bi
             off += missed
     ov_model.validate_nodes_and_infer_types()
     return {"weight_bits": bits, "group_size": group_size, "head_bits": head_bits, "head_group": head_group,
-            "layers_compressed": layers, "groups_off_grid": off, "head_groups_requantized": head_off}
+            "layers_compressed": layers, "layers_asymmetric": asym, "groups_off_grid": off,
+            "head_groups_requantized": head_off}
