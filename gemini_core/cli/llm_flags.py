@@ -2,24 +2,26 @@
 from __future__ import annotations
 
 from gemini_core.errors import GeminiError
-from gemini_core.llm.point import LLMSettings
+from gemini_core.llm.point import EXECUTIONS, PRUNE_METHODS, QUANT_METHODS, LLMSettings
 from gemini_core.workflows.llm_sweep import LLMSweepSpec
 
 # flag -> (spec field, default, help)
 GRID = {
-    "--quant": ("quant_methods", "", "llm: weight quantization methods, comma list of rtn, gptq, awq, gptq-asym "
-               "(GPTQ with zero points, activation order and range clipping)"),
+    "--quant": ("quant_methods", "", f"llm: weight quantization methods, comma list of "
+               f"{', '.join(m for m in QUANT_METHODS if m != 'none')} (gptq-asym: GPTQ with zero points, "
+               "activation order and range clipping)"),
     "--quant-bits": ("bits", "8,4", "llm: bits for --quant (8, 4, 3, 2)"),
     "--group-size": ("group_sizes", "per-channel", "llm: per-channel and/or group sizes, e.g. per-channel,64 "
                      "(SmolLM2's source weights were 4-bit groups of 32: 4-bit g32 measures nothing)"),
-    "--llm-prune": ("prune_methods", "", "llm: one-shot pruning, comma list of magnitude, wanda, sparsegpt"),
+    "--llm-prune": ("prune_methods", "", f"llm: one-shot pruning, comma list of "
+                    f"{', '.join(m for m in PRUNE_METHODS if m != 'none')}"),
     "--sparsity": ("sparsities", "0.5", "llm: sparsities for --llm-prune, e.g. 0.3,0.5 or 2:4"),
     "--mlp-ratio": ("mlp_ratios", "", "llm: structured pruning, shares of MLP channels removed, e.g. 0.25"),
     "--head-ratio": ("head_ratios", "", "llm: structured pruning, shares of key/value head groups removed"),
     "--llm-recovery": ("recoveries", "", "llm: recovery after pruning: finetune and/or distill"),
     "--recovery-steps": ("recovery_steps", "20", "llm: recovery optimizer steps (comma list)"),
-    "--llm-execution": ("executions", "torch", "llm: where points run: torch, openvino, openvino-int4-head, "
-                        "onnxruntime-genai or auto (the fastest within 15%% perplexity), comma list"),
+    "--llm-execution": ("executions", "torch", f"llm: where points run, comma list of {', '.join(EXECUTIONS)} "
+                        "(auto: the fastest within 15%% perplexity)"),
 }
 SETTINGS = {"--context-len": "context_len", "--stride": "stride", "--eval-tokens": "eval_tokens",
             "--calib-samples": "calib_samples", "--calib-seq-len": "calib_seq_len"}
