@@ -111,13 +111,14 @@ def compressed(base, tokenizer, calib, eval_ids, args):
     with tempfile.TemporaryDirectory() as tmp:
         base.save_pretrained(Path(tmp) / "fp32", safe_serialization=True)
         fp32_bytes = sum(p.stat().st_size for p in (Path(tmp) / "fp32").glob("*.safetensors"))
-    for method, bits, group in [("rtn", 4, 64), ("rtn", 8, None)]:
+    for method, bits, group in [("rtn", 4, 64), ("rtn", 8, None), ("gptq-asym", 4, 64)]:
         model = copy.deepcopy(base)
         info = quantize.quantize_model(model, method, bits, group, calib_ids=calib)
         float_ppl = metrics.perplexity(model, eval_ids, args.context)["perplexity"]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "ct"
-            summary = compressed_export.export_compressed(model, tokenizer, out, bits, group)
+            summary = compressed_export.export_compressed(model, tokenizer, out, bits, group,
+                                                          quantize.RECIPES[method].symmetric)
             reloaded = compressed_export.load_compressed(out)
         record = {"variant": f"compressed-tensors {method} {bits}-bit g{group or 'channel'}",
                   **environment(args.threads), **info, **summary, "fp32_safetensors_bytes": fp32_bytes,

@@ -236,9 +236,10 @@ PACKED_FILES = "compressed-tensors pack-quantized safetensors (the export's comp
 def written_size_bytes(model, tokenizer, grid: tuple[int | None, int | None] = (None, None)) -> tuple[int, str]:
     """(bytes, what was written): the file an export ships for this point, written to a temporary folder.
 
-    A point whose decoder weights sit on an integer grid of 2-8 bits is packed (compressed-tensors, the
-    export's ``compressed/`` folder), so its size axis shows what a user would ship; other points (float,
-    pruned, or weights on no grid such as AWQ's) are written as float32 safetensors."""
+    A point whose decoder weights sit on an integer grid of 2-8 bits (symmetric, or asymmetric with zero
+    points) is packed (compressed-tensors, the export's ``compressed/`` folder), so its size axis shows
+    what a user would ship; other points (float, pruned, or weights on no grid such as AWQ's) are written
+    as float32 safetensors."""
     from transformers.utils import logging as hf_logging
 
     bits, group = grid
@@ -247,11 +248,12 @@ def written_size_bytes(model, tokenizer, grid: tuple[int | None, int | None] = (
     try:
         with tempfile.TemporaryDirectory(prefix="gemini-llm-size-") as tmp:
             if bits is not None and 2 <= bits <= 8:
-                try:
-                    return export_compressed(model, None, Path(tmp) / "packed", bits, group)["file_bytes"], \
-                        PACKED_FILES
-                except ConfigError:  # not on a symmetric grid (AWQ): the float files are what ships
-                    pass
+                for symmetric in (True, False):  # gptq-asym's weights are on an asymmetric grid
+                    try:
+                        return export_compressed(model, None, Path(tmp) / f"packed-{symmetric}", bits, group,
+                                                 symmetric)["file_bytes"], PACKED_FILES
+                    except ConfigError:  # on neither grid (AWQ): the float files are what ships
+                        pass
             folder = save_hf_folder(model, tokenizer, Path(tmp) / "m", {})
             return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors"), FLOAT_FILES
     finally:

@@ -113,10 +113,11 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
                 raise GeminiError(f"GGUF export of {config.label()}: {exc}") from None
         compressed = None
         recipe = RECIPES.get(config.quant_method)
-        # integer codes on a symmetric grid: packed by the library (the export recovers symmetric codes only)
-        if recipe and recipe.algorithm in ("rtn", "gptq") and recipe.symmetric:
+        # integer codes on a symmetric or asymmetric grid: packed by the library (AWQ's are on neither)
+        if recipe and recipe.algorithm in ("rtn", "gptq"):
             notify(progress, "message", "writing compressed-tensors (pack-quantized)")
-            compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.bits, config.group_size)
+            compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.bits, config.group_size,
+                                           recipe.symmetric)
             # what a user ships for a quantized point, as the sweep measured it (llm.point.written_size_bytes)
             record["size_bytes"], record["size_written"] = compressed["file_bytes"], PACKED_FILES
         ir_dir = None
