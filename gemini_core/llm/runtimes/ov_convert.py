@@ -108,6 +108,31 @@ def _zero_initial_states(ov_model) -> None:
     ov_model.validate_nodes_and_infer_types()
 
 
+def _fold_constant_converts(ov_model) -> None:
+    """Each ``Convert`` of a scalar or vector constant replaced by the converted constant.
+
+    The PyTorch frontend marks such a Convert (``aten::neg``'s -1, an i32 constant converted to f32)
+    as not to be folded, because a Convert of a constant feeding a Multiply looks like a weight's
+    dequantization; the CPU plugin's rotary-embedding fusion (``RoPEFusionGPTNEOX``) then does not
+    see ``x * -1`` in ``rotate_half`` and each layer's rotary embedding runs as ~10 separate nodes.
+    An IR written to disk and read back loses the mark (which is why optimum-intel's exports fuse).
+    Matrices (rank >= 2: weights) are left as they are."""
+    from openvino import opset13
+
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() != "Convert":
+            continue
+        source = op.input_value(0).get_node()
+        if source.get_type_name() != "Constant" or len(source.get_output_partial_shape(0)) > 1:
+            continue
+        data = source.get_data().astype(op.get_output_element_type(0).to_dtype())
+        folded = opset13.constant(data)
+        folded.set_friendly_name(op.get_friendly_name())
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(folded.output(0))
+    ov_model.validate_nodes_and_infer_types()
+
+
 def kv_shape(config) -> tuple[int, int]:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return config.num_key_value_heads, head_dim
@@ -150,6 +175,7 @@ def convert_stateful(model):
     out_names = ["logits"] + [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     for port, name in zip(ov_model.outputs, out_names):
         port.get_tensor().set_names({name})
+    _fold_constant_converts(ov_model)
     _gather_cache_on_beam_idx(ov_model, layers)
     apply_make_stateful_transformation(ov_model, {f"past.{i}.{kv}": f"present.{i}.{kv}"
                                                   for i in range(layers) for kv in ("key", "value")})
