@@ -132,7 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="gptq int4 g64", help="bench.llm_runtimes points, comma-separated")
     parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
-    parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml (repeatable)")
+    parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml[:product|:plugin] (repeatable; the "
+                             "suffix overrides --config for this IR)")
     parser.add_argument("--config", choices=("each", "product", "plugin"), default="each",
                         help="product: the product runner's settings (f32 precision); plugin: the plugin's "
                              "defaults; each: the product's points as the product runs them, other IRs as the plugin")
@@ -149,8 +150,9 @@ def main() -> None:
     core = ov.Core()
     for item in args.ir:
         name, _, path = item.partition("=")
+        path, _, kind = path.partition(":")
         models[name] = core.read_model(path)
-        kinds[name] = "product" if args.config == "product" else "plugin"
+        kinds[name] = kind or ("product" if args.config == "product" else "plugin")
     if args.save_ir:
         for name, model in models.items():
             ov.save_model(model, str(Path(args.save_ir) / name.replace(" ", "_") / "openvino_model.xml"),

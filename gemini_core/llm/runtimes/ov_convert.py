@@ -19,6 +19,8 @@ bandwidth limit). Three things the fusion needs: the cache read goes through a `
 cache (transformers' causal mask and ``repeat_kv`` take the past length from the cache's shape, so the
 mask is built here from ``attention_mask`` and ``position_ids`` and the key/value heads are repeated
 to the mask's length, in ``_ov_attention``); and the attention is one ``scaled_dot_product_attention``.
+It also meets the plugin's rotary-embedding fusion (one RoPE node per query and key; issue #19): the
+traced ``rotate_half`` needs its -1 as a plain constant (``_fold_constant_converts``).
 """
 from __future__ import annotations
 
