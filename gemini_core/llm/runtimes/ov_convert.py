@@ -122,13 +122,16 @@ def _fold_constant_converts(ov_model) -> None:
     see ``x * -1`` in ``rotate_half`` and each layer's rotary embedding runs as ~10 separate nodes.
     An IR written to disk and read back loses the mark (which is why optimum-intel's exports fuse).
     Matrices (rank >= 2: weights) are left as they are."""
+    import openvino as ov
     from openvino import opset13
 
+    plain = (ov.Type.f32, ov.Type.i32, ov.Type.i64)  # numpy holds these exactly (not bf16, not 4-bit codes)
     for op in ov_model.get_ordered_ops():
-        if op.get_type_name() != "Convert":
+        if op.get_type_name() != "Convert" or op.get_output_element_type(0) not in plain:
             continue
         source = op.input_value(0).get_node()
-        if source.get_type_name() != "Constant" or len(source.get_output_partial_shape(0)) > 1:
+        if (source.get_type_name() != "Constant" or source.get_output_element_type(0) not in plain
+                or len(source.get_output_partial_shape(0)) > 1):
             continue
         data = source.get_data().astype(op.get_output_element_type(0).to_dtype())
         folded = opset13.constant(data)
