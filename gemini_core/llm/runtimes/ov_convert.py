@@ -17,8 +17,10 @@ without it every step ran ~60 extra nodes and copied the cache (issue #19: int4 
 bandwidth limit). Three things the fusion needs: the cache read goes through a ``Gather`` on
 ``beam_idx`` (as optimum-intel's exports do) with a dynamic batch; nothing but that Gather reads the
 cache (transformers' causal mask and ``repeat_kv`` take the past length from the cache's shape, so the
-mask is built here from ``attention_mask`` and ``position_ids`` and the key/value heads are repeated
+mask is built here, additive in float, from ``attention_mask`` and ``position_ids`` and the key/value heads are repeated
 to the mask's length, in ``_ov_attention``); and the attention is one ``scaled_dot_product_attention``.
+It also meets the plugin's rotary-embedding fusion (one RoPE node per query and key; issue #19): the
+traced ``rotate_half`` needs its -1 as a plain constant (``_fold_constant_converts``).
 """
 from __future__ import annotations
 
@@ -59,7 +61,10 @@ class _CacheAsTensors(nn.Module):
             layer.keys, layer.values = past[2 * i], past[2 * i + 1]  # 1-D tensor, which OpenVINO rejects
             layer.device, layer.dtype, layer.is_initialized = past[0].device, past[0].dtype, True
         keys = torch.arange(attention_mask.shape[1], device=input_ids.device)
-        mask = (keys[None, :] <= position_ids[0][:, None]) & attention_mask[0].bool()[None, :]
+        allowed = (keys[None, :] <= position_ids[0][:, None]) & attention_mask[0].bool()[None, :]
+        # additive float mask (the plugin's fused attention ran ~4% slower per step with a boolean one);
+        # float16's minimum, as optimum-intel's exports, so a lower-precision plugin does not make it -inf
+        mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float16).min)
         out = self.model.model(input_ids=input_ids, attention_mask=mask[None, None], position_ids=position_ids,
                                cache_position=position_ids[0], use_cache=True,
                                **{cache_keyword(self.model.model.forward): cache})
@@ -108,6 +113,34 @@ def _zero_initial_states(ov_model) -> None:
     ov_model.validate_nodes_and_infer_types()
 
 
+def _fold_constant_converts(ov_model) -> None:
+    """Each ``Convert`` of a scalar or vector constant replaced by the converted constant.
+
+    The PyTorch frontend marks such a Convert (``aten::neg``'s -1, an i32 constant converted to f32)
+    as not to be folded, because a Convert of a constant feeding a Multiply looks like a weight's
+    dequantization; the CPU plugin's rotary-embedding fusion (``RoPEFusionGPTNEOX``) then does not
+    see ``x * -1`` in ``rotate_half`` and each layer's rotary embedding runs as ~10 separate nodes.
+    An IR written to disk and read back loses the mark (which is why optimum-intel's exports fuse).
+    Matrices (rank >= 2: weights) are left as they are."""
+    import openvino as ov
+    from openvino import opset13
+
+    plain = (ov.Type.f32, ov.Type.i32, ov.Type.i64)  # numpy holds these exactly (not bf16, not 4-bit codes)
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() != "Convert" or op.get_output_element_type(0) not in plain:
+            continue
+        source = op.input_value(0).get_node()
+        if (source.get_type_name() != "Constant" or source.get_output_element_type(0) not in plain
+                or len(source.get_output_partial_shape(0)) > 1):
+            continue
+        data = source.get_data().astype(op.get_output_element_type(0).to_dtype())
+        folded = opset13.constant(data)
+        folded.set_friendly_name(op.get_friendly_name())
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(folded.output(0))
+    ov_model.validate_nodes_and_infer_types()
+
+
 def kv_shape(config) -> tuple[int, int]:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return config.num_key_value_heads, head_dim
@@ -150,6 +183,7 @@ def convert_stateful(model):
     out_names = ["logits"] + [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     for port, name in zip(ov_model.outputs, out_names):
         port.get_tensor().set_names({name})
+    _fold_constant_converts(ov_model)
     _gather_cache_on_beam_idx(ov_model, layers)
     apply_make_stateful_transformation(ov_model, {f"past.{i}.{kv}": f"present.{i}.{kv}"
                                                   for i in range(layers) for kv in ("key", "value")})
