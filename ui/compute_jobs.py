@@ -131,15 +131,9 @@ class SweepJob(_BaselineMixin, Job):
         else:
             self.run_id = run_id_for(baseline.key, self.spec, pick_device())
         self.message = f"measuring {self.total} points" + (" on Ray" if self.executor == "ray" else "")
-        for record in run_sweep(scenario, baseline, self.spec, store=store, name=self.run_name,
-                                should_stop=self.should_stop, executor=self.executor,
-                                ray_address=self.ray_address):
-            self._add_record(record)
-            self.run_id = record.get("run_id", self.run_id)
-            if not self.cancelled:
-                self.message = f"measured {len(self.records)} of {self.total} points"
-        if not self.cancelled:
-            self.message = f"finished: {len(self.records)} points"
+        self._collect_points(run_sweep(scenario, baseline, self.spec, store=store, name=self.run_name,
+                                       should_stop=self.should_stop, executor=self.executor,
+                                       ray_address=self.ray_address))
 
 
 class TrainJob(_BaselineMixin, Job):

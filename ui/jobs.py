@@ -130,6 +130,16 @@ class Job:
                 self.first_record_at = time.time()
             self.records.append(record)
 
+    def _collect_points(self, records) -> None:
+        """Keep each point a sweep yields as it comes, with the "measured k of n" line; ``self.total`` is n."""
+        for record in records:
+            self._add_record(record)
+            self.run_id = record.get("run_id", self.run_id)
+            if not self.cancelled:
+                self.message = f"measured {len(self.records)} of {self.total} points"
+        if not self.cancelled:
+            self.message = f"finished: {len(self.records)} points"
+
     def snapshot(self) -> dict:
         with self._lock:
             return {"id": self.id, "kind": self.kind, "title": self.title, "state": self.state,

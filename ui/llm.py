@@ -59,14 +59,8 @@ class LLMSweepJob(Job):
         scenario = get_scenario("llm", **self.options)
         executor = RayExecutor(self.ray_address) if self.executor == "ray" else None
         self.message = "loading the language model"
-        for record in run_llm_sweep(scenario, self.spec, store=store, name=self.run_name,
-                                    should_stop=self.should_stop, progress=self._say, executor=executor):
-            self._add_record(record)
-            self.run_id = record.get("run_id", self.run_id)
-            if not self.cancelled:
-                self.message = f"measured {len(self.records)} of {self.total} points"
-        if not self.cancelled:
-            self.message = f"finished: {len(self.records)} points"
+        self._collect_points(run_llm_sweep(scenario, self.spec, store=store, name=self.run_name,
+                                           should_stop=self.should_stop, progress=self._say, executor=executor))
 
     def _say(self, text: str) -> None:
         self.message = text
