@@ -20,7 +20,7 @@ import torch
 from gemini_core.errors import DataError
 from gemini_core.llm.point import LLMPointConfig, LLMSettings
 from gemini_core.scenarios import get_scenario
-from gemini_core.workflows.ray_executor import RayExecutor, first_line, ray_module
+from gemini_core.workflows.ray_executor import RayExecutor, each_ready, first_line, ray_module
 
 _LOADED: dict[str, object] = {}  # a worker process is reused across tasks: load each model and text once
 
@@ -64,21 +64,11 @@ def run_llm_points(executor: RayExecutor, measure: Callable, options: dict, base
     remote = ray.remote(llm_point_task).options(max_retries=executor.max_retries, retry_exceptions=False,
                                                 **executor.resources("cpu", len(configs)))
     pending = {remote.remote(measure, options, baseline_key, c.to_dict(), settings.to_dict()): c for c in configs}
-    try:
-        while pending:
-            if should_stop is not None and should_stop():
-                return
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in ready:
-                config = pending.pop(ref)
-                try:
-                    yield config, ray.get(ref)
-                except Exception as exc:  # the point fails alone, with the task's reason
-                    yield config, {"kind": "llm", "config": config.to_dict(), "label": config.label(),
-                                   "status": "failed", "executor": "ray", "error": first_line(exc)}
-    finally:
-        for ref in pending:  # stopped or failed: don't leave tasks running on the cluster
-            try:
-                ray.cancel(ref, force=False)
-            except Exception:
-                pass
+    for ref in each_ready(pending, should_stop):
+        config = pending.pop(ref)
+        try:
+            record = ray.get(ref)
+        except Exception as exc:  # the point fails alone, with the task's reason
+            record = {"kind": "llm", "config": config.to_dict(), "label": config.label(), "status": "failed",
+                      "executor": "ray", "error": first_line(exc)}
+        yield config, record

@@ -227,38 +227,45 @@ class RayExecutor:
             gen = remote.remote(model_ref, description, unit, batch_size, device_type, frozenset(skip),
                                 latency_kwargs)
             pending[gen] = (unit, skip, set())
-        try:
-            while pending:
-                if should_stop is not None and should_stop():
-                    return
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                for gen in ready:
-                    unit, skip, returned = pending[gen]
-                    try:
-                        record = ray.get(next(gen))
-                    except StopIteration:
-                        del pending[gen]
-                        continue
-                    except Exception as exc:  # the task failed for good (retries spent, or a bug)
-                        del pending[gen]
-                        reason = _TaskFailed(first_line(exc))
-                        for config in unit.configs:
-                            if config.key() not in skip and config.key() not in returned:
-                                returned.add(config.key())
-                                yield {**failed_record(config, batch_size, device_type, reason),
-                                       "device": self.device_key(device_type)}
-                        continue
-                    key = CompressionConfig.from_dict(record["config"]).key()
-                    if key in returned:  # a re-run task re-yields points already stored
-                        continue
-                    returned.add(key)
-                    yield record
-        finally:
-            for gen in pending:  # stopped or failed: don't leave tasks running on the cluster
-                try:
-                    ray.cancel(gen, force=False)
-                except Exception:
-                    pass
+        for gen in each_ready(pending, should_stop):
+            unit, skip, returned = pending[gen]
+            try:
+                record = ray.get(next(gen))
+            except StopIteration:
+                del pending[gen]
+                continue
+            except Exception as exc:  # the task failed for good (retries spent, or a bug)
+                del pending[gen]
+                reason = _TaskFailed(first_line(exc))
+                for config in unit.configs:
+                    if config.key() not in skip and config.key() not in returned:
+                        returned.add(config.key())
+                        yield {**failed_record(config, batch_size, device_type, reason),
+                               "device": self.device_key(device_type)}
+                continue
+            key = CompressionConfig.from_dict(record["config"]).key()
+            if key in returned:  # a re-run task re-yields points already stored
+                continue
+            returned.add(key)
+            yield record
+
+
+def each_ready(pending: dict, should_stop: Callable[[], bool] | None = None) -> Iterator:
+    """Each task of ``pending`` as it has a result (the caller removes the tasks that are done), until none
+    is left or ``should_stop()``; whatever is left then is cancelled, so no task runs on for nothing."""
+    ray = ray_module()
+    try:
+        while pending:
+            if should_stop is not None and should_stop():
+                return
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            yield from ready
+    finally:
+        for task in pending:
+            try:
+                ray.cancel(task, force=False)
+            except Exception:
+                pass
 
 
 class _TaskFailed(RuntimeError):
