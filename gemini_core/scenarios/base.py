@@ -135,6 +135,10 @@ class Scenario:
     domain: str = "other"
     description: str = ""
     default_train = TrainSettings()
+    # How recovery after pruning moves the rate (training.loop.train_steps): "one-cycle" settles a model
+    # trained from scratch at a high rate; a scenario whose model is fine-tuned from pre-trained weights
+    # at a small rate may say "constant" (measured per scenario; see TextScenario).
+    recovery_schedule = "one-cycle"
 
     def __init__(self) -> None:
         self._splits: Splits | None = None

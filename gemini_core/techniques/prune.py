@@ -243,7 +243,8 @@ def prune(model: nn.Module, config: CompressionConfig, scenario: Scenario, devic
         model.to(device)
         result.finetune_loss = train_steps(model, scenario.splits.train, config.finetune_steps, lr=settings.lr * 0.3,
                                            batch_size=settings.batch_size, seed=seed, device=device,
-                                           should_stop=should_stop, threads=settings.threads, teacher=teacher)
+                                           should_stop=should_stop, threads=settings.threads, teacher=teacher,
+                                           schedule=scenario.recovery_schedule)
         model.to("cpu")
     remove_masks(model)
     model.eval()

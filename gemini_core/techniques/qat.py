@@ -161,7 +161,7 @@ def qat_recover(model: nn.Module, scenario, bits: int, granularity: str, steps: 
     attach_transforms(model, bits, granularity, masks)
     try:
         loss = train_steps(model, scenario.splits.train, steps, lr=lr, batch_size=batch_size, seed=seed,
-                           device=device, should_stop=should_stop)
+                           device=device, should_stop=should_stop, schedule=scenario.recovery_schedule)
     finally:
         detach_transforms(model)
         model.to("cpu")

@@ -21,6 +21,7 @@ from gemini_core.results.stats import paired_difference, parse_bits
 from gemini_core.results.store import Store
 from gemini_core.scenarios.base import Scenario
 from gemini_core.training.baseline import test_correctness
+from gemini_core.training.loop import recovery_recipe
 from gemini_core.workflows.executors import make_executor
 from gemini_core.workflows.sweep_spec import SweepSpec
 from gemini_core.workflows.units import SweepUnit, device_key, point_key, run_unit
@@ -52,6 +53,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
         device = remote.device_type(device)  # connects; "cpu" or "cuda" on the workers
         key_device = remote.device_key(device)
     run_id = run_id_for(baseline.key, spec, key_device)
+    recovery = recovery_recipe(scenario.recovery_schedule)  # in every fine-tuned point's key
     store.ensure_run(run_id, name or f"{scenario.name} sweep", scenario.name, baseline.key, spec.to_dict(),
                      baseline.describe())
     finished = True
@@ -65,7 +67,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
         for config in unit.configs:
             if force:
                 continue
-            key = point_key(config, spec.batch_size, key_device)
+            key = point_key(config, spec.batch_size, key_device, recovery)
             found = store.find_point(baseline.key, key)
             if found is None:
                 continue
@@ -85,7 +87,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
                 for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
                                        latency_kwargs):
                     config = CompressionConfig.from_dict(record["config"])
-                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device),
+                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device, recovery),
                                  with_baseline_comparison(record, baseline_correct))
                 if should_stop is not None and should_stop():
                     finished = False
@@ -99,7 +101,7 @@ def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None
             for record in remote.run_units(baseline.model, baseline.describe(), plans, spec.batch_size, device,
                                            should_stop, latency_kwargs):
                 config = CompressionConfig.from_dict(record["config"])
-                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device),
+                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device, recovery),
                              with_baseline_comparison(record, baseline_correct))
             if should_stop is not None and should_stop():
                 finished = False

@@ -32,12 +32,13 @@ class SweepUnit:
     configs: tuple
 
 
-def point_key(config: CompressionConfig, batch_size: int, device) -> str:
+def point_key(config: CompressionConfig, batch_size: int, device, recovery: str | None = None) -> str:
     """``device``: a torch device, or an executor's device key such as ``"ray:cpu"``. A fine-tuned point's
-    key holds the recovery recipe too (the same config recovered another way is another model)."""
+    key holds the recovery recipe too (the same config recovered another way is another model);
+    ``recovery``: the scenario's (``training.loop.recovery_recipe``), by default the one-cycle recipe."""
     fields = {"config": config.key(), "batch": batch_size, "device": device_key(device)}
     if config.finetune_steps:
-        fields["recovery_recipe"] = RECOVERY_RECIPE
+        fields["recovery_recipe"] = recovery or RECOVERY_RECIPE
     blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

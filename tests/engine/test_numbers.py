@@ -2,6 +2,7 @@
 noise-aware fronts, measurement conditions."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 
@@ -11,6 +12,7 @@ import torch
 
 from gemini_core.config import CompressionConfig
 from gemini_core.device import busy_warning, cpu_flags, device_info
+from gemini_core.errors import ConfigError
 from gemini_core.results.pareto import pareto_front
 from gemini_core.results.stats import (
     NO_CHANGE,
@@ -330,3 +332,25 @@ def test_digit_scans_written_as_png_folders_load_as_a_users_images(tmp_path):
     splits = get_scenario("images", data=str(tmp_path)).splits
     assert len(splits.train) + len(splits.val) + len(splits.test) == 1797
     assert tuple(splits.train.inputs["x"].shape[1:]) == (1, 28, 28) and splits.class_names == [str(d) for d in range(10)]
+
+
+def test_each_scenario_names_its_recovery_schedule_and_the_point_key_holds_it(digits):
+    """Recovery follows the scenario's schedule: one-cycle for models trained from scratch (digits keys as
+    they were), a constant rate for the pre-trained text encoder; another schedule is another point."""
+    from gemini_core.scenarios.text import TextScenario
+    from gemini_core.training.loop import recovery_recipe, train_steps
+    from gemini_core.workflows import units
+
+    scenario, baseline = digits
+    assert scenario.recovery_schedule == "one-cycle" and TextScenario.recovery_schedule == "constant"
+    tuned = CompressionConfig(finetune_steps=20)
+    assert recovery_recipe("one-cycle") == units.RECOVERY_RECIPE
+    assert units.point_key(tuned, 32, "cpu", recovery_recipe("constant")) != units.point_key(tuned, 32, "cpu")
+    recovered = {}
+    for schedule in ("one-cycle", "constant"):
+        model = copy.deepcopy(baseline.model)
+        train_steps(model, scenario.splits.train, 6, lr=1e-3, batch_size=32, schedule=schedule)
+        recovered[schedule] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.equal(recovered["one-cycle"], recovered["constant"])  # the schedule reached the optimizer
+    with pytest.raises(ConfigError, match="recovery schedule 'cosine'"):
+        train_steps(copy.deepcopy(baseline.model), scenario.splits.train, 2, lr=1e-3, schedule="cosine")
