@@ -110,7 +110,7 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
 
     # 3b. click a point in the accuracy-vs-latency chart: it becomes the chosen point, handed to Export.
     # (The other order, a picker choice after a chart click, is not run here: the chart's old pick came
-    # back over the picker's choice in about half the runs on this machine; see the issue note.)
+    # back over the picker's choice in 8 of 10 attempts on this machine; see the issue note.)
     page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     target = page.evaluate("""() => {
