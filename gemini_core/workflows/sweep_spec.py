@@ -104,22 +104,26 @@ class SweepSpec:
             recoveries=tuple(parse_list(recoveries, str, "recovery")),
         )
 
+    def _pruning_grid(self):
+        """(method, ratio, pruned) for every pruning setting of the grid: "none" once at 0, 2:4 at 50%."""
+        for method in self.prune_methods:
+            ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
+            for ratio in ratios:
+                yield method, ratio, method != "none" and ratio > 0
+
     def prune_settings(self) -> list[CompressionConfig]:
         """Distinct pruning settings with plain fine-tuning (each gives one pruned model), as 32-bit dense
         configs. QAT settings, one per bit width and granularity, come from ``qat_settings``."""
         if "finetune" not in self.recoveries:
             return []
         settings: dict[tuple, CompressionConfig] = {}
-        for method in self.prune_methods:
-            ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
-            for ratio in ratios:
-                pruned = method != "none" and ratio > 0
-                for steps in (self.finetune_steps if pruned or self.recover_unpruned else (0,)):
-                    if not pruned:
-                        config = CompressionConfig(finetune_steps=steps)
-                    else:
-                        config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps)
-                    settings.setdefault(config.prune_key, config)
+        for method, ratio, pruned in self._pruning_grid():
+            for steps in (self.finetune_steps if pruned or self.recover_unpruned else (0,)):
+                if not pruned:
+                    config = CompressionConfig(finetune_steps=steps)
+                else:
+                    config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps)
+                settings.setdefault(config.prune_key, config)
         return list(settings.values())
 
     def qat_settings(self) -> list[CompressionConfig]:
@@ -127,18 +131,15 @@ class SweepSpec:
         if "qat" not in self.recoveries:
             return []
         settings: dict[tuple, CompressionConfig] = {}
-        for method in self.prune_methods:
-            ratios = (0.0,) if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
-            for ratio in ratios:
-                pruned = method != "none" and ratio > 0
-                for steps in self.finetune_steps:
-                    for bits in self.bits:
-                        for granularity in (self.granularities if bits <= 8 else ()):
-                            config = CompressionConfig(
-                                prune_method=method if pruned else "none", prune_ratio=ratio if pruned else 0.0,
-                                finetune_steps=steps, bits=bits, granularity=granularity, recovery="qat")
-                            if config.is_qat:  # 0 steps: no recovery, the plain point
-                                settings.setdefault(config.prune_key, config)
+        for method, ratio, pruned in self._pruning_grid():
+            for steps in self.finetune_steps:
+                for bits in self.bits:
+                    for granularity in (self.granularities if bits <= 8 else ()):
+                        config = CompressionConfig(
+                            prune_method=method if pruned else "none", prune_ratio=ratio if pruned else 0.0,
+                            finetune_steps=steps, bits=bits, granularity=granularity, recovery="qat")
+                        if config.is_qat:  # 0 steps: no recovery, the plain point
+                            settings.setdefault(config.prune_key, config)
         return list(settings.values())
 
     def distill_settings(self) -> list[CompressionConfig]:
@@ -147,13 +148,11 @@ class SweepSpec:
         if "distill" not in self.recoveries:
             return []
         settings: dict[tuple, CompressionConfig] = {}
-        for method in self.prune_methods:
-            ratios = () if method == "none" else ((0.5,) if method == "2:4" else self.prune_ratios)
-            for ratio in (r for r in ratios if r > 0):
-                for steps in (s for s in self.finetune_steps if s > 0):
-                    config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps,
-                                               recovery="distill")
-                    settings.setdefault(config.prune_key, config)
+        for method, ratio, pruned in self._pruning_grid():
+            for steps in (s for s in self.finetune_steps if s > 0 and pruned):
+                config = CompressionConfig(prune_method=method, prune_ratio=ratio, finetune_steps=steps,
+                                           recovery="distill")
+                settings.setdefault(config.prune_key, config)
         return list(settings.values())
 
     def configs_for(self, prune_setting: CompressionConfig) -> list[CompressionConfig]:
