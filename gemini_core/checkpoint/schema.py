@@ -102,7 +102,7 @@ Count = Annotated[StrictInt, Field(ge=1, le=1 << 20)]
 class LlmPointFields(_Open):
     """``gemini_core.llm.point.LLMPointConfig``, typed and bounded."""
 
-    quant_method: Literal["none", "rtn", "gptq", "awq", "gptq-asym"]
+    quant_method: Literal["none", "rtn", "gptq", "awq", "gptq-asym", "gptq-sym-head"]
     bits: Annotated[StrictInt, Field(ge=2, le=32)]
     group_size: Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH)] | None = None
     prune_method: Literal["none", "magnitude", "wanda", "sparsegpt"]

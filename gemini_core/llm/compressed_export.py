@@ -62,7 +62,8 @@ def export_compressed(model, tokenizer, out_dir, bits: int, group_size: int | No
     """Write ``model`` (its decoder Linears fake-quantized at ``bits`` / ``group_size``, on a symmetric grid
     or, ``symmetric=False``, an asymmetric one)
     to ``out_dir`` as compressed-tensors pack-quantized safetensors with its tokenizer. The
-    embedding and output head stay float (listed under ``ignore``). Returns what was written."""
+    embedding stays float, and so does the output head unless it sits on the same grid (listed under
+    ``ignore``). Returns what was written."""
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import apply_quantization_config
 
@@ -76,6 +77,13 @@ def export_compressed(model, tokenizer, out_dir, bits: int, group_size: int | No
     if not targets:
         raise ConfigError("the model has no decoder Linear layers to pack")
     recovered = {name: recover_codes(lin.weight, bits, group_size, symmetric) for name, lin in targets.items()}
+    head = work.get_output_embeddings()
+    if head is not None and head.weight is not work.get_input_embeddings().weight:
+        try:  # a calibrated head (quantize's head recipes) sits on the grid too: pack it with the blocks
+            recovered["lm_head"] = recover_codes(head.weight, bits, group_size, symmetric)
+            targets["lm_head"] = head
+        except ConfigError:
+            pass  # a float head stays float (under ``ignore``)
     packed = {id(lin) for lin in targets.values()}
     ignore = [name for name, module in work.named_modules()
               if isinstance(module, torch.nn.Linear) and id(module) not in packed]

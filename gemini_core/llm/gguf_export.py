@@ -2,7 +2,13 @@
 llama.cpp's converter writes, so transformers' GGUF loader (and llama.cpp) read it back.
 
 Storage types: f32 (reloads bit-exactly), f16, or the block formats q8_0 / q4_0 / q4_1 (32
-weights per block, quantized here again by gguf-py: a compressed model's own grid is not kept).
+weights per block). In a q4_0 / q4_1 file a weight already on a 4-bit grid (a GPTQ, RTN or AWQ point's,
+groups of 32 or a multiple) is written with its own codes (``grid_blocks``: q4_0 holds a symmetric grid,
+q4_1 a symmetric or asymmetric one), so the file holds the weights that were measured, up to the f16
+scales every runtime stores; any other weight is quantized by gguf-py. The token embedding, when it is
+off the grid, goes to q8_0 there: untied, decoding reads one row of it per token (its size costs no
+speed); tied, it is also the LM head, kept at 8 bits as OpenVINO keeps it (4-bit rounding of SmolLM2's
+head alone costs 14.5% perplexity; a calibrated 4-bit head is the quantizer's job, ``quantize.py``).
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import numpy as np
 import torch
 
 from gemini_core.errors import ConfigError
+from gemini_core.llm.grids import asym_grid_codes, grid_codes
 
 ARCH = "llama"
 TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
@@ -92,16 +99,60 @@ def _rope_theta(config) -> float:
     return params.get("rope_theta", getattr(config, "rope_theta", 10000.0))
 
 
-def _encode(array: np.ndarray, qtype: str):
+BLOCK = 32  # weights per q4_0 / q4_1 / q8_0 block
+GRID_TYPES = ("q4_0", "q4_1")
+
+
+def _pack_nibbles(q: np.ndarray) -> np.ndarray:
+    # ggml's q4 layout: byte j holds weight j (low nibble) and weight j + 16 (high nibble) of its block
+    return (q[..., :16] | (q[..., 16:] << 4)).astype(np.uint8)
+
+
+def grid_blocks(array: np.ndarray, qtype: str) -> np.ndarray | None:
+    """``array`` (rows x columns) in ``qtype``'s blocks with the codes of the 4-bit grid it sits on, or
+    None when it is on no 4-bit grid with groups of 32 (or a multiple: one scale for several blocks).
+    q4_0 block: f16 scale d, 16 bytes of codes q in 0..15, weight = d * (q - 8). q4_1 block: f16 d and
+    f16 offset m, weight = d * q + m (a symmetric grid is m = -8 d)."""
+    rows, cols = array.shape
+    if qtype not in GRID_TYPES or cols % BLOCK:
+        return None
+    for group in sorted({g for g in (BLOCK, 64, 96, 128, 192, 256, cols) if cols % g == 0 and g % BLOCK == 0}):
+        codes, scale, missed = grid_codes(array, 4, group)
+        zero = np.full_like(scale, 8)
+        if missed:
+            if qtype == "q4_0":
+                continue
+            codes, scale, zero, missed = asym_grid_codes(array, 4, group)
+            if missed:
+                continue
+            codes = codes.astype(np.int16) - zero  # codes relative to the zero point, as for the symmetric grid
+        per_block = group // BLOCK
+        q = (codes.astype(np.int16) + zero.astype(np.int16) if qtype == "q4_1" else codes.astype(np.int16) + 8)
+        q = q.reshape(rows, cols // BLOCK, BLOCK).astype(np.uint8)
+        d = np.repeat(scale.reshape(rows, -1), per_block, axis=1).astype(np.float16)
+        parts = [d.view(np.uint8).reshape(rows, -1, 2)]
+        if qtype == "q4_1":
+            m = np.repeat((-scale * zero).reshape(rows, -1), per_block, axis=1).astype(np.float16)
+            parts.append(m.view(np.uint8).reshape(rows, -1, 2))
+        parts.append(_pack_nibbles(q))
+        return np.concatenate(parts, axis=-1).reshape(rows, -1)
+    return None
+
+
+def _encode(array: np.ndarray, qtype: str, off_grid: str | None = None):
+    """(data, raw type) of one tensor; ``off_grid``: the type for a 2-D weight on no grid (default qtype)."""
     from gguf import GGMLQuantizationType, quants
 
     if array.ndim == 1 or qtype == "f32":
         return array.astype(np.float32), None
     if qtype == "f16":
         return array.astype(np.float16), None
-    kind = GGMLQuantizationType[qtype.upper()]
-    if array.shape[-1] % 32:
+    if array.shape[-1] % BLOCK:
         return array.astype(np.float16), None  # block formats need rows that are multiples of 32
+    blocks = grid_blocks(array, qtype)
+    if blocks is not None:
+        return blocks, GGMLQuantizationType[qtype.upper()]
+    kind = GGMLQuantizationType[(off_grid or qtype).upper()]
     return quants.quantize(array.astype(np.float32), kind), kind
 
 
@@ -121,7 +172,8 @@ def export_gguf(model, tokenizer, path, qtype: str = "f32", name: str = "gemini-
     writer = gguf.GGUFWriter(str(path), ARCH)
     _add_metadata(writer, config, tokenizer, name)
     state = {k: v for k, v in model.state_dict().items()}
-    if getattr(config, "tie_word_embeddings", False):
+    tied = getattr(config, "tie_word_embeddings", False)
+    if tied:
         state.pop("lm_head.weight", None)  # no output.weight: the loader ties it again
     for hf_name, tensor in state.items():
         gname = gguf_tensor_name(hf_name)
@@ -134,7 +186,8 @@ def export_gguf(model, tokenizer, path, qtype: str = "f32", name: str = "gemini-
             array = _permute_rope(array, config.num_attention_heads)
         elif gname.endswith("attn_k.weight"):
             array = _permute_rope(array, config.num_key_value_heads)
-        data, raw = _encode(array, qtype)
+        embedding = gname == "token_embd.weight"
+        data, raw = _encode(array, qtype, "q8_0" if embedding and qtype in GRID_TYPES else None)
         writer.add_tensor(gname, data, raw_dtype=raw)  # block data: gguf-py derives the shape from its bytes
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -14,6 +14,7 @@ import torch
 
 from gemini_core.errors import ConfigError
 from gemini_core.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
+from gemini_core.llm.head import quantize_head
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class QuantMethod:
     symmetric: bool = True
     act_order: bool = False  # GPTQ only
     clip: bool = False  # RTN and GPTQ
+    head: bool = False  # GPTQ only: the LM head too (head.py), on the same grid
     help: str = ""
 
 
@@ -35,6 +37,11 @@ RECIPES = {
     # issue 19: the 4-bit g64 recipe within 15% of float perplexity on SmolLM2 (docs/llm.md)
     "gptq-asym": QuantMethod("gptq", symmetric=False, act_order=True, clip=True,
                              help="GPTQ with zero points (asymmetric grid), activation order and range clipping"),
+    # issue 19's fast recipe: a symmetric grid GGUF's q4_0 blocks hold, and the LM head (a fifth of SmolLM2's
+    # weights) calibrated too, which 4-bit rounding alone cannot afford (docs/llm.md)
+    "gptq-sym-head": QuantMethod("gptq", act_order=True, clip=True, head=True,
+                                 help="GPTQ, symmetric, with activation order and range clipping; the LM head "
+                                      "quantized too (GPTQ on the final hidden states; untied from the embedding)"),
 }
 METHODS = tuple(RECIPES)
 
@@ -216,7 +223,11 @@ def quantize_model(model, method: str, bits: int, group_size: int | None = None,
                 _awq_group([linears[n] for n in group], st.hessian(), rms, bits, group_size, symmetric)
 
         compress_sequentially(model, calib_ids, per_block, hessian=True, progress=progress)
+    head = None
+    if recipe.head:
+        head = quantize_head(model, calib_ids, lambda w, h: gptq(w, h, bits, group_size, symmetric,
+                                                                  act_order=act_order, clip=clip))
     return {"technique": "quantize", "method": name, "algorithm": method, "bits": bits, "group_size": group_size,
-            "symmetric": symmetric, "act_order": act_order, "clip": clip, "layers": len(layers),
+            "symmetric": symmetric, "act_order": act_order, "clip": clip, "layers": len(layers), "head": head,
             "calibration_tokens": int(calib_ids.numel()) if calib_ids is not None and method != "rtn" else 0,
             "seconds": round(time.perf_counter() - start, 2)}

@@ -54,23 +54,36 @@ def _weight_constants(ov_model):
     return list(found.values())
 
 
+def _on_point_grid(weight: np.ndarray, bits: int, group_size: int | None) -> bool:
+    """Whether every group of ``weight`` sits on the point's grid (symmetric or asymmetric); the first rows
+    are tried first, so a float head costs one cheap check."""
+    for sample in (weight[:8], weight):
+        if grid_codes(sample, bits, group_size)[2] and asym_grid_codes(sample, bits, group_size)[3]:
+            return False
+    return True
+
+
 def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bits: int | None = 8,
                             head_group: int | None = None, vocab_size: int | None = None) -> dict:
     """Replace every MatMul weight in place: decoder Linears at ``bits``/``group_size`` on their
-    recovered grid; the LM head (rows == ``vocab_size``) at ``head_bits``/``head_group`` (None: kept
-    float). Returns counts for the record."""
+    recovered grid; the LM head (rows == ``vocab_size``) on the point's grid when it sits on one (a
+    calibrated head), else at ``head_bits``/``head_group`` (None: kept float). Returns counts for the record."""
     layers = off = head_off = asym = 0
+    head_stored = (head_bits, head_group)
     for const in _weight_constants(ov_model):
         weight = const.get_data()
         if weight.dtype != np.float32:
             continue
         is_head = vocab_size is not None and weight.shape[0] == vocab_size
         b, g = (head_bits, head_group) if is_head else (bits, group_size)
+        head_on_grid = is_head and bits is not None and _on_point_grid(weight, bits, group_size)
+        if head_on_grid:  # a calibrated head (quantize's head recipes) is stored on its own grid
+            b, g = bits, group_size
         if b is None:
             continue
         codes, scale, missed = grid_codes(weight, b, g)
         zero = None
-        if missed and not is_head and maybe_asymmetric(weight, b, g):
+        if missed and (not is_head or head_on_grid) and maybe_asymmetric(weight, b, g):
             a_codes, a_scale, a_zero, a_missed = asym_grid_codes(weight, b, g)
             if a_missed < missed:
                 codes, scale, zero, missed = a_codes, a_scale, a_zero, a_missed
@@ -85,10 +98,11 @@ def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bi
                 target.replace_source_output(node.output(0))
         if is_head:
             head_off += missed
+            head_stored = (b, g)
         else:
             layers += 1
             off += missed
     ov_model.validate_nodes_and_infer_types()
-    return {"weight_bits": bits, "group_size": group_size, "head_bits": head_bits, "head_group": head_group,
+    return {"weight_bits": bits, "group_size": group_size, "head_bits": head_stored[0], "head_group": head_stored[1],
             "layers_compressed": layers, "layers_asymmetric": asym, "groups_off_grid": off,
             "head_groups_requantized": head_off}
