@@ -1,6 +1,8 @@
 """Decode figures, the bandwidth limit, the auto choice and the runnable exports (tiny Llama)."""
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -82,7 +84,10 @@ def test_hf_and_gguf_exports_reload_and_are_remeasured(tiny_lm, tmp_path, fmt, n
     path = export_llm(tiny_lm.model, tiny_lm.tokenizer, tmp_path / name, fmt)
     rec = evaluate_export(path, fmt, ids(), LLMRunSettings(**SMALL))
     direct = measure_on_runtime("torch", tiny_lm.model, tiny_lm.tokenizer, ids(), SMALL)
-    assert rec["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-5)
+    # GGUF is reloaded by llama.cpp where it is installed (its own f32 kernels), else by transformers
+    assert rec["runtime"] == ("llama.cpp" if fmt == "gguf" and importlib.util.find_spec("llama_cpp") else "torch")
+    exact = rec["runtime"] == "torch"
+    assert rec["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-5 if exact else 1e-4)
     assert rec["format"] == fmt and rec["decode_tokens_per_s"] > 0
     with pytest.raises(ConfigError, match="unknown LLM export format"):
         export_llm(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "x", "tflite")

@@ -3,17 +3,19 @@ back by its own runtime and measured again (perplexity, decode, the bandwidth li
 
 - ``openvino-ir``: openvino_model.xml/.bin, weights as codes + scales on the point's grid, stateful
   KV cache, with the tokenizer (OpenVINO's runtime runs it; see docs/llm.md for the inputs);
-- ``gguf``: the existing GGUF writer (llama.cpp's layout), reloaded through transformers' GGUF loader;
+- ``gguf``: the GGUF writer (llama.cpp's layout; a 4-bit grid kept in q4_0 / q4_1 blocks), reloaded by
+  llama.cpp where llama-cpp-python is installed, else through transformers' GGUF loader (torch);
 - ``hf``: safetensors + config + tokenizer, reloaded with transformers.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from gemini_core.errors import ConfigError
 from gemini_core.llm import metrics
 from gemini_core.llm.gguf_export import export_gguf
-from gemini_core.llm.runtimes import openvino_llm
+from gemini_core.llm.runtimes import llamacpp_llm, openvino_llm
 from gemini_core.llm.runtimes.base import LLMRunSettings
 from gemini_core.llm.runtimes.measure import measure_runner
 from gemini_core.llm.runtimes.run import machine_bandwidth
@@ -40,6 +42,8 @@ def reload_runner(path, fmt: str, settings: LLMRunSettings):
     if fmt == "openvino-ir":
         return openvino_llm.load_ir(path, settings)
     if fmt == "gguf":
+        if importlib.util.find_spec("llama_cpp") is not None:
+            return llamacpp_llm.LlamaCppRunner(Path(path), settings)
         model, _tokenizer = load_gguf(Path(path))
         return TorchRunner(model, settings)
     if fmt == "hf":
@@ -54,5 +58,5 @@ def evaluate_export(path, fmt: str, eval_ids, settings: LLMRunSettings | None = 
     runner = reload_runner(path, fmt, settings)
     record = measure_runner(runner, eval_ids, settings, machine_bandwidth(settings.threads)["copy_gb_per_s"],
                             perplexity_tokens)
-    record.update(format=fmt, path=str(path), file_size_mb=metrics.file_size_mb(path))
+    record.update(format=fmt, path=str(path), file_size_mb=metrics.file_size_mb(path), runtime=runner.execution)
     return record

@@ -22,6 +22,8 @@ LLM_EXECUTIONS: dict[str, LLMExecution] = {e.name: e for e in (
     LLMExecution("openvino-int4-head", "openvino_llm", "as openvino, with the LM head in int4 groups of 64 "
                  "(the head is a fifth of SmolLM2's weights)", {"head_bits": 4, "head_group": 64}),
     LLMExecution("onnxruntime-genai", "genai_llm", "ONNX Runtime GenAI (reports why when it cannot load the export)"),
+    LLMExecution("llama.cpp", "llamacpp_llm", "llama.cpp (llama-cpp-python, optional): GGUF with the point's 4-bit "
+                 "grid in q4_0 / q4_1 blocks (8-bit: q8_0), f16 KV cache"),
 )}
 AUTO = "auto"
 
