@@ -1,7 +1,8 @@
 """Decode speed of OpenVINO LLM IRs, each compiled in its own worker process, timed in rotated rounds.
 
-Every model runs under the same greedy driver (``bench.llm_profile.Stepper``: one ``infer`` per token
-on the stateful IR) and alone in its process, so neither the driver (optimum-intel's ``forward``, the
+Every OpenVINO model runs under the same greedy driver (``bench.llm_profile.Stepper``: one ``infer`` per
+token on the stateful IR; a GGUF file, ``--gguf``, under the product's llama.cpp runner, one ``eval`` per
+token) and alone in its process, so neither the driver (optimum-intel's ``forward``, the
 product's runner) nor other compiled models sharing a process weigh on one side only. Between its
 rounds a worker waits on a pipe. Product points (``--points``, as in ``bench.llm_runtimes``) are
 converted and written to a temporary folder first; other IRs come with ``--ir`` (as in
@@ -25,14 +26,36 @@ import numpy as np
 from bench.llm_profile import Stepper, compile_config, product_models, timed_decode
 
 
-def worker(path: str, kind: str, threads: int) -> None:
-    """One compiled IR; on each JSON line ``{"prompt": [...], "new_tokens": n}`` one greedy decode."""
-    import openvino as ov
+class GGUFStepper:
+    """The product's llama.cpp runner behind the ``Stepper`` interface (``start`` / ``run``)."""
 
+    def __init__(self, path: str, threads: int):
+        from gemini_core.llm.runtimes.base import LLMRunSettings
+        from gemini_core.llm.runtimes.llamacpp_llm import LlamaCppRunner
+
+        self.runner = LlamaCppRunner(Path(path), LLMRunSettings(threads=threads, context_len=64))
+
+    def start(self, prompt: np.ndarray) -> int:
+        import torch
+
+        return self.runner.start(torch.from_numpy(np.asarray(prompt, dtype=np.int64)))
+
+    def run(self, ids: np.ndarray) -> int:
+        return self.runner.step(int(ids[-1]))
+
+
+def worker(path: str, kind: str, threads: int) -> None:
+    """One compiled IR (or GGUF file, kind ``gguf``); on each JSON line ``{"prompt": [...], "new_tokens": n}``
+    one greedy decode."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library chatter goes to stderr; stdout carries the protocol only
-    core = ov.Core()
-    stepper = Stepper(core.compile_model(core.read_model(path), "CPU", compile_config(kind, threads, False)))
+    if kind == "gguf":
+        stepper = GGUFStepper(path, threads)
+    else:
+        import openvino as ov
+
+        core = ov.Core()
+        stepper = Stepper(core.compile_model(core.read_model(path), "CPU", compile_config(kind, threads, False)))
     protocol.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -72,7 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="gptq int4 g64", help="bench.llm_runtimes points, comma-separated")
     parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
-    parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml[:product|:plugin]")
+    parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml[:product|:plugin][+KEY=VALUE...] (compile properties)")
+    parser.add_argument("--gguf", action="append", default=[],
+                        help="NAME=PATH.gguf: run by the product's llama.cpp runner (llama-cpp-python)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -89,6 +114,9 @@ def main() -> None:
             name, _, path = item.partition("=")
             path, _, kind = path.partition(":")
             specs[name] = (path, kind or "plugin")
+        for item in args.gguf:
+            name, _, path = item.partition("=")
+            specs[name] = (path, "gguf")
         workers = {name: Worker(path, kind, args.threads) for name, (path, kind) in specs.items()}
     prompt = np.random.default_rng(0).integers(1, 10000, args.prompt_tokens).tolist()
     cmd = {"prompt": prompt, "new_tokens": args.new_tokens}

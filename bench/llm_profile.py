@@ -57,10 +57,18 @@ def product_models(points: list[str], cache: str) -> dict:
 
 
 def compile_config(kind: str, threads: int, perf_count: bool) -> dict:
+    """``kind`` is ``product`` or ``plugin``, optionally followed by ``+KEY=VALUE`` compile properties
+    (e.g. ``plugin+DYNAMIC_QUANTIZATION_GROUP_SIZE=64``) that override the defaults."""
+    kind, *extra = kind.split("+")
     config = {"INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1", "PERFORMANCE_HINT": "LATENCY",
               "PERF_COUNT": "YES" if perf_count else "NO"}
     if kind == "product":
         config["INFERENCE_PRECISION_HINT"] = "f32"
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"compile property {item!r} is not KEY=VALUE")
+        config[key] = value
     return config
 
 

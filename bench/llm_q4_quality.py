@@ -51,13 +51,25 @@ RECIPES = {
                                                                      "group_size": 64}, 16),
     "gptq int4 g64 calib128": ("gptq4g64x128", {"method": "gptq", "bits": 4, "group_size": 64}, 128),
     "gptq int4 g32": ("gptq4g32", {"method": "gptq", "bits": 4, "group_size": 32}, 32),
+    # symmetric grids that GGUF's Q4_0 blocks (32 weights, one f16 scale, no zero point) hold exactly
+    "gptq int4 g64 act-order clip": ("gptq4g64oc", {"method": "gptq", "bits": 4, "group_size": 64,
+                                                    "act_order": True, "clip": True}, 32),
+    "gptq int4 g32 act-order clip": ("gptq4g32oc", {"method": "gptq", "bits": 4, "group_size": 32,
+                                                    "act_order": True, "clip": True}, 32),
+    # + the LM head by GPTQ too (quantize.RECIPES["gptq-sym-head"]): every matrix in GGUF q4_0 blocks
+    "gptq-sym-head int4 g32": ("gptq4g32och", {"method": "gptq-sym-head", "bits": 4, "group_size": 32}, 32),
+    "gptq-sym-head int4 g64": ("gptq4g64och", {"method": "gptq-sym-head", "bits": 4, "group_size": 64}, 32),
 }
 
 
 def mb_per_token(model, options: dict | None, vocab: int, hidden: int) -> float:
-    """MiB of weights one decoded token reads, as OpenVINO stores this grid (int8 per-channel head)."""
+    """MiB of weights one decoded token reads, as OpenVINO stores this grid (int8 per-channel head, or the
+    point's grid when the recipe quantizes the head)."""
     total = 0.0
-    for name, lin in linear_layers(model).items():
+    matrices = dict(linear_layers(model))
+    if options is not None and METHODS[options["method"]].head:
+        matrices["lm_head"] = model.get_output_embeddings()
+    for name, lin in matrices.items():
         rows, cols = lin.weight.shape
         if options is None:
             total += rows * cols * 4
@@ -68,7 +80,8 @@ def mb_per_token(model, options: dict | None, vocab: int, hidden: int) -> float:
         symmetric = options.get("symmetric", METHODS[options["method"]].symmetric)
         zero = 0 if symmetric else (0.5 if bits <= 4 else 1)
         total += rows * cols * bits / 8 + groups * (2 + zero)
-    total += vocab * hidden + vocab * 2 if options is not None else vocab * hidden * 4
+    if "lm_head" not in matrices:
+        total += vocab * hidden + vocab * 2 if options is not None else vocab * hidden * 4
     return total / 2**20
 
 
