@@ -136,14 +136,19 @@ def main() -> None:
     first = names[0]
     print(f"load average {load_start[0]:.1f} -> {report['load_average_end'][0]:.1f}, {args.threads} threads, "
           f"{args.rounds} rounds of {args.new_tokens} tokens, each model in its own process")
-    print(f"| model | settings | decode tok/s (median) | vs {first} | median of per-round ratios to {first} |")
+    print(f"| model | settings | decode tok/s (median) | vs {first} | median of per-round ratios to {first} "
+          "[95% bootstrap interval] |")
     print("|---|---|---|---|---|")
+    resample = np.random.default_rng(0).integers(0, args.rounds, (2000, args.rounds))
     for name, rec in report["models"].items():
-        ratio = np.median(np.array(rec["rounds"]) / np.array(rounds[first]))
+        ratios = np.array(rec["rounds"]) / np.array(rounds[first])
+        ratio = np.median(ratios)
+        low, high = np.percentile(np.median(ratios[resample], axis=1), [2.5, 97.5])
         rec["median_round_ratio_to_first"] = float(ratio)
+        rec["ratio_interval_95"] = [float(low), float(high)]
         print(f"| {name} | {rec['settings']} | {rec['decode_tokens_per_s_median']:.1f} | "
               f"{rec['decode_tokens_per_s_median'] / report['models'][first]['decode_tokens_per_s_median']:.2f}x | "
-              f"{ratio:.2f}x |")
+              f"{ratio:.2f}x [{low:.2f}-{high:.2f}] |")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 

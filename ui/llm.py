@@ -10,6 +10,7 @@ import streamlit as st
 from gemini_core import llm as _llm  # noqa: F401  (registers the "llm" scenario for the pickers)
 from gemini_core.errors import GeminiError
 from gemini_core.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
+from gemini_core.llm.quantize import RECIPES
 from gemini_core.llm.source import SMOLLM2_SOURCE
 from gemini_core.workflows.llm_sweep import LLMSweepSpec
 
@@ -21,8 +22,9 @@ LLM_DEMO_GRID = dict(quant_methods=("rtn",), bits=(8, 4, 3), group_sizes=(64,), 
                      sparsities=(0.5,), mlp_ratios=(0.25,))
 SOURCE_NOTE = (f"The built-in SmolLM2-135M-Instruct came as {SMOLLM2_SOURCE['source_format']}: its weights were "
                f"already {SMOLLM2_SOURCE['source_bits']}-bit with groups of {SMOLLM2_SOURCE['source_group_size']}, "
-               "so 4-bit group-32 storage of them measures nothing (it reproduces the source grid). The demo grid "
-               "uses other bits and group sizes.")
+               "so asymmetric 4-bit group-32 storage of them measures nothing (it reproduces the source grid) and "
+               "is refused; symmetric 4-bit groups of 32 (gptq-sym-head, llama.cpp's q4_0 grid) are measured. The "
+               "demo grid uses other bits and group sizes.")
 QUANT = QUANT_METHODS[1:]  # the registered methods (llm.quantize.RECIPES)
 PRUNE = ("magnitude", "wanda", "sparsegpt")
 GROUPS = ("per-channel", 32, 64, 128)
@@ -114,9 +116,11 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
                             executions=tuple(s.llm_exec) or ("torch",))
     except GeminiError as exc:
         return None, str(exc)
-    if 4 in spec.bits and 32 in spec.group_sizes and st.session_state.get("model", {}).get("options", {}).get(
-            "model", "smollm2") == "smollm2":
-        st.warning("4-bit with groups of 32 on the built-in SmolLM2 reproduces its source grid: it measures nothing.")
+    asymmetric = [m for m in spec.quant_methods if m in RECIPES and not RECIPES[m].symmetric]
+    if asymmetric and 4 in spec.bits and 32 in spec.group_sizes and st.session_state.get("model", {}).get(
+            "options", {}).get("model", "smollm2") == "smollm2":
+        st.warning(f"{', '.join(asymmetric)} at 4 bits with groups of 32 on the built-in SmolLM2 reproduces its "
+                   "source grid: it measures nothing, and the sweep refuses it.")
     return spec, None
 
 
@@ -174,7 +178,7 @@ def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:
     from gemini_core.results.store import Store
     from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point
 
-    path = export_llm_point(Store(), point_id, out_dir, gguf="f32", overwrite=overwrite,
+    path = export_llm_point(Store(), point_id, out_dir, gguf="auto", overwrite=overwrite,
                             progress=lambda event: setattr(j, "message", getattr(event, "message", str(event))))
     j.message = "reloading the export and measuring it again"
     return {"point_id": point_id, "path": str(path), "check": evaluate_llm_export(path)}

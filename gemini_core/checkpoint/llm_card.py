@@ -46,7 +46,11 @@ def llm_model_card(recipe: dict) -> str:
               "model = AutoModelForCausalLM.from_pretrained('model')",
               "tokenizer = AutoTokenizer.from_pretrained('model')", "```", ""]
     if llm.get("gguf_file"):
-        lines += [f"`{llm['gguf_file']}` holds the same model as GGUF (llama.cpp; transformers reloads it with "
-                  f"`from_pretrained('.', gguf_file='{llm['gguf_file']}')`).", ""]
+        kind = llm.get("gguf_type") or "f32"
+        held = ("its 4-bit grid in the blocks, codes as measured" if kind in ("q4_0", "q4_1") else
+                "re-quantized in 32-weight blocks" if kind == "q8_0" else "the weights as measured")
+        lines += [f"`{llm['gguf_file']}` holds the same model as GGUF, type {kind} ({held}): llama.cpp runs it "
+                  f"(`llama-cli -m {llm['gguf_file']}`); transformers reloads it with "
+                  f"`from_pretrained('.', gguf_file='{llm['gguf_file']}')`.", ""]
     lines += ["`python -m gemini_core evaluate <this folder>` measures it again.", ""]
     return "\n".join(lines)

@@ -59,8 +59,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", default="gemini", help="comma list of " + ", ".join(FORMATS) + " (gemini always)")
     p.add_argument("--onnx-int8", action="store_true", help="also write onnx/model.int8.onnx (onnxruntime)")
     p.add_argument("--zip", action="store_true", help="also write <out>.zip")
-    p.add_argument("--gguf", default="f32", choices=[*GGUF_TYPES, "none"],
-                   help="LLM points: also write model.gguf of this type (default f32, exact; none: skip)")
+    p.add_argument("--gguf", default="auto", choices=[*GGUF_TYPES, "none"],
+                   help="LLM points: also write model.gguf of this type (default auto: the type that holds the "
+                        "point's grid, q4_0 / q4_1 for 4 bits, q8_0 for 8, else f32; none: skip)")
     p.set_defaults(func=run)
 
     p = subparsers.add_parser("evaluate", help="reload an export and measure it again (one JSON record)")

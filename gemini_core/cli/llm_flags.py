@@ -9,10 +9,12 @@ from gemini_core.workflows.llm_sweep import LLMSweepSpec
 GRID = {
     "--quant": ("quant_methods", "", f"llm: weight quantization methods, comma list of "
                f"{', '.join(m for m in QUANT_METHODS if m != 'none')} (gptq-asym: GPTQ with zero points, "
-               "activation order and range clipping)"),
+               "activation order and range clipping; gptq-sym-head: symmetric, the same options, and the LM head "
+               "calibrated too: the grid llama.cpp's q4_0 holds)"),
     "--quant-bits": ("bits", "8,4", "llm: bits for --quant (8, 4, 3, 2)"),
     "--group-size": ("group_sizes", "per-channel", "llm: per-channel and/or group sizes, e.g. per-channel,64 "
-                     "(SmolLM2's source weights were 4-bit groups of 32: 4-bit g32 measures nothing)"),
+                     "(SmolLM2's source weights were asymmetric 4-bit groups of 32: an asymmetric 4-bit g32 point "
+                     "would reproduce them and is refused; symmetric g32 is measured)"),
     "--llm-prune": ("prune_methods", "", f"llm: one-shot pruning, comma list of "
                     f"{', '.join(m for m in PRUNE_METHODS if m != 'none')}"),
     "--sparsity": ("sparsities", "0.5", "llm: sparsities for --llm-prune, e.g. 0.3,0.5 or 2:4"),

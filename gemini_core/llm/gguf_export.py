@@ -139,6 +139,18 @@ def grid_blocks(array: np.ndarray, qtype: str) -> np.ndarray | None:
     return None
 
 
+def grid_type(model, bits: int | None, group_size: int | None) -> str:
+    """The GGUF type that holds a point's weights as measured (``auto``): q4_0 for a symmetric 4-bit grid in
+    groups of 32 or a multiple, q4_1 for an asymmetric one, q8_0 for 8 bits (re-quantized in 32-weight blocks:
+    finer than the point's own grid), f32 otherwise (exact: no GGUF block type holds 2 or 3 bits here)."""
+    if bits == 8:
+        return "q8_0"
+    if bits != 4 or (group_size is not None and group_size % BLOCK):
+        return "f32"
+    first = model.model.layers[0].self_attn.q_proj.weight.detach().float().numpy()
+    return "q4_0" if grid_codes(first, 4, group_size)[2] == 0 else "q4_1"
+
+
 def _encode(array: np.ndarray, qtype: str, off_grid: str | None = None):
     """(data, raw type) of one tensor; ``off_grid``: the type for a 2-D weight on no grid (default qtype)."""
     from gguf import GGMLQuantizationType, quants

@@ -1,17 +1,17 @@
 """Export a stored LLM point and evaluate an LLM export.
 
 An LLM export folder holds ``model/`` (HF safetensors + tokenizer: transformers reloads it, no remote
-code), optionally ``model.gguf`` (written with the ``gguf`` package; transformers' GGUF loader reloads it),
+code), optionally ``model.gguf`` (written with the ``gguf`` package, by default in the block type that holds
+the point's grid; ``evaluate`` reloads it in llama.cpp where installed, else through transformers),
 ``recipe.json`` (validated by ``checkpoint.schema``; every file with its SHA-256) and ``README.md`` (the
 model card). ``evaluate_llm_export`` reloads ``model/`` and measures it again with the recorded settings,
 through the same ``measure_llm_point`` as the sweep: the perplexity is reproduced exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-
-import torch
 
 from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file, verify_files
 from gemini_core.checkpoint.llm_card import llm_model_card
@@ -20,7 +20,7 @@ from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import publish_folder, staging_folder
 from gemini_core.llm import metrics, text_data
 from gemini_core.llm.compressed_export import export_compressed, load_compressed
-from gemini_core.llm.gguf_export import export_gguf
+from gemini_core.llm.gguf_export import export_gguf, grid_type
 from gemini_core.llm.point import (
     FLOAT_FILES,
     PACKED_FILES,
@@ -28,6 +28,7 @@ from gemini_core.llm.point import (
     LLMSettings,
     compress_llm,
     measure_llm_point,
+    runtime_settings,
 )
 from gemini_core.llm.quantize import RECIPES
 from gemini_core.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
@@ -43,7 +44,7 @@ MODEL_DIR = "model"
 GGUF_FILE = "model.gguf"
 COMPRESSED_DIR = "compressed"  # compressed-tensors pack-quantized copy of a quantized point
 OPENVINO_DIR = "openvino"  # the IR, written when the point ran on OpenVINO
-GGUF_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
+GGUF_TYPES = ("auto", "f32", "f16", "q8_0", "q4_0", "q4_1")  # auto: the type that holds the point's grid
 
 
 def is_llm_point(point: dict) -> bool:
@@ -63,7 +64,7 @@ def scenario_from_run(run: dict) -> LLMScenario:
     return get_scenario("llm", **options)
 
 
-def export_llm_point(store, point_id: int, out_dir, gguf: str | None = "f32", overwrite: bool = False,
+def export_llm_point(store, point_id: int, out_dir, gguf: str | None = "auto", overwrite: bool = False,
                      progress: ProgressFn | None = None) -> Path:
     """Rebuild a stored LLM point (same model, text and settings), measure it again, write the export folder.
 
@@ -92,7 +93,7 @@ def export_llm_point(store, point_id: int, out_dir, gguf: str | None = "f32", ov
 
 
 def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointConfig, settings: LLMSettings,
-                     out_dir, sweep_record: dict | None = None, steps=None, gguf: str | None = "f32",
+                     out_dir, sweep_record: dict | None = None, steps=None, gguf: str | None = "auto",
                      overwrite: bool = False, progress: ProgressFn | None = None) -> Path:
     out_dir = Path(out_dir)
     notify(progress, "message", "measuring the point")
@@ -105,6 +106,8 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         save_hf_folder(model, tokenizer, tmp / MODEL_DIR, {**meta, "gemini_point": config.to_dict()})
         record["size_bytes"] = sum(p.stat().st_size for p in (tmp / MODEL_DIR).glob("*.safetensors"))
         record["size_written"] = FLOAT_FILES
+        if gguf == "auto":
+            gguf = grid_type(model, *config.grid)
         if gguf is not None:
             notify(progress, "message", f"writing GGUF ({gguf})")
             try:
@@ -123,7 +126,7 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         ir_dir = None
         if config.execution.startswith("openvino"):  # the point ran on OpenVINO: ship the IR it ran
             notify(progress, "message", "writing the OpenVINO IR")
-            export_llm(model, tokenizer, tmp / OPENVINO_DIR, "openvino-ir", _run_settings(config))
+            export_llm(model, tokenizer, tmp / OPENVINO_DIR, "openvino-ir", _run_settings(config, settings))
             ir_dir = OPENVINO_DIR
         recipe = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "llm", "label": config.label(),
@@ -197,16 +200,21 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
                                         record["perplexity"],
                                         "file_bytes": sum(p.stat().st_size for p in
                                                           (root / llm["compressed_dir"]).glob("*.safetensors"))}
+    if llm.get("gguf_file"):  # the GGUF reloaded by llama.cpp where it is installed (else transformers)
+        ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, settings.eval_tokens)
+        gguf = evaluate_runtime_export(root / llm["gguf_file"], "gguf", ids, _run_settings(config, settings))
+        record["gguf"] = {"type": llm.get("gguf_type"), **{k: gguf.get(k) for k in (
+            "runtime", "perplexity", "decode_tokens_per_s", "file_size_mb", "fraction_of_bandwidth_limit")}}
     if llm.get("openvino_dir"):  # the IR reloaded in OpenVINO's runtime and measured again
         ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, settings.eval_tokens)
-        ir = evaluate_runtime_export(root / llm["openvino_dir"], "openvino-ir", ids, _run_settings(config))
+        ir = evaluate_runtime_export(root / llm["openvino_dir"], "openvino-ir", ids, _run_settings(config, settings))
         record["openvino_ir"] = {k: ir.get(k) for k in ("perplexity", "decode_tokens_per_s", "file_size_mb",
                                                         "fraction_of_bandwidth_limit")}
     return record
 
 
-def _run_settings(config: LLMPointConfig) -> LLMRunSettings:
-    """The runtime settings an OpenVINO point ran with: its weight grid, and its execution's overrides."""
-    bits, group = config.grid
+def _run_settings(config: LLMPointConfig, settings: LLMSettings) -> LLMRunSettings:
+    """The runtime settings a point ran with: the recorded measurement's, its weight grid, and its execution's
+    overrides."""
     overrides = LLM_EXECUTIONS[config.execution].overrides if config.execution in LLM_EXECUTIONS else {}
-    return LLMRunSettings(threads=torch.get_num_threads(), weight_bits=bits, group_size=group, **overrides)
+    return dataclasses.replace(runtime_settings(settings, config.grid), **overrides)

@@ -74,7 +74,11 @@ def test_llm_grid_form_and_demo_grid_avoid_4_bit_group_32():
     assert at.multiselect(key="llm_groups").value == [64] and 4 in at.multiselect(key="llm_bits").value
     assert "points**" in at.info[0].value and "estimate" in at.info[0].value
     at.multiselect(key="llm_groups").set_value([32]).run()
-    assert any("measures nothing" in w.value for w in at.warning)
+    assert not any("measures nothing" in w.value for w in at.warning)  # a symmetric g32 grid is not the source's
+    at.multiselect(key="llm_quant").set_value(["rtn", "gptq-asym"]).run()
+    assert any("gptq-asym at 4 bits with groups of 32" in w.value and "measures nothing" in w.value
+               for w in at.warning)
+    at.multiselect(key="llm_quant").set_value(["rtn"]).run()
     at.multiselect(key="llm_prune").set_value(["wanda"]).run()
     at.multiselect(key="llm_sparsity").set_value([]).run()
     assert at.button(key="sw_start").disabled is False  # an empty sparsity list falls back to 0.5

@@ -140,6 +140,26 @@ def test_export_and_evaluate_reproduce_perplexity_exactly_and_gguf_reloads(swept
         assert torch.equal(gguf_model(input_ids=ids).logits, reloaded(input_ids=ids).logits)
 
 
+def test_the_default_gguf_holds_the_points_grid_and_evaluate_reloads_it_in_its_runtime(swept, tmp_path):
+    import importlib.util
+
+    from gguf import GGUFReader
+
+    store, _, records = swept
+    point = next(r for r in records if r["config"]["quant_method"] == "rtn")  # RTN 4-bit g32, symmetric
+    out = export_llm_point(store, point["point_id"], tmp_path / "export")  # gguf="auto"
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["llm"]["gguf_type"] == "q4_0"
+    kinds = {t.name: t.tensor_type.name for t in GGUFReader(str(out / "model.gguf")).tensors}
+    assert [k for n, k in kinds.items() if n.startswith("blk.") and k != "F32"] == ["Q4_0"] * 14
+    assert "type q4_0 (its 4-bit grid in the blocks" in (out / "README.md").read_text()
+    again = evaluate_llm_export(out)["gguf"]
+    assert again["type"] == "q4_0"
+    assert again["runtime"] == ("llama.cpp" if importlib.util.find_spec("llama_cpp") else "torch")
+    # the same codes; f16 scales (and llama.cpp's 8-bit activations, where it runs) move perplexity a little
+    assert again["perplexity"] == pytest.approx(point["perplexity"], rel=0.02)
+
+
 def test_recipe_schema_refuses_a_bad_llm_section(swept, tmp_path):
     store, _, records = swept
     out = export_llm_point(store, records[0]["point_id"], tmp_path / "e", gguf=None)

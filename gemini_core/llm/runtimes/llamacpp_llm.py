@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.gguf_export import export_gguf
-from gemini_core.llm.grids import grid_codes
+from gemini_core.llm.gguf_export import export_gguf, grid_type
 from gemini_core.llm.runtimes.base import LLMRunSettings, Runner
 
 GGUF_NAME = "model.gguf"
@@ -35,20 +34,14 @@ def require():
 
 
 def gguf_type_for(model, settings: LLMRunSettings) -> str:
-    """The GGUF block type that holds the point's weights: q4_0 for a symmetric 4-bit grid, q4_1 for an
-    asymmetric one, q8_0 for 8-bit (quantized again in 32-weight blocks), f32 for float weights."""
-    if settings.weight_bits is None:
-        return "f32"
-    if settings.weight_bits == 8:
-        return "q8_0"
-    if settings.weight_bits != 4:
-        raise ConfigError(f"llama.cpp runs 4-bit (q4_0 / q4_1) and 8-bit (q8_0) points here, "
-                          f"not {settings.weight_bits}-bit ones")
-    group = settings.group_size
-    if group is not None and group % 32:
+    """The GGUF block type that holds the point's weights (``gguf_export.grid_type``); a grid llama.cpp has
+    no block type for is one line rather than a silently slow float file."""
+    bits, group = settings.weight_bits, settings.group_size
+    if bits not in (None, 4, 8):
+        raise ConfigError(f"llama.cpp runs 4-bit (q4_0 / q4_1) and 8-bit (q8_0) points here, not {bits}-bit ones")
+    if bits == 4 and group is not None and group % 32:
         raise ConfigError(f"GGUF's 4-bit blocks hold groups of 32 weights or a multiple, not {group}")
-    first = model.model.layers[0].self_attn.q_proj.weight.detach().float().numpy()
-    return "q4_0" if grid_codes(first, 4, group)[2] == 0 else "q4_1"
+    return grid_type(model, bits, group)
 
 
 def gguf_tensor_bytes(reader) -> dict:
