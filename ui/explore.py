@@ -174,7 +174,13 @@ LLM_RECORD_FIELDS = [
                                                                 "{:+.2f}"),
     ("context_len", "context length (tokens)", "{:.0f}"), ("stride", "stride (tokens)", "{:.0f}"),
     ("tokens_scored", "tokens scored", "{:.0f}"), ("prefill_ms_p50", "prefill p50 (ms)", "{:.1f}"),
-    ("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"), ("quant_method", "quantization", None),
+    ("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"), ("ttft_ms", "time to first token (ms)", "{:.1f}"),
+    ("weight_mb_read_per_token", "weights read per token (MB)", "{:.1f}"),
+    ("bandwidth_limit_tokens_per_s", "copy-bandwidth limit (tokens/s)", "{:.0f}"),
+    ("fraction_of_bandwidth_limit", "of the copy-bandwidth limit (%)", "pct"),
+    ("read_limit_tokens_per_s", "read-bandwidth limit (tokens/s)", "{:.0f}"),
+    ("fraction_of_read_limit", "of the read-bandwidth limit (%)", "pct"),
+    ("kv_cache_mb_at_end", "KV cache at the end (MB)", "{:.2f}"), ("quant_method", "quantization", None),
     ("group_size", "group size", None), ("recovery", "recovery", None), ("execution", "execution", None),
 ]
 

@@ -62,6 +62,7 @@ def llm_comparison_rows(reference: Mapping, chosen: Mapping, fmt_bytes) -> list[
              ("prefill p10-p90", *(f"{_fmt(r.get('prefill_ms_p10'), '.1f')}-{_fmt(r.get('prefill_ms_p90'), '.1f')} ms"
                                    for r in (reference, chosen))),
              ("decode (greedy)", *pair("decode_tokens_per_s", ".1f", " tokens/s")),
+             ("decode against the bandwidth limits (copy / read)", *(_limits(r) for r in (reference, chosen))),
              ("threads, load (1 min) / cores",
               *(f"{r.get('threads', '–')}, {r.get('load_avg_1m', '–')} / {r.get('cores', '–')}"
                 for r in (reference, chosen))),
@@ -74,6 +75,18 @@ def llm_comparison_rows(reference: Mapping, chosen: Mapping, fmt_bytes) -> list[
                 for r in (reference, chosen))),
              ("peak memory", fmt_bytes(reference.get("peak_memory_bytes")), fmt_bytes(chosen.get("peak_memory_bytes")))]
     return rows
+
+
+def _limits(record: Mapping) -> str:
+    """The share of each bound the point decodes at: weights (and KV cache) read per token against the
+    machine's measured copy and read bandwidths (a runtime point's record has them; torch points do not)."""
+    copy, read = _num(record.get("fraction_of_bandwidth_limit")), _num(record.get("fraction_of_read_limit"))
+    if not math.isfinite(copy):
+        return "–"
+    text = f"{copy * 100:.0f}% of {_fmt(record.get('bandwidth_limit_tokens_per_s'), '.0f')} tokens/s"
+    if math.isfinite(read):
+        text += f" / {read * 100:.0f}% of {_fmt(record.get('read_limit_tokens_per_s'), '.0f')}"
+    return text
 
 
 def _ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:

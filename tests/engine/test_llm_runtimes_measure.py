@@ -10,7 +10,7 @@ from gemini_core.errors import CheckpointError, ConfigError
 from gemini_core.llm.runtimes import auto, measure_on_runtime
 from gemini_core.llm.runtimes.base import LLMRunSettings
 from gemini_core.llm.runtimes.exports import evaluate_export, export_llm
-from gemini_core.llm.runtimes.measure import bandwidth_limit, copy_bandwidth_gb_s
+from gemini_core.llm.runtimes.measure import bandwidth_limit, copy_bandwidth_gb_s, read_bandwidth_gb_s
 from gemini_core.llm.runtimes.run import load_runner
 
 SMALL = {"prompt_tokens": 8, "new_tokens": 5, "prefill_tokens": 16, "repeats": 1, "context_len": 32}
@@ -28,9 +28,11 @@ def test_bandwidth_limit_arithmetic():
         bandwidth_limit(10.0, 0)
 
 
-def test_copy_bandwidth_is_measured():
+def test_copy_and_read_bandwidth_are_measured():
     out = copy_bandwidth_gb_s(threads=2, mbytes=16, repeats=2)
     assert out["copy_threads"] == 2 and 0.1 < out["copy_gb_per_s"] < 1000
+    read = read_bandwidth_gb_s(threads=2, mbytes=16, repeats=2)
+    assert read["read_threads"] == 2 and 0.1 < read["read_gb_per_s"] < 1000
 
 
 def test_measure_on_runtime_reports_decode_and_the_limit(tiny_lm):
@@ -43,6 +45,8 @@ def test_measure_on_runtime_reports_decode_and_the_limit(tiny_lm):
     limit = rec["copy_gb_per_s"] * 1e9 / rec["bytes_read_per_token"]
     assert rec["bandwidth_limit_tokens_per_s"] == pytest.approx(limit)
     assert rec["fraction_of_bandwidth_limit"] == pytest.approx(rec["decode_tokens_per_s"] / limit)
+    read_limit = rec["read_gb_per_s"] * 1e9 / rec["bytes_read_per_token"]
+    assert rec["fraction_of_read_limit"] == pytest.approx(rec["decode_tokens_per_s"] / read_limit)
     assert rec["peak_rss_mb"] > 0 and rec["kv_cache_mb_at_end"] > 0 and "load_average_1m" in rec
 
 

@@ -26,7 +26,8 @@ def measure_on_runtime(execution: str, model, tokenizer, eval_ids, settings: LLM
     run_settings = settings_for(execution, settings)
     runner, load_s = load_runner(execution, model, tokenizer, run_settings)
     bandwidth = machine_bandwidth(run_settings.threads)
-    record = measure_runner(runner, eval_ids, run_settings, bandwidth["copy_gb_per_s"], perplexity_tokens)
+    record = measure_runner(runner, eval_ids, run_settings, bandwidth["copy_gb_per_s"], perplexity_tokens,
+                            bandwidth.get("read_gb_per_s"))
     record["load_seconds"] = round(load_s, 2)
     if also is not None:
         record.update(also(runner.as_model()))

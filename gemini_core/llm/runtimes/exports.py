@@ -56,7 +56,8 @@ def evaluate_export(path, fmt: str, eval_ids, settings: LLMRunSettings | None = 
     """Reload an export in its runtime and measure it again."""
     settings = settings or LLMRunSettings()
     runner = reload_runner(path, fmt, settings)
-    record = measure_runner(runner, eval_ids, settings, machine_bandwidth(settings.threads)["copy_gb_per_s"],
-                            perplexity_tokens)
+    bandwidth = machine_bandwidth(settings.threads)
+    record = measure_runner(runner, eval_ids, settings, bandwidth["copy_gb_per_s"], perplexity_tokens,
+                            bandwidth.get("read_gb_per_s"))
     record.update(format=fmt, path=str(path), file_size_mb=metrics.file_size_mb(path), runtime=runner.execution)
     return record

@@ -7,7 +7,7 @@ import time
 from gemini_core.errors import ConfigError
 from gemini_core.llm.runtimes import genai_llm, llamacpp_llm, openvino_llm, torch_eager
 from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import copy_bandwidth_gb_s
+from gemini_core.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
 from gemini_core.llm.runtimes.registry import check
 
 LOADERS = {"torch_eager": torch_eager.load, "openvino_llm": openvino_llm.load, "genai_llm": genai_llm.load,
@@ -16,9 +16,9 @@ _BANDWIDTH: dict[int, dict] = {}
 
 
 def machine_bandwidth(threads: int) -> dict:
-    """The copy bandwidth at ``threads`` threads, measured once per process."""
+    """The copy and read bandwidths at ``threads`` threads, measured once per process."""
     if threads not in _BANDWIDTH:
-        _BANDWIDTH[threads] = copy_bandwidth_gb_s(threads)
+        _BANDWIDTH[threads] = {**copy_bandwidth_gb_s(threads), **read_bandwidth_gb_s(threads)}
     return _BANDWIDTH[threads]
 
 
