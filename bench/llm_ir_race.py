@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.llm_profile import Stepper, compile_config, product_models, timed_decode
+from gemini_core.device import cpu_flags
+from gemini_core.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
 
 
 class GGUFStepper:
@@ -102,6 +104,7 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--reference", default="", help="the model every ratio is against (default: the first)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     specs = {}
@@ -122,20 +125,26 @@ def main() -> None:
     cmd = {"prompt": prompt, "new_tokens": args.new_tokens}
     for w in workers.values():  # warm-up
         w.ask(cmd)
-    names, rounds = list(workers), {name: [] for name in workers}
+    if args.reference and args.reference not in workers:
+        raise SystemExit(f"--reference {args.reference!r} is none of {', '.join(workers)}")
+    names = sorted(workers, key=lambda name: name != args.reference) if args.reference else list(workers)
+    rounds = {name: [] for name in names}
     load_start = os.getloadavg()
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             rounds[name].append(round(workers[name].ask(cmd)["decode_tokens_per_s"], 1))
     for w in workers.values():
         w.close()
+    bandwidth = {**copy_bandwidth_gb_s(args.threads), **read_bandwidth_gb_s(args.threads)}  # right after the rounds
     report = {"load_average_start": load_start, "load_average_end": os.getloadavg(), "threads": args.threads,
+              "bandwidth": bandwidth, "cpu_flags": list(cpu_flags()),
               "new_tokens": args.new_tokens, "prompt_tokens": args.prompt_tokens,
               "models": {name: {"settings": specs[name][1], "decode_tokens_per_s_median": float(np.median(v)),
                                 "rounds": v} for name, v in rounds.items()}}
     first = names[0]
     print(f"load average {load_start[0]:.1f} -> {report['load_average_end'][0]:.1f}, {args.threads} threads, "
-          f"{args.rounds} rounds of {args.new_tokens} tokens, each model in its own process")
+          f"{args.rounds} rounds of {args.new_tokens} tokens, each model in its own process; copy "
+          f"{bandwidth['copy_gb_per_s']:.1f} GB/s, read {bandwidth['read_gb_per_s']:.1f} GB/s right after")
     print(f"| model | settings | decode tok/s (median) | vs {first} | median of per-round ratios to {first} "
           "[95% bootstrap interval] |")
     print("|---|---|---|---|---|")

@@ -52,6 +52,9 @@ POINTS = {
     # issue 19's quality recipe (bench.llm_q4_quality, method gptq-asym): zero points + activation order +
     # range clipping, stored on its asymmetric grid (u4 codes - u4 zero point, x f16 scale)
     "gptq-asym int4 g64": ("gptq4ag64oc", "openvino", 4, 64, 8, None, None),
+    # the symmetric recipe with a calibrated head (quantize.RECIPES["gptq-sym-head"]): the head is stored on
+    # its own 4-bit grid (ov_weights), whatever head_bits says
+    "gptq-sym-head int4 g32": ("gptq4g32och", "openvino", 4, 32, 8, None, None),
 }
 DEFAULT_POINTS = list(POINTS)[:8]
 PEERS = {"peer int4 g64 (optimum-intel data-free)": "int4-g64", "peer int8 (optimum-intel)": "int8",
