@@ -60,17 +60,23 @@ def _plot(fig, key: str, selectable: bool):
         # the old click, and a second click on the same point after a picker choice did nothing). So a click is
         # read in on_select, which Streamlit calls only when the selection changed, and the chart then gets a
         # fresh key: it comes back without a selection, and the next click on any point is a change again.
-        chart_key = f"{key}_{st.session_state.get(f'_{key}_clicks', 0)}"
+        chart_key = _chart_key(key)
         st.plotly_chart(fig, key=chart_key, on_select=_chart_clicked(key, chart_key), selection_mode=("points",),
                         config={"displaylogo": False})
         return
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
 
 
+def _chart_key(key: str) -> str:
+    return f"{key}_{st.session_state.get(f'_{key}_clicks', 0)}"
+
+
 def _chart_clicked(key: str, chart_key: str):
     """The on_select callback of chart ``chart_key``: its clicked point becomes the chosen point."""
 
     def on_select() -> None:
+        if chart_key != _chart_key(key):
+            return  # a chart already replaced (Streamlit keeps a widget's callback after the widget is gone)
         try:
             points = st.session_state[chart_key].selection.points
         except (KeyError, AttributeError):
