@@ -97,3 +97,12 @@ def test_a_clicked_chart_comes_back_without_a_selection():
     after = _chart(at, "sweep_acc_lat").proto.id
     assert after != before                        # a fresh chart: nothing old for the browser to send again
     assert at.session_state[after].selection.points == []
+
+
+def test_a_chart_click_on_the_overview_chooses_the_point():
+    ids = write_fixed_run(Store(store_path()))
+    at = new_app()
+    a = ids["8-bit"]
+    run_with_chart(at, _chart(at, "home_acc_size").proto.id, [a])
+    assert any(m.value == f"**Point #{a}: full record**" for m in at.markdown)
+    assert at.session_state["selected_point_id"] == a
