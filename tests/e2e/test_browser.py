@@ -67,6 +67,11 @@ def choose_in_picker(page, avoid: int) -> int:
     if f"#{avoid} ·" in option.inner_text():
         option = options.nth(2)
     chosen_text = option.inner_text()
+    # the list opens scrolled to the current choice; scroll to the option and let the list settle first
+    # (clicked at once, the option was covered by the list or re-rendered, and the click timed out in 2 of
+    # about 20 attempts here)
+    option.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     option.click()
     wait_idle(page)
     return int(chosen_text.split("#")[1].split(" ")[0])
