@@ -55,11 +55,11 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
 # -- live view ---------------------------------------------------------------------------------------
 def _plot(fig, key: str, selectable: bool):
     if selectable:
-        # A chart's selection is widget state: the browser sends it again with every later rerun, so reading it
-        # in the script cannot tell an old click from a new one (a picker choice made after a click was lost to
-        # the old click, and a second click on the same point after a picker choice did nothing). So a click is
-        # read in on_select, which Streamlit calls only when the selection changed, and the chart then gets a
-        # fresh key: it comes back without a selection, and the next click on any point is a change again.
+        # A chart's selection is widget state: the browser sends it again with every later rerun (the picker's
+        # too), so the script cannot tell an old click from a new one by its content (comparing with the last
+        # pick ignored a second click on the same point after a picker choice). So a click is read in on_select,
+        # which Streamlit calls only when the selection changed, and the chart then gets a fresh key: it comes
+        # back without a selection, nothing old is sent again, and the next click on any point is a change.
         chart_key = _chart_key(key)
         st.plotly_chart(fig, key=chart_key, on_select=_chart_clicked(key, chart_key), selection_mode=("points",),
                         config={"displaylogo": False})
