@@ -57,24 +57,21 @@ def chart_target(page) -> dict:
 
 
 def choose_in_picker(page, avoid: int) -> int:
-    """Choose the second option (the third if the second is point ``avoid``) of the Sweep page's point picker;
-    its point id."""
+    """Choose a point other than ``avoid`` in the Sweep page's point picker; its point id.
+
+    The option is clicked by its label: a position (``nth``) is looked up again at the click, and the list,
+    which opens scrolled to the current choice, may have scrolled by then (a click then chose another point
+    than the one read, in 1 of 6 runs here)."""
     picker = page.get_by_role("combobox", name="Point to export and report on")
     picker.scroll_into_view_if_needed()
     picker.click()
-    options = page.get_by_role("option")
-    option = options.nth(1)
-    if f"#{avoid} ·" in option.inner_text():
-        option = options.nth(2)
-    chosen_text = option.inner_text()
-    # the list opens scrolled to the current choice; scroll to the option and let the list settle first
-    # (clicked at once, the option was covered by the list or re-rendered, and the click timed out in 2 of
-    # about 20 attempts here)
+    page.get_by_role("option").first.wait_for()
+    label = next(t for t in page.get_by_role("option").all_inner_texts()[1:] if f"#{avoid} ·" not in t)
+    option = page.get_by_role("option", name=label.strip(), exact=True)
     option.scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
     option.click()
     wait_idle(page)
-    return int(chosen_text.split("#")[1].split(" ")[0])
+    return int(label.split("#")[1].split(" ")[0])
 
 
 def expect_chosen(page, point_id: int) -> None:
