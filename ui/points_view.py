@@ -55,22 +55,38 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
 # -- live view ---------------------------------------------------------------------------------------
 def _plot(fig, key: str, selectable: bool):
     if selectable:
-        event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points",),
-                                config={"displaylogo": False})
-        try:
-            points = event.selection.points if event else []
-        except AttributeError:
-            points = []
-        picked = [p["customdata"][0] for p in points if p.get("customdata")]
-        # The chart keeps its selection across reruns, and re-sends it after a redraw (sometimes after an
-        # empty one): act only on a pick that differs from the last non-empty one, so a later choice in
-        # the picker is never overridden by an old click.
-        if picked and picked != st.session_state.get(f"_{key}_picked"):
-            select_point(picked[-1], source="chart")
-        if picked:
-            st.session_state[f"_{key}_picked"] = picked
+        # A chart's selection is widget state: the browser sends it again with every later rerun (the picker's
+        # too), so the script cannot tell an old click from a new one by its content (comparing with the last
+        # pick ignored a second click on the same point after a picker choice). So a click is read in on_select,
+        # which Streamlit calls only when the selection changed, and the chart then gets a fresh key: it comes
+        # back without a selection, nothing old is sent again, and the next click on any point is a change.
+        chart_key = _chart_key(key)
+        st.plotly_chart(fig, key=chart_key, on_select=_chart_clicked(key, chart_key), selection_mode=("points",),
+                        config={"displaylogo": False})
         return
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def _chart_key(key: str) -> str:
+    return f"{key}_{st.session_state.get(f'_{key}_clicks', 0)}"
+
+
+def _chart_clicked(key: str, chart_key: str):
+    """The on_select callback of chart ``chart_key``: its clicked point becomes the chosen point."""
+
+    def on_select() -> None:
+        if chart_key != _chart_key(key):
+            return  # a chart already replaced (Streamlit keeps a widget's callback after the widget is gone)
+        try:
+            points = st.session_state[chart_key].selection.points
+        except (KeyError, AttributeError):
+            points = []
+        picked = [p["customdata"][0] for p in points if p.get("customdata")]
+        if picked:  # an emptied selection (a double click) leaves the choice as it was
+            select_point(picked[-1], source="chart")
+            st.session_state[f"_{key}_clicks"] = st.session_state.get(f"_{key}_clicks", 0) + 1
+
+    return on_select
 
 
 def sweep_live_view(where: str) -> None:

@@ -44,6 +44,45 @@ def tall_screenshot(page, path: Path, height: int = 2600) -> bytes:
     return png
 
 
+def chart_target(page) -> dict:
+    """Page coordinates of the first measured point of the accuracy-vs-latency chart (scrolled into view)."""
+    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    return page.evaluate("""() => {
+      const g = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+      const t = g.data.find(t => t.name !== 'Pareto front'), fl = g._fullLayout, box = g.getBoundingClientRect();
+      return {pid: t.customdata[0][0], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[0]),
+              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[0])};
+    }""")
+
+
+def choose_in_picker(page, avoid: int) -> int:
+    """Choose a point other than ``avoid`` in the Sweep page's point picker; its point id.
+
+    The option is clicked by its label: a position (``nth``) is looked up again at the click, and the list,
+    which opens scrolled to the current choice, may have scrolled by then (a click then chose another point
+    than the one read, in 1 of 6 runs here)."""
+    picker = page.get_by_role("combobox", name="Point to export and report on")
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    page.get_by_role("option").first.wait_for()
+    label = next(t for t in page.get_by_role("option").all_inner_texts()[1:] if f"#{avoid} ·" not in t)
+    option = page.get_by_role("option", name=label.strip(), exact=True)
+    option.scroll_into_view_if_needed()
+    option.click()
+    wait_idle(page)
+    return int(label.split("#")[1].split(" ")[0])
+
+
+def expect_chosen(page, point_id: int) -> None:
+    """The picker and the full-record panel both show ``point_id``."""
+    from playwright.sync_api import expect
+
+    picker = page.get_by_role("combobox", name="Point to export and report on")
+    expect(picker).to_have_value(re.compile(rf"#{point_id} ·"), timeout=15_000)
+    expect(page.get_by_text(f"Point #{point_id}: full record")).to_be_visible()
+
+
 def image_stats(png: bytes) -> tuple[int, float]:
     from PIL import Image
 
@@ -97,28 +136,8 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
     assert page.evaluate(POINTS_JS) == 33
     sweep_png = tall_screenshot(page, artifacts / "sweep.png")
 
-    # 3a. choose a point with the picker under the table: Export and Report links follow it
-    picker = page.get_by_role("combobox", name="Point to export and report on")
-    picker.scroll_into_view_if_needed()
-    picker.click()
-    option = page.get_by_role("option").nth(1)
-    chosen_text = option.inner_text()
-    option.click()
-    wait_idle(page)
-    picked_id = int(chosen_text.split("#")[1].split(" ")[0])
-    expect(page.get_by_role("link", name=f"Export point #{picked_id}")).to_be_visible(timeout=20_000)
-
-    # 3b. click a point in the accuracy-vs-latency chart: it becomes the chosen point, handed to Export.
-    # (The other order, a picker choice after a chart click, is not run here: the chart's old pick came
-    # back over the picker's choice in 8 of 10 attempts on this machine; see the issue note.)
-    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    target = page.evaluate("""() => {
-      const g = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-      const t = g.data.find(t => t.name !== 'Pareto front'), fl = g._fullLayout, box = g.getBoundingClientRect();
-      return {pid: t.customdata[0][0], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[0]),
-              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[0])};
-    }""")
+    # 3a. click a point in the accuracy-vs-latency chart: it becomes the chosen point
+    target = chart_target(page)
     page.mouse.move(target["x"], target["y"])
     page.wait_for_timeout(400)
     hover = page.locator(".hoverlayer").first.text_content() or ""
@@ -128,9 +147,23 @@ def test_demo_sweep_export_report_in_browser(server, page, tmp_path):
     assert 0 < lines <= 6, lines                                   # a short card, not 25 lines
     page.mouse.click(target["x"], target["y"])
     wait_idle(page)
-    expect(picker).to_have_value(re.compile(rf"#{found.group(1)} ·"), timeout=15_000)
-    expect(page.get_by_text(f"Point #{found.group(1)}: full record")).to_be_visible()   # the side panel
+    expect_chosen(page, int(found.group(1)))
 
+    # 3b. then choose another point with the picker under the table: the picker's choice wins over the click
+    # (the browser sends the chart's selection again with every rerun; it used to come back here)
+    picked_id = choose_in_picker(page, avoid=int(found.group(1)))
+    page.wait_for_timeout(1500)                                    # any late rerun has had its chance
+    wait_idle(page)
+    expect_chosen(page, picked_id)
+    expect(page.get_by_role("link", name=f"Export point #{picked_id}")).to_be_visible()
+
+    # 3c. and the same chart point again: the click wins over the picker, and goes to Export
+    target = chart_target(page)
+    page.mouse.move(target["x"], target["y"])
+    page.wait_for_timeout(400)
+    page.mouse.click(target["x"], target["y"])
+    wait_idle(page)
+    expect_chosen(page, int(found.group(1)))
     point_id = int(found.group(1))
     page.get_by_role("link", name=f"Export point #{point_id}").click()
     expect(page.get_by_role("heading", name="Export")).to_be_visible()
