@@ -55,6 +55,7 @@ POINTS = {
     # the symmetric recipe with a calibrated head (quantize.RECIPES["gptq-sym-head"]): the head is stored on
     # its own 4-bit grid (ov_weights), whatever head_bits says
     "gptq-sym-head int4 g32": ("gptq4g32och", "openvino", 4, 32, 8, None, None),
+    "gptq-sym-head int4 g64": ("gptq4g64och", "openvino", 4, 64, 8, None, None),
 }
 DEFAULT_POINTS = list(POINTS)[:8]
 PEERS = {"peer int4 g64 (optimum-intel data-free)": "int4-g64", "peer int8 (optimum-intel)": "int8",

@@ -1,0 +1,65 @@
+"""The LM head at 4 bits on top of a cached quantized body (issue 19): rounding against GPTQ, tied against
+untied. One process, torch, 1 thread; perplexity on the last ``--eval-tokens`` evaluation tokens.
+
+    python -m bench.llm_head_quality --body /tmp/gh19/bench_cache/gptq4ag64oc
+
+The body is a folder ``bench.llm_q4_quality`` wrote (``gptq4ag64oc``: the ``gptq-asym`` int4 g64 recipe).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+
+import torch
+
+from gemini_core.llm import metrics, source, text_data
+from gemini_core.llm.head import head_hessian, untie_head
+from gemini_core.llm.quantize import gptq, rtn
+
+
+def perplexity_with_head(body, weight: torch.Tensor, ids: torch.Tensor, tied: bool) -> float:
+    model = copy.deepcopy(body)
+    if not tied:
+        untie_head(model)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.copy_(weight)  # tied: the embedding takes the same rows
+    return metrics.perplexity(model, ids, 512)["perplexity"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--body", required=True, help="a quantized model folder (bench.llm_q4_quality's cache)")
+    parser.add_argument("--eval-tokens", type=int, default=1024)
+    parser.add_argument("--calib-samples", type=int, default=32)
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    lm = source.load_causal_lm("smollm2")
+    split = text_data.load_split()
+    ids = text_data.evaluation_ids(lm.tokenizer, split, args.eval_tokens)
+    calib = text_data.calibration_batch(lm.tokenizer, split, args.calib_samples, 256)
+    body = source.load_local(args.body).model
+    hessian = head_hessian(body, calib)
+    w = body.get_output_embeddings().weight.detach().clone()
+    rows = [("f32 head", w, False)]
+    for symmetric in (True, False):
+        for group in (64, 32):
+            kind = f"{'sym' if symmetric else 'asym'} g{group}"
+            rows.append((f"RTN 4-bit {kind}, clipped", rtn(w, 4, group, symmetric, clip=True), False))
+            rows.append((f"GPTQ 4-bit {kind}, act-order, clipped",
+                         gptq(w, hessian, 4, group, symmetric, act_order=True, clip=True).to(w.dtype), False))
+    rows.append(("GPTQ 4-bit sym g64, tied (the embedding rounded too)", rows[2][1], True))
+    results = []
+    for name, weight, tied in rows:
+        ppl = perplexity_with_head(body, weight, ids, tied)
+        results.append({"head": name, "perplexity": ppl, "load_average_1m": os.getloadavg()[0]})
+        print(f"| {name} | {ppl:.3f} | load {os.getloadavg()[0]:.1f} |", flush=True)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"body": args.body, "eval_tokens": args.eval_tokens, "results": results}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
