@@ -17,6 +17,7 @@ from gemini_core.llm.runtimes import llamacpp_llm
 from gemini_core.llm.runtimes.base import LLMRunSettings
 from gemini_core.llm.runtimes.measure import _greedy
 from gemini_core.llm.runtimes.run import load_runner
+from tests.engine.llm_support import one_llm_point
 
 SMALL = LLMRunSettings(prompt_tokens=8, new_tokens=6, prefill_tokens=16, repeats=1, context_len=32, threads=1)
 
@@ -123,21 +124,8 @@ def expected_greedy(model, prompt, n):
 
 def test_a_sweep_point_runs_on_llamacpp_with_its_grid_and_bandwidth_figures(tiny_llm_dir, tmp_path):
     pytest.importorskip("llama_cpp")
-    from gemini_core.llm.point import LLMSettings
-    from gemini_core.results.store import Store
-    from gemini_core.scenarios import get_scenario
-    from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
-
-    settings = LLMSettings(context_len=64, eval_tokens=128, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
-                           prefill_repeats=1, decode_new_tokens=3, decode_repeats=1)
-    spec = LLMSweepSpec(quant_methods=("gptq-sym-head",), bits=(4,), group_sizes=(32,), executions=("llama.cpp",),
-                        settings=settings)
-    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec,
-                                 store=Store(tmp_path / "runs.sqlite")))
-    point = next(r for r in records if r["config"]["quant_method"] == "gptq-sym-head")
-    assert point["status"] == "ok", point.get("error")
+    point = one_llm_point(tiny_llm_dir, tmp_path, "gptq-sym-head", "llama.cpp")
     assert point["config"]["execution"] == "llama.cpp"
     assert point["gguf_tensor_types"]["Q4_0"] == 15  # 14 decoder Linears and the calibrated head
-    reference = next(r for r in records if r["config"]["quant_method"] == "none")
-    assert 0 < point["perplexity"] < 1.5 * reference["perplexity"]
+    assert 0 < point["perplexity"] < 1.5 * point["reference"]["perplexity"]
     assert point["decode_tokens_per_s"] > 0 and 0 < point["fraction_of_bandwidth_limit"]

@@ -12,6 +12,7 @@ from gemini_core.errors import ConfigError
 from gemini_core.llm import quantize
 from gemini_core.llm.runtimes.base import LLMRunSettings
 from gemini_core.llm.runtimes.ov_weights import asym_grid_codes, grid_codes
+from tests.engine.llm_support import one_llm_point
 from tests.engine.test_llm_quantize import correlated_inputs, hessian, output_error
 
 
@@ -119,17 +120,5 @@ def test_the_recipe_schema_takes_every_registered_method():
 
 
 def test_a_gptq_asym_sweep_point_runs_on_openvino_on_its_own_grid(tiny_llm_dir, tmp_path):
-    from gemini_core.llm.point import LLMSettings
-    from gemini_core.results.store import Store
-    from gemini_core.scenarios import get_scenario
-    from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
-
-    settings = LLMSettings(context_len=64, eval_tokens=128, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
-                           prefill_repeats=1, decode_new_tokens=3, decode_repeats=1)
-    spec = LLMSweepSpec(quant_methods=("gptq-asym",), bits=(4,), group_sizes=(32,), executions=("openvino",),
-                        settings=settings)
-    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec,
-                                 store=Store(tmp_path / "runs.sqlite")))
-    point = next(r for r in records if r["config"]["quant_method"] == "gptq-asym")
-    assert point["status"] == "ok", point.get("error")
+    point = one_llm_point(tiny_llm_dir, tmp_path, "gptq-asym", "openvino")
     assert point["groups_off_grid"] == 0 and point["layers_asymmetric"] == 14
