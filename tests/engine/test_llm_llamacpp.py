@@ -129,3 +129,29 @@ def test_a_sweep_point_runs_on_llamacpp_with_its_grid_and_bandwidth_figures(tiny
     assert point["gguf_tensor_types"]["Q4_0"] == 15  # 14 decoder Linears and the calibrated head
     assert 0 < point["perplexity"] < 1.5 * point["reference"]["perplexity"]
     assert point["decode_tokens_per_s"] > 0 and 0 < point["fraction_of_bandwidth_limit"]
+
+
+def test_an_untrusted_gguf_is_checked_in_python_before_llamacpp_reads_it(tiny_lm, tmp_path):
+    import gguf
+
+    from gemini_core.errors import CheckpointError
+
+    good = export_gguf(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "good.gguf", "q4_0")
+    assert llamacpp_llm.read_checked(good).tensors
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"GGUF" + bytes(range(256)) * 4)
+    with pytest.raises(CheckpointError, match="garbage.gguf is not a readable Llama GGUF file"):
+        llamacpp_llm.read_checked(garbage)
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated.gguf is not a readable Llama GGUF file"):
+        llamacpp_llm.read_checked(truncated)
+    other = tmp_path / "other.gguf"
+    writer = gguf.GGUFWriter(str(other), "gpt2")
+    writer.add_tensor("w", np.ones((2, 32), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(CheckpointError, match="other.gguf"):
+        llamacpp_llm.read_checked(other)

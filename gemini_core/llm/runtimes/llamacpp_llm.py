@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gemini_core.errors import ConfigError
+from gemini_core.errors import CheckpointError, ConfigError
 from gemini_core.llm.gguf_export import export_gguf, grid_type
 from gemini_core.llm.runtimes.base import LLMRunSettings, Runner
 
@@ -44,6 +44,31 @@ def gguf_type_for(model, settings: LLMRunSettings) -> str:
     return grid_type(model, bits, group)
 
 
+ALLOWED_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1"}  # what the product's writer emits
+
+
+def read_checked(path: Path):
+    """The file parsed by gguf-py (Python) and checked before llama.cpp's C++ parser sees it: a colleague's
+    export is untrusted. One line (``CheckpointError``) for anything that is not a Llama GGUF of the types
+    the product writes."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+        arch = reader.fields["general.architecture"].contents()
+        gguf_kv_elements_per_position(reader)
+    except (KeyError, ValueError, IndexError, OSError, TypeError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"{Path(path).name} is not a readable Llama GGUF file "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    if arch != "llama":
+        raise CheckpointError(f"{Path(path).name}: GGUF architecture {str(arch)[:40]!r}, not llama")
+    odd = sorted({t.tensor_type.name for t in reader.tensors} - ALLOWED_TYPES)
+    if odd:
+        raise CheckpointError(f"{Path(path).name}: tensor types {', '.join(odd[:5])} are not ones this product "
+                              f"writes ({', '.join(sorted(ALLOWED_TYPES))})")
+    return reader
+
+
 def gguf_tensor_bytes(reader) -> dict:
     """{tensor name: (GGML type name, bytes)} as written in the file."""
     return {t.name: (t.tensor_type.name, int(t.n_bytes)) for t in reader.tensors}
@@ -62,10 +87,9 @@ class LlamaCppRunner(Runner):
     execution = "llama.cpp"
 
     def __init__(self, path: Path, settings: LLMRunSettings, workdir=None):
-        from gguf import GGUFReader
-
         llama_cpp = require()
         self.path, self.threads, self._workdir = Path(path), settings.threads, workdir
+        reader = read_checked(self.path)
         self.n_ctx = max(settings.context_len, settings.prefill_tokens,
                          settings.prompt_tokens + settings.new_tokens) + 8
         # n_batch = n_ctx: one window is one batch, and llama-cpp-python sizes its score rows by n_batch
@@ -74,7 +98,6 @@ class LlamaCppRunner(Runner):
                                    n_ubatch=self.n_ctx, logits_all=False, verbose=False,
                                    flash_attn=True)  # its fused attention: 1.16x decode on SmolLM2 here
         self.vocab = self.llm.n_vocab()
-        reader = GGUFReader(str(self.path))
         tensors = gguf_tensor_bytes(reader)
         skip = LOOKUP_ONLY if "output.weight" in tensors else None
         self.weight_bytes = sum(size for name, (_kind, size) in tensors.items() if name != skip)
