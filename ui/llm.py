@@ -11,6 +11,7 @@ from gemini_core import llm as _llm  # noqa: F401  (registers the "llm" scenario
 from gemini_core.errors import GeminiError
 from gemini_core.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
 from gemini_core.llm.quantize import RECIPES
+from gemini_core.llm.runtimes.registry import missing as missing_executions
 from gemini_core.llm.source import SMOLLM2_SOURCE
 from gemini_core.workflows.llm_sweep import LLMSweepSpec
 
@@ -105,8 +106,11 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     c[1].number_input("Recovery steps", 1, 1000, key="llm_steps")
     c[2].multiselect("Execution", list(EXECUTIONS), key="llm_exec",
                      help="each point runs and is measured on each runtime chosen: torch eager, OpenVINO (the "
-                          "point's own weight grid), ONNX Runtime GenAI, or auto (the fastest within 15% perplexity)")
+                          "point's own weight grid), ONNX Runtime GenAI, llama.cpp (GGUF, the grid in q4_0 blocks), "
+                          "or auto (the fastest within 15% perplexity)")
     s = st.session_state
+    for name, how in missing_executions(s.llm_exec).items():
+        st.caption(f"{name} is not installed here: {how}. Its points will fail with that line; auto skips it.")
     groups = tuple(None if g == "per-channel" else int(g) for g in s.llm_groups) or (None,)
     try:
         spec = LLMSweepSpec(quant_methods=tuple(s.llm_quant), bits=tuple(s.llm_bits) or (8,), group_sizes=groups,

@@ -84,6 +84,16 @@ def test_llm_grid_form_and_demo_grid_avoid_4_bit_group_32():
     assert at.button(key="sw_start").disabled is False  # an empty sparsity list falls back to 0.5
 
 
+def test_an_optional_execution_that_is_not_installed_says_how_to_install_it():
+    import importlib.util
+
+    at = _llm_app(PAGE, {})
+    at.multiselect(key="llm_exec").set_value(["torch", "llama.cpp"]).run()
+    assert not at.exception, at.exception
+    said = any("llama.cpp is not installed here" in c.value and "pip install" in c.value for c in at.caption)
+    assert said == (importlib.util.find_spec("llama_cpp") is None)
+
+
 def test_model_page_offers_the_llm_and_its_source_note():
     at = new_app("pages/1_Model.py")
     at.selectbox(key="m_scenario").set_value("llm").run()

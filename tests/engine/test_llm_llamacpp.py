@@ -155,3 +155,19 @@ def test_an_untrusted_gguf_is_checked_in_python_before_llamacpp_reads_it(tiny_lm
     writer.close()
     with pytest.raises(CheckpointError, match="other.gguf"):
         llamacpp_llm.read_checked(other)
+
+
+def test_the_registry_names_what_an_optional_execution_needs(monkeypatch):
+    import importlib.util
+    from types import SimpleNamespace
+
+    from gemini_core.llm.runtimes import registry
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    assert registry.missing(["torch", "openvino", "llama.cpp"]) == {
+        "llama.cpp": 'pip install "llama-cpp-python>=0.3.36,<0.4" (compiles llama.cpp, minutes)'}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: SimpleNamespace() if name == "llama_cpp" else real(name, *a))
+    assert registry.missing(["llama.cpp"]) == {}
