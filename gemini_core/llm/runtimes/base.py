@@ -26,7 +26,7 @@ class LLMRunSettings:
     context_len: int = 512           # perplexity window
     weight_bits: int | None = None   # the point's weight grid (None: float weights)
     group_size: int | None = None
-    head_bits: int | None = 8        # LM head storage in OpenVINO (None: float); the product quantizes blocks only
+    head_bits: int | None = 8        # a float LM head in OpenVINO (None: kept float); one on the grid stays
     head_group: int | None = None
     kv_cache_precision: str | None = None  # OpenVINO KV cache element type (u8, f16, f32); None: plugin default
     ppl_tolerance: float = 0.15      # auto: relative perplexity increase allowed over the reference
