@@ -155,6 +155,18 @@ def test_an_untrusted_gguf_is_checked_in_python_before_llamacpp_reads_it(tiny_lm
     writer.close()
     with pytest.raises(CheckpointError, match="other.gguf"):
         llamacpp_llm.read_checked(other)
+    # bytes flipped anywhere in the header and tensor table: it parses, or it is one line; never a traceback
+    data, rng = good.read_bytes(), np.random.default_rng(0)
+    for i in range(30):
+        mutated = bytearray(data)
+        for pos in rng.integers(4, min(len(data), 20_000), 3):
+            mutated[int(pos)] = int(rng.integers(0, 256))
+        path = tmp_path / f"mutated{i}.gguf"
+        path.write_bytes(bytes(mutated))
+        try:
+            llamacpp_llm.read_checked(path)
+        except CheckpointError as exc:
+            assert "\n" not in str(exc) and f"mutated{i}.gguf" in str(exc)
 
 
 def test_the_registry_names_what_an_optional_execution_needs(monkeypatch):
