@@ -12,26 +12,21 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from gemini_core.llm.calibrate import InputStats
+
 
 def head_hessian(model, calib_ids: torch.Tensor) -> torch.Tensor:
-    """2 X^T X / n over the head's inputs on ``calib_ids`` (samples x tokens)."""
+    """2 X^T X / n over the head's inputs on ``calib_ids`` (samples x tokens), with the blocks' statistics."""
     head = model.get_output_embeddings()
-    columns = head.in_features
-    total, rows = torch.zeros(columns, columns, dtype=torch.float64), [0]
-
-    def collect(_module, inputs, _output):
-        x = inputs[0].reshape(-1, columns).double()
-        total.add_(x.T @ x)
-        rows[0] += x.shape[0]
-
-    hook = head.register_forward_hook(collect)
+    stats = InputStats(head.in_features, hessian=True)
+    hook = head.register_forward_hook(lambda _module, inputs, _output: stats.add(inputs[0]))
     try:
         with torch.no_grad():
             for sample in calib_ids:
                 model(input_ids=sample[None], use_cache=False)
     finally:
         hook.remove()
-    return 2 * total / max(rows[0], 1)
+    return stats.hessian()
 
 
 def untie_head(model) -> bool:
