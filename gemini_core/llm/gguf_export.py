@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gemini_core.errors import ConfigError
+from gemini_core.llm.calibrate import linear_layers
 from gemini_core.llm.grids import asym_grid_codes, grid_codes
 
 ARCH = "llama"
@@ -139,6 +140,16 @@ def grid_blocks(array: np.ndarray, qtype: str) -> np.ndarray | None:
     return None
 
 
+def unsupported(model) -> str | None:
+    """Why this writer cannot write ``model`` (one line), or None."""
+    config = model.config
+    if getattr(config, "model_type", None) not in ("llama", "mistral"):
+        return f"GGUF export supports Llama-architecture models, not {getattr(config, 'model_type', None)!r}"
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return "GGUF export of Llama models with bias terms is not supported"
+    return None
+
+
 def grid_type(model, bits: int | None, group_size: int | None) -> str:
     """The GGUF type that holds a point's weights as measured (``auto``): q4_0 for a symmetric 4-bit grid in
     groups of 32 or a multiple, q4_1 for an asymmetric one, q8_0 for 8 bits (re-quantized in 32-weight blocks:
@@ -147,7 +158,7 @@ def grid_type(model, bits: int | None, group_size: int | None) -> str:
         return "q8_0"
     if bits != 4 or (group_size is not None and group_size % BLOCK):
         return "f32"
-    first = model.model.layers[0].self_attn.q_proj.weight.detach().float().numpy()
+    first = next(iter(linear_layers(model).values())).weight.detach().float().numpy()
     return "q4_0" if grid_codes(first, 4, group_size)[2] == 0 else "q4_1"
 
 
@@ -175,10 +186,9 @@ def export_gguf(model, tokenizer, path, qtype: str = "f32", name: str = "gemini-
     if qtype not in TYPES:
         raise ConfigError(f"GGUF type must be one of {', '.join(TYPES)}, not {qtype!r}")
     config = model.config
-    if getattr(config, "model_type", None) not in ("llama", "mistral"):
-        raise ConfigError(f"GGUF export supports Llama-architecture models, not {config.model_type!r}")
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        raise ConfigError("GGUF export of Llama models with bias terms is not supported")
+    reason = unsupported(model)
+    if reason:
+        raise ConfigError(reason)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), ARCH)

@@ -21,6 +21,7 @@ from gemini_core.fsio import publish_folder, staging_folder
 from gemini_core.llm import metrics, text_data
 from gemini_core.llm.compressed_export import export_compressed, load_compressed
 from gemini_core.llm.gguf_export import export_gguf, grid_type
+from gemini_core.llm.gguf_export import unsupported as unsupported_gguf
 from gemini_core.llm.point import (
     FLOAT_FILES,
     PACKED_FILES,
@@ -106,8 +107,10 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         save_hf_folder(model, tokenizer, tmp / MODEL_DIR, {**meta, "gemini_point": config.to_dict()})
         record["size_bytes"] = sum(p.stat().st_size for p in (tmp / MODEL_DIR).glob("*.safetensors"))
         record["size_written"] = FLOAT_FILES
-        if gguf == "auto":
-            gguf = grid_type(model, *config.grid)
+        gguf_skipped = None
+        if gguf == "auto":  # the type that holds the point's grid; none for a model this writer cannot write
+            gguf_skipped = unsupported_gguf(model)
+            gguf = None if gguf_skipped else grid_type(model, *config.grid)
         if gguf is not None:
             notify(progress, "message", f"writing GGUF ({gguf})")
             try:
@@ -136,6 +139,7 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
             "llm": {"config": config.to_dict(), "settings": settings.to_dict(),
                     "text_source": scenario.text_split.source,
                     "model_dir": MODEL_DIR, "gguf_file": GGUF_FILE if gguf is not None else None, "gguf_type": gguf,
+                    "gguf_skipped": gguf_skipped,
                     "openvino_dir": ir_dir, "compressed_dir": COMPRESSED_DIR if compressed else None,
                     "compressed_summary": compressed},
             "record": record, "sweep_record": _small(sweep_record), "steps": steps or [],

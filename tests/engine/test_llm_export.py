@@ -55,5 +55,10 @@ def test_gguf_export_refuses_other_architectures_and_types(tiny_lm, tmp_path):
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=300))
     with pytest.raises(ConfigError, match="Llama-architecture"):
         export_gguf(gpt2, tiny_lm.tokenizer, tmp_path / "g.gguf")
+    # the export's default (auto) asks first and skips GGUF for such a model instead of failing the export
+    from gemini_core.llm.gguf_export import grid_type, unsupported
+
+    assert "Llama-architecture" in unsupported(gpt2) and unsupported(tiny_lm.model) is None
+    assert grid_type(gpt2, None, None) == "f32" and grid_type(tiny_lm.model, 8, None) == "q8_0"
     with pytest.raises(ConfigError, match="GGUF type"):
         export_gguf(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "x.gguf", "q2_k")
