@@ -1,5 +1,7 @@
 """The LM head at 4 bits on top of a cached quantized body (issue 19): rounding against GPTQ, tied against
-untied. One process, torch, 1 thread; perplexity on the last ``--eval-tokens`` evaluation tokens.
+untied. One process, torch, 1 thread; perplexity on the last ``--eval-tokens`` evaluation tokens, and each
+head's perplexity against the f32 head's as a paired ratio with a 95% interval (the same tokens scored by
+both; a bootstrap over blocks of 32 consecutive tokens, since neighbouring tokens' losses are not independent).
 
     python -m bench.llm_head_quality --body /tmp/gh19/bench_cache/gptq4ag64oc
 
@@ -10,22 +12,43 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 
 import torch
+import torch.nn.functional as F
 
-from gemini_core.llm import metrics, source, text_data
+from gemini_core.llm import source, text_data
 from gemini_core.llm.head import head_hessian, untie_head
 from gemini_core.llm.quantize import gptq, rtn
 
 
-def perplexity_with_head(body, weight: torch.Tensor, ids: torch.Tensor, tied: bool) -> float:
+@torch.no_grad()
+def token_nll(model, ids: torch.Tensor, context_len: int = 512) -> torch.Tensor:
+    """Each scored token's loss, in non-overlapping windows (``metrics.perplexity``'s default protocol)."""
+    out = []
+    for begin in range(0, ids.numel() - 1, context_len):
+        window = ids[begin:begin + context_len].unsqueeze(0)
+        logits = model(input_ids=window, use_cache=False).logits[0, :-1].float()
+        out.append(F.cross_entropy(logits, window[0, 1:], reduction="none"))
+    return torch.cat(out)
+
+
+def paired_ratio(nll: torch.Tensor, reference: torch.Tensor, block: int = 32, draws: int = 2000) -> list[float]:
+    """95% interval of perplexity(nll) / perplexity(reference), resampling blocks of ``block`` tokens."""
+    diff = (nll - reference)[: nll.numel() // block * block].reshape(-1, block).mean(1).double()
+    picks = torch.randint(0, diff.numel(), (draws, diff.numel()), generator=torch.Generator().manual_seed(0))
+    means = diff[picks].mean(1)
+    return [math.exp(float(torch.quantile(means, 0.025))), math.exp(float(torch.quantile(means, 0.975)))]
+
+
+def nll_with_head(body, weight: torch.Tensor, ids: torch.Tensor, tied: bool) -> torch.Tensor:
     model = copy.deepcopy(body)
     if not tied:
         untie_head(model)
     with torch.no_grad():
         model.get_output_embeddings().weight.copy_(weight)  # tied: the embedding takes the same rows
-    return metrics.perplexity(model, ids, 512)["perplexity"]
+    return token_nll(model, ids)
 
 
 def main() -> None:
@@ -51,11 +74,17 @@ def main() -> None:
             rows.append((f"GPTQ 4-bit {kind}, act-order, clipped",
                          gptq(w, hessian, 4, group, symmetric, act_order=True, clip=True).to(w.dtype), False))
     rows.append(("GPTQ 4-bit sym g64, tied (the embedding rounded too)", rows[2][1], True))
-    results = []
+    results, reference = [], None
     for name, weight, tied in rows:
-        ppl = perplexity_with_head(body, weight, ids, tied)
-        results.append({"head": name, "perplexity": ppl, "load_average_1m": os.getloadavg()[0]})
-        print(f"| {name} | {ppl:.3f} | load {os.getloadavg()[0]:.1f} |", flush=True)
+        nll = nll_with_head(body, weight, ids, tied)
+        reference = nll if reference is None else reference
+        ppl = math.exp(float(nll.mean()))
+        low, high = paired_ratio(nll, reference)
+        results.append({"head": name, "perplexity": ppl, "tokens_scored": nll.numel(),
+                        "ratio_to_f32_head": ppl / math.exp(float(reference.mean())),
+                        "ratio_interval_95": [low, high], "load_average_1m": os.getloadavg()[0]})
+        print(f"| {name} | {ppl:.3f} | {results[-1]['ratio_to_f32_head']:.3f} ({low:.3f}-{high:.3f}) | "
+              f"load {os.getloadavg()[0]:.1f} |", flush=True)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"body": args.body, "eval_tokens": args.eval_tokens, "results": results}, fh, indent=1)
