@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from bench.llm_figures import environment
-from gemini_core.llm import metrics, source, text_data
-from gemini_core.llm.gguf_export import export_gguf
+from gemini_core.kinds.llm import metrics, source, text_data
+from gemini_core.kinds.llm.gguf_export import export_gguf
 
 
 def speed(model, eval_ids, args) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from gemini_core.llm import metrics, prune, quantize, source, structured, text_data
+from gemini_core.kinds.llm import metrics, prune, quantize, source, structured, text_data
 
 FIGURES = {
     "fp32": [("fp32", None, {})],
@@ -81,7 +81,7 @@ def recovery_settings(args) -> dict:
 
 
 def recovery(base, tokenizer, split, calib, eval_ids, args):
-    from gemini_core.llm import distill
+    from gemini_core.kinds.llm import distill
 
     settings = recovery_settings(args)
     pruned = copy.deepcopy(base)
@@ -106,7 +106,7 @@ def compressed(base, tokenizer, calib, eval_ids, args):
     compare perplexity and file size with the float point and the fp32 model's safetensors."""
     import tempfile
 
-    from gemini_core.llm import compressed_export
+    from gemini_core.kinds.llm import compressed_export
 
     with tempfile.TemporaryDirectory() as tmp:
         base.save_pretrained(Path(tmp) / "fp32", safe_serialization=True)

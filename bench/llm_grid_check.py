@@ -11,11 +11,11 @@ import sys
 import nncf
 import torch
 
-from gemini_core.llm import metrics, source, text_data
-from gemini_core.llm.runtimes.base import LLMRunSettings, kv_elements_per_position
-from gemini_core.llm.runtimes.openvino_llm import OpenVINORunner
-from gemini_core.llm.runtimes.ov_convert import convert_stateful
-from gemini_core.llm.runtimes.ov_weights import compress_matmul_weights
+from gemini_core.kinds.llm import metrics, source, text_data
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, kv_elements_per_position
+from gemini_core.kinds.llm.runtimes.openvino_llm import OpenVINORunner
+from gemini_core.kinds.llm.runtimes.ov_convert import convert_stateful
+from gemini_core.kinds.llm.runtimes.ov_weights import compress_matmul_weights
 
 
 def main() -> None:

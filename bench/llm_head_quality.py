@@ -18,9 +18,9 @@ import os
 import torch
 import torch.nn.functional as F
 
-from gemini_core.llm import source, text_data
-from gemini_core.llm.head import head_hessian, untie_head
-from gemini_core.llm.quantize import gptq, rtn
+from gemini_core.kinds.llm import source, text_data
+from gemini_core.kinds.llm.head import head_hessian, untie_head
+from gemini_core.kinds.llm.quantize import gptq, rtn
 
 
 @torch.no_grad()

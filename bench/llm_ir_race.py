@@ -25,15 +25,15 @@ import numpy as np
 
 from bench.llm_profile import Stepper, compile_config, product_models, timed_decode
 from gemini_core.device import cpu_flags
-from gemini_core.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
+from gemini_core.kinds.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
 
 
 class GGUFStepper:
     """The product's llama.cpp runner behind the ``Stepper`` interface (``start`` / ``run``)."""
 
     def __init__(self, path: str, threads: int):
-        from gemini_core.llm.runtimes.base import LLMRunSettings
-        from gemini_core.llm.runtimes.llamacpp_llm import LlamaCppRunner
+        from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+        from gemini_core.kinds.llm.runtimes.llamacpp_llm import LlamaCppRunner
 
         self.runner = LlamaCppRunner(Path(path), LLMRunSettings(threads=threads, context_len=64))
 

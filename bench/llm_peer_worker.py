@@ -52,8 +52,8 @@ class TimingStreamer:
 def main() -> None:
     import torch
 
-    from gemini_core.llm import metrics
-    from gemini_core.llm.runtimes.openvino_llm import matmul_weight_bytes
+    from gemini_core.kinds.llm import metrics
+    from gemini_core.kinds.llm.runtimes.openvino_llm import matmul_weight_bytes
 
     folder, recipe, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)

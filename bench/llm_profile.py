@@ -37,9 +37,9 @@ PROPERTIES = ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "DYNAMIC_QUANTIZ
 def product_models(points: list[str], cache: str) -> dict:
     """{name: ov.Model} for points of bench.llm_runtimes.POINTS, their weights as the product stores them."""
     from bench.llm_runtimes import POINTS, build_model
-    from gemini_core.llm import source
-    from gemini_core.llm.runtimes.ov_convert import convert_stateful
-    from gemini_core.llm.runtimes.ov_weights import compress_matmul_weights
+    from gemini_core.kinds.llm import source
+    from gemini_core.kinds.llm.runtimes.ov_convert import convert_stateful
+    from gemini_core.kinds.llm.runtimes.ov_weights import compress_matmul_weights
 
     base, out = None, {}
     for name in points:

@@ -11,8 +11,8 @@ import sys
 
 import torch
 
-from gemini_core.llm import metrics, source, text_data
-from gemini_core.llm.quantize import rtn
+from gemini_core.kinds.llm import metrics, source, text_data
+from gemini_core.kinds.llm.quantize import rtn
 
 GRIDS = [("int8 per-channel sym", 8, None, True, False), ("int4 g64 sym", 4, 64, True, False),
          ("int4 g64 asym clip", 4, 64, False, True), ("int4 g32 asym clip", 4, 32, False, True)]

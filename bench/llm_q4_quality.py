@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from bench.llm_figures import environment
-from gemini_core.llm import metrics, source, text_data
-from gemini_core.llm.calibrate import linear_layers
-from gemini_core.llm.quantize import RECIPES as METHODS
-from gemini_core.llm.quantize import quantize_model
+from gemini_core.kinds.llm import metrics, source, text_data
+from gemini_core.kinds.llm.calibrate import linear_layers
+from gemini_core.kinds.llm.quantize import RECIPES as METHODS
+from gemini_core.kinds.llm.quantize import quantize_model
 
 # name: (cache key, quantize_model options, calibration samples of 256 tokens)
 RECIPES = {

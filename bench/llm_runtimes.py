@@ -24,15 +24,15 @@ import torch
 
 from bench.llm_figures import environment
 from bench.llm_q4_quality import RECIPES as QUALITY_RECIPES
-from gemini_core.llm import metrics, source, text_data
-from gemini_core.llm.quantize import quantize_model
-from gemini_core.llm.runtimes.base import LLMRunSettings, kv_elements_per_position
-from gemini_core.llm.runtimes.measure import _greedy, bandwidth_limit, copy_bandwidth_gb_s, prefill
-from gemini_core.llm.runtimes.openvino_llm import OpenVINORunner
-from gemini_core.llm.runtimes.ov_convert import convert_stateful
-from gemini_core.llm.runtimes.ov_weights import compress_matmul_weights
-from gemini_core.llm.runtimes.torch_eager import TorchRunner
-from gemini_core.llm.structured import prune_structured
+from gemini_core.kinds.llm import metrics, source, text_data
+from gemini_core.kinds.llm.quantize import quantize_model
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, kv_elements_per_position
+from gemini_core.kinds.llm.runtimes.measure import _greedy, bandwidth_limit, copy_bandwidth_gb_s, prefill
+from gemini_core.kinds.llm.runtimes.openvino_llm import OpenVINORunner
+from gemini_core.kinds.llm.runtimes.ov_convert import convert_stateful
+from gemini_core.kinds.llm.runtimes.ov_weights import compress_matmul_weights
+from gemini_core.kinds.llm.runtimes.torch_eager import TorchRunner
+from gemini_core.kinds.llm.structured import prune_structured
 
 # name: (torch model key, runtime, weight bits, group, head bits, head group, kv cache precision)
 POINTS = {

@@ -13,7 +13,7 @@ from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
 from gemini_core.results.table import ok_points, points_frame
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
-from gemini_core.workflows.llm_export import evaluate_llm_export, is_llm_export
+from gemini_core.kinds.llm.export import evaluate_llm_export, is_llm_export
 from ui import llm as llm_ui
 from ui import points_view, views
 from ui.downloads import chart_downloads

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from gemini_core import llm as _llm  # noqa: F401  (registers the "llm" scenario for the pickers)
+from gemini_core.kinds.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
 from gemini_core.errors import GeminiError
-from gemini_core.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
-from gemini_core.llm.quantize import RECIPES
-from gemini_core.llm.runtimes.registry import missing as missing_executions
-from gemini_core.llm.source import SMOLLM2_SOURCE
-from gemini_core.workflows.llm_sweep import LLMSweepSpec
+from gemini_core.kinds.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
+from gemini_core.kinds.llm.quantize import RECIPES
+from gemini_core.kinds.llm.runtimes.registry import missing as missing_executions
+from gemini_core.kinds.llm.source import SMOLLM2_SOURCE
+from gemini_core.kinds.llm.sweep import LLMSweepSpec
 
 from .jobs import Job
 
@@ -55,7 +55,7 @@ class LLMSweepJob(Job):
     def work(self) -> None:
         from gemini_core.results.store import Store
         from gemini_core.scenarios import get_scenario
-        from gemini_core.workflows.llm_sweep import run_llm_sweep
+        from gemini_core.kinds.llm.sweep import run_llm_sweep
         from gemini_core.workflows.ray_executor import RayExecutor
 
         store = Store().check()
@@ -180,7 +180,7 @@ def point_metrics(point: dict, row) -> None:
 def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:
     """Export an LLM point (safetensors folder + GGUF) and evaluate the export again."""
     from gemini_core.results.store import Store
-    from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point
+    from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
 
     path = export_llm_point(Store(), point_id, out_dir, gguf="auto", overwrite=overwrite,
                             progress=lambda event: setattr(j, "message", getattr(event, "message", str(event))))
@@ -218,7 +218,7 @@ class LLMSensitivityJob(Job):
     def work(self) -> None:
         from gemini_core.results.store import Store
         from gemini_core.scenarios import get_scenario
-        from gemini_core.workflows.llm_sensitivity import analyse_llm
+        from gemini_core.kinds.llm.sensitivity import analyse_llm
 
         store = Store().check()
         self.message = "loading the language model"
@@ -236,7 +236,7 @@ class LLMSensitivityJob(Job):
 
 def sensitivity_form():
     """(LLMSensitivityParams, None) or (None, the problem)."""
-    from gemini_core.workflows.llm_sensitivity import LLMSensitivityParams
+    from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams
 
     for key, value in (("sn_llm_bits", [4, 3]), ("sn_llm_group", 64), ("sn_llm_tokens", 1024)):
         st.session_state.setdefault(key, value)

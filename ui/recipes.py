@@ -9,7 +9,7 @@ import streamlit as st
 import yaml
 
 from gemini_core.errors import ConfigError, GeminiError
-from gemini_core.workflows.llm_sweep import LLMSweepSpec
+from gemini_core.kinds.llm.sweep import LLMSweepSpec
 from gemini_core.workflows.sweep_spec import SweepSpec
 from ui.llm import FORM_OPTIONS
 

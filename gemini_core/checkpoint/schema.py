@@ -100,7 +100,7 @@ Count = Annotated[StrictInt, Field(ge=1, le=1 << 20)]
 
 
 class LlmPointFields(_Open):
-    """``gemini_core.llm.point.LLMPointConfig``, typed and bounded."""
+    """``gemini_core.kinds.llm.point.LLMPointConfig``, typed and bounded."""
 
     quant_method: Literal["none", "rtn", "gptq", "awq", "gptq-asym", "gptq-sym-head"]
     bits: Annotated[StrictInt, Field(ge=2, le=32)]

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from gemini_core.device import check_device, compute_threads_for_app, max_threads, set_compute_threads
 from gemini_core.errors import ConfigError, GeminiError
-from gemini_core.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
+from gemini_core.kinds.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.training.baseline import get_baseline

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from gemini_core.errors import GeminiError
-from gemini_core.llm.point import EXECUTIONS, PRUNE_METHODS, QUANT_METHODS, LLMSettings
-from gemini_core.workflows.llm_sweep import LLMSweepSpec
+from gemini_core.kinds.llm.point import EXECUTIONS, PRUNE_METHODS, QUANT_METHODS, LLMSettings
+from gemini_core.kinds.llm.sweep import LLMSweepSpec
 
 # flag -> (spec field, default, help)
 GRID = {

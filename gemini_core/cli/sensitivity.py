@@ -24,7 +24,7 @@ from gemini_core.workflows.allocator import (
     measure_allocation,
     measured_rows,
 )
-from gemini_core.workflows.llm_sensitivity import LLMSensitivityParams, analyse_llm
+from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
 from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
 
 

@@ -22,7 +22,7 @@ from gemini_core.measure import memory_cap_bytes
 from gemini_core.results.stats import describe_delta
 from gemini_core.results.store import Store
 from gemini_core.workflows.executors import EXECUTORS
-from gemini_core.workflows.llm_sweep import run_llm_sweep
+from gemini_core.kinds.llm.sweep import run_llm_sweep
 from gemini_core.workflows.ray_executor import RayExecutor, cluster_summary, connect
 from gemini_core.workflows.sweep import run_sweep
 from gemini_core.workflows.sweep_spec import SweepSpec

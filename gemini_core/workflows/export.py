@@ -21,7 +21,7 @@ from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
 from gemini_core.scenarios.registry import scenario_entry
 from gemini_core.workflows.baselines import baseline_from_description
-from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point, is_llm_point
+from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point, is_llm_point
 
 
 def export_compressed(compressed, scenario, baseline, out_dir, record: dict | None = None,

@@ -15,7 +15,7 @@ from gemini_core.errors import ConfigError
 from gemini_core.measure import measure_latency
 from gemini_core.results.store import Store
 from gemini_core.workflows.baselines import baseline_from_description
-from gemini_core.workflows.llm_retime import retime_llm_points
+from gemini_core.kinds.llm.retime import retime_llm_points
 from gemini_core.workflows.sweep_spec import REFERENCE
 
 

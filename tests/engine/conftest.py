@@ -71,7 +71,7 @@ def tiny_llm_dir(tmp_path_factory):
 
 @pytest.fixture()
 def tiny_lm(tiny_llm_dir):
-    from gemini_core.llm.source import load_local
+    from gemini_core.kinds.llm.source import load_local
 
     return load_local(tiny_llm_dir)
 

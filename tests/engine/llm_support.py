@@ -1,10 +1,10 @@
 """Shared by the LLM tests: one point of a small sweep of the tiny Llama."""
 from __future__ import annotations
 
-from gemini_core.llm.point import LLMSettings
+from gemini_core.kinds.llm.point import LLMSettings
 from gemini_core.results.store import Store
 from gemini_core.scenarios import get_scenario
-from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
+from gemini_core.kinds.llm.sweep import LLMSweepSpec, run_llm_sweep
 
 
 def one_llm_point(tiny_llm_dir, tmp_path, method: str, execution: str) -> dict:

@@ -15,16 +15,18 @@ PACKAGE = "gemini_core"
 
 # Bottom to top: a module may import modules of its own layer or of layers below, never above.
 LAYERS = [
-    ("errors", "paths", "version", "progress", "fsio", "techniques.methods", "runtimes.registry", "device"),
+    ("errors", "paths", "version", "progress", "fsio", "techniques.methods", "runtimes.registry", "device",
+     "kinds", "kinds.registry", "kinds.classifier", "kinds.classifier.info", "kinds.llm.info"),  # torch-free kind descriptions
     ("config",),
     ("scenarios",),
     ("training", "results"),
-    ("techniques", "llm"),  # llm/: causal-LM source, text, metrics and one-shot methods (issue 16), self-contained
+    ("techniques", "kinds.llm"),  # kinds/llm/: the causal LM's source, text, metrics, one-shot methods, runtimes
     ("runtimes",),
     ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),
     ("checkpoint", "charts", "report"),
-    ("workflows",),
+    ("workflows", "kinds.classifier.engine", "kinds.llm.engine", "kinds.llm.sweep", "kinds.llm.export",
+     "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray"),  # each kind's engine, called by the workflows
     ("cli", "__main__"),
 ]
 # Function-level imports of the project's own modules, each with the reason it must stay lazy.

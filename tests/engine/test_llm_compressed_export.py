@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import compressed_export, metrics, quantize
+from gemini_core.kinds.llm import compressed_export, metrics, quantize
 
 pytest.importorskip("compressed_tensors")
 

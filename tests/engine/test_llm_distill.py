@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import distill, prune
+from gemini_core.kinds.llm import distill, prune
 
 
 def test_kd_loss_is_zero_for_equal_logits_and_positive_otherwise():

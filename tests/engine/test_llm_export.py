@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import metrics, prune, source, text_data
-from gemini_core.llm.gguf_export import export_gguf
+from gemini_core.kinds.llm import metrics, prune, source, text_data
+from gemini_core.kinds.llm.gguf_export import export_gguf
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 
@@ -56,7 +56,7 @@ def test_gguf_export_refuses_other_architectures_and_types(tiny_lm, tmp_path):
     with pytest.raises(ConfigError, match="Llama-architecture"):
         export_gguf(gpt2, tiny_lm.tokenizer, tmp_path / "g.gguf")
     # the export's default (auto) asks first and skips GGUF for such a model instead of failing the export
-    from gemini_core.llm.gguf_export import grid_type, unsupported
+    from gemini_core.kinds.llm.gguf_export import grid_type, unsupported
 
     assert "Llama-architecture" in unsupported(gpt2) and unsupported(tiny_lm.model) is None
     assert grid_type(gpt2, None, None) == "f32" and grid_type(tiny_lm.model, 8, None) == "q8_0"

@@ -9,15 +9,15 @@ import pytest
 import torch
 from gguf import GGUFReader, quants
 
-from gemini_core.llm import quantize, text_data
-from gemini_core.llm.head import head_hessian
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.ov_weights import grid_codes
+from gemini_core.kinds.llm import quantize, text_data
+from gemini_core.kinds.llm.head import head_hessian
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.ov_weights import grid_codes
 
 
 @pytest.fixture(scope="module")
 def calib(tiny_llm_dir):
-    from gemini_core.llm.source import load_local
+    from gemini_core.kinds.llm.source import load_local
 
     return text_data.calibration_batch(load_local(tiny_llm_dir).tokenizer, text_data.load_split(), 4, 64)
 
@@ -56,8 +56,8 @@ def test_the_head_recipe_quantizes_the_head_by_gptq_and_unties_it(tiny_lm, calib
 
 
 def test_a_quantized_head_reloads_untied_and_packs_with_the_blocks(tiny_lm, calib, tmp_path):
-    from gemini_core.llm.compressed_export import export_compressed, load_compressed
-    from gemini_core.llm.source import load_local, save_hf_folder
+    from gemini_core.kinds.llm.compressed_export import export_compressed, load_compressed
+    from gemini_core.kinds.llm.source import load_local, save_hf_folder
 
     model = tied(tiny_lm.model)
     quantize.quantize_model(model, "gptq-sym-head", 4, 32, calib_ids=calib)
@@ -73,8 +73,8 @@ def test_a_quantized_head_reloads_untied_and_packs_with_the_blocks(tiny_lm, cali
 
 
 def test_openvino_and_gguf_store_the_calibrated_head_on_its_grid(tiny_lm, calib, tmp_path):
-    from gemini_core.llm.gguf_export import export_gguf
-    from gemini_core.llm.runtimes.run import load_runner
+    from gemini_core.kinds.llm.gguf_export import export_gguf
+    from gemini_core.kinds.llm.runtimes.run import load_runner
 
     model = tied(tiny_lm.model)
     quantize.quantize_model(model, "gptq-sym-head", 4, 32, calib_ids=calib)

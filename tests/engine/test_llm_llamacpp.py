@@ -11,12 +11,12 @@ import torch
 from gguf import GGMLQuantizationType, GGUFReader, quants
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.gguf_export import export_gguf, grid_blocks
-from gemini_core.llm.quantize import quantize_model, rtn
-from gemini_core.llm.runtimes import llamacpp_llm
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import _greedy
-from gemini_core.llm.runtimes.run import load_runner
+from gemini_core.kinds.llm.gguf_export import export_gguf, grid_blocks
+from gemini_core.kinds.llm.quantize import quantize_model, rtn
+from gemini_core.kinds.llm.runtimes import llamacpp_llm
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.measure import _greedy
+from gemini_core.kinds.llm.runtimes.run import load_runner
 from tests.engine.llm_support import one_llm_point
 
 SMALL = LLMRunSettings(prompt_tokens=8, new_tokens=6, prefill_tokens=16, repeats=1, context_len=32, threads=1)
@@ -173,7 +173,7 @@ def test_the_registry_names_what_an_optional_execution_needs(monkeypatch):
     import importlib.util
     from types import SimpleNamespace
 
-    from gemini_core.llm.runtimes import registry
+    from gemini_core.kinds.llm.runtimes import registry
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

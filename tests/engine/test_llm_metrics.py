@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gemini_core.errors import ConfigError, DataError
-from gemini_core.llm import metrics
+from gemini_core.kinds.llm import metrics
 
 
 class Uniform(torch.nn.Module):

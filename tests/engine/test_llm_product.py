@@ -12,16 +12,16 @@ import torch
 from gemini_core.checkpoint.schema import validate_recipe
 from gemini_core.cli import main
 from gemini_core.errors import CheckpointError, ConfigError, DataError, GeminiError
-from gemini_core.llm import metrics, source
-from gemini_core.llm.point import LLMPointConfig, LLMSettings, measure_llm_point
+from gemini_core.kinds.llm import metrics, source
+from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings, measure_llm_point
 from gemini_core.results.pareto import front_for_axes, pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
 from gemini_core.scenarios import SCENARIOS, get_scenario
-from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point
-from gemini_core.workflows.llm_sensitivity import LLMSensitivityParams, analyse_llm
-from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
+from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
+from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
+from gemini_core.kinds.llm.sweep import LLMSweepSpec, run_llm_sweep
 
 TINY = LLMSettings(context_len=64, eval_tokens=256, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
                    prefill_repeats=2, decode_new_tokens=3, decode_repeats=1)
@@ -217,7 +217,7 @@ def test_measure_llm_point_is_the_one_entry_with_an_execution(scenario):
 
 def test_model_card_of_the_builtin_model_says_its_source_was_4_bit():
     from gemini_core.checkpoint.llm_card import llm_model_card
-    from gemini_core.llm.source import SMOLLM2_SOURCE
+    from gemini_core.kinds.llm.source import SMOLLM2_SOURCE
 
     card = llm_model_card({"label": "rtn 8-bit g64", "source_model": dict(SMOLLM2_SOURCE), "record": {},
                            "scenario": {"arch": {"source": "smollm2"}}, "llm": {}})

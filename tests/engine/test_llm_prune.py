@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import prune, text_data
-from gemini_core.llm.calibrate import linear_layers
+from gemini_core.kinds.llm import prune, text_data
+from gemini_core.kinds.llm.calibrate import linear_layers
 from tests.engine.test_llm_quantize import correlated_inputs, hessian, output_error
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import quantize
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.ov_weights import asym_grid_codes, grid_codes
+from gemini_core.kinds.llm import quantize
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.ov_weights import asym_grid_codes, grid_codes
 from tests.engine.llm_support import one_llm_point
 from tests.engine.test_llm_quantize import correlated_inputs, hessian, output_error
 
@@ -60,8 +60,8 @@ def test_asym_grid_codes_recover_the_products_asymmetric_grid_exactly(bits):
 
 
 def test_openvino_carries_asymmetric_gptq_weights_exactly(tiny_lm):
-    from gemini_core.llm import text_data
-    from gemini_core.llm.runtimes.run import load_runner
+    from gemini_core.kinds.llm import text_data
+    from gemini_core.kinds.llm.runtimes.run import load_runner
 
     model = copy.deepcopy(tiny_lm.model)
     calib = text_data.calibration_batch(tiny_lm.tokenizer, text_data.load_split(), 4, 64)
@@ -78,10 +78,10 @@ def test_openvino_carries_asymmetric_gptq_weights_exactly(tiny_lm):
 
 
 def test_gptq_asym_is_a_registered_method_a_point_and_a_sweep_take(tiny_lm):
-    from gemini_core.llm import text_data
-    from gemini_core.llm.calibrate import linear_layers
-    from gemini_core.llm.point import QUANT_METHODS, LLMPointConfig, LLMSettings, compress_llm
-    from gemini_core.workflows.llm_sweep import LLMSweepSpec
+    from gemini_core.kinds.llm import text_data
+    from gemini_core.kinds.llm.calibrate import linear_layers
+    from gemini_core.kinds.llm.point import QUANT_METHODS, LLMPointConfig, LLMSettings, compress_llm
+    from gemini_core.kinds.llm.sweep import LLMSweepSpec
 
     assert "gptq-asym" in QUANT_METHODS
     config = LLMPointConfig(quant_method="gptq-asym", bits=4, group_size=32)
@@ -97,8 +97,8 @@ def test_gptq_asym_is_a_registered_method_a_point_and_a_sweep_take(tiny_lm):
 
 
 def test_an_asymmetric_point_on_the_source_grid_is_refused_in_one_line():
-    from gemini_core.llm.source import SMOLLM2_SOURCE
-    from gemini_core.workflows.llm_sweep import LLMSweepSpec, check_source_grid
+    from gemini_core.kinds.llm.source import SMOLLM2_SOURCE
+    from gemini_core.kinds.llm.sweep import LLMSweepSpec, check_source_grid
 
     with pytest.raises(ConfigError, match="gptq-asym 4-bit g32 would reproduce the source weights' own grid"):
         check_source_grid(SMOLLM2_SOURCE, LLMSweepSpec(quant_methods=("gptq-asym",), bits=(4,), group_sizes=(32,)))
@@ -113,7 +113,7 @@ def test_the_recipe_schema_takes_every_registered_method():
     from typing import get_args
 
     from gemini_core.checkpoint.schema import LlmPointFields
-    from gemini_core.llm.point import QUANT_METHODS, LLMPointConfig
+    from gemini_core.kinds.llm.point import QUANT_METHODS, LLMPointConfig
 
     assert set(get_args(LlmPointFields.model_fields["quant_method"].annotation)) == set(QUANT_METHODS)
     LlmPointFields(**LLMPointConfig(quant_method="gptq-asym", bits=4, group_size=64).to_dict())

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import quantize
-from gemini_core.llm.calibrate import linear_layers
+from gemini_core.kinds.llm import quantize
+from gemini_core.kinds.llm.calibrate import linear_layers
 
 
 def correlated_inputs(rows=512, cols=64, seed=0, loud=True):
@@ -69,7 +69,7 @@ def test_gptq_beats_rtn_on_the_calibration_output_and_stays_on_the_grid():
 
 
 def test_awq_never_does_worse_than_rtn_and_model_level_methods_run(tiny_lm):
-    from gemini_core.llm import text_data
+    from gemini_core.kinds.llm import text_data
 
     calib = text_data.calibration_batch(tiny_lm.tokenizer, text_data.load_split(), 4, 64)
     base = tiny_lm.model

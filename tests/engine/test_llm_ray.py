@@ -8,12 +8,12 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("ray_test_session")
 
 from gemini_core.cli import main  # noqa: E402
-from gemini_core.llm.point import LLMPointConfig, LLMSettings  # noqa: E402
+from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings  # noqa: E402
 from gemini_core.results.store import Store  # noqa: E402
 from gemini_core.scenarios import get_scenario  # noqa: E402
 from gemini_core.workflows import ray_executor  # noqa: E402
-from gemini_core.workflows.llm_ray import run_llm_points  # noqa: E402
-from gemini_core.workflows.llm_sweep import LLMSweepSpec, llm_point_record, run_llm_sweep  # noqa: E402
+from gemini_core.kinds.llm.ray import run_llm_points  # noqa: E402
+from gemini_core.kinds.llm.sweep import LLMSweepSpec, llm_point_record, run_llm_sweep  # noqa: E402
 
 try:
     from tests.app.test_app_support import app_env, new_app, wait_job  # noqa: F401

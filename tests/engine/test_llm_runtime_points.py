@@ -9,11 +9,11 @@ import sqlite3
 import pytest
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.point import EXECUTIONS, LLMSettings, measure_llm_point
+from gemini_core.kinds.llm.point import EXECUTIONS, LLMSettings, measure_llm_point
 from gemini_core.results.store import Store
 from gemini_core.scenarios import get_scenario
-from gemini_core.workflows.llm_export import evaluate_llm_export, export_llm_point
-from gemini_core.workflows.llm_sweep import LLMSweepSpec, run_llm_sweep
+from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
+from gemini_core.kinds.llm.sweep import LLMSweepSpec, run_llm_sweep
 
 pytest.importorskip("openvino")
 
@@ -72,7 +72,7 @@ def test_an_llm_run_is_retimed_interleaved_on_the_executions_it_ran(swept, monke
     """`retime` rebuilds each point, times it where it ran (torch or OpenVINO) in rotated rounds, keeps the
     earlier figures and leaves perplexity alone; the CLI hands LLM runs to it."""
     from gemini_core.cli import main
-    from gemini_core.llm.runtimes import run as runtime_run
+    from gemini_core.kinds.llm.runtimes import run as runtime_run
     from gemini_core.workflows.retime import retime_run
 
     store, records = swept

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.quantize import quantize_model, rtn
-from gemini_core.llm.runtimes import measure_on_runtime, names
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import _greedy
-from gemini_core.llm.runtimes.ov_weights import grid_codes
-from gemini_core.llm.runtimes.run import load_runner
+from gemini_core.kinds.llm.quantize import quantize_model, rtn
+from gemini_core.kinds.llm.runtimes import measure_on_runtime, names
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.measure import _greedy
+from gemini_core.kinds.llm.runtimes.ov_weights import grid_codes
+from gemini_core.kinds.llm.runtimes.run import load_runner
 
 EXACT = LLMRunSettings(prompt_tokens=8, new_tokens=6, prefill_tokens=16, repeats=1, context_len=32,
                        head_bits=None, kv_cache_precision="f32")
@@ -32,7 +32,7 @@ def hf_greedy(model, prompt: torch.Tensor, n: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def quantized(tiny_llm_dir):
-    from gemini_core.llm.source import load_local
+    from gemini_core.kinds.llm.source import load_local
 
     model = load_local(tiny_llm_dir).model
     quantize_model(model, "rtn", 4, 32)
@@ -132,7 +132,7 @@ def test_unknown_execution_and_setting_are_one_line_errors(tiny_lm):
 
 
 def test_structurally_pruned_model_converts(tiny_lm):
-    from gemini_core.llm.structured import prune_structured
+    from gemini_core.kinds.llm.structured import prune_structured
 
     model = copy.deepcopy(tiny_lm.model)
     prune_structured(model, ids(64).view(2, 32), mlp_ratio=0.5)

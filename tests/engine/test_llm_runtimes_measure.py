@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from gemini_core.errors import CheckpointError, ConfigError
-from gemini_core.llm.runtimes import auto, measure_on_runtime
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.exports import evaluate_export, export_llm
-from gemini_core.llm.runtimes.measure import bandwidth_limit, copy_bandwidth_gb_s, read_bandwidth_gb_s
-from gemini_core.llm.runtimes.run import load_runner
+from gemini_core.kinds.llm.runtimes import auto, measure_on_runtime
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.exports import evaluate_export, export_llm
+from gemini_core.kinds.llm.runtimes.measure import bandwidth_limit, copy_bandwidth_gb_s, read_bandwidth_gb_s
+from gemini_core.kinds.llm.runtimes.run import load_runner
 
 SMALL = {"prompt_tokens": 8, "new_tokens": 5, "prefill_tokens": 16, "repeats": 1, "context_len": 32}
 
@@ -78,7 +78,7 @@ def test_openvino_ir_export_reloads_with_the_same_perplexity(tiny_lm, tmp_path):
 
 
 def evaluate_runner_logits(folder, settings, x):
-    from gemini_core.llm.runtimes.openvino_llm import load_ir
+    from gemini_core.kinds.llm.runtimes.openvino_llm import load_ir
 
     return load_ir(folder, settings).logits(x)
 

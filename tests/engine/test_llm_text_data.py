@@ -6,7 +6,7 @@ import json
 import pytest
 
 from gemini_core.errors import DataError
-from gemini_core.llm import text_data
+from gemini_core.kinds.llm import text_data
 
 
 def test_builtin_split_is_fixed_and_disjoint():

@@ -4,7 +4,7 @@ zero-shot accuracy on its evaluation rows).
 
 It registers itself in the scenarios registry like every scenario file, but lives here, beside the LLM
 engine it loads: ``scenarios/`` sits below ``llm/`` in the layers, so a file there could not import it.
-Importing ``gemini_core.llm`` registers it.
+Importing ``gemini_core.kinds.llm`` registers it.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from gemini_core.errors import DataError, GeminiError
-from gemini_core.llm import text_data
-from gemini_core.llm.point import ZeroShot
-from gemini_core.llm.source import BUILTIN_NAMES, LoadedLM, load_causal_lm
+from gemini_core.kinds.llm import text_data
+from gemini_core.kinds.llm.point import ZeroShot
+from gemini_core.kinds.llm.source import BUILTIN_NAMES, LoadedLM, load_causal_lm
 from gemini_core.scenarios.base import Scenario
 from gemini_core.scenarios.registry import register_scenario
 

@@ -21,12 +21,12 @@ import torch
 
 from gemini_core.device import cpu_flags, cpu_model
 from gemini_core.errors import Cancelled, ConfigError
-from gemini_core.llm import distill, metrics, prune, quantize, structured, text_data
-from gemini_core.llm.calibrate import linear_layers
-from gemini_core.llm.compressed_export import export_compressed
-from gemini_core.llm.runtimes import LLMRunSettings, measure_on_runtime
-from gemini_core.llm.runtimes import names as runtime_names
-from gemini_core.llm.source import save_hf_folder
+from gemini_core.kinds.llm import distill, metrics, prune, quantize, structured, text_data
+from gemini_core.kinds.llm.calibrate import linear_layers
+from gemini_core.kinds.llm.compressed_export import export_compressed
+from gemini_core.kinds.llm.runtimes import LLMRunSettings, measure_on_runtime
+from gemini_core.kinds.llm.runtimes import names as runtime_names
+from gemini_core.kinds.llm.source import save_hf_folder
 
 QUANT_METHODS = ("none",) + quantize.METHODS
 PRUNE_METHODS = ("none",) + prune.METHODS

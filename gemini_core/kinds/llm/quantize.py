@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
-from gemini_core.llm.head import quantize_head
+from gemini_core.kinds.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
+from gemini_core.kinds.llm.head import quantize_head
 
 
 @dataclass(frozen=True)

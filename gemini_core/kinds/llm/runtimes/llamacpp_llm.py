@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from gemini_core.errors import CheckpointError, ConfigError
-from gemini_core.llm.gguf_export import export_gguf, grid_type
-from gemini_core.llm.runtimes.base import LLMRunSettings, Runner
+from gemini_core.kinds.llm.gguf_export import export_gguf, grid_type
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, Runner
 
 GGUF_NAME = "model.gguf"
 LOOKUP_ONLY = "token_embd.weight"  # read one row per token unless it is also the output head

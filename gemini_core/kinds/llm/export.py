@@ -18,11 +18,11 @@ from gemini_core.checkpoint.llm_card import llm_model_card
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import publish_folder, staging_folder
-from gemini_core.llm import metrics, text_data
-from gemini_core.llm.compressed_export import export_compressed, load_compressed
-from gemini_core.llm.gguf_export import export_gguf, grid_type
-from gemini_core.llm.gguf_export import unsupported as unsupported_gguf
-from gemini_core.llm.point import (
+from gemini_core.kinds.llm import metrics, text_data
+from gemini_core.kinds.llm.compressed_export import export_compressed, load_compressed
+from gemini_core.kinds.llm.gguf_export import export_gguf, grid_type
+from gemini_core.kinds.llm.gguf_export import unsupported as unsupported_gguf
+from gemini_core.kinds.llm.point import (
     FLOAT_FILES,
     PACKED_FILES,
     LLMPointConfig,
@@ -31,13 +31,13 @@ from gemini_core.llm.point import (
     measure_llm_point,
     runtime_settings,
 )
-from gemini_core.llm.quantize import RECIPES
-from gemini_core.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
-from gemini_core.llm.runtimes.exports import evaluate_export as evaluate_runtime_export
-from gemini_core.llm.runtimes.exports import export_llm
-from gemini_core.llm.scenario import LLMScenario
-from gemini_core.llm.source import load_local, save_hf_folder
-from gemini_core.llm.text_data import BUILTIN_TEXT
+from gemini_core.kinds.llm.quantize import RECIPES
+from gemini_core.kinds.llm.runtimes import LLM_EXECUTIONS, LLMRunSettings
+from gemini_core.kinds.llm.runtimes.exports import evaluate_export as evaluate_runtime_export
+from gemini_core.kinds.llm.runtimes.exports import export_llm
+from gemini_core.kinds.llm.scenario import LLMScenario
+from gemini_core.kinds.llm.source import load_local, save_hf_folder
+from gemini_core.kinds.llm.text_data import BUILTIN_TEXT
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
 

@@ -13,14 +13,14 @@ import importlib.util
 from pathlib import Path
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm import metrics
-from gemini_core.llm.gguf_export import export_gguf
-from gemini_core.llm.runtimes import llamacpp_llm, openvino_llm
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import measure_runner
-from gemini_core.llm.runtimes.run import machine_bandwidth
-from gemini_core.llm.runtimes.torch_eager import TorchRunner
-from gemini_core.llm.source import load_gguf, load_local, save_hf_folder
+from gemini_core.kinds.llm import metrics
+from gemini_core.kinds.llm.gguf_export import export_gguf
+from gemini_core.kinds.llm.runtimes import llamacpp_llm, openvino_llm
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.measure import measure_runner
+from gemini_core.kinds.llm.runtimes.run import machine_bandwidth
+from gemini_core.kinds.llm.runtimes.torch_eager import TorchRunner
+from gemini_core.kinds.llm.source import load_gguf, load_local, save_hf_folder
 
 FORMATS = ("openvino-ir", "gguf", "hf")
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gemini_core.errors import CheckpointError, ConfigError
-from gemini_core.llm.runtimes.base import LLMRunSettings, Runner, kv_elements_per_position
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, Runner, kv_elements_per_position
 
 
 def _require():

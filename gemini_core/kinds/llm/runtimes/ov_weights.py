@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gemini_core.llm.grids import asym_grid_codes, grid_codes, maybe_asymmetric
+from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes, maybe_asymmetric
 
 
 def _decompressed(codes: np.ndarray, scale: np.ndarray, bits: int, shape, name: str, zero: np.ndarray | None = None):

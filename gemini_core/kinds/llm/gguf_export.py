@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import linear_layers
-from gemini_core.llm.grids import asym_grid_codes, grid_codes
+from gemini_core.kinds.llm.calibrate import linear_layers
+from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes
 
 ARCH = "llama"
 TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")

@@ -30,7 +30,7 @@ from torch import nn
 from transformers import AttentionInterface
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.runtimes.base import cache_keyword, returned_cache
+from gemini_core.kinds.llm.runtimes.base import cache_keyword, returned_cache
 
 INPUTS = ("input_ids", "attention_mask", "position_ids", "logits_positions")
 ATTENTION = "gemini_openvino_sdpa"

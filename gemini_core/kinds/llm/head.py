@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gemini_core.llm.calibrate import InputStats
+from gemini_core.kinds.llm.calibrate import InputStats
 
 
 def head_hessian(model, calib_ids: torch.Tensor) -> torch.Tensor:

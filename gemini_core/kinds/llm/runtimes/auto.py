@@ -8,11 +8,11 @@ from __future__ import annotations
 import statistics
 
 from gemini_core.errors import ConfigError, GeminiError
-from gemini_core.llm import metrics
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import _greedy
-from gemini_core.llm.runtimes.registry import LLM_EXECUTIONS
-from gemini_core.llm.runtimes.run import load_runner, settings_for
+from gemini_core.kinds.llm import metrics
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.measure import _greedy
+from gemini_core.kinds.llm.runtimes.registry import LLM_EXECUTIONS
+from gemini_core.kinds.llm.runtimes.run import load_runner, settings_for
 
 REFERENCE = "torch"
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import compress_sequentially
+from gemini_core.kinds.llm.calibrate import compress_sequentially
 
 
 def _sliced(linear: nn.Linear, rows=None, cols=None) -> nn.Linear:

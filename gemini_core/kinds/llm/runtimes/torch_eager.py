@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gemini_core.llm.runtimes.base import (
+from gemini_core.kinds.llm.runtimes.base import (
     LLMRunSettings,
     Runner,
     cache_keyword,

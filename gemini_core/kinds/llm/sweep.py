@@ -19,8 +19,8 @@ import torch
 
 from gemini_core.config import parse_list
 from gemini_core.errors import Cancelled, ConfigError
-from gemini_core.llm.calibrate import linear_layers
-from gemini_core.llm.point import (
+from gemini_core.kinds.llm.calibrate import linear_layers
+from gemini_core.kinds.llm.point import (
     EXECUTIONS,
     PATTERNS,
     LLMPointConfig,
@@ -29,10 +29,10 @@ from gemini_core.llm.point import (
     ideal_size_bytes,
     measure_llm_point,
 )
-from gemini_core.llm.quantize import RECIPES, check_grid
-from gemini_core.llm.scenario import LLMScenario
+from gemini_core.kinds.llm.quantize import RECIPES, check_grid
+from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.results.store import Store
-from gemini_core.workflows.llm_ray import run_llm_points
+from gemini_core.kinds.llm.ray import run_llm_points
 from gemini_core.workflows.ray_executor import RayExecutor
 
 # Estimated seconds per point on 2 busy CPU cores for SmolLM2-135M (measured in docs/llm.md at 32 x 256

@@ -5,10 +5,10 @@ import dataclasses
 import time
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.runtimes import genai_llm, llamacpp_llm, openvino_llm, torch_eager
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
-from gemini_core.llm.runtimes.registry import check
+from gemini_core.kinds.llm.runtimes import genai_llm, llamacpp_llm, openvino_llm, torch_eager
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
+from gemini_core.kinds.llm.runtimes.registry import check
 
 LOADERS = {"torch_eager": torch_eager.load, "openvino_llm": openvino_llm.load, "genai_llm": genai_llm.load,
            "llamacpp_llm": llamacpp_llm.load}

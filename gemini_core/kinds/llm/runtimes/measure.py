@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from gemini_core.errors import ConfigError, DataError
-from gemini_core.llm import metrics
-from gemini_core.llm.runtimes.base import LLMRunSettings, Runner
+from gemini_core.kinds.llm import metrics
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, Runner
 
 
 def copy_bandwidth_gb_s(threads: int = 2, mbytes: int = 256, repeats: int = 5) -> dict:

@@ -20,8 +20,8 @@ import torch
 from safetensors import safe_open
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import linear_layers
-from gemini_core.llm.grids import asym_grid_codes, grid_codes
+from gemini_core.kinds.llm.calibrate import linear_layers
+from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes
 
 FORMAT = "pack-quantized"
 PACKED_TENSORS = (".weight_packed", ".weight_scale", ".weight_zero_point")  # int32 words and float32 scales

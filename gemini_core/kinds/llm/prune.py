@@ -11,7 +11,7 @@ import time
 import torch
 
 from gemini_core.errors import ConfigError
-from gemini_core.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
+from gemini_core.kinds.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from gemini_core.errors import DataError
-from gemini_core.llm.point import LLMPointConfig, LLMSettings
+from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings
 from gemini_core.scenarios import get_scenario
 from gemini_core.workflows.ray_executor import RayExecutor, each_ready, first_line, ray_module
 

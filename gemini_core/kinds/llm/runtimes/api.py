@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gemini_core.llm.runtimes import auto
-from gemini_core.llm.runtimes.base import LLMRunSettings
-from gemini_core.llm.runtimes.measure import measure_runner
-from gemini_core.llm.runtimes.registry import AUTO
-from gemini_core.llm.runtimes.run import load_runner, machine_bandwidth, settings_for
+from gemini_core.kinds.llm.runtimes import auto
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings
+from gemini_core.kinds.llm.runtimes.measure import measure_runner
+from gemini_core.kinds.llm.runtimes.registry import AUTO
+from gemini_core.kinds.llm.runtimes.run import load_runner, machine_bandwidth, settings_for
 
 
 def measure_on_runtime(execution: str, model, tokenizer, eval_ids, settings: LLMRunSettings | dict | None = None,

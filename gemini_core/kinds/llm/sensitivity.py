@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 
 from gemini_core.errors import Cancelled, ConfigError
-from gemini_core.llm import metrics, text_data
-from gemini_core.llm.calibrate import block_linears, decoder_blocks
-from gemini_core.llm.quantize import check_grid, rtn
-from gemini_core.llm.scenario import LLMScenario
+from gemini_core.kinds.llm import metrics, text_data
+from gemini_core.kinds.llm.calibrate import block_linears, decoder_blocks
+from gemini_core.kinds.llm.quantize import check_grid, rtn
+from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.results.store import Store
 from gemini_core.workflows.sensitivity import SensitivityProfile

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from gemini_core.errors import CheckpointError
-from gemini_core.llm.runtimes.base import LLMRunSettings, Runner, kv_elements_per_position
-from gemini_core.llm.runtimes.ov_convert import convert_stateful
-from gemini_core.llm.runtimes.ov_weights import compress_matmul_weights
+from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, Runner, kv_elements_per_position
+from gemini_core.kinds.llm.runtimes.ov_convert import convert_stateful
+from gemini_core.kinds.llm.runtimes.ov_weights import compress_matmul_weights
 
 IR_NAME = "openvino_model.xml"
 META_NAME = "gemini_openvino.json"
