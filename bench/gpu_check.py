@@ -21,10 +21,11 @@ from gemini_core.techniques.prune import nm_mask
 
 
 def digits_sweep() -> list[dict]:
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
     from gemini_core.scenarios import get_scenario
     from gemini_core.training.baseline import get_baseline
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario = get_scenario("digits")
     t0 = time.perf_counter()
@@ -33,7 +34,7 @@ def digits_sweep() -> list[dict]:
     spec = SweepSpec(prune_methods=("l1-structured", "2:4"), prune_ratios=(0.0, 0.5), bits=(32, 16, 8, 4),
                      executions=("dense", "sparse"), finetune_steps=(60,), batch_size=256)
     rows = []
-    for r in run_sweep(scenario, baseline, spec, store=Store(), device="cuda"):
+    for r in run_sweep(scenario, spec, store=Store(), device="cuda", baseline=baseline):
         rows.append({k: r.get(k) for k in ("label", "status", "error", "accuracy", "latency_ms_p50", "latency_ms_p90",
                                             "peak_memory_bytes", "size_bytes", "backend")})
     print(json.dumps({"digits_baseline_train_seconds": train_s, "baseline_accuracy": baseline.test_accuracy}))

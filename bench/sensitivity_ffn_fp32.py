@@ -12,10 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.simplefilter("ignore")  # torch.ao deprecation notes on every int8 layer
 # noqa: E402 below: the repository root goes on sys.path first
 from gemini_core.config import CompressionConfig
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
 from gemini_core.scenarios import get_scenario
 from gemini_core.training.baseline import get_baseline
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 
 def main() -> None:
@@ -24,8 +25,8 @@ def main() -> None:
     b = get_baseline(sc, dataclasses.replace(sc.default_train, epochs=3, lr=2e-4))
     manual = CompressionConfig(bits=8, layer_overrides=[{"pattern": "encoder.layer.*.output.dense", "bits": 32}])
     out = []
-    for r in run_sweep(sc, b, SweepSpec(bits=(32, 8), batch_size=8, allocations=(manual,)), store=Store(),
-                       name="MiniLM int8: FFN down-projections kept fp32 (FINDINGS)"):
+    for r in run_sweep(sc, SweepSpec(bits=(32, 8), batch_size=8, allocations=(manual,)), store=Store(),
+                       name="MiniLM int8: FFN down-projections kept fp32 (FINDINGS)", baseline=b):
         out.append({k: v for k, v in r.items() if k != "traceback"})
         print(r["label"], r.get("accuracy"), r.get("size_bytes"), r.get("reused", False))
     json.dump({"measured": out}, open("bench/results/sensitivity_minilm_int8_ffn_fp32.json", "w"), indent=1, default=float)

@@ -160,7 +160,7 @@ def verify_suggestion(ctx: Context, scenario, model, records: list[dict], chosen
 def suggestion_check(ctx: Context) -> dict:
     """Does the product ever suggest a sparse point slower than its dense twin? (digits, both executions)."""
     from gemini_core.config import CompressionConfig
-    from gemini_core.workflows.sweep import SweepUnit, run_unit
+    from gemini_core.kinds.classifier.units import SweepUnit, run_unit
 
     scenario, baseline = digits(ctx)
     units = [SweepUnit(CompressionConfig(), (CompressionConfig(), CompressionConfig(execution="sparse")))]

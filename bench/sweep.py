@@ -32,7 +32,7 @@ def _one(kind: str, home, spec, ctx: Context, index: int) -> dict:
         baseline = get_baseline(scenario, device=ctx.device)
         t_base = time.perf_counter() - t0
         store = Store(home / f"store-{kind}-{index}.sqlite")
-        records = list(run_sweep(scenario, baseline, spec, store=store, device=ctx.device, name=f"bench {kind}"))
+        records = list(run_sweep(scenario, spec, store=store, device=ctx.device, name=f"bench {kind}", baseline=baseline))
         seconds = time.perf_counter() - t0
     ok = [r for r in records if r.get("status") == "ok" and not r.get("reused")]
     return {"kind": kind, "repeat": index, "points": len(records), "measured": len(ok),
@@ -42,7 +42,7 @@ def _one(kind: str, home, spec, ctx: Context, index: int) -> dict:
 
 
 def run(quick: bool = False, ctx: Context | None = None) -> dict:
-    from gemini_core.workflows.sweep import SweepSpec
+    from gemini_core.kinds.classifier.spec import SweepSpec
 
     from .common import make_context
 

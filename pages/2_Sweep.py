@@ -3,8 +3,8 @@ import streamlit as st
 
 from gemini_core.config import BITS, EXECUTIONS, GRANULARITIES, MAX_PRUNE_RATIO, PRUNE_METHODS
 from gemini_core.errors import GeminiError
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.workflows.ray_executor import RAY_MISSING, cluster_summary, ray_available
-from gemini_core.workflows.sweep_spec import SweepSpec
 from ui import llm as llm_ui
 from ui import points_view, recipes, views
 from ui.estimates import estimate_range, format_range

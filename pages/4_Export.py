@@ -8,12 +8,12 @@ from gemini_core.checkpoint.format import FORMATS, RECIPE_FILE
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import GeminiError
 from gemini_core.fsio import clean_stale, is_staging_name
+from gemini_core.kinds.llm.export import evaluate_llm_export, is_llm_export
 from gemini_core.paths import export_destination, exports_dir
 from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
 from gemini_core.results.table import ok_points, points_frame
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
-from gemini_core.kinds.llm.export import evaluate_llm_export, is_llm_export
 from ui import llm as llm_ui
 from ui import points_view, views
 from ui.downloads import chart_downloads

@@ -116,8 +116,9 @@ class SweepJob(_BaselineMixin, Job):
 
     def work(self) -> None:
         from gemini_core.device import pick_device
+        from gemini_core.kinds.classifier.engine import run_id_for
         from gemini_core.results.store import Store
-        from gemini_core.workflows.sweep import run_id_for, run_sweep
+        from gemini_core.workflows.sweep import run_sweep
 
         store = Store().check()  # a damaged store is reported before the baseline trains
         scenario, baseline = self._baseline()
@@ -131,9 +132,9 @@ class SweepJob(_BaselineMixin, Job):
         else:
             self.run_id = run_id_for(baseline.key, self.spec, pick_device())
         self.message = f"measuring {self.total} points" + (" on Ray" if self.executor == "ray" else "")
-        self._collect_points(run_sweep(scenario, baseline, self.spec, store=store, name=self.run_name,
+        self._collect_points(run_sweep(scenario, self.spec, store=store, name=self.run_name,
                                        should_stop=self.should_stop, executor=self.executor,
-                                       ray_address=self.ray_address))
+                                       ray_address=self.ray_address, baseline=baseline))
 
 
 class TrainJob(_BaselineMixin, Job):
@@ -149,16 +150,17 @@ class TrainJob(_BaselineMixin, Job):
         self.total = 1
 
     def work(self) -> None:
+        from gemini_core.kinds.classifier.spec import SweepSpec
         from gemini_core.results.store import Store
-        from gemini_core.workflows.sweep import SweepSpec, run_sweep
+        from gemini_core.workflows.sweep import run_sweep
 
         store = Store().check()  # a damaged store is reported before the baseline trains
         scenario, baseline = self._baseline()
         if baseline is None or self.cancelled:
             return
         self.message = "measuring the baseline (accuracy, latency, size)"
-        for record in run_sweep(scenario, baseline, SweepSpec(), store=store,
-                                name=f"{scenario.name} baseline reference", should_stop=self.should_stop):
+        for record in run_sweep(scenario, SweepSpec(), store=store,
+                                name=f"{scenario.name} baseline reference", should_stop=self.should_stop, baseline=baseline):
             self._add_record(record)
         self.result = {"baseline": self.baseline_info, "history": self.baseline_history,
                        "reference": self.records[-1] if self.records else None,

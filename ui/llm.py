@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from gemini_core.kinds.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
 from gemini_core.errors import GeminiError
+from gemini_core.kinds.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
 from gemini_core.kinds.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
 from gemini_core.kinds.llm.quantize import RECIPES
 from gemini_core.kinds.llm.runtimes.registry import missing as missing_executions
@@ -55,14 +55,14 @@ class LLMSweepJob(Job):
     def work(self) -> None:
         from gemini_core.results.store import Store
         from gemini_core.scenarios import get_scenario
-        from gemini_core.kinds.llm.sweep import run_llm_sweep
         from gemini_core.workflows.ray_executor import RayExecutor
+        from gemini_core.workflows.sweep import run_sweep
 
         store = Store().check()
         scenario = get_scenario("llm", **self.options)
         executor = RayExecutor(self.ray_address) if self.executor == "ray" else None
         self.message = "loading the language model"
-        self._collect_points(run_llm_sweep(scenario, self.spec, store=store, name=self.run_name,
+        self._collect_points(run_sweep(scenario, self.spec, store=store, name=self.run_name,
                                            should_stop=self.should_stop, progress=self._say, executor=executor))
 
     def _say(self, text: str) -> None:
@@ -179,8 +179,8 @@ def point_metrics(point: dict, row) -> None:
 
 def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:
     """Export an LLM point (safetensors folder + GGUF) and evaluate the export again."""
-    from gemini_core.results.store import Store
     from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
+    from gemini_core.results.store import Store
 
     path = export_llm_point(Store(), point_id, out_dir, gguf="auto", overwrite=overwrite,
                             progress=lambda event: setattr(j, "message", getattr(event, "message", str(event))))
@@ -216,9 +216,9 @@ class LLMSensitivityJob(Job):
         self.message = f"{data['done_steps']} of {data['total_steps']} evaluations"
 
     def work(self) -> None:
+        from gemini_core.kinds.llm.sensitivity import analyse_llm
         from gemini_core.results.store import Store
         from gemini_core.scenarios import get_scenario
-        from gemini_core.kinds.llm.sensitivity import analyse_llm
 
         store = Store().check()
         self.message = "loading the language model"

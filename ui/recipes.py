@@ -9,8 +9,8 @@ import streamlit as st
 import yaml
 
 from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
-from gemini_core.workflows.sweep_spec import SweepSpec
 from ui.llm import FORM_OPTIONS
 
 FORM = {"sw_methods": "prune_methods", "sw_ratios": "prune_ratios", "sw_bits": "bits", "sw_gran": "granularities",

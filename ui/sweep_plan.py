@@ -10,7 +10,7 @@ DEMO_GRID = dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.25, 0.5,
                  batch_size=32)
 
 def demo_spec():
-    from gemini_core.workflows.sweep_spec import SweepSpec
+    from gemini_core.kinds.classifier.spec import SweepSpec
 
     return SweepSpec(**DEMO_GRID)
 

@@ -24,10 +24,10 @@ from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.device import pick_device
 from gemini_core.errors import GeminiError
+from gemini_core.kinds.llm.export import GGUF_TYPES, evaluate_llm_export, export_llm_point, is_llm_export
 from gemini_core.measure import measure_point
 from gemini_core.results.store import Store
 from gemini_core.workflows.export import evaluate_export, export_compressed, export_point
-from gemini_core.kinds.llm.export import GGUF_TYPES, evaluate_llm_export, export_llm_point, is_llm_export
 
 _CONFIG_HELPS = {
     "prune_method": "one of none, l1-structured, ..., 2:4",

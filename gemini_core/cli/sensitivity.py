@@ -17,6 +17,7 @@ from gemini_core.cli.common import (
 )
 from gemini_core.config import parse_list
 from gemini_core.errors import GeminiError
+from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
 from gemini_core.results.store import Store
 from gemini_core.workflows.allocator import (
     allocate,
@@ -24,7 +25,6 @@ from gemini_core.workflows.allocator import (
     measure_allocation,
     measured_rows,
 )
-from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
 from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
 
 

@@ -40,7 +40,8 @@ class KindInfo:
     latency_heading: str = "latency p50 (ms)"  # what ``latency_ms_p50`` times for this kind
     size_heading: str = "size (bytes written)"
     extra_columns: tuple[Column, ...] = ()  # the kind's own measured figures, after the shared ones
-    scenarios: tuple[str, ...] = field(default=())  # scenario names that build this kind ("" prefix: any other)
+    scenarios: tuple[str, ...] = field(default=())  # scenario names that build this kind
+    trains_baseline: bool = False  # True: a baseline is trained (and cached) before compressing; else loaded
 
 
 KINDS: dict[str, KindInfo] = {}
@@ -85,3 +86,10 @@ def engine(kind: str | KindInfo | None):
     """The kind's engine module (imports torch)."""
     info = kind if isinstance(kind, KindInfo) else kind_info(kind)
     return importlib.import_module(info.engine_module)
+
+
+def load_engines() -> None:
+    """Import every kind's engine: the doors that list scenarios call it first (a kind's scenarios, such as the
+    causal LM's, register as its engine loads)."""
+    for info in list(KINDS.values()):
+        engine(info)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.spec import REFERENCE, SweepSpec
 from gemini_core.workflows.sensitivity import SensitivityProfile
 from gemini_core.workflows.sweep import run_sweep
-from gemini_core.workflows.sweep_spec import REFERENCE, SweepSpec
 
 OBJECTIVES = ("smallest-size", "speedup")
 _EPS_POINTS = 0.05  # a change measured as free still costs a little: prefer the bigger saving among free ones
@@ -293,8 +293,8 @@ def measure_allocation(scenario, baseline, allocation: Allocation, *, prune_meth
     config = dataclasses.replace(allocation.config, finetune_steps=steps)
     spec = comparison_spec(config, prune_method=prune_method, granularity=granularity,
                            compare_ratios=compare_ratios, compare_bits=compare_bits, batch_size=batch_size)
-    records = run_sweep(scenario, baseline, spec, store=store, device=device,
-                        name=name or f"{scenario.name} allocation vs uniform")
+    records = run_sweep(scenario, spec, store=store, device=device,
+                        name=name or f"{scenario.name} allocation vs uniform", baseline=baseline)
     return [{k: v for k, v in record.items() if k != "traceback"} for record in records]
 
 

@@ -16,12 +16,12 @@ from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.device import compute_threads, condition_warnings, pick_device
 from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point, is_llm_point
 from gemini_core.measure import classification_metrics, measure_point
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
 from gemini_core.scenarios.registry import scenario_entry
 from gemini_core.workflows.baselines import baseline_from_description
-from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point, is_llm_point
 
 
 def export_compressed(compressed, scenario, baseline, out_dir, record: dict | None = None,

@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError, DataError
+from gemini_core.kinds.classifier.units import failed_record, run_unit
 from gemini_core.scenarios import get_scenario
-from gemini_core.workflows.units import failed_record, run_unit
 
 RAY_MISSING = "Ray is not installed: pip install 'ray>=2.9'"
 # A task on a node that dies is re-run elsewhere this many times before its points are marked failed.

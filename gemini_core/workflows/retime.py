@@ -12,11 +12,11 @@ from gemini_core.compress import compress, prune_copy
 from gemini_core.config import CompressionConfig
 from gemini_core.device import compute_threads, device_info, pick_device
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.spec import REFERENCE
+from gemini_core.kinds.llm.retime import retime_llm_points
 from gemini_core.measure import measure_latency
 from gemini_core.results.store import Store
 from gemini_core.workflows.baselines import baseline_from_description
-from gemini_core.kinds.llm.retime import retime_llm_points
-from gemini_core.workflows.sweep_spec import REFERENCE
 
 
 def retime_run(store: Store, run_id: str, rounds: int = 5, device=None, threads: int | None = None,

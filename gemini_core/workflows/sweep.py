@@ -1,130 +1,131 @@
-"""Sweeps: expand a grid, prune once per pruning setting, measure every bit width and execution on it.
+"""One sweep for every model kind: expand the kind's grid into units, skip points already stored, run
+the rest here or on Ray, store each record the moment it exists, mark the run finished or interrupted.
 
-The unit of work (``run_unit``: one pruning setting with all its points) is a plain function
-separate from the loop (``run_sweep``) so another executor can run units elsewhere. Points
-stream out as they are measured and are stored the moment they exist; a re-run skips points
-already stored for the same baseline. The grid is ``sweep_spec.SweepSpec``; timing a stored run
-again is ``retime.py``.
+What differs between kinds (how a unit is compressed and measured, what a point's key holds, how a
+record is compared with the reference) is the kind's ``SweepSession`` (its engine's ``open_sweep``);
+everything a sweep promises the user (re-use, resumption, cancellation, one failed point failing alone,
+Ray streaming) is written once, here.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
-import torch
-
-from gemini_core.config import CompressionConfig
-from gemini_core.device import pick_device
-from gemini_core.measure import memory_cap_bytes
-from gemini_core.results.stats import paired_difference, parse_bits
+from gemini_core.errors import Cancelled
+from gemini_core.kinds.registry import engine, kind_for_scenario
 from gemini_core.results.store import Store
-from gemini_core.scenarios.base import Scenario
-from gemini_core.training.baseline import test_correctness
-from gemini_core.training.loop import recovery_recipe
 from gemini_core.workflows.executors import make_executor
-from gemini_core.workflows.sweep_spec import SweepSpec
-from gemini_core.workflows.units import SweepUnit, device_key, point_key, run_unit
+
+# Fields the store owns: dropped when a point measured in another run is copied into this one.
+_STORE_FIELDS = ("point_id", "run_id", "point_key", "status", "error", "baseline_key")
 
 
-def run_id_for(baseline_key: str, spec: SweepSpec, device) -> str:
-    blob = json.dumps({"baseline": baseline_key, "spec": spec.to_dict(), "device": device_key(device)},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+class SweepUnit(Protocol):
+    configs: tuple  # the point configs measured together (one pruning setting, or one LLM point)
 
 
-def run_sweep(scenario: Scenario, baseline, spec: SweepSpec, store: Store | None = None, device=None,
-              force: bool = False, name: str | None = None, should_stop: Callable[[], bool] | None = None,
-              latency_kwargs: dict | None = None, executor="local", ray_address: str | None = None) -> Iterator[dict]:
-    """Run ``spec`` on ``baseline`` (from ``train.get_baseline``), storing and yielding each point.
+class SweepSession(Protocol):
+    """One kind's side of a sweep, opened by ``engine.open_sweep`` once the model is loaded."""
 
-    Yields the stored record of every point, measured now or found in the store
-    (``"reused": True``). Failed points are stored with their reason and the sweep goes on.
-    ``executor``: "local" (this process, one unit after another) or "ray" (one task per unit on
-    the Ray cluster at ``ray_address``, a local instance when None; see ray_executor.py).
+    run_id: str
+    run_name: str
+    scenario_name: str
+    baseline_key: str
+    spec_dict: dict  # stored with the run
+    description: dict  # the baseline's description, stored with the run (retime and export rebuild from it)
+
+    def units(self) -> Iterable[SweepUnit]: ...
+
+    def point_key(self, config) -> str: ...
+
+    def config_of(self, record: dict): ...  # the config a record was measured for
+
+    def run_unit(self, unit, skip: set, should_stop: Callable[[], bool] | None) -> Iterator[dict]: ...
+
+    def run_remote(self, plans: list, should_stop: Callable[[], bool] | None) -> Iterator[dict]: ...
+
+    def compare(self, record: dict) -> dict: ...  # the record with its paired difference to the reference
+
+
+def run_sweep(scenario, spec, store: Store | None = None, *, baseline=None, device=None, force: bool = False,
+              name: str | None = None, should_stop: Callable[[], bool] | None = None,
+              progress: Callable[[str], None] | None = None, latency_kwargs: dict | None = None,
+              executor="local", ray_address: str | None = None) -> Iterator[dict]:
+    """Run ``spec`` (the scenario's kind's grid) and yield the stored record of every point.
+
+    Points already stored for the same model and measurement are copied, not measured again
+    (``"reused": True``) unless ``force``. A failed point is stored with its reason and the sweep goes
+    on; ``should_stop`` ends it between points (or inside a long step). ``executor``: "local", "ray"
+    (with ``ray_address``; None starts a local Ray instance) or an executor object. ``baseline``: the
+    trained model for kinds that train one (trained or loaded when None).
     """
-    memory_cap_bytes()  # a malformed GEMINI_MAX_BATCH_BYTES is a one-line error, not N failed points
     store = store or Store()
     remote = make_executor(executor, ray_address)
-    if remote is None:
-        device = torch.device(device or pick_device())
-        key_device = device
-    else:
-        device = remote.device_type(device)  # connects; "cpu" or "cuda" on the workers
-        key_device = remote.device_key(device)
-    run_id = run_id_for(baseline.key, spec, key_device)
-    recovery = recovery_recipe(scenario.recovery_schedule)  # in every fine-tuned point's key
-    store.ensure_run(run_id, name or f"{scenario.name} sweep", scenario.name, baseline.key, spec.to_dict(),
-                     baseline.describe())
-    finished = True
-    baseline_correct = getattr(baseline, "test_correct", None)
-    if baseline_correct is None:  # an adaptive baseline: classify the test set once, here
-        baseline_correct = test_correctness(baseline.model, scenario)
+    kind = engine(kind_for_scenario(scenario.name))
+    session = kind.open_sweep(scenario, spec, baseline=baseline, device=device, remote=remote,
+                              latency_kwargs=latency_kwargs, progress=progress)
+    return _drive(session, store, remote is not None, force, name, should_stop, progress)
 
-    def reuse(unit: SweepUnit) -> Iterator[dict]:
+
+def _drive(session: SweepSession, store: Store, on_remote: bool, force: bool, name: str | None,
+           should_stop: Callable[[], bool] | None, progress: Callable[[str], None] | None) -> Iterator[dict]:
+    run_id = session.run_id
+    store.ensure_run(run_id, name or session.run_name, session.scenario_name, session.baseline_key,
+                     session.spec_dict, session.description)
+    finished = True
+
+    def stopped() -> bool:
+        return should_stop is not None and should_stop()
+
+    def keep(record: dict) -> dict:
+        key = session.point_key(session.config_of(record))
+        record = session.compare(record)
+        point_id = store.add_point(run_id, session.baseline_key, key, record, status=record.get("status", "ok"),
+                                   error=record.get("error"))
+        return {**record, "point_id": point_id, "run_id": run_id, "point_key": key,
+                "baseline_key": session.baseline_key}
+
+    def reuse(unit) -> Iterator[dict]:
         """Yield the unit's points already stored (copied into this run); returns their config keys."""
         skip = set()
         for config in unit.configs:
             if force:
                 continue
-            key = point_key(config, spec.batch_size, key_device, recovery)
-            found = store.find_point(baseline.key, key)
+            found = store.find_point(session.baseline_key, session.point_key(config))
             if found is None:
                 continue
             skip.add(config.key())
             if found["run_id"] != run_id:  # measured in another run: copy it into this one
-                record = {k: v for k, v in found.items()
-                          if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
-                record["reused_from"] = found["run_id"]
-                found = _store(store, run_id, baseline.key, key, with_baseline_comparison(record, baseline_correct))
+                record = {k: v for k, v in found.items() if k not in _STORE_FIELDS}
+                found = keep({**record, "reused_from": found["run_id"]})
             yield {**found, "reused": True}
         return skip
 
     try:
-        if remote is None:
-            for unit in spec.units():
-                skip = yield from reuse(unit)
-                for record in run_unit(baseline.model, scenario, unit, spec.batch_size, device, should_stop, skip,
-                                       latency_kwargs):
-                    config = CompressionConfig.from_dict(record["config"])
-                    yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, device, recovery),
-                                 with_baseline_comparison(record, baseline_correct))
-                if should_stop is not None and should_stop():
-                    finished = False
-                    break
-        else:
-            plans = []
-            for unit in spec.units():
-                skip = yield from reuse(unit)
-                if any(c.key() not in skip for c in unit.configs):
-                    plans.append((unit, frozenset(skip)))
-            for record in remote.run_units(baseline.model, baseline.describe(), plans, spec.batch_size, device,
-                                           should_stop, latency_kwargs):
-                config = CompressionConfig.from_dict(record["config"])
-                yield _store(store, run_id, baseline.key, point_key(config, spec.batch_size, key_device, recovery),
-                             with_baseline_comparison(record, baseline_correct))
-            if should_stop is not None and should_stop():
+        plans = []
+        for unit in session.units():
+            if stopped():
                 finished = False
+                break
+            skip = yield from reuse(unit)
+            if all(c.key() in skip for c in unit.configs):
+                continue
+            if on_remote:  # measured below, all at once on the cluster
+                plans.append((unit, frozenset(skip)))
+                continue
+            for record in session.run_unit(unit, skip, should_stop):
+                yield keep(record)
+        if plans and finished and not stopped():
+            if progress is not None:
+                progress(f"measuring {sum(len(u.configs) - len(s) for u, s in plans)} points on Ray")
+            for record in session.run_remote(plans, should_stop):
+                yield keep(record)
+        if stopped():
+            finished = False
+    except Cancelled:
+        finished = False
     except BaseException:
         finished = False
         raise
     finally:
         store.set_status(run_id, "finished" if finished else "interrupted")
-
-
-def with_baseline_comparison(record: dict, baseline_correct: list[int] | None) -> dict:
-    """``record`` with its paired accuracy difference to the baseline on the same test examples."""
-    bits = parse_bits(record.get("test_correct"))
-    if record.get("status", "ok") != "ok" or bits is None or baseline_correct is None \
-            or len(bits) != len(baseline_correct):
-        return record
-    paired = paired_difference(bits, baseline_correct)
-    return {**record, "accuracy_delta": paired["accuracy_delta"], "accuracy_delta_ci95": paired["accuracy_delta_ci95"],
-            "accuracy_delta_measurable": paired["measurable"], "mcnemar_p": paired["mcnemar_p"],
-            "paired_n": paired["paired_n"]}
-
-
-def _store(store: Store, run_id: str, baseline_key: str, key: str, record: dict) -> dict:
-    point_id = store.add_point(run_id, baseline_key, key, record, status=record.get("status", "ok"),
-                               error=record.get("error"))
-    return {**record, "point_id": point_id, "run_id": run_id, "point_key": key, "baseline_key": baseline_key}

@@ -25,7 +25,7 @@ def _panel(spec: dict, name: str) -> list:
 
 
 def test_adaptive_training_is_drawn_live_and_becomes_the_sweeps_baseline(app_env):
-    from gemini_core.workflows.sweep import SweepSpec
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from ui.compute_jobs import SweepJob
 
     at = _adaptive_page(epochs=8)

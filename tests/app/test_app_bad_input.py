@@ -266,7 +266,7 @@ def test_values_outside_the_widgets_never_reach_the_engine(seeded, app_env):
 # -- out of memory during a sweep started from the page ------------------------------------------------------
 def test_out_of_memory_point_shows_its_reason_and_the_page_keeps_working(seeded, app_env, monkeypatch):
     from gemini_core import measure as measure_module
-    from gemini_core.workflows import units as sweep_module
+    from gemini_core.kinds.classifier import units as sweep_module
 
     original = measure_module.measure_point
 

@@ -6,9 +6,9 @@ try:
 except ImportError:  # pragma: no cover
     from test_app_support import app_env, new_app  # noqa: F401
 
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.paths import store_path
 from gemini_core.results.store import Store
-from gemini_core.workflows.sweep import SweepSpec
 from ui.estimates import estimate_range, format_range, learned_costs
 
 

@@ -39,14 +39,15 @@ def _llm_app(page, options):
 
 def _tiny_sweep(tiny_dir) -> list:
     from gemini_core.kinds.llm.point import LLMSettings
+    from gemini_core.kinds.llm.sweep import LLMSweepSpec
     from gemini_core.scenarios import get_scenario
-    from gemini_core.kinds.llm.sweep import LLMSweepSpec, run_llm_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     settings = LLMSettings(context_len=64, eval_tokens=128, calib_samples=2, calib_seq_len=32, prefill_tokens=16,
                            prefill_repeats=2, decode_new_tokens=3, decode_repeats=1)
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(32,), prune_methods=("magnitude",),
                         sparsities=(0.5,), settings=settings)
-    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_dir}"), spec))
+    records = list(run_sweep(get_scenario("llm", model=f"hf:{tiny_dir}"), spec))
     assert len(records) == 3
     return records
 

@@ -142,17 +142,18 @@ def wait_points(at, title: str, n: int, timeout: float = 60.0) -> dict:
 
 def seed_run(spec_kwargs: dict | None = None, name: str = "seeded") -> list[dict]:
     """A real sweep on digits through the engine (not the UI), stored in this test's home."""
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
     from gemini_core.scenarios import get_scenario
     from gemini_core.training.baseline import get_baseline
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario = get_scenario("digits")
     baseline = get_baseline(scenario)
     assert baseline.cached
     spec = SweepSpec(**(spec_kwargs or dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bits=(32, 8),
                                             finetune_steps=(20,))))
-    return list(run_sweep(scenario, baseline, spec, store=Store(), name=name))
+    return list(run_sweep(scenario, spec, store=Store(), name=name, baseline=baseline))
 
 
 @pytest.fixture(scope="session")

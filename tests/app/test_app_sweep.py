@@ -107,7 +107,7 @@ def test_cancel_keeps_finished_points_and_reload_reattaches():
 
 
 def test_time_estimate_counts_qat_recoveries():
-    from gemini_core.workflows.sweep import SweepSpec
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from ui.sweep_plan import estimate_seconds
 
     plain = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(8, 4), finetune_steps=(60,))

@@ -86,14 +86,15 @@ SECRET = "SECRETCOLUMN_do_not_show,another_secret\n1,2\n3,4\n"
 @pytest.fixture(scope="session")
 def home(tmp_path_factory, digits):
     """A home with the digits baseline and an earlier run of 2 points."""
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario, baseline = digits
     home = tmp_path_factory.mktemp("untrusted_home")
     shutil.copytree(baseline.path, home / "baselines" / baseline.path.name)
-    records = list(run_sweep(scenario, baseline, SweepSpec(bits=(32, 8), batch_size=4),
-                             store=Store(home / "gemini.sqlite"), latency_kwargs=FAST, name="earlier"))
+    records = list(run_sweep(scenario, SweepSpec(bits=(32, 8), batch_size=4),
+                             store=Store(home / "gemini.sqlite"), latency_kwargs=FAST, name="earlier", baseline=baseline))
     assert all(r["status"] == "ok" for r in records)
     return home, records[0]["run_id"]
 

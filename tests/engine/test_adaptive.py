@@ -129,7 +129,7 @@ def test_recovery_field_keys_and_labels():
 
 
 def test_sweep_units_recover_qat_per_bit_width_and_reuse_fine_tuning():
-    from gemini_core.workflows.sweep import SweepSpec
+    from gemini_core.kinds.classifier.spec import SweepSpec
 
     spec = SweepSpec(prune_methods=("none", "l1-structured"), prune_ratios=(0.5,), bits=(32, 4, 3),
                      finetune_steps=(20,), recoveries=("finetune", "qat"))
@@ -233,14 +233,15 @@ def test_the_result_is_a_cached_baseline_that_reloads(gradual):
 
 
 def test_a_sweep_point_of_the_adaptive_baseline_exports_and_reloads_exactly(gradual, tmp_path):
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
     from gemini_core.workflows import export as ex
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario, _, result, _ = gradual
     store = Store(tmp_path / "runs.sqlite")
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.25,), bits=(4,), batch_size=4)
-    points = list(run_sweep(scenario, result, spec, store=store, device="cpu", latency_kwargs=FAST))
+    points = list(run_sweep(scenario, spec, store=store, device="cpu", latency_kwargs=FAST, baseline=result))
     assert all(p["status"] == "ok" for p in points), [p.get("error") for p in points]
     point = next(p for p in points if p["config"]["bits"] == 4)
     assert point["params"] < sum(p.numel() for p in result.model.parameters())
@@ -400,14 +401,15 @@ def test_gradual_head_and_ffn_pruning_of_a_tiny_bert_matches_one_shot_and_reload
 
 
 def test_a_sweep_measures_qat_points_next_to_plain_ones(digits, tmp_path):
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario, baseline = digits
     spec = SweepSpec(bits=(4,), granularities=("per-tensor",), finetune_steps=(5,), recoveries=("finetune", "qat"),
                      batch_size=4)
-    points = list(run_sweep(scenario, baseline, spec, store=Store(tmp_path / "runs.sqlite"), device="cpu",
-                            latency_kwargs=FAST))
+    points = list(run_sweep(scenario, spec, store=Store(tmp_path / "runs.sqlite"), device="cpu",
+                            latency_kwargs=FAST, baseline=baseline))
     assert sorted(p["label"] for p in points) == ["unpruned / 32-bit / dense", "unpruned / 4-bit per-tensor / dense",
                                                   "unpruned / qat5 / 4-bit per-tensor / dense"]
     assert all(p["status"] == "ok" for p in points)

@@ -15,7 +15,7 @@ PACKAGE = "gemini_core"
 
 # Bottom to top: a module may import modules of its own layer or of layers below, never above.
 LAYERS = [
-    ("errors", "paths", "version", "progress", "fsio", "techniques.methods", "runtimes.registry", "device",
+    ("errors", "paths", "version", "progress", "fsio", "settings_flags", "techniques.methods", "runtimes.registry", "device",
      "kinds", "kinds.registry", "kinds.classifier", "kinds.classifier.info", "kinds.llm.info"),  # torch-free kind descriptions
     ("config",),
     ("scenarios",),
@@ -25,7 +25,7 @@ LAYERS = [
     ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),
     ("checkpoint", "charts", "report"),
-    ("workflows", "kinds.classifier.engine", "kinds.llm.engine", "kinds.llm.sweep", "kinds.llm.export",
+    ("workflows", "kinds.classifier.engine", "kinds.classifier.spec", "kinds.classifier.units", "kinds.classifier.flags", "kinds.llm.engine", "kinds.llm.flags", "kinds.llm.sweep", "kinds.llm.export",
      "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray"),  # each kind's engine, called by the workflows
     ("cli", "__main__"),
 ]

@@ -54,15 +54,16 @@ def earlier_points(home: Path, run_id: str) -> list[tuple]:
 # -- fixtures: a home with an earlier run, and the files of the matrix --------------------------------
 @pytest.fixture(scope="module")
 def seeded_home(tmp_path_factory, digits):
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario, baseline = digits
     home = tmp_path_factory.mktemp("bad_input_home")
     shutil.copytree(baseline.path, home / "baselines" / baseline.path.name)
-    records = list(run_sweep(scenario, baseline, SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,),
+    records = list(run_sweep(scenario, SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,),
                                                            bits=(32, 8), batch_size=4),
-                             store=Store(home / "gemini.sqlite"), latency_kwargs=FAST, name="earlier run"))
+                             store=Store(home / "gemini.sqlite"), latency_kwargs=FAST, name="earlier run", baseline=baseline))
     assert len(records) == 3 and all(r["status"] == "ok" for r in records)
     return home, records[0]["run_id"]
 

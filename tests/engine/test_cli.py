@@ -70,8 +70,8 @@ def test_cli_sweep_writes_jsonl_and_lists_runs(tmp_path):
 def _settings_flags():
     from gemini_core.cli.common import TRAIN_FLAGS
     from gemini_core.cli.export import CONFIG_FLAGS
-    from gemini_core.cli.sweep import SPEC_FLAGS
     from gemini_core.cli.train import ADAPTIVE_FLAGS
+    from gemini_core.kinds.classifier.flags import SPEC_FLAGS
 
     # command -> the settings flags its parser carries
     return {"train": (TRAIN_FLAGS, ADAPTIVE_FLAGS), "sweep": (TRAIN_FLAGS, SPEC_FLAGS),

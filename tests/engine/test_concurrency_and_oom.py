@@ -12,9 +12,10 @@ import sys
 
 import torch
 
+from gemini_core.kinds.classifier import units as sweep_module
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
-from gemini_core.workflows import units as sweep_module
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
 from tests.conftest import REPO
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}
@@ -26,7 +27,7 @@ def test_memory_cap_fails_the_point_with_its_reason_and_the_sweep_goes_on(digits
     store = Store(tmp_path / "runs.sqlite")
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32, 8), batch_size=256)
     monkeypatch.setenv("GEMINI_MAX_BATCH_BYTES", "100000")  # 100 kB: a digits CNN needs ~10 MB at batch 256
-    records = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
+    records = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     assert len(records) == 3 and all(r["status"] == "failed" for r in records)
     for record in records:
         assert record["error"].startswith("out of memory at batch size 256: a batch of 256 needs about ")
@@ -36,11 +37,11 @@ def test_memory_cap_fails_the_point_with_its_reason_and_the_sweep_goes_on(digits
     # the same grid at a batch that fits: every point measured, with its activation peak under the cap
     small = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32, 8), batch_size=2)
     monkeypatch.setenv("GEMINI_MAX_BATCH_BYTES", "2000000")
-    ok = list(run_sweep(scenario, baseline, small, store=store, latency_kwargs=FAST))
+    ok = list(run_sweep(scenario, small, store=store, latency_kwargs=FAST, baseline=baseline))
     assert len(ok) == 3 and all(r["status"] == "ok" and 0 < r["activation_peak_bytes"] <= 2_000_000 for r in ok)
     # lifting the cap: the failed points of the first run are measured again, not reused as failures
     monkeypatch.delenv("GEMINI_MAX_BATCH_BYTES")
-    again = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
+    again = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     assert [r["status"] for r in again] == ["ok"] * 3 and not any(r.get("reused") for r in again)
     assert store.get_run(run["run_id"])["points_failed"] == 0
     assert store.integrity_ok()
@@ -72,10 +73,10 @@ def test_oom_raised_in_forward_above_a_batch_size(digits, tmp_path, monkeypatch)
 
     monkeypatch.setattr(sweep_module, "compress", compress_with_small_memory)
     spec = SweepSpec(bits=(32, 8, 4), batch_size=32)
-    small = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
+    small = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     assert [r["status"] for r in small] == ["ok"] * 3   # batch 32 fits
     big = SweepSpec(bits=(32, 8, 4), batch_size=512)
-    records = {r["config"]["bits"]: r for r in run_sweep(scenario, baseline, big, store=store, latency_kwargs=FAST)}
+    records = {r["config"]["bits"]: r for r in run_sweep(scenario, big, store=store, latency_kwargs=FAST, baseline=baseline)}
     assert records[32]["status"] == records[4]["status"] == "ok"
     assert records[8]["status"] == "failed"
     assert records[8]["error"].startswith("out of memory at batch size 512: CUDA out of memory")

@@ -2,7 +2,7 @@ import pytest
 
 from gemini_core.config import CompressionConfig, parse_list
 from gemini_core.errors import ConfigError
-from gemini_core.workflows.sweep import SweepSpec
+from gemini_core.kinds.classifier.spec import SweepSpec
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -6,7 +6,7 @@ from gemini_core.cli import main
 from gemini_core.config import CompressionConfig
 from gemini_core.device import compute_threads_for_app, device_info, set_compute_threads
 from gemini_core.errors import ConfigError
-from gemini_core.workflows.sweep import point_key
+from gemini_core.kinds.classifier.units import point_key
 
 
 @pytest.fixture

@@ -344,14 +344,15 @@ def test_existing_folder_needs_overwrite(digits, tmp_path):
 
 # -- from the store, and the CLI -------------------------------------------------------------------
 def test_export_point_reproduces_the_sweep(digits, tmp_path):
+    from gemini_core.kinds.classifier.spec import SweepSpec
     from gemini_core.results.store import Store
-    from gemini_core.workflows.sweep import SweepSpec, run_sweep
+    from gemini_core.workflows.sweep import run_sweep
 
     scenario, baseline = digits
     store = Store(tmp_path / "runs.sqlite")
     spec = SweepSpec(prune_methods=("magnitude-unstructured",), prune_ratios=(0.5,), bits=(4,))
-    points = list(run_sweep(scenario, baseline, spec, store=store, device="cpu",
-                            latency_kwargs={"min_runs": 2, "min_seconds": 0.0}))
+    points = list(run_sweep(scenario, spec, store=store, device="cpu",
+                            latency_kwargs={"min_runs": 2, "min_seconds": 0.0}, baseline=baseline))
     point = next(p for p in points if p["config"]["bits"] == 4)
     path = ex.export_point(store, point["point_id"], tmp_path / "point", run_id=point["run_id"])
     recipe = json.loads((path / "recipe.json").read_text())

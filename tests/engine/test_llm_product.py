@@ -13,15 +13,16 @@ from gemini_core.checkpoint.schema import validate_recipe
 from gemini_core.cli import main
 from gemini_core.errors import CheckpointError, ConfigError, DataError, GeminiError
 from gemini_core.kinds.llm import metrics, source
+from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
 from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings, measure_llm_point
+from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
+from gemini_core.kinds.llm.sweep import LLMSweepSpec
 from gemini_core.results.pareto import front_for_axes, pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
 from gemini_core.scenarios import SCENARIOS, get_scenario
-from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
-from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
-from gemini_core.kinds.llm.sweep import LLMSweepSpec, run_llm_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 TINY = LLMSettings(context_len=64, eval_tokens=256, calib_samples=4, calib_seq_len=64, prefill_tokens=16,
                    prefill_repeats=2, decode_new_tokens=3, decode_repeats=1)
@@ -38,7 +39,7 @@ def swept(tiny_llm_dir, tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("llm_store") / "runs.sqlite")
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(4,), group_sizes=(32,), prune_methods=("magnitude",),
                         sparsities=(0.5,), settings=TINY)
-    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
+    records = list(run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
     return store, spec, records
 
 
@@ -86,7 +87,7 @@ def test_sweep_lands_in_the_store_with_perplexity(swept):
     assert quantized["size_written"].startswith("compressed-tensors")
     assert quantized["size_bytes"] < reference["size_bytes"] == pruned["size_bytes"]
     assert store.get_run(records[0]["run_id"])["status"] == "finished"
-    again = list(run_llm_sweep(get_scenario("llm", model=records[0]["model"]), spec, store=store))
+    again = list(run_sweep(get_scenario("llm", model=records[0]["model"]), spec, store=store))
     assert all(r["reused"] for r in again)  # nothing measured twice
 
 
@@ -110,7 +111,7 @@ def test_cancel_between_points_keeps_finished_points(tiny_llm_dir, tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8, 4), group_sizes=(32,), settings=TINY)
     seen = []
-    for record in run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store,
+    for record in run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store,
                                 should_stop=lambda: len(seen) >= 1):
         seen.append(record)
     assert len(seen) == 1 and len(store.points(seen[0]["run_id"])) == 1
@@ -248,7 +249,7 @@ def test_a_group_size_the_model_cannot_take_is_one_error_before_anything_is_stor
     store = Store(tmp_path / "runs.sqlite")
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(4,), group_sizes=(7,), settings=TINY)
     with pytest.raises(ConfigError, match="group size 7 does not divide the 64 input columns"):
-        list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
+        list(run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
     assert store.runs() == []
 
 

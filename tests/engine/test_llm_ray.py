@@ -9,11 +9,12 @@ pytestmark = pytest.mark.usefixtures("ray_test_session")
 
 from gemini_core.cli import main  # noqa: E402
 from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings  # noqa: E402
+from gemini_core.kinds.llm.ray import run_llm_points  # noqa: E402
+from gemini_core.kinds.llm.sweep import LLMSweepSpec, llm_point_record  # noqa: E402
 from gemini_core.results.store import Store  # noqa: E402
 from gemini_core.scenarios import get_scenario  # noqa: E402
 from gemini_core.workflows import ray_executor  # noqa: E402
-from gemini_core.kinds.llm.ray import run_llm_points  # noqa: E402
-from gemini_core.kinds.llm.sweep import LLMSweepSpec, llm_point_record, run_llm_sweep  # noqa: E402
+from gemini_core.workflows.sweep import run_sweep  # noqa: E402
 
 try:
     from tests.app.test_app_support import app_env, new_app, wait_job  # noqa: F401
@@ -31,9 +32,9 @@ def test_an_llm_sweep_on_ray_gives_the_local_perplexities_and_a_failed_task_keep
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(32,), prune_methods=("magnitude",),
                         sparsities=(0.5,), settings=TINY)
     store = Store(tmp_path / "runs.sqlite")
-    local = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
+    local = list(run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
     executor = ray_executor.RayExecutor(None)
-    on_ray = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store,
+    on_ray = list(run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store,
                                 executor=executor))
     assert len(on_ray) == len(local) == 3 and all(r["status"] == "ok" for r in on_ray), on_ray
     assert not any(r.get("reused") for r in on_ray)  # local points are not Ray points (other CPU share)
@@ -43,7 +44,7 @@ def test_an_llm_sweep_on_ray_gives_the_local_perplexities_and_a_failed_task_keep
         assert record["perplexity"] == by_label[record["label"]]["perplexity"]  # the same compressed model
         assert record["point_key"] != by_label[record["label"]]["point_key"]
     assert store.get_run(on_ray[0]["run_id"])["status"] == "finished"
-    again = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store,
+    again = list(run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store,
                                executor=executor))
     assert all(r["reused"] for r in again)  # a second Ray sweep re-uses the Ray points
 

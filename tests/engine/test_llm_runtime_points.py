@@ -9,11 +9,12 @@ import sqlite3
 import pytest
 
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
 from gemini_core.kinds.llm.point import EXECUTIONS, LLMSettings, measure_llm_point
+from gemini_core.kinds.llm.sweep import LLMSweepSpec
 from gemini_core.results.store import Store
 from gemini_core.scenarios import get_scenario
-from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
-from gemini_core.kinds.llm.sweep import LLMSweepSpec, run_llm_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 pytest.importorskip("openvino")
 
@@ -26,7 +27,7 @@ def swept(tiny_llm_dir, tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("llm_rt_store") / "runs.sqlite")
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(32,), executions=("torch", "openvino"),
                         settings=TINY)
-    records = list(run_llm_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
+    records = list(run_sweep(get_scenario("llm", model=f"hf:{tiny_llm_dir}"), spec, store=store))
     return store, records
 
 

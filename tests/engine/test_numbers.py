@@ -13,6 +13,7 @@ import torch
 from gemini_core.config import CompressionConfig
 from gemini_core.device import busy_warning, cpu_flags, device_info
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.pareto import pareto_front
 from gemini_core.results.stats import (
     NO_CHANGE,
@@ -27,7 +28,7 @@ from gemini_core.scenarios import get_scenario
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.training.baseline import baseline_key, get_baseline
 from gemini_core.training.loop import predict, trim_padding
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}
 QUICK = TrainSettings(epochs=3, batch_size=64, lr=3e-3, patience=0)
@@ -114,8 +115,8 @@ def test_baseline_and_points_repeat_across_homes_and_thread_counts(tmp_path, mon
             baseline = get_baseline(scenario, QUICK)
             assert not baseline.cached
             assert torch.get_num_threads() == threads  # training's thread count was restored
-            points = list(run_sweep(scenario, baseline, spec, Store(home / "runs.sqlite"), device="cpu",
-                                    latency_kwargs=FAST))
+            points = list(run_sweep(scenario, spec, Store(home / "runs.sqlite"), device="cpu",
+                                    latency_kwargs=FAST, baseline=baseline))
             accuracies = {p["label"]: (p["accuracy"], p["test_correct"]) for p in points}
             results.append((_weights_hash(baseline.model), baseline.test_accuracy, accuracies, points))
     finally:
@@ -246,7 +247,7 @@ def test_points_table_and_retime_from_the_cli(digits, capsys):
     scenario, baseline = digits
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32,), finetune_steps=(10,),
                      batch_size=8)
-    records = list(run_sweep(scenario, baseline, spec, Store(), device="cpu", latency_kwargs=FAST))
+    records = list(run_sweep(scenario, spec, Store(), device="cpu", latency_kwargs=FAST, baseline=baseline))
     run_id = records[0]["run_id"]
     capsys.readouterr()
     assert cli.main(["points", run_id, "--table"]) == 0

@@ -24,9 +24,11 @@ pytestmark = pytest.mark.usefixtures("ray_test_session")
 from gemini_core import cli  # noqa: E402
 from gemini_core.config import CompressionConfig  # noqa: E402
 from gemini_core.errors import ConfigError  # noqa: E402
+from gemini_core.kinds.classifier.spec import SweepSpec  # noqa: E402
 from gemini_core.results.store import Store  # noqa: E402
 from gemini_core.workflows import ray_executor  # noqa: E402
-from gemini_core.workflows.sweep import SweepSpec, make_executor, run_sweep  # noqa: E402
+from gemini_core.workflows.executors import make_executor
+from gemini_core.workflows.sweep import run_sweep
 from tests.engine.conftest import RAY_ENV  # noqa: E402
 
 try:
@@ -55,13 +57,13 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
     before = torch.get_num_threads()
     torch.set_num_threads(threads + 1)
     try:
-        local = list(run_sweep(scenario, baseline, spec, store=Store(tmp_path / "local.sqlite"), device="cpu",
-                               latency_kwargs=FAST))
+        local = list(run_sweep(scenario, spec, store=Store(tmp_path / "local.sqlite"), device="cpu",
+                               latency_kwargs=FAST, baseline=baseline))
     finally:
         torch.set_num_threads(before)
     store = Store(tmp_path / "ray.sqlite")
-    remote = list(run_sweep(scenario, baseline, spec, store=store, device="cpu", executor="ray",
-                            latency_kwargs=FAST))
+    remote = list(run_sweep(scenario, spec, store=store, device="cpu", executor="ray",
+                            latency_kwargs=FAST, baseline=baseline))
 
     assert len(local) == len(remote) == spec.n_points() == 9  # 8 grid points + the control
     local_by, remote_by = _by_config(local), _by_config(remote)
@@ -80,8 +82,8 @@ def test_ray_sweep_gives_the_local_points_and_accuracies_and_resumes(digits, tmp
     assert len(store.points(run_id)) == 9 and store.runs()[0]["status"] == "finished"
 
     # A re-run resumes like a local one: everything is found in the store, nothing is sent to Ray.
-    again = list(run_sweep(scenario, baseline, spec, store=store, device="cpu", executor="ray",
-                           latency_kwargs=FAST))
+    again = list(run_sweep(scenario, spec, store=store, device="cpu", executor="ray",
+                           latency_kwargs=FAST, baseline=baseline))
     assert len(again) == 9 and all(r["reused"] for r in again)
     assert len(store.points(run_id)) == 9
 
@@ -91,8 +93,8 @@ def test_a_failing_point_is_stored_with_its_reason_and_the_sweep_goes_on(digits,
     store = Store(tmp_path / "runs.sqlite")
     spec = SweepSpec(bits=(32, 8), batch_size=8)
     # A latency setting the worker cannot use makes every measurement fail there, not the sweep.
-    records = list(run_sweep(scenario, baseline, spec, store=store, executor="ray",
-                             latency_kwargs={"min_runs": "three"}))
+    records = list(run_sweep(scenario, spec, store=store, executor="ray",
+                             latency_kwargs={"min_runs": "three"}, baseline=baseline))
     assert len(records) == 2 and all(r["status"] == "failed" for r in records)
     assert all("TypeError" in r["error"] for r in records)
     stored = store.points(records[0]["run_id"])
@@ -222,8 +224,8 @@ def test_a_node_dying_mid_sweep_loses_no_point_and_duplicates_none(digits, tmp_p
                          executions=("dense",), finetune_steps=(10,), batch_size=8)
         store = Store(tmp_path / "cluster.sqlite")
         seen, killed_unit = [], None
-        for record in run_sweep(scenario, baseline, spec, store=store, executor="ray", ray_address=address,
-                                latency_kwargs={"min_runs": 5, "min_seconds": 0.4}):
+        for record in run_sweep(scenario, spec, store=store, executor="ray", ray_address=address,
+                                latency_kwargs={"min_runs": 5, "min_seconds": 0.4}, baseline=baseline):
             seen.append(record)
             if killed_unit is None and record.get("ray_node") == second_id:
                 _kill_tree(second.pid)  # the node dies mid-task: raylet, its workers, its agents

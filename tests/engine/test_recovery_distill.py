@@ -13,9 +13,9 @@ from gemini_core.cli import main
 from gemini_core.compress import prune_copy
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.training.distill import kd_loss
 from gemini_core.training.loop import train_steps
-from gemini_core.workflows.sweep import SweepSpec
 
 
 def test_distill_is_its_own_point_and_needs_steps():

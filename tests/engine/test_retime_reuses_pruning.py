@@ -2,18 +2,19 @@
 as the sweep does, so a MiniLM run with several bit widths and runtimes per ratio is not fine-tuned again per point."""
 from __future__ import annotations
 
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
 from gemini_core.workflows import retime
 from gemini_core.workflows.retime import retime_run
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 
 def test_retime_prunes_once_per_setting_and_keeps_accuracy(digits, monkeypatch):
     scenario, baseline = digits
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32, 8), finetune_steps=(5,),
                      batch_size=8)
-    records = list(run_sweep(scenario, baseline, spec, Store(), device="cpu",
-                             latency_kwargs={"min_runs": 3, "min_seconds": 0.0}))
+    records = list(run_sweep(scenario, spec, Store(), device="cpu",
+                             latency_kwargs={"min_runs": 3, "min_seconds": 0.0}, baseline=baseline))
     settings = {tuple(retime.CompressionConfig.from_dict(r["config"]).prune_key) for r in records}
     assert len(records) > len(settings)  # two bit widths share the pruned setting (plus reference and control)
     calls = []

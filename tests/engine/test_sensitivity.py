@@ -10,12 +10,13 @@ from gemini_core.cli import main
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.measure import accuracy_and_loss
 from gemini_core.results.store import Store
 from gemini_core.techniques.prune import prunable_groups
 from gemini_core.workflows.allocator import allocate, allocation_config, predict, rows_to_choice
 from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 PARAMS = AnalysisParams(ratios=(0.25, 0.5), bits=(8, 2), max_examples=150, latency_repeats=3)
 
@@ -154,8 +155,8 @@ def test_allocation_points_are_measured_next_to_uniform_ones(analysed, tmp_path)
     spec = SweepSpec(bits=(32, 8), allocations=(allocation.config,))
     assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert "allocations" not in SweepSpec(bits=(32, 8)).to_dict()  # old run ids stay
-    records = list(run_sweep(scenario, baseline, spec, store=Store(tmp_path / "s.sqlite"), device="cpu",
-                             latency_kwargs={"min_runs": 3, "min_seconds": 0.0}))
+    records = list(run_sweep(scenario, spec, store=Store(tmp_path / "s.sqlite"), device="cpu",
+                             latency_kwargs={"min_runs": 3, "min_seconds": 0.0}, baseline=baseline))
     assert [r["status"] for r in records] == ["ok"] * 3
     mixed = [r for r in records if r["config"]["layer_overrides"]]
     assert len(mixed) == 1 and "per-layer" in mixed[0]["label"]

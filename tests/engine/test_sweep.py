@@ -3,9 +3,10 @@ import time
 import pytest
 
 from gemini_core import measure as measure_module
+from gemini_core.kinds.classifier import units as sweep_module
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
-from gemini_core.workflows import units as sweep_module
-from gemini_core.workflows.sweep import SweepSpec, run_sweep
+from gemini_core.workflows.sweep import run_sweep
 
 FAST = {"min_runs": 3, "min_seconds": 0.0}  # latency repeats kept small: tests check plumbing, not speed
 
@@ -21,7 +22,7 @@ def test_sweep_stores_every_point_and_a_second_run_skips_them(digits, tmp_path):
     scenario, baseline = digits
     store = Store(tmp_path / "runs.sqlite")
     spec = _spec()
-    first = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
+    first = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     assert len(first) == spec.n_points() == 9  # 8 grid points + the control (unpruned, 20 fine-tune steps)
     assert all(r["status"] == "ok" and not r.get("reused") for r in first)
     run_id = first[0]["run_id"]
@@ -43,7 +44,7 @@ def test_sweep_stores_every_point_and_a_second_run_skips_them(digits, tmp_path):
     original = sweep_module.measure_point
     sweep_module.measure_point = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
-        second = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
+        second = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     finally:
         sweep_module.measure_point = original
     assert calls == [] and len(second) == 9 and all(r["reused"] for r in second)
@@ -56,15 +57,15 @@ def test_points_stream_out_and_an_interrupted_sweep_resumes(digits, tmp_path):
     spec = _spec()
     seen = []
     stop_after = 3
-    for record in run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST,
-                            should_stop=lambda: len(seen) >= stop_after):
+    for record in run_sweep(scenario, spec, store=store, latency_kwargs=FAST,
+                            should_stop=lambda: len(seen) >= stop_after, baseline=baseline):
         seen.append(record)
         # the point is in the database the moment it is yielded
         assert store.get_point(record["point_id"])["accuracy"] == record["accuracy"]
     assert len(seen) == stop_after
     run = store.runs()[0]
     assert run["status"] == "interrupted" and run["points_ok"] == stop_after
-    resumed = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
+    resumed = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     assert sum(r.get("reused", False) for r in resumed) == stop_after
     assert len(store.points(run["run_id"])) == spec.n_points()
     assert store.integrity_ok()
@@ -81,7 +82,7 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(digits, tmp_path, mon
         return original(compressed, *args, **kwargs)
 
     monkeypatch.setattr(sweep_module, "measure_point", out_of_memory_at_4_bits)
-    records = list(run_sweep(scenario, baseline, _spec(), store=store, latency_kwargs=FAST))
+    records = list(run_sweep(scenario, _spec(), store=store, latency_kwargs=FAST, baseline=baseline))
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 4 and len(records) == 9  # the control is 32-bit: it does not fail
     assert all("not enough memory" in r["error"] for r in failed)
@@ -89,7 +90,7 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(digits, tmp_path, mon
     assert run["points_failed"] == 4 and run["points_ok"] == 5
     # failed points are measured again on the next run, finished ones are not
     monkeypatch.setattr(sweep_module, "measure_point", original)
-    again = list(run_sweep(scenario, baseline, _spec(), store=store, latency_kwargs=FAST))
+    again = list(run_sweep(scenario, _spec(), store=store, latency_kwargs=FAST, baseline=baseline))
     assert sum(not r.get("reused") for r in again) == 4
     assert store.runs()[0]["points_failed"] == 0
 
@@ -98,15 +99,15 @@ def test_force_measures_again(digits, tmp_path):
     scenario, baseline = digits
     store = Store(tmp_path / "runs.sqlite")
     spec = SweepSpec(batch_size=4)
-    list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST))
-    again = list(run_sweep(scenario, baseline, spec, store=store, force=True, latency_kwargs=FAST))
+    list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
+    again = list(run_sweep(scenario, spec, store=store, force=True, latency_kwargs=FAST, baseline=baseline))
     assert len(again) == 1 and not again[0].get("reused")
 
 
 def test_store_rename_and_delete(digits, tmp_path):
     scenario, baseline = digits
     store = Store(tmp_path / "runs.sqlite")
-    records = list(run_sweep(scenario, baseline, SweepSpec(batch_size=2), store=store, latency_kwargs=FAST))
+    records = list(run_sweep(scenario, SweepSpec(batch_size=2), store=store, latency_kwargs=FAST, baseline=baseline))
     run_id = records[0]["run_id"]
     store.rename_run(run_id, "first try")
     assert store.get_run(run_id)["name"] == "first try"
@@ -127,7 +128,7 @@ def test_cancel_stops_inside_a_long_recovery(digits, tmp_path):
         asked.append(1)
         return len(asked) > 5  # a few recovery steps in, the user presses cancel
 
-    records = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=FAST, should_stop=should_stop))
+    records = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, should_stop=should_stop, baseline=baseline))
     assert len(asked) < 50                                     # asked per step: it did not run 100k steps
     assert all(r["status"] == "ok" for r in records)           # the stop is not a failure of the points
     assert all(r["config"]["prune_ratio"] == 0.0 for r in records)  # only the reference was measured
@@ -149,7 +150,7 @@ def test_cancel_lands_within_one_forward_pass_while_measuring(digits, tmp_path):
 
     slow = {"min_runs": 10_000, "min_seconds": 60.0, "warmup": 1}  # a point that would time for a minute
     started = time.perf_counter()
-    records = list(run_sweep(scenario, baseline, spec, store=store, latency_kwargs=slow, should_stop=should_stop))
+    records = list(run_sweep(scenario, spec, store=store, latency_kwargs=slow, should_stop=should_stop, baseline=baseline))
     assert time.perf_counter() - started < 30 and len(asked) < 20  # stopped at once, not after 60 s of timing
     assert records == []  # the point being measured stays unmeasured (a re-run measures it), nothing failed
     run = store.runs()[0]

@@ -41,4 +41,4 @@ INFO = register_kind(KindInfo(
     name="classifier", label="classifier (accuracy on held-out data)", quality_metric="accuracy",
     engine_module="gemini_core.kinds.classifier.engine", config_columns=config_columns,
     is_reference=is_reference, is_control=is_control, latency_heading="latency p50 per batch (ms)",
-    size_heading="checkpoint size (bytes written)"))
+    size_heading="checkpoint size (bytes written)", trains_baseline=True))

@@ -18,10 +18,10 @@ import torch
 from gemini_core.device import compute_threads, device_info
 from gemini_core.errors import CheckpointError
 from gemini_core.kinds.llm import metrics, text_data
+from gemini_core.kinds.llm.export import scenario_from_run
 from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings, compress_llm, runtime_settings
 from gemini_core.kinds.llm.runtimes.measure import decode
 from gemini_core.kinds.llm.runtimes.run import load_runner
-from gemini_core.kinds.llm.export import scenario_from_run
 
 SPEED_KEYS = ("prefill_ms_p10", "prefill_ms_p50", "prefill_ms_p90", "decode_tokens_per_s", "ttft_ms",
               "latency_ms_p10", "latency_ms_p50", "latency_ms_p90", "threads", "load_avg_1m")

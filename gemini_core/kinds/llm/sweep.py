@@ -30,13 +30,13 @@ from gemini_core.kinds.llm.point import (
     measure_llm_point,
 )
 from gemini_core.kinds.llm.quantize import RECIPES, check_grid
-from gemini_core.kinds.llm.scenario import LLMScenario
-from gemini_core.results.store import Store
 from gemini_core.kinds.llm.ray import run_llm_points
-from gemini_core.workflows.ray_executor import RayExecutor
+from gemini_core.kinds.llm.scenario import LLMScenario
 
 # Estimated seconds per point on 2 busy CPU cores for SmolLM2-135M (measured in docs/llm.md at 32 x 256
 # calibration tokens, 1 thread, scaled to the default 16 x 256); shown as estimates only.
+KIND = "llm"
+QUALITY_METRIC = "perplexity"
 SECONDS_ESTIMATE = {"measure": 25.0, "rtn": 2.0, "gptq": 240.0, "awq": 240.0, "magnitude": 2.0, "wanda": 60.0,
                     "sparsegpt": 270.0, "structured": 30.0, "recovery_step": 6.0}
 
@@ -174,7 +174,7 @@ def llm_point_record(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
     compress_seconds = time.perf_counter() - started
     record = measure_llm_point(compressed, tokenizer, scenario.text_split, config.execution, settings,
                                scenario.zero_shot(settings.zero_shot_examples), grid=config.grid)
-    record.update({"kind": "llm", "config": config.to_dict(), "label": config.label(), "steps": steps,
+    record.update({"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(), "label": config.label(), "steps": steps,
                    "settings": settings.to_dict(), "ideal_size_bytes": ideal_size_bytes(compressed, config),
                    "compress_seconds": round(compress_seconds, 2), "measured_at": time.time(),
                    "seconds": round(time.perf_counter() - started, 2), "device": "cpu",
@@ -205,74 +205,63 @@ def check_source_grid(metadata: dict, spec: LLMSweepSpec) -> None:
                               "with a zero point) and measure nothing: use another group size (e.g. 64)")
 
 
-def run_llm_sweep(scenario: LLMScenario, spec: LLMSweepSpec, store: Store | None = None, force: bool = False,
-                  name: str | None = None, should_stop: Callable[[], bool] | None = None,
-                  progress: Callable[[str], None] | None = None,
-                  executor: RayExecutor | None = None) -> Iterator[dict]:
-    """Measure every point of ``spec``, storing and yielding each record as it is measured (points already
-    stored for this model, text and settings are copied, ``"reused": True``). A failed point is stored
-    with its reason and the sweep goes on; ``should_stop`` ends it between points (or inside calibration).
-    ``executor``: a ``RayExecutor`` runs the points as Ray tasks (stored as they finish); None: here."""
-    store = store or Store()
-    lm = scenario.load(progress)
-    loaded_at = time.time()
-    check_group_sizes(lm.model, spec)  # one clear line before anything is stored
-    check_source_grid(lm.metadata, spec)
-    baseline_key = scenario.baseline_key()
-    run_id = llm_run_id(baseline_key, spec)
-    store.ensure_run(run_id, name or f"llm sweep ({scenario.model_spec})", "llm", baseline_key, spec.to_dict(),
-                     {**scenario.describe(), "kind": "llm", "key": baseline_key, "model_loaded_at": loaded_at})
-    finished = True
-    where = "local" if executor is None else f"ray:{executor.address or 'local'}"
-    todo = []
-    try:
-        for config in spec.points():
-            if should_stop is not None and should_stop():
-                finished = False
-                break
-            key = llm_point_key(config, spec.settings, "local" if executor is None else "ray")
-            found = None if force else store.find_point(baseline_key, key)
-            if found is not None:
-                if found["run_id"] != run_id:
-                    record = {k: v for k, v in found.items()
-                              if k not in ("point_id", "run_id", "point_key", "status", "error", "baseline_key")}
-                    record["reused_from"] = found["run_id"]
-                    found = _store(store, run_id, baseline_key, key, record)
-                yield {**found, "reused": True}
-                continue
-            if executor is not None:  # measured below, all at once on the cluster
-                todo.append(config)
-                continue
-            if progress is not None:
-                progress(f"measuring {config.label()}")
-            try:
-                record = llm_point_record(lm.model, lm.tokenizer, scenario, config, spec.settings, should_stop)
-            except Cancelled:
-                finished = False
-                break
-            except Exception as exc:  # a failed point fails alone; its reason is stored
-                record = {"kind": "llm", "config": config.to_dict(), "label": config.label(), "status": "failed",
-                          "error": f"{type(exc).__name__}: {exc}"[:2000]}
-            record["seconds_since_model_loaded"] = round(time.time() - loaded_at, 2)
-            yield _store(store, run_id, baseline_key, key, record)
-        if todo and finished:
-            if progress is not None:
-                progress(f"measuring {len(todo)} points on Ray ({where})")
-            options = {k: v for k, v in scenario.options.items() if v is not None}
-            done = 0
-            for config, record in run_llm_points(executor, llm_point_record, options, baseline_key, todo,
-                                                 spec.settings, should_stop):
-                done += 1
-                yield _store(store, run_id, baseline_key, llm_point_key(config, spec.settings, "ray"), record)
-            finished = done == len(todo)
-    except BaseException:
-        finished = False
-        raise
-    finally:
-        store.set_status(run_id, "finished" if finished else "interrupted")
+class LLMSweep:
+    """An LLM sweep's side of ``workflows.sweep.run_sweep``: a unit is one point; the model is loaded once."""
+
+    def __init__(self, scenario: LLMScenario, spec: LLMSweepSpec, remote=None,
+                 progress: Callable[[str], None] | None = None):
+        if not isinstance(spec, LLMSweepSpec):
+            spec = LLMSweepSpec.from_dict(dict(spec))
+        self.scenario, self.spec, self.remote, self.progress = scenario, spec, remote, progress
+        self.lm = scenario.load(progress)
+        self.loaded_at = time.time()
+        check_group_sizes(self.lm.model, spec)  # one clear line before anything is stored
+        check_source_grid(self.lm.metadata, spec)
+        self.baseline_key = scenario.baseline_key()
+        self.run_id = llm_run_id(self.baseline_key, spec)
+        self.run_name = f"llm sweep ({scenario.model_spec})"
+        self.scenario_name = "llm"
+        self.spec_dict = spec.to_dict()
+        self.description = {**scenario.describe(), "kind": KIND, "key": self.baseline_key,
+                            "model_loaded_at": self.loaded_at}
+        # Points measured by Ray workers (their own CPU share or host) are keyed apart from local ones.
+        self.where = "local" if remote is None else "ray"
+
+    def units(self) -> list[_PointUnit]:
+        return [_PointUnit((config,)) for config in self.spec.points()]
+
+    def point_key(self, config: LLMPointConfig) -> str:
+        return llm_point_key(config, self.spec.settings, self.where)
+
+    def config_of(self, record: dict) -> LLMPointConfig:
+        return LLMPointConfig.from_dict(record["config"])
+
+    def run_unit(self, unit, skip, should_stop) -> Iterator[dict]:
+        (config,) = unit.configs
+        if self.progress is not None:
+            self.progress(f"measuring {config.label()}")
+        try:
+            record = llm_point_record(self.lm.model, self.lm.tokenizer, self.scenario, config, self.spec.settings,
+                                      should_stop)
+        except Cancelled:
+            raise
+        except Exception as exc:  # a failed point fails alone; its reason is stored
+            record = {"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(),
+                      "label": config.label(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        record["seconds_since_model_loaded"] = round(time.time() - self.loaded_at, 2)
+        yield record
+
+    def run_remote(self, plans, should_stop) -> Iterator[dict]:
+        options = {k: v for k, v in self.scenario.options.items() if v is not None}
+        configs = [config for unit, _skip in plans for config in unit.configs]
+        for _config, record in run_llm_points(self.remote, llm_point_record, options, self.baseline_key, configs,
+                                              self.spec.settings, should_stop):
+            yield {**record, "quality_metric": QUALITY_METRIC}
+
+    def compare(self, record: dict) -> dict:
+        return record  # perplexity's comparison with the reference is made from the stored records
 
 
-def _store(store: Store, run_id: str, baseline_key: str, key: str, record: dict) -> dict:
-    point_id = store.add_point(run_id, baseline_key, key, record, status=record.get("status", "ok"),
-                               error=record.get("error"))
-    return {**record, "point_id": point_id, "run_id": run_id, "point_key": key, "baseline_key": baseline_key}
+@dataclass(frozen=True)
+class _PointUnit:
+    configs: tuple

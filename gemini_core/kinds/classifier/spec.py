@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gemini_core.config import CompressionConfig, parse_list
 from gemini_core.errors import ConfigError
-from gemini_core.workflows.units import SweepUnit
+from gemini_core.kinds.classifier.units import SweepUnit
 
 REFERENCE = CompressionConfig()  # unpruned fp32 dense: what every ratio is measured against
 

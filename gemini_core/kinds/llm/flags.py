@@ -1,4 +1,5 @@
-"""The LLM grid flags of ``sweep --scenario llm`` (and the one line printed per LLM point)."""
+"""The LLM grid flags of the one ``sweep`` command (and the one line printed per LLM point). The command adds
+every kind's flags; the kind a scenario builds reads its own and refuses the others'."""
 from __future__ import annotations
 
 from gemini_core.errors import GeminiError
@@ -48,13 +49,15 @@ def given(args) -> dict:
     return {flag: getattr(args, _dest(flag)) for flag in GRID if getattr(args, _dest(flag), None) is not None}
 
 
-def refuse_for_classifiers(args) -> None:
+def refuse(args) -> None:
+    """One line when this kind's flags are given for a scenario of another kind."""
     used = list(given(args)) + [f for f, field in SETTINGS.items() if getattr(args, "llm_" + field, None) is not None]
     if used:
         raise GeminiError(f"{', '.join(used)}: LLM flags; use them with --scenario llm")
 
 
 def spec_from(args) -> LLMSweepSpec:
+    """The grid these flags ask for (defaults for the flags not given)."""
     values = {GRID[flag][0]: GRID[flag][1] for flag in GRID}
     values.update({GRID[flag][0]: value for flag, value in given(args).items()})
     settings = {field: getattr(args, "llm_" + field) for field in SETTINGS.values()
@@ -70,3 +73,14 @@ def point_line(record: dict) -> str:
     if record.get("accuracy") is not None:
         line += f", zero-shot accuracy {record['accuracy'] * 100:.1f}%"
     return line
+
+
+def plan_notes(scenario, spec: LLMSweepSpec) -> list[str]:
+    """What the user should know before the sweep starts (stderr lines)."""
+    notes = []
+    if scenario.builtin_model and any(p.bits == 4 and p.group_size == 32 for p in spec.points()):
+        notes.append("warning: SmolLM2's source weights were already 4-bit Q4_1 groups of 32; 4-bit g32 points "
+                     "reproduce that grid and measure nothing")
+    notes.append(f"llm sweep: {spec.n_points()} points, about {spec.estimate_seconds() / 60:.0f} min for SmolLM2 on 2 "
+                 "cores (estimate)")
+    return notes
