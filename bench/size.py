@@ -25,7 +25,7 @@ def _points(ctx: Context, text: bool) -> list[tuple[int, str]]:
 def _measure_model(ctx: Context, name: str, scenario, model, baseline, text: bool) -> list[dict]:
     from gemini_core.compress import compress
     from gemini_core.config import CompressionConfig
-    from gemini_core.workflows.export import export_compressed
+    from gemini_core.kinds.classifier.export import export_compressed
 
     rows, fp32_file = [], None
     export = not (text and ctx.quick)

@@ -24,10 +24,11 @@ from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.device import pick_device
 from gemini_core.errors import GeminiError
-from gemini_core.kinds.llm.export import GGUF_TYPES, evaluate_llm_export, export_llm_point, is_llm_export
+from gemini_core.kinds.classifier.export import export_compressed
+from gemini_core.kinds.llm.export import GGUF_TYPES
 from gemini_core.measure import measure_point
 from gemini_core.results.store import Store
-from gemini_core.workflows.export import evaluate_export, export_compressed, export_point
+from gemini_core.workflows.export import evaluate_export, evaluate_warnings, export_point, export_summary
 
 _CONFIG_HELPS = {
     "prune_method": "one of none, l1-structured, ..., 2:4",
@@ -85,25 +86,19 @@ def run_export(args) -> int:
     formats = parse_formats(args.format)
     if args.batch_size < 1:
         raise GeminiError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.point_id is not None and Store().get_point(args.point_id).get("kind") == "llm":
-        if args.run_id is not None and Store().get_point(args.point_id)["run_id"] != args.run_id:
-            raise GeminiError(f"point {args.point_id} does not belong to run {args.run_id}")
-        path = export_llm_point(Store(), args.point_id, args.out, gguf=None if args.gguf == "none" else args.gguf,
-                                overwrite=args.overwrite, progress=note)
-        recipe = json.loads((path / "recipe.json").read_text(encoding="utf-8"))
-        print_json({"export": str(path), "label": recipe["label"], "perplexity": recipe["record"]["perplexity"],
-                    "sweep_perplexity": (recipe.get("sweep_record") or {}).get("perplexity"),
-                    "size_bytes": recipe["size_bytes"], "files": sorted(recipe["files"])})
-        return 0
     if args.point_id is not None:
-        path = export_point(Store(), args.point_id, args.out, formats=formats, overwrite=args.overwrite,
-                            device=args.device, onnx_int8=args.onnx_int8, make_zip=args.zip, run_id=args.run_id,
-                            progress=note)
+        path = export_point(Store(), args.point_id, args.out, run_id=args.run_id, progress=note, formats=formats,
+                            overwrite=args.overwrite, device=args.device, onnx_int8=args.onnx_int8,
+                            make_zip=args.zip, gguf=args.gguf)
     else:
         if args.run_id is not None:
             raise GeminiError("--run needs --point (the id of the point to export; `points RUN_ID` lists them)")
         path = _export_from_flags(args, formats)
-    print_json(_summary(args, path))
+    summary = export_summary(path, zip_requested=args.zip)
+    source = json.loads((path / "recipe.json").read_text(encoding="utf-8")).get("source") or {}
+    if source.get("note"):
+        note(f"warning: {source['note']}")
+    print_json(summary)
     return 0
 
 
@@ -123,38 +118,13 @@ def _export_from_flags(args, formats) -> Path:
                              overwrite=args.overwrite, onnx_int8=args.onnx_int8, make_zip=args.zip, progress=note)
 
 
-def _summary(args, path: Path) -> dict:
-    """What the export wrote, from its recipe (warns on stderr when the source point had a note)."""
-    recipe = json.loads((path / "recipe.json").read_text(encoding="utf-8"))
-    record = recipe.get("record") or {}
-    summary = {"export": str(path), "label": recipe["label"], "accuracy": record.get("accuracy"),
-               "size_bytes": recipe["size_bytes"], "ideal_size_bytes": recipe["ideal_size_bytes"],
-               "formats": recipe["formats"], "files": sorted(recipe["files"])}
-    if args.zip:
-        summary["zip"] = str(path.with_name(path.name + ".zip"))
-    if "onnx" in recipe:
-        summary["onnx_max_abs_diff"] = recipe["onnx"]["max_abs_diff_vs_torch"]
-    source = recipe.get("source") or {}
-    if source.get("note"):
-        note(f"warning: {source['note']}")
-    return summary
-
-
 def run_evaluate(args) -> int:
-    if is_llm_export(args.path):
-        record = evaluate_llm_export(args.path, data=args.data, text_column=args.text_column,
-                                     label_column=args.label_column)
-        print_json(record)
-        if not record["perplexity_matches_record"]:
-            note("warning: the perplexity differs from the recorded one")
-        return 0
     if args.batch_size is not None and args.batch_size < 1:
         raise GeminiError(f"--batch-size must be at least 1, got {args.batch_size}")
     record = evaluate_export(args.path, device=args.device, batch_size=args.batch_size,
-                             data_overrides={"data": args.data, "test_data": args.test_data, "model": args.model})
+                             data_overrides={"data": args.data, "test_data": args.test_data, "model": args.model,
+                                             "text_column": args.text_column, "label_column": args.label_column})
     print_json(record)
-    if not record.get("data_fingerprint_matches"):
-        note("warning: the test data differs from the data the export was measured on")
-    elif not record.get("accuracy_matches_record"):
-        note("warning: the accuracy differs from the recorded one")
+    for line in evaluate_warnings(record):
+        note(line)
     return 0

@@ -104,11 +104,11 @@ def export_dir(tmp_path_factory, digits):
     """A good digits export (8 bits), outside the home."""
     from gemini_core.compress import compress
     from gemini_core.config import CompressionConfig
-    from gemini_core.workflows import export as ex
+    from gemini_core.kinds.classifier.export import export_compressed
 
     scenario, baseline = digits
     folder = tmp_path_factory.mktemp("good_export") / "good"
-    return ex.export_compressed(compress(baseline.model, CompressionConfig(bits=8), scenario), scenario, baseline,
+    return export_compressed(compress(baseline.model, CompressionConfig(bits=8), scenario), scenario, baseline,
                                 folder, measure=False)
 
 

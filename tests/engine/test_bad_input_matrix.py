@@ -99,7 +99,7 @@ def files(tmp_path_factory, tiny_bert, digits):
     """Every bad file of the matrix, made once. Returns (folder, marker file a pickle payload would create)."""
     from gemini_core.compress import compress
     from gemini_core.config import CompressionConfig
-    from gemini_core.workflows import export as ex
+    from gemini_core.kinds.classifier.export import export_compressed
 
     d = tmp_path_factory.mktemp("bad_files")
     (d / "good.csv").write_text(GOOD_CSV)
@@ -137,7 +137,7 @@ def files(tmp_path_factory, tiny_bert, digits):
     torch.save({"weight": Payload()}, d / "model.pt")
     # exports: a good one tampered with, and a zip that climbs out of its folder
     scenario, baseline = digits
-    export = ex.export_compressed(compress(baseline.model, CompressionConfig(bits=8), scenario), scenario, baseline,
+    export = export_compressed(compress(baseline.model, CompressionConfig(bits=8), scenario), scenario, baseline,
                                   d / "tampered_export", measure=False)
     blob = bytearray((export / "model.safetensors").read_bytes())
     blob[-1] ^= 0x01

@@ -20,6 +20,7 @@ from gemini_core.config import CompressionConfig
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.measure import classification_metrics
 from gemini_core.workflows import export as ex
+from gemini_core.kinds.classifier.export import export_compressed
 
 
 def _logits(model, inputs):
@@ -29,7 +30,7 @@ def _logits(model, inputs):
 
 def _round_trip(scenario, baseline, config, out: Path, formats=("gemini",)):
     compressed = compress(baseline.model, config, scenario)
-    path = ex.export_compressed(compressed, scenario, baseline, out, formats=formats, measure=False)
+    path = export_compressed(compressed, scenario, baseline, out, formats=formats, measure=False)
     loaded = ckload.load_export(path)
     test = scenario.splits.test
     diff = (_logits(loaded.model, test.inputs) - _logits(compressed.model, test.inputs)).abs().max().item()
@@ -178,7 +179,7 @@ def test_hf_format_only_for_text_models(digits, tmp_path):
     scenario, baseline = digits
     compressed = compress(baseline.model, CompressionConfig(bits=8), scenario)
     with pytest.raises(GeminiError, match="format hf"):
-        ex.export_compressed(compressed, scenario, baseline, tmp_path / "x", formats=("hf",), measure=False)
+        export_compressed(compressed, scenario, baseline, tmp_path / "x", formats=("hf",), measure=False)
     assert not (tmp_path / "x").exists()
 
 
@@ -189,7 +190,7 @@ def test_cnn_onnx_dynamic_batch(digits, tmp_path):
     scenario, baseline = digits
     compressed = compress(baseline.model, CompressionConfig(prune_method="l1-structured", prune_ratio=0.5, bits=4),
                           scenario)
-    path = ex.export_compressed(compressed, scenario, baseline, tmp_path / "onnx", formats="onnx", measure=False,
+    path = export_compressed(compressed, scenario, baseline, tmp_path / "onnx", formats="onnx", measure=False,
                                 onnx_int8=True)
     session = ort.InferenceSession(str(path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     for n in (1, 7, 64):
@@ -207,7 +208,7 @@ def test_cnn_onnx_dynamic_batch(digits, tmp_path):
 def small_export(digits, tmp_path_factory):
     scenario, baseline = digits
     compressed = compress(baseline.model, CompressionConfig(bits=4), scenario)
-    return ex.export_compressed(compressed, scenario, baseline, tmp_path_factory.mktemp("ex") / "four",
+    return export_compressed(compressed, scenario, baseline, tmp_path_factory.mktemp("ex") / "four",
                                 measure=False)
 
 
@@ -307,15 +308,15 @@ def test_disk_full_leaves_nothing(digits, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckformat, "_write_json", full)  # the recipe is the last file written
     with pytest.raises(GeminiError, match="no space left"):
-        ex.export_compressed(compressed, scenario, baseline, parent / "new", measure=False)
+        export_compressed(compressed, scenario, baseline, parent / "new", measure=False)
     assert list(parent.iterdir()) == []
     # an existing export being overwritten survives a failed overwrite untouched
     monkeypatch.undo()
-    old = ex.export_compressed(compressed, scenario, baseline, parent / "old", measure=False)
+    old = export_compressed(compressed, scenario, baseline, parent / "old", measure=False)
     before = {p.name: p.read_bytes() for p in old.iterdir()}
     monkeypatch.setattr(ckformat, "_write_bytes", full)
     with pytest.raises(GeminiError, match="no space left"):
-        ex.export_compressed(compressed, scenario, baseline, old, measure=False, overwrite=True)
+        export_compressed(compressed, scenario, baseline, old, measure=False, overwrite=True)
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before
     assert [p.name for p in parent.iterdir()] == ["old"]
 
@@ -327,18 +328,18 @@ def test_existing_folder_needs_overwrite(digits, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(GeminiError, match="not empty"):
-        ex.export_compressed(compressed, scenario, baseline, out, measure=False)
+        export_compressed(compressed, scenario, baseline, out, measure=False)
     assert (out / "keep.txt").read_text() == "mine"
     with pytest.raises(GeminiError, match="not an export written by gemini"):  # issue 14: only our exports
-        ex.export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)
+        export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
-    ex.export_compressed(compressed, scenario, baseline, out, measure=False)
-    ex.export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)  # ours: replaced
+    export_compressed(compressed, scenario, baseline, out, measure=False)
+    export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)  # ours: replaced
     assert (out / "model.safetensors").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    ex.export_compressed(compressed, scenario, baseline, empty, measure=False)  # an empty folder is fine
+    export_compressed(compressed, scenario, baseline, empty, measure=False)  # an empty folder is fine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
 
 

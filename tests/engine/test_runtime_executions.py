@@ -95,7 +95,8 @@ def test_runtime_execution_without_the_scenario_is_one_clear_error(digits):
 def test_a_runtime_point_exports_and_evaluate_converts_it_again(digits, tmp_path):
     _needs("onnxruntime")
     from gemini_core.checkpoint.load import load_export
-    from gemini_core.workflows.export import evaluate_export, export_compressed
+    from gemini_core.kinds.classifier.export import export_compressed
+    from gemini_core.workflows.export import evaluate_export
 
     scenario, baseline = digits
     compressed = compress(baseline.model, CompressionConfig(bits=8, execution="onnxruntime"), scenario)
@@ -111,7 +112,7 @@ def test_exports_that_keep_their_compression_and_run_standalone(digits, tmp_path
     import json
 
     from gemini_core.checkpoint.load import load_export
-    from gemini_core.workflows.export import export_compressed
+    from gemini_core.kinds.classifier.export import export_compressed
 
     scenario, baseline = digits
     compressed = compress(baseline.model, CompressionConfig(bits=8), scenario)
@@ -130,7 +131,7 @@ def test_exports_that_keep_their_compression_and_run_standalone(digits, tmp_path
 
 def test_a_format_the_point_cannot_keep_is_refused_before_writing(digits, tmp_path):
     from gemini_core.errors import GeminiError
-    from gemini_core.workflows.export import export_compressed
+    from gemini_core.kinds.classifier.export import export_compressed
 
     scenario, baseline = digits
     compressed = compress(baseline.model, CompressionConfig(bits=32), scenario)

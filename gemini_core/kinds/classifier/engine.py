@@ -14,7 +14,7 @@ import torch
 
 from gemini_core.config import CompressionConfig
 from gemini_core.device import pick_device
-from gemini_core.kinds.classifier import flags  # noqa: F401  (the sweep command's grid flags)
+from gemini_core.kinds.classifier import export, flags  # noqa: F401  (the export and the sweep command's grid flags)
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.kinds.classifier.units import device_key, point_key, run_unit
 from gemini_core.measure import memory_cap_bytes

@@ -2,7 +2,7 @@
 export, evaluate)."""
 from __future__ import annotations
 
-from gemini_core.kinds.llm import flags  # noqa: F401  (the sweep command's grid flags)
+from gemini_core.kinds.llm import export, flags  # noqa: F401  (the export and the sweep command's grid flags)
 from gemini_core.kinds.llm.sweep import LLMSweep, LLMSweepSpec
 
 KIND = "llm"

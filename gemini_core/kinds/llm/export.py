@@ -42,22 +42,11 @@ from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
 
 MODEL_DIR = "model"
+KIND = "llm"
 GGUF_FILE = "model.gguf"
 COMPRESSED_DIR = "compressed"  # compressed-tensors pack-quantized copy of a quantized point
 OPENVINO_DIR = "openvino"  # the IR, written when the point ran on OpenVINO
 GGUF_TYPES = ("auto", "f32", "f16", "q8_0", "q4_0", "q4_1")  # auto: the type that holds the point's grid
-
-
-def is_llm_point(point: dict) -> bool:
-    return point.get("kind") == "llm"
-
-
-def is_llm_export(path) -> bool:
-    recipe = Path(path) / RECIPE_FILE
-    try:
-        return json.loads(recipe.read_text(encoding="utf-8")).get("kind") == "llm"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def scenario_from_run(run: dict) -> LLMScenario:
@@ -73,7 +62,7 @@ def export_llm_point(store, point_id: int, out_dir, gguf: str | None = "auto", o
     if gguf is not None and gguf not in GGUF_TYPES:
         raise GeminiError(f"GGUF type {gguf!r}: choose one of {', '.join(GGUF_TYPES)}")
     point = store.get_point(point_id)
-    if not is_llm_point(point):
+    if point.get("kind") != KIND:
         raise GeminiError(f"point {point_id} is not an LLM point")
     if point.get("status") != "ok":
         raise GeminiError(f"point {point_id} failed when it was measured ({point.get('error')}); nothing to export")
@@ -168,7 +157,7 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
     text, or ``data``: an export never chooses the files it reads). ``perplexity_matches_record``: exactly equal."""
     root = Path(path)
     recipe = read_recipe(root)
-    if recipe.get("kind") != "llm":
+    if recipe.get("kind") != KIND:
         raise CheckpointError(f"{root} is not an LLM export")
     if not any(rel.startswith(f"{MODEL_DIR}/") and rel.endswith(".safetensors") for rel in recipe.get("files") or {}):
         raise CheckpointError(f"recipe.json lists no checksum for the weights in {MODEL_DIR}/")
@@ -191,7 +180,7 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
     record["size_bytes"] = sum(p.stat().st_size for p in (root / shipped).glob("*.safetensors"))
     record["size_written"] = PACKED_FILES if llm.get("compressed_dir") else FLOAT_FILES
     recorded = recipe.get("record") or {}
-    record.update({"kind": "llm", "label": recipe.get("label"), "config": config.to_dict(), "export": str(root),
+    record.update({"kind": KIND, "quality_metric": "perplexity", "label": recipe.get("label"), "config": config.to_dict(), "export": str(root),
                    "recorded_perplexity": recorded.get("perplexity"),
                    "perplexity_matches_record": record["perplexity"] == recorded.get("perplexity"),
                    "data_fingerprint_matches": scenario.fingerprint() == recipe["scenario"].get("data_fingerprint"),
@@ -222,3 +211,27 @@ def _run_settings(config: LLMPointConfig, settings: LLMSettings) -> LLMRunSettin
     overrides."""
     overrides = LLM_EXECUTIONS[config.execution].overrides if config.execution in LLM_EXECUTIONS else {}
     return dataclasses.replace(runtime_settings(settings, config.grid), **overrides)
+
+
+# -- the kind's side of ``workflows.export`` ----------------------------------------------------------------
+def export_point(store, point: dict, out_dir, gguf: str | None = "auto", overwrite: bool = False,
+                 progress: ProgressFn | None = None, **_other_kinds_options) -> Path:
+    """``workflows.export.export_point`` for a causal LM: model/ (safetensors), model.gguf, recipe.json."""
+    return export_llm_point(store, point["point_id"], out_dir, gguf=None if gguf == "none" else gguf,
+                            overwrite=overwrite, progress=progress)
+
+
+def evaluate_export(root: Path, path, data_overrides: dict | None = None, **_other_kinds_options) -> dict:
+    given = data_overrides or {}
+    return evaluate_llm_export(root, data=given.get("data"), text_column=given.get("text_column"),
+                               label_column=given.get("label_column"))
+
+
+def export_summary(path: Path, recipe: dict, zip_requested: bool = False) -> dict:
+    return {"export": str(path), "label": recipe["label"], "perplexity": recipe["record"]["perplexity"],
+            "sweep_perplexity": (recipe.get("sweep_record") or {}).get("perplexity"),
+            "size_bytes": recipe["size_bytes"], "files": sorted(recipe["files"])}
+
+
+def evaluate_warnings(record: dict) -> list[str]:
+    return [] if record.get("perplexity_matches_record") else ["warning: the perplexity differs from the recorded one"]
