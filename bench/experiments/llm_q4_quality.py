@@ -1,13 +1,13 @@
 """4-bit recipes on SmolLM2 against the 15% perplexity band (issue 19): one recipe per process.
 
-    python -m bench.llm_q4_quality --recipe "gptq int4 asym g64" --threads 1
+    python -m bench.experiments.llm_q4_quality --recipe "gptq int4 asym g64" --threads 1
 
-Protocol of ``bench.llm_runtimes``: perplexity on the last ``--eval-tokens`` (1,024) tokens of the
+Protocol of ``bench.experiments.llm_runtimes``: perplexity on the last ``--eval-tokens`` (1,024) tokens of the
 evaluation part, 512-token windows; calibration on the first N x 256 tokens of the calibration part.
 MB read per token is computed from the grid as OpenVINO stores it (``ov_weights``): codes at the
 layer's bits, one f16 scale per group, one zero point per group for an asymmetric grid (u4 / u8),
 the tied LM head at int8 per channel. The compressed model is kept under ``--cache`` (as the runtime
-bench's POINTS table names it), so ``bench.llm_runtimes`` times it without calibrating again.
+bench's POINTS table names it), so ``bench.experiments.llm_runtimes`` times it without calibrating again.
 Each record is appended to ``--out``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from bench.llm_figures import environment
+from bench.experiments.llm_figures import environment
 from gemini_core.kinds.llm import metrics, source, text_data
 from gemini_core.kinds.llm.calibrate import linear_layers
 from gemini_core.kinds.llm.quantize import RECIPES as METHODS

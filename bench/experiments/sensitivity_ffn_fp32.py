@@ -1,14 +1,15 @@
 """The FINDINGS.md comparison on MiniLM: int8 with the six FFN down-projections kept fp32 (a per-layer config
 written by hand) next to uniform int8, as one stored sweep. Run after the MiniLM sensitivity commands in the README
-(same data options, so the same cached baseline): ``python bench/sensitivity_ffn_fp32.py``.
+(same data options, so the same cached baseline): ``python -m bench.experiments.sensitivity_ffn_fp32``.
 """
+import argparse
 import dataclasses
 import json
 import sys
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 warnings.simplefilter("ignore")  # torch.ao deprecation notes on every int8 layer
 # noqa: E402 below: the repository root goes on sys.path first
 from gemini_core.config import CompressionConfig
@@ -18,8 +19,13 @@ from gemini_core.training.baseline import get_baseline
 from gemini_core.workflows.sweep import SweepSpec, run_sweep
 
 
-def main() -> None:
-    sc = get_scenario("text", data="../shared/data/sms_spam/SMSSpamCollection", header=False, label_column="0",
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/sms_spam/SMSSpamCollection",
+                        help="the SMS Spam Collection file (label TAB text), as in the MiniLM sensitivity commands")
+    parser.add_argument("--out", default="bench/results/sensitivity_minilm_int8_ffn_fp32.json")
+    args = parser.parse_args(argv)
+    sc = get_scenario("text", data=args.data, header=False, label_column="0",
                       text_column="1", max_train_examples=400, max_length=24)
     b = get_baseline(sc, dataclasses.replace(sc.default_train, epochs=3, lr=2e-4))
     manual = CompressionConfig(bits=8, layer_overrides=[{"pattern": "encoder.layer.*.output.dense", "bits": 32}])
@@ -28,7 +34,8 @@ def main() -> None:
                        name="MiniLM int8: FFN down-projections kept fp32 (FINDINGS)"):
         out.append({k: v for k, v in r.items() if k != "traceback"})
         print(r["label"], r.get("accuracy"), r.get("size_bytes"), r.get("reused", False))
-    json.dump({"measured": out}, open("bench/results/sensitivity_minilm_int8_ffn_fp32.json", "w"), indent=1, default=float)
+    with open(args.out, "w") as fh:
+        json.dump({"measured": out}, fh, indent=1, default=float)
 
 
 if __name__ == "__main__":
