@@ -2,7 +2,7 @@
 with the recovered grid vs OpenVINO with NNCF data-free re-compression of the same weights (head and KV
 in f32 for all).
 
-    GEMINI_HOME=... python -m bench.experiments.llm_grid_check /tmp/gh19/bench_cache/gptq4g64
+    GEMINI_HOME=... python -m bench.experiments.llm_grid_check /tmp/gemini_llm_cache/gptq4g64
 """
 import argparse
 import json

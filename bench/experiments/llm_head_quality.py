@@ -1,9 +1,9 @@
-"""The LM head at 4 bits on top of a cached quantized body (issue 19): rounding against GPTQ, tied against
+"""The LM head at 4 bits on top of a cached quantized body: rounding against GPTQ, tied against
 untied. One process, torch, 1 thread; perplexity on the last ``--eval-tokens`` evaluation tokens, and each
 head's perplexity against the f32 head's as a paired ratio with a 95% interval (the same tokens scored by
 both; a bootstrap over blocks of 32 consecutive tokens, since neighbouring tokens' losses are not independent).
 
-    python -m bench.experiments.llm_head_quality --body /tmp/gh19/bench_cache/gptq4ag64oc
+    python -m bench.experiments.llm_head_quality --body /tmp/gemini_llm_cache/gptq4ag64oc
 
 The body is a folder ``bench.experiments.llm_q4_quality`` wrote (``gptq4ag64oc``: the ``gptq-asym`` int4 g64 recipe).
 """

@@ -96,7 +96,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="gptq int4 g64", help="bench.experiments.llm_runtimes points, comma-separated")
-    parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
+    parser.add_argument("--cache", default="/tmp/gemini_llm_cache")
     parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml[:product|:plugin][+KEY=VALUE...] (compile properties)")
     parser.add_argument("--gguf", action="append", default=[],
                         help="NAME=PATH.gguf: run by the product's llama.cpp runner (llama-cpp-python)")

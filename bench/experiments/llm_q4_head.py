@@ -1,7 +1,7 @@
-"""What storing SmolLM2's tied LM head at 4 bits costs on top of a 4-bit recipe (issue 19): the head is
+"""What storing SmolLM2's tied LM head at 4 bits costs on top of a 4-bit recipe: the head is
 28 M of the 134 M weights, so at int4 blocks it is a third of the bytes a token reads.
 
-    GEMINI_HOME=... python -m bench.experiments.llm_q4_head /tmp/gh19/bench_cache/gptq4ag64oc
+    GEMINI_HOME=... python -m bench.experiments.llm_q4_head /tmp/gemini_llm_cache/gptq4ag64oc
 
 Perplexity in torch (1 thread) on the 1,024-token protocol of ``bench.experiments.llm_q4_quality``, the head (tied
 with the token embedding, as OpenVINO stores it too) rounded to each grid in turn.

@@ -1,4 +1,4 @@
-"""4-bit recipes on SmolLM2 against the 15% perplexity band (issue 19): one recipe per process.
+"""4-bit recipes on SmolLM2 against the goal of a perplexity within 15% of fp32: one recipe per process.
 
     python -m bench.experiments.llm_q4_quality --recipe "gptq int4 asym g64" --threads 1
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-tokens", type=int, default=1024)
     parser.add_argument("--context", type=int, default=512)
-    parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
+    parser.add_argument("--cache", default="/tmp/gemini_llm_cache")
     parser.add_argument("--out", default="bench/results/llm_q4_quality.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,5 +1,5 @@
-"""Recovery schedule check on the headline's MiniLM setting: one-cycle recovery (the classifiers' default
-since issue 15) against a constant rate (the text scenario's ``recovery_schedule``) and a higher peak, on
+"""Recovery schedule check on the headline's MiniLM setting: one-cycle recovery (the classifiers'
+default schedule) against a constant rate (the text scenario's ``recovery_schedule``) and a higher peak, on
 the same cached baseline, one seed.
 
     python -m bench.experiments.recovery_schedule [--ratios 0.25,0.5] [--steps 48] [--seeds 0,1,2] [--variants ...]

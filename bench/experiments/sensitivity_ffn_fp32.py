@@ -1,5 +1,8 @@
-"""The FINDINGS.md comparison on MiniLM: int8 with the six FFN down-projections kept fp32 (a per-layer config
-written by hand) next to uniform int8, as one stored sweep. Run after the MiniLM sensitivity commands in the README
+"""MiniLM int8 with the six FFN down-projections kept fp32, next to uniform int8, as one stored sweep.
+
+Does keeping the FFN down-projections (``encoder.layer.*.output.dense``) in fp32, a per-layer config written
+by hand, buy accuracy over uniform int8? Measured on SMS spam (400 training examples, 24 tokens): no,
+97.25% both (fp32 97.37%), at 33.5 MB against 22.9 MB. Run after the MiniLM sensitivity commands in the README
 (same data options, so the same cached baseline): ``python -m bench.experiments.sensitivity_ffn_fp32``.
 """
 import argparse
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     manual = CompressionConfig(bits=8, layer_overrides=[{"pattern": "encoder.layer.*.output.dense", "bits": 32}])
     out = []
     for r in run_sweep(sc, b, SweepSpec(bits=(32, 8), batch_size=8, allocations=(manual,)), store=Store(),
-                       name="MiniLM int8: FFN down-projections kept fp32 (FINDINGS)"):
+                       name="MiniLM int8: FFN down-projections kept fp32 (by hand)"):
         out.append({k: v for k, v in r.items() if k != "traceback"})
         print(r["label"], r.get("accuracy"), r.get("size_bytes"), r.get("reused", False))
     with open(args.out, "w") as fh:
