@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results"
 DEFAULT_DOCS = REPO / "docs" / "benchmarks.md"
 
-# The text data the bench may read (the product never reads ../shared/data).
+# The text data the bench may read from the data folder beside the checkout (shared_data_dir); the
+# product itself never reads that folder.
 SST2_FILE = Path("sst2") / "train_subset_first5000.tsv"
 SMS_FILE = Path("sms_spam") / "SMSSpamCollection"
 
@@ -191,7 +192,7 @@ def interleaved_latency(variants: dict, inputs: dict, reference: str, rounds: in
 
 # -- scenarios and baselines -----------------------------------------------------------------------------
 def shared_data_dir() -> Path | None:
-    """``../shared/data`` beside the checkout (or GEMINI_SHARED_DATA)."""
+    """The data folder: GEMINI_SHARED_DATA if set, else ``shared/data`` next to the checkout; None if absent."""
     env = os.environ.get("GEMINI_SHARED_DATA")
     for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
         if candidate.is_dir():

@@ -8,7 +8,10 @@ run (batch 32 x 64 tokens by default), accuracy is on the held-out test split (i
 sizes are the bytes of each runtime's serialized form. The CPU model, its instruction-set flags and
 the load average at start and end are recorded, because which runtime wins depends on them.
 
-    python -m bench.runtimes --data ../shared/data/sms_spam/SMSSpamCollection --rows 2000
+    python -m bench.runtimes --data PATH/SMSSpamCollection --rows 2000
+
+``--data`` is the UCI SMS Spam Collection (label TAB text); by default the copy in the data folder beside
+the checkout, where the rest of the bench finds its text data too (``common.shared_data_dir``).
 
 Runtimes that are not installed are listed with the reason and skipped.
 """
@@ -28,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sms_spam" / "SMSSpamCollection"
 DEFAULT_OUT = REPO / "bench" / "results" / "runtimes.json"
 TOLERANCE_PTS = 1.0
-INT8_TARGET = 2.5  # issue 17: int8 vs torch fp32 on a CPU with int8 dot-product instructions (VNNI / AMX)
+INT8_TARGET = 2.5  # the int8 goal: int8 vs torch fp32 on a CPU with int8 dot-product instructions (VNNI / AMX)
 # (name, runtime, precision, recipe): "product" rows may be chosen by --execution auto, "peer" rows are
 # the hand-applied documented recipes they are compared with.
 VARIANTS = (
@@ -263,7 +266,7 @@ def section_args(threads: int | None = None, batch: int = 32, rounds: int = 5, c
 
 
 def int8_target(rows: list[dict], cpu: dict) -> dict:
-    """The issue-17 int8 goal for this CPU: >= 2.5x torch fp32 with VNNI/AMX; on AVX2 only, the product's best
+    """The int8 goal for this CPU: >= 2.5x torch fp32 with VNNI/AMX; on AVX2 only, the product's best
     row at least as fast as the fastest hand-applied (peer) row. Returns {goal, met, measured, value}."""
     ok = [r for r in rows if not r.get("error") and r.get("accuracy_delta_pts") is not None
           and r["accuracy_delta_pts"] >= -TOLERANCE_PTS]

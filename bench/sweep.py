@@ -88,7 +88,7 @@ def run(quick: bool = False, ctx: Context | None = None) -> dict:
     warm = rows[1]["points_per_minute"]["median"]
     result["targets"] = [target("Sweep throughput", "reported (no numeric target)",
                                 f"cold {rows[0]['points_per_minute']['median']:.1f}, warm {warm:.1f} points/min",
-                                None, "figure reported, no goal set in the issue", value=warm)]
+                                None, "figure reported, no numeric goal set", value=warm)]
     result["targets"][0]["status"] = "reported"
     sug = result["suggestion"] or {}
     if "label" in sug:

@@ -96,7 +96,7 @@ class TextScenario(Scenario):
     # SST-2 subset, 2 epochs at 5e-5 left MiniLM under-trained (issue 15).
     default_train = TrainSettings(epochs=4, batch_size=32, lr=8e-5, weight_decay=0.01, patience=2, threads=1)
     # MiniLM, SST-2, l2-structured, 48 recovery steps at 0.3x the rate, one seed, same baseline (86.13%,
-    # n=750; `python -m bench.recovery_schedule`): constant 86.40% (25%) / 83.73% (50%) against one-cycle
+    # n=750; `python -m bench.experiments.recovery_schedule`): constant 86.40% (25%) / 83.73% (50%) against one-cycle
     # 83.07% / 81.47% (seeds 0-2 at 25%: constant ahead by 0.1 to 3.3 points, 1.8 on average); the
     # one-cycle's decay leaves a pre-trained encoder too little of the budget.
     recovery_schedule = "constant"

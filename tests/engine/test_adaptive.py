@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bench.gradual_vs_oneshot import compare_gradual_vs_oneshot
+from bench.experiments.gradual_vs_oneshot import compare_gradual_vs_oneshot
 from gemini_core.adaptive import AdaptiveSettings, adaptive_key, load_adaptive_baseline, train_adaptive
 from gemini_core.adaptive import trainer as ad
 from gemini_core.config import CompressionConfig

@@ -319,11 +319,11 @@ def test_images_take_a_held_out_npz_resized_to_the_training_size(tmp_path):
 
 
 def test_digit_scans_written_as_png_folders_load_as_a_users_images(tmp_path):
-    """bench.digits_pngs: scikit-learn's real 8x8 scans as 28x28 PNGs in class folders (the README's
+    """bench.experiments.digits_pngs: scikit-learn's real 8x8 scans as 28x28 PNGs in class folders (the README's
     stand-in for a user's digit images; not MNIST) load through the images scenario as written."""
     from PIL import Image
 
-    from bench.digits_pngs import write_digit_pngs
+    from bench.experiments.digits_pngs import write_digit_pngs
 
     assert write_digit_pngs(tmp_path, 28) == 1797
     assert sorted(p.name for p in tmp_path.iterdir()) == [str(d) for d in range(10)]

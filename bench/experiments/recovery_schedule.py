@@ -1,8 +1,8 @@
-"""Recovery schedule check on the headline's MiniLM setting: one-cycle recovery (the classifiers' default
-since issue 15) against a constant rate (the text scenario's ``recovery_schedule``) and a higher peak, on
+"""Recovery schedule check on the headline's MiniLM setting: one-cycle recovery (the classifiers'
+default schedule) against a constant rate (the text scenario's ``recovery_schedule``) and a higher peak, on
 the same cached baseline, one seed.
 
-    python -m bench.recovery_schedule [--ratios 0.25,0.5] [--steps 48] [--seeds 0,1,2] [--variants ...]
+    python -m bench.experiments.recovery_schedule [--ratios 0.25,0.5] [--steps 48] [--seeds 0,1,2] [--variants ...]
 
 Uses the bench's MiniLM baseline (bench/results/.home, trained by ``python -m bench --only headline``).
 Each variant sets the scenario's ``recovery_schedule`` (and the rate) for its run only.

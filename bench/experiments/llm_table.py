@@ -1,6 +1,6 @@
 """Markdown tables from the LLM benchmark records (bench/results/llm_*.jsonl).
 
-    python -m bench.llm_table
+    python -m bench.experiments.llm_table
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""The LM head at 4 bits on top of a cached quantized body (issue 19): rounding against GPTQ, tied against
+"""The LM head at 4 bits on top of a cached quantized body: rounding against GPTQ, tied against
 untied. One process, torch, 1 thread; perplexity on the last ``--eval-tokens`` evaluation tokens, and each
 head's perplexity against the f32 head's as a paired ratio with a 95% interval (the same tokens scored by
 both; a bootstrap over blocks of 32 consecutive tokens, since neighbouring tokens' losses are not independent).
 
-    python -m bench.llm_head_quality --body /tmp/gh19/bench_cache/gptq4ag64oc
+    python -m bench.experiments.llm_head_quality --body /tmp/gemini_llm_cache/gptq4ag64oc
 
-The body is a folder ``bench.llm_q4_quality`` wrote (``gptq4ag64oc``: the ``gptq-asym`` int4 g64 recipe).
+The body is a folder ``bench.experiments.llm_q4_quality`` wrote (``gptq4ag64oc``: the ``gptq-asym`` int4 g64 recipe).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def nll_with_head(body, weight: torch.Tensor, ids: torch.Tensor, tied: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--body", required=True, help="a quantized model folder (bench.llm_q4_quality's cache)")
+    parser.add_argument("--body", required=True, help="a quantized model folder (bench.experiments.llm_q4_quality's cache)")
     parser.add_argument("--eval-tokens", type=int, default=1024)
     parser.add_argument("--calib-samples", type=int, default=32)
     parser.add_argument("--out", default="")

@@ -1,7 +1,7 @@
 """Real handwritten digits as a user's image folder: scikit-learn's 8x8 digits (scans of 43 people's
 handwriting, UCI) written as 28x28 grayscale PNGs in one folder per class.
 
-    python -m bench.digits_pngs OUT_DIR [--size 28]
+    python -m bench.experiments.digits_pngs OUT_DIR [--size 28]
 
 This is NOT MNIST (no MNIST is reachable offline here): 1,797 images, 8x8 scans upscaled with
 bilinear resampling. It lets the ``images`` scenario run on real digit images given as files:

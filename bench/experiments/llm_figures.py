@@ -1,10 +1,10 @@
 """LLM figures on SmolLM2-135M with the built-in text (CPython pydoc topics).
 
-    python -m bench.llm_figures --figures fp32,prune,quant,int8 --threads 2
-    python -m bench.llm_figures --figures recovery --steps 20 --temperature 1
-    python -m bench.llm_figures --figures recovery --steps 40 --modes finetune,distill,distill-features
-    python -m bench.llm_figures --figures compressed
-    python -m bench.llm_figures --figures zeroshot --sst2 ../shared/data/sst2/train_subset_first5000.tsv
+    python -m bench.experiments.llm_figures --figures fp32,prune,quant,int8 --threads 2
+    python -m bench.experiments.llm_figures --figures recovery --steps 20 --temperature 1
+    python -m bench.experiments.llm_figures --figures recovery --steps 40 --modes finetune,distill,distill-features
+    python -m bench.experiments.llm_figures --figures compressed
+    python -m bench.experiments.llm_figures --figures zeroshot --sst2 PATH/sst2/train_subset_first5000.tsv
 
 Evaluation: the last ``--eval-tokens`` tokens of the held-out evaluation part, windows of
 ``--context`` tokens (stride = context). Calibration: the first ``--calib-samples`` x
@@ -130,8 +130,9 @@ def compressed(base, tokenizer, calib, eval_ids, args):
 
 
 def zero_shot(base, tokenizer, args):
-    """Zero-shot SST-2 sentiment by label words on the first --zs-examples rows of the shared subset
-    (the bench may read ../shared/data; the product never does)."""
+    """Zero-shot SST-2 sentiment by label words on the first --zs-examples rows of --sst2, the first
+    5,000 rows of GLUE SST-2 train (sentence TAB label), read from the data folder beside the checkout by
+    default; the product itself never reads that folder."""
     import csv
 
     path = Path(args.sst2)

@@ -1,14 +1,14 @@
 """Decode speed of OpenVINO LLM IRs, each compiled in its own worker process, timed in rotated rounds.
 
-Every OpenVINO model runs under the same greedy driver (``bench.llm_profile.Stepper``: one ``infer`` per
+Every OpenVINO model runs under the same greedy driver (``bench.experiments.llm_profile.Stepper``: one ``infer`` per
 token on the stateful IR; a GGUF file, ``--gguf``, under the product's llama.cpp runner, one ``eval`` per
 token) and alone in its process, so neither the driver (optimum-intel's ``forward``, the
 product's runner) nor other compiled models sharing a process weigh on one side only. Between its
-rounds a worker waits on a pipe. Product points (``--points``, as in ``bench.llm_runtimes``) are
+rounds a worker waits on a pipe. Product points (``--points``, as in ``bench.experiments.llm_runtimes``) are
 converted and written to a temporary folder first; other IRs come with ``--ir`` (as in
-``bench.llm_profile``, e.g. optimum-intel's export, written once with the peer's Python).
+``bench.experiments.llm_profile``, e.g. optimum-intel's export, written once with the peer's Python).
 
-    python -m bench.llm_ir_race --points "gptq int4 g64" --rounds 20 \
+    python -m bench.experiments.llm_ir_race --points "gptq int4 g64" --rounds 20 \
         --ir "peer int4 g64=/tmp/peer/int4g64/openvino_model.xml:plugin"
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.llm_profile import Stepper, compile_config, product_models, timed_decode
+from bench.experiments.llm_profile import Stepper, compile_config, product_models, timed_decode
 from gemini_core.device import cpu_flags
 from gemini_core.kinds.llm.runtimes.measure import copy_bandwidth_gb_s, read_bandwidth_gb_s
 
@@ -69,9 +69,9 @@ def worker(path: str, kind: str, threads: int) -> None:
 
 class Worker:
     def __init__(self, path: str, kind: str, threads: int):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.llm_ir_race", "--worker", path, kind, str(threads)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.experiments.llm_ir_race", "--worker", path, kind, str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, bufsize=1, cwd=Path(__file__).resolve().parents[1])
+                                     text=True, bufsize=1, cwd=Path(__file__).resolve().parents[2])
         self.ask(None)
 
     def ask(self, cmd):
@@ -95,8 +95,8 @@ def main() -> None:
         worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", default="gptq int4 g64", help="bench.llm_runtimes points, comma-separated")
-    parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
+    parser.add_argument("--points", default="gptq int4 g64", help="bench.experiments.llm_runtimes points, comma-separated")
+    parser.add_argument("--cache", default="/tmp/gemini_llm_cache")
     parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml[:product|:plugin][+KEY=VALUE...] (compile properties)")
     parser.add_argument("--gguf", action="append", default=[],
                         help="NAME=PATH.gguf: run by the product's llama.cpp runner (llama-cpp-python)")

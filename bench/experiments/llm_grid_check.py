@@ -1,12 +1,12 @@
-"""Perplexity of the GPTQ int4 g64 SmolLM2 kept by bench.llm_runtimes (--cache): torch eager vs OpenVINO
+"""Perplexity of the GPTQ int4 g64 SmolLM2 kept by bench.experiments.llm_runtimes (--cache): torch eager vs OpenVINO
 with the recovered grid vs OpenVINO with NNCF data-free re-compression of the same weights (head and KV
 in f32 for all).
 
-    GEMINI_HOME=... python -m bench.llm_grid_check /tmp/gh19/bench_cache/gptq4g64
+    GEMINI_HOME=... python -m bench.experiments.llm_grid_check /tmp/gemini_llm_cache/gptq4g64
 """
+import argparse
 import json
 import os
-import sys
 
 import nncf
 import torch
@@ -18,10 +18,13 @@ from gemini_core.kinds.llm.runtimes.ov_convert import convert_stateful
 from gemini_core.kinds.llm.runtimes.ov_weights import compress_matmul_weights
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="the GPTQ int4 g64 model folder llm_runtimes kept under --cache")
+    args = parser.parse_args(argv)
     torch.set_num_threads(2)
     base = source.load_causal_lm("smollm2")
-    lm = source.load_local(sys.argv[1])
+    lm = source.load_local(args.folder)
     split = text_data.load_split()
     ev = text_data.evaluation_ids(base.tokenizer, split, 1024)
     out = {"load_1m": os.getloadavg()[0]}

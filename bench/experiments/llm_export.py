@@ -1,7 +1,7 @@
 """SmolLM2 speed, memory and export figures: prefill latency, decode tokens/s, peak memory,
 file sizes of the safetensors and GGUF exports, and perplexity after reloading each export.
 
-    python -m bench.llm_export --threads 2
+    python -m bench.experiments.llm_export --threads 2
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.llm_figures import environment
+from bench.experiments.llm_figures import environment
 from gemini_core.kinds.llm import metrics, source, text_data
 from gemini_core.kinds.llm.gguf_export import export_gguf
 

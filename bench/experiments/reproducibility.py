@@ -1,7 +1,7 @@
 """Does the digits baseline repeat bit for bit? Trains it several times in fresh homes and prints one JSON
 line per training: device, caller's thread count, weight hash and test accuracy.
 
-    python -m bench.reproducibility [--devices cpu,cuda] [--repeats 2]
+    python -m bench.experiments.reproducibility [--devices cpu,cuda] [--repeats 2]
 
 Every training runs under ``training.loop.reproducible`` (deterministic algorithms, seeded state, the
 settings' fixed thread count), so the hashes should agree per device; across devices they may not.

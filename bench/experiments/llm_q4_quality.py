@@ -1,13 +1,13 @@
-"""4-bit recipes on SmolLM2 against the 15% perplexity band (issue 19): one recipe per process.
+"""4-bit recipes on SmolLM2 against the goal of a perplexity within 15% of fp32: one recipe per process.
 
-    python -m bench.llm_q4_quality --recipe "gptq int4 asym g64" --threads 1
+    python -m bench.experiments.llm_q4_quality --recipe "gptq int4 asym g64" --threads 1
 
-Protocol of ``bench.llm_runtimes``: perplexity on the last ``--eval-tokens`` (1,024) tokens of the
+Protocol of ``bench.experiments.llm_runtimes``: perplexity on the last ``--eval-tokens`` (1,024) tokens of the
 evaluation part, 512-token windows; calibration on the first N x 256 tokens of the calibration part.
 MB read per token is computed from the grid as OpenVINO stores it (``ov_weights``): codes at the
 layer's bits, one f16 scale per group, one zero point per group for an asymmetric grid (u4 / u8),
 the tied LM head at int8 per channel. The compressed model is kept under ``--cache`` (as the runtime
-bench's POINTS table names it), so ``bench.llm_runtimes`` times it without calibrating again.
+bench's POINTS table names it), so ``bench.experiments.llm_runtimes`` times it without calibrating again.
 Each record is appended to ``--out``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from bench.llm_figures import environment
+from bench.experiments.llm_figures import environment
 from gemini_core.kinds.llm import metrics, source, text_data
 from gemini_core.kinds.llm.calibrate import linear_layers
 from gemini_core.kinds.llm.quantize import RECIPES as METHODS
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-tokens", type=int, default=1024)
     parser.add_argument("--context", type=int, default=512)
-    parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
+    parser.add_argument("--cache", default="/tmp/gemini_llm_cache")
     parser.add_argument("--out", default="bench/results/llm_q4_quality.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

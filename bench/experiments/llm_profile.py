@@ -9,7 +9,7 @@ warm-up: the uninstrumented step times are the speed; on the instrumented copies
 profiling info is summed per step by node type and by exec type (the kernel it chose). The compiled
 models' properties that differ are listed, and the node counts of each compiled model.
 
-    python -m bench.llm_profile --cache /tmp/gh19/bench_cache --points "gptq int4 g64" \
+    python -m bench.experiments.llm_profile --cache /tmp/gemini_llm_cache --points "gptq int4 g64" \
         --ir peer=/tmp/peer/int4g64/openvino_model.xml
 
 A peer IR is written once by optimum-intel (``OVModelForCausalLM.from_pretrained(folder, export=True,
@@ -35,8 +35,8 @@ PROPERTIES = ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "DYNAMIC_QUANTIZ
 
 
 def product_models(points: list[str], cache: str) -> dict:
-    """{name: ov.Model} for points of bench.llm_runtimes.POINTS, their weights as the product stores them."""
-    from bench.llm_runtimes import POINTS, build_model
+    """{name: ov.Model} for points of bench.experiments.llm_runtimes.POINTS, their weights as the product stores them."""
+    from bench.experiments.llm_runtimes import POINTS, build_model
     from gemini_core.kinds.llm import source
     from gemini_core.kinds.llm.runtimes.ov_convert import convert_stateful
     from gemini_core.kinds.llm.runtimes.ov_weights import compress_matmul_weights
@@ -138,8 +138,8 @@ def main() -> None:
     import openvino as ov
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", default="gptq int4 g64", help="bench.llm_runtimes points, comma-separated")
-    parser.add_argument("--cache", default="/tmp/gh19/bench_cache")
+    parser.add_argument("--points", default="gptq int4 g64", help="bench.experiments.llm_runtimes points, comma-separated")
+    parser.add_argument("--cache", default="/tmp/gemini_llm_cache")
     parser.add_argument("--ir", action="append", default=[], help="NAME=PATH/openvino_model.xml[:product|:plugin] (repeatable; the "
                              "suffix overrides --config for this IR)")
     parser.add_argument("--config", choices=("each", "product", "plugin"), default="each",

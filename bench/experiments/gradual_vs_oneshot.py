@@ -1,6 +1,6 @@
 """Gradual pruning while training vs one-shot pruning plus fine-tuning, from the same trained baseline.
 
-    python -m bench.gradual_vs_oneshot --scenario digits --target-ratio 0.5 --extra-epochs 6
+    python -m bench.experiments.gradual_vs_oneshot --scenario digits --target-ratio 0.5 --extra-epochs 6
 
 prints one JSON object: test accuracy, latency, params, MACs and wall / CPU time of the baseline
 and of both arms (``compare_gradual_vs_oneshot``). Importing this module runs nothing.
@@ -106,7 +106,7 @@ def compare_gradual_vs_oneshot(scenario, target_ratio: float = 0.5, extra_epochs
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gradual_vs_oneshot", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.experiments.gradual_vs_oneshot", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", default="digits")
     p.add_argument("--target-ratio", type=float, default=0.5)
     p.add_argument("--extra-epochs", type=int, default=6)

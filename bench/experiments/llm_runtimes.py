@@ -6,7 +6,7 @@ machine falls on all of them. The peer (``OVModelForCausalLM.from_pretrained(fol
 + NNCF data-free weights) runs in a worker process with ``--peer-python`` (optimum-intel 2.2 does
 not import with transformers >= 5.6; a virtual environment with transformers 5.5 runs it).
 
-    python -m bench.llm_runtimes --threads 2 --peer-python /tmp/peer-venv/bin/python
+    python -m bench.experiments.llm_runtimes --threads 2 --peer-python /tmp/peer-venv/bin/python
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from bench.llm_figures import environment
-from bench.llm_q4_quality import RECIPES as QUALITY_RECIPES
+from bench.experiments.llm_figures import environment
+from bench.experiments.llm_q4_quality import RECIPES as QUALITY_RECIPES
 from gemini_core.kinds.llm import metrics, source, text_data
 from gemini_core.kinds.llm.quantize import quantize_model
 from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, kv_elements_per_position
@@ -49,7 +49,7 @@ POINTS = {
     "mlp-25% + gptq int4 g64 + int4 head": ("mlp25gptq4g64", "openvino", 4, 64, 4, 64, None),
     "gptq int8": ("gptq8", "openvino", 8, None, 8, None, None),
     "torch gptq int4 g64": ("gptq4g64", "torch", None, None, None, None, None),
-    # issue 19's quality recipe (bench.llm_q4_quality, method gptq-asym): zero points + activation order +
+    # the 4-bit recipe within 15% of fp32 perplexity (bench.experiments.llm_q4_quality, method gptq-asym): zero points + activation order +
     # range clipping, stored on its asymmetric grid (u4 codes - u4 zero point, x f16 scale)
     "gptq-asym int4 g64": ("gptq4ag64oc", "openvino", 4, 64, 8, None, None),
     # the symmetric recipe with a calibrated head (quantize.RECIPES["gptq-sym-head"]): the head is stored on
@@ -75,7 +75,7 @@ def build_model(base, key: str, calib, tokenizer, cache: Path | None):
         return source.load_local(folder).model
     model = copy.deepcopy(base)
     recipe = next((options for k, options, _ in QUALITY_RECIPES.values() if k == key and options), None)
-    if recipe is not None:  # a recipe of bench.llm_q4_quality (kept under the same key there)
+    if recipe is not None:  # a recipe of bench.experiments.llm_q4_quality (kept under the same key there)
         record = quantize_model(model, calib_ids=calib, **recipe)
         if folder is not None:
             source.save_hf_folder(model, tokenizer, folder, {"name": key, "calibration_samples": calib.shape[0],

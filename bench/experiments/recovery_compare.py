@@ -2,7 +2,7 @@
 
     python -m gemini_core sweep --scenario digits --prune-method magnitude-unstructured,l1-structured \\
         --prune-ratios 0.5 --bits 32 --finetune-steps 0,5,20,60 --recovery finetune,distill --out points.jsonl
-    python -m bench.recovery_compare points.jsonl
+    python -m bench.experiments.recovery_compare points.jsonl
 
 For each pruning and step count: accuracy with its Wilson 95% interval (as the product stores it), the
 examples only one recovery gets right, and McNemar's exact p (``results.stats``).

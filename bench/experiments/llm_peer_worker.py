@@ -1,18 +1,19 @@
 """The hand-made optimum-intel recipe, run as a worker so the bench can time it interleaved with
 the product's points (optimum-intel 2.2 needs transformers < 5.6, so it may run in another Python;
-see bench/llm_runtimes.py). Protocol: one JSON object per line on stdin, one reply per line on stdout.
+see bench/experiments/llm_runtimes.py). Protocol: one JSON object per line on stdin, one reply per line on stdout.
 
-    python bench/llm_peer_worker.py FOLDER RECIPE THREADS     (RECIPE: fp32 | int8 | int4-g64 | int4-gN)
+    python bench/experiments/llm_peer_worker.py FOLDER RECIPE THREADS     (RECIPE: fp32 | int8 | int4-g64 | int4-gN)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 PROTOCOL = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)  # library chatter goes to stderr; stdout carries the protocol only
 
@@ -55,7 +56,12 @@ def main() -> None:
     from gemini_core.kinds.llm import metrics
     from gemini_core.kinds.llm.runtimes.openvino_llm import matmul_weight_bytes
 
-    folder, recipe, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="the Hugging Face model folder to export")
+    parser.add_argument("recipe", help="fp32 | int8 | int4-g64 | int4-gN")
+    parser.add_argument("threads", type=int)
+    args = parser.parse_args()
+    folder, recipe, threads = args.folder, args.recipe, args.threads
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:

@@ -2,7 +2,7 @@
 pruned point, each recovered with the product's recipe (``techniques.prune.prune``) at several seeds
 (data order and dropout), measured against the baseline on the same test examples.
 
-    python -m bench.recovery_seeds [--scenario digits] [--steps 20] [--ratio 0.5] [--seeds 5]
+    python -m bench.experiments.recovery_seeds [--scenario digits] [--steps 20] [--ratio 0.5] [--seeds 5]
 
 Prints one JSON line per (point, seed) with the test accuracy, its Wilson interval and the paired change
 against the baseline with its bootstrap interval, then one line per point with the mean over seeds.

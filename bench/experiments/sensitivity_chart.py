@@ -1,15 +1,16 @@
-"""``python -m bench.sensitivity_chart``: the allocator's points next to uniform ones, from the JSON the
+"""``python -m bench.experiments.sensitivity_chart``: the allocator's points next to uniform ones, from the JSON the
 ``sensitivity --allocate ... --measure --out`` commands wrote (see README, "Sensitivity and per-layer
 compression"). Writes docs/sensitivity_allocation.html (and .png when kaleido + Chromium are present)
 and prints, per scenario, the allocation against the best uniform point at equal or nearest size.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
 PANELS = {"digits (SmallCNN)": ("sensitivity_digits.json",),
@@ -17,7 +18,8 @@ PANELS = {"digits (SmallCNN)": ("sensitivity_digits.json",),
                                  "sensitivity_minilm_int8_ffn_fp32.json")}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from gemini_core.charts.images import figure_html, figure_png, png_unavailable_reason
     from gemini_core.charts.sensitivity import best_uniform_near, fig_allocation_vs_uniform
