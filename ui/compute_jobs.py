@@ -200,7 +200,7 @@ class SensitivityJob(_BaselineMixin, Job):
             self._add_event(event)
             self.message = f"{event['phase']}: {event['item']} ({event['done']} of {event['total']})"
 
-        profile = run_analysis(scenario, baseline, self.params, progress=progress, should_stop=self.should_stop,
+        profile = run_analysis(scenario, self.params, baseline=baseline, progress=progress, should_stop=self.should_stop,
                                on_profile=self._keep)
         self._keep(profile)
         self.result = {"analysis_id": profile.analysis_id, "status": profile.status}

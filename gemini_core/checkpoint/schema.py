@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from gemini_core.errors import CheckpointError
+from gemini_core.kinds.registry import KINDS
 
 SCHEMA_VERSION = 1
 MAX_BATCH = 1 << 16  # recorded batch sizes above this are refused (latency is measured at that batch)
@@ -153,7 +154,7 @@ class Recipe(_Open):
     sparse_names: list[StrictStr] | None = None
     layer_bits: dict[StrictStr, Annotated[StrictInt, Field(ge=1, le=32)]] | None = None
     size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
-    kind: Literal["classifier", "llm"] | None = None
+    kind: StrictStr | None = None  # a registered model kind (checked in validate_recipe)
     llm: LlmSection | None = None
 
 
@@ -175,8 +176,15 @@ def validate_recipe(recipe) -> dict:
     if isinstance(arch, dict) and arch.get("model") not in ("SmallCNN", "MLP", "hf", "causal-lm"):
         raise CheckpointError(f"recipe.json: field scenario.arch.model: unknown architecture {arch.get('model')!r}; "
                               "this version of gemini cannot rebuild it")
-    if recipe.get("kind") == "llm" and not isinstance(recipe.get("llm"), dict):
-        raise CheckpointError("recipe.json: field llm: an LLM export needs its llm section")
+    kind = recipe.get("kind")
+    if kind is not None:
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise CheckpointError(f"recipe.json: field kind: unknown model kind {str(kind)[:40]!r}; this version "
+                                  f"reads {', '.join(sorted(KINDS))}")
+        section = KINDS[kind].recipe_section
+        if section and not isinstance(recipe.get(section), dict):
+            raise CheckpointError(f"recipe.json: field {section}: an export of kind {kind} needs its {section} "
+                                  "section")
     try:
         Recipe.model_validate(recipe)
     except ValidationError as exc:

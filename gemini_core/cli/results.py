@@ -6,6 +6,7 @@ import math
 from gemini_core.cli.common import format_table, note, print_json
 from gemini_core.device import condition_warnings
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.registry import kind_of_records
 from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
@@ -13,15 +14,6 @@ from gemini_core.results.table import points_frame
 from gemini_core.workflows.retime import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
-TABLE_FIELDS = ("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
-                "latency_ms_p50", "latency_ms_p10", "latency_ms_p90", "latency_runs", "threads", "load_avg_1m",
-                "warnings")
-# An LLM run: perplexity (lower is better) with its window, prefill and decode speed.
-LLM_TABLE_FIELDS = ("point_id", "label", "perplexity", "context_len", "stride", "tokens_scored", "prefill_ms_p50",
-                    "prefill_ms_p10", "prefill_ms_p90", "decode_tokens_per_s", "size_bytes", "threads", "load_avg_1m",
-                    "warnings")
-
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("runs", help="list stored runs")
     p.set_defaults(func=run)
@@ -98,17 +90,14 @@ def run_points(args) -> int:
     if args.front:
         points = [p for p, on in zip(points, pareto_front(points)) if on]
     if args.table:
+        fields = kind_of_records(points).cli_table_fields
         rows = []
         for p in points:
             accuracy = p.get("accuracy")
-            rows.append({**{k: p.get(k) for k in TABLE_FIELDS},
+            rows.append({**{k: p.get(k) for k in fields},
                          "accuracy_pct": accuracy * 100 if isinstance(accuracy, float) and math.isfinite(accuracy)
                          else None, "warnings": "; ".join(p.get("warnings") or []) or None})
-        llm = any(p.get("kind") == "llm" for p in points)
-        if llm:
-            rows = [{**{k: p.get(k) for k in LLM_TABLE_FIELDS}, "warnings": r["warnings"]}
-                    for p, r in zip(points, rows)]
-        print(format_table(rows, list(LLM_TABLE_FIELDS if llm else TABLE_FIELDS)))
+        print(format_table([{k: r.get(k) for k in fields} for r in rows], list(fields)))
         return 0
     for point in points:
         point.pop("traceback", None)

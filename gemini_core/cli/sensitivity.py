@@ -17,7 +17,8 @@ from gemini_core.cli.common import (
 )
 from gemini_core.config import parse_list
 from gemini_core.errors import GeminiError
-from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
+from gemini_core.kinds.classifier.sensitivity import AnalysisParams
+from gemini_core.kinds.registry import engine, kind_for_scenario
 from gemini_core.results.store import Store
 from gemini_core.workflows.allocator import (
     allocate,
@@ -25,7 +26,7 @@ from gemini_core.workflows.allocator import (
     measure_allocation,
     measured_rows,
 )
-from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
+from gemini_core.workflows.sensitivity import run_analysis
 
 
 def add_parser(subparsers) -> None:
@@ -100,8 +101,9 @@ def analysis_params(args) -> AnalysisParams:
 
 
 def run(args) -> int:
-    if args.scenario == "llm":
-        return _run_llm(args)
+    info = kind_for_scenario(args.scenario)
+    if not info.allocates_from_profile:  # a profile to read; the allocator plans per-layer configs
+        return _run_profile_only(args, info)
     params = analysis_params(args)
     allocation_args = parse_allocate(args.allocate) if args.allocate else None
     if args.measure and not args.allocate:
@@ -137,7 +139,7 @@ def _analyse(args, scenario, baseline, params, store):
         bar.set_postfix_str(event["item"][-40:])
 
     try:
-        return run_analysis(scenario, baseline, params, store=store, device=args.device, force=args.force,
+        return run_analysis(scenario, params, store, baseline=baseline, device=args.device, force=args.force,
                             progress=progress)
     finally:
         if bar is not None:
@@ -189,23 +191,18 @@ def _measure(args, scenario, baseline, store, allocation, params) -> list[dict]:
     return records
 
 
-def _run_llm(args) -> int:
-    """``--scenario llm``: quantize one decoder block at a time (RTN) and measure perplexity."""
+def _run_profile_only(args, info) -> int:
+    """A kind whose profile is read, not allocated from: its flags, its table, its advice."""
     if args.allocate or args.measure:
-        raise GeminiError("--allocate / --measure are for classifier scenarios; the LLM profile names the blocks "
-                          "to keep at higher precision")
-    bits = parse_list(args.bits, _integer, "bits") if args.bits != "8,4,2" else [4, 3]
-    group = None if args.group_size in ("per-channel", "none") else _integer(args.group_size)
-    params = LLMSensitivityParams(bits=tuple(bits), group_size=group, eval_tokens=args.eval_tokens)
+        raise GeminiError(f"--allocate / --measure are for classifier scenarios; the {info.name} profile names "
+                          "the parts to keep at higher precision")
+    flags = engine(info).flags
+    params = flags.sensitivity_params(args)
     scenario = scenario_from(args)
-    profile = analyse_llm(scenario, params, force=args.force, progress=lambda e: note(e.message))
-    rows = [{"block": e["layer"], **{f"ppl@{r['bits']}b": r["perplexity"] for r in e["results"]},
-             **{f"+%@{r['bits']}b": r["drop_points"] for r in e["results"]}} for e in profile.quantization]
+    profile = run_analysis(scenario, params, Store(), force=args.force, progress=lambda e: note(e.message))
+    rows, advice = flags.profile_rows(profile)
     note(format_table(rows))
-    note(f"fp32 perplexity {profile.baseline['perplexity']:.3f} on {profile.examples} tokens "
-         f"(context {profile.baseline['context_len']}); keep at higher precision: "
-         + ", ".join(f"{r['block']} ({r['perplexity_increase_pct']:+.1f}% at {r['bits']}-bit)"
-                     for r in profile.params.get("keep_high_precision", [])))
+    note(advice)
     if args.out:
         Path(args.out).write_text(json.dumps({"analysis": profile.to_dict()}, indent=1, default=float),
                                   encoding="utf-8")

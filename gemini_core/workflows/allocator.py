@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.classifier.spec import REFERENCE, SweepSpec
-from gemini_core.workflows.sensitivity import SensitivityProfile
+from gemini_core.results.sensitivity import SensitivityProfile
 from gemini_core.workflows.sweep import run_sweep
 
 OBJECTIVES = ("smallest-size", "speedup")

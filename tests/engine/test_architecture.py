@@ -25,7 +25,7 @@ LAYERS = [
     ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),
     ("checkpoint", "charts", "report"),
-    ("workflows", "kinds.classifier.engine", "kinds.classifier.spec", "kinds.classifier.units", "kinds.classifier.flags", "kinds.classifier.export", "kinds.llm.engine", "kinds.llm.flags", "kinds.llm.sweep", "kinds.llm.export",
+    ("workflows", "kinds.classifier.engine", "kinds.classifier.spec", "kinds.classifier.units", "kinds.classifier.flags", "kinds.classifier.export", "kinds.classifier.retime", "kinds.classifier.sensitivity", "kinds.llm.engine", "kinds.llm.flags", "kinds.llm.sweep", "kinds.llm.export",
      "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray"),  # each kind's engine, called by the workflows
     ("cli", "__main__"),
 ]

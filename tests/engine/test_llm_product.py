@@ -217,7 +217,7 @@ def test_measure_llm_point_is_the_one_entry_with_an_execution(scenario):
 
 
 def test_model_card_of_the_builtin_model_says_its_source_was_4_bit():
-    from gemini_core.checkpoint.llm_card import llm_model_card
+    from gemini_core.kinds.llm.card import llm_model_card
     from gemini_core.kinds.llm.source import SMOLLM2_SOURCE
 
     card = llm_model_card({"label": "rtn 8-bit g64", "source_model": dict(SMOLLM2_SOURCE), "record": {},

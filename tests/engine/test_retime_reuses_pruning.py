@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
-from gemini_core.workflows import retime
+from gemini_core.kinds.classifier import retime
 from gemini_core.workflows.retime import retime_run
 from gemini_core.workflows.sweep import run_sweep
 

@@ -15,7 +15,8 @@ from gemini_core.measure import accuracy_and_loss
 from gemini_core.results.store import Store
 from gemini_core.techniques.prune import prunable_groups
 from gemini_core.workflows.allocator import allocate, allocation_config, predict, rows_to_choice
-from gemini_core.workflows.sensitivity import AnalysisParams, run_analysis
+from gemini_core.kinds.classifier.sensitivity import AnalysisParams
+from gemini_core.workflows.sensitivity import run_analysis
 from gemini_core.workflows.sweep import run_sweep
 
 PARAMS = AnalysisParams(ratios=(0.25, 0.5), bits=(8, 2), max_examples=150, latency_repeats=3)
@@ -26,7 +27,7 @@ def analysed(digits, tmp_path_factory):
     scenario, baseline = digits
     store = Store(tmp_path_factory.mktemp("sens") / "gemini.sqlite")
     events = []
-    profile = run_analysis(scenario, baseline, PARAMS, store=store, device="cpu", progress=events.append)
+    profile = run_analysis(scenario, baseline=baseline, params=PARAMS, store=store, device="cpu", progress=events.append)
     return scenario, baseline, store, profile, events
 
 
@@ -84,7 +85,7 @@ def test_analysis_is_stored_and_reused(analysed):
     assert stored["result"]["quantization"] == profile.to_dict()["quantization"]
     assert [a["analysis_id"] for a in store.analyses(baseline.key)] == [profile.analysis_id]
     calls = []
-    again = run_analysis(scenario, baseline, PARAMS, store=store, device="cpu", progress=calls.append)
+    again = run_analysis(scenario, baseline=baseline, params=PARAMS, store=store, device="cpu", progress=calls.append)
     assert calls == [] and again.to_dict() == profile.to_dict()
 
 
@@ -92,7 +93,7 @@ def test_cancelled_analysis_keeps_what_it_measured(digits, tmp_path):
     scenario, baseline = digits
     store = Store(tmp_path / "s.sqlite")
     seen = []
-    profile = run_analysis(scenario, baseline, AnalysisParams(ratios=(0.5,), bits=(4,), phases=("quantization",),
+    profile = run_analysis(scenario, baseline=baseline, params=AnalysisParams(ratios=(0.5,), bits=(4,), phases=("quantization",),
                                                               max_examples=64),
                            store=store, device="cpu", progress=seen.append, should_stop=lambda: len(seen) >= 2)
     assert profile.status == "cancelled" and profile.done_steps == 2

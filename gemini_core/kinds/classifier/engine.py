@@ -14,7 +14,9 @@ import torch
 
 from gemini_core.config import CompressionConfig
 from gemini_core.device import pick_device
-from gemini_core.kinds.classifier import export, flags  # noqa: F401  (the export and the sweep command's grid flags)
+from gemini_core.kinds.classifier import export, flags
+from gemini_core.kinds.classifier import retime as _retime
+from gemini_core.kinds.classifier import sensitivity as _sensitivity
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.kinds.classifier.units import device_key, point_key, run_unit
 from gemini_core.measure import memory_cap_bytes
@@ -24,6 +26,10 @@ from gemini_core.training.loop import recovery_recipe
 
 KIND = "classifier"
 QUALITY_METRIC = "accuracy"
+
+
+# The kind's modules the shared doors reach through its engine (engine(kind).export, .flags).
+__all__ = ["export", "flags"]
 
 
 def run_id_for(baseline_key: str, spec: SweepSpec, device) -> str:
@@ -105,3 +111,19 @@ def open_sweep(scenario, spec, *, baseline=None, device=None, remote=None, laten
 
 def spec_from_dict(data: dict) -> SweepSpec:
     return SweepSpec.from_dict(data)
+
+
+def retime(store, run, points, rounds=5, device=None, threads=None, latency_kwargs=None, progress=None):
+    return _retime.retime(store, run, points, rounds=rounds, device=device, threads=threads,
+                          latency_kwargs=latency_kwargs, progress=progress)
+
+
+def analyse(scenario, params, store, baseline=None, device=None, force=False, progress=None, should_stop=None,
+            on_profile=None):
+    return _sensitivity.run_analysis(scenario, baseline if baseline is not None else get_baseline(scenario),
+                                     params, store=store, device=device, force=force, progress=progress,
+                                     should_stop=should_stop, on_profile=on_profile)
+
+
+def sensitivity_params(data: dict):
+    return _sensitivity.AnalysisParams.from_dict(data)

@@ -41,4 +41,8 @@ INFO = register_kind(KindInfo(
     name="classifier", label="classifier (accuracy on held-out data)", quality_metric="accuracy",
     engine_module="gemini_core.kinds.classifier.engine", config_columns=config_columns,
     is_reference=is_reference, is_control=is_control, latency_heading="latency p50 per batch (ms)",
-    size_heading="checkpoint size (bytes written)", trains_baseline=True))
+    size_heading="checkpoint size (bytes written)", trains_baseline=True,
+    allocates_from_profile=True,
+    cli_table_fields=("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline",
+                      "change_vs_control", "latency_ms_p50", "latency_ms_p10", "latency_ms_p90", "latency_runs",
+                      "threads", "load_avg_1m", "warnings")))

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file, verify_files
-from gemini_core.checkpoint.llm_card import llm_model_card
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import publish_folder, staging_folder
 from gemini_core.kinds.llm import metrics, text_data
+from gemini_core.kinds.llm.card import llm_model_card
 from gemini_core.kinds.llm.compressed_export import export_compressed, load_compressed
 from gemini_core.kinds.llm.gguf_export import export_gguf, grid_type
 from gemini_core.kinds.llm.gguf_export import unsupported as unsupported_gguf

@@ -2,8 +2,10 @@
 every kind's flags; the kind a scenario builds reads its own and refuses the others'."""
 from __future__ import annotations
 
+from gemini_core.config import parse_list
 from gemini_core.errors import GeminiError
 from gemini_core.kinds.llm.point import EXECUTIONS, PRUNE_METHODS, QUANT_METHODS, LLMSettings
+from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
 
 # flag -> (spec field, default, help)
@@ -84,3 +86,21 @@ def plan_notes(scenario, spec: LLMSweepSpec) -> list[str]:
     notes.append(f"llm sweep: {spec.n_points()} points, about {spec.estimate_seconds() / 60:.0f} min for SmolLM2 on 2 "
                  "cores (estimate)")
     return notes
+
+
+def sensitivity_params(args):
+    """The ``sensitivity`` command's flags, read for a causal LM (one decoder block quantized at a time)."""
+    from_text = parse_list(args.bits, int, "bits") if args.bits != "8,4,2" else [4, 3]
+    group = None if args.group_size in ("per-channel", "none") else parse_list(args.group_size, int, "group size")[0]
+    return LLMSensitivityParams(bits=tuple(from_text), group_size=group, eval_tokens=args.eval_tokens)
+
+
+def profile_rows(profile) -> tuple[list[dict], str]:
+    """The profile as table rows (one per decoder block) and the advice line."""
+    rows = [{"block": e["layer"], **{f"ppl@{r['bits']}b": r["perplexity"] for r in e["results"]},
+             **{f"+%@{r['bits']}b": r["drop_points"] for r in e["results"]}} for e in profile.quantization]
+    advice = (f"fp32 perplexity {profile.baseline['perplexity']:.3f} on {profile.examples} tokens "
+              f"(context {profile.baseline['context_len']}); keep at higher precision: "
+              + ", ".join(f"{r['block']} ({r['perplexity_increase_pct']:+.1f}% at {r['bits']}-bit)"
+                          for r in profile.params.get("keep_high_precision", [])))
+    return rows, advice

@@ -42,4 +42,8 @@ INFO = register_kind(KindInfo(
     extra_columns=(Column("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"),
                    Column("prefill_ms_p50", "prefill p50 (ms)", "{:.1f}"),
                    Column("zero_shot_accuracy", "zero-shot accuracy (%)", "{:.1f}", 100.0)),
-    scenarios=("llm",)))
+    scenarios=("llm",), recipe_section="llm",
+    # perplexity (lower is better) with its window, prefill and decode speed
+    cli_table_fields=("point_id", "label", "perplexity", "context_len", "stride", "tokens_scored", "prefill_ms_p50",
+                      "prefill_ms_p10", "prefill_ms_p90", "decode_tokens_per_s", "size_bytes", "threads",
+                      "load_avg_1m", "warnings")))

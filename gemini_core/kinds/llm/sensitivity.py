@@ -22,8 +22,8 @@ from gemini_core.kinds.llm.calibrate import block_linears, decoder_blocks
 from gemini_core.kinds.llm.quantize import check_grid, rtn
 from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.progress import ProgressFn, notify
+from gemini_core.results.sensitivity import SensitivityProfile
 from gemini_core.results.store import Store
-from gemini_core.workflows.sensitivity import SensitivityProfile
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,15 @@ class LLMSensitivityParams:
         data = dataclasses.asdict(self)
         data["bits"] = list(self.bits)
         return {**data, "quality": "perplexity", "method": "rtn", "ratios": []}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LLMSensitivityParams":
+        """From ``to_dict``'s form (its descriptive fields are dropped); an unknown field is one line."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - names - {"quality", "method", "ratios", "keep_high_precision"}
+        if extra:
+            raise ConfigError(f"unknown LLM sensitivity setting(s): {', '.join(sorted(extra))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
 
 
 def llm_analysis_id(baseline_key: str, params: LLMSensitivityParams) -> str:
