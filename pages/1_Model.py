@@ -6,10 +6,11 @@ import streamlit as st
 
 from gemini_core.charts.training import fig_adaptive_training, fig_training
 from gemini_core.errors import GeminiError
-from gemini_core.scenarios import SCENARIOS, get_scenario
-from ui import llm as llm_ui
+from gemini_core.kinds.registry import kind_for_scenario
+from gemini_core.scenarios import get_scenario, scenario_entries
 from ui import views
 from ui.compute_jobs import TrainJob
+from ui.kinds import for_scenario
 from ui.state import (
     check_typed_path,
     current_job,
@@ -25,8 +26,8 @@ from ui.state import (
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 # The scenario registry's entries ("hf:" shown as "hf": its model id or folder is asked below).
-CHOICES = {entry.name.rstrip(":"): entry.label for entry in SCENARIOS.values()}
-DATA_KIND = {entry.name.rstrip(":"): entry.data_kind for entry in SCENARIOS.values()}
+CHOICES = {entry.name.rstrip(":"): entry.label for entry in scenario_entries().values()}
+DATA_KIND = {entry.name.rstrip(":"): entry.data_kind for entry in scenario_entries().values()}
 HEADERS = {"infer": "infer", "yes": True, "no": False}
 
 st.title("Model")
@@ -216,8 +217,8 @@ elif DATA_KIND[choice] == "model":
             st.error(f"This path cannot be used: {exc}")
     scenario_name = f"{choice}:{source}"
     data_file_section(choice)
-elif DATA_KIND[choice] == "text":  # the causal LM: built-in SmolLM2 or a local folder, built-in or own text
-    problem = llm_ui.model_section(options)
+elif not kind_for_scenario(choice).trains_baseline:  # a model that is loaded, not trained: its kind's section
+    problem = for_scenario(choice).model_section(options)
 elif DATA_KIND[choice] == "images":
     path = st.text_input("Folder of class folders, or an .npz file (x, y arrays)", key="m_images_path").strip()
     if path:
@@ -242,13 +243,14 @@ train = None
 adaptive = None
 MODES = {"standard": "standard: fixed settings",
          "adaptive": "adaptive: learning rate and structure adapt while training"}
-mode = "standard" if DATA_KIND[choice] == "text" else st.radio(
+trains = kind_for_scenario(choice).trains_baseline
+mode = "standard" if not trains else st.radio(
     "Training", list(MODES), format_func=MODES.get, horizontal=True, key="m_mode",
     help="adaptive: validates every epoch, adapts the learning rate, prunes a little more where "
                      "validation allows (rolling back a step that costs too much), optionally trains against "
                      "the target bit width; the result is a baseline that sweeps and export take like any other")
-if scenario is not None and getattr(scenario, "is_llm", False):
-    st.caption(scenario.description)  # no baseline training: the LLM is loaded as it is
+if scenario is not None and not trains:
+    st.caption(scenario.description)  # no baseline training: the model is loaded as it is
 elif scenario is not None and mode == "adaptive":
     adaptive, problem = adaptive_form(scenario, choice, problem)
 elif scenario is not None:
@@ -284,9 +286,8 @@ def train_now() -> None:
 
 c = st.columns([1.2, 1.4, 0.9, 1, 2.5])
 c[0].button("Use this model", key="m_use", on_click=use_model, disabled=scenario is None or problem is not None)
-is_llm = getattr(scenario, "is_llm", False)
 c[1].button("Train adaptively" if mode == "adaptive" else "Train / load baseline", key="m_train", type="primary",
-            on_click=train_now, disabled=scenario is None or problem is not None or running or busy or is_llm,
+            on_click=train_now, disabled=scenario is None or problem is not None or running or busy or not trains,
             help="loads the cached baseline when one exists for this data and these settings")
 c[2].checkbox("Retrain", key="m_retrain", help="train again even if a cached baseline exists")
 c[3].button("Cancel", key="m_cancel", on_click=lambda: job and job.cancel(), disabled=not running,

@@ -74,7 +74,8 @@ if opened:
     def rerun_settings(run_id=opened) -> None:
         try:
             recipes.check_kind(by_id[run_id]["spec"], current_model()["scenario"], f"run {run_id}")
-            recipes.load_into_form(recipes.form_values(by_id[run_id]["spec"], name=f"{by_id[run_id]['name']} (again)"))
+            recipes.load_into_form(recipes.form_values(by_id[run_id]["spec"], name=f"{by_id[run_id]['name']} (again)"),
+                                   current_model()["scenario"])
         except GeminiError as exc:
             st.session_state["h_error"] = f"Cannot re-run {run_id}: {exc}"
             return

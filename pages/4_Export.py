@@ -8,16 +8,15 @@ from gemini_core.checkpoint.format import FORMATS, RECIPE_FILE
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import GeminiError
 from gemini_core.fsio import clean_stale, is_staging_name
-from gemini_core.kinds.llm.export import evaluate_llm_export, is_llm_export
 from gemini_core.paths import export_destination, exports_dir
 from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
 from gemini_core.results.table import ok_points, points_frame
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
-from ui import llm as llm_ui
 from ui import points_view, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
+from ui.kinds import for_kind
 from ui.runtime_view import runtime_details
 from ui.state import (
     check_typed_path,
@@ -63,25 +62,8 @@ except GeminiError as exc:
 df = points_frame(store.points(point["run_id"]))
 row = df[df["point_id"] == pid].iloc[0]
 st.markdown(f"**Point #{pid}**: {point['label']} · run *{run['name']}* ({run['scenario']})")
-is_llm = point.get("kind") == "llm"
-c = st.columns(5) if not is_llm else None
-speed, smaller = row["speedup"], row["compression"]
-if is_llm:  # a language model: perplexity (lower is better), prefill, decode
-    llm_ui.point_metrics(point, row)
-else:
-    c[0].metric("Accuracy", f"{point['accuracy'] * 100:.2f}%",
-                f"{row['accuracy_delta_pts']:+.2f} pts" if finite(row["accuracy_delta_pts"]) else None)
-    c[1].metric("Latency p50", f"{point['latency_ms_p50']:.3f} ms",
-                f"{speed:.2f}x speed-up" if finite(speed) else None,
-                delta_color="green" if finite(speed) and speed >= 1 else "red",
-                delta_arrow="up" if finite(speed) and speed >= 1 else "down")
-    c[2].metric("Size", f"{point['size_bytes'] / 1024:.1f} KB",
-                (f"{smaller:.2f}x smaller" if smaller >= 1 else f"{1 / smaller:.2f}x larger")
-                if finite(smaller) else None,
-                delta_color="green" if finite(smaller) and smaller >= 1 else "red",
-                delta_arrow="down" if finite(smaller) and smaller >= 1 else "up")
-    c[3].metric("Ideal size (estimate)", f"{(point.get('ideal_size_bytes') or 0) / 1024:.1f} KB")
-    c[4].metric("MACs (estimate)", f"{point.get('macs') or 0:,}")
+kind_ui = for_kind(point.get("kind"))  # the point's kind shows its own figures and reload check
+kind_ui.point_metrics(point, row)
 if finite(row["speedup"]) and row["speedup"] < 1.0:
     st.warning(f"This point is slower than the dense fp32 reference (speed-up {row['speedup']:.2f}x).")
 runtime_details(point, key="x_runtime")
@@ -113,16 +95,16 @@ except GeminiError as exc:
     st.error(f"This folder cannot be used: {exc}")
 
 
-def do_export(j, point_id=int(pid), fmts=tuple(formats) or ("gemini",), folder=folder_text, overwrite=replace):
+def do_export(j, point_id=int(pid), options=kind_ui.export_options(formats), folder=folder_text,
+              overwrite=replace):
     out_dir = export_destination(folder)  # checked again when the job runs (a symlink may have changed)
-    if is_llm:
-        return llm_ui.export_and_check(j, point_id, out_dir, overwrite)
-    path = export_point(Store(), point_id, out_dir, formats=fmts, overwrite=overwrite,
-                        progress=lambda message: setattr(j, "message", message))
+    path = export_point(Store(), point_id, out_dir, overwrite=overwrite, **options,
+                        progress=lambda event: setattr(j, "message", getattr(event, "message", str(event))))
     j.message = "reloading the export and measuring it again"
     store = Store()
     check = evaluate_export(path, data_overrides=overrides_from_run(store.get_run(store.get_point(point_id)["run_id"])))
     return {"point_id": point_id, "path": str(path), "check": check}
+
 
 def start_export() -> None:
     # Same lane as sweeps: an export re-measures latency, which a running sweep would skew (and vice versa).
@@ -145,26 +127,8 @@ def export_view(polling: bool) -> None:
     if views.task_status(snap):
         res = snap["result"]
         check, path = res["check"], res["path"]
-        recorded = check.get("recorded", {})
         st.success(f"Exported point #{res['point_id']} to {path}")
-        if "perplexity_matches_record" in check:  # an LLM export
-            ok, line = llm_ui.check_message(check)
-            (st.success if ok else st.warning)(line)
-        ok_acc = bool(check.get("accuracy_matches_record"))
-        acc_now, acc_then = check.get("accuracy"), recorded.get("accuracy")
-        if "perplexity_matches_record" not in check:
-            (st.success if ok_acc else st.warning)(
-                f"Reload check: accuracy {'reproduced' if ok_acc else 'NOT reproduced'}: "
-                f"{acc_now * 100:.2f}% after reloading vs {acc_then * 100:.2f}% in the sweep"
-                if acc_now is not None and acc_then is not None else "Reload check: accuracy not available")
-        size, ideal = check.get("size_bytes"), point.get("ideal_size_bytes")
-        if size and ideal:
-            st.info(f"File size: model.safetensors is {size:,} bytes ({size / 1024:.1f} KB) vs "
-                    f"{ideal:,} bytes ideal size (estimate): {size / ideal:.2f}x the ideal. "
-                    f"Sweep recorded {recorded.get('size_bytes', 0):,} bytes"
-                    + (" (matches)." if check.get("size_matches_record") else "."))
-        st.caption(f"reloaded latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms · data fingerprint "
-                   + ("matches" if check.get("data_fingerprint_matches") else "differs"))
+        for_kind(check.get("kind")).export_result(check, point)
         folder = Path(path).name  # two exports of one point into two folders download under two names
         zip_name = f"gemini-point-{res['point_id']}" + ("" if folder == f"point-{res['point_id']}" else f"-{folder}")
         st.download_button("Download checkpoint (.zip)", data=lambda p=path: zip_export(p),
@@ -221,8 +185,6 @@ def check_overrides() -> dict:
 
 def do_check(j, target: str, overrides: dict):
     j.message = "verifying checksums, rebuilding and measuring"
-    if is_llm_export(target):
-        return {"path": target, "check": evaluate_llm_export(target, data=overrides.get("data"))}
     return {"path": target, "check": evaluate_export(target, data_overrides=overrides)}
 
 
@@ -251,21 +213,7 @@ def check_view(polling: bool) -> None:
     snap = job.snapshot()
     if views.task_status(snap):
         check = snap["result"]["check"]
-        if "perplexity_matches_record" in check:  # an LLM export
-            ok, line = llm_ui.check_message(check)
-            (st.success if ok else st.warning)(f"{snap['title']}: checksums match. {line}")
-            return
-        recorded = check.get("recorded", {})
-        acc, then = check.get("accuracy"), recorded.get("accuracy")
-        ok = bool(check.get("accuracy_matches_record"))
-        (st.success if ok else st.warning)(
-            f"{snap['title']}: checksums match; accuracy {acc * 100:.2f}% after reloading vs "
-            f"{then * 100:.2f}% recorded: {'reproduced' if ok else 'NOT reproduced'}"
-            if acc is not None and then is not None else f"{snap['title']}: checksums match")
-        if not check.get("data_fingerprint_matches"):
-            st.warning("The test data here differs from the data the export was measured on.")
-        st.caption(f"{check.get('label', '')} · model.safetensors {check.get('size_bytes', 0):,} bytes · "
-                   f"latency p50 {check.get('latency_ms_p50', float('nan')):.3f} ms on {check.get('device', '?')}")
+        for_kind(check.get("kind")).check_result(check, snap["title"])
     if polling and job.done:
         st.rerun()
 

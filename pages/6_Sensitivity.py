@@ -1,11 +1,9 @@
 """Sensitivity: which layers can be compressed, and how much; then an allocation that meets a budget."""
 import streamlit as st
 
-from gemini_core.config import BITS, GRANULARITIES, STRUCTURED_METHODS
-from gemini_core.errors import GeminiError
-from gemini_core.workflows.sensitivity import AnalysisParams
-from ui import llm as llm_ui
+from gemini_core.kinds.registry import kind_for_scenario
 from ui import sensitivity_view as view
+from ui.kinds import for_scenario
 from ui.state import current_job, current_model, model_label, show_job_error, use_router
 
 
@@ -23,51 +21,21 @@ def run_controls(params) -> None:
 
 use_router()
 
-RATIOS = [0.1, 0.25, 0.5, 0.75, 0.9]
-PHASES = ["pruning", "quantization", "latency"]
-DEFAULTS = {"sn_ratios": [0.25, 0.5, 0.75], "sn_bits": [8, 4, 2], "sn_gran": "per-channel",
-            "sn_method": "l2-structured", "sn_phases": PHASES, "sn_examples": 512, "sn_objective": "smallest-size",
-            "sn_max_drop": 1.0, "sn_speedup": 2.0, "sn_alloc_bits": [], "sn_alloc_prune": True, "sn_alloc_ft": 0}
+DEFAULTS = {"sn_objective": "smallest-size", "sn_max_drop": 1.0, "sn_speedup": 2.0, "sn_alloc_bits": [],
+            "sn_alloc_prune": True, "sn_alloc_ft": 0}
 for k, v in DEFAULTS.items():
     st.session_state.setdefault(k, v)
 
 st.title("Sensitivity")
 model = current_model()
-if model["scenario"] == "llm":  # a causal LM: one decoder block quantized at a time, perplexity
-    st.caption(f"Model: **{model_label(model)}**. Which decoder blocks to keep at higher precision: each block is "
-               "quantized alone and the perplexity on the held-out text measured (lower is better).")
-    llm_params, llm_error = llm_ui.sensitivity_form()
-    if llm_error:
-        st.error(f"This analysis cannot run: {llm_error}")
-    run_controls(llm_params)
-    st.stop()
-st.caption(f"Model: **{model_label(model)}**. Each coupled group is pruned alone and each layer quantized alone, "
-           "on the validation split (test stays held out), so you see which layers can be compressed and how much.")
-
-c = st.columns(3)
-c[0].multiselect("Pruning ratios (per coupled group)", RATIOS, key="sn_ratios")
-c[1].multiselect("Bit widths (per layer)", [b for b in BITS if b != 32], key="sn_bits")
-c[2].multiselect("Profiles", PHASES, key="sn_phases")
-c = st.columns(3)
-c[0].selectbox("Granularity", GRANULARITIES, key="sn_gran")
-c[1].selectbox("Structured method", STRUCTURED_METHODS, key="sn_method")
-c[2].number_input("Validation examples per evaluation", min_value=16, max_value=100_000, step=16, key="sn_examples")
-
-params, params_error = None, None
-try:
-    if "pruning" in st.session_state.sn_phases and not st.session_state.sn_ratios:
-        raise GeminiError("choose at least one pruning ratio for the pruning profile")
-    params = AnalysisParams(ratios=tuple(st.session_state.sn_ratios), bits=tuple(st.session_state.sn_bits),
-                            granularity=st.session_state.sn_gran, prune_method=st.session_state.sn_method,
-                            max_examples=int(st.session_state.sn_examples), phases=tuple(st.session_state.sn_phases))
-    if "quantization" in params.phases and not params.bits:
-        raise GeminiError("choose at least one bit width for the quantization profile")
-except GeminiError as exc:
-    params, params_error = None, str(exc)
+kind_ui = for_scenario(model["scenario"])
+st.caption(f"Model: **{model_label(model)}**. {kind_ui.SENSITIVITY_INTRO}")
+params, params_error = kind_ui.sensitivity_form()
 if params_error:
     st.error(f"This analysis cannot run: {params_error}")
-
 run_controls(params)
+if not kind_for_scenario(model["scenario"]).allocates_from_profile:  # a profile to read, not to allocate from
+    st.stop()
 
 profile = st.session_state.get("sn_profile")
 st.divider()

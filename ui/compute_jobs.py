@@ -34,6 +34,19 @@ class _BaselineMixin:
         self.baseline_history: list[dict] = []
         self.adaptive_summary: dict | None = None
 
+    def _model(self):
+        """(scenario, baseline) for kinds that train a baseline, (scenario, None) for kinds that load their
+        model when the work starts; (None, None) when a training was stopped."""
+        from gemini_core.kinds.registry import kind_for_scenario
+
+        if kind_for_scenario(self.scenario_name).trains_baseline:
+            scenario, baseline = self._baseline()
+            return (scenario, baseline) if baseline is not None else (None, None)
+        from gemini_core.scenarios import get_scenario
+
+        self.message = "loading the model"
+        return get_scenario(self.scenario_name, **self.options), None
+
     def _baseline(self):
         if self.adaptive:
             return self._adaptive_baseline()
@@ -98,7 +111,8 @@ class _BaselineMixin:
 
 
 class SweepJob(_BaselineMixin, Job):
-    """Train the baseline if needed, then stream ``run_sweep`` points into ``records``."""
+    """Train the baseline if the model's kind trains one (else load the model), then stream ``run_sweep``
+    points into ``records``."""
 
     kind = "sweep"
 
@@ -115,26 +129,25 @@ class SweepJob(_BaselineMixin, Job):
         self.run_id: str | None = None
 
     def work(self) -> None:
-        from gemini_core.device import pick_device
-        from gemini_core.kinds.classifier.engine import run_id_for
         from gemini_core.results.store import Store
         from gemini_core.workflows.sweep import run_sweep
 
         store = Store().check()  # a damaged store is reported before the baseline trains
-        scenario, baseline = self._baseline()
-        if baseline is None or self.cancelled:
+        scenario, baseline = self._model()
+        if scenario is None or self.cancelled:
             return
         if self.executor == "ray":
             from gemini_core.workflows.ray_executor import connect
 
             self.message = f"connecting to Ray ({self.ray_address or 'a local instance'})"
             connect(self.ray_address)
-        else:
-            self.run_id = run_id_for(baseline.key, self.spec, pick_device())
         self.message = f"measuring {self.total} points" + (" on Ray" if self.executor == "ray" else "")
         self._collect_points(run_sweep(scenario, self.spec, store=store, name=self.run_name,
                                        should_stop=self.should_stop, executor=self.executor,
-                                       ray_address=self.ray_address, baseline=baseline))
+                                       ray_address=self.ray_address, baseline=baseline, progress=self._say))
+
+    def _say(self, text: str) -> None:
+        self.message = text
 
 
 class TrainJob(_BaselineMixin, Job):
@@ -169,7 +182,8 @@ class TrainJob(_BaselineMixin, Job):
 
 
 class SensitivityJob(_BaselineMixin, Job):
-    """Load or train the baseline, then run the sensitivity analysis; the growing profile is in ``profile``."""
+    """Load or train the model, then run its kind's sensitivity analysis; the growing profile is in
+    ``profile``."""
 
     kind = "sensitivity"
 
@@ -185,23 +199,27 @@ class SensitivityJob(_BaselineMixin, Job):
         with self._lock:
             self.profile = data
             self.total = data["total_steps"]
+        self.message = f"{data['done_steps']} of {data['total_steps']} evaluations"
 
     def work(self) -> None:
         from gemini_core.results.store import Store
         from gemini_core.workflows.sensitivity import run_analysis
 
-        Store().check()  # a damaged store is reported before the baseline trains
-        scenario, baseline = self._baseline()
-        if baseline is None or self.cancelled:
+        store = Store().check()  # a damaged store is reported before the baseline trains
+        scenario, baseline = self._model()
+        if scenario is None or self.cancelled:
             return
-        self.message = "analysing: baseline on the validation split"
+        self.message = "analysing"
 
-        def progress(event: dict) -> None:
+        def progress(event) -> None:
             self._add_event(event)
-            self.message = f"{event['phase']}: {event['item']} ({event['done']} of {event['total']})"
+            if event.get("event") == "step":
+                self.message = f"{event['phase']}: {event['item']} ({event['done']} of {event['total']})"
+            elif event.get("message"):
+                self.message = event["message"]
 
-        profile = run_analysis(scenario, self.params, baseline=baseline, progress=progress, should_stop=self.should_stop,
-                               on_profile=self._keep)
+        profile = run_analysis(scenario, self.params, store, baseline=baseline, progress=progress,
+                               should_stop=self.should_stop, on_profile=self._keep)
         self._keep(profile)
         self.result = {"analysis_id": profile.analysis_id, "status": profile.status}
         if not self.cancelled:

@@ -1,6 +1,7 @@
 """Sweep settings as a recipe: the Sweep form <-> a JSON or YAML file, and a stored run's settings back into
-the form (History's "Re-run these settings"). Validation is the engine's ``SweepSpec`` (classifier runs)
-or ``LLMSweepSpec`` (LLM runs, whose form has its own keys)."""
+the form (History's "Re-run these settings"). The form's keys and the validation are the kind's
+(``ui/kinds/<kind>.py`` and its engine's grid); a recipe names its kind (none: a classifier's, as recipes
+written before kinds were named)."""
 from __future__ import annotations
 
 import json
@@ -9,33 +10,15 @@ import streamlit as st
 import yaml
 
 from gemini_core.errors import ConfigError, GeminiError
-from gemini_core.kinds.classifier.spec import SweepSpec
-from gemini_core.kinds.llm.sweep import LLMSweepSpec
-from ui.llm import FORM_OPTIONS
+from gemini_core.kinds.registry import kind_for_scenario, kind_of
+from ui.kinds import for_kind
 
-FORM = {"sw_methods": "prune_methods", "sw_ratios": "prune_ratios", "sw_bits": "bits", "sw_gran": "granularities",
-        "sw_exec": "executions", "sw_ft": "finetune_steps", "sw_batch": "batch_size"}
-# the LLM grid form (ui/llm.py): key -> LLMSweepSpec field; the recovery steps box holds one number
-LLM_FORM = {"llm_quant": "quant_methods", "llm_bits": "bits", "llm_groups": "group_sizes", "llm_prune": "prune_methods",
-            "llm_sparsity": "sparsities", "llm_mlp": "mlp_ratios", "llm_heads": "head_ratios",
-            "llm_recovery": "recoveries", "llm_steps": "recovery_steps", "llm_exec": "executions"}
 KIND = "gemini-sweep-recipe"
 MAX_RECIPE_BYTES = 64 * 1024
 
 
-def _llm_spec_from_form(state) -> dict:
-    spec = {field: list(state.get(key) or []) for key, field in LLM_FORM.items() if key != "llm_steps"}
-    spec["group_sizes"] = [None if g == "per-channel" else int(g) for g in spec["group_sizes"]]
-    spec["recovery_steps"] = [int(state.get("llm_steps") or 20)]
-    return {"kind": "llm", **spec}
-
-
 def recipe_from_form(state, scenario: str) -> dict:
-    if scenario == "llm":
-        spec = _llm_spec_from_form(state)
-    else:
-        spec = {field: (list(state.get(key) or []) if field != "batch_size" else int(state.get(key) or 32))
-                for key, field in FORM.items()}
+    spec = for_kind(kind_for_scenario(scenario)).spec_from_form(state)
     recipe = {"kind": KIND, "version": 1, "scenario": scenario, "spec": spec}
     if state.get("sw_name"):
         recipe["name"] = state["sw_name"]
@@ -65,70 +48,30 @@ def parse(data: bytes, filename: str = "recipe", scenario: str | None = None) ->
 
 
 def check_kind(spec: dict, scenario: str | None, what: str) -> None:
-    """ConfigError when an LLM grid meets a classifier model or the other way round."""
-    if scenario is None or (spec.get("kind") == "llm") == (scenario == "llm"):
+    """ConfigError when a grid of one kind meets a model of another (an LLM grid and a classifier, ...)."""
+    if scenario is None:
         return
-    if spec.get("kind") == "llm":
-        raise ConfigError(f"{what} is an LLM sweep; choose the LLM on the Model page first")
-    raise ConfigError(f"{what} is a classifier sweep; the current model is the LLM (choose another on the Model page)")
+    wanted, current = _kind_of_spec(spec), kind_for_scenario(scenario)
+    if wanted is not current:
+        raise ConfigError(f"{what} is {wanted.sweep_noun}; choose {wanted.model_noun} on the Model page first "
+                          f"(the current model is {current.model_noun})")
 
 
-def _llm_form_values(spec: dict, name: str | None) -> dict:
-    """An LLM spec -> the LLM form's session values, validated by LLMSweepSpec (the run's perplexity
-    settings are not part of the form: the dashboard's defaults apply)."""
-    unknown = sorted(set(spec) - set(LLM_FORM.values()) - {"kind", "settings"})
-    if unknown:
-        raise ConfigError(f"unknown LLM sweep setting(s): {', '.join(unknown)}")
-    fields = {f: spec[f] for f in LLM_FORM.values() if f in spec}
-    if not all(isinstance(v, list) for v in fields.values()):
-        raise ConfigError("every LLM sweep setting is a list of values")
+def _kind_of_spec(spec: dict):
     try:
-        checked = LLMSweepSpec.from_dict(fields)
-    except GeminiError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"the recipe's settings are not valid: {exc}") from None
-    values = {key: list(getattr(checked, f)) for key, f in LLM_FORM.items() if f in fields and key != "llm_steps"}
-    if "llm_groups" in values:
-        values["llm_groups"] = ["per-channel" if g is None else g for g in values["llm_groups"]]
-    for key, chosen in values.items():
-        missing = [v for v in chosen if v not in FORM_OPTIONS[key]]
-        if missing:
-            raise ConfigError(f"{LLM_FORM[key].replace('_', ' ')} {missing[0]!r} is not offered by the dashboard's "
-                              f"form (offered: {', '.join(map(str, FORM_OPTIONS[key]))}); run it with the CLI")
-    if "recovery_steps" in fields:
-        steps = checked.recovery_steps
-        if len(steps) != 1 or not 1 <= int(steps[0]) <= 1000:
-            raise ConfigError(f"recovery steps {list(steps)}: the dashboard's form runs one count from 1 to 1000; "
-                              "run several with the CLI")
-        values["llm_steps"] = int(steps[0])
-    if name:
-        values["sw_name"] = str(name)[:200]
-    return values
+        return kind_of(spec)
+    except GeminiError as exc:
+        raise ConfigError(f"the recipe's kind: {exc}") from None
 
 
 def form_values(spec: dict, name: str | None = None) -> dict:
-    """A stored spec -> the Sweep form's session values, validated by SweepSpec (LLMSweepSpec for an LLM's)."""
-    if spec.get("kind") == "llm":
-        return _llm_form_values(spec, name)
-    unknown = sorted(set(spec) - set(FORM.values()) - {"recoveries", "allocations"})
-    if unknown:
-        raise ConfigError(f"unknown sweep setting(s): {', '.join(unknown)}")
-    fields = {f: spec[f] for f in FORM.values() if f in spec}
-    try:
-        SweepSpec.from_dict(fields)
-    except GeminiError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"the recipe's settings are not valid: {exc}") from None
-    values = {key: (list(fields[f]) if f != "batch_size" else int(fields[f])) for key, f in FORM.items() if f in fields}
+    """A stored spec -> the Sweep form's session values, validated by the spec's kind."""
+    values = for_kind(_kind_of_spec(spec)).form_values(spec)
     if name:
         values["sw_name"] = str(name)[:200]
     return values
 
 
-def load_into_form(values: dict) -> None:
+def load_into_form(values: dict, scenario: str) -> None:
     st.session_state.update(values)
-    extra = [r for r in values.get("sw_ratios", []) if r not in st.session_state.get("sw_ratio_choices", [])]
-    if extra:
-        st.session_state["sw_ratio_choices"] = sorted(set(st.session_state.get("sw_ratio_choices", [])) | set(extra))
+    for_kind(kind_for_scenario(scenario)).after_load(values)

@@ -11,12 +11,13 @@ from gemini_core.charts import sensitivity as splots
 from gemini_core.errors import GeminiError
 from gemini_core.results.store import Store
 
-from . import llm as llm_ui
 from . import views
 from .compute_jobs import SensitivityJob
+from .kinds import for_scenario
 from .state import current_job, current_model, show_error_once, submit
 
 POLL_SECONDS = 1.0
+HEATMAP_KEYS = {"pruning": "prune", "quantization": "quant"}  # chart keys (stable across reruns)
 NA = "–"  # a cell that does not apply (bits of a pruning group, ratio of a layer)
 
 
@@ -30,9 +31,6 @@ def _cell(value, fmt: str) -> str:
 
 def start_analysis(params) -> None:
     model = current_model()
-    if model["scenario"] == "llm":  # per decoder block, perplexity
-        submit(llm_ui.LLMSensitivityJob(model["options"], params))
-        return
     submit(SensitivityJob(model["scenario"], params, options=model["options"], train=model["train"],
                           adaptive=model.get("adaptive")))
 
@@ -55,24 +53,17 @@ def latest_stored_profile(scenario: str) -> dict | None:
 
 
 def show_profile(profile: dict, key: str) -> None:
-    if (profile.get("params") or {}).get("quality") == "perplexity":  # an LLM profile: blocks x bits
-        llm_ui.show_llm_profile(profile)
-        st.plotly_chart(splots.fig_heatmap(profile, "quantization"), key=f"{key}_quant", config={"displaylogo": False})
-        return
-    base = profile.get("baseline") or {}
-    st.caption(f"Analysis `{profile['analysis_id']}` of baseline `{profile['baseline_key']}` · "
-               f"{profile['examples']} validation examples (accuracy {base.get('accuracy', 0) * 100:.2f}%) · "
-               f"{profile['done_steps']} of {profile['total_steps']} evaluations · {profile['status']} · "
-               f"{profile['seconds']:.0f} s. Drops are measured one layer or group at a time.")
-    st.caption("Both heatmaps share one colour scale: accuracy lost on the validation examples, in points. "
-               "“(+N)” after a group: pruning it also removes the matching channels of N more coupled layers.")
-    c1, c2 = st.columns(2)
-    with c1:
-        st.plotly_chart(splots.fig_heatmap(profile, "pruning"), key=f"{key}_prune", config={"displaylogo": False})
-    with c2:
-        st.plotly_chart(splots.fig_heatmap(profile, "quantization"), key=f"{key}_quant",
-                        config={"displaylogo": False})
-    st.plotly_chart(splots.fig_layer_bars(profile), key=f"{key}_bars", config={"displaylogo": False})
+    """The profile's caption (its kind's) and the figures its kind's analysis fills."""
+    kind_ui = for_scenario(profile["scenario"])
+    kind_ui.profile_caption(profile)
+    figures = kind_ui.PROFILE_FIGURES
+    heatmaps = [name for name in ("pruning", "quantization") if name in figures]
+    columns = st.columns(len(heatmaps)) if len(heatmaps) > 1 else [st.container()]
+    for column, name in zip(columns, heatmaps):
+        with column:
+            st.plotly_chart(splots.fig_heatmap(profile, name), key=f"{key}_{HEATMAP_KEYS[name]}", config={"displaylogo": False})
+    if "bars" in figures:
+        st.plotly_chart(splots.fig_layer_bars(profile), key=f"{key}_bars", config={"displaylogo": False})
     lat = profile.get("latency")
     if lat:
         st.caption(f"Latency: {lat['total_ms_p50']:.2f} ms per batch of {lat['batch_size']} in fp32, "

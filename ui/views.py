@@ -8,8 +8,8 @@ import html
 
 import streamlit as st
 
-from . import llm as llm_ui
 from .compute_jobs import SweepJob
+from .kinds import for_scenario
 from .state import (
     ASSETS,
     current_job,
@@ -20,7 +20,6 @@ from .state import (
     registry,
     submit,
 )
-from .sweep_plan import demo_spec
 
 POLL_SECONDS = 1.0
 
@@ -138,23 +137,15 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
     if title is None and run_name:  # the banners name the run the user named
         title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
     ray_address = (st.session_state.get("sw_ray_address") or "").strip() or None if executor == "ray" else None
-    if model["scenario"] == "llm":
-        submit(llm_ui.LLMSweepJob(model["options"], spec, run_name=run_name, title=title, executor=executor,
-                                  ray_address=ray_address))
-        return
-    job = SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
-                   title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address)
-    submit(job)
+    submit(SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
+                    title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address))
 
 
 def start_demo() -> None:
-    """on_click of "Run demo sweep": the demo grid on the current model (digits unless changed)."""
-    if current_model()["scenario"] == "llm":
-        spec = llm_ui.demo_spec()
-        start_sweep(spec, run_name="demo: llm", title=f"LLM demo sweep ({spec.n_points()} points)")
-        return
-    start_sweep(demo_spec(), run_name=f"demo: {current_model()['scenario']}",
-                title=f"demo sweep of {current_model()['scenario']} ({demo_spec().n_points()} points)")
+    """on_click of "Run demo sweep": the current model's kind's demo grid (digits unless changed)."""
+    scenario = current_model()["scenario"]
+    spec = for_scenario(scenario).demo_spec()
+    start_sweep(spec, run_name=f"demo: {scenario}", title=f"demo sweep of {scenario} ({spec.n_points()} points)")
 
 
 def cancel_sweep() -> None:

@@ -14,13 +14,10 @@ from tqdm import tqdm
 
 from gemini_core.device import check_device, compute_threads_for_app, max_threads, set_compute_threads
 from gemini_core.errors import ConfigError, GeminiError
-from gemini_core.kinds.registry import load_engines
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.settings_flags import SettingsFlags
 from gemini_core.training.baseline import get_baseline
-
-load_engines()  # every kind's scenarios are registered before the flags list them
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C

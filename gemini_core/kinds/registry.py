@@ -32,6 +32,8 @@ class Column:
 class KindInfo:
     name: str  # stored in every record and run ("classifier", "llm")
     label: str  # one line for pickers and headings
+    sweep_noun: str  # "a classifier sweep": what a run of this kind is called in a sentence
+    model_noun: str  # "a classifier": the model of this kind in a sentence
     quality_metric: str  # a name in results.metrics (accuracy, perplexity, ...)
     engine_module: str  # dotted module implementing the engine (imports torch): loaded on first use
     config_columns: Callable[[Mapping], dict]  # a point's config -> the table's shared columns
@@ -41,6 +43,7 @@ class KindInfo:
     size_heading: str = "size (bytes written)"
     extra_columns: tuple[Column, ...] = ()  # the kind's own measured figures, after the shared ones
     scenarios: tuple[str, ...] = field(default=())  # scenario names that build this kind
+    scenario_module: str | None = None  # where the kind registers scenarios of its own (loaded when listed)
     trains_baseline: bool = False  # True: a baseline is trained (and cached) before compressing; else loaded
     allocates_from_profile: bool = False  # True: a sensitivity profile drives the per-layer allocator
     recipe_section: str | None = None  # an export's recipe.json must hold this object for this kind

@@ -6,7 +6,10 @@ builds (``registry.register_architecture``); importing this package loads them a
 """
 from __future__ import annotations
 
+import importlib
+
 from gemini_core.errors import GeminiError
+from gemini_core.kinds.registry import KINDS
 from gemini_core.scenarios import builtin, images, tabular, text  # noqa: F401  (each registers itself; this is their order)
 from gemini_core.scenarios.base import PruneSpec, Scenario, Split, Splits, TrainSettings
 from gemini_core.scenarios.registry import SCENARIOS, scenario_entry
@@ -14,8 +17,22 @@ from gemini_core.scenarios.registry import SCENARIOS, scenario_entry
 DEFAULT_SCENARIO = "digits"
 
 
+def _register_kind_scenarios() -> None:
+    """Import the scenario modules that model kinds keep in their own folders (the causal LM's), so every door
+    finds them by name; a kind's folder sits above this stage, so it is loaded by name, when first asked."""
+    for info in list(KINDS.values()):
+        if info.scenario_module:
+            importlib.import_module(info.scenario_module)
+
+
+def scenario_entries() -> dict:
+    """Every registered scenario, the kinds' own included: name -> entry."""
+    _register_kind_scenarios()
+    return dict(SCENARIOS)
+
+
 def scenario_names() -> list[str]:
-    return [entry.display_name for entry in SCENARIOS.values()]
+    return [entry.display_name for entry in scenario_entries().values()]
 
 
 def get_scenario(name: str, **options) -> Scenario:
@@ -23,6 +40,7 @@ def get_scenario(name: str, **options) -> Scenario:
 
     The options are kept on ``scenario.options`` so a stored run can rebuild its scenario.
     """
+    _register_kind_scenarios()
     entry = scenario_entry(name)
     if entry.data_kind == "builtin":
         unexpected = {k: v for k, v in options.items() if v not in (None, "", False)}
@@ -33,5 +51,5 @@ def get_scenario(name: str, **options) -> Scenario:
     return scenario
 
 
-__all__ = ["SCENARIOS", "PruneSpec", "Scenario", "Split", "Splits", "TrainSettings", "get_scenario", "scenario_names",
+__all__ = ["SCENARIOS", "scenario_entries", "PruneSpec", "Scenario", "Split", "Splits", "TrainSettings", "get_scenario", "scenario_names",
            "DEFAULT_SCENARIO"]

@@ -38,7 +38,8 @@ def is_control(row: Mapping) -> bool:
 
 
 INFO = register_kind(KindInfo(
-    name="classifier", label="classifier (accuracy on held-out data)", quality_metric="accuracy",
+    name="classifier", label="classifier (accuracy on held-out data)", sweep_noun="a classifier sweep",
+    model_noun="a classifier", quality_metric="accuracy",
     engine_module="gemini_core.kinds.classifier.engine", config_columns=config_columns,
     is_reference=is_reference, is_control=is_control, latency_heading="latency p50 per batch (ms)",
     size_heading="checkpoint size (bytes written)", trains_baseline=True,

@@ -36,13 +36,14 @@ def is_reference(row: Mapping) -> bool:
 
 
 INFO = register_kind(KindInfo(
-    name="llm", label="causal language model (perplexity on held-out text)", quality_metric="perplexity",
+    name="llm", label="causal language model (perplexity on held-out text)", sweep_noun="an LLM sweep",
+    model_noun="the LLM", quality_metric="perplexity",
     engine_module="gemini_core.kinds.llm.engine", config_columns=config_columns, is_reference=is_reference,
     latency_heading="prefill p50 of one sequence (ms)", size_heading="bytes written",
     extra_columns=(Column("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"),
                    Column("prefill_ms_p50", "prefill p50 (ms)", "{:.1f}"),
                    Column("zero_shot_accuracy", "zero-shot accuracy (%)", "{:.1f}", 100.0)),
-    scenarios=("llm",), recipe_section="llm",
+    scenarios=("llm",), scenario_module="gemini_core.kinds.llm.scenario", recipe_section="llm",
     # perplexity (lower is better) with its window, prefill and decode speed
     cli_table_fields=("point_id", "label", "perplexity", "context_len", "stride", "tokens_scored", "prefill_ms_p50",
                       "prefill_ms_p10", "prefill_ms_p90", "decode_tokens_per_s", "size_bytes", "threads",

@@ -1,21 +1,19 @@
-"""The LLM parts of the dashboard: the background LLM sweep job, the Sweep page's LLM grid form (with a demo
-grid that avoids 4-bit groups of 32, which the built-in weights already were) and the Model page's LLM section.
-Streamlit views and a thread around engine calls only; no torch here."""
+"""The causal LM's parts of the dashboard: its grid form and demo on the Sweep page (a demo grid that avoids
+4-bit groups of 32, which the built-in weights already were), its recipe form mapping, the Model page's
+section (the model is loaded, not trained), its sensitivity form and profile, its point figures and reload
+check on the Export page."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import streamlit as st
 
-from gemini_core.errors import GeminiError
-from gemini_core.kinds.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
+from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.kinds.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
 from gemini_core.kinds.llm.quantize import RECIPES
 from gemini_core.kinds.llm.runtimes.registry import missing as missing_executions
 from gemini_core.kinds.llm.source import SMOLLM2_SOURCE
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
-
-from .jobs import Job
 
 # The demo grid on SmolLM2: 8 and 3 bits with groups of 64, and 4 bits per-channel; never 4-bit groups of 32
 # (the source weights were Q4_1, 4-bit groups of 32, so that storage reproduces them and measures nothing).
@@ -38,39 +36,71 @@ FORM_OPTIONS = {"llm_quant": QUANT, "llm_bits": BITS, "llm_groups": GROUPS, "llm
                 "llm_recovery": ("finetune", "distill"), "llm_exec": tuple(EXECUTIONS)}
 
 
-class LLMSweepJob(Job):
-    """Load the causal LM, then stream ``run_llm_sweep`` points into ``records`` (cancel between points)."""
-
-    kind = "sweep"
-
-    def __init__(self, options: dict | None, spec: LLMSweepSpec, run_name: str | None = None,
-                 title: str | None = None, executor: str = "local", ray_address: str | None = None):
-        super().__init__(title or f"LLM sweep ({spec.n_points()} points)")
-        self.scenario_name, self.options, self.spec = "llm", dict(options or {}), spec
-        self.executor, self.ray_address = executor, ray_address
-        self.run_name, self.total, self.run_id = run_name, spec.n_points(), None
-        self.train = self.adaptive = None
-        self.baseline_info, self.baseline_history = None, []
-
-    def work(self) -> None:
-        from gemini_core.results.store import Store
-        from gemini_core.scenarios import get_scenario
-        from gemini_core.workflows.ray_executor import RayExecutor
-        from gemini_core.workflows.sweep import run_sweep
-
-        store = Store().check()
-        scenario = get_scenario("llm", **self.options)
-        executor = RayExecutor(self.ray_address) if self.executor == "ray" else None
-        self.message = "loading the language model"
-        self._collect_points(run_sweep(scenario, self.spec, store=store, name=self.run_name,
-                                           should_stop=self.should_stop, progress=self._say, executor=executor))
-
-    def _say(self, text: str) -> None:
-        self.message = text
+RAY_TASK = "one task per point"
+PROFILE_FIGURES = ("quantization",)  # one decoder block quantized at a time: no pruning groups, no layer timing
+SENSITIVITY_INTRO = ("Which decoder blocks to keep at higher precision: each block is quantized alone and the "
+                     "perplexity on the held-out text measured (lower is better).")
+# the grid form's keys -> LLMSweepSpec fields; the recovery steps box holds one number
+FORM = {"llm_quant": "quant_methods", "llm_bits": "bits", "llm_groups": "group_sizes", "llm_prune": "prune_methods",
+        "llm_sparsity": "sparsities", "llm_mlp": "mlp_ratios", "llm_heads": "head_ratios",
+        "llm_recovery": "recoveries", "llm_steps": "recovery_steps", "llm_exec": "executions"}
 
 
 def demo_spec() -> LLMSweepSpec:
     return LLMSweepSpec(**LLM_DEMO_GRID)
+
+
+def demo_help() -> str:
+    return f"the LLM demo grid ({demo_spec().n_points()} points; no 4-bit groups of 32)"
+
+
+def plan_text(spec: LLMSweepSpec, model: dict) -> str:
+    return (f"**{spec.n_points()} points** (the uncompressed model is always included) · about "
+            f"**{spec.estimate_seconds() / 60:.0f} min** for SmolLM2 on 2 busy cores (estimate; a tiny "
+            "model takes far less)")
+
+
+def spec_from_form(state) -> dict:
+    spec = {field: list(state.get(key) or []) for key, field in FORM.items() if key != "llm_steps"}
+    spec["group_sizes"] = [None if g == "per-channel" else int(g) for g in spec["group_sizes"]]
+    spec["recovery_steps"] = [int(state.get("llm_steps") or 20)]
+    return {"kind": "llm", **spec}
+
+
+def form_values(spec: dict) -> dict:
+    """A stored spec -> the form's session values, validated by LLMSweepSpec (the run's perplexity settings are
+    not part of the form: the dashboard's defaults apply)."""
+    unknown = sorted(set(spec) - set(FORM.values()) - {"kind", "settings"})
+    if unknown:
+        raise ConfigError(f"unknown LLM sweep setting(s): {', '.join(unknown)}")
+    fields = {f: spec[f] for f in FORM.values() if f in spec}
+    if not all(isinstance(v, list) for v in fields.values()):
+        raise ConfigError("every LLM sweep setting is a list of values")
+    try:
+        checked = LLMSweepSpec.from_dict(fields)
+    except GeminiError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the recipe's settings are not valid: {exc}") from None
+    values = {key: list(getattr(checked, f)) for key, f in FORM.items() if f in fields and key != "llm_steps"}
+    if "llm_groups" in values:
+        values["llm_groups"] = ["per-channel" if g is None else g for g in values["llm_groups"]]
+    for key, chosen in values.items():
+        missing = [v for v in chosen if v not in FORM_OPTIONS[key]]
+        if missing:
+            raise ConfigError(f"{FORM[key].replace('_', ' ')} {missing[0]!r} is not offered by the dashboard's "
+                              f"form (offered: {', '.join(map(str, FORM_OPTIONS[key]))}); run it with the CLI")
+    if "recovery_steps" in fields:
+        steps = checked.recovery_steps
+        if len(steps) != 1 or not 1 <= int(steps[0]) <= 1000:
+            raise ConfigError(f"recovery steps {list(steps)}: the dashboard's form runs one count from 1 to 1000; "
+                              "run several with the CLI")
+        values["llm_steps"] = int(steps[0])
+    return values
+
+
+def after_load(values: dict) -> None:
+    """Nothing to add: every value the form offers is in its lists."""
 
 
 def use_demo_grid() -> None:
@@ -177,15 +207,19 @@ def point_metrics(point: dict, row) -> None:
                f"{point.get('size_written', 'float32 safetensors')}")
 
 
-def export_and_check(j, point_id: int, out_dir, overwrite: bool) -> dict:
-    """Export an LLM point (safetensors folder + GGUF) and evaluate the export again."""
-    from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
-    from gemini_core.results.store import Store
+def export_options(formats: list) -> dict:
+    """The export writes the safetensors folder and the GGUF of the type that holds the point's grid."""
+    return {"gguf": "auto"}
 
-    path = export_llm_point(Store(), point_id, out_dir, gguf="auto", overwrite=overwrite,
-                            progress=lambda event: setattr(j, "message", getattr(event, "message", str(event))))
-    j.message = "reloading the export and measuring it again"
-    return {"point_id": point_id, "path": str(path), "check": evaluate_llm_export(path)}
+
+def export_result(check: dict, point: dict) -> None:
+    ok, line = check_message(check)
+    (st.success if ok else st.warning)(line)
+
+
+def check_result(check: dict, title: str) -> None:
+    ok, line = check_message(check)
+    (st.success if ok else st.warning)(f"{title}: checksums match. {line}")
 
 
 def check_message(check: dict) -> tuple[bool, str]:
@@ -197,43 +231,6 @@ def check_message(check: dict) -> tuple[bool, str]:
 
 
 # -- the Sensitivity page's LLM parts -----------------------------------------------------------------------
-class LLMSensitivityJob(Job):
-    """Quantize one decoder block at a time and measure perplexity; the growing profile is in ``profile``."""
-
-    kind = "sensitivity"
-
-    def __init__(self, options: dict | None, params):
-        super().__init__("sensitivity of llm (per decoder block)")
-        self.scenario_name, self.options, self.params = "llm", dict(options or {}), params
-        self.train = self.adaptive = None
-        self.baseline_info, self.baseline_history = None, []
-        self.profile: dict | None = None
-
-    def _keep(self, profile) -> None:
-        data = profile.to_dict()
-        with self._lock:
-            self.profile, self.total = data, data["total_steps"]
-        self.message = f"{data['done_steps']} of {data['total_steps']} evaluations"
-
-    def work(self) -> None:
-        from gemini_core.kinds.llm.sensitivity import analyse_llm
-        from gemini_core.results.store import Store
-        from gemini_core.scenarios import get_scenario
-
-        store = Store().check()
-        self.message = "loading the language model"
-        profile = analyse_llm(get_scenario("llm", **self.options), self.params, store=store,
-                              should_stop=self.should_stop, on_profile=self._keep)
-        self._keep(profile)
-        self.result = {"analysis_id": profile.analysis_id, "status": profile.status}
-
-    def snapshot(self) -> dict:
-        snap = super().snapshot()
-        with self._lock:
-            snap["profile"] = self.profile
-        return snap
-
-
 def sensitivity_form():
     """(LLMSensitivityParams, None) or (None, the problem)."""
     from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams
@@ -253,7 +250,7 @@ def sensitivity_form():
         return None, str(exc)
 
 
-def show_llm_profile(profile: dict) -> None:
+def profile_caption(profile: dict) -> None:
     base = profile.get("baseline") or {}
     keep = profile.get("params", {}).get("keep_high_precision") or []
     st.caption(f"Analysis `{profile['analysis_id']}` · fp32 perplexity {base.get('perplexity', float('nan')):.3f} "
