@@ -36,11 +36,11 @@ PAGES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
 # Why a first render imports torch today (each found by the blocked run; none is a module-level import in
 # app.py or ui/, which is what the router test below keeps true):
 FIRST_RENDER_NEEDS_TORCH = (
-    "every page: the sidebar's device line (ui/state.py device_summary -> gemini_core.device.device_info: "
-    "torch.cuda, torch version, torch threads); Overview: the demo estimate (ui/sweep_plan.py estimate_seconds "
-    "-> the scenario registry, filled by scenario modules that import torch) and the demo grid (SweepSpec -> "
-    "gemini_core.config -> techniques.methods); every page in pages/ imports engine modules that import torch "
-    "at module level"
+    "every page: the sidebar's device line (ui/state.py device_summary -> gemini_core.device: torch.cuda, torch's "
+    "version and threads); Overview: ui/points_view (gemini_core.charts.sweep -> results.table -> gemini_core.device, "
+    "for condition_warnings), the demo estimate (ui/sweep_plan.py -> the scenario registry, filled by scenario modules "
+    "that import torch) and the demo grid (SweepSpec: gemini_core.config -> techniques.methods); every file in "
+    "pages/ imports engine modules that import torch at module level"
 )
 
 CHILD = textwrap.dedent(r'''
