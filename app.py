@@ -18,7 +18,7 @@ st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/ico
 
 
 def overview() -> None:
-    from ui import points_view  # deferred: its charts import the engine (torch); the other pages need not
+    from ui import points_view  # deferred: its charts load the engine; app.py's imports (every page's) stay light
 
     st.title("Gemini Compression Studio")
     model = current_model()

@@ -15,7 +15,7 @@ def demo_spec():
 
 def planning_costs(scenario_name: str) -> tuple[float, float]:
     """(seconds per point, seconds per pruning setting) the estimate uses for this scenario (its registry entry)."""
-    from gemini_core.scenarios.registry import scenario_entry  # deferred: the scenarios import torch
+    from gemini_core.scenarios.registry import scenario_entry  # deferred: the scenario modules load torch
 
     entry = scenario_entry(scenario_name)
     return entry.seconds_per_point, entry.seconds_per_setting
@@ -23,7 +23,7 @@ def planning_costs(scenario_name: str) -> tuple[float, float]:
 
 def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> float:
     """Rough wall time of a sweep: points x per-point cost + pruning settings x per-setting cost."""
-    from gemini_core.scenarios.registry import scenario_entry  # deferred: the scenarios import torch
+    from gemini_core.scenarios.registry import scenario_entry  # deferred: the scenario modules load torch
 
     entry = scenario_entry(scenario_name)
     per_point, per_setting = entry.seconds_per_point, entry.seconds_per_setting

@@ -138,7 +138,7 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
         title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
     ray_address = (st.session_state.get("sw_ray_address") or "").strip() or None if executor == "ray" else None
     if model["scenario"] == "llm":
-        from . import llm as llm_ui  # deferred: the LLM engine imports torch; the other pages need not
+        from . import llm as llm_ui  # deferred: it loads the LLM engine and transformers, not needed to draw a page
 
         submit(llm_ui.LLMSweepJob(model["options"], spec, run_name=run_name, title=title, executor=executor,
                                   ray_address=ray_address))
@@ -151,7 +151,7 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
 def start_demo() -> None:
     """on_click of "Run demo sweep": the demo grid on the current model (digits unless changed)."""
     if current_model()["scenario"] == "llm":
-        from . import llm as llm_ui  # deferred: the LLM engine imports torch; the other pages need not
+        from . import llm as llm_ui  # deferred: it loads the LLM engine and transformers, not needed to draw a page
 
         spec = llm_ui.demo_spec()
         start_sweep(spec, run_name="demo: llm", title=f"LLM demo sweep ({spec.n_points()} points)")
