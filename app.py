@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import points_view, views
+from ui import views
 from ui.estimates import estimate_range, format_range
 from ui.state import current_job, current_model, persist_state, show_job_error, show_state_problems
 from ui.sweep_plan import demo_spec
@@ -18,6 +18,8 @@ st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/ico
 
 
 def overview() -> None:
+    from ui import points_view  # deferred: its charts load the engine; app.py's imports (every page's) stay light
+
     st.title("Gemini Compression Studio")
     model = current_model()
     st.markdown(

@@ -3,8 +3,6 @@ registry's planning figures (``estimates.py`` refines them with what this machin
 """
 from __future__ import annotations
 
-from gemini_core.scenarios.registry import scenario_entry
-
 DEMO_GRID = dict(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.25, 0.5, 0.75), bits=(32, 8, 4, 2),
                  granularities=("per-channel",), executions=("dense", "sparse"), finetune_steps=(60,),
                  batch_size=32)
@@ -17,12 +15,16 @@ def demo_spec():
 
 def planning_costs(scenario_name: str) -> tuple[float, float]:
     """(seconds per point, seconds per pruning setting) the estimate uses for this scenario (its registry entry)."""
+    from gemini_core.scenarios.registry import scenario_entry  # deferred: the scenario modules load torch
+
     entry = scenario_entry(scenario_name)
     return entry.seconds_per_point, entry.seconds_per_setting
 
 
 def estimate_seconds(spec, scenario_name: str, baseline_cached: bool = True) -> float:
     """Rough wall time of a sweep: points x per-point cost + pruning settings x per-setting cost."""
+    from gemini_core.scenarios.registry import scenario_entry  # deferred: the scenario modules load torch
+
     entry = scenario_entry(scenario_name)
     per_point, per_setting = entry.seconds_per_point, entry.seconds_per_setting
     finetune = max(spec.finetune_steps) if spec.finetune_steps else 0
