@@ -9,9 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import views
-from ui.estimates import estimate_range, format_range
+from ui.kinds import for_scenario
 from ui.state import current_job, current_model, persist_state, show_job_error, show_state_problems
-from ui.sweep_plan import demo_spec
 
 st.set_page_config(page_title="Gemini Compression Studio", page_icon="assets/icon.svg", layout="wide",
                    initial_sidebar_state="expanded")
@@ -28,16 +27,12 @@ def overview() -> None:
         f"The current model is **{model['scenario']}**; change it on the **Model** page.")
     job = current_job("sweep")
     running = job is not None and job.running
-    spec = demo_spec()
+    kind_ui = for_scenario(model["scenario"])  # the demo of the current model's kind
     c1, c2, c3 = st.columns([1.3, 1, 3])
     c1.button("Run demo sweep", key="demo_start", type="primary", on_click=views.start_demo, disabled=running,
-              help="l1-structured pruning 0/25/50/75% (60 fine-tune steps) x 32/8/4/2-bit x dense/sparse "
-                   "kernels; trains the baseline first if it is not cached")
+              help=kind_ui.demo_help())
     c2.button("Cancel", key="demo_cancel", on_click=views.cancel_sweep, disabled=not running)
-    low, high, source = estimate_range(spec, model["scenario"], baseline_cached=False)
-    c3.caption(f"Demo grid: {spec.n_points()} points: pruning ratios 0, 0.25, 0.5, 0.75 × bit widths 32, 8, 4, 2 "
-               f"× dense and sparse execution on {model['scenario']}. About {format_range(low, high)} when the "
-               f"baseline still has to be trained (estimate from {source}).")
+    c3.caption(kind_ui.demo_caption(model))
     show_job_error()
     points_view.sweep_live_view("home")
     st.page_link("pages/2_Sweep.py", label="All sweep charts, the points table and your own grid →",

@@ -49,7 +49,16 @@ def use_demo_grid() -> None:
 
 
 def demo_help() -> str:
-    return f"the demo grid ({demo_spec().n_points()} points) on the current model"
+    return (f"the demo grid ({demo_spec().n_points()} points): l1-structured pruning 0/25/50/75% (60 fine-tune "
+            "steps) x 32/8/4/2-bit x dense/sparse kernels; trains the baseline first if it is not cached")
+
+
+def demo_caption(model: dict) -> str:
+    spec = demo_spec()
+    low, high, source = estimate_range(spec, model["scenario"], baseline_cached=False)
+    return (f"Demo grid: {spec.n_points()} points: pruning ratios 0, 0.25, 0.5, 0.75 × bit widths 32, 8, 4, 2 "
+            f"× dense and sparse execution on {model['scenario']}. About {format_range(low, high)} when the "
+            f"baseline still has to be trained (estimate from {source}).")
 
 
 def _add_ratios() -> None:

@@ -54,6 +54,14 @@ def demo_help() -> str:
     return f"the LLM demo grid ({demo_spec().n_points()} points; no 4-bit groups of 32)"
 
 
+def demo_caption(model: dict) -> str:
+    spec = demo_spec()
+    return (f"LLM demo grid: {spec.n_points()} points: round-to-nearest at 8, 4 and 3 bits (groups of 64), 50% "
+            f"magnitude and Wanda pruning, 25% of MLP channels removed, on {model['scenario']}. About "
+            f"{spec.estimate_seconds() / 60:.0f} min for SmolLM2 on 2 busy cores (estimate; a tiny model takes far "
+            "less).")
+
+
 def plan_text(spec: LLMSweepSpec, model: dict) -> str:
     return (f"**{spec.n_points()} points** (the uncompressed model is always included) · about "
             f"**{spec.estimate_seconds() / 60:.0f} min** for SmolLM2 on 2 busy cores (estimate; a tiny "
