@@ -35,7 +35,7 @@ def write_fixed_run(store) -> dict[str, int]:
     for label, method, ratio, bits, execution, acc, lat, size in POINTS:
         record = {"run_id": RUN_ID, "label": label, "status": "ok",
                   # unpruned points are not fine-tuned (as in a real sweep): 60 steps would make the dense
-                  # fp32 point the fair control (issue 15) instead of the reference
+                  # fp32 point the fair control instead of the reference
                   "config": {"prune_method": method, "prune_ratio": ratio,
                              "finetune_steps": 60 if method != "none" else 0, "bits": bits,
                              "granularity": "per-channel", "execution": execution},

@@ -1,6 +1,6 @@
 """The CPU a figure was measured on: model name and the instruction sets that decide which kernels are fast.
 
-Which runtime wins depends on these flags (FINDINGS: OpenVINO int8 lost to its own fp32 on an AVX2-only
+Which runtime wins depends on these flags (measured: OpenVINO int8 lost to its own fp32 on an AVX2-only
 EPYC, while AMX made bf16 2.45x faster on a Xeon), so every runtime point records them.
 """
 from __future__ import annotations

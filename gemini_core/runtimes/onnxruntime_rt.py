@@ -1,6 +1,6 @@
 """ONNX Runtime as a runtime: fp32, and int8 by static QDQ quantization calibrated on training batches.
 
-The graph comes from torch's dynamo exporter (FINDINGS: the old exporter bakes in the sequence
+The graph comes from torch's dynamo exporter (the old exporter bakes in the sequence
 length with transformers 5 and gives wrong outputs). Sessions use the product's thread count and do
 not spin idle threads: a spinning ORT pool steals the cores other variants are timed on when runs
 are interleaved.

@@ -1,6 +1,6 @@
 """OpenVINO as a runtime: fp32 or bf16 compute, and int8 through NNCF post-training quantization.
 
-``openvino.convert_model`` converts the torch module directly (FINDINGS: it handles the transformers
+``openvino.convert_model`` converts the torch module directly (it handles the transformers
 modules with an input dict). The compute precision is ``INFERENCE_PRECISION_HINT`` and the thread
 count ``INFERENCE_NUM_THREADS``, with one stream (latency of one request, as torch is timed).
 

@@ -93,7 +93,7 @@ class TextScenario(Scenario):
     # improving. Batches are cut to their longest text (dynamic padding). One thread: on a shared
     # 2-core machine two OpenMP threads wait on each other whenever a core is taken (many times slower).
     # 4 epochs of 2,000 examples (252 steps) decay the one-cycle schedule fully; measured on the shared
-    # SST-2 subset, 2 epochs at 5e-5 left MiniLM under-trained (issue 15).
+    # SST-2 subset, 2 epochs at 5e-5 left MiniLM under-trained.
     default_train = TrainSettings(epochs=4, batch_size=32, lr=8e-5, weight_decay=0.01, patience=2, threads=1)
     # MiniLM, SST-2, l2-structured, 48 recovery steps at 0.3x the rate, one seed, same baseline (86.13%,
     # n=750; `python -m bench.experiments.recovery_schedule`): constant 86.40% (25%) / 83.73% (50%) against one-cycle

@@ -35,7 +35,7 @@ def test_prior_until_measured_then_learned_range():
     assert learned["setting"] == (10.0, 10.0)
     low, high, source = estimate_range(spec, "digits")
     assert "6 points measured on this machine" in source
-    # 4 grid points + the fair control (issue 15) at 2.1-2.4 s each, + one or two recovery settings at 10 s
+    # 4 grid points + the fair control at 2.1-2.4 s each, + one or two recovery settings at 10 s
     assert spec.n_points() == 5
     assert 5 * 2.0 + 10 <= low <= high <= 5 * 2.5 + 20
     assert format_range(low, high).endswith(" s") and "-" in format_range(low, high)

@@ -1,4 +1,4 @@
-"""Untrusted input through the dashboard (issue 14): overwrite asks and refuses what is not ours, checkpoints
+"""Untrusted input through the dashboard: overwrite asks and refuses what is not ours, checkpoints
 never choose what is read, stale temporaries are never offered, uploads are recognised by content, and
 user-controlled text is escaped where HTML is allowed."""
 from __future__ import annotations

@@ -330,7 +330,7 @@ def test_existing_folder_needs_overwrite(digits, tmp_path):
     with pytest.raises(GeminiError, match="not empty"):
         export_compressed(compressed, scenario, baseline, out, measure=False)
     assert (out / "keep.txt").read_text() == "mine"
-    with pytest.raises(GeminiError, match="not an export written by gemini"):  # issue 14: only our exports
+    with pytest.raises(GeminiError, match="not an export written by gemini"):  # only our exports
         export_compressed(compressed, scenario, baseline, out, measure=False, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()

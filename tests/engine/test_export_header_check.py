@@ -1,4 +1,4 @@
-"""A transformer export's recipe config against its weights' header (issue 14): refused before any module
+"""A transformer export's recipe config against its weights' header: refused before any module
 is built, with or without a meta-device build."""
 from __future__ import annotations
 

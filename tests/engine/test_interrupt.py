@@ -44,7 +44,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     records = [json.loads(line) for line in done.stdout.splitlines()]
     reused = [r for r in records if r.get("reused")]
     measured = [r for r in records if not r.get("reused")]
-    assert len(records) == 13  # 12 grid points + the fair control (issue 15)
+    assert len(records) == 13  # 12 grid points + the fair control
     assert len(reused) >= killed_at and len(reused) + len(measured) == 13
     assert _count_ok(db_path) == 13
     print(f"kill-and-resume: {killed_at} points stored at SIGKILL, integrity ok; resume reused {len(reused)}, "

@@ -1,4 +1,4 @@
-"""4-bit recipes of issue 19: GPTQ with activation order and range clipping stay on runs of consecutive
+"""4-bit recipes: GPTQ with activation order and range clipping stay on runs of consecutive
 columns (the layout runtimes store), and an asymmetric grid is carried into OpenVINO exactly."""
 from __future__ import annotations
 

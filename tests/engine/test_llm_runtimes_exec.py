@@ -82,7 +82,7 @@ def test_openvino_reads_fewer_bytes_than_torch(quantized, ov_quantized):
 
 def test_openvino_attention_is_fused_with_its_kv_cache(quantized, ov_quantized):
     """Each layer's cache read, concatenation and attention compile to one stateful attention node
-    (issue #19: without it a step ran the attention unfused and decoded ~40% slower)."""
+    (without it a step ran the attention unfused and decoded ~40% slower)."""
     from collections import Counter
 
     ops = ov_quantized.compiled.get_runtime_model().get_ordered_ops()
@@ -95,7 +95,7 @@ def test_openvino_attention_is_fused_with_its_kv_cache(quantized, ov_quantized):
 
 
 def test_openvino_rotary_embedding_is_fused(quantized, ov_quantized):
-    """Each layer's rotary embedding of the query and of the key compiles to one RoPE node (issue #19: the
+    """Each layer's rotary embedding of the query and of the key compiles to one RoPE node (the
     frontend kept rotate_half's -1 as an unfoldable Convert, so RoPEFusionGPTNEOX did not match and
     every layer ran ~10 elementwise nodes instead)."""
     from collections import Counter

@@ -1,4 +1,4 @@
-"""A causal LM's config.json is untrusted (issue 14): sizes and the weights' header are checked before any
+"""A causal LM's config.json is untrusted: sizes and the weights' header are checked before any
 module is built, each problem one CheckpointError line naming the field."""
 from __future__ import annotations
 

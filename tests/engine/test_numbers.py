@@ -1,4 +1,4 @@
-"""Numbers you can trust (issue 15): reproducible baselines, intervals checked by hand, fair control,
+"""Numbers you can trust: reproducible baselines, intervals checked by hand, fair control,
 noise-aware fronts, measurement conditions."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Untrusted input, class 7: damaged files (zips, exports, .npz, images).
 
-Part of the untrusted-input matrix (issue 14); the cases' contract and the shared home are in
+Part of the untrusted-input matrix; the cases' contract and the shared home are in
 ``untrusted_support.py`` and ``conftest.py``."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Untrusted input, class 3 for Hugging Face model folders: config.json and the weights' header are checked
 before allocation, with or without the meta-device build.
 
-Part of the untrusted-input matrix (issue 14); the cases' contract and the shared home are in
+Part of the untrusted-input matrix; the cases' contract and the shared home are in
 ``untrusted_support.py`` and ``conftest.py``."""
 from __future__ import annotations
 

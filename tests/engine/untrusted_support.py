@@ -1,4 +1,4 @@
-"""Untrusted files and destructive commands (issue 14): one parametrized matrix per class, one file per
+"""Untrusted files and destructive commands: one parametrized matrix per class, one file per
 class (``test_untrusted_matrix_*.py``).
 
 Every case runs the real CLI entry point (``gemini_core.cli:main``, in process) against a home folder

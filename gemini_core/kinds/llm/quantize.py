@@ -34,10 +34,10 @@ RECIPES = {
     "rtn": QuantMethod("rtn", help="round-to-nearest, symmetric"),
     "gptq": QuantMethod("gptq", help="GPTQ, symmetric"),
     "awq": QuantMethod("awq", help="AWQ scale search, then round-to-nearest, symmetric"),
-    # issue 19: the 4-bit g64 recipe within 15% of float perplexity on SmolLM2 (docs/llm.md)
+    # the 4-bit g64 recipe within 15% of float perplexity on SmolLM2 (docs/llm.md)
     "gptq-asym": QuantMethod("gptq", symmetric=False, act_order=True, clip=True,
                              help="GPTQ with zero points (asymmetric grid), activation order and range clipping"),
-    # issue 19's fast recipe: a symmetric grid GGUF's q4_0 blocks hold, and the LM head (a fifth of SmolLM2's
+    # the fast recipe: a symmetric grid GGUF's q4_0 blocks hold, and the LM head (a fifth of SmolLM2's
     # weights) calibrated too, which 4-bit rounding alone cannot afford (docs/llm.md)
     "gptq-sym-head": QuantMethod("gptq", act_order=True, clip=True, head=True,
                                  help="GPTQ, symmetric, with activation order and range clipping; the LM head "

@@ -13,13 +13,13 @@ so a prefill does not pay for 49,152-way logits at every position) and ``beam_id
 
 The graph is shaped so that the CPU plugin fuses each layer's cache read, concatenation and attention
 into one stateful attention node (its StatefulSDPAFusion, which optimum-intel's exports also meet);
-without it every step ran ~60 extra nodes and copied the cache (issue #19: int4 decoding at 21% of the
+without it every step ran ~60 extra nodes and copied the cache (int4 decoding at 21% of the
 bandwidth limit). Three things the fusion needs: the cache read goes through a ``Gather`` on
 ``beam_idx`` (as optimum-intel's exports do) with a dynamic batch; nothing but that Gather reads the
 cache (transformers' causal mask and ``repeat_kv`` take the past length from the cache's shape, so the
 mask is built here, additive in float, from ``attention_mask`` and ``position_ids`` and the key/value heads are repeated
 to the mask's length, in ``_ov_attention``); and the attention is one ``scaled_dot_product_attention``.
-It also meets the plugin's rotary-embedding fusion (one RoPE node per query and key; issue #19): the
+It also meets the plugin's rotary-embedding fusion (one RoPE node per query and key): the
 traced ``rotate_half`` needs its -1 as a plain constant (``_fold_constant_converts``).
 """
 from __future__ import annotations
