@@ -17,6 +17,7 @@ from tqdm import tqdm
 from gemini_core.device import check_device, compute_threads_for_app, max_threads, set_compute_threads
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.kinds.llm import scenario as _llm_scenario  # noqa: F401  (registers the "llm" scenario)
+from gemini_core.results.record import point_json
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.training.baseline import get_baseline
@@ -203,6 +204,13 @@ def set_threads(args) -> None:
 def print_json(record: dict, file=None) -> None:
     """One JSON object on one line (stdout unless ``file``); numpy floats and the like as floats."""
     print(json.dumps(record, default=float), file=file or sys.stdout, flush=True)
+
+
+def print_point(record: dict, file=None) -> None:
+    """One point record as one JSON line, through the point record's schema (``results.record``): the
+    record's fields plus ``schema_version``, ``kind`` and ``quality_metric``, so a reader of the lines knows
+    what each holds without guessing from its fields."""
+    print(point_json(record), file=file or sys.stdout, flush=True)
 
 
 def note(message: str) -> None:

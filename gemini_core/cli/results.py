@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from gemini_core.cli.common import format_table, note, print_json
+from gemini_core.cli.common import format_table, note, print_json, print_point
 from gemini_core.device import condition_warnings
 from gemini_core.errors import ConfigError
 from gemini_core.results.pareto import pareto_front
@@ -113,7 +113,7 @@ def run_points(args) -> int:
     for point in points:
         point.pop("traceback", None)
         point.pop("test_correct", None)  # per-example correctness stays in the store (pairs points)
-        print_json(point)
+        print_point(point)
     return 0
 
 
@@ -123,5 +123,5 @@ def run_retime(args) -> int:
                              else None, progress=note):
         record.pop("test_correct", None)
         record.pop("traceback", None)
-        print_json(record)
+        print_point(record)
     return 0

@@ -13,6 +13,7 @@ from gemini_core.cli.common import (
     baseline_from,
     note,
     print_json,
+    print_point,
     scenario_from,
 )
 from gemini_core.config import EXECUTIONS, PRUNE_METHODS
@@ -109,7 +110,7 @@ def _run_points(args, scenario, baseline, spec, out) -> tuple[int, str | None]:
     with tqdm(total=spec.n_points(), desc="sweep", unit="point", file=sys.stderr) as bar:
         for record in run_sweep(scenario, baseline, spec, store=Store(), device=args.device, force=args.force,
                                 name=args.name, executor=args.executor, ray_address=args.ray_address):
-            print_json({k: v for k, v in record.items() if k != "traceback"}, file=out)
+            print_point({k: v for k, v in record.items() if k != "traceback"}, file=out)
             failed_points += record.get("status") == "failed"
             if record.get("status") == "ok" and not record.get("reused"):
                 bar.write(point_line(record), file=sys.stderr)
@@ -160,7 +161,7 @@ def _run_llm(args) -> int:
         with tqdm(total=spec.n_points(), desc="llm sweep", unit="point", file=sys.stderr) as bar:
             for record in run_llm_sweep(scenario, spec, store=Store(), force=args.force, name=args.name,
                                         progress=lambda text: bar.write(text, file=sys.stderr), executor=executor):
-                print_json(record, file=out)
+                print_point(record, file=out)
                 failed += record.get("status") == "failed"
                 if record.get("status") == "ok" and not record.get("reused"):
                     bar.write(llm_flags.point_line(record), file=sys.stderr)
