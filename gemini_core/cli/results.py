@@ -60,7 +60,10 @@ def run(args) -> int:
 
 
 def run_runs(args) -> int:
-    for stored in Store().runs():
+    store = Store()
+    if store.notice:  # an earlier version's store that cannot be written: read as it is
+        note(store.notice)
+    for stored in store.runs():
         print_json({k: stored[k] for k in RUN_FIELDS})
     return 0
 
@@ -84,6 +87,8 @@ def annotated_points(points: list[dict]) -> list[dict]:
 
 def run_points(args) -> int:
     store = Store()
+    if store.notice:  # an earlier version's store that cannot be written: read as it is
+        note(store.notice)
     store.get_run(args.run_id)  # an unknown run id fails with one line
     raw = store.points(args.run_id)
     bounds = (args.min_accuracy, args.max_loss, args.max_latency_ms, args.max_size_kb)

@@ -50,9 +50,6 @@ from gemini_core.kinds.registry import DEFAULT_KIND
 
 SCHEMA_VERSION = 2  # records without ``schema_version`` are version 1
 
-# Fields the store adds to a record it reads back (they are the row's, not the measurement's).
-STORE_FIELDS = ("point_id", "run_id", "point_key", "baseline_key", "status", "error")
-
 MAX_TEXT = 20_000  # a label, an error message: longer is a bug, not a record
 
 
@@ -202,7 +199,10 @@ class PointRecord(BaseModel):
         if not isinstance(record, Mapping):
             raise GeminiError(f"a point record is a JSON object, not {type(record).__name__}")
         version = record.get("schema_version")
-        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        version = 1 if version is None else version  # no version: written before records had one
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise GeminiError(f"point record{_named(record)}: field schema_version: {version!r} is not a version")
+        if version > SCHEMA_VERSION:
             raise GeminiError(f"a point record of schema version {version} was written by a newer gemini; this "
                               f"version reads up to {SCHEMA_VERSION}: update gemini")
         filled = fill_kind(record)

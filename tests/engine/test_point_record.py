@@ -364,6 +364,9 @@ def test_validate_dict_keeps_a_dict_and_fills_the_kind():
         PointRecord.validate_dict({"schema_version": 3})
     with pytest.raises(GeminiError, match="a point record is a JSON object"):
         PointRecord.validate_dict(["not", "a", "record"])
+    with pytest.raises(GeminiError, match="field schema_version: 'two' is not a version"):
+        PointRecord.validate_dict({"schema_version": "two"})
+    assert PointRecord.validate_dict({"schema_version": None})["schema_version"] == 2
 
 
 def test_legacy_kind_reads_records_from_before_kinds():
@@ -384,3 +387,22 @@ def test_the_cli_writes_points_through_the_schema(tmp_path, monkeypatch, capsys)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2 and all(p["schema_version"] == 2 and p["kind"] == "classifier" for p in lines)
     assert all(p["quality_metric"] == "accuracy" for p in lines) and math.isnan(lines[0]["finetune_loss"])
+
+
+def test_the_cli_says_an_unwritable_old_store_is_read_as_it_is(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    path = _v1_store(home / "gemini.sqlite")
+    before = _dump(path)
+
+    def refused(self, db):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Store, "_upgrade", refused)
+    monkeypatch.setenv("GEMINI_HOME", str(home))
+    assert main(["runs"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(json.loads(line)["run_id"] for line in captured.out.splitlines()) == ["c1", "l1"]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "nothing in it is lost" in err[0], err
+    assert _dump(path) == before
