@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from gemini_core.errors import CheckpointError
 from gemini_core.kinds.registry import KINDS
+from gemini_core.limits import MAX_BATCH
 
 SCHEMA_VERSION = 1
-MAX_BATCH = 1 << 16  # recorded batch sizes above this are refused (latency is measured at that batch)
 MAX_CLASSES = 100_000
 MAX_SIDE = 4096
 MAX_WIDTH = 1 << 16

@@ -14,6 +14,8 @@ from tqdm import tqdm
 
 from gemini_core.device import check_device, compute_threads_for_app, max_threads, set_compute_threads
 from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.limits import MAX_BATCH
+from gemini_core.results.record import point_json
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.settings_flags import SettingsFlags
@@ -115,7 +117,6 @@ def baseline_from(args, scenario):
 # Whole-number flags and their smallest allowed value (``None`` = not given). Checked before any work.
 MIN_INT_FLAGS = {"max_train_examples": 1, "max_length": 2, "batch_size": 1, "latency_batch": 1, "max_examples": 1,
                  "finetune_steps": 0, "nproc": 1, "point_id": 0, "epochs": 1, "max_steps": 1, "train_batch_size": 1}
-MAX_BATCH = 1 << 16  # a measurement or training batch above this is a typo, not a setting
 
 
 def check_flags(args) -> None:
@@ -155,6 +156,13 @@ def set_threads(args) -> None:
 def print_json(record: dict, file=None) -> None:
     """One JSON object on one line (stdout unless ``file``); numpy floats and the like as floats."""
     print(json.dumps(record, default=float), file=file or sys.stdout, flush=True)
+
+
+def print_point(record: dict, file=None) -> None:
+    """One point record as one JSON line, through the point record's schema (``results.record``): the
+    record's fields plus ``schema_version``, ``kind`` and ``quality_metric``, so a reader of the lines knows
+    what each holds without guessing from its fields."""
+    print(point_json(record), file=file or sys.stdout, flush=True)
 
 
 def note(message: str) -> None:

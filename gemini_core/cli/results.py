@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from gemini_core.cli.common import format_table, note, print_json
+from gemini_core.cli.common import format_table, note, print_json, print_point
 from gemini_core.device import condition_warnings
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.registry import kind_of_records
@@ -52,7 +52,10 @@ def run(args) -> int:
 
 
 def run_runs(args) -> int:
-    for stored in Store().runs():
+    store = Store()
+    if store.notice:  # an earlier version's store that cannot be written: read as it is
+        note(store.notice)
+    for stored in store.runs():
         print_json({k: stored[k] for k in RUN_FIELDS})
     return 0
 
@@ -76,6 +79,8 @@ def annotated_points(points: list[dict]) -> list[dict]:
 
 def run_points(args) -> int:
     store = Store()
+    if store.notice:  # an earlier version's store that cannot be written: read as it is
+        note(store.notice)
     store.get_run(args.run_id)  # an unknown run id fails with one line
     raw = store.points(args.run_id)
     bounds = (args.min_accuracy, args.max_loss, args.max_latency_ms, args.max_size_kb)
@@ -102,7 +107,7 @@ def run_points(args) -> int:
     for point in points:
         point.pop("traceback", None)
         point.pop("test_correct", None)  # per-example correctness stays in the store (pairs points)
-        print_json(point)
+        print_point(point)
     return 0
 
 
@@ -112,5 +117,5 @@ def run_retime(args) -> int:
                              else None, progress=note):
         record.pop("test_correct", None)
         record.pop("traceback", None)
-        print_json(record)
+        print_point(record)
     return 0

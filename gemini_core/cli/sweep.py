@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gemini_core.cli.common import add_scenario_args, baseline_from, note, print_json, scenario_from
+from gemini_core.cli.common import add_scenario_args, baseline_from, note, print_json, print_point, scenario_from
 from gemini_core.errors import GeminiError
 from gemini_core.kinds.registry import KINDS, engine, kind_for_scenario
 from gemini_core.results.store import Store
@@ -60,7 +60,7 @@ def run(args) -> int:
                                     force=args.force, name=args.name, executor=args.executor,
                                     ray_address=args.ray_address,
                                     progress=lambda text: bar.write(text, file=sys.stderr)):
-                print_json({k: v for k, v in record.items() if k != "traceback"}, file=out)
+                print_point({k: v for k, v in record.items() if k != "traceback"}, file=out)
                 failed += record.get("status") == "failed"
                 if record.get("status") == "ok" and not record.get("reused"):
                     bar.write(flags.point_line(record), file=sys.stderr)

@@ -2,6 +2,15 @@
 
 Every point is committed the moment it exists (WAL journal, busy timeout), so a killed sweep
 loses nothing it finished and two writers (CLI and dashboard) can share the file.
+
+Every point is checked against the point record's schema (``record.PointRecord``) before it is written,
+so a row is a whole, typed record or nothing.
+
+Versions: the ``meta`` table holds the store's version (``STORE_VERSION``). A store written by an earlier
+release (no ``meta`` table: version 1) is upgraded when it is opened, in one transaction: every point's
+record gets ``schema_version``, ``kind`` and ``quality_metric`` and every run its ``kind``; a killed upgrade
+leaves the store as it was. A store from a newer release is refused (its records may mean what this release
+cannot know). A store that cannot be written is read as upgraded, in memory, and left as it is.
 """
 from __future__ import annotations
 
@@ -10,11 +19,23 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from gemini_core.errors import GeminiError
+from gemini_core.kinds import registry
 from gemini_core.paths import store_path
+from gemini_core.results.record import PointRecord, legacy_kind, upgrade_record
+
+# The store's layout and what its records hold: version 2 added the meta table, runs.kind and
+# schema_version / kind / quality_metric in every record (record version 2); version 1 is every store
+# written before. A new record version is a new store version (its rows are upgraded on open).
+STORE_VERSION = 2
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -24,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     baseline_json TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL DEFAULT 'running',
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'classifier'
 );
 CREATE TABLE IF NOT EXISTS points (
     point_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,13 +75,85 @@ CREATE INDEX IF NOT EXISTS analyses_by_baseline ON analyses (baseline_key, updat
 
 
 class Store:
-    def __init__(self, path: str | Path | None = None):
+    """``read_only``: open without writing anything (a store of an earlier version is upgraded in memory on
+    every read). A store that turns out not to be writable is opened so too (``notice`` says so)."""
+
+    def __init__(self, path: str | Path | None = None, read_only: bool = False):
         self.path = Path(path) if path is not None else store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        self.upgrade_on_read = False  # an earlier version's store read without writing: records upgraded per read
+        self.notice: str | None = None  # one line for the reader when the store is read that way
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_dir():
             raise GeminiError(f"the run store {self.path} is a folder, not a SQLite file")
+        if read_only and not self.path.is_file():
+            raise GeminiError(f"no run store at {self.path}")
+        self._open()
+
+    # -- versions ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        """Create a new store, or bring an earlier version's up to this one; refuse a newer version's."""
         with self._connect() as db:
-            db.executescript(SCHEMA)
+            version = self._version(db)
+            if version == STORE_VERSION:
+                return  # the common case: one read, nothing written
+            self._refuse_newer(version)
+            if version == 0 and self.read_only:
+                raise GeminiError(f"the run store {self.path} is empty: there is nothing to read")
+            if not self.read_only:
+                try:
+                    self._upgrade(db)
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_read_only(exc):
+                        raise
+                    self.read_only = True  # a read-only file or folder: read it as it is, below
+            self.upgrade_on_read = True
+            self.notice = (f"the run store {self.path} was written by an earlier version (store version "
+                           f"{version}) and cannot be written here: it is read as version {STORE_VERSION} in "
+                           "memory, the file stays as it is and nothing in it is lost")
+
+    def _version(self, db) -> int:
+        """0: no store yet; 1: a store from before the meta table; otherwise the meta table's version."""
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None:
+                version = int(row[0]) if str(row[0]).isdigit() else 0
+                if version < 1:
+                    raise GeminiError(f"the run store {self.path} is damaged (its version is {row[0]!r}); move "
+                                      "it aside to start a new one")
+                return version
+        return 1 if tables & {"runs", "points"} else 0
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > STORE_VERSION:
+            raise GeminiError(f"the run store {self.path} was written by a newer version of gemini (store version "
+                              f"{version}); this version reads up to {STORE_VERSION} and cannot read it: update "
+                              "gemini, or move the store aside to start a new one")
+
+    def _upgrade(self, db) -> None:
+        """Create the tables of a new store, or upgrade an earlier version's, in one transaction: a killed
+        upgrade leaves the store as it was, and of two processes opening it at once one upgrades and the other
+        then finds it done (the version is read again inside the transaction)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._version(db)
+            self._refuse_newer(version)
+            if version < STORE_VERSION:
+                for statement in SCHEMA.split(";"):  # creates what is missing (all of a new store)
+                    if statement.strip():
+                        db.execute(statement)
+                if version == 1:
+                    _upgrade_from_1(db)
+                db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE"
+                           " SET value=excluded.value", (str(STORE_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def check(self) -> "Store":
         """GeminiError when the store file is damaged (SQLite's quick_check), before any work relies on it."""
@@ -72,16 +166,23 @@ class Store:
     @contextmanager
     def _connect(self):
         try:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            if self.read_only:  # nothing is written, not even the journal mode
+                db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30.0,
+                                     isolation_level=None)
+            else:
+                db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
             raise GeminiError(f"cannot open the run store {self.path}: {exc}") from None
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA foreign_keys=ON")
             yield db
         except sqlite3.DatabaseError as exc:
+            if self.read_only and _is_read_only(exc):
+                raise GeminiError(f"the run store {self.path} is open read-only: nothing was written") from None
             raise GeminiError(f"the run store {self.path} is unreadable ({exc}); move it aside to start a new "
                               "one") from None
         finally:
@@ -89,16 +190,20 @@ class Store:
 
     # -- runs -------------------------------------------------------------------------------
     def ensure_run(self, run_id: str, name: str, scenario: str, baseline_key: str, spec: dict,
-                   baseline: dict | None = None) -> None:
+                   baseline: dict | None = None, kind: str | None = None) -> None:
+        """``kind``: the model kind of the run's points; until every caller passes it, the kind its spec or
+        baseline names (``run_kind``)."""
         now = time.time()
+        kind = kind or run_kind(spec, baseline)
+        registry.kind_info(kind)  # an unknown kind is one line, before anything is written
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (run_id, name, scenario, baseline_key, spec_json, baseline_json, status,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)"
+                " created_at, updated_at, kind) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
                 " ON CONFLICT(run_id) DO UPDATE SET status='running', updated_at=excluded.updated_at,"
                 " baseline_json=excluded.baseline_json",
                 (run_id, name, scenario, baseline_key, json.dumps(spec, sort_keys=True),
-                 json.dumps(baseline or {}), now, now),
+                 json.dumps(baseline or {}), now, now, kind),
             )
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -131,6 +236,8 @@ class Store:
             item = dict(row)
             item["spec"] = json.loads(item.pop("spec_json"))
             item["baseline"] = json.loads(item.pop("baseline_json"))
+            if "kind" not in item:  # an earlier version's runs table, read without upgrading it
+                item["kind"] = run_kind(item["spec"], item["baseline"])
             out.append(item)
         return out
 
@@ -143,6 +250,10 @@ class Store:
     # -- points -----------------------------------------------------------------------------
     def add_point(self, run_id: str, baseline_key: str, point_key: str, record: dict, status: str = "ok",
                   error: str | None = None) -> int:
+        """Store one point (replacing the run's point of the same key). The record is checked against the
+        point record's schema first: a record that does not fit is one GeminiError naming the field, and
+        nothing is written. ``status`` and ``error`` are the row's (they win over the record's own)."""
+        record = PointRecord.validate_dict({**record, "status": status, "error": error})
         with self._connect() as db:
             cur = db.execute(
                 "INSERT INTO points (run_id, baseline_key, point_key, status, error, record_json, created_at)"
@@ -162,20 +273,28 @@ class Store:
             row = db.execute(
                 "SELECT * FROM points WHERE baseline_key=? AND point_key=? AND status='ok'"
                 " ORDER BY created_at DESC LIMIT 1", (baseline_key, point_key)).fetchone()
-        return _point(row) if row else None
+        return self._point(row) if row else None
 
     def points(self, run_id: str, include_failed: bool = True) -> list[dict]:
         query = "SELECT * FROM points WHERE run_id=?" + ("" if include_failed else " AND status='ok'")
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY point_id", (run_id,)).fetchall()
-        return [_point(row) for row in rows]
+        return [self._point(row) for row in rows]
 
     def get_point(self, point_id: int) -> dict:
         with self._connect() as db:
             row = db.execute("SELECT * FROM points WHERE point_id=?", (int(point_id),)).fetchone()
         if row is None:
             raise GeminiError(f"no point {point_id}")
-        return _point(row)
+        return self._point(row)
+
+    def _point(self, row) -> dict:
+        record = json.loads(row["record_json"])
+        if self.upgrade_on_read:
+            record = upgrade_record(record)
+        record.update({"point_id": row["point_id"], "run_id": row["run_id"], "point_key": row["point_key"],
+                       "status": row["status"], "error": row["error"], "baseline_key": row["baseline_key"]})
+        return record
 
     # -- sensitivity analyses (sensitivity.py) ---------------------------------------------------
     def save_analysis(self, analysis_id: str, baseline_key: str, scenario: str, params: dict, result: dict,
@@ -207,11 +326,43 @@ class Store:
             return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def _point(row) -> dict:
-    record = json.loads(row["record_json"])
-    record.update({"point_id": row["point_id"], "run_id": row["run_id"], "point_key": row["point_key"],
-                   "status": row["status"], "error": row["error"], "baseline_key": row["baseline_key"]})
-    return record
+def run_kind(spec: dict | None, baseline: dict | None = None) -> str:
+    """The kind of a run from what it stored: its spec's (or baseline's) ``kind`` (LLM runs named it from
+    the start), else the records' legacy rule (``legacy_kind``)."""
+    spec, baseline = spec or {}, baseline or {}
+    return legacy_kind(spec if spec.get("kind") else baseline)
+
+
+def _upgrade_from_1(db) -> None:
+    """Version 1 to 2, inside the caller's transaction: each point's record upgraded (``upgrade_record``:
+    figures kept as they were, none refused), each run's kind from its spec."""
+    for row in db.execute("SELECT point_id, record_json FROM points").fetchall():
+        try:
+            record = json.loads(row["record_json"])
+        except ValueError:
+            continue  # a row no version could read stays as it is; reading it reports it
+        if isinstance(record, dict):
+            db.execute("UPDATE points SET record_json=? WHERE point_id=?",
+                       (json.dumps(upgrade_record(record)), row["point_id"]))
+    if "kind" not in _columns(db, "runs"):
+        db.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'classifier'")
+    for row in db.execute("SELECT run_id, spec_json, baseline_json FROM runs").fetchall():
+        try:
+            spec, baseline = json.loads(row["spec_json"]), json.loads(row["baseline_json"])
+        except ValueError:
+            continue
+        if isinstance(spec, dict) and isinstance(baseline, dict):
+            db.execute("UPDATE runs SET kind=? WHERE run_id=?", (run_kind(spec, baseline), row["run_id"]))
+
+
+def _columns(db, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _is_read_only(exc: sqlite3.Error) -> bool:
+    """SQLite's 'attempt to write a readonly database' (a read-only file, folder or open mode)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == sqlite3.SQLITE_READONLY) or "readonly" in str(exc)
 
 
 def _analysis(row) -> dict:

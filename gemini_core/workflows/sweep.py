@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from gemini_core.errors import Cancelled
+from gemini_core.errors import Cancelled, GeminiError
 from gemini_core.kinds.registry import engine, kind_for_scenario
+from gemini_core.results.record import PointRecord
 from gemini_core.results.store import Store
 from gemini_core.workflows.executors import make_executor
 
@@ -80,6 +81,11 @@ def _drive(session: SweepSession, store: Store, on_remote: bool, force: bool, na
     def keep(record: dict) -> dict:
         key = session.point_key(session.config_of(record))
         record = session.compare(record)
+        try:
+            PointRecord.validate_dict(record)
+        except GeminiError as exc:  # a measurement that does not fit the record's schema fails its point alone
+            record = {k: record.get(k) for k in ("kind", "quality_metric", "config", "label") if k in record}
+            record.update(status="failed", error=f"the measured record was refused: {exc}"[:2000])
         point_id = store.add_point(run_id, session.baseline_key, key, record, status=record.get("status", "ok"),
                                    error=record.get("error"))
         return {**record, "point_id": point_id, "run_id": run_id, "point_key": key,
