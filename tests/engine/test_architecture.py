@@ -15,8 +15,8 @@ PACKAGE = "gemini_core"
 
 # Bottom to top: a module may import modules of its own layer or of layers below, never above.
 LAYERS = [
-    ("errors", "paths", "version", "progress", "fsio", "techniques.methods", "runtimes.registry", "device",
-     "kinds", "kinds.registry", "kinds.classifier", "kinds.classifier.info", "kinds.llm.info"),  # torch-free kind descriptions
+    ("errors", "paths", "version", "progress", "fsio", "techniques.methods", "techniques.grid", "runtimes.registry",
+     "device", "kinds", "kinds.registry", "kinds.classifier", "kinds.classifier.info", "kinds.llm.info"),  # torch-free kind descriptions
     ("config",),
     ("scenarios",),
     ("training", "results"),
