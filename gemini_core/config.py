@@ -344,6 +344,8 @@ def parse_list(text: str, kind=str, name: str = "value") -> list:
     for item in items:
         try:
             out.append(kind(item))
+        except ConfigError as exc:  # a parser of the engine's own (QuantGrid's) says what is wrong
+            raise ConfigError(f"{name}: {exc}") from None
         except ValueError:
             raise ConfigError(f"{name}: {item!r} is not a valid {kind.__name__}") from None
     return out

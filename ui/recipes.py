@@ -9,6 +9,7 @@ import streamlit as st
 import yaml
 
 from gemini_core.errors import ConfigError, GeminiError
+from gemini_core.kinds.llm.quantize import group_size_of
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
 from gemini_core.workflows.sweep_spec import SweepSpec
 from ui.llm import FORM_OPTIONS
@@ -25,7 +26,7 @@ MAX_RECIPE_BYTES = 64 * 1024
 
 def _llm_spec_from_form(state) -> dict:
     spec = {field: list(state.get(key) or []) for key, field in LLM_FORM.items() if key != "llm_steps"}
-    spec["group_sizes"] = [None if g == "per-channel" else int(g) for g in spec["group_sizes"]]
+    spec["group_sizes"] = [group_size_of(g) for g in spec["group_sizes"]]
     spec["recovery_steps"] = [int(state.get("llm_steps") or 20)]
     return {"kind": "llm", **spec}
 

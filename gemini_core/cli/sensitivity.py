@@ -53,7 +53,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--compare-ratios", default="0", help="uniform pruning ratios measured next to the allocation")
     p.add_argument("--batch-size", default="32", help="batch size for the measured points' latency")
     p.add_argument("--name", help="a name for the measured run")
-    p.add_argument("--group-size", default="64", help="llm: RTN group size per block (a number or per-channel)")
+    p.add_argument("--group-size", default="64", help="llm: RTN group size per block (64, g64 or group-64, or "
+                   "per-channel)")
     p.add_argument("--eval-tokens", type=int, default=1024, help="llm: held-out tokens per perplexity")
     p.set_defaults(func=run)
 
@@ -195,8 +196,7 @@ def _run_llm(args) -> int:
         raise GeminiError("--allocate / --measure are for classifier scenarios; the LLM profile names the blocks "
                           "to keep at higher precision")
     bits = parse_list(args.bits, _integer, "bits") if args.bits != "8,4,2" else [4, 3]
-    group = None if args.group_size in ("per-channel", "none") else _integer(args.group_size)
-    params = LLMSensitivityParams(bits=tuple(bits), group_size=group, eval_tokens=args.eval_tokens)
+    params = LLMSensitivityParams(bits=tuple(bits), group_size=args.group_size, eval_tokens=args.eval_tokens)
     scenario = scenario_from(args)
     profile = analyse_llm(scenario, params, force=args.force, progress=lambda e: note(e.message))
     rows = [{"block": e["layer"], **{f"ppl@{r['bits']}b": r["perplexity"] for r in e["results"]},

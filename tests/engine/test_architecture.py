@@ -16,7 +16,8 @@ PACKAGE = "gemini_core"
 # Bottom to top: a module may import modules of its own layer or of layers below, never above.
 LAYERS = [
     ("errors", "paths", "version", "progress", "fsio", "techniques.methods", "techniques.grid", "runtimes.registry",
-     "device", "kinds", "kinds.registry", "kinds.classifier", "kinds.classifier.info", "kinds.llm.info"),  # torch-free kind descriptions
+     "device", "kinds", "kinds.registry", "kinds.classifier", "kinds.classifier.info",
+     "kinds.llm.info"),  # torch-free kind descriptions and the quantization grid
     ("config",),
     ("scenarios",),
     ("training", "results"),
