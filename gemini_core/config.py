@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import EXECUTIONS as _BACKENDS
+from gemini_core.techniques.grid import QuantGrid, granularity_text
 from gemini_core.techniques.methods import PRUNE_METHODS as _REGISTERED
 from gemini_core.techniques.methods import methods_of_kind
 
@@ -20,6 +21,7 @@ PRUNE_METHODS = tuple(_REGISTERED)  # names, in registration order (the registry
 STRUCTURED_METHODS = methods_of_kind("structured")
 UNSTRUCTURED_METHODS = methods_of_kind("unstructured", "n:m")
 BITS = (32, 16, 8, 6, 4, 3, 2)
+# The classifier's granularities, in their stored spelling (any spelling QuantGrid parses is accepted and stored so).
 GRANULARITIES = ("per-tensor", "per-channel", "group-32", "group-64", "group-128")
 EXECUTIONS = tuple(_BACKENDS)  # declared in runtimes/registry.py
 RECOVERIES = ("finetune", "qat", "distill")
@@ -28,7 +30,25 @@ MAX_PRUNE_RATIO = 0.95
 
 def group_size(granularity: str) -> int | None:
     """Group length for ``group-N`` granularity, else None."""
-    return int(granularity.split("-")[1]) if granularity.startswith("group-") else None
+    return QuantGrid.parse_granularity(granularity)[1]
+
+
+def check_granularity(value, where: str = "", what: str = "granularity") -> str:
+    """``value`` in any spelling QuantGrid reads ("group-64", "64", "g64", "per-channel", "none") as the stored
+    spelling, or a ConfigError when it is not one of the classifier's GRANULARITIES."""
+    try:
+        text = granularity_text(*QuantGrid.parse_granularity(value))
+    except ConfigError:
+        text = None
+    if text not in GRANULARITIES:
+        raise ConfigError(f"{where}unknown {what} {value!r}; choose one of {', '.join(GRANULARITIES)}")
+    return text
+
+
+def storage_grid(bits: int, granularity: str) -> QuantGrid:
+    """The grid the classifier's storage holds at ``bits``: 8 bits symmetric (zero-point 0, what int8 kernels
+    take), fewer bits asymmetric (at 2-4 bits a symmetric grid wastes a level); 16 and 32 bits are floats."""
+    return QuantGrid.parse(bits, granularity, symmetric=bits >= 8)
 
 
 OVERRIDE_FIELDS = ("prune_ratio", "bits", "granularity", "skip")
@@ -97,9 +117,8 @@ class LayerOverride:
                 raise ConfigError(f"{where}: bits {self.bits!r} not supported; "
                                   f"choose one of {', '.join(map(str, BITS))}")
             object.__setattr__(self, "bits", int(self.bits))
-        if self.granularity is not None and self.granularity not in GRANULARITIES:
-            raise ConfigError(f"{where}: unknown granularity {self.granularity!r}; choose one of "
-                              f"{', '.join(GRANULARITIES)}")
+        if self.granularity is not None:
+            object.__setattr__(self, "granularity", check_granularity(self.granularity, f"{where}: "))
         if not isinstance(self.skip, bool):
             raise ConfigError(f"{where}: skip must be true or false, not {self.skip!r}")
         if self.skip and (self.prune_ratio is not None or self.bits is not None or self.granularity is not None):
@@ -186,10 +205,7 @@ class CompressionConfig:
         if isinstance(self.bits, bool) or int(self.bits) != self.bits or int(self.bits) not in BITS:
             raise ConfigError(f"bits {self.bits!r} not supported; choose one of {', '.join(map(str, BITS))}")
         object.__setattr__(self, "bits", int(self.bits))
-        if self.granularity not in GRANULARITIES:
-            raise ConfigError(
-                f"unknown granularity {self.granularity!r}; choose one of {', '.join(GRANULARITIES)}"
-            )
+        object.__setattr__(self, "granularity", check_granularity(self.granularity))
         if self.execution not in _BACKENDS:
             raise ConfigError(f"unknown execution {self.execution!r}; choose one of {', '.join(_BACKENDS)}")
         if isinstance(self.finetune_steps, bool) or int(self.finetune_steps) != self.finetune_steps:
@@ -219,6 +235,11 @@ class CompressionConfig:
             object.__setattr__(self, "recovery", "finetune")
         if self.recovery == "distill" and self.finetune_steps == 0:
             object.__setattr__(self, "recovery", "finetune")  # no steps, no recovery: the plain point
+
+    @property
+    def grid(self) -> QuantGrid:
+        """The grid the weights are stored on (``storage_grid``)."""
+        return storage_grid(self.bits, self.granularity)
 
     @property
     def prune_overrides(self) -> tuple:
@@ -323,6 +344,8 @@ def parse_list(text: str, kind=str, name: str = "value") -> list:
     for item in items:
         try:
             out.append(kind(item))
+        except ConfigError as exc:  # a parser of the engine's own (QuantGrid's) says what is wrong
+            raise ConfigError(f"{name}: {exc}") from None
         except ValueError:
             raise ConfigError(f"{name}: {item!r} is not a valid {kind.__name__}") from None
     return out

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from gemini_core.config import GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_METHODS
+from gemini_core.config import MAX_PRUNE_RATIO, STRUCTURED_METHODS, check_granularity
 from gemini_core.errors import ConfigError
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.training.schedules import LR_POLICIES, PRUNE_SCHEDULES, PruneSchedule
@@ -134,9 +134,7 @@ class AdaptiveSettings:
                 raise ConfigError(f"QAT bits {self.qat_bits!r} not supported; choose one of "
                                   f"{', '.join(map(str, QAT_BITS))}")
             object.__setattr__(self, "qat_bits", int(self.qat_bits))
-        if self.qat_granularity not in GRANULARITIES:
-            raise ConfigError(f"unknown QAT granularity {self.qat_granularity!r}; choose one of "
-                              f"{', '.join(GRANULARITIES)}")
+        object.__setattr__(self, "qat_granularity", check_granularity(self.qat_granularity, what="QAT granularity"))
 
     def _check_epochs(self) -> None:
         last = self.epochs - 1

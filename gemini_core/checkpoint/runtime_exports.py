@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gemini_core.config import group_size
+from gemini_core.config import storage_grid
 from gemini_core.errors import ConfigError
 from gemini_core.measure import classification_metrics
 from gemini_core.runtimes.base import first_line, quiet, thread_count
 from gemini_core.runtimes.onnxruntime_rt import export_onnx, quantize_static_qdq, session, session_runner
 from gemini_core.runtimes.openvino_rt import INT4_GROUP, compile_model, compiled_runner, convert, nncf_int4_weights
+from gemini_core.techniques.grid import QuantGrid
 
 MAX_SIZE_RATIO = 1.15  # an export may be at most this much larger than the safetensors file at the same bits
 # Accuracy a reloaded export must keep, in points of the point's own test accuracy: weight-only formats
@@ -122,23 +123,27 @@ def _drop_unused_initializers(graph) -> None:
     graph.initializer.extend(kept)
 
 
-def _nbits_quantizer(model, bits: int, granularity: str):
-    """ONNX Runtime's weight-only quantizer matching the engine's grid (asymmetric, same group size)."""
+def _nbits_quantizer(model, grid: QuantGrid | int, granularity: str | None = None):
+    """ONNX Runtime's weight-only quantizer matching the engine's ``grid`` (asymmetric below 8 bits, same
+    group size); ``(model, bits, granularity)`` reads as the point's storage grid."""
     from onnxruntime.quantization.matmul_nbits_quantizer import (  # optional dep
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
-    size = group_size(granularity)
-    if granularity == "per-tensor":
+    if not isinstance(grid, QuantGrid):
+        grid = storage_grid(grid, granularity)
+    if grid.granularity == "tensor":
         raise ConfigError("4-bit ONNX stores blocks or channels; a per-tensor point would need its own format")
+    bits, size = grid.bits, grid.group_size
     ops, axes = ("MatMul", "Gather"), (("MatMul", 0), ("Gather", 1))
     per_channel = size is None
-    config = DefaultWeightOnlyQuantConfig(block_size=size or 32, is_symmetric=False, bits=bits,
+    config = DefaultWeightOnlyQuantConfig(block_size=size or 32, is_symmetric=grid.symmetric, bits=bits,
                                           op_types_to_quantize=ops, quant_axes=axes,
                                           channel_wised_quantize=per_channel)
-    return MatMulNBitsQuantizer(model, bits=bits, block_size=size or 32, is_symmetric=False, algo_config=config,
-                                op_types_to_quantize=ops, quant_axes=axes, channel_wised_quantize=per_channel)
+    return MatMulNBitsQuantizer(model, bits=bits, block_size=size or 32, is_symmetric=grid.symmetric,
+                                algo_config=config, op_types_to_quantize=ops, quant_axes=axes,
+                                channel_wised_quantize=per_channel)
 
 
 def write_onnx_nbits(compressed, scenario, folder: Path, threads: int | None = None) -> dict:
@@ -157,7 +162,7 @@ def write_onnx_nbits(compressed, scenario, folder: Path, threads: int | None = N
     finally:
         tmp.unlink(missing_ok=True)
     rewritten = gemm_to_matmul(model)
-    quantizer = _nbits_quantizer(model, bits, compressed.config.granularity)
+    quantizer = _nbits_quantizer(model, compressed.config.grid)
     with quiet():
         quantizer.process()
     out = folder / "model.int4.onnx"
@@ -178,13 +183,14 @@ def write_openvino_ir(compressed, scenario, folder: Path, threads: int | None = 
     import nncf  # optional dependency (OpenVINO weight compression)
     import openvino as ov  # optional dependency (OpenVINO)
 
-    bits, granularity = compressed.config.bits, compressed.config.granularity
+    grid = compressed.config.grid
+    bits = grid.bits
     if bits not in (8, 4):
         raise ConfigError(f"OpenVINO IR keeps 8- or 4-bit weights; this point has {bits} bits")
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     ov_model = convert(compressed.stored_model, scenario.example_inputs(2))
-    if bits == 8:  # the engine's 8-bit codes are symmetric per channel
+    if bits == 8:  # the engine's 8-bit codes are symmetric (storage_grid), written per channel
         mode = nncf.CompressWeightsMode.INT8_SYM
         try:
             with quiet():
@@ -192,8 +198,9 @@ def write_openvino_ir(compressed, scenario, folder: Path, threads: int | None = 
         except Exception as exc:  # NNCF raises many types; one line names the step
             raise ConfigError(f"NNCF weight compression failed: {first_line(exc)}") from None
     else:
-        if group_size(granularity) != INT4_GROUP:
-            raise ConfigError(f"OpenVINO 4-bit IR is written with group {INT4_GROUP}; this point is {granularity}")
+        if grid.group_size != INT4_GROUP:
+            raise ConfigError(f"OpenVINO 4-bit IR is written with group {INT4_GROUP}; this point is "
+                              f"{grid.granularity_text}")
         mode = nncf.CompressWeightsMode.INT4_ASYM
         ov_model = nncf_int4_weights(ov_model)
     xml = folder / "model.xml"

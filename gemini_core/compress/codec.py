@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from gemini_core.config import group_size
+from gemini_core.techniques.grid import QuantGrid
 from gemini_core.techniques.quantize import QuantizedWeight, dequantize
 
 LAYOUT_KEY = "gemini_layout"
@@ -46,14 +46,14 @@ def unpack_bits(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 def _element_codes(q: QuantizedWeight) -> np.ndarray:
     """Codes in the weight's own element order (group padding dropped)."""
-    rows = q.shape[0] if q.granularity != "per-tensor" else 1
+    rows = q.rows
     codes = q.codes.reshape(rows, -1)[:, : q.numel // rows]
     return codes.reshape(-1).numpy()
 
 
 def _group_of_elements(q: QuantizedWeight) -> np.ndarray:
     """Index of the group each element belongs to (element order)."""
-    rows = q.shape[0] if q.granularity != "per-tensor" else 1
+    rows = q.rows
     group_len = q.codes.shape[1]
     padded_cols = q.codes.numel() // rows
     cols = q.numel // rows
@@ -126,17 +126,9 @@ def encode_state(state: dict[str, torch.Tensor], quantized: dict[str, QuantizedW
     return tensors, layout
 
 
-def _group_dims(shape, granularity: str) -> tuple[int, int]:
+def _group_dims(shape, granularity: str, bits: int) -> tuple[int, int]:
     """(groups, group_len) that ``quantize_tensor`` uses for a weight of ``shape``."""
-    numel = int(np.prod(shape)) if len(shape) else 1
-    if granularity == "per-tensor" or not len(shape):
-        return 1, numel
-    rows = int(shape[0])
-    cols = numel // rows if rows else 0
-    size = group_size(granularity)
-    if size is None:
-        return rows, cols
-    return rows * -(-cols // size), size
+    return QuantGrid.parse(bits, granularity).group_dims(shape)
 
 
 def _compact_layout(layout: dict) -> dict:
@@ -146,7 +138,7 @@ def _compact_layout(layout: dict) -> dict:
     for name, lay in layout.items():
         if lay["kind"] == "quantized":
             item = [lay["bits"], lay["granularity"], list(lay["shape"]), 1 if lay.get("sparse") else 0]
-            if _group_dims(lay["shape"], lay["granularity"]) != (lay["groups"], lay["group_len"]):
+            if _group_dims(lay["shape"], lay["granularity"], lay["bits"]) != (lay["groups"], lay["group_len"]):
                 item += [lay["groups"], lay["group_len"]]
             quantized[name] = item
         elif lay.get("sparse"):
@@ -159,7 +151,7 @@ def _expand_layout(compact: dict, tensors: dict[str, torch.Tensor]) -> dict:
     layout = {}
     for name, item in compact.get("q", {}).items():
         bits, granularity, shape = item[0], item[1], list(item[2])
-        groups, group_len = (item[4], item[5]) if len(item) > 5 else _group_dims(shape, granularity)
+        groups, group_len = (item[4], item[5]) if len(item) > 5 else _group_dims(shape, granularity, bits)
         layout[name] = {"kind": "quantized", "bits": bits, "shape": shape, "granularity": granularity,
                         "group_len": int(group_len), "groups": int(groups)}
         if len(item) > 3 and item[3]:
@@ -199,7 +191,7 @@ def decode_quantized(name: str, tensors: dict, lay: dict) -> QuantizedWeight:
             codes[~nonzero] = zero.numpy().astype(np.int16)[_group_of_elements(probe)[~nonzero]]
     else:
         codes = raw.astype(np.int16) if bits == 8 else unpack_bits(raw, bits, numel).astype(np.int16)
-    rows = shape[0] if lay["granularity"] != "per-tensor" else 1
+    rows = 1 if QuantGrid.parse(bits, lay["granularity"]).granularity == "tensor" else shape[0]
     cols = numel // rows
     padded_cols = lay["groups"] * lay["group_len"] // rows
     grid = np.zeros((rows, padded_cols), dtype=np.int16)

@@ -18,9 +18,9 @@ from gemini_core.checkpoint import load as ckload
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.kinds.classifier.export import export_compressed
 from gemini_core.measure import classification_metrics
 from gemini_core.workflows import export as ex
-from gemini_core.kinds.classifier.export import export_compressed
 
 
 def _logits(model, inputs):

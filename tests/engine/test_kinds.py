@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from gemini_core.errors import GeminiError
 from gemini_core.kinds import api
 from gemini_core.kinds.registry import KINDS, engine, kind_for_scenario, kind_info, kind_of, kind_of_records
-from gemini_core.errors import GeminiError
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))

@@ -2,9 +2,9 @@
 as the sweep does, so a MiniLM run with several bit widths and runtimes per ratio is not fine-tuned again per point."""
 from __future__ import annotations
 
+from gemini_core.kinds.classifier import retime
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
-from gemini_core.kinds.classifier import retime
 from gemini_core.workflows.retime import retime_run
 from gemini_core.workflows.sweep import run_sweep
 

@@ -10,12 +10,12 @@ from gemini_core.cli import main
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.sensitivity import AnalysisParams
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.measure import accuracy_and_loss
 from gemini_core.results.store import Store
 from gemini_core.techniques.prune import prunable_groups
 from gemini_core.workflows.allocator import allocate, allocation_config, predict, rows_to_choice
-from gemini_core.kinds.classifier.sensitivity import AnalysisParams
 from gemini_core.workflows.sensitivity import run_analysis
 from gemini_core.workflows.sweep import run_sweep
 

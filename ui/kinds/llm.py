@@ -10,7 +10,7 @@ import streamlit as st
 
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.kinds.llm.point import EXECUTIONS, PATTERNS, QUANT_METHODS
-from gemini_core.kinds.llm.quantize import RECIPES
+from gemini_core.kinds.llm.quantize import RECIPES, group_size_of
 from gemini_core.kinds.llm.runtimes.registry import missing as missing_executions
 from gemini_core.kinds.llm.source import SMOLLM2_SOURCE
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
@@ -70,7 +70,7 @@ def plan_text(spec: LLMSweepSpec, model: dict) -> str:
 
 def spec_from_form(state) -> dict:
     spec = {field: list(state.get(key) or []) for key, field in FORM.items() if key != "llm_steps"}
-    spec["group_sizes"] = [None if g == "per-channel" else int(g) for g in spec["group_sizes"]]
+    spec["group_sizes"] = [group_size_of(g) for g in spec["group_sizes"]]
     spec["recovery_steps"] = [int(state.get("llm_steps") or 20)]
     return {"kind": "llm", **spec}
 
@@ -149,7 +149,7 @@ def sweep_form() -> tuple[LLMSweepSpec | None, str | None]:
     s = st.session_state
     for name, how in missing_executions(s.llm_exec).items():
         st.caption(f"{name} is not installed here: {how}. Its points will fail with that line; auto skips it.")
-    groups = tuple(None if g == "per-channel" else int(g) for g in s.llm_groups) or (None,)
+    groups = tuple(group_size_of(g) for g in s.llm_groups) or (None,)
     try:
         spec = LLMSweepSpec(quant_methods=tuple(s.llm_quant), bits=tuple(s.llm_bits) or (8,), group_sizes=groups,
                             prune_methods=tuple(s.llm_prune), sparsities=tuple(s.llm_sparsity) or (0.5,),
@@ -249,10 +249,9 @@ def sensitivity_form():
     c[0].multiselect("Bit widths (per decoder block, RTN)", [8, 4, 3, 2], key="sn_llm_bits")
     c[1].selectbox("Group size", GROUPS, key="sn_llm_group")
     c[2].number_input("Held-out tokens per perplexity", min_value=64, max_value=65536, step=256, key="sn_llm_tokens")
-    group = st.session_state.sn_llm_group
-    try:
+    try:  # the group size in the form's spelling ("per-channel", 64): LLMSensitivityParams reads it
         return LLMSensitivityParams(bits=tuple(st.session_state.sn_llm_bits),
-                                    group_size=None if group == "per-channel" else int(group),
+                                    group_size=st.session_state.sn_llm_group,
                                     eval_tokens=int(st.session_state.sn_llm_tokens)), None
     except GeminiError as exc:
         return None, str(exc)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gemini_core.compress import compress
-from gemini_core.config import BITS, GRANULARITIES, MAX_PRUNE_RATIO, STRUCTURED_METHODS, CompressionConfig
+from gemini_core.config import BITS, MAX_PRUNE_RATIO, STRUCTURED_METHODS, CompressionConfig, check_granularity
 from gemini_core.device import device_label, pick_device
 from gemini_core.errors import ConfigError
 from gemini_core.measure import accuracy_and_loss, measure_layer_latency, weight_stats
@@ -64,8 +64,7 @@ class AnalysisParams:
             if b not in BITS or b == 32:
                 raise ConfigError(f"sensitivity bits {b} not supported; choose from "
                                   f"{', '.join(str(x) for x in BITS if x != 32)}")
-        if self.granularity not in GRANULARITIES:
-            raise ConfigError(f"unknown granularity {self.granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+        object.__setattr__(self, "granularity", check_granularity(self.granularity))
         if self.prune_method not in STRUCTURED_METHODS:
             raise ConfigError(f"the pruning profile uses structured pruning; {self.prune_method!r} is not one of "
                               f"{', '.join(STRUCTURED_METHODS)}")

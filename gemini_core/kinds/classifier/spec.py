@@ -61,8 +61,9 @@ class SweepSpec:
             CompressionConfig(prune_method="l1-structured", prune_ratio=ratio)
         for bits in self.bits:
             CompressionConfig(bits=bits)
-        for granularity in self.granularities:
-            CompressionConfig(granularity=granularity)
+        # Any spelling ("64", "g64") is kept as configs store it ("group-64"): one grid, one run id.
+        object.__setattr__(self, "granularities", tuple(dict.fromkeys(
+            CompressionConfig(granularity=granularity).granularity for granularity in self.granularities)))
         for execution in self.executions:
             CompressionConfig(execution=execution)
         for steps in self.finetune_steps:

@@ -21,54 +21,70 @@ from safetensors import safe_open
 
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.llm.calibrate import linear_layers
-from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes
+from gemini_core.kinds.llm.grids import recover
+from gemini_core.techniques.grid import QuantGrid
 
 FORMAT = "pack-quantized"
 PACKED_TENSORS = (".weight_packed", ".weight_scale", ".weight_zero_point")  # int32 words and float32 scales
-def recover_codes(weight: torch.Tensor, bits: int, group_size: int | None, symmetric: bool = True
+
+
+def _grid(bits, group_size, symmetric) -> QuantGrid:
+    """The point's grid: a QuantGrid, or bits / group size / symmetric as callers pass them (None: symmetric)."""
+    value = bits.bits if isinstance(bits, QuantGrid) else bits
+    if value is None or not 2 <= value <= 8:
+        raise ConfigError(f"compressed-tensors export packs 2 to 8 bits, not {value}")
+    grid = QuantGrid.coerce(bits, group_size, symmetric)
+    if grid.granularity == "tensor":
+        raise ConfigError("compressed-tensors export packs per-channel or per-group grids, not per-tensor ones")
+    return grid
+
+
+def recover_codes(weight: torch.Tensor, bits, group_size: int | None = None, symmetric: bool | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Signed integer codes (int8, shape of ``weight``), scales (rows x groups, float32) and, when not
-    ``symmetric``, zero points (rows x groups, int8, signed like the codes) with ``(codes - zero) * scale``
-    equal to ``weight`` up to float rounding; ``ConfigError`` when ``weight`` is not on such a grid."""
+    """Signed integer codes (int8, shape of ``weight``), scales (rows x groups, float32) and, on an asymmetric
+    grid, zero points (rows x groups, int8, signed like the codes) with ``(codes - zero) * scale`` equal to
+    ``weight`` up to float rounding; ``ConfigError`` when ``weight`` is not on such a grid. ``bits``: the
+    point's QuantGrid, or bits with ``group_size`` and ``symmetric`` (None: symmetric)."""
+    grid = _grid(bits, group_size, symmetric)
     rows, cols = weight.shape
     w = weight.detach().float().numpy()
-    if symmetric:
-        codes, scale, off = grid_codes(w, bits, group_size)
+    if grid.symmetric:
+        codes, scale, off = recover(w, grid)
         zero = None
     else:
-        codes, scale, zero, off = asym_grid_codes(w, bits, group_size)
-        shift = 2 ** (bits - 1)  # compressed-tensors keeps signed codes and zero points
+        codes, scale, zero, off = recover(w, grid)
+        shift = 2 ** (grid.bits - 1)  # compressed-tensors keeps signed codes and zero points
         codes, zero = codes.astype(np.int16) - shift, torch.from_numpy(zero[..., 0].astype(np.int16) - shift)
         zero = zero.to(torch.int8)
     if off:
-        raise ConfigError(f"{off} weight group(s) are not on {'a symmetric' if symmetric else 'an asymmetric'} "
-                          f"{bits}-bit grid of group size {group_size or 'per-channel'}: pass the bits, group size "
-                          "and method the point was quantized with (AWQ weights, divided by their channel "
-                          "scales, are on no such grid: use the float safetensors export for them)")
+        raise ConfigError(f"{off} weight group(s) are not on {'a symmetric' if grid.symmetric else 'an asymmetric'} "
+                          f"{grid.bits}-bit grid of group size {grid.group_size or 'per-channel'}: pass the bits, "
+                          "group size and method the point was quantized with (AWQ weights, divided by their "
+                          "channel scales, are on no such grid: use the float safetensors export for them)")
     return (torch.from_numpy(codes.astype(np.int8)).reshape(rows, cols), torch.from_numpy(scale[..., 0]).float(),
             zero)
 
 
-def _quantization_config(bits: int, group_size: int | None, ignore: list[str], symmetric: bool = True):
+def _quantization_config(grid: QuantGrid, ignore: list[str]):
     from compressed_tensors.quantization import QuantizationArgs, QuantizationConfig, QuantizationScheme
 
-    args = QuantizationArgs(num_bits=bits, type="int", symmetric=symmetric,
-                            strategy="group" if group_size else "channel", group_size=group_size)
+    args = QuantizationArgs(num_bits=grid.bits, type="int", symmetric=grid.symmetric,
+                            strategy=grid.granularity, group_size=grid.group_size)
     scheme = QuantizationScheme(targets=["Linear"], weights=args)
     return QuantizationConfig(config_groups={"group_0": scheme}, ignore=ignore, format=FORMAT)
 
 
-def export_compressed(model, tokenizer, out_dir, bits: int, group_size: int | None, symmetric: bool = True) -> dict:
-    """Write ``model`` (its decoder Linears fake-quantized at ``bits`` / ``group_size``, on a symmetric grid
-    or, ``symmetric=False``, an asymmetric one)
+def export_compressed(model, tokenizer, out_dir, bits, group_size: int | None = None,
+                      symmetric: bool | None = None) -> dict:
+    """Write ``model`` (its decoder Linears fake-quantized on the point's grid: a QuantGrid, or ``bits`` /
+    ``group_size`` on a symmetric grid or, ``symmetric=False``, an asymmetric one)
     to ``out_dir`` as compressed-tensors pack-quantized safetensors with its tokenizer. The
     embedding stays float, and so does the output head unless it sits on the same grid (listed under
     ``ignore``). Returns what was written."""
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import apply_quantization_config
 
-    if not 2 <= bits <= 8:
-        raise ConfigError(f"compressed-tensors export packs 2 to 8 bits, not {bits}")
+    grid = _grid(bits, group_size, symmetric)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; choose a new folder for the export")
@@ -76,18 +92,18 @@ def export_compressed(model, tokenizer, out_dir, bits: int, group_size: int | No
     targets = linear_layers(work)
     if not targets:
         raise ConfigError("the model has no decoder Linear layers to pack")
-    recovered = {name: recover_codes(lin.weight, bits, group_size, symmetric) for name, lin in targets.items()}
+    recovered = {name: recover_codes(lin.weight, grid) for name, lin in targets.items()}
     head = work.get_output_embeddings()
     if head is not None and head.weight is not work.get_input_embeddings().weight:
         try:  # a calibrated head (quantize's head recipes) sits on the grid too: pack it with the blocks
-            recovered["lm_head"] = recover_codes(head.weight, bits, group_size, symmetric)
+            recovered["lm_head"] = recover_codes(head.weight, grid)
             targets["lm_head"] = head
         except ConfigError:
             pass  # a float head stays float (under ``ignore``)
     packed = {id(lin) for lin in targets.values()}
     ignore = [name for name, module in work.named_modules()
               if isinstance(module, torch.nn.Linear) and id(module) not in packed]
-    config = _quantization_config(bits, group_size, ignore, symmetric)
+    config = _quantization_config(grid, ignore)
     apply_quantization_config(work, config, show_progress=False)
     for name, lin in targets.items():
         _, scale, zero = recovered[name]
@@ -109,8 +125,8 @@ def export_compressed(model, tokenizer, out_dir, bits: int, group_size: int | No
             packed_bytes += sum(handle.get_slice(k).get_shape()[0] * handle.get_slice(k).get_shape()[1] * 4
                                 for k in handle.keys() if k.endswith(PACKED_TENSORS))
     float_bytes = sum(codes.numel() * 4 for codes, _, _ in recovered.values())
-    summary = {"format": f"compressed-tensors {FORMAT}", "bits": bits, "group_size": group_size,
-               "symmetric": symmetric,
+    summary = {"format": f"compressed-tensors {FORMAT}", "bits": grid.bits, "group_size": grid.group_size,
+               "symmetric": grid.symmetric,
                "packed_layers": len(targets), "float_layers": ignore, "file_bytes": size,
                # the packed Linears (int32 words of codes + float32 scales) against their float32 bytes
                "packed_linear_bytes": packed_bytes, "packed_linear_ratio_vs_fp32": packed_bytes / float_bytes}

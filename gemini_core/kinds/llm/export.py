@@ -99,7 +99,7 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         gguf_skipped = None
         if gguf == "auto":  # the type that holds the point's grid; none for a model this writer cannot write
             gguf_skipped = unsupported_gguf(model)
-            gguf = None if gguf_skipped else grid_type(model, *config.grid)
+            gguf = None if gguf_skipped else grid_type(model, config.grid)
         if gguf is not None:
             notify(progress, "message", f"writing GGUF ({gguf})")
             try:
@@ -111,8 +111,7 @@ def write_llm_export(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
         # integer codes on a symmetric or asymmetric grid: packed by the library (AWQ's are on neither)
         if recipe and recipe.algorithm in ("rtn", "gptq"):
             notify(progress, "message", "writing compressed-tensors (pack-quantized)")
-            compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.bits, config.group_size,
-                                           recipe.symmetric)
+            compressed = export_compressed(model, tokenizer, tmp / COMPRESSED_DIR, config.grid)
             # what a user ships for a quantized point, as the sweep measured it (llm.point.written_size_bytes)
             record["size_bytes"], record["size_written"] = compressed["file_bytes"], PACKED_FILES
         ir_dir = None

@@ -91,8 +91,7 @@ def plan_notes(scenario, spec: LLMSweepSpec) -> list[str]:
 def sensitivity_params(args):
     """The ``sensitivity`` command's flags, read for a causal LM (one decoder block quantized at a time)."""
     from_text = parse_list(args.bits, int, "bits") if args.bits != "8,4,2" else [4, 3]
-    group = None if args.group_size in ("per-channel", "none") else parse_list(args.group_size, int, "group size")[0]
-    return LLMSensitivityParams(bits=tuple(from_text), group_size=group, eval_tokens=args.eval_tokens)
+    return LLMSensitivityParams(bits=tuple(from_text), group_size=args.group_size, eval_tokens=args.eval_tokens)
 
 
 def profile_rows(profile) -> tuple[list[dict], str]:

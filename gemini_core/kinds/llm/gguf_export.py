@@ -21,6 +21,7 @@ import torch
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.llm.calibrate import linear_layers
 from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes
+from gemini_core.techniques.grid import QuantGrid
 
 ARCH = "llama"
 TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
@@ -118,12 +119,13 @@ def grid_blocks(array: np.ndarray, qtype: str) -> np.ndarray | None:
     if qtype not in GRID_TYPES or cols % BLOCK:
         return None
     for group in sorted({g for g in (BLOCK, 64, 96, 128, 192, 256, cols) if cols % g == 0 and g % BLOCK == 0}):
-        codes, scale, missed = grid_codes(array, 4, group)
-        zero = np.full_like(scale, 8)
+        grid = QuantGrid(4, "group", group)  # the file's blocks say nothing of the point's grid: each is tried
+        codes, scale, missed = grid_codes(array, grid)
+        zero = np.full_like(scale, -grid.qmin)
         if missed:
             if qtype == "q4_0":
                 continue
-            codes, scale, zero, missed = asym_grid_codes(array, 4, group)
+            codes, scale, zero, missed = asym_grid_codes(array, grid)
             if missed:
                 continue
             codes = codes.astype(np.int16) - zero  # codes relative to the zero point, as for the symmetric grid
@@ -150,16 +152,19 @@ def unsupported(model) -> str | None:
     return None
 
 
-def grid_type(model, bits: int | None, group_size: int | None) -> str:
-    """The GGUF type that holds a point's weights as measured (``auto``): q4_0 for a symmetric 4-bit grid in
-    groups of 32 or a multiple, q4_1 for an asymmetric one, q8_0 for 8 bits (re-quantized in 32-weight blocks:
-    finer than the point's own grid), f32 otherwise (exact: no GGUF block type holds 2 or 3 bits here)."""
-    if bits == 8:
+def grid_type(model, grid: QuantGrid | int | None, group_size: int | None = None) -> str:
+    """The GGUF type that holds a point's weights as measured (``auto``) on its ``grid`` (a QuantGrid, or bits
+    and ``group_size``; None: float weights): q4_0 for a symmetric 4-bit grid in groups of 32 or a multiple,
+    q4_1 for an asymmetric one, q8_0 for 8 bits (re-quantized in 32-weight blocks: finer than the point's own
+    grid), f32 otherwise (exact: no GGUF block type holds 2 or 3 bits here). Whether the weights are symmetric
+    is read from the first Linear, not from the grid's flag: the file holds what the weights are."""
+    grid = QuantGrid.coerce(grid, group_size)
+    if grid is not None and grid.bits == 8:
         return "q8_0"
-    if bits != 4 or (group_size is not None and group_size % BLOCK):
+    if grid is None or grid.bits != 4 or grid.granularity == "tensor" or (grid.group_size or 0) % BLOCK:
         return "f32"
     first = next(iter(linear_layers(model).values())).weight.detach().float().numpy()
-    return "q4_0" if grid_codes(first, 4, group_size)[2] == 0 else "q4_1"
+    return "q4_0" if grid_codes(first, grid)[2] == 0 else "q4_1"
 
 
 def _encode(array: np.ndarray, qtype: str, off_grid: str | None = None):

@@ -27,6 +27,7 @@ from gemini_core.kinds.llm.compressed_export import export_compressed
 from gemini_core.kinds.llm.runtimes import LLMRunSettings, measure_on_runtime
 from gemini_core.kinds.llm.runtimes import names as runtime_names
 from gemini_core.kinds.llm.source import save_hf_folder
+from gemini_core.techniques.grid import QuantGrid
 
 QUANT_METHODS = ("none",) + quantize.METHODS
 PRUNE_METHODS = ("none",) + prune.METHODS
@@ -62,8 +63,8 @@ class LLMPointConfig:
             bad(f"{self.bits} bits needs a quantization method (rtn, gptq or awq)")
         if self.quant_method != "none" and not 2 <= self.bits <= 8:
             bad(f"LLM weight quantization takes 2 to 8 bits, not {self.bits}")
-        if self.group_size is not None and (isinstance(self.group_size, bool) or self.group_size < 1):
-            bad(f"group size {self.group_size!r} must be a whole number of at least 1")
+        if self.group_size is not None:  # any spelling ("64", "g64", "group-64") is stored as the number
+            object.__setattr__(self, "group_size", quantize.group_size_of(self.group_size))
         if self.prune_method not in PRUNE_METHODS:
             bad(f"unknown pruning method {self.prune_method!r}; choose from {', '.join(PRUNE_METHODS)}")
         if self.pattern not in PATTERNS:
@@ -83,9 +84,11 @@ class LLMPointConfig:
             bad(f"LLM execution {self.execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
 
     @property
-    def grid(self) -> tuple[int | None, int | None]:
-        """(bits, group size) of the stored weights, or (None, None) for float weights."""
-        return (self.bits, self.group_size) if self.quant_method != "none" else (None, None)
+    def grid(self) -> QuantGrid | None:
+        """The grid of the stored weights (bits, group size, and the method's symmetry), None for float weights."""
+        if self.quant_method == "none":
+            return None
+        return QuantGrid.coerce(self.bits, self.group_size, quantize.RECIPES[self.quant_method].symmetric)
 
     @property
     def is_reference(self) -> bool:
@@ -233,7 +236,7 @@ FLOAT_FILES = "float32 safetensors (the export's model/ files)"
 PACKED_FILES = "compressed-tensors pack-quantized safetensors (the export's compressed/ files)"
 
 
-def written_size_bytes(model, tokenizer, grid: tuple[int | None, int | None] = (None, None)) -> tuple[int, str]:
+def written_size_bytes(model, tokenizer, grid: QuantGrid | None = None) -> tuple[int, str]:
     """(bytes, what was written): the file an export ships for this point, written to a temporary folder.
 
     A point whose decoder weights sit on an integer grid of 2-8 bits (symmetric, or asymmetric with zero
@@ -242,16 +245,17 @@ def written_size_bytes(model, tokenizer, grid: tuple[int | None, int | None] = (
     as float32 safetensors."""
     from transformers.utils import logging as hf_logging
 
-    bits, group = grid
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one bar per point would bury the sweep's own lines
     try:
         with tempfile.TemporaryDirectory(prefix="gemini-llm-size-") as tmp:
-            if bits is not None and 2 <= bits <= 8:
-                for symmetric in (True, False):  # gptq-asym's weights are on an asymmetric grid
+            if grid is not None and 2 <= grid.bits <= 8:
+                # symmetric first, then asymmetric (gptq-asym's): the grid the weights sit on is the one packed
+                for symmetric in (True, False):
+                    packed = QuantGrid.coerce(grid, symmetric=symmetric)
                     try:
-                        return export_compressed(model, None, Path(tmp) / f"packed-{symmetric}", bits, group,
-                                                 symmetric)["file_bytes"], PACKED_FILES
+                        written = export_compressed(model, None, Path(tmp) / f"packed-{symmetric}", packed)
+                        return written["file_bytes"], PACKED_FILES
                     except ConfigError:  # on neither grid (AWQ): the float files are what ships
                         pass
             folder = save_hf_folder(model, tokenizer, Path(tmp) / "m", {})
@@ -271,12 +275,12 @@ def _cpu_facts() -> dict:
 
 def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: str = "torch",
                       settings: LLMSettings = LLMSettings(), zero_shot: ZeroShot | None = None,
-                      size: bool = True, grid: tuple[int | None, int | None] = (None, None)) -> dict:
+                      size: bool = True, grid: QuantGrid | None = None) -> dict:
     """Every figure of one LLM point: perplexity (context length and stride recorded), zero-shot accuracy
     when a labelled set is given, prefill latency p10/p50/p90, decode tokens/s, peak memory, file size.
 
     ``execution``: where the point runs: "torch" here, any other (OpenVINO, ONNX Runtime GenAI, "auto")
-    through ``llm.runtimes``, which carries the point's weight ``grid`` (bits, group size) over."""
+    through ``llm.runtimes``, which carries the point's weight ``grid`` (``LLMPointConfig.grid``) over."""
     if execution not in EXECUTIONS:
         raise ConfigError(f"LLM execution {execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
     model.eval()
@@ -312,9 +316,9 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     return record
 
 
-def runtime_settings(settings: LLMSettings, grid: tuple[int | None, int | None]) -> LLMRunSettings:
-    """The runtime measurement of a point with ``settings`` whose weights sit on ``grid`` (bits, group)."""
-    bits, group = grid
+def runtime_settings(settings: LLMSettings, grid: QuantGrid | None) -> LLMRunSettings:
+    """The runtime measurement of a point with ``settings`` whose weights sit on ``grid`` (None: float)."""
+    bits, group = (grid.bits, grid.group_size) if grid is not None else (None, None)
     return LLMRunSettings(threads=torch.get_num_threads(), prompt_tokens=min(32, settings.prefill_tokens),
                           new_tokens=max(2, settings.decode_new_tokens), prefill_tokens=settings.prefill_tokens,
                           repeats=max(settings.decode_repeats, settings.prefill_repeats),

@@ -7,6 +7,7 @@ compressed-tensors convention); asymmetric uses 0 .. 2^b-1 with a zero point.
 """
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.llm.calibrate import compress_sequentially, linear_layers, obs_sweep
 from gemini_core.kinds.llm.head import quantize_head
+from gemini_core.techniques.grid import QuantGrid
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,36 @@ RECIPES = {
 METHODS = tuple(RECIPES)
 
 
-def check_grid(bits: int, group_size: int | None, columns: int) -> None:
-    if not 2 <= bits <= 8:
-        raise ConfigError(f"bits must be between 2 and 8, not {bits}")
-    if group_size is not None and (group_size < 1 or columns % group_size):
-        raise ConfigError(f"group size {group_size} does not divide the {columns} input columns "
-                          f"(for hidden size 576 use 32, 64, 96 or 192)")
+_NOT_PER_TENSOR = "LLM weights are quantized per channel or in groups of input columns, not per tensor"
+
+
+def group_size_of(value) -> int | None:
+    """An LLM group size from any spelling QuantGrid reads ("64", "g64", "group-64", 64; "per-channel", "none",
+    "" and None: per channel); ConfigError for per-tensor, which the LLM quantizers and formats do not store."""
+    granularity, size = QuantGrid.parse_granularity(value)
+    if granularity == "tensor":
+        raise ConfigError(f"{value!r}: {_NOT_PER_TENSOR}")
+    return size
+
+
+def llm_grid(bits, group_size=None, symmetric: bool | None = None) -> QuantGrid:
+    """The grid an LLM quantizer works on: ``bits`` with ``group_size`` (any spelling QuantGrid reads; None: per
+    channel) and ``symmetric`` (None: symmetric), or a QuantGrid as it is; 2 to 8 bits, never per tensor."""
+    value = bits.bits if isinstance(bits, QuantGrid) else bits
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 2 <= value <= 8:
+        raise ConfigError(f"bits must be between 2 and 8, not {value}")
+    if isinstance(bits, QuantGrid):
+        grid = QuantGrid.coerce(bits, group_size, symmetric)
+    else:
+        grid = QuantGrid.parse(bits, group_size, True if symmetric is None else symmetric)
+    if grid.granularity == "tensor":
+        raise ConfigError(_NOT_PER_TENSOR)
+    return grid
+
+
+def check_grid(bits, group_size, columns: int) -> QuantGrid:
+    """``llm_grid(bits, group_size)``, checked against a Linear's ``columns`` (its group size must divide them)."""
+    return llm_grid(bits, group_size).check_columns(columns)
 
 
 def grid_params(w: torch.Tensor, bits: int, symmetric: bool, clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,26 +116,30 @@ def fake_quant(w, scale, zero, bits: int) -> torch.Tensor:
     return scale * (q - zero)
 
 
-def rtn(weight: torch.Tensor, bits: int, group_size: int | None, symmetric: bool = True,
+def rtn(weight: torch.Tensor, bits, group_size: int | None = None, symmetric: bool | None = None,
         clip: bool = False) -> torch.Tensor:
-    """Round-to-nearest, per output row or per group of ``group_size`` input columns."""
+    """Round-to-nearest, per output row or per group of ``group_size`` input columns; ``bits`` may be a
+    QuantGrid (then it gives the group size and symmetry; ``symmetric`` None: symmetric, or the grid's own)."""
     rows, cols = weight.shape
-    check_grid(bits, group_size, cols)
-    w = weight.float().reshape(rows, -1, group_size or cols)
-    scale, zero = grid_params(w, bits, symmetric, clip)
-    return fake_quant(w, scale, zero, bits).reshape(rows, cols).to(weight.dtype)
+    grid = llm_grid(bits, group_size, symmetric).check_columns(cols)
+    w = weight.float().reshape(rows, -1, grid.group_size or cols)
+    scale, zero = grid_params(w, grid.bits, grid.symmetric, clip)
+    return fake_quant(w, scale, zero, grid.bits).reshape(rows, cols).to(weight.dtype)
 
 
-def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group_size: int | None,
-         symmetric: bool = True, damp: float = 0.01, act_order: bool = False, clip: bool = False) -> torch.Tensor:
+def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits, group_size: int | None = None,
+         symmetric: bool | None = None, damp: float = 0.01, act_order: bool = False,
+         clip: bool = False) -> torch.Tensor:
     """GPTQ (Frantar et al. 2022): quantize columns in order, spreading each column's rounding
     error over the not-yet-quantized columns through the inverse Hessian (lazy block updates).
 
     ``act_order``: columns are swept by decreasing Hessian diagonal (the inputs with the most energy
     first, while the most columns remain to absorb their error); each group's scale is then fixed
     from the weights before the sweep ("static groups"), so groups stay runs of consecutive input
-    columns, the layout every runtime stores. ``clip``: each group's range is searched (grid_params)."""
-    check_grid(bits, group_size, weight.shape[1])
+    columns, the layout every runtime stores. ``clip``: each group's range is searched (grid_params).
+    ``bits`` may be a QuantGrid, as for ``rtn``."""
+    grid = llm_grid(bits, group_size, symmetric).check_columns(weight.shape[1])
+    bits, group_size, symmetric = grid.bits, grid.group_size, grid.symmetric
     block = group_size * max(1, 128 // group_size) if group_size else 128
     cols = weight.shape[1]
     group = group_size or cols
@@ -145,8 +175,7 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group_size: int
     return out
 
 
-def _awq_group(linears: list, h: torch.Tensor, act_rms: torch.Tensor, bits, group_size, symmetric,
-               grid: int = 20) -> None:
+def _awq_group(linears: list, h: torch.Tensor, act_rms: torch.Tensor, qgrid: QuantGrid, grid: int = 20) -> None:
     """AWQ (Lin et al. 2023): scale input channel j by s_j = rms(x_j)^alpha before rounding
     (W' = Q(W s) / s), alpha chosen to minimise the output error sum_rows dW H dW^T on the
     calibration inputs. Linears sharing one input share one scale, so it can fold into the
@@ -159,7 +188,7 @@ def _awq_group(linears: list, h: torch.Tensor, act_rms: torch.Tensor, bits, grou
         s = s / (s.max() * s.min()).sqrt()
         loss, candidate = 0.0, []
         for w in originals:
-            wq = rtn(w * s, bits, group_size, symmetric) / s
+            wq = rtn(w * s, qgrid) / s
             dw = wq - w
             loss += float(((dw @ h) * dw).sum())
             candidate.append(wq)
@@ -199,14 +228,15 @@ def quantize_model(model, method: str, bits: int, group_size: int | None = None,
         raise ConfigError(f"activation order is a GPTQ option; {method} has no column order")
     if clip and method == "awq":
         raise ConfigError("range clipping is not implemented for AWQ (its scale search sets the grid)")
+    grid = llm_grid(bits, group_size, symmetric)
     layers = linear_layers(model)
     for lin in layers.values():
-        check_grid(bits, group_size, lin.in_features)
+        grid.check_columns(lin.in_features)
     start = time.perf_counter()
     if method == "rtn":
         with torch.no_grad():
             for lin in layers.values():
-                lin.weight.copy_(rtn(lin.weight, bits, group_size, symmetric, clip))
+                lin.weight.copy_(rtn(lin.weight, grid, clip=clip))
     else:
         if calib_ids is None:
             raise ConfigError(f"{method} needs calibration text")
@@ -214,20 +244,19 @@ def quantize_model(model, method: str, bits: int, group_size: int | None = None,
         def per_block(_index, linears, stats):
             if method == "gptq":
                 for name, lin in linears.items():
-                    lin.weight.copy_(gptq(lin.weight, stats[name].hessian(), bits, group_size, symmetric,
-                                          act_order=act_order, clip=clip))
+                    lin.weight.copy_(gptq(lin.weight, stats[name].hessian(), grid, act_order=act_order, clip=clip))
                 return
             for group in _shared_input_groups(stats):
                 st = stats[group[0]]
                 rms = (st.sq_norm / max(st.rows, 1)).sqrt()
-                _awq_group([linears[n] for n in group], st.hessian(), rms, bits, group_size, symmetric)
+                _awq_group([linears[n] for n in group], st.hessian(), rms, grid)
 
         compress_sequentially(model, calib_ids, per_block, hessian=True, progress=progress)
     head = None
     if recipe.head:
-        head = quantize_head(model, calib_ids, lambda w, h: gptq(w, h, bits, group_size, symmetric,
-                                                                  act_order=act_order, clip=clip))
-    return {"technique": "quantize", "method": name, "algorithm": method, "bits": bits, "group_size": group_size,
-            "symmetric": symmetric, "act_order": act_order, "clip": clip, "layers": len(layers), "head": head,
+        head = quantize_head(model, calib_ids, lambda w, h: gptq(w, h, grid, act_order=act_order, clip=clip))
+    return {"technique": "quantize", "method": name, "algorithm": method, "bits": grid.bits,
+            "group_size": grid.group_size, "symmetric": grid.symmetric, "act_order": act_order, "clip": clip,
+            "layers": len(layers), "head": head,
             "calibration_tokens": int(calib_ids.numel()) if calib_ids is not None and method != "rtn" else 0,
             "seconds": round(time.perf_counter() - start, 2)}

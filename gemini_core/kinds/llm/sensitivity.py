@@ -19,7 +19,7 @@ import torch
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.llm import metrics, text_data
 from gemini_core.kinds.llm.calibrate import block_linears, decoder_blocks
-from gemini_core.kinds.llm.quantize import check_grid, rtn
+from gemini_core.kinds.llm.quantize import check_grid, group_size_of, rtn
 from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.results.sensitivity import SensitivityProfile
@@ -39,6 +39,7 @@ class LLMSensitivityParams:
         if not bits or any(not 2 <= b <= 8 for b in bits):
             raise ConfigError(f"LLM sensitivity bits {self.bits} must be between 2 and 8")
         object.__setattr__(self, "bits", tuple(sorted(bits, reverse=True)))
+        object.__setattr__(self, "group_size", group_size_of(self.group_size))  # "g64", "per-channel": 64, None
         for name in ("eval_tokens", "context_len", "keep"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -29,7 +29,7 @@ from gemini_core.kinds.llm.point import (
     ideal_size_bytes,
     measure_llm_point,
 )
-from gemini_core.kinds.llm.quantize import RECIPES, check_grid
+from gemini_core.kinds.llm.quantize import RECIPES, group_size_of
 from gemini_core.kinds.llm.ray import run_llm_points
 from gemini_core.kinds.llm.scenario import LLMScenario
 
@@ -119,10 +119,8 @@ class LLMSweepSpec:
     def from_strings(cls, quant_methods="", bits="8,4", group_sizes="per-channel", prune_methods="",
                      sparsities="0.5", mlp_ratios="", head_ratios="", recoveries="", recovery_steps="20",
                      executions="torch", settings: LLMSettings | None = None) -> "LLMSweepSpec":
-        """Comma lists (CLI flags, the Sweep page); group sizes: per-channel or a number; sparsities: 0.5 or 2:4."""
-        def group(text):
-            return None if text in ("per-channel", "none", "") else int(str(text).removeprefix("group-"))
-
+        """Comma lists (CLI flags, the Sweep page); group sizes: per-channel or a group size in any spelling the
+        classifier's --granularity takes (64, g64, group-64; ``quantize.group_size_of``); sparsities: 0.5 or 2:4."""
         def amount(text):
             return text if text in PATTERNS[1:] else float(text)
 
@@ -130,7 +128,8 @@ class LLMSweepSpec:
             return tuple(parse_list(text, kind, name)) if str(text).strip() else ()
 
         return cls(quant_methods=items(quant_methods, str, "quantization methods"),
-                   bits=items(bits, int, "bits"), group_sizes=items(group_sizes, group, "group sizes") or (None,),
+                   bits=items(bits, int, "bits"),
+                   group_sizes=items(group_sizes, group_size_of, "group sizes") or (None,),
                    prune_methods=items(prune_methods, str, "pruning methods"),
                    sparsities=items(sparsities, amount, "sparsities"),
                    mlp_ratios=items(mlp_ratios, float, "MLP ratios"),
@@ -186,9 +185,9 @@ def check_group_sizes(model, spec: LLMSweepSpec) -> None:
     """ConfigError naming the first group size that does not divide some decoder Linear's input columns."""
     widths = sorted({lin.in_features for lin in linear_layers(model).values()})
     for config in spec.points():
-        if config.quant_method != "none" and config.group_size:
+        if config.grid is not None and config.grid.group_size:
             for width in widths:
-                check_grid(config.bits, config.group_size, width)
+                config.grid.check_columns(width)
 
 
 def check_source_grid(metadata: dict, spec: LLMSweepSpec) -> None:

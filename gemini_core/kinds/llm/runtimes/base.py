@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import torch
 
+from gemini_core.techniques.grid import QuantGrid
+
 
 @dataclass
 class LLMRunSettings:
@@ -30,6 +32,11 @@ class LLMRunSettings:
     head_group: int | None = None
     kv_cache_precision: str | None = None  # OpenVINO KV cache element type (u8, f16, f32); None: plugin default
     ppl_tolerance: float = 0.15      # auto: relative perplexity increase allowed over the reference
+
+    @property
+    def grid(self) -> QuantGrid | None:
+        """The point's weight grid (bits and groups; symmetric or not is read from the weights), None for float."""
+        return QuantGrid.coerce(self.weight_bits, self.group_size)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,12 +36,13 @@ def require():
 def gguf_type_for(model, settings: LLMRunSettings) -> str:
     """The GGUF block type that holds the point's weights (``gguf_export.grid_type``); a grid llama.cpp has
     no block type for is one line rather than a silently slow float file."""
-    bits, group = settings.weight_bits, settings.group_size
+    grid = settings.grid
+    bits, group = (grid.bits, grid.group_size) if grid else (None, None)
     if bits not in (None, 4, 8):
         raise ConfigError(f"llama.cpp runs 4-bit (q4_0 / q4_1) and 8-bit (q8_0) points here, not {bits}-bit ones")
     if bits == 4 and group is not None and group % 32:
         raise ConfigError(f"GGUF's 4-bit blocks hold groups of 32 weights or a multiple, not {group}")
-    return grid_type(model, bits, group)
+    return grid_type(model, grid)
 
 
 ALLOWED_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1"}  # what the product's writer emits

@@ -103,8 +103,8 @@ def convert_compressed(model, settings: LLMRunSettings) -> tuple[object, dict]:
     ov_model = convert_stateful(model)
     weights = {"weight_bits": None, "head_bits": None}
     if settings.weight_bits is not None or settings.head_bits is not None:
-        weights = compress_matmul_weights(ov_model, settings.weight_bits, settings.group_size, settings.head_bits,
-                                          settings.head_group, vocab_size=model.config.vocab_size)
+        weights = compress_matmul_weights(ov_model, settings.grid, head_bits=settings.head_bits,
+                                          head_group=settings.head_group, vocab_size=model.config.vocab_size)
     meta = {"kv_elements_per_position": kv_elements_per_position(model.config), "weights": weights,
             "vocab_size": model.config.vocab_size, "convert_seconds": round(time.perf_counter() - start, 2)}
     return ov_model, meta

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes, maybe_asymmetric
+from gemini_core.techniques.grid import QuantGrid
 
 
 def _decompressed(codes: np.ndarray, scale: np.ndarray, bits: int, shape, name: str, zero: np.ndarray | None = None):
@@ -54,41 +55,45 @@ def _weight_constants(ov_model):
     return list(found.values())
 
 
-def _on_point_grid(weight: np.ndarray, bits: int, group_size: int | None) -> bool:
+def _on_point_grid(weight: np.ndarray, grid: QuantGrid) -> bool:
     """Whether every group of ``weight`` sits on the point's grid (symmetric or asymmetric); the first rows
     are tried first, so a float head costs one cheap check."""
     for sample in (weight[:8], weight):
-        if grid_codes(sample, bits, group_size)[2] and asym_grid_codes(sample, bits, group_size)[3]:
+        if grid_codes(sample, grid)[2] and asym_grid_codes(sample, grid)[3]:
             return False
     return True
 
 
-def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bits: int | None = 8,
-                            head_group: int | None = None, vocab_size: int | None = None) -> dict:
-    """Replace every MatMul weight in place: decoder Linears at ``bits``/``group_size`` on their
-    recovered grid; the LM head (rows == ``vocab_size``) on the point's grid when it sits on one (a
-    calibrated head), else at ``head_bits``/``head_group`` (None: kept float). Returns counts for the record."""
+def compress_matmul_weights(ov_model, grid: QuantGrid | int | None, group_size: int | None = None,
+                            head_bits: int | None = 8, head_group: int | None = None,
+                            vocab_size: int | None = None) -> dict:
+    """Replace every MatMul weight in place: decoder Linears on the point's ``grid`` (a QuantGrid, or bits and
+    ``group_size``; None: kept float), each layer on its recovered symmetric or asymmetric grid; the LM head
+    (rows == ``vocab_size``) on the point's grid when it sits on one (a calibrated head), else at
+    ``head_bits``/``head_group`` (None: kept float). Returns counts for the record."""
+    point = QuantGrid.coerce(grid, group_size)
+    head = QuantGrid.coerce(head_bits, head_group)
     layers = off = head_off = asym = 0
-    head_stored = (head_bits, head_group)
+    head_stored = head
     for const in _weight_constants(ov_model):
         weight = const.get_data()
         if weight.dtype != np.float32:
             continue
         is_head = vocab_size is not None and weight.shape[0] == vocab_size
-        b, g = (head_bits, head_group) if is_head else (bits, group_size)
-        head_on_grid = is_head and bits is not None and _on_point_grid(weight, bits, group_size)
+        stored = head if is_head else point
+        head_on_grid = is_head and point is not None and _on_point_grid(weight, point)
         if head_on_grid:  # a calibrated head (quantize's head recipes) is stored on its own grid
-            b, g = bits, group_size
-        if b is None:
+            stored = point
+        if stored is None:
             continue
-        codes, scale, missed = grid_codes(weight, b, g)
+        codes, scale, missed = grid_codes(weight, stored)
         zero = None
-        if missed and (not is_head or head_on_grid) and maybe_asymmetric(weight, b, g):
-            a_codes, a_scale, a_zero, a_missed = asym_grid_codes(weight, b, g)
+        if missed and (not is_head or head_on_grid) and maybe_asymmetric(weight, stored):
+            a_codes, a_scale, a_zero, a_missed = asym_grid_codes(weight, stored)
             if a_missed < missed:
                 codes, scale, zero, missed = a_codes, a_scale, a_zero, a_missed
                 asym += 1
-        node = _decompressed(codes, scale, b, weight.shape, const.get_friendly_name(), zero)
+        node = _decompressed(codes, scale, stored.bits, weight.shape, const.get_friendly_name(), zero)
         for target in list(const.output(0).get_target_inputs()):
             consumer = target.get_node()
             if consumer.get_type_name() == "Convert":  # an f32 -> f32 convert left by the frontend
@@ -98,11 +103,13 @@ def compress_matmul_weights(ov_model, bits: int, group_size: int | None, head_bi
                 target.replace_source_output(node.output(0))
         if is_head:
             head_off += missed
-            head_stored = (b, g)
+            head_stored = stored
         else:
             layers += 1
             off += missed
     ov_model.validate_nodes_and_infer_types()
-    return {"weight_bits": bits, "group_size": group_size, "head_bits": head_stored[0], "head_group": head_stored[1],
+    return {"weight_bits": point.bits if point else None, "group_size": point.group_size if point else None,
+            "head_bits": head_stored.bits if head_stored else None,
+            "head_group": head_stored.group_size if head_stored else None,
             "layers_compressed": layers, "layers_asymmetric": asym, "groups_off_grid": off,
             "head_groups_requantized": head_off}
