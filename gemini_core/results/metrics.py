@@ -98,6 +98,7 @@ class QualityMetric:
     protocol: tuple[tuple[str, str], ...] = ()  # (record field, name): how the value was measured
     margin_fn: Callable[[float, float], float] | None = None  # an estimated half-width from a sample size
     noise_fn: Callable[[Mapping, Mapping], bool] | None = None  # two points not told apart (the front's ties)
+    raw_fields: tuple[str, ...] = ()  # per-example / per-window data kept to pair points (not for tables)
 
     def __post_init__(self):
         if self.direction not in ("max", "min"):
@@ -338,7 +339,7 @@ ACCURACY = register_metric(QualityMetric(
     best_phrase="the most accurate", default_tolerance=1.0, interval_fn=accuracy_interval,
     paired_fn=accuracy_paired, sample_name="test examples", sample_fn=lambda r: r.get("test_n"),
     paired_method="paired bootstrap",
-    margin_fn=binomial_margin_pts, noise_fn=accuracy_within_noise))
+    margin_fn=binomial_margin_pts, noise_fn=accuracy_within_noise, raw_fields=("test_correct",)))
 
 
 # -- perplexity: exp(mean negative log-likelihood per token) on held-out text, lower is better -----------
@@ -390,4 +391,4 @@ PERPLEXITY = register_metric(QualityMetric(
     sample_fn=lambda r: len(r["window_tokens"]) if isinstance(r.get("window_tokens"), (list, tuple)) else None,
     paired_method="paired block bootstrap over evaluation windows",
     protocol=(("context_len", "context"), ("stride", "stride"), ("tokens_scored", "tokens scored")),
-    noise_fn=perplexity_within_noise))
+    noise_fn=perplexity_within_noise, raw_fields=("window_nll", "window_tokens")))
