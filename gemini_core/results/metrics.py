@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from gemini_core.errors import GeminiError
-from gemini_core.kinds.registry import KindInfo, kind_info, kind_of_records
+from gemini_core.kinds.registry import KindInfo, kind_of_records
 from gemini_core.results.stats import (
     NO_CHANGE,
     Z95,
@@ -86,6 +86,8 @@ class QualityMetric:
     interval_fn: Callable[[Mapping], tuple[float, float] | None]  # a record's 95% interval, stored units
     paired_fn: Callable[[Mapping, Mapping], Paired | None]  # point vs reference on the same data
     sample_name: str  # what a paired n counts: "test examples", "evaluation windows"
+    interval_method: str  # how a value's interval is made ("Wilson", "block bootstrap")
+    phrases: tuple[str, str, str]  # a change in a sentence: worse, better ("{}": its size), unchanged
     sample_fn: Callable[[Mapping], int | None]  # how many of those a record's value was measured on
     paired_method: str  # how the paired interval is made, for sentences that state it
     unit: str = ""  # of the shown value ("%" for accuracy shown in percent)
@@ -149,6 +151,14 @@ class QualityMetric:
     @property
     def change_heading(self) -> str:
         return f"Δ {self.label} vs reference ({self.change_unit})"
+
+    def change_phrase(self, change) -> str:
+        """The change in a sentence ('loses 0.5 accuracy points', 'raises perplexity by 1.2%'), one decimal."""
+        if not finite(change):
+            return f"has an unknown {self.label}"
+        loss = round(float(self.loss(change)), 1)
+        worse, better, same = self.phrases
+        return same if loss == 0 else (worse if loss > 0 else better).format(f"{abs(loss):.1f}")
 
     def change_text(self, change, digits: int = 1) -> str:
         """'+0.7 points', '+1.2%'."""
@@ -250,13 +260,13 @@ def metric_for_column(column: str) -> QualityMetric | None:
 
 
 def kind_of_rows(records) -> KindInfo:
-    """The kind of a run's records or points table. A table's ``kind`` column can hold NaN where older
-    records had none; that is the default kind, as a missing field is."""
+    """The kind of a run's records, points table or table rows. A table's ``kind`` column holds NaN where
+    older records had none; that is the default kind, as a missing field is."""
     if hasattr(records, "columns"):
-        if "kind" not in records.columns:
-            return kind_info(None)
-        return kind_of_records([{"kind": k if isinstance(k, str) and k else None} for k in records["kind"]])
-    return kind_of_records(records)
+        values = records["kind"].tolist() if "kind" in records.columns else []
+    else:
+        values = [(r if r is not None else {}).get("kind") for r in records]
+    return kind_of_records([{"kind": v if isinstance(v, str) and v else None} for v in values])
 
 
 def metric_of(records) -> QualityMetric:
@@ -338,6 +348,8 @@ ACCURACY = register_metric(QualityMetric(
     change_column="accuracy_delta_pts", change_unit="points", loss_name="accuracy loss",
     best_phrase="the most accurate", default_tolerance=1.0, interval_fn=accuracy_interval,
     paired_fn=accuracy_paired, sample_name="test examples", sample_fn=lambda r: r.get("test_n"),
+    interval_method="Wilson",
+    phrases=("loses {} accuracy points", "gains {} accuracy points", "loses no accuracy"),
     paired_method="paired bootstrap",
     margin_fn=binomial_margin_pts, noise_fn=accuracy_within_noise, raw_fields=("test_correct",)))
 
@@ -388,6 +400,8 @@ PERPLEXITY = register_metric(QualityMetric(
     brief_fmt="{:.3f}", log_axis=True, change_column="perplexity_increase_pct", change_unit="%",
     loss_name="perplexity increase", best_phrase="the lowest perplexity", default_tolerance=5.0,
     interval_fn=perplexity_window_interval, paired_fn=perplexity_paired, sample_name="evaluation windows",
+    interval_method="block bootstrap",
+    phrases=("raises perplexity by {}%", "lowers perplexity by {}%", "leaves perplexity unchanged"),
     sample_fn=lambda r: len(r["window_tokens"]) if isinstance(r.get("window_tokens"), (list, tuple)) else None,
     paired_method="paired block bootstrap over evaluation windows",
     protocol=(("context_len", "context"), ("stride", "stride"), ("tokens_scored", "tokens scored")),

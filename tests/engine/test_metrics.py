@@ -58,6 +58,9 @@ def test_changes_are_in_the_metrics_own_unit_and_a_loss_is_the_worse_direction()
     assert PERPLEXITY.loss(PERPLEXITY.change(9.5, 10.0)) == pytest.approx(-5.0)  # better: a negative loss
     assert ACCURACY.default_tolerance == 1.0 and PERPLEXITY.default_tolerance == 5.0
     assert ACCURACY.change_text(-0.64) == "-0.6 points" and PERPLEXITY.change_text(1.25, 2) == "+1.25%"
+    assert ACCURACY.change_phrase(-0.5) == "loses 0.5 accuracy points" and ACCURACY.change_phrase(0.01) == "loses no accuracy"
+    assert PERPLEXITY.change_phrase(1.23) == "raises perplexity by 1.2%"
+    assert PERPLEXITY.change_phrase(-2.0) == "lowers perplexity by 2.0%"
 
 
 def test_headings_say_the_unit_and_axis_titles_the_direction():
@@ -175,8 +178,9 @@ def test_a_ranking_metric_fits_the_same_interface():
     ndcg = QualityMetric(
         name="test-ndcg", column="ndcg_at_10", label="NDCG@10", direction="max", change_column="ndcg_delta_pts",
         change_unit="points", loss_name="NDCG loss", best_phrase="the best ranked", default_tolerance=0.5,
-        interval_fn=lambda r: None, paired_fn=lambda a, b: Paired(a["ndcg_at_10"] - b["ndcg_at_10"], (-0.1, 0.2),
-                                                                   0.0, 500),
+        interval_fn=lambda r: None, interval_method="bootstrap over users",
+        phrases=("loses {} NDCG points", "gains {} NDCG points", "keeps its NDCG"),
+        paired_fn=lambda a, b: Paired(a["ndcg_at_10"] - b["ndcg_at_10"], (-0.1, 0.2), 0.0, 500),
         sample_name="users", sample_fn=lambda r: r.get("users"), paired_method="paired bootstrap over users",
         scale=100.0, unit="%", fmt="{:.1f}")
     register_metric(ndcg)
