@@ -60,6 +60,8 @@ class Constraints:
     better, at most this when lower is; ``max_loss``: how much worse than the reference, in the metric's
     change unit (accuracy points; percent of the reference's perplexity); ``max_latency_ms``: p50 latency;
     ``max_size_kb``: size. ``metric``: the metric these quality bounds are in (None: the run's own).
+    ``default_loss``: without a loss bound, the loss may be at most the run's metric's default tolerance
+    (the pages' "at most this loss" rule left at its default: what that default is depends on the run).
 
     The older names still work: ``min_accuracy_pct`` and ``max_loss_pts`` are bounds in accuracy,
     ``max_perplexity_increase_pct`` a loss bound in perplexity.
@@ -70,6 +72,7 @@ class Constraints:
     max_latency_ms: float | None = None
     max_size_kb: float | None = None
     metric: str | None = None
+    default_loss: bool = False
     min_accuracy_pct: InitVar[float | None] = None
     max_loss_pts: InitVar[float | None] = None
     max_perplexity_increase_pct: InitVar[float | None] = None
@@ -105,6 +108,12 @@ class Constraints:
             what = "a percentage (0-100)" if get_metric(self.metric).unit == "%" else f"{shown[0]:g}-{shown[1]:g}"
             raise ConfigError(f"the {get_metric(self.metric).label} bound is {what}, not {self.min_quality!r}")
 
+    @property
+    def loss_bound(self) -> float | None:
+        """The loss bound in force: the given one, else the default tolerance when ``default_loss``."""
+        return self.max_loss if self.max_loss is not None or not self.default_loss else \
+            self._metric().default_tolerance
+
     def _metric(self, metric: QualityMetric | None = None) -> QualityMetric:
         """The metric the quality bounds are in: their own, else the run's, else the default kind's."""
         if self.metric is not None:
@@ -118,18 +127,19 @@ class Constraints:
 
     @property
     def quality_bound(self) -> bool:
-        return self.min_quality is not None or self.max_loss is not None
+        return self.min_quality is not None or self.loss_bound is not None
 
     def any(self) -> bool:
-        return any(v is not None for v in (self.min_quality, self.max_loss, self.max_latency_ms, self.max_size_kb))
+        return any(v is not None for v in (self.min_quality, self.loss_bound, self.max_latency_ms, self.max_size_kb))
 
     def describe(self, latency_name: str = "latency p50") -> str:
         metric = self._metric()
         parts = []
         if self.min_quality is not None:
             parts.append(f"{metric.label} {'≥' if metric.higher_is_better else '≤'} {self.min_quality:g}{metric.unit}")
-        if self.max_loss is not None:
-            parts.append(f"{metric.loss_name} ≤ {self.max_loss:g}{'' if metric.relative else ' '}{metric.change_unit}")
+        if self.loss_bound is not None:
+            unit = metric.change_unit if metric.relative else f" {metric.change_unit}"
+            parts.append(f"{metric.loss_name} ≤ {self.loss_bound:g}{unit}")
         if self.max_latency_ms is not None:
             parts.append(f"{latency_name} ≤ {self.max_latency_ms:g} ms")
         if self.max_size_kb is not None:
@@ -154,7 +164,7 @@ class Constraints:
 
         check(metric.label, metric.shown(row.get(metric.column)), self.min_quality, below=metric.higher_is_better)
         change = row.get(metric.change_column)
-        check(metric.loss_name, metric.loss(float(change)) if finite(change) else None, self.max_loss, below=False)
+        check(metric.loss_name, metric.loss(float(change)) if finite(change) else None, self.loss_bound, below=False)
         check("latency", row.get("latency_ms_p50"), self.max_latency_ms, below=False)
         check("size", row.get("size_kb"), self.max_size_kb, below=False)
         return out
@@ -164,7 +174,8 @@ class Constraints:
         run measured that one too (a causal LM's zero-shot accuracy); otherwise they cannot be met, and the
         run's own metric stands in with its default tolerance. No bound at all: the default tolerance."""
         bounds = self
-        if self.metric is not None and self.metric != metric.name and self.quality_bound:
+        if self.metric is not None and self.metric != metric.name and (self.min_quality is not None
+                                                                        or self.max_loss is not None):
             other = get_metric(self.metric)
             measured = other.column in df.columns and pd.to_numeric(df[other.column], errors="coerce").notna().any()
             if not measured:
@@ -172,9 +183,9 @@ class Constraints:
                                      max_size_kb=self.max_size_kb, metric=metric.name)
         if not bounds.any():
             bounds = Constraints(max_loss=metric.default_tolerance, metric=metric.name)
-        if bounds.metric is None:
+        if bounds.metric is None:  # in the run's metric: the default tolerance is that metric's
             bounds = Constraints(bounds.min_quality, bounds.max_loss, bounds.max_latency_ms, bounds.max_size_kb,
-                                 metric=metric.name)
+                                 metric=metric.name, default_loss=bounds.default_loss)
         return bounds
 
 
@@ -345,7 +356,8 @@ def alternatives(df: pd.DataFrame, point_id: int, n: int = 2) -> list[dict]:
         chosen = pts[pts["point_id"] == point_id]
         near = others["point_id"] == others["point_id"]  # every point when the chosen one has no value
         if len(chosen) and finite(chosen[metric.column].iloc[0]):
-            worse = metric.loss(metric.change(others[metric.column].astype(float), float(chosen[metric.column].iloc[0])))
+            value = float(chosen[metric.column].iloc[0])
+            worse = metric.loss(metric.change(others[metric.column].astype(float), value))
             near = worse <= ALTERNATIVE_WINDOW * metric.default_tolerance + 1e-9
         front = others[others["pareto"].astype(bool) & (others["point_id"] != out[0]["point_id"]) & near]
         if len(front):
