@@ -68,7 +68,10 @@ class Paired:
 
     @property
     def measurable(self) -> bool:
-        """The "no measurable change" rule: an interval containing the null value says nothing changed."""
+        """The "no measurable change" rule: an interval containing the null value says nothing changed (and
+        an interval that could not be computed says nothing either)."""
+        if not all(finite(v) for v in self.ci95):
+            return False
         return not (self.ci95[0] <= self.null <= self.ci95[1])
 
 
@@ -84,12 +87,12 @@ class QualityMetric:
     best_phrase: str  # "the most accurate": what the recommendation says of the best point
     default_tolerance: float  # the recommendation's bound on the loss when none is given, in change_unit
     interval_fn: Callable[[Mapping], tuple[float, float] | None]  # a record's 95% interval, stored units
+    interval_method: str  # how that interval is made ("Wilson", "block bootstrap"), for headings
     paired_fn: Callable[[Mapping, Mapping], Paired | None]  # point vs reference on the same data
-    sample_name: str  # what a paired n counts: "test examples", "evaluation windows"
-    interval_method: str  # how a value's interval is made ("Wilson", "block bootstrap")
-    phrases: tuple[str, str, str]  # a change in a sentence: worse, better ("{}": its size), unchanged
-    sample_fn: Callable[[Mapping], int | None]  # how many of those a record's value was measured on
     paired_method: str  # how the paired interval is made, for sentences that state it
+    sample_name: str  # what a paired n counts: "test examples", "evaluation windows"
+    sample_fn: Callable[[Mapping], int | None]  # how many of those a record's value was measured on
+    phrases: tuple[str, str, str]  # a change in a sentence: worse, better ("{}": its size), unchanged
     unit: str = ""  # of the shown value ("%" for accuracy shown in percent)
     scale: float = 1.0  # stored -> shown
     fmt: str = "{:.3f}"  # a shown value in tables

@@ -121,11 +121,6 @@ class Constraints:
         return metric or get_metric(kind_of_rows([]).quality_metric)
 
     @property
-    def accuracy_bound(self) -> bool:
-        """Whether a quality bound is given (the older name: quality was accuracy then)."""
-        return self.quality_bound
-
-    @property
     def quality_bound(self) -> bool:
         return self.min_quality is not None or self.loss_bound is not None
 
