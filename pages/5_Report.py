@@ -4,9 +4,10 @@ import os
 
 import streamlit as st
 
-from gemini_core.charts.sweep import fig_accuracy_vs_size, fig_perplexity_vs_size, fig_report_front, is_llm_frame
+from gemini_core.charts.sweep import fig_quality_vs_size, fig_report_front
 from gemini_core.errors import GeminiError
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
+from gemini_core.results.metrics import metric_of
 from gemini_core.results.suggest import alternatives, suggest_point
 from gemini_core.results.table import ok_points, points_frame, reference_row
 from ui import points_view
@@ -39,15 +40,19 @@ if ref is None:
     st.error("This run has no measured dense fp32 reference point, so nothing can be compared with it.")
     st.stop()
 
-pts = ok_points(df).sort_values(["pareto", "accuracy"], ascending=[False, False])
-plabels = {int(r["point_id"]): points_view.point_label(r) for r in pts.to_dict("records")}
+metric = metric_of(df)  # the run's quality metric: its words, its unit, which way is better
+pts = ok_points(df)
+pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
+                                                                           ascending=[False, False])
+plabels = {int(r["point_id"]): points_view.point_label(r, metric) for r in pts.to_dict("records")}
 if chosen_pid in plabels:
     st.session_state["r_point"] = chosen_pid
 elif st.session_state.get("r_point") not in plabels:
     suggestion = suggest_point(df)
     st.session_state["r_point"] = int(suggestion["point_id"])
-    st.caption("No point chosen yet: suggested the front point that loses at most 1 accuracy point, is not "
-               "slower than the baseline (when one is) and has the best size × speed gain. Pick another below.")
+    st.caption(f"No point chosen yet: suggested the front point whose {metric.loss_name} is at most "
+               f"{metric.change_text(metric.default_tolerance, 0)[1:]}, is not slower than the baseline (when one "
+               "is) and has the best size × speed gain. Pick another below.")
 pid = st.selectbox("Chosen point", list(plabels), format_func=plabels.get, key="r_point",
                    on_change=lambda: select_point(st.session_state.get("r_point"), source="report"))
 chosen = df[df["point_id"] == pid].iloc[0]
@@ -60,8 +65,7 @@ def _span(text: str, good: bool) -> str:
 
 st.markdown("<div class='gemini-headline'>"
             + ", ".join([_span(cmp["size_text"], cmp["size_ratio"] >= 1), _span(cmp["speed_text"], not cmp["slower"]),
-                         _span(cmp["accuracy_text"], cmp["accuracy_delta_pts"] >= -0.05
-                                               or chosen.get("perplexity_increase_pct", 1) <= 1.0)])
+                         _span(cmp["quality_text"], cmp["quality_good"])])
             + "</div>", unsafe_allow_html=True)
 c = st.columns(3)
 c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs {ref['size_bytes'] / 1024:.1f} KB",
@@ -69,13 +73,9 @@ c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs 
 c[1].metric("Speed", cmp["speed_text"],
             f"{chosen['latency_ms_p50']:.3f} ms vs {ref['latency_ms_p50']:.3f} ms (p50)", delta_color="off",
             delta_arrow="off")
-llm = is_llm_frame(df)  # a language model: perplexity (lower is better) is the quality
-if llm:
-    c[2].metric("Perplexity (lower is better)", f"{chosen['perplexity']:.3f}",
-                f"{chosen['perplexity']:.3f} vs {ref['perplexity']:.3f}", delta_color="off", delta_arrow="off")
-else:
-    c[2].metric("Accuracy", cmp["accuracy_text"], f"{chosen['accuracy'] * 100:.2f}% vs {ref['accuracy'] * 100:.2f}%",
-                delta_color="off", delta_arrow="off")
+c[2].metric(metric.heading[:1].upper() + metric.heading[1:], cmp["quality_text"],
+            f"{metric.format(chosen[metric.column])} vs {metric.format(ref[metric.column])}", delta_color="off",
+            delta_arrow="off")
 st.markdown(f"**{chosen['label']}** against the unpruned 32-bit dense baseline, both measured in run "
             f"*{run['name']}* on {chosen.get('device')} at batch {int(chosen.get('batch_size') or 0)}. "
             "MACs and ideal size are estimates; every other figure is measured.")
@@ -91,10 +91,9 @@ alts = alternatives(df, pid)
 st.markdown(headline_sentence(ref, chosen, (run.get("baseline") or {}).get("test")))
 if alts:
     st.caption("The report sets the chosen point beside: " + "; ".join(
-        f"#{int(a['point_id'])} {a.get('label')} ({a['accuracy'] * 100:.2f}%, {a['latency_ms_p50']:.3g} ms)"
-        for a in alts) + " (the most accurate other point and the fastest other point on the front).")
-figures = ({"front": front_fig, "perplexity_vs_size": fig_perplexity_vs_size(df)} if llm else
-           {"front": front_fig, "accuracy_vs_size": fig_accuracy_vs_size(df)})
+        f"#{int(a['point_id'])} {a.get('label')} ({metric.format(a.get(metric.column))}, {a['latency_ms_p50']:.3g} ms)"
+        for a in alts) + f" (the other point with the best {metric.label} and the fastest other point on the front).")
+figures = {"front": front_fig, f"{metric.name}_vs_size": fig_quality_vs_size(df)}
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}
 device["load_avg_1m"] = round(os.getloadavg()[0], 2)
 st.download_button(

@@ -4,6 +4,8 @@ point, the side-by-side comparison and the parallel-coordinates view (Overview a
 The choices live in ``st.session_state["ship"]`` (one dict that survives page switches) and in the
 page's query parameters (so a reload or a copied link keeps them). The recommendation itself is
 ``gemini_core.results.suggest.recommend``: the CLI (``points RUN --recommend``) gives the same answer.
+The quality bound is in the run's quality metric (``results.metrics``): its words, its unit, its
+direction and, until the user types one, its default tolerance.
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ import streamlit as st
 from gemini_core.charts.style import ENCODINGS
 from gemini_core.charts.sweep import fig_parallel
 from gemini_core.errors import GeminiError
-from gemini_core.results.pareto import finite
+from gemini_core.kinds.registry import KindInfo
+from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.suggest import Constraints, Recommendation, compare_points, recommend
 from gemini_core.results.table import ok_points
 from ui.runtime_view import runtime_details
 
-RULES = {"loss": "at most this accuracy loss (points)", "min": "at least this accuracy (%)"}
-DEFAULTS = {"rule": "loss", "acc": 1.0, "lat": None, "size": None, "color": "bits", "zoom": None}
+RULES = ("loss", "min")  # a bound on the loss against the reference, or on the value itself
+# "acc" None: the run's metric's default tolerance (1 accuracy point, 5% perplexity), shown in the box
+DEFAULTS = {"rule": "loss", "acc": None, "lat": None, "size": None, "color": "bits", "zoom": None}
 QUERY = {"rule": "ship_rule", "acc": "ship_acc", "lat": "ship_lat", "size": "ship_size", "color": "color",
          "zoom": "acc_range"}
 
@@ -71,34 +75,58 @@ def _set(key: str, widget_key: str):
     return callback
 
 
+def rule_labels(metric: QualityMetric) -> dict[str, str]:
+    """The two quality rules in the metric's words: 'at most this accuracy loss (points)',
+    'at least this accuracy (%)' (at most, for a metric where lower is better)."""
+    unit = f" ({metric.unit})" if metric.unit else ""
+    return {"loss": f"at most this {metric.loss_name} ({metric.change_unit})",
+            "min": f"at {'least' if metric.higher_is_better else 'most'} this {metric.label}{unit}"}
+
+
 def constraints() -> Constraints:
+    """The panel's bounds. The quality bound is in each run's own metric; left at its default it is that
+    metric's default tolerance (so one panel serves runs of every kind)."""
     ship = choices()
     acc = ship.get("acc")
-    return Constraints(max_loss_pts=acc if ship["rule"] == "loss" else None,
-                       min_accuracy_pct=acc if ship["rule"] == "min" else None,
+    return Constraints(max_loss=acc if ship["rule"] == "loss" else None,
+                       min_quality=acc if ship["rule"] == "min" else None,
+                       default_loss=ship["rule"] == "loss" and acc is None,
                        max_latency_ms=ship.get("lat") or None, max_size_kb=ship.get("size") or None)
+
+
+def _kind_metric(df: pd.DataFrame) -> tuple[KindInfo, QualityMetric]:
+    kind = kind_of_rows(df)
+    return kind, get_metric(kind.quality_metric)
 
 
 def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
     """The constraint panel and its answer; the recommendation (None with no points or bad bounds)."""
     ship = choices()
+    kind, metric = _kind_metric(df)
+    labels = rule_labels(metric)
     st.markdown("#### Which point should I ship?")
     c = st.columns([1.6, 1, 1, 1, 1.2])
     for col, key, widget in ((c[0], "rule", "radio"), (c[1], "acc", "number"), (c[2], "lat", "number"),
                              (c[3], "size", "number"), (c[4], "color", "select")):
         wkey = f"{where}_ship_{key}"
-        st.session_state[wkey] = ship.get(key)  # follow the shared choice (set on another page or by a reload)
+        value = ship.get(key)
+        if key == "acc" and value is None and ship["rule"] == "loss":
+            value = metric.default_tolerance  # what an untouched loss bound means for this run
+        st.session_state[wkey] = value  # follow the shared choice (set on another page or by a reload)
         with col:
             if key == "rule":
-                st.radio("Accuracy bound", list(RULES), format_func=RULES.get, key=wkey, on_change=_set(key, wkey))
+                st.radio(f"{metric.label[:1].upper()}{metric.label[1:]} bound", list(RULES), format_func=labels.get,
+                         key=wkey, on_change=_set(key, wkey))
             elif key == "acc":
-                st.number_input("loss (points)" if ship["rule"] == "loss" else "accuracy (%)", min_value=0.0,
-                                max_value=100.0, step=0.5, key=wkey, on_change=_set(key, wkey),
-                                help="empty: no accuracy bound")
+                top = metric.display_range[1] if metric.display_range and ship["rule"] == "min" else None
+                st.number_input(f"loss ({metric.change_unit})" if ship["rule"] == "loss"
+                                else f"{metric.label}{f' ({metric.unit})' if metric.unit else ''}", min_value=0.0,
+                                max_value=top, step=0.5, key=wkey, on_change=_set(key, wkey),
+                                help=f"empty: no {metric.label} bound")
             elif key == "lat":
-                st.number_input("max latency p50 (ms)", min_value=0.0, step=0.1, key=wkey, format="%g",
-                                on_change=_set(key, wkey), placeholder="no bound",
-                                help="per batch, as measured on this machine; empty: no bound")
+                st.number_input(f"max {kind.latency_heading.split(' p50')[0]} p50 (ms)", min_value=0.0, step=0.1,
+                                key=wkey, format="%g", on_change=_set(key, wkey), placeholder="no bound",
+                                help="as measured on this machine; empty: no bound")
             elif key == "size":
                 st.number_input("max size (KB)", min_value=0.0, step=10.0, key=wkey, format="%g",
                                 on_change=_set(key, wkey), placeholder="no bound", help="empty: no bound")
@@ -119,62 +147,66 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
         st.success(rec.reason, icon=":material/verified:")
         st.session_state[f"{where}_recommended_id"] = rec.point_id
         if rec.alternatives:
-            others = "; ".join(f"#{int(a['point_id'])} {a.get('label')} ({_quality(a)}, "
+            others = "; ".join(f"#{int(a['point_id'])} {a.get('label')} ({_quality(a, metric)}, "
                                f"{a['latency_ms_p50']:.3g} ms, {a['size_kb']:.1f} KB)" for a in rec.alternatives)
             st.caption(f"Alternatives that also meet the bounds: {others}. The gold star in the charts marks "
                        "the recommendation.")
     return rec
 
 
-def _quality(row) -> str:
-    """Perplexity for an LLM point (lower is better), accuracy otherwise."""
-    if finite(row.get("perplexity")):
-        return f"perplexity {float(row['perplexity']):.3f}"
-    return f"{float(row['accuracy']) * 100:.2f}%" if finite(row.get("accuracy")) else "accuracy –"
+def _quality(row, metric: QualityMetric) -> str:
+    """'accuracy 96.90%', 'perplexity 12.345'."""
+    return f"{metric.label} {metric.format(row.get(metric.column))}"
 
 
-def accuracy_zoom(df: pd.DataFrame, where: str) -> tuple[float, float] | None:
-    """A slider for the accuracy axis; by default it starts 10 points below the reference (or the best point),
-    so the good points do not pile up at the top of a 0-100% axis."""
+def quality_zoom(df: pd.DataFrame, where: str) -> tuple[float, float] | None:
+    """A slider for the quality axis of a metric with bounded values (accuracy, 0-100%); None for one
+    without (perplexity, drawn on a log axis). By default the range starts 10 default tolerances (10
+    accuracy points) beyond the best point, so the good points do not pile up at the edge of the axis."""
+    _, metric = _kind_metric(df)
+    if metric.display_range is None:
+        return None
     pts = ok_points(df)
-    acc = pts["accuracy"][pts["accuracy"].map(finite)] * 100 if len(pts) else pd.Series(dtype=float)
-    if acc.empty:
+    shown = pts[metric.column][pts[metric.column].map(finite)] * metric.scale if len(pts) else pd.Series(dtype=float)
+    if shown.empty:
         return None
     ship = choices()
-    auto = (max(0.0, math.floor(acc.max() - 10.0)), 100.0)
+    low, high = metric.display_range
+    margin = 10.0 * metric.default_tolerance
+    auto = ((max(low, math.floor(shown.max() - margin)), high) if metric.higher_is_better
+            else (low, min(high, math.ceil(shown.min() + margin))))
     wkey = f"{where}_acc_zoom"
     st.session_state[wkey] = tuple(ship["zoom"]) if ship.get("zoom") else auto
-    lo, hi = st.slider("Accuracy range shown (%)", 0.0, 100.0, step=0.5, key=wkey, on_change=_set("zoom", wkey),
-                       help="zoom the accuracy axis of both charts; points outside the range are hidden")
+    name = f"{metric.label[:1].upper()}{metric.label[1:]}"
+    lo, hi = st.slider(f"{name} range shown ({metric.unit})", low, high, step=0.5, key=wkey,
+                       on_change=_set("zoom", wkey),
+                       help=f"zoom the {metric.label} axis of both charts; points outside the range are hidden")
     _remember()
-    hidden = int(((acc < lo) | (acc > hi)).sum())
+    hidden = int(((shown < lo) | (shown > hi)).sum())
     if hidden:
-        st.caption(f"{hidden} point(s) fall outside {lo:g}-{hi:g}% and are hidden; widen the range to see them.")
+        st.caption(f"{hidden} point(s) fall outside {lo:g}-{hi:g}{metric.unit} and are hidden; widen the range to "
+                   "see them.")
     return lo, hi
 
 
 # -- the selected point, compared points, many dimensions -------------------------------------------
-RECORD_FIELDS = [
+# (field, name, format) of the full record; the quality rows, the latency headings, the metric's protocol and
+# the kind's own figures are set in between by ``record_fields``.
+CONFIG_RECORD_FIELDS = [
     ("label", "configuration", None), ("prune_method", "prune method", None), ("prune_ratio", "prune ratio", "{:.2f}"),
     ("finetune_steps", "fine-tune steps", "{:.0f}"), ("bits", "bits", "{:.0f}"), ("granularity", "granularity", None),
-    ("execution", "execution", None), ("accuracy", "accuracy (%)", "pct"), ("macro_f1", "macro-F1", "{:.4f}"),
-    ("accuracy_delta_pts", "Δ accuracy vs dense fp32 (points)", "{:+.2f}"),
-    ("latency_ms_p50", "latency p50 (ms)", "{:.3f}"), ("latency_ms_p90", "latency p90 (ms)", "{:.3f}"),
+    ("execution", "execution", None)]
+COST_RECORD_FIELDS = [
     ("speedup", "speed-up vs dense fp32", "{:.2f}x"), ("size_kb", "size (KB)", "{:.1f}"),
     ("ideal_size_kb", "ideal size (KB, estimate)", "{:.1f}"), ("compression", "smaller vs dense fp32", "{:.2f}x"),
     ("params", "parameters", "{:,.0f}"), ("nonzero_params", "non-zero parameters", "{:,.0f}"),
     ("macs", "MACs (multiply-accumulates, estimate)", "{:,.0f}"), ("peak_memory_bytes", "peak memory (KB)", "kb"),
     ("batch_size", "batch size", "{:.0f}"), ("threads", "torch threads", "{:.0f}"), ("backend", "backend", None),
-    ("device", "device", None), ("host", "host", None), ("pareto", "on the accuracy/latency/size front", "yesno"),
-]
-
-
-LLM_RECORD_FIELDS = [
-    ("perplexity", "perplexity (lower is better)", "{:.4f}"), ("perplexity_increase_pct", "perplexity vs fp32 (%)",
-                                                                "{:+.2f}"),
-    ("context_len", "context length (tokens)", "{:.0f}"), ("stride", "stride (tokens)", "{:.0f}"),
-    ("tokens_scored", "tokens scored", "{:.0f}"), ("prefill_ms_p50", "prefill p50 (ms)", "{:.1f}"),
-    ("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"), ("ttft_ms", "time to first token (ms)", "{:.1f}"),
+    ("device", "device", None), ("host", "host", None)]
+# Figures some points carry (a second quality figure, a runtime's decode limits, a quantizer's settings): shown
+# when the point has them, whatever its kind.
+OPTIONAL_RECORD_FIELDS = [
+    ("macro_f1", "macro-F1", "{:.4f}"), ("ttft_ms", "time to first token (ms)", "{:.1f}"),
     ("weight_mb_read_per_token", "weights read per token (MB)", "{:.1f}"),
     ("bandwidth_limit_tokens_per_s", "copy-bandwidth limit (tokens/s; computed, and a read stream can beat it)",
      "{:.0f}"),
@@ -182,8 +214,24 @@ LLM_RECORD_FIELDS = [
     ("read_limit_tokens_per_s", "read-bandwidth limit (tokens/s; computed from the measured read stream)", "{:.0f}"),
     ("fraction_of_read_limit", "of the read-bandwidth limit (%)", "pct"),
     ("kv_cache_mb_at_end", "KV cache at the end (MB)", "{:.2f}"), ("quant_method", "quantization", None),
-    ("group_size", "group size", None), ("recovery", "recovery", None), ("execution", "execution", None),
-]
+    ("group_size", "group size", None), ("recovery", "recovery", None)]
+
+
+def record_fields(row, kind: KindInfo, metric: QualityMetric) -> list[tuple]:
+    """The full record's rows for one point of ``kind``, in ``metric``."""
+    latency = kind.latency_heading
+    quality = [(metric.column, metric.heading, lambda v: metric.fmt.format(metric.shown(v))),
+               (metric.change_column, f"Δ {metric.label} vs dense fp32 ({metric.change_unit})", "{:+.2f}"),
+               *((f, name, "{:.0f}") for f, name in metric.protocol)]
+    own = [(c.name, c.heading, lambda v, c=c: c.fmt.format(float(v) * c.scale)) for c in kind.extra_columns]
+    optional = [f for f in OPTIONAL_RECORD_FIELDS if not _missing(row.get(f[0]))]
+    return [*CONFIG_RECORD_FIELDS, *quality, *optional,
+            ("latency_ms_p50", latency, "{:.3f}"), ("latency_ms_p90", latency.replace("p50", "p90"), "{:.3f}"),
+            *own, *COST_RECORD_FIELDS, ("pareto", f"on the {metric.label}/latency/size front", "yesno")]
+
+
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and not math.isfinite(value))
 
 
 def _human(value, fmt) -> str:
@@ -198,7 +246,7 @@ def _human(value, fmt) -> str:
     if fmt == "kb":
         return f"{float(value) / 1024:.1f}"
     try:
-        return fmt.format(float(value))
+        return fmt(value) if callable(fmt) else fmt.format(float(value))
     except (TypeError, ValueError):
         return str(value)
 
@@ -211,7 +259,8 @@ def record_panel(df: pd.DataFrame, point_id: int | None) -> None:
         return
     row = rows.iloc[0].to_dict()
     st.markdown(f"**Point #{int(row['point_id'])}: full record**")
-    fields = (LLM_RECORD_FIELDS + RECORD_FIELDS) if finite(row.get("perplexity")) else RECORD_FIELDS
+    kind, metric = _kind_metric(df)
+    fields = record_fields(row, kind, metric)
     st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in fields],
                                "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
                  hide_index=True, use_container_width=True, height=36 + 35 * len(fields) // 2)

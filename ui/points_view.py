@@ -1,22 +1,14 @@
 """The points of a sweep, live or stored: the explorer, its charts, the points table and the point picker."""
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
-from gemini_core.charts.sweep import (
-    fig_accuracy_vs_latency,
-    fig_accuracy_vs_size,
-    fig_perplexity_vs_latency,
-    fig_perplexity_vs_size,
-    is_llm_frame,
-    sweep_figures,
-)
+from gemini_core.charts.sweep import fig_quality_vs_latency, fig_quality_vs_size, sweep_figures
 from gemini_core.errors import GeminiError
+from gemini_core.results.metrics import QualityMetric, metric_of
 from gemini_core.results.store import Store
-from gemini_core.results.table import TABLE_COLUMNS, ok_points, points_frame, table_frame
+from gemini_core.results.table import QUALITY_SHOWN, ok_points, points_frame, table_columns, table_frame
 
 from . import explore
 from .state import current_job, select_point, selected_point_id, show_error_once
@@ -43,9 +35,10 @@ def _live_figures(job_id: str, where: str, records: list, running: bool):
         if n == len(records) or (running and now - built < REBUILD_SECONDS):
             return df, figs
     df = points_frame(records)
-    figs = {} if where == "home" else {k: v for k, v in sweep_figures(df).items()
-                                       if k not in ("accuracy_vs_latency", "accuracy_vs_size",
-                                                    "perplexity_vs_latency", "perplexity_vs_size")}
+    metric = metric_of(df)
+    # The quality vs latency and size charts are drawn with the explorer's choices (colour, zoom, star).
+    drawn_apart = (f"{metric.name}_vs_latency", f"{metric.name}_vs_size")
+    figs = {} if where == "home" else {k: v for k, v in sweep_figures(df).items() if k not in drawn_apart}
     if len(_FIGURES) > 16:
         _FIGURES.clear()
     _FIGURES[key] = (len(records), now, df, figs)
@@ -154,46 +147,47 @@ def _host_filter(records: list, where: str) -> tuple[list, str]:
     return [r for r in records if str(r.get("host")) in chosen or not r.get("host")], ",".join(chosen)
 
 
+# Streamlit keys of the charts drawn below the explorer (others: "<where>_<figure name>").
+CHART_KEYS = {"latency_size_vs_ratio": "vs_ratio", "sparse_vs_dense": "sparse_dense"}
+
+
 def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
-    """The explorer: constraint panel and recommendation, the two accuracy charts (coloured as chosen,
+    """The explorer: constraint panel and recommendation, the two quality charts (coloured as chosen,
     each with its own front, the recommendation starred), the selected point's full record beside them,
     a side-by-side comparison and parallel coordinates; on the Sweep page also the other charts, the table
     and the point picker."""
     st.session_state[f"live_points_{where}"] = len(df)
+    metric = metric_of(df)
     rec = explore.ship_panel(df, where)
     recommended = rec.point_id if rec is not None else None
-    llm = is_llm_frame(df)  # an LLM run: perplexity (lower is better) is the quality axis
     options = {"color_by": explore.choices()["color"], "highlight_id": recommended,
-               "y_range": None if llm else explore.accuracy_zoom(df, where)}
+               "y_range": explore.quality_zoom(df, where)}
     c1, c2, c3 = st.columns([5, 5, 3])
     with c1:
-        _plot((fig_perplexity_vs_latency if llm else fig_accuracy_vs_latency)(df, **options), f"{where}_acc_lat",
-              selectable=True)
+        _plot(fig_quality_vs_latency(df, **options), f"{where}_acc_lat", selectable=True)
     with c2:
-        _plot((fig_perplexity_vs_size if llm else fig_accuracy_vs_size)(df, **options), f"{where}_acc_size",
-              selectable=True)
+        _plot(fig_quality_vs_size(df, **options), f"{where}_acc_size", selectable=True)
     with c3:
         explore.record_panel(df, selected_point_id())
     if len(ok_points(df)):
-        better = "has a lower perplexity (lower is better)" if llm else "is more accurate"
+        better = f"has a better {metric.label} ({'higher' if metric.higher_is_better else 'lower'} is better)"
         st.caption(f"The ring marks each chart's own front: no other point both {better} and lies further left on "
                    "that chart. Hover a point for a short card; click it for its full record.")
     explore.compare_view(df, where, recommended)
     explore.parallel_view(df, where)
     if where == "home":
         return
-    _plot(figs["latency_size_vs_ratio"], f"{where}_vs_ratio", selectable=False)
-    if "perplexity_vs_decode" in figs:
-        _plot(figs["perplexity_vs_decode"], f"{where}_ppl_decode", selectable=False)
-    if "sparse_vs_dense" in figs:
-        _plot(figs["sparse_vs_dense"], f"{where}_sparse_dense", selectable=False)
+    for name in sorted(figs, key=lambda n: n != "latency_size_vs_ratio"):  # the ratio chart first, as before
+        _plot(figs[name], f"{where}_{CHART_KEYS.get(name, name)}", selectable=False)
     points_table(df, key=f"{where}_table")
     point_picker(df, key=f"{where}_pick", label="Point to export and report on")
 
 
 # -- tables and pickers ------------------------------------------------------------------------------
-COMPACT_COLUMNS = ("point_id", "label", "pareto", "accuracy_pct", "accuracy_delta_pts", "latency_ms_p50", "speedup",
-                   "size_kb", "compression", "execution")
+def compact_columns(metric: QualityMetric) -> tuple[str, ...]:
+    """The table's main figures (the rest behind the "every column" switch)."""
+    return ("point_id", "label", "pareto", QUALITY_SHOWN, metric.change_column, "latency_ms_p50", "speedup",
+            "size_kb", "compression", "execution")
 
 
 def _speedup_style(value):
@@ -207,33 +201,34 @@ def points_table(df: pd.DataFrame, key: str) -> None:
     """The sortable table of points; speed-ups below 1.0x (slower than dense fp32) shown in red."""
     if df.empty:
         return
+    metric = metric_of(df)
+    headings = table_columns(df)
     table = table_frame(df)
     # "front" as a mark, not a checkbox that looks editable
-    table[TABLE_COLUMNS["pareto"]] = ["★" if bool(v) else "" for v in table[TABLE_COLUMNS["pareto"]]]
+    table[headings["pareto"]] = ["★" if bool(v) else "" for v in table[headings["pareto"]]]
     if not st.toggle("every column", key=f"{key}_all_columns",
                      help="the table shows the main figures; switch on for p90, ideal size, params, MACs, memory, …"):
-        table = table[[TABLE_COLUMNS[c] for c in COMPACT_COLUMNS if TABLE_COLUMNS[c] in table.columns]]
+        table = table[[headings[c] for c in compact_columns(metric) if headings[c] in table.columns]]
     slower = int((df["speedup"] < 1.0).sum()) if "speedup" in df else 0
     st.markdown(f"**All points** ({len(df)}) · click a column to sort"
                 + (f" · {slower} point(s) are slower than the dense fp32 reference (speed-up below 1.0x, in red)"
                    if slower else ""))
-    col = TABLE_COLUMNS["speedup"]
-    formats = {col: "{:.2f}x", TABLE_COLUMNS["compression"]: "{:.2f}x",
-               TABLE_COLUMNS["accuracy_pct"]: "{:.2f}", TABLE_COLUMNS["accuracy_delta_pts"]: "{:+.2f}",
-               TABLE_COLUMNS["latency_ms_p50"]: "{:.3f}", TABLE_COLUMNS["latency_ms_p90"]: "{:.3f}",
-               TABLE_COLUMNS["size_kb"]: "{:.1f}", TABLE_COLUMNS["ideal_size_kb"]: "{:.1f}"}
-    styled = table.style.map(_speedup_style, subset=[col]).format(
+    col = headings["speedup"]
+    formats = {col: "{:.2f}x", headings["compression"]: "{:.2f}x", headings[QUALITY_SHOWN]: metric.fmt,
+               headings[metric.change_column]: "{:+.2f}", headings["latency_ms_p50"]: "{:.3f}",
+               headings["latency_ms_p90"]: "{:.3f}", headings["size_kb"]: "{:.1f}", headings["ideal_size_kb"]: "{:.1f}"}
+    styled = table.style.map(_speedup_style, subset=[col] if col in table.columns else []).format(
         {k: v for k, v in formats.items() if k in table.columns}, na_rep="–")
     st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), use_container_width=True,
-                 column_config={TABLE_COLUMNS["pareto"]: st.column_config.TextColumn(
-                     width="small", help="★ on the accuracy/latency/size front")})
+                 column_config={headings["pareto"]: st.column_config.TextColumn(
+                     width="small", help=f"★ on the {metric.label}/latency/size front")})
 
 
-def point_label(row) -> str:
+def point_label(row, metric: QualityMetric | None = None) -> str:
+    """'★ #3 · l1 0.25 · 8-bit · 96.5%': front mark, id, configuration, quality."""
+    metric = metric or metric_of([row])
     star = "★ " if bool(row.get("pareto")) else ""
-    acc = row.get("accuracy")
-    acc_text = f"{acc * 100:.1f}%" if acc is not None and not (isinstance(acc, float) and math.isnan(acc)) else "–"
-    return f"{star}#{int(row['point_id'])} · {row.get('label')} · {acc_text}"
+    return f"{star}#{int(row['point_id'])} · {row.get('label')} · {metric.format(row.get(metric.column), brief=True)}"
 
 
 def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
@@ -241,8 +236,10 @@ def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
     pts = ok_points(df)
     if pts.empty:
         return None
-    pts = pts.sort_values(["pareto", "accuracy"], ascending=[False, False])
-    labels = {int(r["point_id"]): point_label(r) for r in pts.to_dict("records")}
+    metric = metric_of(df)
+    pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
+                                                                               ascending=[False, False])
+    labels = {int(r["point_id"]): point_label(r, metric) for r in pts.to_dict("records")}
     chosen = selected_point_id()
     if chosen in labels:
         st.session_state[key] = chosen  # follow a pick made in a chart or on another page

@@ -1,5 +1,7 @@
-"""The hover card of a measured point: five short lines (what it is, accuracy, latency, size, front).
+"""The hover card of a measured point: five short lines (what it is, quality, latency, size, front).
 
+The quality line is the run's quality metric (``results.metrics``) with its interval and its paired change
+(or "no measurable change"); the latency line says what the kind times and adds the kind's own figures.
 The full record is one click away (the dashboard's side panel), so the card never covers the chart.
 ``customdata[0]`` is always the point id: the pages read it back from a chart selection.
 """
@@ -7,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gemini_core.results.pareto import finite
+from gemini_core.kinds.registry import KindInfo
+from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 
 HOVER_TEMPLATE = ("<b>%{customdata[1]}</b><br>%{customdata[2]}<br>%{customdata[3]}<br>%{customdata[4]}"
                   "<br>%{customdata[5]}<extra></extra>")
@@ -18,35 +21,32 @@ def _f(value, fmt: str, scale: float = 1.0) -> str:
     return fmt.format(float(value) * scale) if finite(value) else "–"
 
 
-def hover_lines(row) -> list[str]:
-    """The card's lines for one row of the points table."""
+def hover_lines(row, kind: KindInfo | None = None, metric: QualityMetric | None = None) -> list[str]:
+    """The card's lines for one row of the points table (``kind``/``metric``: the table's; None: the row's)."""
+    kind = kind or kind_of_rows([row])
+    metric = metric or get_metric(kind.quality_metric)
     first = f"#{int(row['point_id'])} · {row.get('label') or ''}"
-    if finite(row.get("perplexity")):  # an LLM point: perplexity is its quality, lower is better
-        acc = f"perplexity {_f(row.get('perplexity'), '{:.3f}')} (lower is better)"
-        if finite(row.get("perplexity_increase_pct")):
-            acc += f" · {_f(row.get('perplexity_increase_pct'), '{:+.1f}')}% vs fp32"
-        if finite(row.get("accuracy")):
-            acc += f" · zero-shot accuracy {_f(row.get('accuracy'), '{:.1f}', 100)}%"
-        lat = f"prefill p50 {_f(row.get('latency_ms_p50'), '{:.3g}')} ms · decode " \
-              f"{_f(row.get('decode_tokens_per_s'), '{:.1f}')} tokens/s"
-        size = (f"size {_f(row.get('size_kb'), '{:.1f}')} KB written · ideal "
-                f"{_f(row.get('ideal_size_kb'), '{:.1f}')} KB (estimate)")
-        return [first, acc, lat, size, _tail(row)]
-    acc = f"accuracy {_f(row.get('accuracy'), '{:.2f}', 100)}%"
-    if row.get("accuracy_ci95_text"):  # the 95% interval and the paired change, or "no measurable change"
-        acc += f" [{row['accuracy_ci95_text']}]"
-    if row.get("change_vs_baseline"):
-        acc += f" · {row['change_vs_baseline']}"
-    elif finite(row.get("accuracy_delta_pts")):
-        acc += f" ({_f(row.get('accuracy_delta_pts'), '{:+.2f}')} points)"
-    lat = f"latency p50 {_f(row.get('latency_ms_p50'), '{:.3g}')} ms"
+    quality = f"{metric.label} {metric.format(row.get(metric.column))}"
+    if not metric.higher_is_better:
+        quality += " (lower is better)"
+    interval = metric.interval_text(row)
+    if interval != "-":  # the 95% interval and the paired change, or "no measurable change"
+        quality += f" [{interval}]"
+    if row.get("change_vs_baseline") not in (None, "", "-"):
+        quality += f" · {row['change_vs_baseline']}"
+    elif finite(row.get(metric.change_column)):
+        quality += f" ({metric.change_text(row[metric.change_column], 2)} vs dense fp32)"
+    lat = f"{kind.latency_heading.split(' p50')[0]} p50 {_f(row.get('latency_ms_p50'), '{:.3g}')} ms"
     if finite(row.get("speedup")):
         s = float(row["speedup"])
         lat += f" · {s:.2f}x faster" if s >= 1 else f" · {1 / s:.2f}x SLOWER than dense fp32"
+    for column in kind.extra_columns:  # the kind's own figures, where measured
+        if finite(row.get(column.name)) and row.get(column.name) != row.get("latency_ms_p50"):
+            lat += f" · {column.heading} {_f(row.get(column.name), column.fmt, column.scale)}"
     size = f"size {_f(row.get('size_kb'), '{:.1f}')} KB"
     if finite(row.get("compression")):
         size += f" · {float(row['compression']):.1f}x smaller"
-    return [first, acc, lat, size, _tail(row)]
+    return [first, quality, lat, size, _tail(row)]
 
 
 def _tail(row) -> str:
@@ -62,8 +62,10 @@ def hover_data(df: pd.DataFrame, front: list[bool] | None = None) -> tuple[list[
     """customdata rows ([point id, five card lines]) and the hover template using them. ``front``: whether
     each row is on the front drawn by this chart (None: the table's own ``pareto`` column)."""
     flags = front if front is not None else [bool(p) for p in df.get("pareto", [False] * len(df))]
+    kind = kind_of_rows(df)
+    metric = get_metric(kind.quality_metric)
     custom = []
     for row, on in zip(df.to_dict("records"), flags):
         row["front_here"] = on
-        custom.append([int(row["point_id"]), *hover_lines(row)])
+        custom.append([int(row["point_id"]), *hover_lines(row, kind, metric)])
     return custom, HOVER_TEMPLATE

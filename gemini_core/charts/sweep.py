@@ -1,7 +1,9 @@
 """The sweep charts: a points table (``gemini_core.results.table.points_frame``) in, ``go.Figure`` out.
 
-Accuracy vs latency / size, latency and size vs prune ratio, sparse vs dense, several runs' fronts
-overlaid, and the report's front with the chosen point starred. Encodings: see ``charts.style``.
+Quality vs latency / size / the kind's own figures, latency and size vs prune ratio, sparse vs dense,
+several runs' fronts overlaid, and the report's front with the chosen point starred. The quality axis is
+the run's quality metric (``results.metrics``: its unit, its direction, a log scale where it spans orders
+of magnitude); the latency axis says what the kind times. Encodings: see ``charts.style``.
 """
 from __future__ import annotations
 
@@ -25,8 +27,27 @@ from gemini_core.charts.style import (
     execution_symbol,
     log_ticks,
 )
-from gemini_core.results.pareto import finite, front_for_axes
+from gemini_core.kinds.registry import Column, KindInfo
+from gemini_core.results.metrics import QualityMetric, get_metric, kind_of_rows, metric_for_column
+from gemini_core.results.pareto import axis_sense, finite, front_for_axes
 from gemini_core.results.table import ok_points, reference_row
+
+
+def _kind_metric(df) -> tuple[KindInfo, QualityMetric]:
+    kind = kind_of_rows(df)
+    return kind, get_metric(kind.quality_metric)
+
+
+def latency_name(kind: KindInfo) -> str:
+    """'latency', 'prefill latency': what the kind's latency column times, for a chart title."""
+    what = kind.latency_heading.split(" p50")[0]
+    return what if what == "latency" else f"{what} latency"
+
+
+def _title(metric: QualityMetric, against: str) -> str:
+    """'Accuracy vs latency', 'Perplexity vs size (lower is better)' (only the surprising direction is said)."""
+    name = metric.label[:1].upper() + metric.label[1:]
+    return f"{name} vs {against}" + ("" if metric.higher_is_better else " (lower is better)")
 
 
 def _groups(df: pd.DataFrame):
@@ -41,14 +62,20 @@ def _groups(df: pd.DataFrame):
 
 
 def error_bars(g: pd.DataFrame, y: str, y_scale: float = 1.0) -> dict | None:
-    """Plotly error bars from each point's 95% interval (``accuracy_ci95``) on the ``accuracy`` axis."""
-    if y != "accuracy" or "accuracy_ci95" not in g.columns:
+    """Plotly error bars from each point's 95% interval (its quality metric's ``interval``) when ``y`` is a
+    quality metric's column; None otherwise, or when no point has an interval."""
+    metric = metric_for_column(y)
+    if metric is None or y not in g.columns:
         return None
-    plus, minus = [], []
-    for value, ci in zip(g[y], g["accuracy_ci95"]):
-        ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and finite(value)
+    plus, minus, any_interval = [], [], False
+    for row in g.to_dict("records"):
+        ci, value = metric.interval(row), row.get(y)
+        ok = ci is not None and finite(value)
+        any_interval = any_interval or ok
         plus.append((ci[1] - value) * y_scale if ok else 0.0)
         minus.append((value - ci[0]) * y_scale if ok else 0.0)
+    if not any_interval:
+        return None
     return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1, width=3, color="#888")
 
 
@@ -132,67 +159,77 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
     return fig
 
 
-def fig_accuracy_vs_latency(df: pd.DataFrame, **options) -> go.Figure:
-    """``options``: ``color_by``, ``highlight_id``, ``y_range`` (accuracy in %), see ``scatter_figure``."""
-    return scatter_figure(df, "latency_ms_p50", "accuracy", "Accuracy vs latency",
-                          "latency p50 per batch (ms)", "test accuracy (%)", y_scale=100.0, **options)
-
-
-def fig_accuracy_vs_size(df: pd.DataFrame, **options) -> go.Figure:
-    return scatter_figure(df, "size_kb", "accuracy", "Accuracy vs size",
-                          "checkpoint size (KB, log scale)", "test accuracy (%)", log_x=True, y_scale=100.0,
+def fig_quality_vs_latency(df: pd.DataFrame, **options) -> go.Figure:
+    """The run's quality metric against the latency its kind times. ``options``: ``color_by``,
+    ``highlight_id``, ``y_range`` (in the metric's shown unit), see ``scatter_figure``."""
+    kind, metric = _kind_metric(df)
+    return scatter_figure(df, "latency_ms_p50", metric.column, _title(metric, latency_name(kind)),
+                          kind.latency_heading, metric.axis_title, y_scale=metric.scale, log_y=metric.log_axis,
                           **options)
 
 
-def fig_perplexity_vs_latency(df: pd.DataFrame, **options) -> go.Figure:
-    """An LLM run: perplexity (lower is better, log scale) vs the prefill time of one sequence."""
-    return scatter_figure(df, "latency_ms_p50", "perplexity", "Perplexity vs prefill latency (lower is better)",
-                          "prefill p50 of one sequence (ms)", "perplexity (log scale, lower is better)",
-                          log_y=True, **options)
+def fig_quality_vs_size(df: pd.DataFrame, **options) -> go.Figure:
+    kind, metric = _kind_metric(df)
+    size = kind.size_heading.split(" (")[0]
+    return scatter_figure(df, "size_kb", metric.column, _title(metric, "size"), f"{size} (KB, log scale)",
+                          metric.axis_title, log_x=True, y_scale=metric.scale, log_y=metric.log_axis, **options)
 
 
-def fig_perplexity_vs_size(df: pd.DataFrame, **options) -> go.Figure:
-    return scatter_figure(df, "size_kb", "perplexity", "Perplexity vs size (lower is better)",
-                          "bytes written (KB, log scale)", "perplexity (log scale, lower is better)",
-                          log_x=True, log_y=True, **options)
+def fig_quality_vs(df: pd.DataFrame, column: Column, **options) -> go.Figure:
+    """The run's quality metric against one of the kind's own figures (``KindInfo.extra_columns``)."""
+    _, metric = _kind_metric(df)
+    better = f"{'higher' if axis_sense(column.name) == 'max' else 'lower'} is better"
+    heading = column.heading
+    x_title = f"{heading[:-1]}, {better})" if heading.endswith(")") else f"{heading} ({better})"
+    return scatter_figure(df, column.name, metric.column, _title(metric, heading.split(" (")[0]), x_title,
+                          metric.axis_title, x_scale=column.scale, y_scale=metric.scale, log_y=metric.log_axis,
+                          **options)
 
 
-def fig_perplexity_vs_decode(df: pd.DataFrame, **options) -> go.Figure:
-    return scatter_figure(df, "decode_tokens_per_s", "perplexity", "Perplexity vs decode speed",
-                          "greedy decode (tokens/s, higher is better)", "perplexity (log scale, lower is better)",
-                          log_y=True, **options)
+def own_figure_columns(df: pd.DataFrame) -> list[Column]:
+    """The kind's own figures worth a quality chart: measured, with a known direction, and not the latency
+    column again under another name (a figure identical to it would only repeat the latency chart)."""
+    kind = kind_of_rows(df)
+    pts = ok_points(df)
+    out = []
+    for column in kind.extra_columns:
+        if column.name not in pts.columns or axis_sense(column.name) is None:
+            continue
+        values = pd.to_numeric(pts[column.name], errors="coerce")
+        if values.notna().any() and not values.equals(pd.to_numeric(pts["latency_ms_p50"], errors="coerce")):
+            out.append(column)
+    return out
 
 
-def is_llm_frame(df: pd.DataFrame) -> bool:
-    return "perplexity" in df.columns and bool(pd.to_numeric(df["perplexity"], errors="coerce").notna().any())
+SETTING_DIMENSIONS = (("prune_ratio", "prune ratio", 1.0), ("finetune_steps", "fine-tune steps", 1.0),
+                      ("bits", "bits", 1.0))
 
 
-PARALLEL_DIMENSIONS = (("prune_ratio", "prune ratio", 1.0), ("finetune_steps", "fine-tune steps", 1.0),
-                       ("bits", "bits", 1.0), ("accuracy", "accuracy (%)", 100.0),
-                       ("latency_ms_p50", "latency p50 (ms)", 1.0), ("size_kb", "size (KB)", 1.0))
-
-
-def fig_parallel(df: pd.DataFrame, color_by: str = "accuracy") -> go.Figure:
+def fig_parallel(df: pd.DataFrame) -> go.Figure:
     """Parallel coordinates: one line per point across its settings and figures (for grids with many
-    dimensions); categorical settings (method, execution) get one tick per value. Drag on an axis to filter."""
+    dimensions); categorical settings (method, execution) get one tick per value. Drag on an axis to filter.
+    The lines are coloured by the quality metric, the better end bright whichever way it runs."""
     title = "Every point across settings and figures (drag along an axis to filter)"
     pts = ok_points(df)
     if pts.empty:
         return empty_figure(title)
+    kind, metric = _kind_metric(df)
     dims = []
     for field, label in (("prune_method", "prune method"), ("execution", "execution")):
         values = sorted({str(v) for v in pts[field]})
         if len(values) > 1:
             codes = [values.index(str(v)) for v in pts[field]]
             dims.append(dict(label=label, values=codes, tickvals=list(range(len(values))), ticktext=values))
-    for field, label, scale in PARALLEL_DIMENSIONS:
+    figures = (*SETTING_DIMENSIONS, (metric.column, metric.heading, metric.scale),
+               ("latency_ms_p50", kind.latency_heading, 1.0), ("size_kb", "size (KB)", 1.0))
+    for field, label, scale in figures:
         col = pd.to_numeric(pts[field], errors="coerce") * scale
         if col.notna().any():
             dims.append(dict(label=label, values=col.fillna(col.min()).round(4).tolist()))
-    color = (pts["accuracy"] * 100).round(3).tolist()
+    color = (pd.to_numeric(pts[metric.column], errors="coerce") * metric.scale).round(3).tolist()
     fig = go.Figure(go.Parcoords(
-        dimensions=dims, line=dict(color=color, colorscale="Viridis", showscale=True,
-                                   colorbar=dict(title="accuracy (%)"))))
+        dimensions=dims, line=dict(color=color, colorscale="Viridis", reversescale=not metric.higher_is_better,
+                                   showscale=True, colorbar=dict(title=metric.heading))))
     fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=40, t=90, b=40)}, title=title)
     return fig
 
@@ -218,6 +255,7 @@ def fig_metric_vs_ratio(df: pd.DataFrame) -> go.Figure:
     title = "Latency and size vs prune ratio"
     if pts.empty:
         return empty_figure(title)
+    kind = kind_of_rows(df)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("latency p50 (ms)", "checkpoint size (KB)"),
                         horizontal_spacing=0.1)
     _lines_by_ratio(fig, pts, "latency_ms_p50", 1, 1)
@@ -226,7 +264,7 @@ def fig_metric_vs_ratio(df: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="prune ratio (share of weights / channels removed)", range=[-0.03, 1.0],
                      **AXIS_STYLE)
     fig.update_yaxes(**AXIS_STYLE)
-    fig.update_yaxes(title_text="latency p50 per batch (ms)", row=1, col=1)
+    fig.update_yaxes(title_text=kind.latency_heading, row=1, col=1)
     fig.update_yaxes(title_text="size (KB)", row=1, col=2)
     return fig
 
@@ -237,6 +275,7 @@ def fig_sparse_vs_dense(df: pd.DataFrame) -> go.Figure:
     title = "Sparse vs dense execution"
     if pts.empty:
         return empty_figure(title)
+    kind = kind_of_rows(df)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("dense execution", "sparse execution"),
                         shared_yaxes=True, horizontal_spacing=0.06)
     for col, execution in ((1, "dense"), (2, "sparse")):
@@ -257,29 +296,33 @@ def fig_sparse_vs_dense(df: pd.DataFrame) -> go.Figure:
     fig.update_layout(**LAYOUT, title=title)
     fig.update_xaxes(title_text="prune ratio", range=[-0.03, 1.0], **AXIS_STYLE)
     fig.update_yaxes(**AXIS_STYLE)
-    fig.update_yaxes(title_text="latency p50 per batch (ms)", row=1, col=1)
+    fig.update_yaxes(title_text=kind.latency_heading, row=1, col=1)
     return fig
 
 
 def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
-    """Accuracy vs latency of several runs: all points faint, each run's front as a line."""
-    title = "Pareto fronts compared (accuracy vs latency)"
+    """Quality vs latency of several runs: all points faint, each run's front as a line (each run in its own
+    quality metric; runs of different kinds share the chart, their axis titles joined)."""
+    title = "Pareto fronts compared (quality vs latency)"
     if not frames:
         return empty_figure(title, "choose runs to compare")
     fig = go.Figure()
+    metrics, latencies = {}, {}
     for i, (name, df) in enumerate(frames.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
         pts = ok_points(df)
         if pts.empty:
             continue
+        kind, metric = _kind_metric(pts)
+        metrics[metric.name], latencies[kind.latency_heading] = metric, True
+        quality, scale = metric.column, metric.scale
         custom, template = hover_data(pts)
-        quality, scale = ("perplexity", 1.0) if is_llm_frame(pts) else ("accuracy", 100.0)  # LLM: lower is better
         fig.add_trace(go.Scatter(
             x=pts["latency_ms_p50"].tolist(), y=(pts[quality] * scale).tolist(), mode="markers",
-            name=f"{name} (all points)", legendgroup=name, opacity=0.35, error_y=error_bars(pts, "accuracy", 100.0),
+            name=f"{name} (all points)", legendgroup=name, opacity=0.35, error_y=error_bars(pts, quality, scale),
             marker=dict(size=8, color=color, symbol=[execution_symbol(e) for e in pts["execution"]]),
             customdata=custom, hovertemplate=template))
-        # Front in this 2-D view: accuracy vs latency only.
+        # Front in this 2-D view: quality vs latency only.
         mask = front_for_axes(pts, "latency_ms_p50", quality)
         front = pts[mask].sort_values("latency_ms_p50")
         fcustom, _ = hover_data(front)
@@ -289,25 +332,24 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
             marker=dict(size=11, color=color, line=FRONT_RING), customdata=fcustom, hovertemplate=template))
     fig.update_layout(**LAYOUT, title=title)
     fig.update_layout(legend_title_text="run")
-    fig.update_xaxes(title_text="latency p50 per batch (ms)", **AXIS_STYLE)
-    llm = any(is_llm_frame(df) for df in frames.values())
-    fig.update_yaxes(title_text="test accuracy (%) · perplexity (lower is better) for language models" if llm
-                     else "test accuracy (%)", **AXIS_STYLE)
+    fig.update_xaxes(title_text=" · ".join(latencies) or "latency p50 (ms)", **AXIS_STYLE)
+    log = bool(metrics) and all(m.log_axis for m in metrics.values())
+    fig.update_yaxes(title_text=" · ".join(m.axis_title for m in metrics.values()) or "quality",
+                     type="log" if log else "linear", **AXIS_STYLE)
     return fig
 
 
 def fig_report_front(df: pd.DataFrame, chosen_id: int | None = None) -> go.Figure:
-    """Accuracy (perplexity for an LLM run) vs latency with the front ringed and the chosen point starred."""
-    llm = is_llm_frame(df)
-    quality, scale = ("perplexity", 1.0) if llm else ("accuracy", 100.0)
-    fig = fig_perplexity_vs_latency(df) if llm else fig_accuracy_vs_latency(df)
-    fig.update_layout(title=f"Measured points: {quality} vs latency (front ringed, chosen point starred)")
+    """The run's quality vs latency with the front ringed and the chosen point starred."""
+    _, metric = _kind_metric(df)
+    fig = fig_quality_vs_latency(df)
+    fig.update_layout(title=f"Measured points: {metric.label} vs latency (front ringed, chosen point starred)")
     if chosen_id is not None and len(df):
         row = df[df["point_id"] == chosen_id]
         if len(row):
             r = row.iloc[0]
             fig.add_trace(go.Scatter(
-                x=[float(r["latency_ms_p50"])], y=[float(r[quality]) * scale], mode="markers+text",
+                x=[float(r["latency_ms_p50"])], y=[float(r[metric.column]) * metric.scale], mode="markers+text",
                 name="chosen point", text=[f"chosen #{int(r['point_id'])}"], textposition="top center",
                 marker=dict(size=22, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
                 hoverinfo="skip"))
@@ -315,15 +357,15 @@ def fig_report_front(df: pd.DataFrame, chosen_id: int | None = None) -> go.Figur
 
 
 def sweep_figures(df: pd.DataFrame) -> dict[str, go.Figure]:
-    """Every sweep chart by a file-friendly name (used by the pages, the exports and the report)."""
-    if is_llm_frame(df):
-        return {"perplexity_vs_latency": fig_perplexity_vs_latency(df),
-                "perplexity_vs_size": fig_perplexity_vs_size(df),
-                "perplexity_vs_decode": fig_perplexity_vs_decode(df),
-                "latency_size_vs_ratio": fig_metric_vs_ratio(df)}
-    return {
-        "accuracy_vs_latency": fig_accuracy_vs_latency(df),
-        "accuracy_vs_size": fig_accuracy_vs_size(df),
-        "latency_size_vs_ratio": fig_metric_vs_ratio(df),
-        "sparse_vs_dense": fig_sparse_vs_dense(df),
-    }
+    """Every sweep chart by a file-friendly name (used by the pages, the exports and the report): the
+    quality metric against latency, size and each of the kind's own figures, latency and size against the
+    prune ratio, and sparse vs dense execution when the points ran on those executions."""
+    _, metric = _kind_metric(df)
+    figs = {f"{metric.name}_vs_latency": fig_quality_vs_latency(df), f"{metric.name}_vs_size": fig_quality_vs_size(df)}
+    for column in own_figure_columns(df):
+        figs[f"{metric.name}_vs_{column.name}"] = fig_quality_vs(df, column)
+    figs["latency_size_vs_ratio"] = fig_metric_vs_ratio(df)
+    pts = ok_points(df)
+    if len(pts) and pts["execution"].isin(("dense", "sparse")).any():  # the executions this chart compares
+        figs["sparse_vs_dense"] = fig_sparse_vs_dense(df)
+    return figs

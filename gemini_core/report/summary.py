@@ -1,8 +1,10 @@
 """The stakeholder summary: baseline vs chosen point in one sentence, and a self-contained HTML report.
 
-Everything here is computed from measured values only (the dense fp32 reference point of the
-run and the chosen point); estimates (MACs, ideal size) are labelled wherever they appear.
-No Streamlit in here.
+Everything here is computed from measured values only (the run's reference point and the chosen
+point); estimates (MACs, ideal size) are labelled wherever they appear. The quality figure, its unit,
+its direction, its interval and the paired comparison come from the run's quality metric
+(``results.metrics``); what the latency column times and the kind's own figures (its ``extra_columns``)
+come from the kind (``kinds.registry``). No Streamlit in here.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import plotly.graph_objects as go
 
 from gemini_core.charts.images import figure_png, png_unavailable_reason
 from gemini_core.device import condition_warnings
-from gemini_core.report.llm_summary import is_llm_point, llm_comparison_rows, llm_headline, perplexity_text
-from gemini_core.results.stats import NO_CHANGE, paired_difference, parse_bits, wilson_interval
+from gemini_core.kinds.registry import KindInfo
+from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
+from gemini_core.results.stats import NO_CHANGE
 from gemini_core.results.table import control_row
 
 
@@ -42,60 +45,75 @@ def _ratio_text(ratio: float, better: str, worse: str, unknown: str) -> str:
     return f"{_times(ratio)} {better}" if ratio >= 1.0 else f"{_times(1 / ratio)} {worse}"
 
 
+def _kind_metric(*rows: Mapping) -> tuple[KindInfo, QualityMetric]:
+    kind = kind_of_rows([dict(r) for r in rows])
+    return kind, get_metric(kind.quality_metric)
+
+
+def _timed(kind: KindInfo) -> str:
+    """What the kind's latency column times, in a word ('latency', 'prefill')."""
+    return kind.latency_heading.split(" p50")[0]
+
+
 def compare(reference: Mapping, chosen: Mapping) -> dict:
-    """Ratios of ``chosen`` against ``reference`` (both point records or table rows).
+    """Ratios of ``chosen`` against ``reference`` (both point records or table rows of one kind).
 
     Returns size_ratio (reference size / chosen size: >1 means smaller), speed_ratio (reference
-    latency / chosen latency: >1 means faster), accuracy_delta_pts (percentage points) and the
-    phrases for each, e.g. "4.1x smaller", "2.7x faster", "-0.6 points accuracy".
+    latency / chosen latency: >1 means faster), quality_change (the quality metric's change, in its
+    change unit: accuracy points, percent of the reference's perplexity) and the phrases for each, e.g.
+    "4.1x smaller", "2.7x faster", "-0.6 points accuracy"; ``paired`` is the metric's paired comparison
+    on the same evaluation data (None when the records cannot be paired) and ``quality_measurable`` its
+    verdict; ``quality_good`` whether the chosen point lost nothing that shows (for colouring).
     """
+    _, metric = _kind_metric(reference, chosen)
     ref_size, size = _num(reference.get("size_bytes")), _num(chosen.get("size_bytes"))
     ref_lat, lat = _num(reference.get("latency_ms_p50")), _num(chosen.get("latency_ms_p50"))
-    ref_acc, acc = _num(reference.get("accuracy")), _num(chosen.get("accuracy"))
+    ref_q, q = _num(reference.get(metric.column)), _num(chosen.get(metric.column))
     size_ratio = ref_size / size if size > 0 else float("nan")
     speed_ratio = ref_lat / lat if lat > 0 else float("nan")
-    delta = (acc - ref_acc) * 100.0
+    comparable = math.isfinite(q) and math.isfinite(ref_q) and (ref_q != 0 or not metric.relative)
+    change = metric.change(q, ref_q) if comparable else float("nan")
     size_text = _ratio_text(size_ratio, "smaller", "larger", "size unknown")
     speed_text = _ratio_text(speed_ratio, "faster", "slower", "latency unknown")
-    paired = _paired(reference, chosen)
+    paired = metric.paired(chosen, reference)
     measurable = True
-    if not math.isfinite(delta):
-        acc_text = "accuracy unknown"
+    if not math.isfinite(change):
+        quality_text = f"{metric.label} unknown"
     elif paired is not None:
-        # The paired difference on the same test examples, with its 95% interval: within noise it says so.
-        low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
-        interval = f"{delta:+.1f} points, 95% interval [{low:+.1f}, {high:+.1f}], n={paired['paired_n']}"
-        measurable = paired["measurable"]
-        acc_text = f"{NO_CHANGE} in accuracy ({interval})" if not measurable else f"{interval} accuracy"
+        # The paired comparison on the same evaluation data, with its 95% interval: within noise it says so.
+        low, high = (metric.statistic_to_change(v) for v in paired.ci95)
+        interval = f"{metric.change_text(change)}, 95% interval [{low:+.1f}, {high:+.1f}], n={paired.n}"
+        measurable = paired.measurable
+        quality_text = (f"{NO_CHANGE} in {metric.label} ({interval})" if not measurable
+                        else f"{interval} {metric.label}")
     else:
-        shown = round(delta, 1)
-        acc_text = f"{'+' if shown > 0 else ('-' if shown < 0 else '±')}{abs(shown):.1f} points accuracy"
-        n = chosen.get("test_n")
+        shown = round(change, 1)
+        sign = "+" if shown > 0 else ("-" if shown < 0 else "±")
+        quality_text = f"{sign}{metric.change_text(abs(shown))[1:]} {metric.label}"
+        notes = []
+        if not metric.higher_is_better:  # people assume higher is better: say it when it is not
+            notes.append(f"{metric.format(q, brief=True)} vs {metric.format(ref_q, brief=True)}, lower is better")
+        n = metric.sample_size(chosen)
         if n:
-            acc_text += f" (test n={int(n)}; no paired interval stored)"
-    if is_llm_point(chosen):  # an LLM point: perplexity, not accuracy, is its quality
-        acc_text = perplexity_text(reference, chosen)
-    return {"size_ratio": size_ratio, "speed_ratio": speed_ratio, "accuracy_delta_pts": delta,
-            "size_text": size_text, "speed_text": speed_text, "accuracy_text": acc_text,
-            "accuracy_measurable": measurable, "paired": paired,
-            "headline": f"{size_text}, {speed_text}, {acc_text}",
+            notes.append(f"n={n} {metric.sample_name}; no paired interval stored")
+        if notes:
+            quality_text += f" ({'; '.join(notes)})"
+    good = not measurable or (math.isfinite(change) and metric.loss(change) <= 0.05)
+    return {"size_ratio": size_ratio, "speed_ratio": speed_ratio, "quality_change": change, "metric": metric.name,
+            "size_text": size_text, "speed_text": speed_text, "quality_text": quality_text,
+            "quality_measurable": measurable, "quality_good": good, "paired": paired,
+            "headline": f"{size_text}, {speed_text}, {quality_text}",
             "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0}
 
 
-def _paired(reference: Mapping, chosen: Mapping) -> dict | None:
-    a, b = parse_bits(chosen.get("test_correct")), parse_bits(reference.get("test_correct"))
-    if a is None or b is None or len(a) != len(b):
-        return None
-    return paired_difference(a, b)
-
-
-def _accuracy_cell(row: Mapping) -> str:
-    acc = _num(row.get("accuracy"))
-    text = _fmt(acc * 100, ".2f") + " %"
-    n = row.get("test_n")
-    if n and math.isfinite(acc):
-        low, high = wilson_interval(round(acc * int(n)), int(n))
-        text += f" [{low * 100:.1f}, {high * 100:.1f}], n={int(n)}"
+def _quality_cell(row: Mapping, metric: QualityMetric) -> str:
+    """'96.50% [95.1, 98.2], n=360'."""
+    text = metric.format(row.get(metric.column))
+    ci = metric.interval(row) if finite(row.get(metric.column)) else None
+    if ci is not None:
+        lo, hi = (metric.brief_fmt.format(v * metric.scale) for v in ci)
+        n = metric.sample_size(row)
+        text += f" [{lo}, {hi}]" + (f", n={n}" if n is not None else "")
     return text
 
 
@@ -108,40 +126,81 @@ def _fmt_bytes(n) -> str:
     return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n:.0f} B"
 
 
-def _fmt(value, fmt: str) -> str:
+def _fmt(value, fmt: str, unit: str = "") -> str:
     v = _num(value)
-    return format(v, fmt) if math.isfinite(v) else "–"
+    return format(v, fmt) + unit if math.isfinite(v) else "–"
 
 
-def comparison_rows(reference: Mapping, chosen: Mapping) -> list[tuple[str, str, str]]:
-    """(figure, baseline, chosen) rows for the summary table; estimates are labelled."""
-    if is_llm_point(chosen):
-        return llm_comparison_rows(reference, chosen, _fmt_bytes)
-    return [
-        ("configuration", str(reference.get("label", "")), str(chosen.get("label", ""))),
-        ("test accuracy [95% Wilson interval], test size", _accuracy_cell(reference), _accuracy_cell(chosen)),
-        ("macro-F1", _fmt(reference.get("macro_f1"), ".4f"), _fmt(chosen.get("macro_f1"), ".4f")),
-        ("latency p50 per batch", _fmt(reference.get("latency_ms_p50"), ".3f") + " ms",
-         _fmt(chosen.get("latency_ms_p50"), ".3f") + " ms"),
-        ("latency p90 per batch", _fmt(reference.get("latency_ms_p90"), ".3f") + " ms",
-         _fmt(chosen.get("latency_ms_p90"), ".3f") + " ms"),
-        ("latency p10-p90 (repeats)",
-         f"{_fmt(reference.get('latency_ms_p10'), '.3f')}-{_fmt(reference.get('latency_ms_p90'), '.3f')} ms "
-         f"({_fmt(reference.get('latency_runs'), '.0f')})",
-         f"{_fmt(chosen.get('latency_ms_p10'), '.3f')}-{_fmt(chosen.get('latency_ms_p90'), '.3f')} ms "
-         f"({_fmt(chosen.get('latency_runs'), '.0f')})"),
-        ("threads, load (1 min) / cores", f"{reference.get('threads', '–')}, {reference.get('load_avg_1m', '–')} / "
-         f"{reference.get('cores', '–')}", f"{chosen.get('threads', '–')}, {chosen.get('load_avg_1m', '–')} / "
-         f"{chosen.get('cores', '–')}"),
-        ("checkpoint size", _fmt_bytes(reference.get("size_bytes")), _fmt_bytes(chosen.get("size_bytes"))),
-        ("ideal size (estimate)", _fmt_bytes(reference.get("ideal_size_bytes")),
-         _fmt_bytes(chosen.get("ideal_size_bytes"))),
+def _limits(record: Mapping) -> str:
+    """The share of each bound the point decodes at: weights (and KV cache) read per token against the
+    machine's measured copy and read bandwidths (a runtime point's record has them; others do not)."""
+    copy, read = _num(record.get("fraction_of_bandwidth_limit")), _num(record.get("fraction_of_read_limit"))
+    if not math.isfinite(copy):
+        return "–"
+    text = f"{copy * 100:.0f}% of {_fmt(record.get('bandwidth_limit_tokens_per_s'), '.0f')} tokens/s"
+    if math.isfinite(read):
+        text += f" / {read * 100:.0f}% of {_fmt(record.get('read_limit_tokens_per_s'), '.0f')}"
+    return text
+
+
+def _ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:
+    """Whether two points' p10-p90 latency ranges overlap: then neither is measurably faster."""
+    lo_a, hi_a = _num(reference.get("latency_ms_p10")), _num(reference.get("latency_ms_p90"))
+    lo_b, hi_b = _num(chosen.get("latency_ms_p10")), _num(chosen.get("latency_ms_p90"))
+    if not all(math.isfinite(v) for v in (lo_a, hi_a, lo_b, hi_b)):
+        return False
+    return lo_a <= hi_b and lo_b <= hi_a
+
+
+def comparison_rows(reference: Mapping, chosen: Mapping, among: list[Mapping] | None = None
+                    ) -> list[tuple[str, str, str]]:
+    """(figure, baseline, chosen) rows for the summary table; estimates are labelled. The quality rows are
+    the metric's (value with its interval, how it was measured), the latency rows say what the kind times,
+    the kind's own figures (``extra_columns``) follow; an optional figure (macro-F1, MACs, bandwidth limits,
+    a kind's own figure) is left out when none of ``among`` has it (default: the two points), so a table of
+    several points built row by row keeps its rows aligned."""
+    kind, metric = _kind_metric(reference, chosen)
+    pair = (reference, chosen)
+    points = [reference, chosen, *(among or [])]
+
+    def _either(_reference, _chosen, *fields: str) -> bool:
+        return any(finite(r.get(f)) for r in points for f in fields)
+
+    timed = kind.latency_heading.replace(" (ms)", "")
+    rows = [("configuration", str(reference.get("label", "")), str(chosen.get("label", ""))),
+            (f"{metric.axis_label or metric.label} [95% {metric.interval_method} interval], {metric.sample_name}",
+             *(_quality_cell(r, metric) for r in pair))]
+    if metric.protocol:
+        rows.append((" / ".join(name for _, name in metric.protocol),
+                     *(" / ".join(_fmt(r.get(f), ".0f") for f, _ in metric.protocol) for r in pair)))
+    if _either(reference, chosen, "macro_f1"):
+        rows.append(("macro-F1", *(_fmt(r.get("macro_f1"), ".4f") for r in pair)))
+    rows += [
+        (timed, *(_fmt(r.get("latency_ms_p50"), ".3f", " ms") for r in pair)),
+        (timed.replace("p50", "p90"), *(_fmt(r.get("latency_ms_p90"), ".3f", " ms") for r in pair)),
+        (f"{_timed(kind)} p10-p90 (repeats)",
+         *(f"{_fmt(r.get('latency_ms_p10'), '.3f')}-{_fmt(r.get('latency_ms_p90'), '.3f')} ms "
+           f"({_fmt(r.get('latency_runs'), '.0f')})" for r in pair))]
+    for column in kind.extra_columns:  # the kind's own figures (one equal to the latency column is not repeated)
+        repeats_latency = all(r.get(column.name) == r.get("latency_ms_p50") for r in points)
+        if _either(reference, chosen, column.name) and not repeats_latency:
+            rows.append((column.heading, *(column.fmt.format(_num(r.get(column.name)) * column.scale)
+                                           if finite(r.get(column.name)) else "–" for r in pair)))
+    if _either(reference, chosen, "fraction_of_bandwidth_limit"):
+        rows.append(("decode against the bandwidth limits (copy / read)", *(_limits(r) for r in pair)))
+    rows += [
+        ("threads, load (1 min) / cores",
+         *(f"{r.get('threads', '–')}, {r.get('load_avg_1m', '–')} / {r.get('cores', '–')}" for r in pair)),
+        (kind.size_heading.split(" (")[0],
+         *(_fmt_bytes(r.get("size_bytes")) + (f" ({r['size_written']})" if r.get("size_written") else "")
+           for r in pair)),
+        ("ideal size (estimate)", *(_fmt_bytes(r.get("ideal_size_bytes")) for r in pair)),
         ("parameters (non-zero)",
-         f"{_fmt(reference.get('params'), ',.0f')} ({_fmt(reference.get('nonzero_params'), ',.0f')})",
-         f"{_fmt(chosen.get('params'), ',.0f')} ({_fmt(chosen.get('nonzero_params'), ',.0f')})"),
-        ("MACs (estimate)", _fmt(reference.get("macs"), ",.0f"), _fmt(chosen.get("macs"), ",.0f")),
-        ("peak memory", _fmt_bytes(reference.get("peak_memory_bytes")), _fmt_bytes(chosen.get("peak_memory_bytes"))),
-    ]
+         *(f"{_fmt(r.get('params'), ',.0f')} ({_fmt(r.get('nonzero_params'), ',.0f')})" for r in pair))]
+    if _either(reference, chosen, "macs"):
+        rows.append(("MACs (estimate)", *(_fmt(r.get("macs"), ",.0f") for r in pair)))
+    rows.append(("peak memory", *(_fmt_bytes(r.get("peak_memory_bytes")) for r in pair)))
+    return rows
 
 
 _CSS = """
@@ -193,9 +252,10 @@ GLOSSARY = [
      "percentage points: 97.0% to 96.5% is 0.5 points"),
 ]
 
+# The report table's shared columns (field, heading, format); the quality columns, the latency heading and
+# the kind's own figures are added by ``report_columns``.
 REPORT_COLUMNS = [
     ("point_id", "point", "{:.0f}"), ("label", "configuration", None), ("pareto", "on the front", "yesno"),
-    ("accuracy", "accuracy (%)", "pct"), ("accuracy_delta_pts", "Δ accuracy (points)", "{:+.2f}"),
     ("latency_ms_p50", "latency p50 (ms)", "{:.3f}"), ("speedup", "speed-up vs original", "{:.2f}x"),
     ("size_bytes", "size", "bytes"), ("compression", "smaller than original", "{:.1f}x"),
     ("prune_method", "pruning", None), ("prune_ratio", "prune ratio", "{:.2f}"),
@@ -204,13 +264,27 @@ REPORT_COLUMNS = [
 ]
 
 
-LLM_REPORT_COLUMNS = [("perplexity", "perplexity (lower is better)", "{:.3f}"),
-                      ("perplexity_increase_pct", "perplexity vs original (%)", "{:+.1f}"),
-                      ("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}")]
+def report_columns(df: pd.DataFrame) -> list[tuple]:
+    """(field, heading, format) of the report's table of ``df``'s kind: what the point is, the quality
+    metric's value and change, latency (as the kind names it), size, the kind's own figures, config."""
+    kind, metric = _kind_metric_of(df)
+    shared = {f: (f, name, fmt) for f, name, fmt in REPORT_COLUMNS}
+    quality = [(metric.column, metric.heading, lambda v: metric.fmt.format(metric.shown(v))),
+               (metric.change_column, f"Δ {metric.label} ({metric.change_unit})", "{:+.2f}")]
+    own = [(c.name, c.heading, lambda v, c=c: c.fmt.format(_num(v) * c.scale)) for c in kind.extra_columns]
+    columns = [shared["point_id"], shared["label"], shared["pareto"], *quality,
+               ("latency_ms_p50", kind.latency_heading, "{:.3f}"), *own]
+    return columns + [c for f, c in shared.items() if f not in ("point_id", "label", "pareto", "latency_ms_p50")]
+
+
+def _kind_metric_of(df: pd.DataFrame) -> tuple[KindInfo, QualityMetric]:
+    kind = kind_of_rows(df)
+    return kind, get_metric(kind.quality_metric)
 
 
 def human(value, fmt) -> str:
-    """A table cell for people: no 'None', 'nan', 'True' or '-0.7407'."""
+    """A table cell for people: no 'None', 'nan', 'True' or '-0.7407'. ``fmt``: a format string, 'yesno',
+    'pct', 'bytes', None (text) or a function of the value."""
     if fmt == "yesno":
         return "yes" if value is True or value == 1 or str(value) == "True" else "no"
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -225,53 +299,49 @@ def human(value, fmt) -> str:
     v = _num(value)
     if not math.isfinite(v):
         return "–"
-    out = fmt.format(v)
+    out = fmt(v) if callable(fmt) else fmt.format(v)
     return "+0.00" if out == "-0.00" else out
 
 
 def human_table(df: pd.DataFrame) -> pd.DataFrame:
-    columns = REPORT_COLUMNS
-    if len(df) and "perplexity" in df.columns and df["perplexity"].notna().any():  # an LLM run
-        columns = [c for c in REPORT_COLUMNS if c[0] not in ("accuracy", "accuracy_delta_pts", "macs")
-                   or (c[0] == "accuracy" and df["accuracy"].notna().any())]
-        columns[3:3] = LLM_REPORT_COLUMNS
-    cols = [(f, name, fmt) for f, name, fmt in columns if f in df.columns]
-    return pd.DataFrame({name: [human(v, fmt) for v in df[f].tolist()] for f, name, fmt in cols})
-
-
-def accuracy_margin_pts(accuracy, n_test) -> float:
-    """Half-width of the 95% interval of an accuracy measured on ``n_test`` examples, in points (normal
-    approximation of the binomial: 1.96 * sqrt(p (1 - p) / n)); NaN without a test-set size."""
-    p, n = _num(accuracy), _num(n_test)
-    if not (math.isfinite(p) and math.isfinite(n) and n > 0):
-        return float("nan")
-    return 196.0 * math.sqrt(max(p * (1 - p), 1.0 / n) / n)  # never 0: at least one error could happen
+    """Every point for people; a column no point has a value in (a figure this kind does not measure) is
+    left out."""
+    cols = [(f, name, fmt) for f, name, fmt in report_columns(df) if f in df.columns]
+    table = pd.DataFrame({name: [human(v, fmt) for v in df[f].tolist()] for f, name, fmt in cols})
+    keep = [name for f, name, fmt in cols if fmt == "yesno" or (table[name] != "–").any()] if len(table) else []
+    return table[keep] if len(table) else table
 
 
 def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
-    """The report's first sentence, with how sure the accuracy figures are."""
+    """The report's first sentence, with how sure the quality figures are: the paired interval on the same
+    evaluation data when both points kept it, else the metric's estimate from the test size."""
     cmp = compare(reference, chosen)
-    if is_llm_point(chosen):
-        return llm_headline(reference, chosen, cmp["size_text"], cmp["speed_text"])
-    delta = cmp["accuracy_delta_pts"]
-    lost = ("loses no accuracy" if math.isfinite(delta) and round(delta, 1) == 0 else
-            f"{'gains' if delta > 0 else 'loses'} {abs(delta):.1f} accuracy points" if math.isfinite(delta)
-            else "has an unknown accuracy")
-    acc, ref_acc = _fmt(_num(chosen.get("accuracy")) * 100, ".1f"), _fmt(_num(reference.get("accuracy")) * 100, ".1f")
-    sentence = (f"The compressed model ({chosen.get('label', '')}) is {cmp['size_text']} and {cmp['speed_text']} "
-                f"than the original, and {lost} ({acc}% vs {ref_acc}%).")
+    kind, metric = _kind_metric(reference, chosen)
+    speed_text = cmp["speed_text"]
+    if _ranges_overlap(reference, chosen):  # a p10-p90 overlap: not measurably faster or slower
+        speed_text = "not measurably faster or slower"
+    timed = _timed(kind)
+    at = "" if timed == "latency" else f" at {timed}"
+    change = cmp["quality_change"]
+    values = f"{metric.format(chosen.get(metric.column), brief=True)} vs " \
+             f"{metric.format(reference.get(metric.column), brief=True)}"
+    notes = [] if metric.higher_is_better else ["lower is better"]
+    notes += [f"{name} {_fmt(chosen.get(f), '.0f')}" for f, name in metric.protocol if finite(chosen.get(f))]
+    sentence = (f"The compressed model ({chosen.get('label', '')}) is {cmp['size_text']} and {speed_text}{at} "
+                f"than the original, and {metric.change_phrase(change)} ({values}"
+                + (f"; {', '.join(notes)}" if notes else "") + ").")
     paired = cmp["paired"]
-    if paired is not None:  # the paired difference on the same test examples says how sure the change is
-        low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
-        verdict = (f"{NO_CHANGE} in accuracy" if not paired["measurable"]
-                   else f"a measurable change of {delta:+.1f} points")
-        return (sentence + f" On the same {paired['paired_n']:,} test examples that is {verdict} "
-                f"(95% interval [{low:+.1f}, {high:+.1f}] points, paired bootstrap).")
-    margin = accuracy_margin_pts(chosen.get("accuracy"), n_test)
+    if paired is not None:  # the paired comparison on the same evaluation data says how sure the change is
+        low, high = (metric.statistic_to_change(v) for v in paired.ci95)
+        verdict = (f"{NO_CHANGE} in {metric.label}" if not paired.measurable
+                   else f"a measurable change of {metric.change_text(change)}")
+        return (sentence + f" On the same {paired.n:,} {metric.sample_name} that is {verdict} "
+                f"(95% interval [{low:+.1f}, {high:+.1f}] {metric.change_unit}, {metric.paired_method}).")
+    margin = metric.margin(chosen.get(metric.column), n_test)
     if math.isfinite(margin):
-        sentence += (f" Each accuracy is measured on {int(_num(n_test)):,} test examples, so it is uncertain by "
-                     f"about ±{margin:.1f} points (95% interval, estimate)")
-        sentence += ("; the difference is within that uncertainty." if math.isfinite(delta) and abs(delta) <= margin
+        sentence += (f" Each {metric.label} is measured on {int(_num(n_test)):,} {metric.sample_name}, so it is "
+                     f"uncertain by about ±{margin:.1f} {metric.change_unit} (95% interval, estimate)")
+        sentence += ("; the difference is within that uncertainty." if math.isfinite(change) and abs(change) <= margin
                      else ".")
     return sentence
 
@@ -304,12 +374,13 @@ def _control_paragraph(df: pd.DataFrame, chosen: Mapping) -> list[str]:
     if control is None:
         return ["<p class='note'>This run has no control point (no point was fine-tuned), so the baseline is the "
                 "only reference.</p>"]
-    paired = _paired(control, chosen)
+    _, metric = _kind_metric_of(df)
+    paired = metric.paired(chosen, control)
     if paired is None:
         return []
-    low, high = (v * 100 for v in paired["accuracy_delta_ci95"])
-    text = f"{paired['accuracy_delta'] * 100:+.1f} points, 95% interval [{low:+.1f}, {high:+.1f}]"
-    if not paired["measurable"]:
+    low, high = (metric.statistic_to_change(v) for v in paired.ci95)
+    text = f"{metric.change_text(metric.statistic_to_change(paired.estimate))}, 95% interval [{low:+.1f}, {high:+.1f}]"
+    if not paired.measurable:
         text = f"{NO_CHANGE} ({text})"
     return [f"<p>Against the <b>control</b> ({html.escape(str(control.get('label', '')))}: the unpruned model "
             f"recovered with the same steps, rate and data as the pruned points): {html.escape(text)}. This "
@@ -324,6 +395,7 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
     conditions, the charts (PNG images when kaleido can draw them: the file stays well under 1 MB), a
     glossary of the terms used, and every point in a folded table at the end."""
     esc = html.escape
+    kind, metric = _kind_metric(reference, chosen)
     base = run.get("baseline") or {}
     n_test = base.get("test")
     cols = [("original", reference), ("chosen", chosen)] + [
@@ -333,22 +405,23 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
             f"scenario {esc(str(run.get('scenario', '')))} · generated "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
             f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
-            (f"<p>Perplexity (lower is better) is read against <b>the original</b> (the uncompressed model, point "
-             f"{esc(str(reference.get('point_id', '')))}) on the same held-out text.</p>") if is_llm_point(chosen) else
-            f"<p>Accuracy changes are read against <b>the original</b> (the unpruned dense 32-bit model as trained, "
-            f"point {esc(str(reference.get('point_id', '')))}): a paired comparison on the same test examples. "
-            f"When its 95% interval contains 0 the report says '{NO_CHANGE}'.</p>",
+            f"<p>{esc(metric.label[:1].upper() + metric.label[1:])} changes "
+            f"({'higher' if metric.higher_is_better else 'lower'} is better) are read against <b>the original</b> "
+            f"(the run's uncompressed reference, point {esc(str(reference.get('point_id', '')))}): a "
+            f"{esc(metric.paired_method)} on the same {esc(metric.sample_name)} when both points kept them. When "
+            f"its 95% interval contains no change the report says '{NO_CHANGE}'.</p>",
             *_control_paragraph(df, chosen),
             *[f"<p class='bad'>Warning: {esc(w)}</p>" for w in condition_warnings(dict(chosen), dict(reference))],
             "<h2>The chosen point and the alternatives</h2><table><tr><th>figure</th>"
             + "".join(f"<th>{esc(name)}</th>" for name, _ in cols) + "</tr>"]
-    rows = [comparison_rows(reference, row) for _, row in cols]
+    rows = [comparison_rows(reference, row, [r for _, r in cols]) for _, row in cols]
     for i, (name, *_rest) in enumerate(rows[0]):
         cells = [rows[0][i][1]] + [r[i][2] for r in rows[1:]]
         body.append(f"<tr><td>{esc(name)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     body.append("<tr><td>against the original</td><td>–</td>" + "".join(
         f"<td>{esc(compare(reference, row)['headline'])}</td>" for _, row in cols[1:]) + "</tr></table>")
     cond = [f"test set: {int(_num(n_test)):,} examples" if math.isfinite(_num(n_test)) else "test set: size unknown",
+            *(f"{name}: {human(chosen.get(f), '{:.0f}')}" for f, name in metric.protocol),
             f"batch size: {human(chosen.get('batch_size'), '{:.0f}')}",
             f"torch threads used: {human(chosen.get('threads'), '{:.0f}')}",
             f"device: {chosen.get('device') or '–'}", f"host: {chosen.get('host') or '–'}"]
@@ -357,9 +430,9 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
         if device and device.get(key) is not None:
             cond.append(f"{name}: {device[key]}")
     body.append("<h2>How it was measured</h2><ul>" + "".join(f"<li>{esc(c)}</li>" for c in cond) + "</ul>"
-                "<p class='note'>Latency is the median (p50) time of one batch over repeated runs on this machine; "
-                "other work on the machine makes it slower and noisier. MACs and ideal size are estimates; every "
-                "other figure was measured.</p>")
+                f"<p class='note'>Latency ({esc(kind.latency_heading)}) is the median over repeated runs on this "
+                "machine; other work on the machine makes it slower and noisier. MACs and ideal size are estimates; "
+                "every other figure was measured.</p>")
     if figures:
         body.append("<h2>Charts</h2>")
         body.extend(_figure_blocks(figures, static_charts))

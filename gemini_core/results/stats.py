@@ -1,10 +1,16 @@
-"""The uncertainty of accuracy figures: Wilson intervals and paired comparisons on one test set.
+"""The uncertainty of quality figures: intervals and paired comparisons on one evaluation set.
 
 - ``wilson_interval(k, n)``: the 95% Wilson score interval of an accuracy of k right out of n.
 - ``paired_difference(point, baseline)``: a point's accuracy minus the baseline's on the same test
   examples, with a 95% paired-bootstrap interval (resampling test examples, seeded, so it repeats)
   and McNemar's exact p-value from the discordant pairs. When the interval contains 0 the two
   models are not told apart by this test set: "no measurable change".
+- ``perplexity_interval(nll, tokens)`` / ``paired_perplexity_ratio(point, baseline, tokens)``: the same
+  for perplexity, from the summed loss of each evaluation window. Neighbouring tokens' losses are not
+  independent, so the bootstrap resamples whole windows (a block bootstrap), never single tokens; the
+  paired ratio's interval containing 1 is "no measurable change".
+
+Which statistic a quality figure uses is said by its metric (``results.metrics``).
 """
 from __future__ import annotations
 
@@ -92,3 +98,57 @@ def describe_delta(delta: float | None, ci95, unit_scale: float = 100.0) -> str:
         return "-"
     text = f"{delta * unit_scale:+.1f} points [{ci95[0] * unit_scale:+.1f}, {ci95[1] * unit_scale:+.1f}]"
     return f"{NO_CHANGE} ({text})" if ci95[0] <= 0.0 <= ci95[1] else text
+
+
+def _window_arrays(nll, tokens) -> tuple[np.ndarray, np.ndarray]:
+    loss = np.asarray(nll, dtype=np.float64).reshape(-1)
+    count = np.asarray(tokens, dtype=np.float64).reshape(-1)
+    if loss.shape != count.shape:
+        raise ValueError(f"one token count per window: {loss.size} losses, {count.size} counts")
+    if count.size and (count <= 0).any():
+        raise ValueError("every window must score at least one token")
+    return loss, count
+
+
+def _window_resamples(n: int, resamples: int, seed: int):
+    """Index sets of ``n`` windows drawn with replacement, in bounded chunks (seeded: the answer repeats)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, resamples, 250):
+        yield rng.integers(0, n, size=(min(250, resamples - start), n))
+
+
+def perplexity_interval(window_nll, window_tokens, resamples: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% block-bootstrap interval of exp(sum nll / sum tokens), resampling whole evaluation windows.
+
+    ``window_nll``: each window's summed negative log-likelihood (nats); ``window_tokens``: the tokens it
+    scored. (nan, nan) for fewer than two windows: one window says nothing about the spread."""
+    loss, count = _window_arrays(window_nll, window_tokens)
+    if loss.size < 2:
+        return float("nan"), float("nan")
+    values = np.concatenate([np.exp(loss[i].sum(axis=1) / count[i].sum(axis=1))
+                             for i in _window_resamples(loss.size, resamples, seed)])
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_perplexity_ratio(point_nll, baseline_nll, window_tokens, resamples: int = BOOTSTRAP_RESAMPLES,
+                            seed: int = BOOTSTRAP_SEED) -> dict:
+    """A point's perplexity over the baseline's on the same evaluation windows, with a 95% paired
+    block-bootstrap interval (both models' losses of one window are drawn together).
+
+    Returns ``ratio``, ``ratio_ci95`` ([low, high]), ``paired_n`` (windows) and ``measurable`` (False when
+    the interval contains 1)."""
+    point, count = _window_arrays(point_nll, window_tokens)
+    base, _ = _window_arrays(baseline_nll, window_tokens)
+    if point.shape != base.shape:
+        raise ValueError(f"paired comparison needs the same windows: {point.size} vs {base.size}")
+    n = int(point.size)
+    if n == 0:
+        return {"ratio": float("nan"), "ratio_ci95": [float("nan")] * 2, "paired_n": 0, "measurable": False}
+    diff = point - base
+    ratio = math.exp(float(diff.sum() / count.sum()))
+    values = np.concatenate([np.exp(diff[i].sum(axis=1) / count[i].sum(axis=1))
+                             for i in _window_resamples(n, resamples, seed)])
+    low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    return {"ratio": ratio, "ratio_ci95": [low, high], "paired_n": n, "measurable": not (low <= 1.0 <= high)}

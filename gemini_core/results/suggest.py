@@ -1,36 +1,47 @@
 """Which point to ship: a default suggestion (Report page, bench) and ``recommend`` under user constraints
-(the Overview and Sweep pages, ``points RUN --recommend``, the report)."""
+(the Overview and Sweep pages, ``points RUN --recommend``, the report).
+
+Quality bounds are in the run's quality metric (``results.metrics``): a floor (or ceiling, when lower is
+better) on the value and a bound on the loss against the reference in the metric's change unit. With no
+bound given, the loss may be at most the metric's ``default_tolerance`` (1 accuracy point; 5% of the
+reference's perplexity): one rule, parametrised by the metric.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from typing import Mapping
 
 import pandas as pd
 
 from gemini_core.errors import ConfigError
-from gemini_core.results.pareto import finite
+from gemini_core.kinds.registry import KindInfo
+from gemini_core.results.metrics import METRICS, QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.table import ok_points, reference_row
 
-# With no bound given, an LLM point may raise perplexity by at most this much (percent) over the fp32 model.
-LLM_DEFAULT_INCREASE_PCT = 5.0
+
+def _kind_metric(df) -> tuple[KindInfo, QualityMetric]:
+    kind = kind_of_rows(df)
+    return kind, get_metric(kind.quality_metric)
 
 
-def is_llm_frame(df: pd.DataFrame) -> bool:
-    return "perplexity" in df.columns and bool(pd.to_numeric(df["perplexity"], errors="coerce").notna().any())
+def _latency_name(kind: KindInfo) -> str:
+    """'latency p50', 'prefill p50': what the kind's latency column times, in a few words."""
+    return kind.latency_heading.split(" p50")[0] + " p50"
 
 
-def suggest_point(df: pd.DataFrame, max_drop_pts: float = 1.0):
-    """A sensible default choice: on the front, at most ``max_drop_pts`` accuracy lost, not slower than
-    the reference when such a point exists, and the best size x speed gain among those. Falls back to the
-    reference row. None if nothing is measured."""
+def suggest_point(df: pd.DataFrame, tolerance: float | None = None, max_drop_pts: float | None = None):
+    """A sensible default choice: on the front, at most ``tolerance`` worse than the reference in the run's
+    metric's change unit (None: the metric's default tolerance), not slower than the reference when such a
+    point exists, and the best size x speed gain among those. Falls back to the reference row. None if
+    nothing is measured. ``max_drop_pts`` is the older name of ``tolerance``."""
     pts = ok_points(df)
     if pts.empty:
         return None
-    if is_llm_frame(pts):  # perplexity: at most LLM_DEFAULT_INCREASE_PCT higher than the uncompressed model
-        cands = pts[pts["pareto"] & (pts["perplexity_increase_pct"] <= LLM_DEFAULT_INCREASE_PCT) & ~pts["is_reference"]]
-    else:
-        cands = pts[pts["pareto"] & (pts["accuracy_delta_pts"] >= -max_drop_pts) & ~pts["is_reference"]]
+    _, metric = _kind_metric(df)
+    bound = next((b for b in (tolerance, max_drop_pts, metric.default_tolerance) if b is not None))
+    within = metric.loss(pts[metric.change_column]) <= bound
+    cands = pts[pts["pareto"] & within & ~pts["is_reference"]]
     faster = cands[cands["speedup"] >= 1.0]
     if len(faster):  # a suggestion that is slower than the baseline surprises people: only if nothing else
         cands = faster
@@ -45,21 +56,41 @@ def suggest_point(df: pd.DataFrame, max_drop_pts: float = 1.0):
 class Constraints:
     """What the shipped point must meet. Every bound is optional (None = no bound).
 
-    ``min_accuracy_pct``: test accuracy in percent; ``max_loss_pts``: accuracy lost against the dense
-    fp32 reference in percentage points; ``max_latency_ms``: p50 latency per batch; ``max_size_kb``:
-    checkpoint size.
+    ``min_quality``: the quality metric's value as shown (accuracy in percent): at least this when higher is
+    better, at most this when lower is; ``max_loss``: how much worse than the reference, in the metric's
+    change unit (accuracy points; percent of the reference's perplexity); ``max_latency_ms``: p50 latency;
+    ``max_size_kb``: size. ``metric``: the metric these quality bounds are in (None: the run's own).
+    ``default_loss``: without a loss bound, the loss may be at most the run's metric's default tolerance
+    (the pages' "at most this loss" rule left at its default: what that default is depends on the run).
+
+    The older names still work: ``min_accuracy_pct`` and ``max_loss_pts`` are bounds in accuracy,
+    ``max_perplexity_increase_pct`` a loss bound in perplexity.
     """
 
-    min_accuracy_pct: float | None = None
-    max_loss_pts: float | None = None
+    min_quality: float | None = None
+    max_loss: float | None = None
     max_latency_ms: float | None = None
     max_size_kb: float | None = None
-    # LLM runs: perplexity may rise by at most this many percent over the uncompressed model.
-    max_perplexity_increase_pct: float | None = None
+    metric: str | None = None
+    default_loss: bool = False
+    min_accuracy_pct: InitVar[float | None] = None
+    max_loss_pts: InitVar[float | None] = None
+    max_perplexity_increase_pct: InitVar[float | None] = None
 
-    def __post_init__(self):
-        for name in ("min_accuracy_pct", "max_loss_pts", "max_latency_ms", "max_size_kb",
-                     "max_perplexity_increase_pct"):
+    def __post_init__(self, min_accuracy_pct, max_loss_pts, max_perplexity_increase_pct):
+        for name, value, bound, metric in (("min_accuracy_pct", min_accuracy_pct, "min_quality", "accuracy"),
+                                           ("max_loss_pts", max_loss_pts, "max_loss", "accuracy"),
+                                           ("max_perplexity_increase_pct", max_perplexity_increase_pct,
+                                            "max_loss", "perplexity")):
+            if value is None:
+                continue
+            if self.metric not in (None, metric) or getattr(self, bound) is not None:
+                raise ConfigError(f"{name} cannot be combined with bounds in another metric or unit")
+            object.__setattr__(self, bound, value)
+            object.__setattr__(self, "metric", metric)
+        if self.metric is not None:
+            get_metric(self.metric)  # an unknown metric is one clear error
+        for name in ("min_quality", "max_loss", "max_latency_ms", "max_size_kb"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -69,31 +100,43 @@ class Constraints:
                 raise ConfigError(f"{name} must be a number, not {value!r}") from None
             if not math.isfinite(number) or number < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, not {value!r}")
-            if name == "min_accuracy_pct" and number > 100:
-                raise ConfigError(f"min_accuracy_pct is a percentage (0-100), not {value!r}")
             if name in ("max_latency_ms", "max_size_kb") and number == 0:
                 raise ConfigError(f"{name} must be above 0 (leave it out for no bound)")
             object.__setattr__(self, name, number)
+        shown = get_metric(self.metric).display_range if self.metric is not None else None
+        if self.min_quality is not None and shown is not None and not shown[0] <= self.min_quality <= shown[1]:
+            what = "a percentage (0-100)" if get_metric(self.metric).unit == "%" else f"{shown[0]:g}-{shown[1]:g}"
+            raise ConfigError(f"the {get_metric(self.metric).label} bound is {what}, not {self.min_quality!r}")
 
     @property
-    def accuracy_bound(self) -> bool:
-        return self.min_accuracy_pct is not None or self.max_loss_pts is not None \
-            or self.max_perplexity_increase_pct is not None
+    def loss_bound(self) -> float | None:
+        """The loss bound in force: the given one, else the default tolerance when ``default_loss``."""
+        return self.max_loss if self.max_loss is not None or not self.default_loss else \
+            self._metric().default_tolerance
+
+    def _metric(self, metric: QualityMetric | None = None) -> QualityMetric:
+        """The metric the quality bounds are in: their own, else the run's, else the default kind's."""
+        if self.metric is not None:
+            return get_metric(self.metric)
+        return metric or get_metric(kind_of_rows([]).quality_metric)
+
+    @property
+    def quality_bound(self) -> bool:
+        return self.min_quality is not None or self.loss_bound is not None
 
     def any(self) -> bool:
-        return any(v is not None for v in (self.min_accuracy_pct, self.max_loss_pts, self.max_latency_ms,
-                                           self.max_size_kb, self.max_perplexity_increase_pct))
+        return any(v is not None for v in (self.min_quality, self.loss_bound, self.max_latency_ms, self.max_size_kb))
 
-    def describe(self) -> str:
+    def describe(self, latency_name: str = "latency p50") -> str:
+        metric = self._metric()
         parts = []
-        if self.min_accuracy_pct is not None:
-            parts.append(f"accuracy ≥ {self.min_accuracy_pct:g}%")
-        if self.max_loss_pts is not None:
-            parts.append(f"accuracy loss ≤ {self.max_loss_pts:g} points")
-        if self.max_perplexity_increase_pct is not None:
-            parts.append(f"perplexity at most {self.max_perplexity_increase_pct:g}% above fp32")
+        if self.min_quality is not None:
+            parts.append(f"{metric.label} {'≥' if metric.higher_is_better else '≤'} {self.min_quality:g}{metric.unit}")
+        if self.loss_bound is not None:
+            unit = metric.change_unit if metric.relative else f" {metric.change_unit}"
+            parts.append(f"{metric.loss_name} ≤ {self.loss_bound:g}{unit}")
         if self.max_latency_ms is not None:
-            parts.append(f"latency p50 ≤ {self.max_latency_ms:g} ms")
+            parts.append(f"{latency_name} ≤ {self.max_latency_ms:g} ms")
         if self.max_size_kb is not None:
             parts.append(f"size ≤ {self.max_size_kb:g} KB")
         return ", ".join(parts) or "no constraints"
@@ -102,6 +145,7 @@ class Constraints:
         """How far ``row`` is from each bound it breaks, as a share of the bound (0 = met). A missing
         figure counts as a full miss."""
         out: dict[str, float] = {}
+        metric = self._metric()
 
         def check(name, value, bound, below: bool):
             if bound is None:
@@ -113,23 +157,39 @@ class Constraints:
             if gap > 1e-9:
                 out[name] = gap / max(abs(float(bound)), 1e-9)
 
-        acc_pct = row.get("accuracy") * 100.0 if finite(row.get("accuracy")) else None
-        check("accuracy", acc_pct, self.min_accuracy_pct, below=True)
-        loss = -float(row["accuracy_delta_pts"]) if finite(row.get("accuracy_delta_pts")) else None
-        check("accuracy loss", loss, self.max_loss_pts, below=False)
-        check("perplexity increase", row.get("perplexity_increase_pct"), self.max_perplexity_increase_pct,
-              below=False)
+        check(metric.label, metric.shown(row.get(metric.column)), self.min_quality, below=metric.higher_is_better)
+        change = row.get(metric.change_column)
+        check(metric.loss_name, metric.loss(float(change)) if finite(change) else None, self.loss_bound, below=False)
         check("latency", row.get("latency_ms_p50"), self.max_latency_ms, below=False)
         check("size", row.get("size_kb"), self.max_size_kb, below=False)
         return out
+
+    def for_run(self, df: pd.DataFrame, metric: QualityMetric) -> "Constraints":
+        """These bounds as they apply to a run measured in ``metric``. Bounds in another metric hold when the
+        run measured that one too (a causal LM's zero-shot accuracy); otherwise they cannot be met, and the
+        run's own metric stands in with its default tolerance. No bound at all: the default tolerance."""
+        bounds = self
+        if self.metric is not None and self.metric != metric.name and (self.min_quality is not None
+                                                                        or self.max_loss is not None):
+            other = get_metric(self.metric)
+            measured = other.column in df.columns and pd.to_numeric(df[other.column], errors="coerce").notna().any()
+            if not measured:
+                bounds = Constraints(max_loss=metric.default_tolerance, max_latency_ms=self.max_latency_ms,
+                                     max_size_kb=self.max_size_kb, metric=metric.name)
+        if not bounds.any():
+            bounds = Constraints(max_loss=metric.default_tolerance, metric=metric.name)
+        if bounds.metric is None:  # in the run's metric: the default tolerance is that metric's
+            bounds = Constraints(bounds.min_quality, bounds.max_loss, bounds.max_latency_ms, bounds.max_size_kb,
+                                 metric=metric.name, default_loss=bounds.default_loss)
+        return bounds
 
 
 @dataclass
 class Recommendation:
     """The point to ship under some constraints: ``point`` (a row of the points table as a dict, None when
     no point meets them), ``reason`` (one or two plain sentences), how many points met the constraints,
-    ``alternatives`` (up to two other feasible points: the most accurate and the fastest) and, when nothing
-    meets them, ``closest`` (the point that misses by least) with what it misses."""
+    ``alternatives`` (up to two other feasible points: the best on quality and the fastest) and, when
+    nothing meets them, ``closest`` (the point that misses by least) with what it misses."""
 
     constraints: Constraints
     point: dict | None
@@ -145,11 +205,12 @@ class Recommendation:
         return int(self.point["point_id"]) if self.point is not None else None
 
     def to_dict(self) -> dict:
-        def small(row):  # NaN (no accuracy on an LLM point, no perplexity on a classifier's) becomes null
+        quality = [f for m in METRICS.values() for f in (m.column, m.change_column)]
+
+        def small(row):  # NaN (a metric this kind does not measure) becomes null
             return None if row is None else {k: (None if isinstance(row.get(k), float) and row.get(k) != row.get(k)
                                                  else row.get(k)) for k in (
-                "point_id", "label", "accuracy", "accuracy_delta_pts", "perplexity", "perplexity_increase_pct",
-                "latency_ms_p50", "size_kb", "speedup", "compression")}
+                "point_id", "label", *quality, "latency_ms_p50", "size_kb", "speedup", "compression")}
         return {"recommended_point_id": self.point_id, "reason": self.reason, "constraints": asdict(self.constraints),
                 "feasible": self.feasible, "total": self.total, "recommended": small(self.point),
                 "alternatives": [small(a) for a in self.alternatives], "closest": small(self.closest),
@@ -164,19 +225,14 @@ def _gain(pts: pd.DataFrame) -> pd.Series:
     return 1.0 / (pts["latency_ms_p50"] * pts["size_kb"])
 
 
-def _figures(row: Mapping) -> str:
-    if finite(row.get("perplexity")):
-        parts = [f"perplexity {row['perplexity']:.3f}"]
-        if finite(row.get("perplexity_increase_pct")):
-            parts[0] += f" ({row['perplexity_increase_pct']:+.1f}% vs fp32; lower is better)"
-        parts += [f"prefill p50 {row['latency_ms_p50']:.3g} ms", f"size {row['size_kb']:.1f} KB"]
-        return ", ".join(parts)
-    parts = [f"accuracy {row['accuracy'] * 100:.2f}%"]
-    if finite(row.get("accuracy_delta_pts")):
-        parts[0] += f" ({row['accuracy_delta_pts']:+.2f} points vs dense fp32)"
-    parts.append(f"latency p50 {row['latency_ms_p50']:.3g} ms")
-    parts.append(f"size {row['size_kb']:.1f} KB")
-    return ", ".join(parts)
+def _figures(row: Mapping, kind: KindInfo, metric: QualityMetric) -> str:
+    """'accuracy 96.90% (-0.10 points vs dense fp32), latency p50 0.6 ms, size 15.0 KB'."""
+    first = f"{metric.label} {metric.format(row.get(metric.column))}"
+    change = row.get(metric.change_column)
+    if finite(change):
+        note = "" if metric.higher_is_better else "; lower is better"
+        first += f" ({metric.change_text(change, 2)} vs dense fp32{note})"
+    return ", ".join([first, f"{_latency_name(kind)} {row['latency_ms_p50']:.3g} ms", f"size {row['size_kb']:.1f} KB"])
 
 
 def _gains(row: Mapping) -> str:
@@ -187,67 +243,55 @@ def _gains(row: Mapping) -> str:
     return f" ({row['compression']:.1f}x smaller and {speed} than dense fp32)"
 
 
-def _better(row: Mapping, llm: bool) -> float:
-    """Sort key, smaller is better: perplexity for an LLM point, minus accuracy otherwise."""
-    return float(row["perplexity"]) if llm else -float(row["accuracy"])
-
-
 def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recommendation:
     """The point to ship: among the measured points that meet every bound of ``constraints``,
 
-    - with an accuracy bound: the largest size x speed gain against the dense fp32 reference (the
-      accuracy bound already says how much accuracy may be spent; ties go to the more accurate);
-    - without one: the most accurate (ties go to the larger gain).
+    - with a quality bound: the largest size x speed gain against the reference (the quality bound
+      already says how much quality may be spent; ties go to the better quality);
+    - without one: the best quality (ties go to the larger gain).
 
-    With no constraints at all it behaves as an accuracy loss of at most 1 point. Nothing feasible:
-    ``point`` is None and ``closest`` is the point with the smallest summed relative miss.
+    With no constraints at all it behaves as a loss of at most the metric's default tolerance (1 accuracy
+    point; perplexity 5% above the reference). Nothing feasible: ``point`` is None and ``closest`` is the
+    point with the smallest summed relative miss.
     """
-    constraints = constraints or Constraints()
-    llm = is_llm_frame(df)
-    quality = "perplexity" if llm else "accuracy"
-    if llm and not finite(pd.to_numeric(df["accuracy"], errors="coerce").max()) and (
-            constraints.min_accuracy_pct is not None or constraints.max_loss_pts is not None):
-        # An LLM run without zero-shot accuracy: an accuracy bound cannot be met; perplexity stands in.
-        constraints = Constraints(max_latency_ms=constraints.max_latency_ms, max_size_kb=constraints.max_size_kb,
-                                  max_perplexity_increase_pct=constraints.max_perplexity_increase_pct
-                                  or LLM_DEFAULT_INCREASE_PCT)
-    if not constraints.any():
-        constraints = Constraints(max_perplexity_increase_pct=LLM_DEFAULT_INCREASE_PCT) if llm \
-            else Constraints(max_loss_pts=1.0)
+    kind, metric = _kind_metric(df)
+    constraints = (constraints or Constraints()).for_run(df, metric)
     pts = ok_points(df)
-    pts = pts[pts[quality].map(finite) & pts["latency_ms_p50"].map(finite) & pts["size_kb"].map(finite)] \
+    pts = pts[pts[metric.column].map(finite) & pts["latency_ms_p50"].map(finite) & pts["size_kb"].map(finite)] \
         if len(pts) else pts
     total = len(pts)
     if total == 0:
         return Recommendation(constraints, None, "No measured points yet.", 0, 0)
+    latency = _latency_name(kind)
     rows = pts.to_dict("records")
     misses = [constraints.misses(r) for r in rows]
     feasible = pts[[not m for m in misses]]
     if feasible.empty:
-        i = min(range(total), key=lambda k: (sum(misses[k].values()), _better(rows[k], llm)))
+        i = min(range(total), key=lambda k: (sum(misses[k].values()), -metric.goodness(rows[k][metric.column])))
         near = rows[i]
         what = ", ".join(f"{name} by {share * 100:.0f}%" for name, share in misses[i].items())
-        reason = (f"No point meets {constraints.describe()}. The closest is #{int(near['point_id'])} "
-                  f"({near.get('label')}): {_figures(near)}; it misses {what}. Relax a bound or sweep more settings.")
+        reason = (f"No point meets {constraints.describe(latency)}. The closest is #{int(near['point_id'])} "
+                  f"({near.get('label')}): {_figures(near, kind, metric)}; it misses {what}. Relax a bound or sweep "
+                  "more settings.")
         return Recommendation(constraints, None, reason, 0, total, closest=near, misses=misses[i])
     gain = _gain(feasible)
-    acc = -feasible["perplexity"] if llm else feasible["accuracy"]  # higher is better on both
-    if constraints.accuracy_bound:
-        order = sorted(feasible.index, key=lambda k: (-gain[k], -acc[k], feasible.at[k, "point_id"]))
+    good = feasible[metric.column].map(metric.goodness)  # higher is better, whichever way the metric runs
+    if constraints.quality_bound:
+        order = sorted(feasible.index, key=lambda k: (-gain[k], -good[k], feasible.at[k, "point_id"]))
         why = "the largest size × speed gain"
     else:
-        order = sorted(feasible.index, key=lambda k: (-acc[k], -gain[k], feasible.at[k, "point_id"]))
-        why = "the lowest perplexity" if llm else "the most accurate"
+        order = sorted(feasible.index, key=lambda k: (-good[k], -gain[k], feasible.at[k, "point_id"]))
+        why = metric.best_phrase
     best = feasible.loc[order[0]].to_dict()
-    reason = (f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best)}{_gains(best)}. "
-              f"Of the {len(feasible)} of {total} measured points that meet {constraints.describe()}, "
-              f"it has {why}.")
+    reason = (f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
+              f"{_gains(best)}. Of the {len(feasible)} of {total} measured points that meet "
+              f"{constraints.describe(latency)}, it has {why}.")
     alternatives = []
     others = feasible.drop(index=order[0])
     if len(others):
-        most_accurate = others.loc[sorted(others.index, key=lambda k: (-acc[k], -gain[k]))[0]].to_dict()
-        alternatives.append(most_accurate)
-        rest = others.drop(index=[k for k in others.index if others.at[k, "point_id"] == most_accurate["point_id"]])
+        best_quality = others.loc[sorted(others.index, key=lambda k: (-good[k], -gain[k]))[0]].to_dict()
+        alternatives.append(best_quality)
+        rest = others.drop(index=[k for k in others.index if others.at[k, "point_id"] == best_quality["point_id"]])
         if len(rest):
             fastest = rest.loc[rest["latency_ms_p50"].astype(float).idxmin()].to_dict()
             alternatives.append(fastest)
@@ -263,10 +307,13 @@ def compare_points(df: pd.DataFrame, point_ids) -> pd.DataFrame:
     missing = [p for p in ids if p not in rows]
     if missing:
         raise ConfigError(f"point(s) {', '.join(map(str, missing))} are not in this run")
+    kind, metric = _kind_metric(df)
     fields = [("configuration", lambda r: r.get("label")),
-              ("accuracy (%)", lambda r: _num(r.get("accuracy"), 100, "{:.2f}")),
-              ("Δ accuracy vs dense fp32 (points)", lambda r: _num(r.get("accuracy_delta_pts"), 1, "{:+.2f}")),
-              ("latency p50 (ms)", lambda r: _num(r.get("latency_ms_p50"), 1, "{:.3f}")),
+              (metric.heading, lambda r: _num(r.get(metric.column), metric.scale, metric.fmt)),
+              (f"Δ {metric.label} vs dense fp32 ({metric.change_unit})",
+               lambda r: _num(r.get(metric.change_column), 1, "{:+.2f}")),
+              (kind.latency_heading, lambda r: _num(r.get("latency_ms_p50"), 1, "{:.3f}")),
+              *((c.heading, lambda r, c=c: _num(r.get(c.name), c.scale, c.fmt)) for c in kind.extra_columns),
               ("speed-up vs dense fp32", lambda r: _num(r.get("speedup"), 1, "{:.2f}x")),
               ("size (KB)", lambda r: _num(r.get("size_kb"), 1, "{:.1f}")),
               ("smaller vs dense fp32", lambda r: _num(r.get("compression"), 1, "{:.2f}x")),
@@ -274,7 +321,7 @@ def compare_points(df: pd.DataFrame, point_ids) -> pd.DataFrame:
               ("fine-tune steps", lambda r: _num(r.get("finetune_steps"), 1, "{:.0f}")),
               ("bits", lambda r: _num(r.get("bits"), 1, "{:.0f}")),
               ("execution", lambda r: r.get("execution")),
-              ("on the accuracy/latency/size front", lambda r: "yes" if r.get("pareto") else "no")]
+              (f"on the {metric.label}/latency/size front", lambda r: "yes" if r.get("pareto") else "no")]
     table = {f"#{p}": [fn(rows[p]) for _, fn in fields] for p in ids}
     return pd.DataFrame(table, index=[name for name, _ in fields])
 
@@ -283,22 +330,31 @@ def _num(value, scale, fmt) -> str:
     return fmt.format(float(value) * scale) if finite(value) else "–"
 
 
+# An alternative beside the chosen point may be this many default tolerances worse than it (5 accuracy
+# points; 25% higher perplexity): close enough to be a real choice.
+ALTERNATIVE_WINDOW = 5.0
+
+
 def alternatives(df: pd.DataFrame, point_id: int, n: int = 2) -> list[dict]:
-    """Two points to set beside a chosen one: the most accurate other point, and the fastest other point on
-    the accuracy/latency/size front within 5 accuracy points of the chosen one (distinct, never the chosen
-    point or the reference)."""
+    """Two points to set beside a chosen one: the other point with the best quality, and the fastest other
+    point on the front within ``ALTERNATIVE_WINDOW`` default tolerances of the chosen one's quality
+    (distinct, never the chosen point or the reference)."""
     pts = ok_points(df)
     if pts.empty:
         return []
+    _, metric = _kind_metric(df)
     others = pts[(pts["point_id"] != point_id) & ~pts["is_reference"].astype(bool)]
-    others = others[others["accuracy"].map(finite) & others["latency_ms_p50"].map(finite)]
+    others = others[others[metric.column].map(finite) & others["latency_ms_p50"].map(finite)]
     out: list[dict] = []
     if len(others):
-        out.append(others.loc[others["accuracy"].astype(float).idxmax()].to_dict())
+        out.append(others.loc[others[metric.column].map(metric.goodness).idxmax()].to_dict())
         chosen = pts[pts["point_id"] == point_id]
-        floor = float(chosen["accuracy"].iloc[0]) - 0.05 if len(chosen) and finite(chosen["accuracy"].iloc[0]) else 0
-        front = others[others["pareto"].astype(bool) & (others["point_id"] != out[0]["point_id"])
-                       & (others["accuracy"].astype(float) >= floor)]
+        near = others["point_id"] == others["point_id"]  # every point when the chosen one has no value
+        if len(chosen) and finite(chosen[metric.column].iloc[0]):
+            value = float(chosen[metric.column].iloc[0])
+            worse = metric.loss(metric.change(others[metric.column].astype(float), value))
+            near = worse <= ALTERNATIVE_WINDOW * metric.default_tolerance + 1e-9
+        front = others[others["pareto"].astype(bool) & (others["point_id"] != out[0]["point_id"]) & near]
         if len(front):
             out.append(front.loc[front["latency_ms_p50"].astype(float).idxmin()].to_dict())
     return out[:n]

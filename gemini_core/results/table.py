@@ -1,45 +1,35 @@
 """The points table: measured point records in, one flat ``pandas`` row per point out.
 
-Flat config columns, the ratios against the run's dense fp32 reference (speed-up, compression,
-accuracy delta), the Pareto flag, the readable table for the pages and the HTML report, and the
-points CSV. No plotting and no Streamlit here: the dashboard, the charts, the report and bench share it.
+Flat config columns (the kind's ``config_columns``), the ratios against the run's reference (speed-up,
+compression, each quality metric's change), the Pareto flag, the readable table for the pages and the
+HTML report, and the points CSV. The kind (``kinds.registry``) says which row is the reference and the
+control; its quality metric (``results.metrics``) says which way is better and how a change is measured.
+No plotting and no Streamlit here: the dashboard, the charts, the report and bench share it.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Iterable, Mapping
 
 import pandas as pd
 
 from gemini_core.device import condition_warnings
-from gemini_core.results.pareto import is_llm_records, pareto_front
-from gemini_core.results.stats import describe_delta, paired_difference, parse_bits
+from gemini_core.kinds.registry import KindInfo
+from gemini_core.results.metrics import METRICS, Paired, QualityMetric, finite, get_metric, kind_of_rows
+from gemini_core.results.pareto import pareto_front
 
+# The table's shared config columns: every kind's ``config_columns`` fills them (groupings, colours, the
+# charts' encodings work for every kind); a kind's own config fields are kept beside them.
 CONFIG_FIELDS = ("prune_method", "prune_ratio", "finetune_steps", "bits", "granularity", "execution")
-NUMERIC_FIELDS = ("accuracy", "perplexity", "decode_tokens_per_s", "prefill_ms_p50",
-                  "macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes",
-                  "params", "nonzero_params", "macs", "peak_memory_bytes", "threads", "batch_size", "seconds")
+# Figures every kind measures (each quality metric's column and the kind's own figures are added to them).
+SHARED_NUMERIC_FIELDS = ("macro_f1", "latency_ms_p50", "latency_ms_p90", "size_bytes", "ideal_size_bytes", "params",
+                         "nonzero_params", "macs", "peak_memory_bytes", "threads", "batch_size", "seconds")
 
 
-def is_reference(row: Mapping) -> bool:
-    """The unpruned 32-bit dense point every ratio is measured against (not recovered: not the control)."""
-    return (str(row.get("prune_method")) == "none" or float(row.get("prune_ratio") or 0) == 0) \
-        and int(row.get("bits") or 0) == 32 and str(row.get("execution")) == "dense" \
-        and not _finite_positive(row.get("finetune_steps")) and str(row.get("recovery") or "finetune") != "qat"
-
-
-def is_control(row: Mapping) -> bool:
-    """The fair control: unpruned, 32-bit dense, recovered with fine-tuning steps like the pruned points."""
-    return str(row.get("prune_method")) == "none" and int(row.get("bits") or 0) == 32 \
-        and str(row.get("execution")) == "dense" and _finite_positive(row.get("finetune_steps")) \
-        and str(row.get("recovery") or "finetune") != "qat"
-
-
-def _finite_positive(value) -> bool:
-    try:
-        return float(value) > 0
-    except (TypeError, ValueError):
-        return False
+def numeric_fields(kind: KindInfo) -> tuple[str, ...]:
+    """The numeric columns of a table of ``kind``: every metric's value (a kind may measure a second one, as
+    a causal LM's zero-shot accuracy), the shared figures and the kind's own figures."""
+    metric_columns = tuple(dict.fromkeys(m.column for m in METRICS.values()))
+    return tuple(dict.fromkeys((*metric_columns, *SHARED_NUMERIC_FIELDS, *(c.name for c in kind.extra_columns))))
 
 
 def control_row(df: pd.DataFrame) -> pd.Series | None:
@@ -47,74 +37,64 @@ def control_row(df: pd.DataFrame) -> pd.Series | None:
     return ctl.iloc[-1] if len(ctl) else None
 
 
-@lru_cache(maxsize=1024)
-def _paired_cached(bits: str, ref_bits: str) -> dict:
-    """The paired bootstrap of two stored correctness strings (pages redraw often; the answer never changes)."""
-    return paired_difference(parse_bits(bits), parse_bits(ref_bits))
+def stored_paired(record: Mapping, metric: QualityMetric) -> Paired | None:
+    """The paired comparison the sweep stored with the point (``<metric>_delta`` and ``_ci95``, against the
+    baseline), None when the record has none."""
+    delta, ci = record.get(f"{metric.name}_delta"), record.get(f"{metric.name}_delta_ci95")
+    if not finite(delta) or not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(finite(v) for v in ci):
+        return None
+    return Paired(float(delta), (float(ci[0]), float(ci[1])), metric.null, 0)
 
 
-def paired_columns(df: pd.DataFrame, against: pd.Series | None, suffix: str) -> None:
-    """Add ``accuracy_delta_<suffix>`` (+ ``_ci95``, ``_measurable``) paired against the ``against`` row."""
-    ref_bits = against.get("test_correct") if against is not None else None
-    deltas, intervals, measurable = [], [], []
+def paired_columns(df: pd.DataFrame, against: pd.Series | None, suffix: str, metric: QualityMetric) -> None:
+    """Add ``<metric>_delta_<suffix>`` (+ ``_ci95``, ``_measurable``): each ok point paired against the
+    ``against`` row on the same evaluation data (the metric's statistic: a difference, or a ratio), and
+    ``change_vs_<suffix>``, the same in words."""
+    other = against.to_dict() if against is not None else None
+    deltas, intervals, measurable, words = [], [], [], []
     for rec in df.to_dict("records"):
-        bits = rec.get("test_correct") if rec.get("status") == "ok" else None
-        if not isinstance(bits, str) or not isinstance(ref_bits, str) or not bits or len(bits) != len(ref_bits):
-            deltas.append(float("nan")), intervals.append(None), measurable.append(None)
-            continue
-        paired = _paired_cached(bits, ref_bits)
-        deltas.append(paired["accuracy_delta"]), intervals.append(paired["accuracy_delta_ci95"])
-        measurable.append(paired["measurable"])
-    df[f"accuracy_delta_{suffix}"] = deltas
-    df[f"accuracy_delta_{suffix}_ci95"] = intervals
-    df[f"accuracy_delta_{suffix}_measurable"] = measurable
+        paired = metric.paired(rec, other) if rec.get("status") == "ok" and other is not None else None
+        deltas.append(paired.estimate if paired else float("nan"))
+        intervals.append(list(paired.ci95) if paired else None)
+        measurable.append(paired.measurable if paired else None)
+        words.append(metric.describe_paired(paired))
+    df[f"{metric.name}_delta_{suffix}"] = deltas
+    df[f"{metric.name}_delta_{suffix}_ci95"] = intervals
+    df[f"{metric.name}_delta_{suffix}_measurable"] = measurable
+    df[f"change_vs_{suffix}"] = words
 
 
-def llm_config_columns(cfg: Mapping) -> dict:
-    """An LLM point's config in the table's shared columns (so groupings and colours work for it too); its own
-    fields are kept beside them (``quant_method``, ``group_size``, ``sparsity``, ``pattern``, ...)."""
-    structured = bool(cfg.get("mlp_ratio") or cfg.get("head_ratio"))
-    method = cfg.get("prune_method", "none")
-    if structured:
-        method = "structured" if method == "none" else f"structured+{method}"
-    ratio = 0.5 if cfg.get("pattern") == "2:4" else float(cfg.get("sparsity") or 0)
-    ratio = ratio or float(cfg.get("mlp_ratio") or 0) or float(cfg.get("head_ratio") or 0)
-    group = cfg.get("group_size")
-    return {"prune_method": f"{method} 2:4" if cfg.get("pattern") == "2:4" else method, "prune_ratio": ratio,
-            "finetune_steps": cfg.get("recovery_steps", 0), "bits": cfg.get("bits", 32),
-            "granularity": f"group-{group}" if group else "per-channel", "execution": cfg.get("execution", "torch"),
-            "recovery": cfg.get("recovery", "none"),
-            **{k: cfg.get(k) for k in ("quant_method", "group_size", "sparsity", "pattern", "mlp_ratio", "head_ratio")}}
+def _config_columns(kind: KindInfo, rec: Mapping) -> dict:
+    """The kind's shared config columns of a record; a field the config lacks comes from the record itself
+    (older records kept some of them at the top level)."""
+    return {k: (rec.get(k) if v is None else v) for k, v in kind.config_columns(rec.get("config") or {}).items()}
 
 
 def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per point with flat config columns and the ratios against the dense reference.
+    """One row per point with flat config columns and the ratios against the reference.
 
-    Added columns: ``is_reference``; ``speedup`` (reference p50 latency / this p50: below 1.0 means
-    slower than the reference); ``compression`` (reference size / this size); ``accuracy_delta_pts``
-    (percentage points vs the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate);
-    ``is_control``; ``change_vs_baseline`` / ``change_vs_control`` (paired change with its 95% interval, or
-    "no measurable change"); ``accuracy_delta_control`` (+ ``_ci95``, ``_measurable``); ``accuracy_ci95_text``;
+    The kind of the records (``kind_of_records``; one kind per table) gives the config columns, the
+    reference (``is_reference``) and the control (``is_control``); its quality metric the rest. Added
+    columns: ``kind``; ``is_reference``; ``speedup`` (reference p50 latency / this p50: below 1.0 means
+    slower than the reference); ``compression`` (reference size / this size); each quality metric's change
+    against the reference in its own unit (``accuracy_delta_pts``: points; ``perplexity_increase_pct``: % of
+    the reference); ``pareto``; ``size_kb``, ``ideal_size_kb`` (estimate); ``is_control``;
+    ``change_vs_baseline`` / ``change_vs_control`` (paired change with its 95% interval, or "no measurable
+    change"); ``<metric>_delta_control`` (+ ``_ci95``, ``_measurable``); ``quality_ci95`` and
+    ``quality_ci95_text`` (the run's metric) and ``<metric>_ci95_text`` for every metric measured;
     ``conditions`` (busy machine, another thread count or CPU than the reference).
     """
-    rows = []
     records = list(records)
-    llm = is_llm_records(records)
+    kind = kind_of_rows(records)
+    metric = get_metric(kind.quality_metric)
+    rows = []
     for rec in records:
-        cfg = rec.get("config") or {}
         row = {k: v for k, v in rec.items() if k not in ("config", "traceback", "steps")}
-        if llm:
-            row.update(llm_config_columns(cfg))
-            row["is_llm_reference"] = all(cfg.get(k) == v for k, v in _LLM_REFERENCE.items())
-            row["per_layer"] = False
-            rows.append(row)
-            continue
-        for field in CONFIG_FIELDS:
-            row[field] = cfg.get(field, rec.get(field))
-        row["per_layer"] = bool(cfg.get("layer_overrides"))  # an allocator / per-layer point
-        row["recovery"] = cfg.get("recovery", rec.get("recovery"))
+        row.update(_config_columns(kind, rec))
+        row["kind"] = kind.name  # one spelling for the whole table (older records have none)
         rows.append(row)
-    columns = ["point_id", "run_id", "label", "status", "error", *CONFIG_FIELDS, *NUMERIC_FIELDS,
+    numeric = numeric_fields(kind)
+    columns = ["point_id", "run_id", "label", "status", "error", *CONFIG_FIELDS, *numeric,
                "backend", "device", "host", "reused"]
     df = pd.DataFrame(rows)
     for col in columns:
@@ -122,62 +102,50 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] | Non
             df[col] = None
     if "per_layer" not in df.columns:
         df["per_layer"] = pd.Series(dtype=bool)
+    df["kind"] = kind.name
+    changes = [m.change_column for m in METRICS.values()]
     if df.empty:
-        for col in ("is_reference", "pareto"):
+        for col in ("is_reference", "is_control", "pareto"):
             df[col] = pd.Series(dtype=bool)
-        for col in ("speedup", "compression", "accuracy_delta_pts", "size_kb", "ideal_size_kb"):
+        for col in ("speedup", "compression", *changes, "size_kb", "ideal_size_kb"):
             df[col] = pd.Series(dtype=float)
         return df
     df["status"] = df["status"].fillna("ok")
-    for col in NUMERIC_FIELDS + ("prune_ratio", "finetune_steps", "bits"):
+    for col in numeric + ("prune_ratio", "finetune_steps", "bits"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    if llm:
-        df["is_reference"] = df["is_llm_reference"].fillna(False).astype(bool)
-        df["is_control"] = False
-    else:
-        df["is_reference"] = [is_reference(r) for r in df.to_dict("records")]
-        df["is_control"] = [is_control(r) for r in df.to_dict("records")]
+    df["is_reference"] = [bool(kind.is_reference(r)) for r in df.to_dict("records")]
+    df["is_control"] = [bool(kind.is_control(r)) for r in df.to_dict("records")]
     ok = df["status"] == "ok"
     ref = df[df["is_reference"] & ok]
-    if len(ref):
-        r = ref.iloc[-1]
-        df["speedup"] = r["latency_ms_p50"] / df["latency_ms_p50"]
-        df["compression"] = r["size_bytes"] / df["size_bytes"]
-        df["accuracy_delta_pts"] = (df["accuracy"] - r["accuracy"]) * 100.0
-        df["perplexity_ratio"] = df["perplexity"] / r["perplexity"]
-        df["perplexity_increase_pct"] = (df["perplexity_ratio"] - 1.0) * 100.0
-    else:
-        df["perplexity_ratio"] = float("nan")
-        df["perplexity_increase_pct"] = float("nan")
-        df["speedup"] = float("nan")
-        df["compression"] = float("nan")
-        df["accuracy_delta_pts"] = float("nan")
+    r = ref.iloc[-1] if len(ref) else None
+    nan = float("nan")
+    df["speedup"] = r["latency_ms_p50"] / df["latency_ms_p50"] if r is not None else nan
+    df["compression"] = r["size_bytes"] / df["size_bytes"] if r is not None else nan
+    for m in METRICS.values():  # every metric the points carry (a causal LM may carry zero-shot accuracy too)
+        df[m.change_column] = m.change(df[m.column], r[m.column]) if r is not None else nan
     df["size_kb"] = df["size_bytes"] / 1024.0
     df["ideal_size_kb"] = df["ideal_size_bytes"] / 1024.0
-    df["pareto"] = pareto_front(df, objectives)  # None: perplexity (lower is better) for LLM points
-    # Each accuracy against the baseline (stored with the point) and against the fair control.
-    if "accuracy_delta" not in df.columns:
-        df["accuracy_delta"] = float("nan")
-    if "accuracy_delta_ci95" not in df.columns:
-        df["accuracy_delta_ci95"] = None
-    df["change_vs_baseline"] = [describe_delta(d, ci) for d, ci in zip(df["accuracy_delta"], df["accuracy_delta_ci95"])]
-    paired_columns(df, control_row(df), "control")
-    df["change_vs_control"] = [describe_delta(d, ci) for d, ci in
-                               zip(df["accuracy_delta_control"], df["accuracy_delta_control_ci95"])]
+    df["pareto"] = pareto_front(df, objectives)  # None: the kind's metric (its direction), latency, size
+    # Each point against the baseline (the sweep stores that pairing with the point; without it, paired
+    # here against the reference row) and against the fair control.
+    for suffix in ("", "_ci95"):
+        if f"{metric.name}_delta{suffix}" not in df.columns:
+            df[f"{metric.name}_delta{suffix}"] = nan if not suffix else None
+    reference = r.to_dict() if r is not None else None
+    df["change_vs_baseline"] = [
+        metric.describe_paired(stored_paired(rec, metric) or (
+            metric.paired(rec, reference) if rec.get("status") == "ok" and reference is not None else None))
+        for rec in df.to_dict("records")]
+    paired_columns(df, control_row(df), "control", metric)
     # Busy machine, or another thread count / CPU than the reference it is compared with.
-    reference = ref.iloc[-1].to_dict() if len(ref) else None
-    df["conditions"] = ["; ".join(condition_warnings(r, reference)) if r.get("status") == "ok" else ""
-                        for r in df.to_dict("records")]
-    df["accuracy_ci95_text"] = [
-        f"{ci[0] * 100:.1f}-{ci[1] * 100:.1f}% (n={int(n)})" if isinstance(ci, (list, tuple)) and n == n else "-"
-        for ci, n in zip(df.get("accuracy_ci95", [None] * len(df)), df.get("test_n", [float("nan")] * len(df)))]
+    df["conditions"] = ["; ".join(condition_warnings(row, reference)) if row.get("status") == "ok" else ""
+                        for row in df.to_dict("records")]
+    rows = df.to_dict("records")
+    for m in METRICS.values():
+        df[f"{m.name}_ci95_text"] = [m.interval_text(row) for row in rows]
+    df["quality_ci95"] = [metric.interval(row) for row in rows]
+    df["quality_ci95_text"] = df[f"{metric.name}_ci95_text"]
     return df
-
-
-# An LLM point's config that is the uncompressed reference (any execution).
-_LLM_REFERENCE = {"quant_method": "none", "bits": 32, "prune_method": "none", "sparsity": 0.0,
-                  "pattern": "unstructured", "mlp_ratio": 0.0, "head_ratio": 0.0, "recovery": "none",
-                  "recovery_steps": 0}
 
 
 def reference_row(df: pd.DataFrame) -> pd.Series | None:
@@ -189,17 +157,14 @@ def ok_points(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if len(df) else df
 
 
+# Headings of the columns every kind shares; the quality columns, the latency headings and the kind's own
+# figures come from the kind and its metric (``table_columns``).
 TABLE_COLUMNS = {
     "point_id": "point",
     "label": "configuration",
     "pareto": "front",
-    "perplexity": "perplexity (lower is better)",
-    "perplexity_increase_pct": "perplexity change vs fp32 (%)",
-    "accuracy_pct": "accuracy (%)",
-    "accuracy_ci95_text": "accuracy 95% interval (test n)",
     "change_vs_baseline": "vs baseline (paired, 95%)",
     "change_vs_control": "vs control (paired, 95%)",
-    "accuracy_delta_pts": "Δ accuracy vs reference (points)",
     "latency_ms_p50": "latency p50 (ms)",
     "latency_ms_p90": "latency p90 (ms)",
     "latency_ms_p10": "latency p10 (ms)",
@@ -208,10 +173,6 @@ TABLE_COLUMNS = {
     "conditions": "measurement warnings",
     "threads": "threads",
     "speedup": "speed-up vs dense fp32 (x)",
-    "prefill_ms_p50": "prefill p50 (ms)",
-    "decode_tokens_per_s": "decode (tokens/s)",
-    "context_len": "context (tokens)",
-    "stride": "stride (tokens)",
     "size_kb": "size (KB)",
     "compression": "smaller vs dense fp32 (x)",
     "ideal_size_kb": "ideal size (KB, estimate)",
@@ -230,31 +191,73 @@ TABLE_COLUMNS = {
     "status": "status",
     "error": "error",
 }
+QUALITY_SHOWN = "quality_shown"  # table_frame's column of the metric's shown value (accuracy in %)
+
+
+def latency_headings(kind: KindInfo) -> dict[str, str]:
+    """The latency columns' headings for what this kind times (``KindInfo.latency_heading``)."""
+    p50 = kind.latency_heading
+    return {"latency_ms_p50": p50, "latency_ms_p90": p50.replace("p50", "p90"),
+            "latency_ms_p10": p50.replace("p50", "p10")}
+
+
+def table_columns(df: pd.DataFrame) -> dict[str, str]:
+    """{field: heading} of the readable table of ``df``'s kind, in order: what the point is, its quality
+    (the metric's value, interval, paired changes, change against the reference), latency, the kind's own
+    figures and the metric's protocol, size, cost, config, status."""
+    kind = kind_of_rows(df)
+    metric = get_metric(kind.quality_metric)
+    shared = {**TABLE_COLUMNS, **latency_headings(kind)}
+    cols = {k: shared[k] for k in ("point_id", "label", "pareto")}
+    cols[QUALITY_SHOWN] = metric.heading
+    cols["quality_ci95_text"] = f"{metric.label} 95% interval (n = {metric.sample_name})"
+    cols["change_vs_baseline"] = shared["change_vs_baseline"]
+    cols["change_vs_control"] = shared["change_vs_control"]
+    cols[metric.change_column] = metric.change_heading
+    for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_p10", "latency_runs", "load_avg_1m", "conditions",
+              "threads", "speedup"):
+        cols[k] = shared[k]
+    cols.update({c.name: c.heading for c in kind.extra_columns})
+    cols.update({field: name for field, name in metric.protocol})
+    for k in ("size_kb", "compression", "ideal_size_kb", "params", "nonzero_params", "macs", "peak_memory_bytes",
+              *CONFIG_FIELDS, "backend", "batch_size", "status", "error"):
+        cols[k] = shared[k]
+    return cols
+
+
+def _empty(values: pd.Series) -> bool:
+    return all(v is None or v == "-" or v == "" or (isinstance(v, float) and v != v) for v in values)
 
 
 def table_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The sortable points table: readable column names, numbers left numeric (so sorting works)."""
+    """The sortable points table: readable column names, numbers left numeric (so sorting works); a column
+    with nothing in any row (a figure this kind or this run does not measure) is left out."""
     out = df.copy()
-    out["accuracy_pct"] = out["accuracy"] * 100.0 if len(out) else pd.Series(dtype=float)
-    cols = [c for c in TABLE_COLUMNS if c in out.columns]
-    if len(out) and out["perplexity"].notna().any():  # an LLM run: no accuracy columns unless measured
-        unused = ("accuracy_pct", "accuracy_ci95_text", "change_vs_baseline", "change_vs_control",
-                  "accuracy_delta_pts", "macs", "granularity")
-        cols = [c for c in cols if c not in unused or (c in out.columns and out[c].notna().any()
-                                                       and c not in ("change_vs_baseline", "change_vs_control",
-                                                                     "accuracy_ci95_text"))]
-    out = out[cols].rename(columns=TABLE_COLUMNS)
+    kind = kind_of_rows(df)
+    metric = get_metric(kind.quality_metric)
+    out[QUALITY_SHOWN] = out[metric.column] * metric.scale if len(out) else pd.Series(dtype=float)
+    for col in kind.extra_columns:  # shown as their headings say (a share in percent, say)
+        if col.name in out.columns and col.scale != 1.0:
+            out[col.name] = pd.to_numeric(out[col.name], errors="coerce") * col.scale
+    headings = table_columns(df)
+    cols = [c for c in headings if c in out.columns and (not len(out) or not _empty(out[c]))]
+    out = out[cols].rename(columns=headings)
     return out.reset_index(drop=True)
 
 
-CSV_DROP = ("notes", "estimated_fields", "traceback", "test_correct")
-CSV_FIRST = ("point_id", "run_id", "label", "status", *CONFIG_FIELDS, "perplexity", "accuracy", "macro_f1",
-             "accuracy_delta_pts", "latency_ms_p50", "latency_ms_p90", "speedup", "size_bytes", "compression",
-             "ideal_size_bytes", "params", "nonzero_params", "macs", "peak_memory_bytes", "pareto", "is_reference")
+CSV_FIRST = ("point_id", "run_id", "label", "status", *CONFIG_FIELDS)
+CSV_AFTER_QUALITY = ("latency_ms_p50", "latency_ms_p90", "speedup", "size_bytes", "compression", "ideal_size_bytes",
+                     "params", "nonzero_params", "macs", "peak_memory_bytes", "pareto", "is_reference")
+CSV_DROP = ("notes", "estimated_fields", "traceback")
 
 
 def points_csv(df: pd.DataFrame) -> bytes:
-    """Every point with every figure: config and headline figures first, then the rest."""
-    first = [c for c in CSV_FIRST if c in df.columns]
-    rest = [c for c in df.columns if c not in first and c not in CSV_DROP]
+    """Every point with every figure: config and headline figures first (the run's quality metric before the
+    others), then the rest. Per-example data kept to pair points (``raw_fields``) stays in the store."""
+    metric = get_metric(kind_of_rows(df).quality_metric)
+    quality = [metric.column, *(m.column for m in METRICS.values()), "macro_f1", metric.change_column,
+               *(m.change_column for m in METRICS.values())]
+    first = [c for c in dict.fromkeys((*CSV_FIRST, *quality, *CSV_AFTER_QUALITY)) if c in df.columns]
+    drop = {*CSV_DROP, *(f for m in METRICS.values() for f in m.raw_fields), "quality_ci95"}
+    rest = [c for c in df.columns if c not in first and c not in drop]
     return df[first + rest].to_csv(index=False).encode("utf-8")

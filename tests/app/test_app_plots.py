@@ -60,12 +60,12 @@ def test_points_frame_ratios_against_reference():
 
 def test_figures_encode_bits_execution_and_front():
     df = points_frame(RECORDS)
-    fig = sweep.fig_accuracy_vs_latency(df)
+    fig = sweep.fig_quality_vs_latency(df)
     names = [t.name for t in fig.data]
     # The ring marks the front of this chart's two axes: point 3 (smallest, but slower and less accurate
     # than point 2) is on the 3-objective front only, so it is not ringed here, and is on the size chart.
     assert names[0] == "Pareto front" and sorted(fig.data[0].x) == [0.8, 1.0]
-    size_front = sweep.fig_accuracy_vs_size(df).data[0]
+    size_front = sweep.fig_quality_vs_size(df).data[0]
     assert size_front.name == "Pareto front" and 200 / 1024 in list(size_front.x)
     by_name = {t.name: t for t in fig.data}
     assert by_name["8-bit · sparse"].marker.symbol == "diamond"
@@ -74,7 +74,7 @@ def test_figures_encode_bits_execution_and_front():
     assert sum(len(t.x) for t in fig.data[1:]) == 4  # failed point not drawn
     assert "ms" in fig.layout.xaxis.title.text and "%" in fig.layout.yaxis.title.text
     assert "SLOWER" in str(by_name["8-bit · sparse"].customdata)
-    size = sweep.fig_accuracy_vs_size(df)
+    size = sweep.fig_quality_vs_size(df)
     assert size.layout.xaxis.type == "log" and "KB" in size.layout.xaxis.title.text
     for f in sweep.sweep_figures(df).values():
         assert f.layout.title.text
@@ -82,7 +82,7 @@ def test_figures_encode_bits_execution_and_front():
     overlay = sweep.fig_fronts_overlay({"a": df, "b": df})
     assert {t.name for t in overlay.data} >= {"a front", "b front"}
     assert training.fig_training([]).layout.annotations[0].text == "waiting for the first epoch"
-    empty = sweep.fig_accuracy_vs_latency(points_frame([]))
+    empty = sweep.fig_quality_vs_latency(points_frame([]))
     assert empty.layout.annotations[0].text == "no measured points yet"
 
 

@@ -18,7 +18,7 @@ def test_report_headline_chart_and_html(seeded, media_mgr):
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     expected = compare(ref, chosen)
-    assert [m.value for m in at.metric] == [expected["size_text"], expected["speed_text"], expected["accuracy_text"]]
+    assert [m.value for m in at.metric] == [expected["size_text"], expected["speed_text"], expected["quality_text"]]
     assert expected["size_ratio"] > 2                      # 50% pruned + 8-bit really is smaller
     headline = next(m.value for m in at.markdown if "<div class='gemini-headline'>" in m.value)
     assert expected["size_text"] in headline and expected["speed_text"] in headline
@@ -27,7 +27,7 @@ def test_report_headline_chart_and_html(seeded, media_mgr):
     assert star and star[0]["text"] == [f"chosen #{chosen['point_id']}"]
     page = media_mgr(at.download_button(key="r_html")).decode()
     assert page.startswith("<!DOCTYPE html>")
-    assert all(expected[k] in page for k in ("size_text", "speed_text", "accuracy_text"))
+    assert all(expected[k] in page for k in ("size_text", "speed_text", "quality_text"))
     assert "All measured points" in page and 'src="https://cdn.plot.ly' not in page
 
     # choosing another point updates the comparison and the session's choice

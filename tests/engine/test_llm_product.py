@@ -282,23 +282,3 @@ def test_an_llm_export_with_changed_weights_or_no_listed_weights_is_refused_in_o
     with pytest.raises(CheckpointError, match="no checksum for the weights"):
         evaluate_llm_export(out)
 
-
-def test_the_llm_headline_calls_overlapping_prefill_ranges_no_measurable_change():
-    from gemini_core.report.llm_summary import llm_headline
-
-    reference = {"latency_ms_p10": 10.0, "latency_ms_p90": 14.0, "perplexity": 9.5, "tokens_scored": 100}
-    within = {"latency_ms_p10": 5.0, "latency_ms_p90": 11.0, "perplexity": 9.6, "label": "rtn 8-bit"}
-    apart = {"latency_ms_p10": 4.0, "latency_ms_p90": 5.0, "perplexity": 9.6, "label": "rtn 8-bit"}
-    assert "not measurably faster or slower" in llm_headline(reference, within, "1.0x smaller", "2.0x faster")
-    assert "2.0x faster" in llm_headline(reference, apart, "1.0x smaller", "2.0x faster")
-
-
-def test_the_llm_report_shows_each_runtime_point_against_its_bandwidth_limits():
-    from gemini_core.report.llm_summary import llm_comparison_rows
-
-    reference = {"label": "fp32", "perplexity": 9.5, "decode_tokens_per_s": 5.6}  # torch: no runtime limit
-    chosen = {"label": "gptq-sym-head 4-bit g32 [llama.cpp]", "perplexity": 10.5, "decode_tokens_per_s": 300.0,
-              "bandwidth_limit_tokens_per_s": 285.0, "fraction_of_bandwidth_limit": 300 / 285,
-              "read_limit_tokens_per_s": 1000.0, "fraction_of_read_limit": 0.3}
-    rows = {name: (a, b) for name, a, b in llm_comparison_rows(reference, chosen, str)}
-    assert rows["decode against the bandwidth limits (copy / read)"] == ("–", "105% of 285 tokens/s / 30% of 1000")

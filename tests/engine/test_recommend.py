@@ -11,7 +11,7 @@ from gemini_core.errors import ConfigError
 from gemini_core.paths import store_path
 from gemini_core.results.pareto import front_for_axes
 from gemini_core.results.store import Store
-from gemini_core.results.suggest import Constraints, compare_points, recommend
+from gemini_core.results.suggest import Constraints, compare_points, recommend, suggest_point
 from gemini_core.results.table import points_frame
 from tests.fixed_run import EXPECTED_LOSS_1_LABEL, RUN_ID, write_fixed_run
 
@@ -118,3 +118,42 @@ def test_cli_sweep_out_prints_the_run_id_and_no_profiler_lines(tmp_path, session
     assert {json.loads(line)["run_id"] for line in out.read_text().splitlines()} == {summary["run_id"]}
     assert "USDT:" not in done.stderr and "STAGE:" not in done.stderr and "profiler_st" not in done.stderr
     assert "sweep: 100%" in done.stderr                      # the tqdm bar still comes through
+
+
+def _llm_run():
+    """Three causal-LM points: the fp32 reference, one 4% worse in perplexity, one 10% worse but faster."""
+    reference = {"quant_method": "none", "bits": 32, "prune_method": "none", "sparsity": 0.0, "pattern": "unstructured",
+                 "mlp_ratio": 0.0, "head_ratio": 0.0, "recovery": "none", "recovery_steps": 0}
+    points = [("fp32", reference, 10.0, 10.0, 4_000_000),
+              ("rtn 8-bit", {**reference, "quant_method": "rtn", "bits": 8}, 10.4, 5.0, 1_000_000),
+              ("rtn 4-bit", {**reference, "quant_method": "rtn", "bits": 4}, 11.0, 3.0, 600_000)]
+    return points_frame([{"kind": "llm", "point_id": i, "run_id": "r", "label": label, "status": "ok", "config": cfg,
+                          "perplexity": ppl, "latency_ms_p50": lat, "size_bytes": size}
+                         for i, (label, cfg, ppl, lat, size) in enumerate(points, start=1)])
+
+
+def test_the_default_bound_is_the_runs_metrics_default_tolerance(fixed):
+    _, ids, df = fixed
+    assert recommend(df).point_id == recommend(df, Constraints(max_loss=1.0)).point_id == ids[EXPECTED_LOSS_1_LABEL]
+    llm = _llm_run()
+    assert llm["perplexity_increase_pct"].round(6).tolist() == [0.0, 4.0, 10.0]
+    rec = recommend(llm)  # perplexity at most 5% above the reference: the 8-bit point
+    assert rec.point_id == 2 and "perplexity increase ≤ 5%" in rec.reason and "accuracy" not in rec.reason
+    assert recommend(llm, Constraints(max_loss=12.0)).point_id == 3
+    # a bound in accuracy cannot be met by a run that measured none: the run's own default stands in
+    assert recommend(llm, Constraints(max_loss_pts=1.0)).point_id == 2
+    # the pages' untouched loss bound is each run's default (1 point here, 5% there)
+    assert recommend(llm, Constraints(max_latency_ms=8.0, default_loss=True)).point_id == 2
+    untouched = recommend(df, Constraints(max_latency_ms=0.5, default_loss=True))
+    assert untouched.point is None and "accuracy loss ≤ 1 points, latency p50 ≤ 0.5 ms" in untouched.reason
+    assert int(suggest_point(llm)["point_id"]) == 2 and int(suggest_point(llm, 12.0)["point_id"]) == 3
+
+
+def test_a_lower_is_better_quality_floor_is_a_ceiling():
+    llm = _llm_run()
+    rec = recommend(llm, Constraints(min_quality=10.5))  # perplexity at most 10.5
+    assert rec.point_id == 2 and "perplexity ≤ 10.5" in rec.reason
+    assert "lowest perplexity" in recommend(llm, Constraints(max_size_kb=5000)).reason
+    table = compare_points(llm, [1, 2])
+    assert table.loc["perplexity (lower is better)"].tolist() == ["10.000", "10.400"]
+    assert table.loc["Δ perplexity vs dense fp32 (%)"].tolist() == ["+0.00", "+4.00"]

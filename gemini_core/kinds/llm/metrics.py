@@ -18,12 +18,18 @@ from gemini_core.errors import ConfigError, DataError
 def perplexity(model, ids: torch.Tensor, context_len: int = 512, stride: int | None = None) -> dict:
     """Token-level perplexity over ``ids`` with a sliding window: each window of ``context_len``
     tokens scores only the tokens not scored before, so every token after the first counts once
-    and (for stride < context_len) sees at least context_len - stride tokens of context."""
+    and (for stride < context_len) sees at least context_len - stride tokens of context.
+
+    ``window_nll`` / ``window_tokens``: each window's summed loss and the tokens it scored. Neighbouring
+    tokens' losses are not independent, so an interval of the perplexity (and the paired ratio of two
+    models on the same text) resamples whole windows; a record that keeps them gets both."""
     stride = stride or context_len
     if not 0 < stride <= context_len:
         raise ConfigError(f"stride must be between 1 and the context length {context_len}, not {stride}")
     ids = ids.reshape(-1)
     nll, scored, prev_end = 0.0, 0, 0
+    window_nll: list[float] = []
+    window_tokens: list[int] = []
     for begin in range(0, ids.numel() - 1, stride):
         end = min(begin + context_len, ids.numel())
         window = ids[begin:end].unsqueeze(0)
@@ -33,11 +39,14 @@ def perplexity(model, ids: torch.Tensor, context_len: int = 512, stride: int | N
         loss = F.cross_entropy(logits[new_from:], targets[new_from:], reduction="sum")
         nll += float(loss)
         scored += targets.numel() - new_from
+        window_nll.append(float(loss))
+        window_tokens.append(targets.numel() - new_from)
         prev_end = end
         if end == ids.numel():
             break
     return {"perplexity": math.exp(nll / scored), "nll_per_token": nll / scored,
-            "tokens_scored": scored, "context_len": context_len, "stride": stride}
+            "tokens_scored": scored, "context_len": context_len, "stride": stride,
+            "window_nll": window_nll, "window_tokens": window_tokens}
 
 
 @torch.no_grad()
