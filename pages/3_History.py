@@ -7,6 +7,7 @@ import streamlit as st
 
 from gemini_core.charts.sweep import fig_fronts_overlay
 from gemini_core.errors import GeminiError
+from gemini_core.results.metrics import metric_of
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
@@ -103,16 +104,15 @@ if len(chosen) >= 2:
     rows = []
     for name, frame in frames.items():
         rec = recommend(frame, bounds)
-        best = frame[frame["status"] == "ok"]["accuracy"].max() if len(frame) else float("nan")
+        metric = metric_of(frame)  # each run in its own kind's quality metric
+        ok = frame[frame["status"] == "ok"] if len(frame) else frame
+        values = ok[metric.column] if metric.column in ok.columns else []
+        best = (values.max() if metric.higher_is_better else values.min()) if len(values) else float("nan")
         p = rec.point or {}
-        llm = p.get("perplexity") == p.get("perplexity") and p.get("perplexity") is not None  # an LLM run
-        lowest = frame[frame["status"] == "ok"]["perplexity"].min() if len(frame) else float("nan")
         rows.append({"run": name, "points": int((frame["status"] == "ok").sum()) if len(frame) else 0,
-                     "best accuracy (%)": f"{best * 100:.2f}" if best == best else
-                     (f"perplexity {lowest:.3f} (lowest)" if lowest == lowest else "–"),
+                     "best quality": f"{metric.label} {metric.format(best)}" if best == best else "–",
                      "recommended": f"#{rec.point_id} {p.get('label')}" if rec.point else "none meets the bounds",
-                     "its accuracy (%)": (f"perplexity {p['perplexity']:.3f}" if llm else f"{p['accuracy'] * 100:.2f}")
-                     if rec.point else "–",
+                     "its quality": f"{metric.label} {metric.format(p.get(metric.column))}" if rec.point else "–",
                      "its latency p50 (ms)": f"{p['latency_ms_p50']:.3g}" if rec.point else "–",
                      "its size (KB)": f"{p['size_kb']:.1f}" if rec.point else "–"})
     st.caption(f"The point each run would ship under the Overview's bounds ({bounds.describe()}):")

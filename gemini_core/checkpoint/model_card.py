@@ -80,7 +80,7 @@ def _figures(recipe: dict) -> list[str]:
     def row(name, value):
         lines.append(f"| {name} | {value} |")
 
-    if "accuracy" in rec:
+    if rec.get("accuracy") is not None:
         row("test accuracy", f"{rec['accuracy']:.4f}")
     if "macro_f1" in rec:
         row("macro F1", f"{rec['macro_f1']:.4f}")

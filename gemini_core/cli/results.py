@@ -7,6 +7,7 @@ from gemini_core.cli.common import format_table, note, print_json, print_point
 from gemini_core.device import condition_warnings
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.registry import kind_of_records
+from gemini_core.results.metrics import metric_of
 from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
@@ -106,7 +107,8 @@ def run_points(args) -> int:
         return 0
     for point in points:
         point.pop("traceback", None)
-        point.pop("test_correct", None)  # per-example correctness stays in the store (pairs points)
+        for field in metric_of([point]).raw_fields:  # per-example data stays in the store (it pairs points)
+            point.pop(field, None)
         print_point(point)
     return 0
 
@@ -115,7 +117,8 @@ def run_retime(args) -> int:
     store = Store()
     for record in retime_run(store, args.run_id, rounds=args.rounds, device=args.device if hasattr(args, "device")
                              else None, progress=note):
-        record.pop("test_correct", None)
+        for field in metric_of([record]).raw_fields:
+            record.pop(field, None)
         record.pop("traceback", None)
         print_point(record)
     return 0

@@ -14,8 +14,6 @@ import re
 import tokenize
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("gemini_core", "ui", "pages", "app.py")
 
@@ -39,11 +37,6 @@ def _patterns() -> list[re.Pattern]:
 
 
 PATTERNS = _patterns()
-
-# The files the metric-objects change owns: clean now, and kept clean.
-OWNED = ("gemini_core/results", "gemini_core/charts", "gemini_core/report", "ui/points_view.py", "ui/explore.py")
-NOT_OWNED = ("gemini_core/results/store.py", "gemini_core/results/record.py")
-
 
 def _exempt(rel: str) -> bool:
     """A kind's own folder or page module."""
@@ -117,12 +110,6 @@ def test_the_scanner_finds_a_planted_kind_check(tmp_path):
     assert kind_checks(tmp_path, only=("gemini_core/results",), skip=("gemini_core/results/x.py",)) == []
 
 
-def test_no_kind_checks_in_the_results_charts_report_and_points_views():
-    found = kind_checks(only=OWNED, skip=NOT_OWNED)
-    assert not found, "kind checks (ask the kind or its metric instead):\n" + "\n".join(found)
-
-
-@pytest.mark.xfail(strict=False, reason="kind checks remain outside your files")
 def test_no_kind_checks_anywhere_outside_the_kinds():
     found = kind_checks()
     assert not found, "kind checks (ask the kind or its metric instead):\n" + "\n".join(found)

@@ -42,7 +42,7 @@ INFO = register_kind(KindInfo(
     latency_heading="prefill p50 of one sequence (ms)", size_heading="bytes written",
     extra_columns=(Column("decode_tokens_per_s", "decode (tokens/s)", "{:.1f}"),
                    Column("prefill_ms_p50", "prefill p50 (ms)", "{:.1f}"),
-                   Column("zero_shot_accuracy", "zero-shot accuracy (%)", "{:.1f}", 100.0)),
+                   Column("accuracy", "zero-shot accuracy (%)", "{:.1f}", 100.0)),
     scenarios=("llm",), scenario_module="gemini_core.kinds.llm.scenario", recipe_section="llm",
     # perplexity (lower is better) with its window, prefill and decode speed
     cli_table_fields=("point_id", "label", "perplexity", "context_len", "stride", "tokens_scored", "prefill_ms_p50",

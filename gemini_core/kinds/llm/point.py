@@ -291,7 +291,9 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     ppl, memory = metrics.peak_rss_mb(lambda: metrics.perplexity(model, ids, settings.context_len, settings.stride))
     record = {"execution": execution, "perplexity": ppl["perplexity"], "nll_per_token": ppl["nll_per_token"],
               "tokens_scored": ppl["tokens_scored"], "context_len": ppl["context_len"], "stride": ppl["stride"],
-              "text_source": split.source, "perplexity_seconds": round(time.perf_counter() - started, 2)}
+              "text_source": split.source, "perplexity_seconds": round(time.perf_counter() - started, 2),
+              # each evaluation window's loss: perplexity's interval and the paired ratio to the reference
+              "window_nll": ppl["window_nll"], "window_tokens": ppl["window_tokens"]}
     prompt = ids[: min(settings.prefill_tokens, ids.numel())]
     prefill = metrics.prefill_latency(model, prompt, repeats=settings.prefill_repeats)
     record.update(prefill)

@@ -48,13 +48,13 @@ class LLMSensitivityParams:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["bits"] = list(self.bits)
-        return {**data, "quality": "perplexity", "method": "rtn", "ratios": []}
+        return {**data, "quality": "perplexity", "method": "rtn", "ratios": [], "rows": "decoder block"}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LLMSensitivityParams":
         """From ``to_dict``'s form (its descriptive fields are dropped); an unknown field is one line."""
         names = {f.name for f in dataclasses.fields(cls)}
-        extra = set(data) - names - {"quality", "method", "ratios", "keep_high_precision"}
+        extra = set(data) - names - {"quality", "method", "ratios", "rows", "keep_high_precision"}
         if extra:
             raise ConfigError(f"unknown LLM sensitivity setting(s): {', '.join(sorted(extra))}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})

@@ -132,7 +132,8 @@ def measure_runner(runner: Runner, eval_ids: torch.Tensor, settings: LLMRunSetti
     limit = bandwidth_limit(copy_gb_per_s, per_token)
     kv_mb = runner.kv_bytes_per_position() * (settings.prompt_tokens + settings.new_tokens) / 2**20
     return {**runner.describe(), "perplexity": quality["perplexity"], "perplexity_tokens": quality["tokens_scored"],
-            "perplexity_seconds": round(ppl_s, 1), **speed, **fill,
+            "perplexity_seconds": round(ppl_s, 1), "window_nll": quality["window_nll"],
+            "window_tokens": quality["window_tokens"], **speed, **fill,
             "weight_mb_read_per_token": weights / 2**20, "bytes_read_per_token": int(per_token),
             "kv_cache_mb_at_end": kv_mb, "copy_gb_per_s": copy_gb_per_s,
             "bandwidth_limit_tokens_per_s": limit, "fraction_of_bandwidth_limit": speed["decode_tokens_per_s"] / limit,
