@@ -172,8 +172,8 @@ class TrainJob(_BaselineMixin, Job):
         if baseline is None or self.cancelled:
             return
         self.message = "measuring the baseline (accuracy, latency, size)"
-        for record in run_sweep(scenario, SweepSpec(), store=store,
-                                name=f"{scenario.name} baseline reference", should_stop=self.should_stop, baseline=baseline):
+        for record in run_sweep(scenario, SweepSpec(), store=store, name=f"{scenario.name} baseline reference",
+                                should_stop=self.should_stop, baseline=baseline):
             self._add_record(record)
         self.result = {"baseline": self.baseline_info, "history": self.baseline_history,
                        "reference": self.records[-1] if self.records else None,

@@ -61,7 +61,8 @@ def show_profile(profile: dict, key: str) -> None:
     columns = st.columns(len(heatmaps)) if len(heatmaps) > 1 else [st.container()]
     for column, name in zip(columns, heatmaps):
         with column:
-            st.plotly_chart(splots.fig_heatmap(profile, name), key=f"{key}_{HEATMAP_KEYS[name]}", config={"displaylogo": False})
+            st.plotly_chart(splots.fig_heatmap(profile, name), key=f"{key}_{HEATMAP_KEYS[name]}",
+                            config={"displaylogo": False})
     if "bars" in figures:
         st.plotly_chart(splots.fig_layer_bars(profile), key=f"{key}_bars", config={"displaylogo": False})
     lat = profile.get("latency")

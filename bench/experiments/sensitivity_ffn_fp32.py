@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 warnings.simplefilter("ignore")  # torch.ao deprecation notes on every int8 layer
 # noqa: E402 below: the repository root goes on sys.path first
 from gemini_core.config import CompressionConfig
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.store import Store
 from gemini_core.scenarios import get_scenario
 from gemini_core.training.baseline import get_baseline
-from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.workflows.sweep import run_sweep
 
 

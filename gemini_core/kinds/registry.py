@@ -47,7 +47,8 @@ class KindInfo:
     trains_baseline: bool = False  # True: a baseline is trained (and cached) before compressing; else loaded
     allocates_from_profile: bool = False  # True: a sensitivity profile drives the per-layer allocator
     recipe_section: str | None = None  # an export's recipe.json must hold this object for this kind
-    cli_table_fields: tuple[str, ...] = ("point_id", "label", "latency_ms_p50", "size_bytes", "warnings")  # points --table
+    # the columns of ``points --table``
+    cli_table_fields: tuple[str, ...] = ("point_id", "label", "latency_ms_p50", "size_bytes", "warnings")
 
 
 KINDS: dict[str, KindInfo] = {}

@@ -51,5 +51,5 @@ def get_scenario(name: str, **options) -> Scenario:
     return scenario
 
 
-__all__ = ["SCENARIOS", "scenario_entries", "PruneSpec", "Scenario", "Split", "Splits", "TrainSettings", "get_scenario", "scenario_names",
-           "DEFAULT_SCENARIO"]
+__all__ = ["SCENARIOS", "scenario_entries", "PruneSpec", "Scenario", "Split", "Splits", "TrainSettings", "get_scenario",
+           "scenario_names", "DEFAULT_SCENARIO"]

@@ -9,6 +9,7 @@ import torch
 
 from gemini_core.config import CompressionConfig, LayerOverride, storage_grid
 from gemini_core.errors import ConfigError
+from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.kinds.llm.grids import asym_grid_codes, grid_codes, recover
 from gemini_core.kinds.llm.point import LLMPointConfig
 from gemini_core.kinds.llm.quantize import check_grid, group_size_of, llm_grid, rtn
@@ -16,7 +17,6 @@ from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
 from gemini_core.techniques.grid import QuantGrid
 from gemini_core.techniques.quantize import dequantize, quantize_on_grid, quantize_tensor
-from gemini_core.kinds.classifier.spec import SweepSpec
 
 G64 = QuantGrid(4, "group", 64)
 

@@ -1,4 +1,5 @@
-"""A classifier's per-layer sensitivity (``workflows.sensitivity.run_analysis`` is the door every kind shares): which layers can be compressed, and how much, measured one at a time.
+"""A classifier's per-layer sensitivity (``workflows.sensitivity.run_analysis`` is the door every kind shares):
+which layers can be compressed, and how much, measured one at a time.
 
 - Pruning profile: for every coupled group torch-pruning's DependencyGraph finds (the layers that
   must shrink together), validation accuracy and loss after pruning only that group, at each

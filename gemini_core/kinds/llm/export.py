@@ -179,7 +179,8 @@ def evaluate_llm_export(path, data: str | None = None, text_column: str | None =
     record["size_bytes"] = sum(p.stat().st_size for p in (root / shipped).glob("*.safetensors"))
     record["size_written"] = PACKED_FILES if llm.get("compressed_dir") else FLOAT_FILES
     recorded = recipe.get("record") or {}
-    record.update({"kind": KIND, "quality_metric": "perplexity", "label": recipe.get("label"), "config": config.to_dict(), "export": str(root),
+    record.update({"kind": KIND, "quality_metric": "perplexity", "label": recipe.get("label"),
+                   "config": config.to_dict(), "export": str(root),
                    "recorded_perplexity": recorded.get("perplexity"),
                    "perplexity_matches_record": record["perplexity"] == recorded.get("perplexity"),
                    "data_fingerprint_matches": scenario.fingerprint() == recipe["scenario"].get("data_fingerprint"),

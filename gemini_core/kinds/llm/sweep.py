@@ -173,8 +173,9 @@ def llm_point_record(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
     compress_seconds = time.perf_counter() - started
     record = measure_llm_point(compressed, tokenizer, scenario.text_split, config.execution, settings,
                                scenario.zero_shot(settings.zero_shot_examples), grid=config.grid)
-    record.update({"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(), "label": config.label(), "steps": steps,
-                   "settings": settings.to_dict(), "ideal_size_bytes": ideal_size_bytes(compressed, config),
+    record.update({"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(),
+                   "label": config.label(), "steps": steps, "settings": settings.to_dict(),
+                   "ideal_size_bytes": ideal_size_bytes(compressed, config),
                    "compress_seconds": round(compress_seconds, 2), "measured_at": time.time(),
                    "seconds": round(time.perf_counter() - started, 2), "device": "cpu",
                    "model": scenario.model_spec, "status": "ok"})
