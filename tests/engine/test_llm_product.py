@@ -17,6 +17,7 @@ from gemini_core.kinds.llm.export import evaluate_llm_export, export_llm_point
 from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings, measure_llm_point
 from gemini_core.kinds.llm.sensitivity import LLMSensitivityParams, analyse_llm
 from gemini_core.kinds.llm.sweep import LLMSweepSpec
+from gemini_core.results.metrics import PERPLEXITY
 from gemini_core.results.pareto import front_for_axes, pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
@@ -102,7 +103,10 @@ def test_front_is_lower_perplexity_is_better(swept):
     ref = df[df["is_reference"]].iloc[0]
     assert ref["perplexity_increase_pct"] == 0.0
     best = df.loc[df["perplexity"].idxmin()]
-    assert bool(best["pareto"])  # the lowest perplexity is never dominated
+    # the lowest perplexity is dominated only by a point it cannot be told apart from on the same windows
+    # (then that point is as good and faster or smaller), as ties within noise go for accuracy
+    front = df[df["pareto"]]
+    assert bool(best["pareto"]) or any(PERPLEXITY.within_noise(best.to_dict(), p) for p in front.to_dict("records"))
     rec = recommend(df)
     assert "perplexity" in rec.reason and "accuracy" not in rec.reason
 
