@@ -12,7 +12,7 @@ import streamlit as st
 
 from gemini_core.errors import GeminiError
 from gemini_core.fsio import explain_os_error, write_file_atomic
-from gemini_core.paths import data_roots, home_dir, resolve_readable
+from gemini_core.paths import check_model_source, check_typed_path, home_dir, typed_path_roots  # noqa: F401
 from gemini_core.results.store import Store
 
 from . import saved_state
@@ -205,23 +205,6 @@ def png_ready() -> bool:
     from gemini_core.charts.images import start_png_server
 
     return start_png_server()
-
-
-def typed_path_roots() -> list[Path]:
-    """Where paths typed into the pages may lead: the home folder, and the folders in ``GEMINI_DATA_ROOTS``.
-
-    Never anywhere: a typed path would otherwise let whoever reaches the page preview any file the
-    server can read. Uploads go under the home folder, so they always work.
-    """
-
-    return [home_dir(), *data_roots()]
-
-
-def check_typed_path(text: str, what: str = "path") -> str:
-    """``text`` when it leads inside ``typed_path_roots()``; ConfigError naming where it leads otherwise."""
-
-    resolve_readable(text, typed_path_roots(), what)
-    return text
 
 
 def save_upload(upload, default_name: str = "data.csv") -> str:
