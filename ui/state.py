@@ -55,12 +55,13 @@ STORE_JOBS = ("sweep", "train", "sensitivity")  # jobs that train a baseline and
 def submit(job: Job, kind_key: str | None = None) -> Job | None:
     """Start ``job``; on a busy lane or a damaged store, store one message for the page to show and return None.
 
-    A job that trains and writes to the run store is not started at all when the store is damaged or
-    unreadable: the message says so before any training (the job checks again, for a store damaged later).
+    A job that trains and writes to the run store is not started at all when the store is damaged, unreadable
+    or cannot be written (a read-only home): the message says so before any training (the job checks again,
+    for a store damaged later).
     """
     try:
         if job.kind in STORE_JOBS:
-            Store().check()
+            Store().check().check_writable()
         registry().submit(job)
     except (JobBusy, GeminiError) as exc:
         st.session_state["job_error"] = str(exc)
@@ -169,6 +170,9 @@ def runs_with_points_or_stop(what: str):
     except GeminiError as exc:
         st.error(f"The run history cannot be read: {exc}")
         st.stop()
+    notice = store.damaged_rows_notice()
+    if notice:  # the other runs read as usual; the damaged ones are named, not silently missing
+        st.warning(notice)
     if not runs:
         st.info(f"Nothing to {what} yet: run a sweep first (Overview or Sweep page).")
         st.stop()

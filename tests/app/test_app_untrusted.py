@@ -310,3 +310,23 @@ def test_a_damaged_state_file_is_set_aside_and_replaced(case_id, blob, app_env):
     st.cache_resource.clear()  # a restart reads the new file: nothing to say
     again = new_app()
     assert not [w.value for w in again.warning if "ui_state.json" in w.value]
+
+
+# -- 8. a read-only home: the pages that read work, a job that would write says so before it starts ----------------
+def test_read_only_home_reads_and_refuses_jobs_in_one_line(app_env, seeded, monkeypatch):
+    from tests.engine.untrusted_support import read_only_home
+    from ui.state import registry
+
+    read_only_home(app_env, monkeypatch)
+    at = new_app("pages/5_Report.py")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    at.switch_page("pages/3_History.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.switch_page("pages/2_Sweep.py").run()
+    at.button(key="sw_start").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "cannot be written" in errors[0] and "read-only" in errors[0], errors
+    assert "move it aside" not in errors[0]
+    assert registry().all() == []  # nothing trained, nothing started
