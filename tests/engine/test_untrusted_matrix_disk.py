@@ -122,3 +122,36 @@ def test_read_only_mount_when_the_system_allows_it(home, tmp_path, monkeypatch, 
         assert len(out) == 2
     finally:
         subprocess.run(["umount", str(target)], capture_output=True)
+
+
+# == 8c. a full disk is noticed before training, not after the whole epoch ========================================
+def _free_space(monkeypatch, *free_bytes: int) -> list:
+    """``shutil.disk_usage`` reporting ``free_bytes`` in turn (the last one from then on); the folders asked."""
+    asked, answers = [], list(free_bytes)
+    real = shutil.disk_usage
+
+    def usage(path):
+        asked.append(Path(path))
+        total, used, _ = real(path)
+        return type(real(path))(total, used, answers.pop(0) if len(answers) > 1 else answers[0])
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    return asked
+
+
+def test_full_disk_is_noticed_before_training_starts(home, monkeypatch, capsys):
+    monkeypatch.setattr("gemini_core.fsio.publish_folder", _enospc)  # what the save would meet after training
+    monkeypatch.setattr("gemini_core.training.baseline.publish_folder", _enospc, raising=False)
+    _free_space(monkeypatch, 4096)
+    line = run_cli(["train", "--scenario", "breast-cancer", "--epochs", "1", "--max-steps", "2"], home[0],
+                   monkeypatch, capsys, home[1])  # one line, no progress line before it: nothing trained
+    assert "not enough free space in" in line and str(home[0] / "baselines") in line, line
+    assert "bytes" in line and "4,096" in line, line
+
+
+def test_a_disk_that_fills_while_training_is_noticed_before_the_cache_is_written(home, monkeypatch, capsys):
+    _free_space(monkeypatch, 10 ** 12, 4096)  # plenty when training starts, nothing left when it ends
+    line = run_cli(["train", "--scenario", "breast-cancer", "--epochs", "1", "--max-steps", "2"], home[0],
+                   monkeypatch, capsys, home[1], progress=True)
+    assert "not enough free space in" in line and str(home[0] / "baselines") in line, line
+    assert not [p for p in (home[0] / "baselines").iterdir() if "breast" in p.name]
