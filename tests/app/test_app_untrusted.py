@@ -330,3 +330,15 @@ def test_read_only_home_reads_and_refuses_jobs_in_one_line(app_env, seeded, monk
     assert len(errors) == 1 and "cannot be written" in errors[0] and "read-only" in errors[0], errors
     assert "move it aside" not in errors[0]
     assert registry().all() == []  # nothing trained, nothing started
+
+
+def test_a_wide_upload_is_one_line_on_the_model_page(app_env):
+    """A table far wider than any model input is refused from its first line, before its preview is parsed."""
+    data = (",".join(f"c{i}" for i in range(20_001)) + "\n" + ",".join("1" for _ in range(20_001)) + "\n").encode()
+    at = new_app(MODEL)
+    at.selectbox(key="m_scenario").set_value("tabular").run()
+    at.file_uploader(key="m_upload").set_value(("wide.csv", data, "text/csv")).run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "has 20,001 columns; the limit is 10,000" in errors[0], errors
+    assert at.button(key="m_use").disabled
