@@ -1,6 +1,5 @@
 """Model: choose the scenario and its data, check the data, train or load the baseline and see its card."""
 import dataclasses
-from pathlib import Path
 
 import streamlit as st
 
@@ -12,6 +11,7 @@ from ui import views
 from ui.compute_jobs import TrainJob
 from ui.kinds import for_scenario
 from ui.state import (
+    check_model_source,
     check_typed_path,
     current_job,
     current_model,
@@ -209,9 +209,9 @@ elif DATA_KIND[choice] == "model":
                            placeholder="/models/my-bert  or  distilbert-base-uncased (needs the hub)").strip()
     if not source:
         problem = "give a model id or directory"
-    elif source.startswith(("/", ".", "~")) or source.count("/") > 1 or Path(source).expanduser().exists():
-        try:  # a local model folder (hub ids are names, not paths)
-            check_typed_path(source, "model directory")
+    else:
+        try:  # a local model folder follows the typed-path rule (hub ids are names, not paths)
+            check_model_source(source, "model directory")
         except GeminiError as exc:
             problem = str(exc)
             st.error(f"This path cannot be used: {exc}")

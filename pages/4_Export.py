@@ -80,9 +80,14 @@ folder_text = st.text_input("Export folder", key="x_folder", placeholder=f"point
 folder_text = folder_text.strip() or f"point-{int(pid)}"
 destination = None
 replace = False
-try:  # the engine resolves '..', '~' and symlinks and refuses anything outside <home>/exports
+holds_files = False
+try:  # the engine resolves '..', '~' and symlinks and refuses anything outside <home>/exports (and over-long names)
     destination = export_destination(folder_text)
-    if destination.is_dir() and any(destination.iterdir()):
+    try:
+        holds_files = destination.is_dir() and any(destination.iterdir())
+    except OSError as exc:  # what the file system refuses to look at is one line too, never a traceback
+        raise GeminiError(f"{destination.name[:40]} cannot be looked at: {exc.strerror or exc}") from None
+    if holds_files:
         check_destination(destination, overwrite=True)  # only an earlier export of ours may be replaced
         replace = st.checkbox(f"Replace the existing export {destination.name}", key="x_replace",
                               help="the folder holds an earlier export; it is replaced only once the new one is "
@@ -112,8 +117,7 @@ def start_export() -> None:
 
 sweeping = any(j.kind in ("sweep", "train") for j in registry().running())
 st.button(f"Export point #{pid}", key="x_export", type="primary", on_click=start_export,
-          disabled=running or sweeping or destination is None
-          or (destination.is_dir() and any(destination.iterdir()) and not replace))
+          disabled=running or sweeping or destination is None or (holds_files and not replace))
 if sweeping:
     st.caption("A sweep or training is running: exporting waits for it (it re-measures latency on the same CPU).")
 show_job_error()

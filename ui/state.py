@@ -12,7 +12,7 @@ import streamlit as st
 
 from gemini_core.errors import GeminiError
 from gemini_core.fsio import explain_os_error, write_file_atomic
-from gemini_core.paths import data_roots, home_dir, resolve_readable
+from gemini_core.paths import check_model_source, check_typed_path, home_dir, typed_path_roots  # noqa: F401
 from gemini_core.results.store import Store
 
 from . import saved_state
@@ -55,12 +55,13 @@ STORE_JOBS = ("sweep", "train", "sensitivity")  # jobs that train a baseline and
 def submit(job: Job, kind_key: str | None = None) -> Job | None:
     """Start ``job``; on a busy lane or a damaged store, store one message for the page to show and return None.
 
-    A job that trains and writes to the run store is not started at all when the store is damaged or
-    unreadable: the message says so before any training (the job checks again, for a store damaged later).
+    A job that trains and writes to the run store is not started at all when the store is damaged, unreadable
+    or cannot be written (a read-only home): the message says so before any training (the job checks again,
+    for a store damaged later).
     """
     try:
         if job.kind in STORE_JOBS:
-            Store().check()
+            Store().check().check_writable()
         registry().submit(job)
     except (JobBusy, GeminiError) as exc:
         st.session_state["job_error"] = str(exc)
@@ -169,6 +170,9 @@ def runs_with_points_or_stop(what: str):
     except GeminiError as exc:
         st.error(f"The run history cannot be read: {exc}")
         st.stop()
+    notice = store.damaged_rows_notice()
+    if notice:  # the other runs read as usual; the damaged ones are named, not silently missing
+        st.warning(notice)
     if not runs:
         st.info(f"Nothing to {what} yet: run a sweep first (Overview or Sweep page).")
         st.stop()
@@ -205,23 +209,6 @@ def png_ready() -> bool:
     from gemini_core.charts.images import start_png_server
 
     return start_png_server()
-
-
-def typed_path_roots() -> list[Path]:
-    """Where paths typed into the pages may lead: the home folder, and the folders in ``GEMINI_DATA_ROOTS``.
-
-    Never anywhere: a typed path would otherwise let whoever reaches the page preview any file the
-    server can read. Uploads go under the home folder, so they always work.
-    """
-
-    return [home_dir(), *data_roots()]
-
-
-def check_typed_path(text: str, what: str = "path") -> str:
-    """``text`` when it leads inside ``typed_path_roots()``; ConfigError naming where it leads otherwise."""
-
-    resolve_readable(text, typed_path_roots(), what)
-    return text
 
 
 def save_upload(upload, default_name: str = "data.csv") -> str:

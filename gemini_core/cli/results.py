@@ -58,6 +58,14 @@ def run_runs(args) -> int:
         note(store.notice)
     for stored in store.runs():
         print_json({k: stored[k] for k in RUN_FIELDS})
+    return damaged_rows_warning(store)
+
+
+def damaged_rows_warning(store: Store) -> int:
+    """After the output: one line naming the rows that were skipped because their JSON cannot be read."""
+    notice = store.damaged_rows_notice()
+    if notice:
+        note(f"warning: {notice}")
     return 0
 
 
@@ -89,7 +97,7 @@ def run_points(args) -> int:
         constraints = Constraints(min_accuracy_pct=args.min_accuracy, max_loss_pts=args.max_loss,
                                   max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb)
         print_json(recommend(points_frame(raw), constraints).to_dict())
-        return 0
+        return damaged_rows_warning(store)
     if any(b is not None for b in bounds):
         raise ConfigError("--min-accuracy, --max-loss, --max-latency-ms and --max-size-kb need --recommend")
     points = annotated_points(raw)
@@ -104,13 +112,13 @@ def run_points(args) -> int:
                          "accuracy_pct": accuracy * 100 if isinstance(accuracy, float) and math.isfinite(accuracy)
                          else None, "warnings": "; ".join(p.get("warnings") or []) or None})
         print(format_table([{k: r.get(k) for k in fields} for r in rows], list(fields)))
-        return 0
+        return damaged_rows_warning(store)
     for point in points:
         point.pop("traceback", None)
         for field in metric_of([point]).raw_fields:  # per-example data stays in the store (it pairs points)
             point.pop(field, None)
         print_point(point)
-    return 0
+    return damaged_rows_warning(store)
 
 
 def run_retime(args) -> int:

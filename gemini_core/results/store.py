@@ -11,10 +11,17 @@ release (no ``meta`` table: version 1) is upgraded when it is opened, in one tra
 record gets ``schema_version``, ``kind`` and ``quality_metric`` and every run its ``kind``; a killed upgrade
 leaves the store as it was. A store from a newer release is refused (its records may mean what this release
 cannot know). A store that cannot be written is read as upgraded, in memory, and left as it is.
+
+What goes wrong is told apart, because the advice differs: a read-only home or file (reading works; a write
+says where and why), a full disk (free space), a lock held by another process (wait for it, or stop it), a
+row whose JSON cannot be read (skipped, and named by its id, by ``damaged_rows_notice``); only a file that
+is really damaged is "move it aside".
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -30,6 +37,9 @@ from gemini_core.results.record import PointRecord, legacy_kind, upgrade_record
 # schema_version / kind / quality_metric in every record (record version 2); version 1 is every store
 # written before. A new record version is a new store version (its rows are upgraded on open).
 STORE_VERSION = 2
+# How long a write waits for another process's lock before it is reported as held (a sweep commits each
+# point in milliseconds; a longer hold is another process's long transaction).
+BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -76,18 +86,30 @@ CREATE INDEX IF NOT EXISTS analyses_by_baseline ON analyses (baseline_key, updat
 
 class Store:
     """``read_only``: open without writing anything (a store of an earlier version is upgraded in memory on
-    every read). A store that turns out not to be writable is opened so too (``notice`` says so)."""
+    every read). A store whose file or folder cannot be written is opened so too (``read_only_reason`` says
+    why; a write then fails in one line saying it), and so is one that turns out not to be writable when it
+    is upgraded (``notice`` says so)."""
 
     def __init__(self, path: str | Path | None = None, read_only: bool = False):
         self.path = Path(path) if path is not None else store_path()
         self.read_only = read_only
+        self.read_only_reason: str | None = "it was opened read-only" if read_only else None
         self.upgrade_on_read = False  # an earlier version's store read without writing: records upgraded per read
         self.notice: str | None = None  # one line for the reader when the store is read that way
+        self.immutable = False  # a read-only file system: SQLite cannot create the WAL index, reads the file as is
+        self.skipped: dict[str, set] = {"point": set(), "run": set(), "analysis": set()}  # ids of damaged rows
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_dir():
             raise GeminiError(f"the run store {self.path} is a folder, not a SQLite file")
-        if read_only and not self.path.is_file():
+        if not read_only:
+            reason = _unwritable(self.path)
+            if reason is not None:
+                if not self.path.is_file():
+                    raise GeminiError(f"there is no run store at {self.path} and none can be created: {reason}; "
+                                      "set GEMINI_HOME to a writable folder")
+                self.read_only, self.read_only_reason = True, reason
+        if self.read_only and not self.path.is_file():
             raise GeminiError(f"no run store at {self.path}")
         self._open()
 
@@ -109,6 +131,7 @@ class Store:
                     if not _is_read_only(exc):
                         raise
                     self.read_only = True  # a read-only file or folder: read it as it is, below
+                    self.read_only_reason = f"SQLite refused to write it ({exc})"
             self.upgrade_on_read = True
             self.notice = (f"the run store {self.path} was written by an earlier version (store version "
                            f"{version}) and cannot be written here: it is read as version {STORE_VERSION} in "
@@ -163,30 +186,105 @@ class Store:
             raise GeminiError(f"the run store {self.path} is damaged ({rows[0]}); move it aside to start a new one")
         return self
 
+    def check_writable(self) -> "Store":
+        """GeminiError saying where and why when the store is open read-only, before work that would write."""
+        if self.read_only:
+            raise GeminiError(f"the run store {self.path} cannot be written: {self.read_only_reason}; nothing was "
+                              "written (reading works: runs, points, the report); set GEMINI_HOME to a writable "
+                              "folder to save new runs")
+        return self
+
     @contextmanager
-    def _connect(self):
+    def _connect(self, write: bool = False):
+        """A connection for one operation. ``write``: one that changes the store, refused at once (saying
+        where and why) when the store is open read-only."""
+        if write:
+            self.check_writable()
         try:
-            if self.read_only:  # nothing is written, not even the journal mode
-                db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30.0,
-                                     isolation_level=None)
-            else:
-                db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db = self._open_connection()
         except sqlite3.Error as exc:
-            raise GeminiError(f"cannot open the run store {self.path}: {exc}") from None
+            raise GeminiError(self._explain(exc)) from None
         try:
-            db.row_factory = sqlite3.Row
-            if not self.read_only:
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA foreign_keys=ON")
             yield db
         except sqlite3.DatabaseError as exc:
-            if self.read_only and _is_read_only(exc):
-                raise GeminiError(f"the run store {self.path} is open read-only: nothing was written") from None
-            raise GeminiError(f"the run store {self.path} is unreadable ({exc}); move it aside to start a new "
-                              "one") from None
+            raise GeminiError(self._explain(exc)) from None
         finally:
             db.close()
+
+    def _open_connection(self):
+        if not self.read_only:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+                db.execute("PRAGMA foreign_keys=ON")
+            except BaseException:
+                db.close()
+                raise
+            return db
+        try:
+            return self._read_only_connection(self.immutable)
+        except sqlite3.OperationalError as exc:
+            if self.immutable or _code(exc) != sqlite3.SQLITE_CANTOPEN:
+                raise
+        # A WAL store on a read-only file system: SQLite cannot create its index file (-shm), not even to
+        # read. Read the file as it is (what a killed writer left in its -wal is not seen).
+        self.immutable = True
+        return self._read_only_connection(True)
+
+    def _read_only_connection(self, immutable: bool):
+        """Nothing is written, not even the journal mode; the first read (which opens the file) is done here."""
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _explain(self, exc: sqlite3.Error) -> str:
+        """One line for a SQLite failure, with the advice that fits its cause."""
+        code = _code(exc)
+        folder = self.path.parent
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return (f"the run store {self.path} is locked by another process (a sweep, an export or a dashboard "
+                    f"writing to it) and was not released within {BUSY_TIMEOUT_S:g} s: wait for it to finish, or "
+                    "stop it, then run this again; the store is not damaged")
+        if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and 0 <= _free_bytes(folder) < 1 << 20):
+            free = _free_bytes(folder)
+            shown = f"{free / 2**20:.1f} MB free" if free >= 0 else "the free space could not be read"
+            return (f"no space left on the disk of the run store {self.path} ({exc}; {shown} in {folder}): free "
+                    "space there, then run this again; the store is not damaged and keeps what it had")
+        if _is_read_only(exc) or (code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM)
+                                  and _unwritable(self.path) is not None):
+            reason = self.read_only_reason if self.read_only else _unwritable(self.path)
+            return (f"the run store {self.path} cannot be written: {reason or exc}; nothing was written; set "
+                    "GEMINI_HOME to a writable folder to save new runs")
+        if code == sqlite3.SQLITE_CANTOPEN:
+            return f"cannot open the run store {self.path} ({exc}): check that {folder} exists and can be read"
+        if code == sqlite3.SQLITE_IOERR:
+            return (f"the disk under the run store {self.path} reported an error ({exc}): check the disk, then run "
+                    "this again")
+        return f"the run store {self.path} is unreadable ({exc}); move it aside to start a new one"
+
+    def damaged_rows_notice(self) -> str | None:
+        """One line naming the rows skipped so far because their JSON cannot be read; None when there were none."""
+        parts = []
+        for what in ("point", "run", "analysis"):
+            ids = sorted(self.skipped[what], key=str)
+            if ids:
+                shown = ", ".join(str(i) if what == "point" else repr(i) for i in ids[:20])
+                more = f" and {len(ids) - 20} more" if len(ids) > 20 else ""
+                parts.append(f"{what} id{'s' if len(ids) > 1 else ''} {shown}{more}")
+        if not parts:
+            return None
+        return (f"the run store {self.path} has rows whose record cannot be read, skipped: {'; '.join(parts)} "
+                "(the rest of the store reads as usual)")
 
     # -- runs -------------------------------------------------------------------------------
     def ensure_run(self, run_id: str, name: str, scenario: str, baseline_key: str, spec: dict,
@@ -196,7 +294,7 @@ class Store:
         now = time.time()
         kind = kind or run_kind(spec, baseline)
         registry.kind_info(kind)  # an unknown kind is one line, before anything is written
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute(
                 "INSERT INTO runs (run_id, name, scenario, baseline_key, spec_json, baseline_json, status,"
                 " created_at, updated_at, kind) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
@@ -207,24 +305,25 @@ class Store:
             )
 
     def set_status(self, run_id: str, status: str) -> None:
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, time.time(), run_id))
 
     def rename_run(self, run_id: str, name: str) -> None:
         name = name.strip()
         if not name:
             raise GeminiError("a run name cannot be empty")
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             if db.execute("UPDATE runs SET name=? WHERE run_id=?", (name, run_id)).rowcount == 0:
                 raise GeminiError(f"no run {run_id!r}")
 
     def delete_run(self, run_id: str) -> None:
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute("DELETE FROM points WHERE run_id=?", (run_id,))
             if db.execute("DELETE FROM runs WHERE run_id=?", (run_id,)).rowcount == 0:
                 raise GeminiError(f"no run {run_id!r}")
 
     def runs(self) -> list[dict]:
+        """Every run, newest first; a run whose stored spec cannot be read is skipped (``damaged_rows_notice``)."""
         with self._connect() as db:
             rows = db.execute(
                 "SELECT r.*, (SELECT COUNT(*) FROM points p WHERE p.run_id=r.run_id AND p.status='ok') AS points_ok,"
@@ -233,18 +332,29 @@ class Store:
             ).fetchall()
         out = []
         for row in rows:
-            item = dict(row)
-            item["spec"] = json.loads(item.pop("spec_json"))
-            item["baseline"] = json.loads(item.pop("baseline_json"))
-            if "kind" not in item:  # an earlier version's runs table, read without upgrading it
-                item["kind"] = run_kind(item["spec"], item["baseline"])
-            out.append(item)
+            item = self._run(row)
+            if item is not None:
+                out.append(item)
         return out
+
+    def _run(self, row) -> dict | None:
+        item = dict(row)
+        spec, baseline = _json_object(item.pop("spec_json")), _json_object(item.pop("baseline_json"))
+        if spec is None or baseline is None:
+            self.skipped["run"].add(item["run_id"])
+            return None
+        item["spec"], item["baseline"] = spec, baseline
+        if "kind" not in item:  # an earlier version's runs table, read without upgrading it
+            item["kind"] = run_kind(item["spec"], item["baseline"])
+        return item
 
     def get_run(self, run_id: str) -> dict:
         for run in self.runs():
             if run["run_id"] == run_id:
                 return run
+        if run_id in self.skipped["run"]:
+            raise GeminiError(f"run {run_id!r} is damaged in the run store {self.path}: its stored settings cannot "
+                              "be read (not a JSON object); the other runs read as usual")
         raise GeminiError(f"no run {run_id!r}; `python -m gemini_core runs` lists them")
 
     # -- points -----------------------------------------------------------------------------
@@ -254,7 +364,7 @@ class Store:
         point record's schema first: a record that does not fit is one GeminiError naming the field, and
         nothing is written. ``status`` and ``error`` are the row's (they win over the record's own)."""
         record = PointRecord.validate_dict({**record, "status": status, "error": error})
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             cur = db.execute(
                 "INSERT INTO points (run_id, baseline_key, point_key, status, error, record_json, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, point_key) DO UPDATE SET"
@@ -268,28 +378,36 @@ class Store:
         return int(row["point_id"]) if row else int(cur.lastrowid)
 
     def find_point(self, baseline_key: str, point_key: str) -> dict | None:
-        """A measured (ok) point for this baseline and point key, in any run."""
+        """A measured (ok) point for this baseline and point key, in any run (a damaged one is measured again)."""
         with self._connect() as db:
-            row = db.execute(
+            rows = db.execute(
                 "SELECT * FROM points WHERE baseline_key=? AND point_key=? AND status='ok'"
-                " ORDER BY created_at DESC LIMIT 1", (baseline_key, point_key)).fetchone()
-        return self._point(row) if row else None
+                " ORDER BY created_at DESC", (baseline_key, point_key)).fetchall()
+        return next((p for p in map(self._point, rows) if p is not None), None)
 
     def points(self, run_id: str, include_failed: bool = True) -> list[dict]:
+        """The run's points; one whose record cannot be read is skipped and named (``damaged_rows_notice``)."""
         query = "SELECT * FROM points WHERE run_id=?" + ("" if include_failed else " AND status='ok'")
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY point_id", (run_id,)).fetchall()
-        return [self._point(row) for row in rows]
+        return [p for p in map(self._point, rows) if p is not None]
 
     def get_point(self, point_id: int) -> dict:
         with self._connect() as db:
             row = db.execute("SELECT * FROM points WHERE point_id=?", (int(point_id),)).fetchone()
         if row is None:
             raise GeminiError(f"no point {point_id}")
-        return self._point(row)
+        point = self._point(row)
+        if point is None:
+            raise GeminiError(f"point {point_id} is damaged in the run store {self.path}: its record cannot be read "
+                              "(not a JSON object); the run's other points read as usual")
+        return point
 
-    def _point(self, row) -> dict:
-        record = json.loads(row["record_json"])
+    def _point(self, row) -> dict | None:
+        record = _json_object(row["record_json"])
+        if record is None:
+            self.skipped["point"].add(int(row["point_id"]))
+            return None
         if self.upgrade_on_read:
             record = upgrade_record(record)
         record.update({"point_id": row["point_id"], "run_id": row["run_id"], "point_key": row["point_key"],
@@ -300,7 +418,7 @@ class Store:
     def save_analysis(self, analysis_id: str, baseline_key: str, scenario: str, params: dict, result: dict,
                       status: str) -> None:
         now = time.time()
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute(
                 "INSERT INTO analyses (analysis_id, baseline_key, scenario, params_json, result_json, status,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(analysis_id) DO UPDATE SET"
@@ -309,9 +427,10 @@ class Store:
                  status, now, now))
 
     def get_analysis(self, analysis_id: str) -> dict | None:
+        """The stored analysis (None when there is none, or when its JSON cannot be read: it is run again)."""
         with self._connect() as db:
             row = db.execute("SELECT * FROM analyses WHERE analysis_id=?", (analysis_id,)).fetchone()
-        return _analysis(row) if row else None
+        return self._analysis(row) if row else None
 
     def analyses(self, baseline_key: str | None = None) -> list[dict]:
         """Stored analyses, newest first (all, or of one baseline)."""
@@ -319,7 +438,16 @@ class Store:
         query = "SELECT * FROM analyses" + where + " ORDER BY updated_at DESC"
         with self._connect() as db:
             rows = db.execute(query, (baseline_key,) if baseline_key else ()).fetchall()
-        return [_analysis(row) for row in rows]
+        return [a for a in map(self._analysis, rows) if a is not None]
+
+    def _analysis(self, row) -> dict | None:
+        params, result = _json_object(row["params_json"]), _json_object(row["result_json"])
+        if params is None or result is None:
+            self.skipped["analysis"].add(row["analysis_id"])
+            return None
+        return {"analysis_id": row["analysis_id"], "baseline_key": row["baseline_key"], "scenario": row["scenario"],
+                "params": params, "result": result, "status": row["status"], "created_at": row["created_at"],
+                "updated_at": row["updated_at"]}
 
     def integrity_ok(self) -> bool:
         with self._connect() as db:
@@ -359,13 +487,38 @@ def _columns(db, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of an error (SQLITE_BUSY, SQLITE_FULL, ...), None when it has none."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
 def _is_read_only(exc: sqlite3.Error) -> bool:
     """SQLite's 'attempt to write a readonly database' (a read-only file, folder or open mode)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return (code is not None and code & 0xFF == sqlite3.SQLITE_READONLY) or "readonly" in str(exc)
+    return _code(exc) == sqlite3.SQLITE_READONLY or "readonly" in str(exc)
 
 
-def _analysis(row) -> dict:
-    return {"analysis_id": row["analysis_id"], "baseline_key": row["baseline_key"], "scenario": row["scenario"],
-            "params": json.loads(row["params_json"]), "result": json.loads(row["result_json"]),
-            "status": row["status"], "created_at": row["created_at"], "updated_at": row["updated_at"]}
+def _unwritable(path: Path) -> str | None:
+    """Why the store at ``path`` cannot be written here (its folder or the file is read-only), or None."""
+    folder = path.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        return f"its folder {folder} is read-only (SQLite writes its journal beside the file)"
+    if path.is_file() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    return None
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
+
+
+def _json_object(text) -> dict | None:
+    """A stored JSON object, or None when the text is not one (a damaged row)."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -197,6 +197,8 @@ def load_npz(path: Path, image_size=None) -> tuple[np.ndarray, np.ndarray, list[
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
         raise DataError(f"{path.name} is not a readable .npz file: {str(exc).splitlines()[0][:200]}") from None
     y = np.asarray(y).reshape(-1) if np.ndim(y) == 2 and 1 in np.shape(y) else np.asarray(y)
+    if y.dtype.kind == "c":
+        raise DataError(complex_refusal(path.name, "y", y.dtype))
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{path.name}: x has {len(x)} images but y has shape {tuple(y.shape)}; "
                         "y needs one label per image")
@@ -230,6 +232,8 @@ def _check_npz(path: Path) -> None:
                 if dtype.hasobject:
                     raise DataError(f"{path.name} holds Python objects (pickled arrays); refused for safety. "
                                     "Save x and y as arrays of numbers or strings")
+                if dtype.kind == "c":
+                    raise DataError(complex_refusal(path.name, name, dtype))
                 count = int(np.prod(shape, dtype=np.float64)) if shape else 1
                 if name == "x" and len(shape) not in (3, 4):
                     raise DataError(f"{path.name}: x has shape {tuple(shape)}; expected (N,H,W), (N,H,W,C) or "
@@ -246,7 +250,17 @@ def _check_npz(path: Path) -> None:
         raise DataError(f"{path.name} is not a readable .npz file: {str(exc).splitlines()[0][:200]}") from None
 
 
+def complex_refusal(file_name: str, array: str, dtype) -> str:
+    """Complex values have no pixel or label meaning, and a cast to float32 would drop the imaginary part
+    without a word: refused, saying what to save instead."""
+    what = "images need real pixel values" if array == "x" else "labels need real values or text"
+    return (f"{file_name}: {array} holds complex numbers ({np.dtype(dtype).name}); {what}. Save the part you mean "
+            f"(np.abs({array}) or {array}.real) with numpy.savez")
+
+
 def _to_nchw(x: np.ndarray, name: str) -> np.ndarray:
+    if x.dtype.kind == "c":
+        raise DataError(complex_refusal(name, "x", x.dtype))
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{name}: x must hold numbers, not {x.dtype}")
     if x.ndim == 3:

@@ -3,9 +3,12 @@
 Policy (what this module decides for the user, and says so in ``notes``):
 
 * Size: files over ``MAX_FILE_BYTES`` (200 MiB, the dashboard's upload limit too) are refused before
-  reading, and tables over ``MAX_ROWS`` (200,000 data rows) after parsing: more rows than that would
-  not be trained on anyway (text trains on ``max_train_examples``) but would all be tokenized and
-  held in memory. ``GEMINI_MAX_DATA_BYTES`` / ``GEMINI_MAX_DATA_ROWS`` change the limits.
+  reading; tables over ``MAX_COLUMNS`` (10,000 fields on the first line) before parsing, and parsing
+  stops one row past ``MAX_ROWS`` (200,000 data rows) or past what ``MAX_CELLS`` (20,000,000 cells)
+  allows at that width: pandas holds every cell as a Python string, so a file of 10^6 columns took
+  minutes and gigabytes before failing, and more rows than the cap would not be trained on anyway (text
+  trains on ``max_train_examples``) but would all be tokenized and held in memory.
+  ``GEMINI_MAX_DATA_BYTES`` / ``_ROWS`` / ``_COLUMNS`` / ``_CELLS`` change the limits.
 * Bytes: a NUL byte means a binary (or UTF-16) file: refused. A UTF-16/32 byte-order mark: refused.
 * Encoding: UTF-8 (a BOM is allowed). A file that is not UTF-8 is read as Windows-1252 (a superset
   of Latin-1's printable characters, the usual "ANSI" export of Excel) *only if* it decodes and at
@@ -37,6 +40,8 @@ from gemini_core.errors import DataError
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_ROWS = 200_000
+MAX_COLUMNS = 10_000
+MAX_CELLS = 20_000_000
 LEGACY_NON_ASCII_SHARE = 0.10  # above this a non-UTF-8 file is probably not Windows-1252 text
 SNIFF_CHARS = 64 * 1024
 
@@ -75,6 +80,16 @@ def max_file_bytes() -> int:
 def max_rows() -> int:
     """The row limit on data tables: ``MAX_ROWS`` unless ``GEMINI_MAX_DATA_ROWS`` says otherwise."""
     return env_limit("GEMINI_MAX_DATA_ROWS", MAX_ROWS)
+
+
+def max_columns() -> int:
+    """The column limit on data tables: ``MAX_COLUMNS`` unless ``GEMINI_MAX_DATA_COLUMNS`` says otherwise."""
+    return env_limit("GEMINI_MAX_DATA_COLUMNS", MAX_COLUMNS)
+
+
+def max_cells() -> int:
+    """The cell limit on data tables: ``MAX_CELLS`` unless ``GEMINI_MAX_DATA_CELLS`` says otherwise."""
+    return env_limit("GEMINI_MAX_DATA_CELLS", MAX_CELLS)
 
 
 def _size_text(size_bytes: int) -> str:
@@ -223,7 +238,16 @@ def read_table(path, header="infer", max_bytes: int | None = None, row_limit: in
     text, encoding, notes = read_text(path, max_bytes)
     header = parse_header_option(header)
     delimiter = sniff_delimiter(path, text)
-    cells = _parse_cells(text, delimiter, path.name)
+    # The table's width from its first line, and the rows that width allows, before pandas sees the file:
+    # what pandas builds is one Python string per cell, whatever the file's size on disk.
+    width, column_limit, cell_limit = first_line_fields(text, delimiter), max_columns(), max_cells()
+    if width > column_limit:
+        raise DataError(f"{path.name} has {width:,} columns; the limit is {column_limit:,} "
+                        "(GEMINI_MAX_DATA_COLUMNS changes it). Keep the columns the model needs.")
+    rows_allowed = min(row_limit, cell_limit // max(width, 1))
+    # the header, the rows allowed, one row over (the file is too long) and one more (it is known to be)
+    cells = _parse_cells(text, delimiter, path.name, nrows=rows_allowed + 3)
+    read_all = len(cells) < rows_allowed + 3
     has_header = infer_header(cells) if header == "infer" else header
     if has_header:
         columns = _unique_names([c if isinstance(c, str) and c.strip() else str(i)
@@ -234,9 +258,14 @@ def read_table(path, header="infer", max_bytes: int | None = None, row_limit: in
         cells.columns = [str(i) for i in range(cells.shape[1])]
     if cells.empty:
         raise DataError(f"{path.name} has a header row but no data rows")
-    if len(cells) > row_limit:
-        raise DataError(f"{path.name} has {len(cells):,} data rows; the limit is {row_limit:,} rows. "
-                        "Use a sample of the rows.")
+    if len(cells) > rows_allowed:
+        count = f"{len(cells):,}" if read_all else f"more than {rows_allowed:,}"
+        if rows_allowed == row_limit:
+            raise DataError(f"{path.name} has {count} data rows; the limit is {row_limit:,} rows. "
+                            "Use a sample of the rows.")
+        raise DataError(f"{path.name} has more than {cell_limit:,} cells ({width:,} columns, {count} data rows); "
+                        f"the limit is {cell_limit:,} cells (GEMINI_MAX_DATA_CELLS changes it). Use a sample of the "
+                        "rows, or fewer columns.")
     if header == "infer":
         shown = ", ".join(repr(c) for c in list(cells.columns)[:8])
         notes.append(f"header row detected: columns {shown}" if has_header
@@ -244,11 +273,28 @@ def read_table(path, header="infer", max_bytes: int | None = None, row_limit: in
     return RawTable(cells, path, delimiter, bool(has_header), encoding, notes)
 
 
-def _parse_cells(text: str, delimiter: str, name: str) -> pd.DataFrame:
+def first_line_fields(text: str, delimiter: str) -> int:
+    """Fields on the first non-blank line: the number of columns pandas makes (a longer row is its error)."""
+    start = 0
+    while True:
+        end = text.find("\n", start)
+        line = text[start:] if end < 0 else text[start:end]
+        if line.strip() or end < 0:
+            break
+        start = end + 1
+    if delimiter == "\t":  # read with QUOTE_NONE: every tab separates
+        return line.count("\t") + 1
+    try:  # the first record, which a quoted field may continue onto the next lines
+        return len(next(csv.reader(io.StringIO(text[start:]), delimiter=delimiter), []))
+    except csv.Error:  # a field over csv's size limit: count the first line's delimiters
+        return line.count(delimiter) + 1
+
+
+def _parse_cells(text: str, delimiter: str, name: str, nrows: int | None = None) -> pd.DataFrame:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     try:
         return pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, quoting=quoting,
-                           keep_default_na=False, na_values=[""], skip_blank_lines=True, engine="c")
+                           keep_default_na=False, na_values=[""], skip_blank_lines=True, engine="c", nrows=nrows)
     except pd.errors.EmptyDataError:
         raise DataError(f"{name} has no rows") from None
     except pd.errors.ParserError as exc:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from gemini_core.errors import Cancelled, ConfigError
+from gemini_core.errors import Cancelled, ConfigError, GeminiError
+from gemini_core.paths import baselines_dir
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios.base import Scenario, Split, TrainSettings
 from gemini_core.training.distill import CLASSIFIER_TEMPERATURE, kd_loss
@@ -177,6 +180,30 @@ def _train_steps(model, split, steps, lr, batch_size, seed, device, weight_decay
     return loss_value
 
 
+# Beyond the weights, what a saved baseline holds (meta.json: history, per-example correctness) and what the
+# file system needs for its own blocks.
+SAVE_MARGIN_BYTES = 1 << 20
+
+
+def weights_bytes(model: nn.Module) -> int:
+    """What saving ``model``'s state as safetensors takes, about (tensor bytes; the header is small)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """GeminiError naming ``folder`` and the bytes when its disk has less than ``needed`` free: said before
+    the work whose result would not fit, not after it. A disk that cannot be asked passes (the write itself
+    reports a full disk)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise GeminiError(f"not enough free space in {folder} for {what}: it needs about {needed:,} bytes and "
+                          f"{free:,} are free; free some space there (or set GEMINI_HOME to a folder on another "
+                          "disk), then run this again")
+
+
 def train_model(
     model: nn.Module,
     scenario: Scenario,
@@ -184,15 +211,26 @@ def train_model(
     progress: ProgressFn | None = None,
     device="cpu",
     should_stop: Callable[[], bool] | None = None,
+    save_to: Path | None = None,
 ) -> list[dict]:
     """Train with AdamW and a one-cycle schedule (linear warm-up, cosine decay) until validation stops
     improving (``settings.patience`` epochs), then restore the best-validation weights.
 
     Returns the history: one record per epoch, then one ``{"event": "chosen", "epoch": N, ...}`` record
     naming the epoch whose weights were kept and why training stopped. Deterministic (``reproducible``).
+
+    The trained model is saved in ``save_to`` (the baselines' folder by default): its disk must hold the
+    weights, which is checked before the first step (a full disk was otherwise met only once every epoch had
+    run) and again after the last, just before the caller writes them (the disk may have filled meanwhile).
     """
+    folder = Path(save_to) if save_to is not None else baselines_dir()
+    needed = weights_bytes(model) + SAVE_MARGIN_BYTES
+    check_free_space(folder, needed, "the trained baseline")
     with reproducible(settings.seed, settings.threads, device):
-        return _train_model(model, scenario, settings, progress, device, should_stop)
+        history = _train_model(model, scenario, settings, progress, device, should_stop)
+    if should_stop is None or not should_stop():  # a stopped training is not saved: nothing to fit
+        check_free_space(folder, needed, "the trained baseline (the disk filled while it trained)")
+    return history
 
 
 def _train_model(model, scenario, settings, progress, device, should_stop) -> list[dict]:

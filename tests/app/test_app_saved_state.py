@@ -1,4 +1,4 @@
-"""Issue 18: the dashboard's choices survive a server restart (kept in <home>/ui_state.json, atomically
+"""The dashboard's choices survive a server restart (kept in <home>/ui_state.json, atomically
 written, validated on read like any untrusted file). A "restart" here clears Streamlit's process caches
 (the process memory the state used to live in) and opens a new session."""
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,67 @@ def test_evaluate_unpacks_a_zip_once(home, d, tmp_path, monkeypatch, capsys):
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert extractions == [1]
     assert record["export"] == str((d / "good.zip").resolve()) and record["reencoded_identical"] is True
+
+
+# A table's size is capped before pandas parses it: its first record's field count (a CSV of 10^6 columns took
+# minutes and 6.9 GB before it crashed), the cells that many columns allow, and the rows (pandas is told to
+# stop just past the cap, so it never holds more).
+def _wide(path: Path, columns: int, rows: int = 3) -> Path:
+    with open(path, "w") as handle:
+        handle.write(",".join(f"c{i}" for i in range(columns)) + "\n")
+        line = ",".join("1" for _ in range(columns)) + "\n"
+        for _ in range(rows):
+            handle.write(line)
+    return path
+
+
+def _quoted_wide(path: Path, columns: int) -> Path:
+    """A first field that runs onto the next line: the first physical line shows one column, the record many."""
+    path.write_text('"a\nb",' + ",".join(f"c{i}" for i in range(columns - 1)) + "\n"
+                    + ",".join("1" for _ in range(columns)) + "\n")
+    return path
+
+
+def _long(path: Path, rows: int, columns: int = 3, sep: str = ",") -> Path:
+    header = sep.join(["label", *(f"f{i}" for i in range(columns - 1))])
+    path.write_text(header + "\n" + "".join(sep.join([str(r % 2), *(str(r + i) for i in range(columns - 1))]) + "\n"
+                                            for r in range(rows)))
+    return path
+
+
+TABLE_CAPS = [
+    ("csv-a-million-columns", lambda d: _wide(d / "wide.csv", 1_000_000), {}, "tabular",
+     "wide.csv has 1,000,000 columns; the limit is 10,000", None),
+    ("csv-20001-columns", lambda d: _wide(d / "wide.csv", 20_001), {}, "tabular",
+     "wide.csv has 20,001 columns; the limit is 10,000", None),
+    ("tsv-columns-env-cap", lambda d: _long(d / "t.tsv", 40, 12, "\t"), {"GEMINI_MAX_DATA_COLUMNS": "10"}, "text",
+     "t.tsv has 12 columns; the limit is 10 (GEMINI_MAX_DATA_COLUMNS", None),
+    ("csv-cells-env-cap", lambda d: _long(d / "c.csv", 200, 20), {"GEMINI_MAX_DATA_CELLS": "1000"}, "tabular",
+     "c.csv has more than 1,000 cells", 53),
+    ("csv-rows-env-cap", lambda d: _long(d / "r.csv", 200), {"GEMINI_MAX_DATA_ROWS": "50"}, "tabular",
+     "r.csv has more than 50 data rows; the limit is 50", 53),
+    ("csv-quoted-newline-in-the-first-record", lambda d: _quoted_wide(d / "q.csv", 20_001), {}, "tabular",
+     "q.csv has 20,001 columns; the limit is 10,000", None),
+    ("columns-cap-not-a-number", lambda d: _long(d / "n.csv", 40), {"GEMINI_MAX_DATA_COLUMNS": "wide"}, "tabular",
+     "GEMINI_MAX_DATA_COLUMNS='wide' is not a whole number", None),
+]
+
+
+@pytest.mark.parametrize("case_id, make, env, scenario, message, max_rows_parsed", TABLE_CAPS,
+                         ids=[c[0] for c in TABLE_CAPS])
+def test_table_caps_before_parsing(case_id, make, env, scenario, message, max_rows_parsed, home, tmp_path,
+                                   monkeypatch, capsys):
+    import pandas as pd
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = make(tmp_path)
+    parsed = []
+    real = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: parsed.append(k.get("nrows")) or real(*a, **k))
+    line = run_cli(["sweep", "--scenario", scenario, "--data", str(path)], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+    if max_rows_parsed is None:
+        assert parsed == []  # refused from the first line, before pandas saw the file
+    else:
+        assert parsed and all(n is not None and n <= max_rows_parsed for n in parsed), parsed

@@ -66,3 +66,26 @@ def test_extensionless_data_is_accepted_by_content(tmp_path):
     path.write_text("".join(f"{'ham' if i % 2 else 'spam'}\tmessage number {i} here\n" for i in range(40)))
     summary = validate_text_file(path, text_column="1", label_column="0", header="no")
     assert summary["rows"] == 40
+
+
+def test_a_wide_upload_is_refused_before_it_is_parsed(home, monkeypatch):
+    """The dashboard previews an upload as soon as it is saved: a table of 20,001 columns is refused from its
+    first line, in one line, before pandas builds a cell of it."""
+    import pandas as pd
+
+    from gemini_core.errors import DataError
+    from gemini_core.scenarios.table_data import preview
+    from ui.state import save_upload
+
+    monkeypatch.setenv("GEMINI_HOME", str(home[0]))
+    header = ",".join(f"c{i}" for i in range(20_001))
+    data = (header + "\n" + ",".join("1" for _ in range(20_001)) + "\n").encode()
+    path = save_upload(Upload("wide.csv", data))
+    parsed = []
+    real = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    with pytest.raises(DataError) as caught:
+        preview(path)
+    assert "has 20,001 columns; the limit is 10,000" in str(caught.value) and "\n" not in str(caught.value)
+    assert parsed == []
+    Path(path).unlink()  # the shared home keeps only what the matrix put there

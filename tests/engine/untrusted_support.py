@@ -13,7 +13,9 @@ holding the digits baseline and an earlier run (the session fixtures ``home``, `
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 from gemini_core.cli import main
@@ -55,3 +57,67 @@ def run_cli(argv, home_path: Path, monkeypatch, capsys, run_id: str | None = Non
     if run_id:
         assert earlier_points(home_path, run_id) == points
     return err[0]
+
+
+def private_home(home_path: Path, where: Path) -> Path:
+    """A copy of the shared home for a case that damages or locks its store (the shared one stays as it is)."""
+    target = where / "home"
+    shutil.copytree(home_path, target)
+    return target
+
+
+def run_cli_ok(argv, home_path: Path, monkeypatch, capsys) -> tuple[list[str], list[str]]:
+    """Run a command that must succeed (exit 0, no traceback): (stdout lines, stderr lines)."""
+    monkeypatch.setenv("GEMINI_HOME", str(home_path))
+    code = main(argv)
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code == 0, err
+    assert not any("Traceback" in line for line in err), err
+    return captured.out.strip().splitlines(), err
+
+
+def sqlite_error(kind, message: str, code: int, name: str):
+    """A sqlite3 error carrying SQLite's result code, as the library raises it (``kind``: its class)."""
+    exc = kind(message)
+    exc.sqlite_errorcode, exc.sqlite_errorname = code, name
+    return exc
+
+
+def store_sqlite_with(monkeypatch, factory) -> None:
+    """The run store's SQLite connections (only the store's: the test's own look at the file stays real) made
+    by ``factory``, a ``sqlite3.Connection`` subclass that plays a disk's failure."""
+    import sqlite3
+    import types
+
+    proxy = types.ModuleType("sqlite3")
+    proxy.__dict__.update({k: v for k, v in vars(sqlite3).items() if not k.startswith("__")})
+    proxy.connect = lambda *args, **kwargs: sqlite3.connect(*args, **{**kwargs, "factory": factory})
+    monkeypatch.setattr("gemini_core.results.store.sqlite3", proxy)
+
+
+class ReadOnlyDisk(sqlite3.Connection):
+    """SQLite on a read-only file system, as measured on a read-only mount: a WAL store cannot be opened, not
+    even with mode=ro, because its -shm file cannot be created; only an immutable open reads it."""
+
+    def __init__(self, database, *args, **kwargs):
+        super().__init__(database, *args, **kwargs)
+        self._refused = "immutable=1" not in str(database)
+
+    def execute(self, sql, *args):
+        if self._refused:
+            raise sqlite_error(sqlite3.OperationalError, "unable to open database file", 14, "SQLITE_CANTOPEN")
+        return super().execute(sql, *args)
+
+
+def read_only_home(home_path: Path, monkeypatch) -> None:
+    """``home_path`` as on a read-only file system, for this process: nothing under it writable (os.access)
+    and the run store's SQLite as above."""
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        inside = Path(path) == home_path or home_path in Path(path).parents
+        return False if inside and mode & os.W_OK else real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    store_sqlite_with(monkeypatch, ReadOnlyDisk)

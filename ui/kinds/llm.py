@@ -174,6 +174,9 @@ def model_section(options: dict) -> str | None:
         folder = (st.text_input("Model folder (safetensors; remote code is never run)", key="m_llm_dir") or "").strip()
         if not folder:
             return "give the model folder"
+        problem = _typed_path_problem(folder, "model folder")
+        if problem:
+            return problem
         options["model"] = f"hf:{folder}"
     else:
         st.info(SOURCE_NOTE)
@@ -183,6 +186,9 @@ def model_section(options: dict) -> str | None:
         path = (st.text_input("Text file: .txt, .jsonl or .csv", key="m_llm_data") or "").strip()
         if not path:
             return "give the text file"
+        problem = _typed_path_problem(path, "text file")
+        if problem:  # never read: its first line or column names would show in the next error
+            return problem
         options["data"] = path
         if Path(path).suffix.lower() in (".csv", ".jsonl"):
             c = st.columns(2)
@@ -195,6 +201,18 @@ def model_section(options: dict) -> str | None:
                     options["label_column"] = label
     st.caption("No training: the model is loaded when a sweep starts. Quality is perplexity on the held-out last "
                "quarter of the text (lower is better); calibration uses the rest.")
+    return None
+
+
+def _typed_path_problem(path: str, what: str) -> str | None:
+    """A typed path outside the home and GEMINI_DATA_ROOTS: shown in one line, returned as the problem."""
+    from gemini_core.paths import check_typed_path
+
+    try:
+        check_typed_path(path, what)
+    except GeminiError as exc:
+        st.error(f"This path cannot be used: {exc}")
+        return str(exc)
     return None
 
 
