@@ -156,11 +156,8 @@ def paired_perplexity_ratio(point_nll, baseline_nll, window_tokens, resamples: i
     return {"ratio": ratio, "ratio_ci95": [low, high], "paired_n": n, "measurable": not (low <= 1.0 <= high)}
 
 
-def _user_resamples(n: int, resamples: int, seed: int):
-    """Index sets of ``n`` users drawn with replacement, in bounded chunks (seeded: the answer repeats)."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, resamples, 250):
-        yield rng.integers(0, n, size=(min(250, resamples - start), n))
+# users are drawn as windows are: with replacement, in bounded chunks, seeded
+_user_resamples = _window_resamples
 
 
 def bootstrap_mean_interval(values, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -100,6 +100,16 @@ def test_read_log_without_header_by_position_and_tab_separated(tmp_path):
     assert any("row order" in n for n in log.notes)
 
 
+def test_times_may_be_dates_or_fractions(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("u,i,t\nu1,a,2020-01-02 10:00\nu1,b,2020-01-01T09:00:00Z\nu1,c,2021-05-01\n")
+    log = read_log(path, "u", "i", time_column="t")
+    assert [log.item_ids[i] for i in log.items] == ["b", "a", "c"]
+    path.write_text("u,i,t\nu1,a,1.5\nu1,b,1.25\nu1,c,3\n")
+    log = read_log(path, "u", "i", time_column="t")
+    assert [log.item_ids[i] for i in log.items] == ["b", "a", "c"]
+
+
 def _one_line_error(call, match: str) -> str:
     with pytest.raises(DataError, match=match) as caught:
         call()
@@ -359,7 +369,7 @@ def _oracle_hr(split) -> float:
 def test_training_learns_the_demo_structure(demo_split, demo_mf):
     record = rec_metrics.evaluate(demo_mf.model, demo_split, full=False)
     oracle = _oracle_hr(demo_split)
-    # random ranking: HR@10 = 0.1; the structure that made the data: about 0.7
+    # random ranking: HR@10 = 0.1; the true preferences that made the data: 0.64 (MF, measured: 0.63)
     assert record["hr_at_10_ci95"][0] > 0.3 and record["ndcg_at_10_ci95"][0] > 0.15
     assert 0.5 < oracle and record["hr_at_10"] > oracle - 0.2
     chosen = demo_mf.history[-1]
