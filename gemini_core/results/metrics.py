@@ -32,7 +32,9 @@ from gemini_core.kinds.registry import KindInfo, kind_of_records
 from gemini_core.results.stats import (
     NO_CHANGE,
     Z95,
+    bootstrap_mean_interval,
     paired_difference,
+    paired_mean_difference,
     paired_perplexity_ratio,
     parse_bits,
     perplexity_interval,
@@ -409,3 +411,83 @@ PERPLEXITY = register_metric(QualityMetric(
     paired_method="paired block bootstrap over evaluation windows",
     protocol=(("context_len", "context"), ("stride", "stride"), ("tokens_scored", "tokens scored")),
     noise_fn=perplexity_within_noise, raw_fields=("window_nll", "window_tokens")))
+
+
+# -- NDCG@10: ranking quality of a recommender, one held-out item per user ranked among 99 sampled items ------
+# The mean over users of 1 / log2(rank + 2) when the held-out item is in the top 10 (rank 0-based), else 0;
+# stored 0-1 and shown in percent like accuracy. The record keeps each user's value (``user_ndcg_at_10``, in
+# the evaluation's user order) so that two points evaluated on the same users pair user by user. The other
+# per-user lists a recommender record keeps are named here too, so that tables and JSON lines drop them all.
+RANKING_USER_FIELDS = ("user_ndcg_at_10", "user_hr_at_10", "user_auc", "user_recall_at_20", "user_ndcg_at_20")
+
+
+def _user_values(record: Mapping, field_name: str = "user_ndcg_at_10") -> tuple | None:
+    values = record.get(field_name)
+    if isinstance(values, (list, tuple, np.ndarray)) and len(values) and all(finite(v) for v in values):
+        return tuple(float(v) for v in values)
+    return None
+
+
+@lru_cache(maxsize=512)
+def _mean_interval(values: tuple) -> tuple[float, float] | None:
+    low, high = bootstrap_mean_interval(values)
+    return (low, high) if finite(low) and finite(high) else None
+
+
+@lru_cache(maxsize=1024)
+def _paired_users(values: tuple, ref_values: tuple) -> dict:
+    return paired_mean_difference(values, ref_values)
+
+
+def _same_users(point: Mapping, reference: Mapping) -> bool:
+    """Whether two records were evaluated on the same users, held-out items and negatives: the evaluation's key
+    when both records carry one, else only the number of users can be checked."""
+    key, ref_key = point.get("ranking_eval_key"), reference.get("ranking_eval_key")
+    return key is None or ref_key is None or key == ref_key
+
+
+def ndcg_interval(record: Mapping) -> tuple[float, float] | None:
+    """The stored interval; else a bootstrap over the record's users."""
+    stored = _interval(record.get("ndcg_at_10_ci95"))
+    if stored is not None:
+        return stored
+    values = _user_values(record)
+    return _mean_interval(values) if values else None
+
+
+def ndcg_paired(point: Mapping, reference: Mapping) -> Paired | None:
+    """The difference point - reference in mean NDCG@10 over the same users, paired bootstrap over users."""
+    values, ref_values = _user_values(point), _user_values(reference)
+    if values is None or ref_values is None or len(values) != len(ref_values) or not _same_users(point, reference):
+        return None
+    found = _paired_users(values, ref_values)
+    return Paired(found["delta"], tuple(found["delta_ci95"]), 0.0, found["paired_n"])
+
+
+def ndcg_within_noise(a: Mapping, b: Mapping) -> bool:
+    """As accuracy's: with per-user values on the same users, the mean difference within 1.96 standard errors
+    (a normal approximation: the front compares every pair); without, overlapping intervals."""
+    values, other = _user_values(a), _user_values(b)
+    if values is not None and other is not None and len(values) == len(other) and _same_users(a, b):
+        diff = np.asarray(values) - np.asarray(other)
+        se = math.sqrt(max(float((diff ** 2).mean() - diff.mean() ** 2), 0.0) / len(diff))
+        return abs(float(diff.mean())) <= Z95 * se
+    return _overlap(ndcg_interval(a), ndcg_interval(b))
+
+
+def _users_measured(record: Mapping) -> int | None:
+    values = record.get("user_ndcg_at_10")
+    return len(values) if isinstance(values, (list, tuple)) and values else record.get("users_n")
+
+
+NDCG_AT_10 = register_metric(QualityMetric(
+    name="ndcg@10", column="ndcg_at_10", label="NDCG@10", direction="max", unit="%", scale=100.0,
+    fmt="{:.2f}", brief_fmt="{:.1f}", axis_label="NDCG@10 (held-out item vs sampled items)",
+    display_range=(0.0, 100.0), change_column="ndcg_at_10_delta_pts", change_unit="points",
+    loss_name="NDCG@10 loss", best_phrase="the best-ranking", default_tolerance=1.0,
+    interval_fn=ndcg_interval, interval_method="bootstrap over users", paired_fn=ndcg_paired,
+    paired_method="paired bootstrap over users", sample_name="users", sample_fn=_users_measured,
+    phrases=("loses {} NDCG@10 points", "gains {} NDCG@10 points", "keeps its NDCG@10"),
+    protocol=(("negatives_per_user", "sampled negatives per user"), ("users_n", "users")),
+    # NDCG per user lies in [0, 1], so its variance is at most mean * (1 - mean): the binomial margin bounds it
+    margin_fn=binomial_margin_pts, noise_fn=ndcg_within_noise, raw_fields=RANKING_USER_FIELDS))

@@ -9,6 +9,8 @@
   for perplexity, from the summed loss of each evaluation window. Neighbouring tokens' losses are not
   independent, so the bootstrap resamples whole windows (a block bootstrap), never single tokens; the
   paired ratio's interval containing 1 is "no measurable change".
+- ``bootstrap_mean_interval(values)`` / ``paired_mean_difference(point, reference)``: the same for a
+  ranking metric, a mean over users of a per-user value (NDCG@10, a hit); the bootstrap resamples users.
 
 Which statistic a quality figure uses is said by its metric (``results.metrics``).
 """
@@ -152,3 +154,41 @@ def paired_perplexity_ratio(point_nll, baseline_nll, window_tokens, resamples: i
                              for i in _window_resamples(n, resamples, seed)])
     low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
     return {"ratio": ratio, "ratio_ci95": [low, high], "paired_n": n, "measurable": not (low <= 1.0 <= high)}
+
+
+# users are drawn as windows are: with replacement, in bounded chunks, seeded
+_user_resamples = _window_resamples
+
+
+def bootstrap_mean_interval(values, resamples: int = BOOTSTRAP_RESAMPLES,
+                            seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of per-user values (a ranking metric's NDCG or hit per
+    user), resampling users. Users are the independent units: each contributes one held-out interaction.
+    (nan, nan) for fewer than two users."""
+    data = np.asarray(values, dtype=np.float64).reshape(-1)
+    if data.size < 2:
+        return float("nan"), float("nan")
+    means = np.concatenate([data[i].mean(axis=1) for i in _user_resamples(data.size, resamples, seed)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_mean_difference(point_values, reference_values, resamples: int = BOOTSTRAP_RESAMPLES,
+                           seed: int = BOOTSTRAP_SEED) -> dict:
+    """A point's mean per-user value minus the reference's on the same users, with a 95% paired-bootstrap
+    interval (one draw of users resamples both models' values together).
+
+    Returns ``delta``, ``delta_ci95`` ([low, high]), ``paired_n`` (users) and ``measurable`` (False when the
+    interval contains 0)."""
+    point = np.asarray(point_values, dtype=np.float64).reshape(-1)
+    base = np.asarray(reference_values, dtype=np.float64).reshape(-1)
+    if point.shape != base.shape:
+        raise ValueError(f"paired comparison needs the same users: {point.size} vs {base.size}")
+    n = int(point.size)
+    if n == 0:
+        return {"delta": float("nan"), "delta_ci95": [float("nan")] * 2, "paired_n": 0, "measurable": False}
+    diff = point - base
+    means = np.concatenate([diff[i].mean(axis=1) for i in _user_resamples(n, resamples, seed)])
+    low, high = (float(v) for v in np.percentile(means, [2.5, 97.5]))
+    return {"delta": float(diff.mean()), "delta_ci95": [low, high], "paired_n": n,
+            "measurable": not (low <= 0.0 <= high)}

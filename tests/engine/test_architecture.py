@@ -17,11 +17,12 @@ PACKAGE = "gemini_core"
 LAYERS = [
     ("errors", "paths", "version", "progress", "fsio", "settings_flags", "limits", "techniques.methods",
      "techniques.grid", "runtimes.registry", "device", "kinds", "kinds.registry", "kinds.api", "kinds.classifier",
-     "kinds.classifier.info", "kinds.llm.info"),  # torch-free kind descriptions and the quantization grid
+     "kinds.classifier.info", "kinds.llm.info", "kinds.recommend.info"),  # torch-free kind descriptions and the quantization grid
     ("config",),
     ("scenarios",),
     ("training", "results"),
-    ("techniques", "kinds.llm"),  # kinds/llm/: the causal LM's source, text, metrics, one-shot methods, runtimes
+    ("techniques", "kinds.llm", "kinds.recommend"),  # kinds/llm/: the causal LM's source, text, metrics, one-shot
+    # methods, runtimes; kinds/recommend/: the recommender's data, models, training and ranking metrics
     ("runtimes",),
     ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
     ("adaptive", "measure"),

@@ -1,0 +1,9 @@
+"""The recommender kind: an interaction log (who interacted with what, when), split leave-last-out per user,
+models that score (user, item) pairs from embedding tables, implicit-feedback training and ranking metrics.
+
+A file per stage: ``data`` (reading a log, the synthetic demo, the split and its sampled negatives),
+``models`` (matrix factorization, two towers, two towers reading item texts), ``train`` (BPR with sampled
+negatives, early stopping on validation NDCG@10), ``metrics`` (HR, NDCG, AUC, Recall with intervals over
+users). ``info.py`` is the kind's torch-free description; ``scenario.py`` its scenario. This package's
+``__init__`` imports nothing, so reading the description never loads torch.
+"""
