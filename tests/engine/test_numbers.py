@@ -178,7 +178,7 @@ def test_recovery_does_not_hurt_an_unpruned_baseline(digits):
 
 def test_a_fine_tuned_point_key_holds_the_recovery_recipe(monkeypatch):
     """Points stored under another recovery recipe are not taken for this one's (a store keeps old runs)."""
-    from gemini_core.workflows import units
+    from gemini_core.kinds.classifier import units
 
     tuned, plain = CompressionConfig(finetune_steps=20), CompressionConfig()
     before = units.point_key(tuned, 32, "cpu"), units.point_key(plain, 32, "cpu")
@@ -340,7 +340,7 @@ def test_each_scenario_names_its_recovery_schedule_and_the_point_key_holds_it(di
     they were), a constant rate for the pre-trained text encoder; another schedule is another point."""
     from gemini_core.scenarios.text import TextScenario
     from gemini_core.training.loop import recovery_recipe, train_steps
-    from gemini_core.workflows import units
+    from gemini_core.kinds.classifier import units
 
     scenario, baseline = digits
     assert scenario.recovery_schedule == "one-cycle" and TextScenario.recovery_schedule == "constant"
