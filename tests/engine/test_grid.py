@@ -190,3 +190,19 @@ def test_the_writers_accept_a_grid_or_bits_and_a_group():
     assert torch.equal(rtn(torch.from_numpy(w), G64), rtn(torch.from_numpy(w), 4, 64))
     assert torch.equal(rtn(torch.from_numpy(w), QuantGrid(3, symmetric=False)),
                        rtn(torch.from_numpy(w), 3, None, symmetric=False))
+
+
+def test_the_grid_keeps_its_number_rules_as_a_pydantic_settings_class():
+    import dataclasses
+
+    assert QuantGrid(8.0) == QuantGrid(8) and type(QuantGrid(8.0).bits) is int  # a whole float is the number
+    assert QuantGrid(4, "group", 64.0).group_size == 64 and QuantGrid(4, "group", np.int64(64)) == G64
+    for bad, match in ((lambda: QuantGrid("8"), "bits '8' must be a whole number"),
+                       (lambda: QuantGrid(4, "group", "64"), "group size '64' must be a whole number"),
+                       (lambda: QuantGrid(4, "group", 0), "group size 0 must be a whole number of at least 1"),
+                       (lambda: QuantGrid(4, symmetric=1), "symmetric must be true or false, not 1"),
+                       (lambda: dataclasses.replace(G64, bits=17), "bits 17 not supported by a quantization grid"),
+                       (lambda: QuantGrid(4, groups=2), "QuantGrid has no setting 'groups'")):
+        with pytest.raises(ConfigError, match=match):
+            bad()
+    assert {G64: 1}[QuantGrid(4, "g64")] == 1 and dataclasses.replace(G64, bits=8) == QuantGrid(8, "group", 64)
