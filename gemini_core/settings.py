@@ -234,7 +234,8 @@ def _words(cls, error: dict) -> str:
             return f"{name} {value!r} not supported; choose one of {listed}"
         return f"unknown {name} {value!r}; choose one of {listed}"
     if kind in ("int_type", "int_parsing", "int_from_float", "whole_number"):
-        return f"{name} {value!r} must be a whole number"
+        low = facts["bounds"].get("ge")
+        return f"{name} {value!r} must be a whole number" + (f" of at least {low}" if low else "")
     if kind in ("float_type", "float_parsing", "number"):
         return f"{name} {value!r} is not a number"
     if kind == "string_type":
