@@ -109,3 +109,33 @@ def test_replace_checks_a_config_like_the_constructor():
     with pytest.raises(ConfigError, match="given with prune method 'none'"):
         dataclasses.replace(CompressionConfig(), prune_ratio=0.5)
     assert dataclasses.replace(CompressionConfig(), bits=4, granularity="g32").granularity == "group-32"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": True}, "batch size True must be a whole number of at least 1"),
+    ({"batch_size": 32.0}, "batch size 32.0 must be a whole number"),  # only an int ever counted here
+    ({"batch_size": "32"}, "batch size '32' must be a whole number"),
+    ({"bits": None}, "bits None not supported"),
+    ({"bits": (True,)}, "bits True not supported"),
+    ({"bits": ("8",)}, "bits '8' not supported"),
+    ({"granularities": []}, "the sweep grid is empty: no granularities chosen"),
+    ({"recover_unpruned": 1}, "recover_unpruned must be true or false, not 1"),
+    ({"allocations": [{"bitz": 8}]}, "unknown config field"),
+    ({"bitz": (8,)}, "SweepSpec has no setting 'bitz'"),
+])
+def test_sweep_spec_edge_values_are_refused_as_before_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        SweepSpec(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_sweep_spec_edge_values_accepted_as_before():
+    import dataclasses
+
+    assert SweepSpec(bits=[32, 8, 8]).bits == (32, 8)  # a list is a tuple, repeats dropped
+    assert SweepSpec(bits=8).bits == (8,) and SweepSpec(prune_methods="l1-structured").prune_methods == ("l1-structured",)
+    assert SweepSpec(bits=(4,), granularities=["64", "g64", "group-64"]).granularities == ("group-64",)
+    assert len(SweepSpec(allocations=[CompressionConfig(bits=8), {"bits": 8}]).allocations) == 1
+    assert SweepSpec() == SweepSpec(bits=32) and len({SweepSpec(), SweepSpec(bits=[32])}) == 1
+    with pytest.raises(ConfigError, match="batch size 0 must be a whole number of at least 1"):
+        dataclasses.replace(SweepSpec(), batch_size=0)
