@@ -238,6 +238,8 @@ def _words(cls, error: dict) -> str:
         return f"{name} {value!r} must be a whole number" + (f" of at least {low}" if low else "")
     if kind in ("float_type", "float_parsing", "number"):
         return f"{name} {value!r} is not a number"
+    if kind in ("tuple_type", "list_type"):
+        return f"{name} must be a list, not {value!r}"
     if kind == "string_type":
         return f"{name} must be text, not {value!r}"
     if kind in ("bool_type", "bool_parsing"):

@@ -62,6 +62,7 @@ class Example:
     ({"mode": "medium"}, "unknown mode 'medium'; choose one of fast, slow"),
     ({"flag": 1}, "flag must be true or false, not 1"),
     ({"label": 5}, "label must be text, not 5"),
+    ({"axis": object}, "axis must be a list, not <class 'object'>"),
     ({"inner": {"size": 0}}, "size 0 must be a whole number of at least 1"),
 ])
 def test_a_refused_value_is_one_line_naming_the_setting(kwargs, message):
