@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import numbers
 import typing
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import annotated_types
 from pydantic import BeforeValidator, ConfigDict, ValidationError
@@ -75,9 +75,10 @@ def _items(value):
         return value
 
 
+T = TypeVar("T")
 Whole = Annotated[int, BeforeValidator(_whole)]
 Number = Annotated[float, BeforeValidator(_number)]
-Items = Annotated[tuple, BeforeValidator(_items)]
+Items = Annotated[tuple[T, ...], BeforeValidator(_items)]  # Items[str]: each item checked as a str
 
 
 class Says:
