@@ -206,3 +206,28 @@ def test_the_grid_keeps_its_number_rules_as_a_pydantic_settings_class():
         with pytest.raises(ConfigError, match=match):
             bad()
     assert {G64: 1}[QuantGrid(4, "g64")] == 1 and dataclasses.replace(G64, bits=8) == QuantGrid(8, "group", 64)
+
+
+def test_the_llm_grid_and_profile_keep_their_rules_as_settings_classes():
+    import dataclasses
+
+    spec = LLMSweepSpec(quant_methods="rtn", bits=[8, 4, 4], executions="torch", settings={"context_len": 256, "new": 1})
+    assert spec.bits == (8, 4) and spec.quant_methods == ("rtn",) and spec.settings.context_len == 256
+    assert LLMSweepSpec.from_dict(spec.to_dict()) == spec and len({spec, LLMSweepSpec.from_dict(spec.to_dict())}) == 1
+    assert LLMSensitivityParams(bits=[3, 4, 4, "3"], keep=2).bits == (4, 3)  # read with int(), highest first
+    for make, match in ((lambda: LLMSweepSpec(executions=5), "LLM execution 5 is not available"),
+                        (lambda: LLMSweepSpec(settings={"context_len": 0}), "context len 0 must be a whole number"),
+                        (lambda: LLMSweepSpec(settings=5), "settings 5"),
+                        (lambda: LLMSweepSpec(quant_methods="rtn", bits=(True,)), "2 to 8 bits, not 1"),
+                        (lambda: dataclasses.replace(spec, executions=("tensorrt",)), "'tensorrt' is not available"),
+                        (lambda: LLMSweepSpec(bitz=(4,)), "LLMSweepSpec has no setting 'bitz'"),
+                        (lambda: LLMSensitivityParams(bits=()), r"LLM sensitivity bits \(\) must be between 2 and 8"),
+                        (lambda: LLMSensitivityParams(bits=(9,)), "LLM sensitivity bits 9 must be between 2 and 8"),
+                        (lambda: LLMSensitivityParams(bits=("x",)), "LLM sensitivity bits 'x' must be a whole number"),
+                        (lambda: LLMSensitivityParams(bits=4), "LLM sensitivity bits must be a list, not 4"),
+                        (lambda: LLMSensitivityParams(keep=True), "keep True must be a whole number of at least 1"),
+                        (lambda: LLMSensitivityParams(keep=2.0), "keep 2.0 must be a whole number"),
+                        (lambda: LLMSensitivityParams(group_size="per-tensor"), "not per tensor")):
+        with pytest.raises(ConfigError, match=match) as caught:
+            make()
+        assert "\n" not in str(caught.value)
