@@ -1,4 +1,4 @@
-"""The compression configuration: one frozen dataclass, validated on construction.
+"""The compression configuration: one frozen settings dataclass (``gemini_core/settings.py``), checked on construction.
 
 ``compress(model, config)`` (see ``compress.py``) applies it with one call, the way torchao's
 ``quantize_(model, config)`` does.
@@ -9,10 +9,14 @@ import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, StrictBool
 
 from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import EXECUTIONS as _BACKENDS
+from gemini_core.settings import OneOf, Whole, settings
 from gemini_core.techniques.grid import QuantGrid, granularity_text
 from gemini_core.techniques.methods import PRUNE_METHODS as _REGISTERED
 from gemini_core.techniques.methods import methods_of_kind
@@ -84,43 +88,46 @@ def pattern_regex(pattern: str) -> re.Pattern:
     return re.compile(r"(?:^|.*\.)" + "".join(out) + "$")
 
 
-@dataclass(frozen=True)
+def _pattern(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("the pattern must be a non-empty module name or glob")
+    return value.strip()
+
+
+def _layer_overrides(value) -> tuple:
+    """LayerOverride entries from a list of overrides, dicts or (pattern, {...}) pairs."""
+    if isinstance(value, (str, dict)):
+        raise ConfigError("layer overrides must be a list of entries, each with a 'pattern'")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ConfigError("layer overrides must be a list of entries, each with a 'pattern'") from None
+    return tuple(LayerOverride.coerce(item) for item in items)
+
+
+# bits the classifier stores: a whole number (8.0 is 8; True and "8" are refused) from BITS
+Bits = Annotated[Whole, OneOf(BITS)]
+PruneRatio = Annotated[float, Field(ge=0, le=MAX_PRUNE_RATIO, title="prune ratio")]  # float(): "0.5" is read too
+# any spelling QuantGrid reads, kept in the stored one ("64" -> "group-64")
+Granularity = Annotated[str, BeforeValidator(check_granularity)]
+
+
+@settings(where="layer override {pattern!r}")
 class LayerOverride:
     """Per-layer settings for the modules whose names match ``pattern``; None keeps the config's value.
 
     ``skip``: the layer is left exactly as it is (not pruned, not quantized). Later entries win.
     """
 
-    pattern: str
-    prune_ratio: float | None = None
-    bits: int | None = None
-    granularity: str | None = None
-    skip: bool = False
+    pattern: Annotated[str, BeforeValidator(_pattern)]
+    prune_ratio: PruneRatio | None = None
+    bits: Bits | None = None
+    granularity: Granularity | None = None
+    skip: StrictBool = False
 
     def __post_init__(self) -> None:
         where = f"layer override {self.pattern!r}"
-        if not isinstance(self.pattern, str) or not self.pattern.strip():
-            raise ConfigError(f"layer override {self.pattern!r}: the pattern must be a non-empty module name or glob")
-        object.__setattr__(self, "pattern", self.pattern.strip())
         pattern_regex(self.pattern)  # a malformed glob fails here, not at compress time
-        if self.prune_ratio is not None:
-            try:
-                ratio = float(self.prune_ratio)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}: prune ratio {self.prune_ratio!r} is not a number") from None
-            if not 0.0 <= ratio <= MAX_PRUNE_RATIO:
-                raise ConfigError(f"{where}: prune ratio {ratio} is outside [0, {MAX_PRUNE_RATIO}]")
-            object.__setattr__(self, "prune_ratio", ratio)
-        if self.bits is not None:
-            if isinstance(self.bits, bool) or not isinstance(self.bits, (int, float)) or int(self.bits) != self.bits \
-                    or int(self.bits) not in BITS:
-                raise ConfigError(f"{where}: bits {self.bits!r} not supported; "
-                                  f"choose one of {', '.join(map(str, BITS))}")
-            object.__setattr__(self, "bits", int(self.bits))
-        if self.granularity is not None:
-            object.__setattr__(self, "granularity", check_granularity(self.granularity, f"{where}: "))
-        if not isinstance(self.skip, bool):
-            raise ConfigError(f"{where}: skip must be true or false, not {self.skip!r}")
         if self.skip and (self.prune_ratio is not None or self.bits is not None or self.granularity is not None):
             raise ConfigError(f"{where}: skip leaves the layer untouched; "
                               "it cannot also set a ratio, bits or granularity")
@@ -167,66 +174,39 @@ class LayerOverride:
         return f"{self.pattern}={'/'.join(parts)}"
 
 
-@dataclass(frozen=True)
+@settings
 class CompressionConfig:
-    """What to do to a model. Every field is checked in ``__post_init__``."""
+    """What to do to a model. Types and bounds are the fields' annotations; the rules between fields (a ratio
+    needs a method, N:M fixes its ratio, QAT trains at one bit width) are in ``__post_init__``."""
 
-    prune_method: str = "none"
-    prune_ratio: float = 0.0
-    finetune_steps: int = 0
-    bits: int = 32
-    granularity: str = "per-channel"
-    execution: str = "dense"
+    prune_method: Annotated[str, OneOf(_REGISTERED), Field(title="prune method")] = "none"
+    prune_ratio: PruneRatio = 0.0
+    finetune_steps: Annotated[Whole, Field(ge=0, title="fine-tune steps")] = 0
+    bits: Bits = 32
+    granularity: Granularity = "per-channel"
+    execution: Annotated[str, OneOf(_BACKENDS)] = "dense"
     # Per-layer settings (LayerOverride entries, addressed by module-name patterns; later ones win),
     # applied by the same compress() call and kept in the recipe so exports carry them.
-    layer_overrides: tuple = field(default_factory=tuple)
+    layer_overrides: Annotated[tuple, BeforeValidator(_layer_overrides)] = field(default_factory=tuple)
     # How the finetune_steps recover: plain fine-tuning, quantization-aware ("qat": trained against
     # fake-quantized weights at this config's bits and granularity, see qat.py), or knowledge
     # distillation ("distill": KL divergence to the uncompressed model's logits, same steps and rate).
-    recovery: str = "finetune"
+    recovery: Literal[RECOVERIES] = "finetune"
 
     def __post_init__(self) -> None:
-        if self.prune_method not in _REGISTERED:
-            raise ConfigError(
-                f"unknown prune method {self.prune_method!r}; choose one of {', '.join(_REGISTERED)}"
-            )
-        try:
-            ratio = float(self.prune_ratio)
-        except (TypeError, ValueError):
-            raise ConfigError(f"prune ratio {self.prune_ratio!r} is not a number") from None
-        if not 0.0 <= ratio <= MAX_PRUNE_RATIO:
-            raise ConfigError(f"prune ratio {ratio} is outside [0, {MAX_PRUNE_RATIO}]")
-        object.__setattr__(self, "prune_ratio", ratio)
         fixed = _REGISTERED[self.prune_method].fixed_ratio
         if fixed is not None:  # N:M fixes the ratio (2:4: half of every group of four weights)
             object.__setattr__(self, "prune_ratio", fixed)
-        elif self.prune_method == "none" and ratio != 0.0:
-            raise ConfigError(f"prune ratio {ratio} given with prune method 'none'")
-        if isinstance(self.bits, bool) or int(self.bits) != self.bits or int(self.bits) not in BITS:
-            raise ConfigError(f"bits {self.bits!r} not supported; choose one of {', '.join(map(str, BITS))}")
-        object.__setattr__(self, "bits", int(self.bits))
-        object.__setattr__(self, "granularity", check_granularity(self.granularity))
-        if self.execution not in _BACKENDS:
-            raise ConfigError(f"unknown execution {self.execution!r}; choose one of {', '.join(_BACKENDS)}")
-        if isinstance(self.finetune_steps, bool) or int(self.finetune_steps) != self.finetune_steps:
-            raise ConfigError(f"fine-tune steps {self.finetune_steps!r} must be a whole number")
-        if self.finetune_steps < 0:
-            raise ConfigError(f"fine-tune steps {self.finetune_steps} must be 0 or more")
-        object.__setattr__(self, "finetune_steps", int(self.finetune_steps))
-        if isinstance(self.layer_overrides, (str, dict)):
-            raise ConfigError("layer overrides must be a list of entries, each with a 'pattern'")
-        overrides = tuple(LayerOverride.coerce(item) for item in self.layer_overrides)
-        object.__setattr__(self, "layer_overrides", overrides)
-        if self.recovery not in RECOVERIES:
-            raise ConfigError(f"unknown recovery {self.recovery!r}; choose one of {', '.join(RECOVERIES)}")
+        elif self.prune_method == "none" and self.prune_ratio != 0.0:
+            raise ConfigError(f"prune ratio {self.prune_ratio} given with prune method 'none'")
+        overrides = self.layer_overrides
         for item in overrides:
             if item.prune_ratio is not None and self.prune_method == "none":
                 raise ConfigError(f"layer override {item.pattern!r} sets a prune ratio but the prune method is 'none'; "
                                   "choose a method for the ratio to use")
-            if item.prune_ratio is not None and _REGISTERED[self.prune_method].fixed_ratio is not None:
+            if item.prune_ratio is not None and fixed is not None:
                 raise ConfigError(f"layer override {item.pattern!r}: {self.prune_method} fixes the ratio at "
-                                  f"{_REGISTERED[self.prune_method].fixed_ratio:.0%}; use skip to leave a "
-                                  "layer dense")
+                                  f"{fixed:.0%}; use skip to leave a layer dense")
         if self.recovery == "qat" and any(o.bits is not None or o.granularity is not None for o in overrides):
             raise ConfigError("quantization-aware recovery trains at one bit width; it cannot be combined with "
                               "per-layer bits or granularity")

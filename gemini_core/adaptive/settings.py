@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
 
 from gemini_core.config import MAX_PRUNE_RATIO, STRUCTURED_METHODS, check_granularity
 from gemini_core.errors import ConfigError
 from gemini_core.scenarios.base import TrainSettings
+from gemini_core.settings import OneOf, Says, Whole, settings
 from gemini_core.training.schedules import LR_POLICIES, PRUNE_SCHEDULES, PruneSchedule
 
 # The cache's meta.json format (part of the cache key). 2: training runs under ``training.loop.reproducible``
@@ -19,7 +21,19 @@ QAT_BITS = (8, 6, 4, 3, 2)
 PRUNE_METHODS = ("none",) + STRUCTURED_METHODS
 
 
-@dataclass(frozen=True)
+def _policy_spelling(value) -> str:
+    return str(value).replace("_", "-")  # "one_cycle" is "one-cycle"
+
+
+def _qat_granularity(value) -> str:
+    return check_granularity(value, what="QAT granularity")
+
+
+Epoch = Annotated[Whole, Field(ge=0)]  # epochs count from 0
+Positive = Annotated[Whole | None, Field(ge=1)]  # None: the scenario's default
+
+
+@settings
 class AdaptiveSettings:
     """How an adaptive training runs; every field is checked on construction.
 
@@ -31,112 +45,35 @@ class AdaptiveSettings:
     four weights from ``start_epoch`` on. ``tolerance`` None switches the guard off.
     """
 
-    epochs: int = 12
-    lr: float | None = None
-    batch_size: int | None = None
-    weight_decay: float | None = None
-    lr_policy: str = "warmup-cosine"
-    target_ratio: float = 0.0
-    prune_method: str = "l2-structured"
-    schedule: str = "cubic"
-    start_epoch: int = 0
-    end_epoch: int | None = None
-    tolerance: float | None = None
-    guard: str = "rollback"
-    patience: int = 0
-    mask: str = "none"
-    qat_bits: int | None = None
-    qat_granularity: str = "per-channel"
-    qat_start_epoch: int | None = None
-    max_steps: int | None = None
-    seed: int = 0
-    threads: int | None = None
+    epochs: Annotated[Whole, Field(ge=1), Says("{name} {value} must be at least 1")] = 12
+    lr: Annotated[float | None, Field(gt=0, allow_inf_nan=False)] = None
+    batch_size: Positive = None
+    weight_decay: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    lr_policy: Annotated[Literal[LR_POLICIES], BeforeValidator(_policy_spelling),
+                         Field(title="learning-rate policy")] = "warmup-cosine"
+    target_ratio: Annotated[float, Field(ge=0, le=MAX_PRUNE_RATIO, title="target ratio")] = 0.0
+    prune_method: Annotated[str, OneOf(PRUNE_METHODS, says="adaptive pruning is structured: choose --prune-method "
+                                       "from {choices} (unstructured and 2:4 are --mask modes), not {value!r}")] = \
+        "l2-structured"
+    schedule: Annotated[Literal[PRUNE_SCHEDULES], Field(title="pruning schedule")] = "cubic"
+    start_epoch: Epoch = 0
+    end_epoch: Annotated[Whole | None, Field(ge=0)] = None
+    tolerance: Annotated[float | None, Field(ge=0, le=1),
+                         Says("{name} {value} must be in [0, 1] (a share of validation accuracy)")] = None
+    guard: Annotated[Literal[GUARD_ACTIONS], Field(title="guard action")] = "rollback"
+    patience: Annotated[Whole, Field(ge=0)] = 0
+    mask: Annotated[Literal[MASK_MODES], Field(title="mask mode")] = "none"
+    qat_bits: Annotated[Annotated[Whole, OneOf(QAT_BITS)] | None, Field(title="QAT bits")] = None
+    qat_granularity: Annotated[str, BeforeValidator(_qat_granularity)] = "per-channel"
+    qat_start_epoch: Annotated[Whole | None, Field(ge=0)] = None
+    max_steps: Positive = None
+    seed: Annotated[Whole, Field(ge=0)] = 0
+    threads: Positive = None
 
     def __post_init__(self) -> None:
-        self._check_counts()
-        self._check_rates()
-        self._check_pruning()
-        self._check_guard_and_qat()
-        self._check_epochs()
-
-    def _whole(self, name: str, low: int = 0, allow_none: bool = False) -> None:
-        value = getattr(self, name)
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{name.replace('_', ' ')} {value!r} must be a whole number")
-        if value < low:
-            raise ConfigError(f"{name.replace('_', ' ')} {value} must be at least {low}")
-        object.__setattr__(self, name, int(value))
-
-    def _check_counts(self) -> None:
-        self._whole("epochs", 1)
-        self._whole("patience", 0)
-        self._whole("seed", 0)
-        self._whole("start_epoch", 0)
-        self._whole("end_epoch", 0, allow_none=True)
-        self._whole("qat_start_epoch", 0, allow_none=True)
-        self._whole("max_steps", 1, allow_none=True)
-        self._whole("batch_size", 1, allow_none=True)
-        self._whole("threads", 1, allow_none=True)
-
-    def _check_rates(self) -> None:
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{name.replace('_', ' ')} {value!r} is not a number") from None
-            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                wanted = "positive" if name == "lr" else "0 or more"
-                raise ConfigError(f"{name.replace('_', ' ')} {value} must be {wanted}")
-            object.__setattr__(self, name, value)
-        policy = str(self.lr_policy).replace("_", "-")
-        if policy not in LR_POLICIES:
-            raise ConfigError(f"unknown learning-rate policy {self.lr_policy!r}; "
-                              f"choose one of {', '.join(LR_POLICIES)}")
-        object.__setattr__(self, "lr_policy", policy)
-
-    def _check_pruning(self) -> None:
-        try:
-            ratio = float(self.target_ratio)
-        except (TypeError, ValueError):
-            raise ConfigError(f"target ratio {self.target_ratio!r} is not a number") from None
-        if not 0.0 <= ratio <= MAX_PRUNE_RATIO:
-            raise ConfigError(f"target ratio {ratio} is outside [0, {MAX_PRUNE_RATIO}]")
-        object.__setattr__(self, "target_ratio", ratio)
-        if self.prune_method not in PRUNE_METHODS:
-            raise ConfigError(f"adaptive pruning is structured: choose --prune-method from {', '.join(PRUNE_METHODS)} "
-                              f"(unstructured and 2:4 are --mask modes), not {self.prune_method!r}")
-        if ratio > 0 and self.prune_method == "none" and self.mask != "unstructured":
-            raise ConfigError(f"target ratio {ratio} given with nothing to prune: choose a structured --prune-method "
-                              "or --mask unstructured")
-        if self.schedule not in PRUNE_SCHEDULES:
-            raise ConfigError(f"unknown pruning schedule {self.schedule!r}; choose one of {', '.join(PRUNE_SCHEDULES)}")
-
-    def _check_guard_and_qat(self) -> None:
-        if self.guard not in GUARD_ACTIONS:
-            raise ConfigError(f"unknown guard action {self.guard!r}; choose one of {', '.join(GUARD_ACTIONS)}")
-        if self.mask not in MASK_MODES:
-            raise ConfigError(f"unknown mask mode {self.mask!r}; choose one of {', '.join(MASK_MODES)}")
-        if self.tolerance is not None:
-            try:
-                tolerance = float(self.tolerance)
-            except (TypeError, ValueError):
-                raise ConfigError(f"tolerance {self.tolerance!r} is not a number") from None
-            if not 0.0 <= tolerance <= 1.0:
-                raise ConfigError(f"tolerance {tolerance} must be in [0, 1] (a share of validation accuracy)")
-            object.__setattr__(self, "tolerance", tolerance)
-        if self.qat_bits is not None:
-            if isinstance(self.qat_bits, bool) or self.qat_bits not in QAT_BITS:
-                raise ConfigError(f"QAT bits {self.qat_bits!r} not supported; choose one of "
-                                  f"{', '.join(map(str, QAT_BITS))}")
-            object.__setattr__(self, "qat_bits", int(self.qat_bits))
-        object.__setattr__(self, "qat_granularity", check_granularity(self.qat_granularity, what="QAT granularity"))
-
-    def _check_epochs(self) -> None:
+        if self.target_ratio > 0 and self.prune_method == "none" and self.mask != "unstructured":
+            raise ConfigError(f"target ratio {self.target_ratio} given with nothing to prune: choose a structured "
+                              "--prune-method or --mask unstructured")
         last = self.epochs - 1
         if self.start_epoch > last:
             raise ConfigError(f"start epoch {self.start_epoch} is past the last epoch ({last}; epochs count from 0)")

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import numbers
 import re
-from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StrictBool
 
 from gemini_core.errors import ConfigError
+from gemini_core.settings import Whole, settings
 
 KINDS = ("tensor", "channel", "group")
 FLOAT_BITS = 32
@@ -53,39 +56,39 @@ def granularity_text(granularity: str, group_size: int | None = None) -> str:
     return f"group-{group_size}" if granularity == "group" else f"per-{granularity}"
 
 
-@dataclass(frozen=True)
+def _grid_bits(bits: int) -> int:
+    if not (MIN_BITS <= bits <= MAX_INT_BITS or bits == FLOAT_BITS):
+        raise ConfigError(f"bits {bits} not supported by a quantization grid: use {MIN_BITS} to "
+                          f"{MAX_INT_BITS}, or {FLOAT_BITS} for float weights")
+    return bits
+
+
+@settings
 class QuantGrid:
     """``bits`` (2..16 for integer codes, 32 for float weights), ``granularity`` ("tensor", "channel" or
     "group"; a spelling such as "group-64" is parsed), ``group_size`` (input columns per scale, for
     "group" only) and ``symmetric`` (no zero point)."""
 
-    bits: int
-    granularity: str = "channel"
-    group_size: int | None = None
-    symmetric: bool = True
+    bits: Annotated[Whole, AfterValidator(_grid_bits)]
+    # Any spelling parse_granularity reads (text, a group size, None); __post_init__ stores the kind, since the
+    # spelling and group_size are read together.
+    granularity: Any = "channel"
+    group_size: Annotated[Whole | None, Field(ge=1)] = None
+    symmetric: StrictBool = True
 
     def __post_init__(self) -> None:
-        bits = _whole(self.bits, "bits")
-        if not (MIN_BITS <= bits <= MAX_INT_BITS or bits == FLOAT_BITS):
-            raise ConfigError(f"bits {bits} not supported by a quantization grid: use {MIN_BITS} to "
-                              f"{MAX_INT_BITS}, or {FLOAT_BITS} for float weights")
-        object.__setattr__(self, "bits", bits)
         granularity, size = self.granularity, self.group_size
         if granularity not in KINDS:  # a spelling ("group-64", "per-channel"): the one parser reads it
             granularity, parsed = QuantGrid.parse_granularity(granularity)
-            if size is not None and parsed is not None and _group_size(size) != parsed:
+            if size is not None and parsed is not None and size != parsed:
                 raise ConfigError(f"granularity {self.granularity!r} and group size {size!r} disagree")
             size = parsed if parsed is not None else size
-        if granularity == "group":
-            if size is None:
-                raise ConfigError("a group grid needs a group size")
-            size = _group_size(size)
-        elif size is not None:
+        if granularity == "group" and size is None:
+            raise ConfigError("a group grid needs a group size")
+        if granularity != "group" and size is not None:
             raise ConfigError(f"a per-{granularity} grid has no group size (got {size!r})")
         object.__setattr__(self, "granularity", granularity)
         object.__setattr__(self, "group_size", size)
-        if not isinstance(self.symmetric, bool):
-            raise ConfigError(f"symmetric must be true or false, not {self.symmetric!r}")
 
     # -- parsing -------------------------------------------------------------------------------------------
     @staticmethod

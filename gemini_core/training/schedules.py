@@ -26,11 +26,13 @@ of an epoch; the trainer prunes in small steps, one per epoch, each followed by 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 
 from gemini_core.errors import ConfigError
+from gemini_core.settings import Whole, settings
 
 LR_POLICIES = ("constant", "warmup-cosine", "one-cycle", "adaptive")
 PRUNE_SCHEDULES = ("cubic", "linear")
@@ -54,19 +56,17 @@ def linear_ratio(t: float, final: float, t0: float, span: float, initial: float 
     return initial + (final - initial) * progress
 
 
-@dataclass(frozen=True)
+@settings
 class PruneSchedule:
     """Ratio to reach at the start of each epoch: ``initial`` until ``start``, ``final`` from ``end`` on."""
 
-    kind: str = "cubic"
+    kind: Annotated[Literal[PRUNE_SCHEDULES], Field(title="pruning schedule")] = "cubic"
     final: float = 0.5
-    start: int = 0
-    end: int = 4
+    start: Whole = 0  # epochs count whole
+    end: Whole = 4
     initial: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in PRUNE_SCHEDULES:
-            raise ConfigError(f"unknown pruning schedule {self.kind!r}; choose one of {', '.join(PRUNE_SCHEDULES)}")
         if self.end < self.start:
             raise ConfigError(f"pruning ends (epoch {self.end}) before it starts (epoch {self.start})")
 

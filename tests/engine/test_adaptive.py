@@ -415,3 +415,45 @@ def test_a_sweep_measures_qat_points_next_to_plain_ones(digits, tmp_path):
     assert all(p["status"] == "ok" for p in points)
     qat = next(p for p in points if p["config"]["recovery"] == "qat")
     assert qat["finetune_loss"] is not None and qat["config"]["finetune_steps"] == 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": True}, "epochs True must be a whole number"),  # lax pydantic would read True as 1
+    ({"epochs": "6"}, "epochs '6' must be a whole number"),
+    ({"epochs": 1.5}, "epochs 1.5 must be a whole number"),
+    ({"batch_size": 0}, "batch size 0 must be a whole number of at least 1"),
+    ({"lr": "x"}, "lr 'x' is not a number"),
+    ({"lr": float("nan")}, "lr nan must be a finite number"),
+    ({"weight_decay": -1}, "weight decay -1.0 must be 0 or more"),
+    ({"qat_bits": True}, "QAT bits True not supported"),
+    ({"qat_bits": "8"}, "QAT bits '8' not supported"),
+    ({"target_ratio": True}, "target ratio 1.0 is outside"),
+    ({"zz": 1}, "AdaptiveSettings has no setting 'zz'"),
+])
+def test_adaptive_edge_values_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        AdaptiveSettings(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_adaptive_edge_values_accepted_as_before():
+    import dataclasses
+
+    made = AdaptiveSettings(epochs=6.0, threads=2.0, qat_bits=8.0, lr="0.01", weight_decay=False, tolerance="0.02",
+                            lr_policy="one_cycle", target_ratio="0.5")
+    assert (made.epochs, made.threads, made.qat_bits, made.lr, made.weight_decay, made.tolerance) == \
+        (6, 2, 8, 0.01, 0.0, 0.02)
+    assert type(made.epochs) is int and made.lr_policy == "one-cycle" and made.target_ratio == 0.5
+    assert made == AdaptiveSettings.from_dict(made.to_dict()) and hash(made) == hash(AdaptiveSettings.from_dict(made.to_dict()))
+    with pytest.raises(ConfigError, match="epochs 0 must be at least 1"):
+        dataclasses.replace(made, epochs=0)
+    assert dataclasses.replace(made, end_epoch=4).end_epoch == 4
+
+
+def test_a_prune_schedule_counts_whole_epochs():
+    assert PruneSchedule(final="0.5").final == 0.5 and PruneSchedule(start=1.0, end=3).start == 1
+    for start in ("3", True, 2.5):
+        with pytest.raises(ConfigError, match="must be a whole number"):
+            PruneSchedule(start=start)
+    with pytest.raises(ConfigError, match="before it starts"):
+        PruneSchedule(start=3, end=2)

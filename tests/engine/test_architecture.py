@@ -15,7 +15,7 @@ PACKAGE = "gemini_core"
 
 # Bottom to top: a module may import modules of its own layer or of layers below, never above.
 LAYERS = [
-    ("errors", "paths", "version", "progress", "fsio", "settings_flags", "limits", "techniques.methods",
+    ("errors", "settings", "paths", "version", "progress", "fsio", "settings_flags", "limits", "techniques.methods",
      "techniques.grid", "runtimes.registry", "device", "kinds", "kinds.registry", "kinds.api", "kinds.classifier",
      "kinds.classifier.info", "kinds.llm.info", "kinds.recommend.info"),  # torch-free kind descriptions and the quantization grid
     ("config",),

@@ -67,3 +67,75 @@ def test_parse_list_names_the_bad_item():
         parse_list("4,x", int, "bits")
     with pytest.raises(ConfigError, match="empty list"):
         parse_list(" , ", int, "bits")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bits": True}, "bits True not supported"),  # lax pydantic would read True as 1
+    ({"bits": "8"}, "bits '8' not supported"),  # ... and "8" as 8; the config never did
+    ({"bits": None}, "bits None not supported"),
+    ({"finetune_steps": True}, "fine-tune steps True must be a whole number"),
+    ({"finetune_steps": "5"}, "fine-tune steps '5' must be a whole number"),
+    ({"finetune_steps": 5.5}, "fine-tune steps 5.5 must be a whole number"),
+    ({"prune_method": "l1-structured", "prune_ratio": float("nan")}, "prune ratio nan is outside"),
+    ({"prune_method": 5}, "unknown prune method 5"),
+    ({"recovery": None}, "unknown recovery None"),
+    ({"layer_overrides": "fc"}, "must be a list of entries"),
+    ({"layer_overrides": 5}, "must be a list of entries"),
+    ({"bitz": 8}, "CompressionConfig has no setting 'bitz'"),
+])
+def test_config_edge_values_are_refused_as_before_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        CompressionConfig(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_config_edge_values_accepted_as_before():
+    import numpy as np
+
+    assert CompressionConfig(bits=8.0) == CompressionConfig(bits=8) and type(CompressionConfig(bits=8.0).bits) is int
+    assert CompressionConfig(bits=8.0).key() == CompressionConfig(bits=np.int64(8)).key() == "8080a19e938920c0"
+    assert CompressionConfig(finetune_steps=5.0).finetune_steps == 5
+    assert CompressionConfig(prune_method="l1-structured", prune_ratio="0.5").prune_ratio == 0.5  # float() reads it
+    assert CompressionConfig(prune_ratio=False).prune_ratio == 0.0
+    assert CompressionConfig(bits=4, granularity=64).granularity == "group-64"
+    assert isinstance(CompressionConfig(bits=8, layer_overrides=[{"pattern": "fc", "bits": 4}]).layer_overrides, tuple)
+
+
+def test_replace_checks_a_config_like_the_constructor():
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="bits 99 not supported"):
+        dataclasses.replace(CompressionConfig(), bits=99)
+    with pytest.raises(ConfigError, match="given with prune method 'none'"):
+        dataclasses.replace(CompressionConfig(), prune_ratio=0.5)
+    assert dataclasses.replace(CompressionConfig(), bits=4, granularity="g32").granularity == "group-32"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": True}, "batch size True must be a whole number of at least 1"),
+    ({"batch_size": 32.0}, "batch size 32.0 must be a whole number"),  # only an int ever counted here
+    ({"batch_size": "32"}, "batch size '32' must be a whole number"),
+    ({"bits": None}, "bits None not supported"),
+    ({"bits": (True,)}, "bits True not supported"),
+    ({"bits": ("8",)}, "bits '8' not supported"),
+    ({"granularities": []}, "the sweep grid is empty: no granularities chosen"),
+    ({"recover_unpruned": 1}, "recover_unpruned must be true or false, not 1"),
+    ({"allocations": [{"bitz": 8}]}, "unknown config field"),
+    ({"bitz": (8,)}, "SweepSpec has no setting 'bitz'"),
+])
+def test_sweep_spec_edge_values_are_refused_as_before_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        SweepSpec(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_sweep_spec_edge_values_accepted_as_before():
+    import dataclasses
+
+    assert SweepSpec(bits=[32, 8, 8]).bits == (32, 8)  # a list is a tuple, repeats dropped
+    assert SweepSpec(bits=8).bits == (8,) and SweepSpec(prune_methods="l1-structured").prune_methods == ("l1-structured",)
+    assert SweepSpec(bits=(4,), granularities=["64", "g64", "group-64"]).granularities == ("group-64",)
+    assert len(SweepSpec(allocations=[CompressionConfig(bits=8), {"bits": 8}]).allocations) == 1
+    assert SweepSpec() == SweepSpec(bits=32) and len({SweepSpec(), SweepSpec(bits=[32])}) == 1
+    with pytest.raises(ConfigError, match="batch size 0 must be a whole number of at least 1"):
+        dataclasses.replace(SweepSpec(), batch_size=0)

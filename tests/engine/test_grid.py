@@ -190,3 +190,44 @@ def test_the_writers_accept_a_grid_or_bits_and_a_group():
     assert torch.equal(rtn(torch.from_numpy(w), G64), rtn(torch.from_numpy(w), 4, 64))
     assert torch.equal(rtn(torch.from_numpy(w), QuantGrid(3, symmetric=False)),
                        rtn(torch.from_numpy(w), 3, None, symmetric=False))
+
+
+def test_the_grid_keeps_its_number_rules_as_a_pydantic_settings_class():
+    import dataclasses
+
+    assert QuantGrid(8.0) == QuantGrid(8) and type(QuantGrid(8.0).bits) is int  # a whole float is the number
+    assert QuantGrid(4, "group", 64.0).group_size == 64 and QuantGrid(4, "group", np.int64(64)) == G64
+    for bad, match in ((lambda: QuantGrid("8"), "bits '8' must be a whole number"),
+                       (lambda: QuantGrid(4, "group", "64"), "group size '64' must be a whole number"),
+                       (lambda: QuantGrid(4, "group", 0), "group size 0 must be a whole number of at least 1"),
+                       (lambda: QuantGrid(4, symmetric=1), "symmetric must be true or false, not 1"),
+                       (lambda: dataclasses.replace(G64, bits=17), "bits 17 not supported by a quantization grid"),
+                       (lambda: QuantGrid(4, groups=2), "QuantGrid has no setting 'groups'")):
+        with pytest.raises(ConfigError, match=match):
+            bad()
+    assert {G64: 1}[QuantGrid(4, "g64")] == 1 and dataclasses.replace(G64, bits=8) == QuantGrid(8, "group", 64)
+
+
+def test_the_llm_grid_and_profile_keep_their_rules_as_settings_classes():
+    import dataclasses
+
+    spec = LLMSweepSpec(quant_methods="rtn", bits=[8, 4, 4], executions="torch", settings={"context_len": 256, "new": 1})
+    assert spec.bits == (8, 4) and spec.quant_methods == ("rtn",) and spec.settings.context_len == 256
+    assert LLMSweepSpec.from_dict(spec.to_dict()) == spec and len({spec, LLMSweepSpec.from_dict(spec.to_dict())}) == 1
+    assert LLMSensitivityParams(bits=[3, 4, 4, "3"], keep=2).bits == (4, 3)  # read with int(), highest first
+    for make, match in ((lambda: LLMSweepSpec(executions=5), "LLM execution 5 is not available"),
+                        (lambda: LLMSweepSpec(settings={"context_len": 0}), "context len 0 must be a whole number"),
+                        (lambda: LLMSweepSpec(settings=5), "settings 5"),
+                        (lambda: LLMSweepSpec(quant_methods="rtn", bits=(True,)), "2 to 8 bits, not 1"),
+                        (lambda: dataclasses.replace(spec, executions=("tensorrt",)), "'tensorrt' is not available"),
+                        (lambda: LLMSweepSpec(bitz=(4,)), "LLMSweepSpec has no setting 'bitz'"),
+                        (lambda: LLMSensitivityParams(bits=()), r"LLM sensitivity bits \(\) must be between 2 and 8"),
+                        (lambda: LLMSensitivityParams(bits=(9,)), "LLM sensitivity bits 9 must be between 2 and 8"),
+                        (lambda: LLMSensitivityParams(bits=("x",)), "LLM sensitivity bits 'x' must be a whole number"),
+                        (lambda: LLMSensitivityParams(bits=4), "LLM sensitivity bits must be a list, not 4"),
+                        (lambda: LLMSensitivityParams(keep=True), "keep True must be a whole number of at least 1"),
+                        (lambda: LLMSensitivityParams(keep=2.0), "keep 2.0 must be a whole number"),
+                        (lambda: LLMSensitivityParams(group_size="per-tensor"), "not per tensor")):
+        with pytest.raises(ConfigError, match=match) as caught:
+            make()
+        assert "\n" not in str(caught.value)

@@ -67,6 +67,62 @@ def test_point_config_validates_and_labels():
             LLMPointConfig(**bad)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"quant_method": "rtn", "bits": True}, "bits True must be a whole number"),  # lax pydantic would read 1
+    ({"quant_method": "rtn", "bits": "4"}, "bits '4' must be a whole number"),  # ... and 4
+    ({"prune_method": "wanda", "sparsity": "0.5"}, "sparsity '0.5' is not a number"),
+    ({"prune_method": "wanda", "sparsity": True}, "sparsity True is not a number"),
+    ({"mlp_ratio": 1.0}, "mlp ratio 1.0 is outside [0, 1)"),
+    ({"recovery_steps": -1}, "recovery steps -1 must be 0 or more"),
+    ({"pattern": "3:4"}, "unknown pattern '3:4'"),
+    ({"quant_method": "rtn", "bits": 4, "group_size": "per-tensor"}, "not per tensor"),
+    ({"zz": 1}, "LLMPointConfig has no setting 'zz'"),
+])
+def test_point_config_edge_values_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(")", r"\)")) as caught:
+        LLMPointConfig(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_point_config_edge_values_accepted_as_before():
+    import numpy as np
+
+    four = LLMPointConfig(quant_method="rtn", bits=4, group_size=64)
+    assert LLMPointConfig(quant_method="rtn", bits=4.0, group_size="g64") == four
+    assert type(LLMPointConfig(quant_method="rtn", bits=np.int64(4)).bits) is int  # stored and hashed as an int
+    assert LLMPointConfig(prune_method="wanda", pattern="2:4", sparsity=0.7).sparsity == 0.7  # 2:4 fixes it
+    assert LLMPointConfig.from_dict(four.to_dict()) == four and {four: 1}[LLMPointConfig(**four.to_dict())] == 1
+    with pytest.raises(ConfigError, match="needs a quantization method"):
+        dataclasses.replace(LLMPointConfig(), bits=4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"context_len": True}, "context len True must be a whole number"),
+    ({"context_len": "512"}, "context len '512' must be a whole number"),
+    ({"context_len": 512.5}, "context len 512.5 must be a whole number"),  # a count of tokens
+    ({"context_len": None}, "context len None must be a whole number"),
+    ({"recovery_lr": 0}, "recovery lr 0.0 must be positive"),
+    ({"recovery_lr": float("nan")}, "recovery lr nan must be positive"),
+    ({"temperature": True}, "temperature True is not a number"),
+    ({"decode_new_tokens": 1}, "decode speed needs at least 2 new tokens"),
+    ({"stride": 1024}, "stride 1024 must not exceed the context length 512"),
+    ({"zz": 1}, "LLMSettings has no setting 'zz'"),
+])
+def test_llm_settings_edge_values_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        LLMSettings(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_llm_settings_edge_values_accepted_as_before():
+    made = LLMSettings(context_len=256.0, stride=128, temperature=2, distill_alpha=1.5)
+    assert (made.context_len, made.stride, made.temperature, made.distill_alpha) == (256, 128, 2.0, 1.5)
+    assert type(made.context_len) is int and LLMSettings.from_dict({"context_len": 256, "zz": 1}).context_len == 256
+    assert LLMSettings.from_dict(made.to_dict()) == made and len({made, LLMSettings.from_dict(made.to_dict())}) == 1
+    with pytest.raises(ConfigError, match="context len 0 must be a whole number of at least 1"):
+        dataclasses.replace(made, context_len=0)
+
+
 def test_sweep_lands_in_the_store_with_perplexity(swept):
     store, spec, records = swept
     assert spec.n_points() == 3 and [r["label"] for r in records][0] == "fp32 (uncompressed)"

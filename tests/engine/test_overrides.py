@@ -137,3 +137,25 @@ def test_export_reload_carries_per_layer_settings(digits, tmp_path, config):
     assert {k: q.bits for k, q in loaded.quantized.items()} == {k: q.bits for k, q in compressed.quantized.items()}
     assert loaded.layer_backends == compressed.layer_backends
     assert len(set(recipe["layer_bits"].values())) >= 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bits": True}, "layer override 'fc': bits True not supported"),
+    ({"bits": "8"}, "layer override 'fc': bits '8' not supported"),
+    ({"skip": 1}, "layer override 'fc': skip must be true or false, not 1"),
+    ({"prune_ratio": "x"}, "layer override 'fc': prune ratio 'x' is not a number"),
+])
+def test_override_edge_values_are_refused_naming_the_entry(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        LayerOverride("fc", **kwargs)
+    with pytest.raises(ConfigError, match="layer override 5: the pattern must be a non-empty"):
+        LayerOverride(5, bits=8)
+
+
+def test_override_edge_values_accepted_as_before():
+    import dataclasses
+
+    assert LayerOverride(" fc ", bits=8.0) == LayerOverride("fc", bits=8)  # stripped, a whole float is the number
+    assert LayerOverride("fc", granularity=64).granularity == "group-64"
+    with pytest.raises(ConfigError, match="layer override 'fc': bits 5 not supported"):
+        dataclasses.replace(LayerOverride("fc", bits=8), bits=5)

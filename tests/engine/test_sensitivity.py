@@ -232,3 +232,34 @@ def test_uniform_comparators_are_recovered_exactly_like_the_allocation(analysed,
     # one recovery per distinct setting (unpruned, 50% pruned, the allocation), each the same recipe
     assert len(calls) == 3 and all(c == calls[0] for c in calls), calls
     assert calls[0]["steps"] == 3 and calls[0]["data"] == id(scenario.splits.train)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ratios": (1.2,)}, "sensitivity ratio 1.2 is outside (0, 0.95]"),
+    ({"ratios": ("x",)}, "sensitivity ratio 'x' is not a number"),
+    ({"ratios": 0.5}, "sensitivity ratio must be a list, not 0.5"),
+    ({"bits": (True,)}, "sensitivity bits True not supported"),  # int(True) is 1: never a profile's bit width
+    ({"bits": (32,)}, "sensitivity bits 32 not supported"),
+    ({"bits": ("x",)}, "sensitivity bits 'x' not supported"),
+    ({"prune_method": "magnitude-unstructured"}, "the pruning profile uses structured pruning"),
+    ({"max_examples": True}, "max examples True must be a whole number of at least 1"),
+    ({"max_examples": 5.0}, "max examples 5.0 must be a whole number"),  # only an int ever counted here
+    ({"phases": ()}, "no sensitivity phase chosen"),
+    ({"phases": ("vibes",)}, "unknown sensitivity phase 'vibes'"),
+    ({"zz": 1}, "AnalysisParams has no setting 'zz'"),
+])
+def test_analysis_params_edge_values_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")) as caught:
+        AnalysisParams(**kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_analysis_params_edge_values_accepted_as_before():
+    import dataclasses
+
+    params = AnalysisParams(ratios=[0.5, 0.25, 0.5, "0.25"], bits=("4", 8.0, 8), phases=["latency", "pruning", "latency"])
+    assert params.ratios == (0.25, 0.5) and params.bits == (8, 4) and params.phases == ("latency", "pruning")
+    assert AnalysisParams(ratios=(), bits=()).ratios == () and AnalysisParams(granularity="g32").granularity == "group-32"
+    assert AnalysisParams() == AnalysisParams.from_dict(AnalysisParams().to_dict()) and len({PARAMS, PARAMS}) == 1
+    with pytest.raises(ConfigError, match="sensitivity bits 5 not supported"):
+        dataclasses.replace(PARAMS, bits=(5,))

@@ -21,21 +21,22 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import torch
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
+from pydantic_core import PydanticCustomError
 from torch import nn
 
 from gemini_core.compress import compress
-from gemini_core.config import BITS, MAX_PRUNE_RATIO, STRUCTURED_METHODS, CompressionConfig, check_granularity
+from gemini_core.config import BITS, MAX_PRUNE_RATIO, STRUCTURED_METHODS, CompressionConfig, Granularity
 from gemini_core.device import device_label, pick_device
-from gemini_core.errors import ConfigError
 from gemini_core.measure import accuracy_and_loss, measure_layer_latency, weight_stats
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.results.sensitivity import SensitivityProfile
 from gemini_core.results.store import Store
 from gemini_core.scenarios.base import Scenario
+from gemini_core.settings import OneOf, Says, settings
 from gemini_core.techniques.plan import layer_names
 from gemini_core.techniques.prune import PruneResult, count_params, prunable_groups, prune
 
@@ -44,43 +45,51 @@ DEFAULT_BITS = (8, 4, 2)
 DEFAULT_MAX_EXAMPLES = 512
 
 
-@dataclass(frozen=True)
-class AnalysisParams:
-    ratios: tuple = DEFAULT_RATIOS
-    bits: tuple = DEFAULT_BITS
-    granularity: str = "per-channel"
-    prune_method: str = "l2-structured"
-    max_examples: int = DEFAULT_MAX_EXAMPLES  # validation examples each evaluation uses
-    batch_size: int = 32  # latency profile batch
-    latency_repeats: int = 15
-    phases: tuple = ("pruning", "quantization", "latency")
+PROFILE_BITS = tuple(b for b in BITS if b != 32)
+PHASES = ("pruning", "quantization", "latency")
 
-    def __post_init__(self) -> None:
-        ratios = tuple(dict.fromkeys(float(r) for r in self.ratios))
-        for r in ratios:
-            if not 0.0 < r <= MAX_PRUNE_RATIO:
-                raise ConfigError(f"sensitivity ratio {r} is outside (0, {MAX_PRUNE_RATIO}]")
-        bits = tuple(dict.fromkeys(int(b) for b in self.bits))
-        for b in bits:
-            if b not in BITS or b == 32:
-                raise ConfigError(f"sensitivity bits {b} not supported; choose from "
-                                  f"{', '.join(str(x) for x in BITS if x != 32)}")
-        object.__setattr__(self, "granularity", check_granularity(self.granularity))
-        if self.prune_method not in STRUCTURED_METHODS:
-            raise ConfigError(f"the pruning profile uses structured pruning; {self.prune_method!r} is not one of "
-                              f"{', '.join(STRUCTURED_METHODS)}")
-        phases = tuple(dict.fromkeys(self.phases))
-        unknown = set(phases) - {"pruning", "quantization", "latency"}
-        if unknown or not phases:
-            raise ConfigError(f"unknown sensitivity phase(s) {', '.join(sorted(unknown)) or '(none)'}; "
-                              "use pruning, quantization, latency")
-        for name in ("max_examples", "batch_size", "latency_repeats"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name.replace('_', ' ')} {value!r} must be a whole number of at least 1")
-        object.__setattr__(self, "ratios", tuple(sorted(ratios)))
-        object.__setattr__(self, "bits", tuple(sorted(bits, reverse=True)))
-        object.__setattr__(self, "phases", phases)
+
+def _as_int(value) -> int:
+    """A bit width read with int(), as the profile always read them ("4" and 4.0 are 4)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PydanticCustomError("whole_number", "must be a whole number") from None
+
+
+def _ascending(values: tuple) -> tuple:
+    return tuple(sorted(dict.fromkeys(values)))
+
+
+def _descending(values: tuple) -> tuple:
+    return tuple(sorted(dict.fromkeys(values), reverse=True))
+
+
+def _distinct(values: tuple) -> tuple:
+    return tuple(dict.fromkeys(values))
+
+
+Count = Annotated[StrictInt, Field(ge=1)]
+
+
+@settings
+class AnalysisParams:
+    # ratios in (0, 0.95], kept sorted without repeats
+    ratios: Annotated[tuple[Annotated[float, Field(gt=0, le=MAX_PRUNE_RATIO)], ...], Field(title="sensitivity ratio"),
+                      AfterValidator(_ascending)] = DEFAULT_RATIOS
+    # bit widths of the classifier's storage below 32, kept highest first without repeats
+    bits: Annotated[tuple[Annotated[int, BeforeValidator(_as_int), OneOf(PROFILE_BITS)], ...],
+                    Field(title="sensitivity bits"), AfterValidator(_descending)] = DEFAULT_BITS
+    granularity: Granularity = "per-channel"
+    prune_method: Annotated[str, OneOf(STRUCTURED_METHODS, says="the pruning profile uses structured pruning; "
+                                                               "{value!r} is not one of {choices}")] = "l2-structured"
+    max_examples: Count = DEFAULT_MAX_EXAMPLES  # validation examples each evaluation uses
+    batch_size: Count = 32  # latency profile batch
+    latency_repeats: Count = 15
+    # the profiles to measure, in the order given
+    phases: Annotated[tuple[Literal[PHASES], ...], Field(min_length=1, title="sensitivity phase"),
+                      Says("no sensitivity phase chosen; use pruning, quantization, latency"),
+                      AfterValidator(_distinct)] = PHASES
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

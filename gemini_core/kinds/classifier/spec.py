@@ -4,57 +4,54 @@ measured on it), adds the reference point, the fair control and any per-layer al
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt
 
 from gemini_core.config import CompressionConfig, parse_list
-from gemini_core.errors import ConfigError
 from gemini_core.kinds.classifier.units import SweepUnit
+from gemini_core.settings import Items, Says, settings
 
 REFERENCE = CompressionConfig()  # unpruned fp32 dense: what every ratio is measured against
 
 
-@dataclass(frozen=True)
+def _allocations(value) -> tuple:
+    """CompressionConfigs from one config or dict, or a list of them; one per config key."""
+    if isinstance(value, (CompressionConfig, dict)):
+        value = (value,)
+    allocations = tuple(a if isinstance(a, CompressionConfig) else CompressionConfig.from_dict(dict(a)) for a in value)
+    return tuple({a.key(): a for a in allocations}.values())
+
+
+# One axis of the grid: a value or a list of them, repeats dropped, order kept; an empty axis is an empty grid.
+Axis = Annotated[Items, Field(min_length=1), Says("the sweep grid is empty: no {name} chosen")]
+
+
+@settings
 class SweepSpec:
     """A grid of configurations. Lists are tuples so the spec is hashable and storable."""
 
-    prune_methods: tuple = ("none",)
-    prune_ratios: tuple = (0.0,)
-    bits: tuple = (32,)
-    granularities: tuple = ("per-channel",)
-    executions: tuple = ("dense",)
-    finetune_steps: tuple = (0,)
-    batch_size: int = 32
+    prune_methods: Axis = ("none",)
+    prune_ratios: Axis = (0.0,)
+    bits: Axis = (32,)
+    granularities: Axis = ("per-channel",)
+    executions: Axis = ("dense",)
+    finetune_steps: Axis = (0,)
+    batch_size: Annotated[StrictInt, Field(ge=1, title="batch size")] = 32
     # "finetune" and/or "qat": QAT points are recovered once per (pruning, bits, granularity);
     # plain fine-tuning once per pruning setting, shared by every bit width.
-    recoveries: tuple = ("finetune",)
+    recoveries: Axis = ("finetune",)
     # Per-layer configs (e.g. from the allocator) measured next to the grid's uniform points, so
     # the front shows whether the per-layer choice beats uniform settings.
-    allocations: tuple = ()
+    allocations: Annotated[tuple, BeforeValidator(_allocations)] = ()
     # Fine-tune the unpruned settings too (plain recovery: fine-tune in float, then quantize each bit width,
     # as pruned points are), so quantized-only points get the same recovery budget as pruned ones; the
     # allocation-vs-uniform comparison uses it. False: unpruned points are measured as trained.
-    recover_unpruned: bool = False
+    recover_unpruned: Annotated[StrictBool, Field(title="recover_unpruned")] = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.recover_unpruned, bool):
-            raise ConfigError(f"recover_unpruned must be true or false, not {self.recover_unpruned!r}")
-        if isinstance(self.allocations, (CompressionConfig, dict)):
-            object.__setattr__(self, "allocations", (self.allocations,))
-        allocations = tuple(a if isinstance(a, CompressionConfig) else CompressionConfig.from_dict(dict(a))
-                            for a in self.allocations)
-        object.__setattr__(self, "allocations", tuple({a.key(): a for a in allocations}.values()))
-        for name in ("prune_methods", "prune_ratios", "bits", "granularities", "executions", "finetune_steps",
-                     "recoveries"):
-            value = getattr(self, name)
-            if isinstance(value, (str, int, float)):
-                value = (value,)
-            value = tuple(dict.fromkeys(value))  # keep order, drop repeats
-            if not value:
-                raise ConfigError(f"the sweep grid is empty: no {name.replace('_', ' ')} chosen")
-            object.__setattr__(self, name, value)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch size {self.batch_size!r} must be a whole number of at least 1")
-        # Check every listed value, even those a grid would not combine (a ratio with 'none').
+        # Every listed value is checked by the config's own rules, even those a grid would not combine (a ratio
+        # with 'none'), so a sweep refuses what a single config refuses, in the same words.
         for method in self.prune_methods:
             CompressionConfig(prune_method=method, prune_ratio=0.5 if method != "none" else 0.0)
         for ratio in self.prune_ratios:

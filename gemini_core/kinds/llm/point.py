@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+from pydantic import BeforeValidator, Field
 
 from gemini_core.device import cpu_flags, cpu_model
 from gemini_core.errors import Cancelled, ConfigError
@@ -27,6 +29,7 @@ from gemini_core.kinds.llm.compressed_export import export_compressed
 from gemini_core.kinds.llm.runtimes import LLMRunSettings, measure_on_runtime
 from gemini_core.kinds.llm.runtimes import names as runtime_names
 from gemini_core.kinds.llm.source import save_hf_folder
+from gemini_core.settings import Number, OneOf, Says, Whole, settings
 from gemini_core.techniques.grid import QuantGrid
 
 QUANT_METHODS = ("none",) + quantize.METHODS
@@ -39,49 +42,36 @@ PATTERNS = ("unstructured", "2:4")
 EXECUTIONS = tuple(runtime_names())
 
 
-@dataclass(frozen=True)
+Share = Annotated[Number, Field(ge=0, lt=1)]  # a share of channels or heads removed
+
+
+@settings
 class LLMPointConfig:
-    quant_method: str = "none"
-    bits: int = 32
-    group_size: int | None = None  # None: one scale per output row (per-channel)
-    prune_method: str = "none"
-    sparsity: float = 0.0
-    pattern: str = "unstructured"  # or "2:4" (2 of every 4 weights pruned; sparsity is then 0.5)
-    mlp_ratio: float = 0.0  # structured: share of MLP channels removed
-    head_ratio: float = 0.0  # structured: share of key/value head groups removed
-    recovery: str = "none"
-    recovery_steps: int = 0
-    execution: str = "torch"
+    quant_method: Annotated[Literal[QUANT_METHODS], Field(title="quantization method")] = "none"
+    bits: Whole = 32
+    # None: one scale per output row (per-channel); any spelling ("64", "g64", "group-64") is stored as the number
+    group_size: Annotated[int | None, BeforeValidator(quantize.group_size_of)] = None
+    prune_method: Annotated[Literal[PRUNE_METHODS], Field(title="pruning method")] = "none"
+    sparsity: Number = 0.0
+    pattern: Literal[PATTERNS] = "unstructured"  # or "2:4" (2 of every 4 weights pruned; sparsity is then 0.5)
+    mlp_ratio: Share = 0.0  # structured: share of MLP channels removed
+    head_ratio: Share = 0.0  # structured: share of key/value head groups removed
+    recovery: Literal[RECOVERIES] = "none"
+    recovery_steps: Annotated[Whole, Field(ge=0)] = 0
+    execution: Annotated[str, OneOf(EXECUTIONS, says="LLM execution {value!r} is not available; "
+                                                     "choose from {choices}")] = "torch"
 
     def __post_init__(self) -> None:
-        def bad(text):
-            raise ConfigError(text)
-
-        if self.quant_method not in QUANT_METHODS:
-            bad(f"unknown quantization method {self.quant_method!r}; choose from {', '.join(QUANT_METHODS)}")
         if self.quant_method == "none" and self.bits != 32:
-            bad(f"{self.bits} bits needs a quantization method (rtn, gptq or awq)")
+            raise ConfigError(f"{self.bits} bits needs a quantization method (rtn, gptq or awq)")
         if self.quant_method != "none" and not 2 <= self.bits <= 8:
-            bad(f"LLM weight quantization takes 2 to 8 bits, not {self.bits}")
-        if self.group_size is not None:  # any spelling ("64", "g64", "group-64") is stored as the number
-            object.__setattr__(self, "group_size", quantize.group_size_of(self.group_size))
-        if self.prune_method not in PRUNE_METHODS:
-            bad(f"unknown pruning method {self.prune_method!r}; choose from {', '.join(PRUNE_METHODS)}")
-        if self.pattern not in PATTERNS:
-            bad(f"pattern {self.pattern!r} must be one of {', '.join(PATTERNS)}")
+            raise ConfigError(f"LLM weight quantization takes 2 to 8 bits, not {self.bits}")
         if self.prune_method != "none" and self.pattern == "unstructured" and not 0 < self.sparsity < 1:
-            bad(f"sparsity {self.sparsity} must be above 0 and below 1")
+            raise ConfigError(f"sparsity {self.sparsity} must be above 0 and below 1")
         if self.prune_method == "none" and (self.sparsity or self.pattern != "unstructured"):
-            bad("a sparsity or 2:4 pattern needs a pruning method (magnitude, wanda or sparsegpt)")
-        for name in ("mlp_ratio", "head_ratio"):
-            if not 0 <= getattr(self, name) < 1:
-                bad(f"{name.replace('_', ' ')} {getattr(self, name)} must be at least 0 and below 1")
-        if self.recovery not in RECOVERIES:
-            bad(f"unknown recovery {self.recovery!r}; choose from {', '.join(RECOVERIES)}")
-        if (self.recovery == "none") != (self.recovery_steps == 0) or self.recovery_steps < 0:
-            bad("recovery (finetune or distill) and recovery steps above 0 go together")
-        if self.execution not in EXECUTIONS:
-            bad(f"LLM execution {self.execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
+            raise ConfigError("a sparsity or 2:4 pattern needs a pruning method (magnitude, wanda or sparsegpt)")
+        if (self.recovery == "none") != (self.recovery_steps == 0):
+            raise ConfigError("recovery (finetune or distill) and recovery steps above 0 go together")
 
     @property
     def grid(self) -> QuantGrid | None:
@@ -126,38 +116,34 @@ class LLMPointConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-@dataclass(frozen=True)
+Count = Annotated[Whole, Field(ge=1)]
+Rate = Annotated[Number, Field(gt=0)]
+
+
+@settings
 class LLMSettings:
     """How an LLM point is compressed and measured; part of every record (and of the point's key)."""
 
-    context_len: int = 512
-    stride: int | None = None  # None: = context_len (non-overlapping windows)
-    eval_tokens: int = 4096  # the last N tokens of the evaluation part
-    calib_samples: int = 16
-    calib_seq_len: int = 256
-    prefill_tokens: int = 128
-    prefill_repeats: int = 5
-    decode_new_tokens: int = 16
-    decode_repeats: int = 2
-    recovery_batch: int = 2
-    recovery_lr: float = 1e-4
+    context_len: Count = 512
+    stride: Annotated[Whole | None, Field(ge=1)] = None  # None: = context_len (non-overlapping windows)
+    eval_tokens: Count = 4096  # the last N tokens of the evaluation part
+    calib_samples: Count = 16
+    calib_seq_len: Count = 256
+    prefill_tokens: Count = 128
+    prefill_repeats: Count = 5
+    decode_new_tokens: Annotated[Whole, Field(ge=2), Says("decode speed needs at least 2 new tokens, not {value}")] = 16
+    decode_repeats: Count = 2
+    recovery_batch: Count = 2
+    recovery_lr: Rate = 1e-4
     # Distillation as alpha * KD + (1 - alpha) * CE at T=1: on SmolLM2 (50% magnitude, 20 steps) the 0.5 mix
     # beat fine-tuning at lr 1e-4 and 5e-4 where pure KD (alpha 1) lost, and T=2 lost to T=1 (docs/llm.md).
-    temperature: float = 1.0
-    distill_alpha: float = 0.5
-    zero_shot_examples: int = 64
+    temperature: Rate = 1.0
+    distill_alpha: Rate = 0.5
+    zero_shot_examples: Count = 64
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"LLM setting {f.name} must be a positive number, not {value!r}")
         if self.stride is not None and self.stride > self.context_len:
             raise ConfigError(f"stride {self.stride} must not exceed the context length {self.context_len}")
-        if self.decode_new_tokens < 2:
-            raise ConfigError("decode speed needs at least 2 new tokens")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -12,9 +12,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
+from pydantic_core import PydanticCustomError
 
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.llm import metrics, text_data
@@ -24,26 +26,35 @@ from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.results.sensitivity import SensitivityProfile
 from gemini_core.results.store import Store
+from gemini_core.settings import Says, settings
 
 
-@dataclass(frozen=True)
+def _as_int(value) -> int:
+    """A bit width read with int(), as the profile always read them ("4" and 4.0 are 4)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PydanticCustomError("whole_number", "must be a whole number") from None
+
+
+def _descending(bits: tuple) -> tuple:
+    return tuple(sorted(dict.fromkeys(bits), reverse=True))
+
+
+Count = Annotated[StrictInt, Field(ge=1)]
+
+
+@settings
 class LLMSensitivityParams:
-    bits: tuple = (4, 3)
-    group_size: int | None = 64
-    eval_tokens: int = 1024
-    context_len: int = 512
-    keep: int = 3  # how many of the most sensitive blocks to name for higher precision
-
-    def __post_init__(self) -> None:
-        bits = tuple(dict.fromkeys(int(b) for b in self.bits))
-        if not bits or any(not 2 <= b <= 8 for b in bits):
-            raise ConfigError(f"LLM sensitivity bits {self.bits} must be between 2 and 8")
-        object.__setattr__(self, "bits", tuple(sorted(bits, reverse=True)))
-        object.__setattr__(self, "group_size", group_size_of(self.group_size))  # "g64", "per-channel": 64, None
-        for name in ("eval_tokens", "context_len", "keep"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name.replace('_', ' ')} {value!r} must be a whole number of at least 1")
+    # at least one bit width from 2 to 8, kept highest first without repeats
+    bits: Annotated[tuple[Annotated[int, BeforeValidator(_as_int), Field(ge=2, le=8)], ...],
+                    Field(min_length=1, title="LLM sensitivity bits"), Says("{name} {value} must be between 2 and 8"),
+                    AfterValidator(_descending)] = (4, 3)
+    # any spelling ("g64", "group-64", "per-channel") is stored as the number, None for per-channel
+    group_size: Annotated[int | None, BeforeValidator(group_size_of)] = 64
+    eval_tokens: Count = 1024
+    context_len: Count = 512
+    keep: Count = 3  # how many of the most sensitive blocks to name for higher precision
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

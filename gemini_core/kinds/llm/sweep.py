@@ -14,8 +14,10 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from pydantic import BeforeValidator
 
 from gemini_core.config import parse_list
 from gemini_core.errors import Cancelled, ConfigError
@@ -32,6 +34,7 @@ from gemini_core.kinds.llm.point import (
 from gemini_core.kinds.llm.quantize import RECIPES, group_size_of
 from gemini_core.kinds.llm.ray import run_llm_points
 from gemini_core.kinds.llm.scenario import LLMScenario
+from gemini_core.settings import Items, OneOf, settings
 
 # Estimated seconds per point on 2 busy CPU cores for SmolLM2-135M (measured in docs/llm.md at 32 x 256
 # calibration tokens, 1 thread, scaled to the default 16 x 256); shown as estimates only.
@@ -41,31 +44,32 @@ SECONDS_ESTIMATE = {"measure": 25.0, "rtn": 2.0, "gptq": 240.0, "awq": 240.0, "m
                     "sparsegpt": 270.0, "structured": 30.0, "recovery_step": 6.0}
 
 
-@dataclass(frozen=True)
+def _read_settings(value):
+    """A stored spec's settings dict read as LLMSettings (keys a later version added are dropped)."""
+    return LLMSettings.from_dict(value) if isinstance(value, dict) else value
+
+
+Execution = Annotated[str, OneOf(EXECUTIONS, says="LLM execution {value!r} is not available; choose from {choices}")]
+
+
+@settings
 class LLMSweepSpec:
-    quant_methods: tuple = ()
-    bits: tuple = (8, 4)
-    group_sizes: tuple = (None,)  # None: per-channel
-    prune_methods: tuple = ()
-    sparsities: tuple = (0.5,)  # a float, or "2:4"
-    mlp_ratios: tuple = ()
-    head_ratios: tuple = ()
-    recoveries: tuple = ()  # "finetune" / "distill", applied to pruned and structured points
-    recovery_steps: tuple = (20,)
-    executions: tuple = ("torch",)
-    settings: LLMSettings = LLMSettings()
+    """The grid's axes (a value or a list, repeats dropped, order kept); each value is checked as the points
+    are made, by LLMPointConfig's own rules."""
+
+    quant_methods: Items = ()
+    bits: Items = (8, 4)
+    group_sizes: Items = (None,)  # None: per-channel
+    prune_methods: Items = ()
+    sparsities: Items = (0.5,)  # a float, or "2:4"
+    mlp_ratios: Items = ()
+    head_ratios: Items = ()
+    recoveries: Items = ()  # "finetune" / "distill", applied to pruned and structured points
+    recovery_steps: Items = (20,)
+    executions: Items[Execution] = ("torch",)
+    settings: Annotated[LLMSettings, BeforeValidator(_read_settings)] = LLMSettings()
 
     def __post_init__(self) -> None:
-        for name in ("quant_methods", "bits", "group_sizes", "prune_methods", "sparsities", "mlp_ratios",
-                     "head_ratios", "recoveries", "recovery_steps", "executions"):
-            value = getattr(self, name)
-            value = (value,) if isinstance(value, (str, int, float)) or value is None else value
-            object.__setattr__(self, name, tuple(dict.fromkeys(value)))
-        if isinstance(self.settings, dict):
-            object.__setattr__(self, "settings", LLMSettings.from_dict(self.settings))
-        for execution in self.executions:
-            if execution not in EXECUTIONS:
-                raise ConfigError(f"LLM execution {execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
         self.points()  # every point is validated now, naming the bad value
 
     def _pruned(self) -> list[LLMPointConfig]:
