@@ -338,9 +338,9 @@ def test_digit_scans_written_as_png_folders_load_as_a_users_images(tmp_path):
 def test_each_scenario_names_its_recovery_schedule_and_the_point_key_holds_it(digits):
     """Recovery follows the scenario's schedule: one-cycle for models trained from scratch (digits keys as
     they were), a constant rate for the pre-trained text encoder; another schedule is another point."""
+    from gemini_core.kinds.classifier import units
     from gemini_core.scenarios.text import TextScenario
     from gemini_core.training.loop import recovery_recipe, train_steps
-    from gemini_core.kinds.classifier import units
 
     scenario, baseline = digits
     assert scenario.recovery_schedule == "one-cycle" and TextScenario.recovery_schedule == "constant"

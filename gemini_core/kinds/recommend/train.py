@@ -20,8 +20,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from gemini_core.errors import Cancelled, ConfigError
@@ -29,40 +31,30 @@ from gemini_core.kinds.recommend.data import RankingSplit
 from gemini_core.kinds.recommend.metrics import sampled_ndcg
 from gemini_core.kinds.recommend.models import MODELS, MatrixFactorization, Recommender, TextTwoTower, TwoTower
 from gemini_core.progress import ProgressFn, notify
+from gemini_core.settings import Number, OneOf, Whole, settings
 from gemini_core.training.loop import reproducible
 
 LOSSES = ("bpr", "bce")
 RESAMPLE_ROUNDS = 4  # negatives that hit a positive are drawn again this many times
 
 
-@dataclass(frozen=True)
+@settings
 class RecommendTrainSettings:
     """How a recommender is trained; all of it (with the split) decides the weights."""
 
-    model: str = "mf"  # one of models.MODELS
-    dim: int = 32  # embedding width
-    hidden: int = 64  # the towers' hidden width (two-tower models)
-    loss: str = "bpr"
-    negatives: int = 4  # sampled per positive
-    epochs: int = 40
-    batch_size: int = 1024
-    lr: float = 0.01  # Adam
-    l2: float = 1e-4  # on the embedding rows (and biases) a batch uses, per example
-    patience: int = 3  # epochs without a better validation NDCG@10 before stopping (0: run every epoch)
-    seed: int = 0
-    threads: int = 1
-    max_steps: int | None = None  # stop after this many optimizer steps (tests, quick demos)
-
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise ConfigError(f"recommender model {self.model!r}: choose from {', '.join(MODELS)}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss {self.loss!r}: choose from {', '.join(LOSSES)}")
-        for name in ("dim", "hidden", "negatives", "epochs", "batch_size", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)) or not (self.l2 >= 0 and math.isfinite(self.l2)):
-            raise ConfigError("lr must be positive and l2 at least 0")
+    model: Annotated[str, OneOf(MODELS, says="recommender model {value!r}: choose one of {choices}")] = "mf"
+    dim: Annotated[Whole, Field(ge=1)] = 32  # embedding width
+    hidden: Annotated[Whole, Field(ge=1)] = 64  # the towers' hidden width (two-tower models)
+    loss: Annotated[str, OneOf(LOSSES, says="loss {value!r}: choose one of {choices}")] = "bpr"
+    negatives: Annotated[Whole, Field(ge=1)] = 4  # sampled per positive
+    epochs: Annotated[Whole, Field(ge=1)] = 40
+    batch_size: Annotated[Whole, Field(ge=1)] = 1024
+    lr: Annotated[Number, Field(gt=0, allow_inf_nan=False)] = 0.01  # Adam
+    l2: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = 1e-4  # on the rows (and biases) a batch uses
+    patience: Annotated[Whole, Field(ge=0)] = 3  # epochs without a better validation NDCG@10 (0: run every epoch)
+    seed: Whole = 0
+    threads: Annotated[Whole, Field(ge=1)] = 1
+    max_steps: Annotated[Whole | None, Field(ge=1)] = None  # stop after this many optimizer steps (tests, demos)
 
     def to_dict(self) -> dict:
         return asdict(self)
