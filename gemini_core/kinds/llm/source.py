@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from gemini_core.errors import CheckpointError
+from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.paths import home_dir
 from gemini_core.scenarios.sizes import (
     check_config_fits,
@@ -113,18 +113,40 @@ def smollm2_gguf(progress: Progress | None = None) -> Path:
     return target
 
 
-def load_gguf(path: Path, dtype=torch.float32) -> tuple[torch.nn.Module, object]:
-    """A GGUF file dequantized by transformers (needs the ``gguf`` and ``accelerate`` packages)."""
+def load_gguf(path: Path, dtype=torch.float32, label: str | None = None) -> tuple[torch.nn.Module, object]:
+    """A GGUF file dequantized by transformers (needs the ``gguf`` and ``accelerate`` packages).
+
+    The file is checked in Python first (``gguf_check``): transformers' loader builds whatever the metadata
+    says and fills the weights it does not find with random values. ``label`` names the file in messages."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gemini_core.kinds.llm.gguf_check import check_gguf
 
     for package in ("gguf", "accelerate"):
         if importlib.util.find_spec(package) is None:
             raise CheckpointError(f"loading a GGUF file needs the '{package}' package: pip install {package}")
     path = Path(path)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    name = label or path.name
+    check_gguf(path, name, reader=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
+                                                           output_loading_info=True)
+    except GeminiError:
+        raise
+    except Exception as exc:  # what the check did not foresee is still the file's problem, in one line
+        raise CheckpointError(f"{name} could not be loaded by transformers' GGUF loader: "
+                              f"{type(exc).__name__}: {_first_line(exc)}") from None
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:  # never measure a model whose weights transformers made up
+        raise CheckpointError(f"{name} holds no weights for {missing[0]} ({len(missing)} missing); refused "
+                              "rather than initialised at random")
     strip_gguf_quantizer(model)
     return model.eval(), tokenizer
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 def strip_gguf_quantizer(model) -> None:
