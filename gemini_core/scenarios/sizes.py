@@ -155,8 +155,8 @@ MAX_CONFIG_BYTES = 1 << 20  # config.json, generation_config.json: a real one is
 MAX_TOKENIZER_BYTES = 64 << 20  # the largest common tokenizer.json (Gemma's) is about 34 MB
 MAX_JSON_DEPTH = 32  # a tokenizer.json nests 6 levels, a config 3 or 4
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "chat_template.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model",
-                   "sentencepiece.bpe.model")
+                   "chat_template.json", "chat_template.jinja", "vocab.json", "vocab.txt", "merges.txt",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 JSON_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                         "chat_template.json", "vocab.json")
 

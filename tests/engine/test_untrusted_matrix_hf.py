@@ -228,6 +228,7 @@ LLM_FOLDER_CASES = [
     ("tokenizer-garbage", write("tokenizer.json", '{"model": nonsense'), "tokenizer.json is not valid JSON"),
     ("tokenizer-wrong-structure", write("tokenizer.json", "{}"), "tokenizer.json"),
     ("tokenizer-1gb", sparse("tokenizer.json", 1 << 30), "tokenizer.json is 1,073.7 MB; the limit is 67.1 MB"),
+    ("chat-template-1gb", sparse("chat_template.jinja", 1 << 30), "chat_template.jinja is 1,073.7 MB"),
     ("tokenizer-missing", remove("tokenizer.json", "tokenizer_config.json"), "has no tokenizer.json"),
     ("tokenizer-config-garbage", write("tokenizer_config.json", "{not json"), "tokenizer_config.json is not valid JSON"),
     ("tokenizer-config-remote-code", _tokenizer_remote, "tokenizer_config.json asks for remote code"),

@@ -131,6 +131,8 @@ def load_gguf(path: Path, dtype=torch.float32, label: str | None = None) -> tupl
             raise CheckpointError(f"loading a GGUF file needs the '{package}' package: pip install {package}")
     path = Path(path)
     name = label or path.name
+    # transformers parses the file with its own reader, whose every read the bounded walk has already made;
+    # gguf-py's reader (seconds on a 50,000-token vocabulary) runs where its output is used, for llama.cpp.
     check_gguf(path, name, reader=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -231,7 +233,7 @@ def check_llm_config(cfg: dict, where: str) -> dict[str, int]:
     consistent, and the fields transformers would otherwise fail on deep inside construction. Returns the
     sizes (``validate_sizes``)."""
     model_type = cfg.get("model_type")
-    if model_type not in LLM_MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in LLM_MODEL_TYPES:
         raise CheckpointError(f"{where}: model_type {_short(model_type)} is not a causal LM this product loads "
                               f"({', '.join(LLM_MODEL_TYPES)})")
     architectures = cfg.get("architectures")
