@@ -1,5 +1,7 @@
-"""Untrusted input, class 3 for Hugging Face model folders: config.json and the weights' header are checked
-before allocation, with or without the meta-device build.
+"""Untrusted input, classes 3 and 7 for Hugging Face model folders (``hf:``), for both kinds: config.json and the
+weights' header are checked before allocation, with or without the meta-device build; config.json, the other
+JSON files and the tokenizer files are capped before they are read and parsed safely; the model type is one of
+a closed list and the weights must be that model's (never a model initialised at random).
 
 Part of the untrusted-input matrix; the cases' contract and the shared home are in
 ``untrusted_support.py`` and ``conftest.py``."""
