@@ -286,6 +286,17 @@ def test_llm_folder_pruned_and_tied_variants_still_load(tiny_llm_dir, tmp_path):
     lm = source.load_causal_lm(f"hf:{tied}")
     assert lm.model.lm_head.weight.data_ptr() == lm.model.model.embed_tokens.weight.data_ptr()
 
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    pruned = shutil.copytree(tiny_llm_dir, tmp_path / "pruned")  # the tokenizer; the weights are replaced
+    config = json.loads((pruned / "config.json").read_text())
+    config.update(num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in config.items() if k not in ("architectures",)}))
+    model.save_pretrained(pruned)
+    lm = source.load_causal_lm(f"hf:{pruned}")
+    assert lm.model.model.layers[0].self_attn.q_proj.weight.shape == (32, 64)
+
 
 # == the classifier's hf: folder ===========================================================================
 def _llama_weights(tiny_llm_dir):
