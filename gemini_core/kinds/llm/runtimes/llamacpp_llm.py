@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gemini_core.errors import CheckpointError, ConfigError
+from gemini_core.errors import ConfigError
+from gemini_core.kinds.llm.gguf_check import check_gguf
 from gemini_core.kinds.llm.gguf_export import export_gguf, grid_type
 from gemini_core.kinds.llm.runtimes.base import LLMRunSettings, Runner
 
@@ -45,29 +46,11 @@ def gguf_type_for(model, settings: LLMRunSettings) -> str:
     return grid_type(model, grid)
 
 
-ALLOWED_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1"}  # what the product's writer emits
-
-
 def read_checked(path: Path):
-    """The file parsed by gguf-py (Python) and checked before llama.cpp's C++ parser sees it: a colleague's
-    export is untrusted. One line (``CheckpointError``) for anything that is not a Llama GGUF of the types
-    the product writes."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(path))
-        arch = reader.fields["general.architecture"].contents()
-        gguf_kv_elements_per_position(reader)
-    except (KeyError, ValueError, IndexError, OSError, TypeError, ZeroDivisionError) as exc:
-        raise CheckpointError(f"{Path(path).name} is not a readable Llama GGUF file "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
-    if arch != "llama":
-        raise CheckpointError(f"{Path(path).name}: GGUF architecture {str(arch)[:40]!r}, not llama")
-    odd = sorted({t.tensor_type.name for t in reader.tensors} - ALLOWED_TYPES)
-    if odd:
-        raise CheckpointError(f"{Path(path).name}: tensor types {', '.join(odd[:5])} are not ones this product "
-                              f"writes ({', '.join(sorted(ALLOWED_TYPES))})")
-    return reader
+    """The file checked in Python (``gguf_check``: header, tensors, Llama sizes, tokenizer) and parsed by gguf-py
+    before llama.cpp's C++ parser sees it: a colleague's export is untrusted. One line (``CheckpointError``) for
+    anything that is not a Llama GGUF of the types the product writes; returns gguf-py's reader."""
+    return check_gguf(path).reader
 
 
 def gguf_tensor_bytes(reader) -> dict:
@@ -76,12 +59,15 @@ def gguf_tensor_bytes(reader) -> dict:
 
 
 def gguf_kv_elements_per_position(reader) -> int:
-    """Key and value elements one position adds to the cache, from the file's own metadata."""
-    def field(name):
-        return int(reader.fields[f"llama.{name}"].contents())
+    """Key and value elements one position adds to the cache, from the file's own metadata (checked by
+    ``read_checked``; the KV head count defaults to the head count, as in llama.cpp)."""
+    def field(name, default=None):
+        value = reader.fields.get(f"llama.{name}")
+        return default if value is None else int(value.contents())
 
-    head_dim = field("embedding_length") // field("attention.head_count")
-    return 2 * field("block_count") * field("attention.head_count_kv") * head_dim
+    heads = field("attention.head_count")
+    head_dim = field("attention.key_length", field("embedding_length") // heads)
+    return 2 * field("block_count") * field("attention.head_count_kv", heads) * head_dim
 
 
 class LlamaCppRunner(Runner):
