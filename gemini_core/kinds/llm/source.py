@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.kinds.llm.gguf_check import check_gguf
 from gemini_core.paths import home_dir
 from gemini_core.scenarios.sizes import (
     MAX_CONFIG_BYTES,
@@ -124,7 +125,6 @@ def load_gguf(path: Path, dtype=torch.float32, label: str | None = None) -> tupl
     says and fills the weights it does not find with random values. ``label`` names the file in messages."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gemini_core.kinds.llm.gguf_check import check_gguf
 
     for package in ("gguf", "accelerate"):
         if importlib.util.find_spec(package) is None:
