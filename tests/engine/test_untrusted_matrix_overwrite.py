@@ -89,7 +89,7 @@ def _ours_with_a_link(folder, export_dir):
 
 
 NOT_ONLY_OURS = [
-    ("recipe-lists-no-files", _empty_files_recipe, "recipe.json does not list"),
+    ("recipe-lists-no-files", _empty_files_recipe, "recipe.json lists no checksum for model.safetensors"),
     ("export-plus-a-file", _ours_plus, "recipe.json does not list"),
     ("export-with-a-changed-file", _ours_changed, "checksum mismatch for README.md"),
     ("export-with-a-nested-recipe", _ours_nested_recipe, "recipe.json is nested too deeply"),

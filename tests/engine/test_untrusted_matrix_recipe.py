@@ -139,7 +139,7 @@ MEANING_CASES = [
      "does not fit model.safetensors: the recipe says 4 bits, the file stores 8-bit codes"),
     # LLM exports (RTN 8-bit g32)
     ("llm-config-differs-from-llm-config", "llm", _set("config.bits", 4), "field config differs from llm.config"),
-    ("llm-bits-0", "llm", _both_configs(bits=0), "field llm.config.bits"),
+    ("llm-bits-0", "llm", _both_configs(bits=0), "config.bits: Input should be greater than or equal to 2"),
     ("llm-bits-4-on-8-bit", "llm", _both_configs(bits=4),
      "field llm.config.bits does not fit compressed/: the recipe says 4 bits, the file stores 8-bit codes"),
     ("llm-group-64-on-g32", "llm", _both_configs(group_size=64),

@@ -28,17 +28,18 @@ except ImportError:  # pragma: no cover
 
 def recipe_variant(export_dir: Path, where: Path, edit) -> Path:
     """A copy of the good export whose recipe.json went through ``edit(recipe)`` (returns the folder)."""
-    return folder_variant(export_dir, where, lambda folder, recipe: edit(recipe))
+    return folder_variant(export_dir, where, lambda folder, recipe: edit(recipe), replaces_recipe=True)
 
 
-def folder_variant(export_dir: Path, where: Path, edit) -> Path:
+def folder_variant(export_dir: Path, where: Path, edit, replaces_recipe: bool = False) -> Path:
     """A copy of the good export changed by ``edit(folder, recipe)``: its files (links, extra or dropped
-    files, files outside it in ``where``) and its recipe, written back after the edit (returns the folder)."""
+    files, files outside it in ``where``) and its recipe, written back after the edit (returns the folder).
+    ``replaces_recipe``: what ``edit`` returns, if not None, is written as the recipe instead."""
     folder = where / f"variant-{len(list(where.glob('variant-*')))}"
     shutil.copytree(export_dir, folder)
     recipe = json.loads((folder / "recipe.json").read_text())
     result = edit(folder, recipe)
-    recipe = recipe if result is None else result
+    recipe = result if replaces_recipe and result is not None else recipe
     (folder / "recipe.json").write_text(json.dumps(recipe))
     return folder
 
