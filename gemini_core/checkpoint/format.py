@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import stat
 import sys
 import warnings
 from importlib import metadata
@@ -145,16 +146,24 @@ def _relative_files(root: Path) -> list[str]:
 
 def _read_recipe(root: Path) -> dict:
     recipe_path = root / RECIPE_FILE
-    if not recipe_path.exists():
-        pickles = sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    try:
+        st = os.lstat(recipe_path)
+    except FileNotFoundError:
+        pickles = sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES) if root.is_dir() else []
         if pickles:
             raise CheckpointError(f"{root} has no recipe.json, only {', '.join(pickles)}: pickle files are never "
-                                  "loaded (they can run code). Export the model with gemini first")
-        raise CheckpointError(f"{root} is not a gemini export: recipe.json is missing")
-    if not recipe_path.is_file() or recipe_path.stat().st_size > MAX_RECIPE_BYTES:
-        raise CheckpointError(f"{recipe_path.name} is not a regular file of at most {MAX_RECIPE_BYTES:,} bytes")
+                                  "loaded (they can run code). Export the model with gemini first") from None
+        raise CheckpointError(f"{root} is not a gemini export: recipe.json is missing") from None
+    except NotADirectoryError:
+        raise CheckpointError(f"{root} is not a gemini export folder") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise CheckpointError("recipe.json is a symbolic link; an export holds no links and gemini never follows one")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError("recipe.json is not a regular file")
+    if st.st_size > MAX_RECIPE_BYTES:  # from stat, before a byte is read
+        raise CheckpointError(f"recipe.json is {st.st_size:,} bytes, above the limit of {MAX_RECIPE_BYTES:,}")
     try:
-        recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
+        recipe = json.loads(read_regular(recipe_path, MAX_RECIPE_BYTES).decode("utf-8"))
     except RecursionError:
         raise CheckpointError(f"{recipe_path.name} is nested too deeply to be a recipe") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -162,39 +171,35 @@ def _read_recipe(root: Path) -> dict:
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
         raise CheckpointError(f"{recipe_path.name} is not a gemini export recipe (format {recipe.get('format')!r})"
                               if isinstance(recipe, dict) and isinstance(recipe.get("format"), str)
-                              and len(recipe["format"]) < 100 else f"{recipe_path.name} is not a gemini export recipe")
+                              and len(recipe["format"]) < 100 and recipe["format"].isprintable()
+                              else f"{recipe_path.name} is not a gemini export recipe")
     validate_recipe(recipe)
     return recipe
 
 
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, opened without following a link (and without
+    blocking on a pipe): a file of an export, already checked by ``checkpoint.reader``."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise CheckpointError(f"{path.name} is not a regular file of at most {limit:,} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise CheckpointError(f"{path.name} grew above {limit:,} bytes while it was read")
+    return data
+
+
 def read_recipe(root: Path) -> dict:
-    """The export's recipe, checked against the schema (files not yet verified)."""
+    """The export's recipe, checked against the schema (files not yet verified: ``checkpoint.reader.open_export``
+    checks the folder and every file)."""
     return _read_recipe(Path(root))
 
 
 def _safe_member(name: str) -> bool:
     parts = PurePosixPath(name).parts
     return bool(parts) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in parts[0]
-
-
-def verify_files(root: Path, recipe: dict, required: str | None = MODEL_FILE) -> None:
-    """CheckpointError naming the first file that is missing or whose SHA-256 differs from the recipe
-    (``required``: a file the recipe must list; LLM exports list their sharded model folder instead)."""
-    files = recipe.get("files") or {}
-    if required is not None and required not in files:
-        raise CheckpointError(f"recipe.json lists no checksum for {required}")
-    for rel, info in sorted(files.items()):
-        if not _safe_member(rel):
-            raise CheckpointError(f"recipe.json lists an unsafe path {rel!r}")
-        file = root / rel
-        if not file.is_file():
-            raise CheckpointError(f"{rel} is missing from the export {root}")
-        if sha256_file(file) != info.get("sha256"):
-            raise CheckpointError(f"checksum mismatch for {rel}: the file was changed or damaged after export")
-
-
-def read_export(root: Path) -> tuple[dict, bytes]:
-    """(recipe, model.safetensors bytes) after every checksum was verified."""
-    recipe = _read_recipe(root)
-    verify_files(root, recipe)
-    return recipe, (root / MODEL_FILE).read_bytes()

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gemini_core.checkpoint import reader
 from gemini_core.checkpoint.archive import _export_root
-from gemini_core.checkpoint.format import MODEL_FILE, read_export
+from gemini_core.checkpoint.format import MODEL_FILE
 from gemini_core.checkpoint.inputs import synthetic_inputs
 from gemini_core.checkpoint.shapes import check_recipe_fits_weights
 from gemini_core.compress.codec import LAYER_BITS_KEY, decode_state, from_bytes
@@ -60,8 +61,12 @@ def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
     check_recipe_fits_weights(recipe, blob)  # header only: cap and shapes before anything is built
     try:
         tensors, layout, meta = from_bytes(blob)
-        state, quantized = decode_state(tensors, layout)
     except Exception as exc:  # safetensors / layout errors: the file is not what the recipe says
+        raise CheckpointError(f"{MODEL_FILE} cannot be decoded: {type(exc).__name__}: {exc}") from None
+    check_bits_fit_layout(recipe, layout)  # what the recipe says against what the file stores
+    try:
+        state, quantized = decode_state(tensors, layout)
+    except Exception as exc:
         raise CheckpointError(f"{MODEL_FILE} cannot be decoded: {type(exc).__name__}: {exc}") from None
     _check_layer_bits(recipe, meta, quantized)
     model = build_architecture(arch)
@@ -75,6 +80,46 @@ def rebuild_stored_model(recipe: dict, blob: bytes) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"the weights in {MODEL_FILE} do not fit the rebuilt architecture: "
                               f"{str(exc).splitlines()[0]}") from None
     return model.float().eval(), quantized
+
+
+def recipe_config(recipe: dict) -> CompressionConfig:
+    """The classifier recipe's ``config``, checked for meaning (one line naming the field)."""
+    try:
+        return CompressionConfig.from_dict(recipe["config"])
+    except GeminiError as exc:
+        raise CheckpointError(f"recipe.json: field config: {exc}") from None
+
+
+def check_bits_fit_layout(recipe: dict, layout: dict) -> None:
+    """The bits the recipe says (``config``, ``layer_bits``) against the codes the file's layout stores: a
+    recipe that says 4 bits over 8-bit codes (or 32 over codes, or none over floats) is refused, not measured."""
+    config = recipe_config(recipe)
+    stored = {name.removesuffix(".weight"): lay.get("bits") for name, lay in layout.items()
+              if isinstance(lay, dict) and lay.get("kind") == "quantized"}
+    def refuse(field, said, have):
+        codes = f"{have}-bit codes" if have else "float weights only"
+        raise CheckpointError(f"recipe.json: field {field} does not fit {MODEL_FILE}: the recipe says {said} bits, "
+                              f"the file stores {codes}")
+    if not config.layer_overrides:
+        for bits in sorted(set(stored.values())):
+            if bits != config.bits:
+                refuse("config.bits", config.bits, bits)
+        if config.bits <= 8 and not stored:
+            refuse("config.bits", config.bits, None)
+    else:
+        allowed = {config.bits} | {o.bits for o in config.layer_overrides if o.bits is not None}
+        for bits in sorted(set(stored.values())):
+            if bits not in allowed:
+                refuse("config", " or ".join(map(str, sorted(allowed))), bits)
+    for name, bits in (recipe.get("layer_bits") or {}).items():
+        have = stored.get(name)
+        if (have if have is not None else 32) != (bits if bits <= 8 else 32):
+            refuse(f"layer_bits.{_short_name(name)}", bits, have)
+
+
+def _short_name(name: str) -> str:
+    text = name if name.isprintable() else ascii(name)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_layer_bits(recipe: dict, meta: dict, quantized: dict) -> None:
@@ -101,13 +146,16 @@ def load_export(path, device="cpu", scenario=None) -> LoadedExport:
     ``scenario``'s training examples as calibration; without a scenario it runs on torch's dense
     kernels and ``backend`` says so.
     """
-    device = torch.device(device)
     with _export_root(path) as root:
-        recipe, blob = read_export(root)
-    try:
-        config = CompressionConfig.from_dict(recipe["config"])
-    except GeminiError as exc:
-        raise CheckpointError(f"recipe.json holds an invalid config: {exc}") from None
+        recipe = reader.open_export(root)  # the one reader: schema, paths, links, listed files, checksums
+        return load_verified(root, recipe, device, scenario, path)
+
+
+def load_verified(root: Path, recipe: dict, device="cpu", scenario=None, path=None) -> LoadedExport:
+    """``load_export`` for an export folder whose recipe ``reader.open_export`` has returned."""
+    device = torch.device(device)
+    blob = reader.member(root, MODEL_FILE).read_bytes()
+    config = recipe_config(recipe)
     stored, quantized = rebuild_stored_model(recipe, blob)
     if config.execution in CONVERTED_EXECUTIONS and scenario is None:
         dense = dataclasses.replace(config, execution="dense")
@@ -116,7 +164,8 @@ def load_export(path, device="cpu", scenario=None) -> LoadedExport:
     else:
         runnable, backend, layers = build_execution_model(stored, config, quantized, device, scenario=scenario)
     return LoadedExport(runnable, stored, quantized, config, recipe, backend, layers, device,
-                        Path(path).expanduser().resolve(), set(recipe.get("sparse_names") or []))
+                        Path(path if path is not None else root).expanduser().resolve(),
+                        set(recipe.get("sparse_names") or []))
 
 
 def load(path, device="cpu") -> nn.Module:

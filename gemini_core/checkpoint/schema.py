@@ -3,13 +3,34 @@
 A recipe comes from whoever sent the export: every field the loader uses is typed and bounded
 here (pydantic, strict types: ``"12"`` is not a number, ``true`` is not 1), so a wrong type, a
 missing key or an impossible value is one ``CheckpointError`` naming the field, never a traceback
-or a 100,000 x 100,000 layer. Keys this version does not use are kept as they are.
+or a 100,000 x 100,000 layer.
+
+Closed where a value steers what is opened, built or run: the top level, ``files``, ``config``'s bits,
+``inputs``, and the whole ``llm`` section (an unknown field there is refused, not ignored). Open where a
+section only describes (the measured ``record``, ``versions``, an HF ``config.json``): their keys are kept.
+
+Every path a recipe names (the keys of ``files``, ``llm.model_dir`` / ``gguf_file`` / ``compressed_dir`` /
+``openvino_dir``) is a relative path inside the export: refused from its text alone, before anything is
+opened, with the same line whether or not the target exists (the line never echoes it).
 """
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gemini_core.errors import CheckpointError
 from gemini_core.kinds.registry import KINDS
@@ -19,6 +40,9 @@ SCHEMA_VERSION = 1
 MAX_CLASSES = 100_000
 MAX_SIDE = 4096
 MAX_WIDTH = 1 << 16
+MAX_DEPTH = 32  # nesting of a recipe (ours stays under 10); deeper is refused before any recursive code sees it
+MAX_INPUT_ELEMENTS = 1 << 24  # one example's input (a replayed pruning history builds one of zeros)
+OUTSIDE = "names a file outside the export"
 
 Size = Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH)]
 Sha256 = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -30,7 +54,24 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-class FileEntry(_Open):
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def inside_export(rel) -> bool:
+    """Is ``rel`` a relative path that stays inside the folder it is joined to, from its text alone (no file
+    is looked at: the answer is the same whether or not it exists)? No absolute path, no ``..``, no
+    backslash, no drive, no control character, no ``~``."""
+    if not isinstance(rel, str) or not 0 < len(rel) <= 500 or rel != rel.strip():
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel) or "\\" in rel or rel.startswith(("/", "~")):
+        return False
+    parts = rel.split("/")
+    return all(part not in ("", ".", "..") for part in parts) and ":" not in parts[0] and \
+        PurePosixPath(rel).as_posix() == rel
+
+
+class FileEntry(_Closed):
     sha256: Sha256
     bytes: Annotated[StrictInt, Field(ge=0)] | None = None
 
@@ -78,6 +119,25 @@ class CausalLmArch(_Open):
     source: Name
 
 
+InputName = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class InputSpec(_Closed):
+    """One model input of ``recipe.inputs``: neutral inputs of this shape are built to replay pruning."""
+
+    shape: Annotated[list[Annotated[StrictInt, Field(ge=1, le=MAX_SIDE)]], Field(max_length=4)]
+    dtype: Literal["float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+    @model_validator(mode="after")
+    def _small(self):
+        n = 1
+        for side in self.shape:
+            n *= side
+        if n > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"one example of {n:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
+        return self
+
+
 class ScenarioRecord(_Open):
     name: Name
     options: dict[str, StrictStr | Number | StrictBool | list | None] = {}
@@ -89,6 +149,7 @@ class ScenarioRecord(_Open):
 
 class Record(_Open):
     batch_size: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH)] | None = None
+    threads: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None  # evaluate measures at these threads
     accuracy: Annotated[Number, Field(ge=0, le=1)] | None = None
     size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
     perplexity: Annotated[Number, Field(ge=1)] | None = None
@@ -98,10 +159,15 @@ class Record(_Open):
 
 Ratio = Annotated[Number, Field(ge=0, lt=1)]
 Count = Annotated[StrictInt, Field(ge=1, le=1 << 20)]
+Tokens = Annotated[StrictInt, Field(ge=1, le=1 << 17)]  # a context, a calibration sequence, a prompt
+Repeats = Annotated[StrictInt, Field(ge=1, le=100)]
+# gemini_core.kinds.llm.point.EXECUTIONS names them; which ones run depends on the machine (checked there)
+Execution = Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9._:-]{0,39}$")]
+GgufFile = Annotated[StrictStr, Field(min_length=1, max_length=500, pattern=r"\.gguf$")]
 
 
-class LlmPointFields(_Open):
-    """``gemini_core.kinds.llm.point.LLMPointConfig``, typed and bounded."""
+class LlmPointFields(_Closed):
+    """``gemini_core.kinds.llm.point.LLMPointConfig``, typed and bounded (its meaning: ``LLMPointConfig``)."""
 
     quant_method: Literal["none", "rtn", "gptq", "awq", "gptq-asym", "gptq-sym-head"]
     bits: Annotated[StrictInt, Field(ge=2, le=32)]
@@ -113,25 +179,55 @@ class LlmPointFields(_Open):
     head_ratio: Ratio
     recovery: Literal["none", "finetune", "distill"]
     recovery_steps: Annotated[StrictInt, Field(ge=0, le=1 << 20)]
-    execution: Name
+    execution: Execution
 
 
-class LlmSettingsFields(_Open):
-    context_len: Count
-    stride: Count | None = None
+class LlmSettingsFields(_Closed):
+    """Every field of ``gemini_core.kinds.llm.point.LLMSettings``, bounded: evaluate measures with them, so an
+    unbounded one (decode_new_tokens 1e9) would run until it is killed. A field left out takes its default."""
+
+    context_len: Tokens
+    stride: Tokens | None = None
     eval_tokens: Count
-    calib_samples: Count
-    calib_seq_len: Count
+    calib_samples: Annotated[StrictInt, Field(ge=1, le=4096)]
+    calib_seq_len: Tokens
+    prefill_tokens: Tokens | None = None
+    prefill_repeats: Repeats | None = None
+    decode_new_tokens: Annotated[StrictInt, Field(ge=2, le=1024)] | None = None
+    decode_repeats: Repeats | None = None
+    recovery_batch: Annotated[StrictInt, Field(ge=1, le=1024)] | None = None
+    recovery_lr: Annotated[Number, Field(gt=0, le=1)] | None = None
+    temperature: Annotated[Number, Field(gt=0, le=100)] | None = None
+    distill_alpha: Annotated[Number, Field(gt=0, le=1)] | None = None
+    zero_shot_examples: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+
+    @field_validator("stride")
+    @classmethod
+    def _stride(cls, stride, info: ValidationInfo):
+        context = info.data.get("context_len")
+        if stride is not None and context is not None and stride > context:
+            raise ValueError(f"stride {stride} is above the context length {context}")
+        return stride
 
 
-class LlmSection(_Open):
+class LlmSection(_Closed):
     config: LlmPointFields
     settings: LlmSettingsFields
     text_source: Name
     model_dir: Literal["model"]
-    gguf_file: Name | None = None
+    gguf_file: GgufFile | None = None
+    gguf_type: Literal["f32", "f16", "q8_0", "q4_0", "q4_1"] | None = Field(default=None, validate_default=True)
+    gguf_skipped: Annotated[StrictStr, Field(max_length=2000)] | None = None
     openvino_dir: Literal["openvino"] | None = None
     compressed_dir: Literal["compressed"] | None = None
+    compressed_summary: dict | None = None
+
+    @field_validator("gguf_type")
+    @classmethod
+    def _gguf(cls, gguf_type, info: ValidationInfo):
+        if "gguf_file" in info.data and (info.data["gguf_file"] is None) != (gguf_type is None):
+            raise ValueError("the GGUF's type and its file go together (gguf_file and gguf_type, both or neither)")
+        return gguf_type
 
 
 class Pruning(_Open):
@@ -142,10 +238,19 @@ class Pruning(_Open):
     notes: list | None = None
 
 
-class Recipe(_Open):
+class ConfigBits(_Open):
+    """``config``: the point's settings (the kind's config class checks their meaning); its bits are required."""
+
+    bits: Annotated[StrictInt, Field(ge=2, le=32)]
+
+
+Text = Annotated[StrictStr, Field(max_length=10_000)]
+
+
+class Recipe(_Closed):
     format: Literal["gemini-compressed"]
     format_version: Annotated[StrictInt, Field(ge=1, le=SCHEMA_VERSION)]
-    config: dict
+    config: ConfigBits
     scenario: ScenarioRecord
     files: dict[Name, FileEntry]
     record: Record | None = None
@@ -156,18 +261,81 @@ class Recipe(_Open):
     size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
     kind: StrictStr | None = None  # a registered model kind (checked in validate_recipe)
     llm: LlmSection | None = None
+    inputs: dict[InputName, InputSpec] | None = None
+    # what the export describes, written by checkpoint.write and kinds/*/export.py, never used to open or size
+    label: Text | None = None
+    created_at: Text | None = None
+    formats: list[Text] | None = None
+    baseline: dict | None = None
+    train_settings: dict | None = None
+    versions: dict | None = None
+    exported_on: dict | None = None
+    ideal_size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
+    baseline_fp32_size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
+    execution: dict | None = None
+    hf: dict | None = None
+    onnx: dict | None = None
+    onnx_compressed: dict | None = None
+    openvino: dict | None = None
+    standalone: dict | None = None
+    source: dict | None = None
+    sweep_record: dict | None = None
+    steps: list | None = None
+    source_model: dict | None = None
 
 
 def _field(loc: tuple) -> str:
-    """``("scenario", "arch", "SmallCNN", "height")`` -> ``scenario.arch.height`` (union tags dropped)."""
+    """``("scenario", "arch", "SmallCNN", "height")`` -> ``scenario.arch.height`` (union tags dropped; a bad
+    dictionary key is not echoed: ``files.[key]`` names the field, not what the sender wrote)."""
     tags = {"SmallCNN", "MLP", "hf", "causal-lm", "function-after", "int", "float", "str", "bool"}
-    return ".".join(str(p) for p in loc if str(p) not in tags and not str(p).startswith(("constrained-", "nullable")))
+    parts = [str(p) for p in loc if str(p) not in tags and not str(p).startswith(("constrained-", "nullable"))]
+    if "[key]" in parts:
+        at = parts.index("[key]")
+        parts = parts[:at - 1] + parts[at:]
+    return ".".join(_short(p) for p in parts)
+
+
+def _short(part: str) -> str:
+    """A key of the recipe in a message: printable, at most 80 characters."""
+    text = part if part.isprintable() else ascii(part)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def nesting_depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (iterative: a hostile depth cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _named_paths(recipe: dict) -> list[tuple[str, object]]:
+    """(field, path) of every path the recipe names (keys of ``files`` and the LLM section's files/folders)."""
+    out = []
+    files = recipe.get("files")
+    if isinstance(files, dict):
+        out += [("files", key) for key in files]
+    llm = recipe.get("llm")
+    if isinstance(llm, dict):
+        out += [(f"llm.{key}", llm[key]) for key in ("model_dir", "gguf_file", "compressed_dir", "openvino_dir")
+                if llm.get(key) is not None]
+    return out
 
 
 def validate_recipe(recipe) -> dict:
     """``recipe`` when it matches the schema; CheckpointError naming the first bad field otherwise."""
     if not isinstance(recipe, dict):
         raise CheckpointError("recipe.json is not a JSON object")
+    if nesting_depth(recipe) > MAX_DEPTH:
+        raise CheckpointError(f"recipe.json is nested too deeply to be a recipe (more than {MAX_DEPTH} levels)")
+    for field, path in _named_paths(recipe):  # from the text alone, before anything is opened; never echoed
+        if not inside_export(path):
+            raise CheckpointError(f"recipe.json: field {field} {OUTSIDE}; an export's files stay inside it")
     version = recipe.get("format_version")
     if recipe.get("format") == "gemini-compressed" and isinstance(version, int) and version > SCHEMA_VERSION:
         raise CheckpointError(f"the export uses format version {version}; this gemini reads up to "

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from gemini_core.checkpoint import format as fmt
+from gemini_core.checkpoint import reader
 from gemini_core.checkpoint.archive import zip_export
 from gemini_core.checkpoint.format import (
     FORMAT,
@@ -28,10 +29,11 @@ from gemini_core.checkpoint.inputs import input_spec
 from gemini_core.checkpoint.model_card import model_card
 from gemini_core.checkpoint.onnx import write_onnx
 from gemini_core.checkpoint.runtime_exports import write_onnx_int8, write_onnx_nbits, write_openvino_ir
+from gemini_core.checkpoint.schema import validate_recipe
 from gemini_core.checkpoint.standalone import write_standalone
 from gemini_core.config import CompressionConfig
 from gemini_core.device import device_info
-from gemini_core.errors import GeminiError
+from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import explain_os_error, publish_folder, staging_folder, write_file_atomic
 from gemini_core.paths import home_dir
 from gemini_core.progress import ProgressFn, notify
@@ -72,23 +74,31 @@ def _check_destination(out_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise GeminiError(f"export destination {out_dir} exists and is not empty; choose another folder "
                               "or pass overwrite=True (--overwrite)")
-        if not is_our_export(out_dir):
-            raise GeminiError(f"export destination {out_dir} is not an export written by gemini (no gemini "
-                              "recipe.json); --overwrite replaces only earlier exports. Choose another folder")
+        reason = not_our_export(out_dir)
+        if reason:
+            raise GeminiError(f"export destination {out_dir} is not an export written by gemini, or was changed "
+                              f"since ({reason}); --overwrite replaces only an earlier export that holds nothing "
+                              "but the files its recipe.json lists. Choose another folder")
     if not out_dir.parent.exists():
         raise GeminiError(f"the folder {out_dir.parent} for the export does not exist")
 
 
-def is_our_export(folder: Path) -> bool:
-    """Does ``folder`` hold an export this product wrote (a recipe.json of our format), and nothing else of note?"""
-    recipe_path = Path(folder) / RECIPE_FILE
+def not_our_export(folder: Path) -> str | None:
+    """Why ``folder`` is not an export this product wrote and nobody changed since (None when it is one): read by
+    the one reader of exports (its recipe, no links, exactly the files the recipe lists, each checksum), so
+    --overwrite deletes only files the product wrote."""
     try:
-        if not recipe_path.is_file() or recipe_path.stat().st_size > 64 * 1024 * 1024:
-            return False
-        recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(recipe, dict) and recipe.get("format") == FORMAT and isinstance(recipe.get("files"), dict)
+        reader.open_export(Path(folder), only_listed=True)
+    except CheckpointError as exc:
+        return str(exc).rstrip(".")
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def is_our_export(folder: Path) -> bool:
+    """Does ``folder`` hold an export this product wrote (see ``not_our_export``), and nothing else?"""
+    return not_our_export(folder) is None
 
 
 def _refuse_product_folder(out_dir: Path) -> None:
@@ -205,6 +215,7 @@ def _write_folder(tmp: Path, compressed, scenario, baseline, record, arch, blob,
     recipe["files"] = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
                        for rel in _relative_files(tmp) if rel != RECIPE_FILE}
     fmt._write_json(tmp / RECIPE_FILE, recipe)
+    validate_recipe(json.loads((tmp / RECIPE_FILE).read_text(encoding="utf-8")))  # what every reader checks
 
 
 def _recipe(compressed, scenario, baseline, record: dict, arch: dict, size_bytes: int, formats) -> dict:

@@ -1,13 +1,16 @@
 """One export and one evaluate for every model kind.
 
 ``export_point`` checks the stored point (its run, its status) and hands it to its kind's export;
-``evaluate_export`` unpacks an archive once (with the archive's caps), reads the recipe through the checked
-reader and hands the folder to the kind the recipe names: an unknown kind is one line, never a guess.
+``evaluate_export`` unpacks an archive once (with the archive's caps), reads the export through the one reader
+every kind shares (``checkpoint.reader.open_export``: schema, paths inside the export, no links, every loaded
+file listed, checksums) and hands the folder and its verified recipe to the kind the recipe names: an unknown
+kind is one line, never a guess.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from gemini_core.checkpoint import reader
 from gemini_core.checkpoint.archive import _export_root
 from gemini_core.checkpoint.format import read_recipe
 from gemini_core.errors import GeminiError
@@ -33,8 +36,8 @@ def evaluate_export(path, **options) -> dict:
     beside the new ones. ``options``: device, batch_size, data_overrides (the data, and for hf: models the
     model folder, the user chooses now: an export never chooses what is opened)."""
     with _export_root(path) as root:  # a zip is unpacked once, with the archive's caps, and reused below
-        recipe = read_recipe(root)
-        return engine(kind_of(recipe)).export.evaluate_export(root, path, **options)
+        recipe = reader.open_export(root)  # every check, once, before the kind opens anything
+        return engine(kind_of(recipe)).export.evaluate_export(root, path, verified=recipe, **options)
 
 
 def export_summary(path: Path, zip_requested: bool = False) -> dict:

@@ -166,7 +166,8 @@ def d(tmp_path_factory, export_dir):
     blob = (trunc / "model.safetensors").read_bytes()
     (trunc / "model.safetensors").write_bytes(blob[: len(blob) // 3])
     recipe = json.loads((trunc / "recipe.json").read_text())
-    recipe["files"]["model.safetensors"]["sha256"] = sha256_file(trunc / "model.safetensors")
+    recipe["files"]["model.safetensors"] = {"sha256": sha256_file(trunc / "model.safetensors"),
+                                            "bytes": (trunc / "model.safetensors").stat().st_size}
     (trunc / "recipe.json").write_text(json.dumps(recipe))
     (d / "empty.zip").write_bytes(b"")
     (d / "not_ours").mkdir()
@@ -175,6 +176,43 @@ def d(tmp_path_factory, export_dir):
     (d / "fake_export" / "recipe.json").write_text(json.dumps({"format": "something-else"}))
     (d / "a_dir_out").mkdir()
     return d
+
+
+LLM_MATRIX_SETTINGS = {"context_len": 64, "eval_tokens": 128, "calib_samples": 2, "calib_seq_len": 32,
+                       "prefill_tokens": 16, "prefill_repeats": 1, "decode_new_tokens": 3, "decode_repeats": 1}
+
+
+@pytest.fixture(scope="session")
+def llm_export_dir(tmp_path_factory, tiny_llm_dir):
+    """A good LLM export of the tiny Llama (RTN 8-bit g32: model/, model.gguf in q8_0, compressed/), outside the
+    home, written once per session by the product's own writer; hostile variants are copies of it."""
+    from gemini_core.kinds.llm.export import write_llm_export
+    from gemini_core.kinds.llm.point import LLMPointConfig, LLMSettings, compress_llm
+    from gemini_core.scenarios import get_scenario
+
+    scenario = get_scenario("llm", model=f"hf:{tiny_llm_dir}")
+    lm = scenario.load()
+    config = LLMPointConfig(quant_method="rtn", bits=8, group_size=32)
+    settings = LLMSettings(**LLM_MATRIX_SETTINGS)
+    model, steps = compress_llm(lm.model, lm.tokenizer, scenario.text_split, config, settings)
+    folder = tmp_path_factory.mktemp("good_llm_export") / "llm"
+    return write_llm_export(model, lm.tokenizer, scenario, config, settings, folder, steps=steps)
+
+
+@pytest.fixture()
+def llm_never_loaded(monkeypatch):
+    """A refused LLM export is refused before any model, GGUF or packed folder is opened or measured: each
+    loader of ``kinds.llm.export`` fails the test when it is reached (a hostile recipe that is not refused
+    would otherwise run until it is killed)."""
+    from gemini_core.kinds.llm import export as llm_export
+
+    def reached(name):
+        def fail(*_args, **_kwargs):
+            raise AssertionError(f"{name} was reached for an export that must be refused")
+        return fail
+
+    for name in ("load_local", "load_compressed", "evaluate_runtime_export", "measure_llm_point"):
+        monkeypatch.setattr(llm_export, name, reached(name))
 
 
 def _bad_crc(blob: bytes, out: Path) -> None:

@@ -5,6 +5,7 @@ Part of the untrusted-input matrix; the cases' contract and the shared home are 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import pytest
 from gemini_core.cli import main
 
 try:
-    from tests.engine.untrusted_support import recipe_variant, run_cli
+    from tests.engine.untrusted_support import folder_variant, listed, recipe_variant, run_cli
 except ImportError:  # pragma: no cover
-    from untrusted_support import recipe_variant, run_cli
+    from untrusted_support import folder_variant, listed, recipe_variant, run_cli
 
 
 # == 3. caps before allocation =================================================================================
@@ -196,3 +197,75 @@ def test_table_caps_before_parsing(case_id, make, env, scenario, message, max_ro
         assert parsed == []  # refused from the first line, before pandas saw the file
     else:
         assert parsed and all(n is not None and n <= max_rows_parsed for n in parsed), parsed
+
+
+# == 3b. sizes of an export's own files: checked with stat before a byte is read ==============================
+JSON_CAP = "above the limit of 67,108,864 bytes for a JSON file of an export"
+
+
+def _grown(rel, size, relist):
+    """``rel`` grown to ``size`` bytes (a sparse file: its JSON then zeros); with ``relist`` its recipe entry holds
+    the new checksum and size (a sender can do that), so only a size cap can refuse it."""
+    def edit(folder, recipe):
+        os.truncate(folder / rel, size)
+        if relist:
+            recipe["files"][rel] = listed(folder, rel)
+    return edit
+
+
+def _nested(depth):
+    def edit(recipe):
+        recipe.setdefault("record", {})["notes"] = json.loads("[" * depth + "]" * depth)
+    return edit
+
+
+EXPORT_CAP_CASES = [
+    # (id, which export, edit(folder, recipe) or recipe edit, message)
+    ("llm-config-json-100mb-listed", "llm", _grown("model/config.json", 100 << 20, True),
+     f"model/config.json is 104,857,600 bytes, {JSON_CAP}"),
+    ("llm-tokenizer-json-2gb", "llm", _grown("model/tokenizer.json", 2 << 30, False),
+     f"model/tokenizer.json is 2,147,483,648 bytes, {JSON_CAP}"),
+    ("llm-compressed-config-100mb-listed", "llm", _grown("compressed/config.json", 100 << 20, True),
+     f"compressed/config.json is 104,857,600 bytes, {JSON_CAP}"),
+    ("llm-gguf-size-differs-from-listed", "llm", _grown("model.gguf", 2 << 30, False),
+     "checksum mismatch for model.gguf: the file was changed or damaged after export (2,147,483,648 bytes"),
+    ("classifier-listed-json-100mb", "classifier",
+     lambda f, r: ((f / "extra.json").write_text("{}"), _grown("extra.json", 100 << 20, True)(f, r)),
+     f"extra.json is 104,857,600 bytes, {JSON_CAP}"),
+    ("classifier-nested-900", "classifier", lambda f, r: _nested(900)(r), "recipe.json is nested too deeply"),
+    ("llm-nested-900", "llm", lambda f, r: _nested(900)(r), "recipe.json is nested too deeply"),
+    ("classifier-nested-100", "classifier", lambda f, r: _nested(100)(r), "recipe.json is nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("case_id, kind, edit, message", EXPORT_CAP_CASES, ids=[c[0] for c in EXPORT_CAP_CASES])
+def test_export_files_are_capped_before_they_are_read(case_id, kind, edit, message, home, export_dir, llm_export_dir,
+                                                      tmp_path, monkeypatch, capsys, llm_never_loaded):
+    folder = folder_variant(llm_export_dir if kind == "llm" else export_dir, tmp_path, edit)
+    big_reads = []
+    real_text, real_bytes = Path.read_text, Path.read_bytes
+    def watch(real):
+        def read(self, *a, **k):
+            if self.is_file() and self.stat().st_size > 64 << 20:
+                big_reads.append(self.name)
+            return real(self, *a, **k)
+        return read
+    monkeypatch.setattr(Path, "read_text", watch(real_text))
+    monkeypatch.setattr(Path, "read_bytes", watch(real_bytes))
+    line = run_cli(["evaluate", str(folder), "--device", "cpu"], home[0], monkeypatch, capsys, home[1])
+    assert message in line, line
+    assert big_reads == []
+
+
+@pytest.mark.parametrize("kind", ["classifier", "llm"])
+def test_a_2gb_recipe_is_refused_from_its_size(kind, home, export_dir, llm_export_dir, tmp_path, monkeypatch, capsys):
+    """A 2 GB recipe.json (sparse: its JSON, then zeros) is refused from stat, before it is read, folder or zip."""
+    import shutil
+
+    folder = shutil.copytree(llm_export_dir if kind == "llm" else export_dir, tmp_path / "big")
+    os.truncate(folder / "recipe.json", 2 << 30)
+    loads = []
+    monkeypatch.setattr(json, "loads", lambda text, *a, **k: loads.append(len(text)) or json.JSONDecoder().decode(text))
+    line = run_cli(["evaluate", str(folder), "--device", "cpu"], home[0], monkeypatch, capsys, home[1])
+    assert "recipe.json is 2,147,483,648 bytes, above the limit of 67,108,864" in line, line
+    assert all(n < 64 << 20 for n in loads)

@@ -28,13 +28,27 @@ except ImportError:  # pragma: no cover
 
 def recipe_variant(export_dir: Path, where: Path, edit) -> Path:
     """A copy of the good export whose recipe.json went through ``edit(recipe)`` (returns the folder)."""
+    return folder_variant(export_dir, where, lambda folder, recipe: edit(recipe), replaces_recipe=True)
+
+
+def folder_variant(export_dir: Path, where: Path, edit, replaces_recipe: bool = False) -> Path:
+    """A copy of the good export changed by ``edit(folder, recipe)``: its files (links, extra or dropped
+    files, files outside it in ``where``) and its recipe, written back after the edit (returns the folder).
+    ``replaces_recipe``: what ``edit`` returns, if not None, is written as the recipe instead."""
     folder = where / f"variant-{len(list(where.glob('variant-*')))}"
     shutil.copytree(export_dir, folder)
     recipe = json.loads((folder / "recipe.json").read_text())
-    result = edit(recipe)
-    recipe = recipe if result is None else result
+    result = edit(folder, recipe)
+    recipe = result if replaces_recipe and result is not None else recipe
     (folder / "recipe.json").write_text(json.dumps(recipe))
     return folder
+
+
+def listed(folder: Path, rel: str) -> dict:
+    """The ``recipe.files`` entry a sender would write for ``folder/rel`` (its real checksum and size)."""
+    from gemini_core.checkpoint.format import sha256_file
+
+    return {"sha256": sha256_file(folder / rel), "bytes": (folder / rel).stat().st_size}
 
 
 def run_cli(argv, home_path: Path, monkeypatch, capsys, run_id: str | None = None, progress: bool = False) -> str:

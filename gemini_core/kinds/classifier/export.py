@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from gemini_core.checkpoint import write
-from gemini_core.checkpoint.format import MODEL_FILE, read_recipe, sha256_file
-from gemini_core.checkpoint.load import load_export
+from gemini_core.checkpoint import reader, write
+from gemini_core.checkpoint.format import MODEL_FILE, sha256_file
+from gemini_core.checkpoint.load import load_verified
 from gemini_core.compress import compress
 from gemini_core.config import CompressionConfig
 from gemini_core.device import compute_threads, condition_warnings, pick_device
@@ -131,15 +131,18 @@ def scenario_for(recipe: dict, overrides: dict | None = None):
 
 
 def evaluate_export(root: Path, path, device=None, scenario=None, batch_size: int | None = None,
-                    data_overrides: dict | None = None, **_other_kinds_options) -> dict:
+                    data_overrides: dict | None = None, verified: dict | None = None,
+                    **_other_kinds_options) -> dict:
     """Reload an export (unpacked at ``root`` by ``workflows.export``) and measure it on the recipe's test
     split: a sweep-point record, plus checks.
 
     ``size_bytes`` is the real size of ``model.safetensors``; ``accuracy_matches_record`` says
-    whether the recorded accuracy was reproduced exactly.
+    whether the recorded accuracy was reproduced exactly. ``verified``: the recipe ``reader.open_export``
+    returned for ``root`` (read again when not given).
     """
     device = pick_device(device)
-    record, loaded, scenario, recorded = _evaluate_root(root, device, scenario, batch_size, data_overrides)
+    record, loaded, scenario, recorded = _evaluate_root(root, device, scenario, batch_size, data_overrides,
+                                                        verified)
     recipe = loaded.recipe
     fingerprint = scenario.fingerprint()
     record.update({
@@ -158,11 +161,12 @@ def evaluate_export(root: Path, path, device=None, scenario=None, batch_size: in
     return record
 
 
-def _evaluate_root(root: Path, device, scenario, batch_size, data_overrides):
+def _evaluate_root(root: Path, device, scenario, batch_size, data_overrides, verified: dict | None = None):
     """``evaluate_export`` on an export folder already unpacked: (record, loaded, scenario, recorded)."""
-    recipe = read_recipe(root)  # the recipe is checked (schema) and the scenario rebuilt before the model
+    # the one reader (schema, paths, links, listed files, checksums) before the scenario and the model are built
+    recipe = verified if verified is not None else reader.open_export(root)
     scenario = scenario or scenario_for(recipe, data_overrides)
-    loaded = load_export(root, device=device, scenario=scenario)  # runtime executions convert again with it
+    loaded = load_verified(root, recipe, device, scenario, root)  # runtime executions convert again with it
     recorded = loaded.recipe.get("record") or {}
     batch_size = int(batch_size or min(int(recorded.get("batch_size") or 32), MAX_EVAL_BATCH))
     compressed = loaded.as_compressed()
@@ -172,8 +176,9 @@ def _evaluate_root(root: Path, device, scenario, batch_size, data_overrides):
         record = measure_point(compressed, scenario, batch_size=batch_size)
     record["warnings"] = condition_warnings(record, recorded if recorded.get("threads") else None)
     reencoded = compressed.storage()
-    record["size_bytes"] = int((root / MODEL_FILE).stat().st_size)
-    record["reencoded_identical"] = hashlib.sha256(reencoded).hexdigest() == sha256_file(root / MODEL_FILE)
+    weights = reader.member(root, MODEL_FILE)
+    record["size_bytes"] = int(weights.stat().st_size)
+    record["reencoded_identical"] = hashlib.sha256(reencoded).hexdigest() == sha256_file(weights)
     return record, loaded, scenario, recorded
 
 
