@@ -56,6 +56,7 @@ from gemini_core.kinds.recommend.data import RankingSplit
 from gemini_core.kinds.recommend.models import Recommender, TextTwoTower, TwoTower, build_model
 from gemini_core.kinds.recommend.train import RecommendTrainSettings, fit
 from gemini_core.techniques.methods import PRUNE_METHODS
+from gemini_core.training.loop import reproducible
 
 BITS = (32, 8, 4, 2)  # 32: float rows; else row-wise integer codes
 HOT_BITS = 8  # mixed precision: the rows with the most interactions keep this many bits
@@ -648,8 +649,11 @@ def recover(model: Recommender, split: RankingSplit, settings: RecommendTrainSet
 
 def build_structure(model: Recommender, config: RecommendPointConfig, split: RankingSplit,
                     settings: RecommendTrainSettings, should_stop=None) -> tuple[Recommender, dict]:
-    """``config.structure()`` applied to a copy of ``model`` and recovered: what a sweep unit builds once."""
-    structured, notes = restructure(model, config, split)
+    """``config.structure()`` applied to a copy of ``model`` and recovered: what a sweep unit builds once. Built
+    at the training's thread count, so an export or a retime at another thread count rebuilds the same bits
+    (a factorization's rounding depends on how its work is split)."""
+    with reproducible(settings.seed, settings.threads):
+        structured, notes = restructure(model, config, split)
     if config.recovery_steps:
         notes["recovery"] = recover(structured, split, settings, config.recovery_steps, should_stop)
     return structured, notes

@@ -56,10 +56,10 @@ class RecommendMeasureSettings:
 
     def __post_init__(self) -> None:
         for name in ("repeats", "warmup", "batch_users", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name in ("warmup", "seed") else 1):
+            value, least = getattr(self, name), 0 if name in ("warmup", "seed") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"measurement {name.replace('_', ' ')} {value!r} must be a whole number of at "
-                                  f"least {0 if name in ('warmup', 'seed') else 1}")
+                                  f"least {least}")
         if not isinstance(self.full_ranking, bool):
             raise ConfigError(f"full_ranking must be true or false, not {self.full_ranking!r}")
 
