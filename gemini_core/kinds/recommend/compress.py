@@ -691,10 +691,24 @@ def compress_recommender(model: Recommender, config: RecommendPointConfig, split
 
 
 # -- what is stored -----------------------------------------------------------------------------------------
+def with_tables(model: Recommender) -> Recommender:
+    """``model`` with its id tables as ``Table`` modules (a trained model's ``nn.Embedding`` tables become float
+    ``rows`` tables in a copy), so every model is stored in one layout."""
+    if all(isinstance(getattr(model, name), Table) for name in TABLES):
+        return model
+    out = copy.copy(model)
+    out._modules = dict(model._modules)
+    for name in TABLES:
+        table = getattr(model, name)
+        if not isinstance(table, Table):
+            out._modules[name] = Table(table.num_embeddings, "rows", {"rows": FloatRows(table.weight)})
+    return out
+
+
 def stored_tensors(model: Recommender) -> dict[str, torch.Tensor]:
     """Exactly the tensors an export writes: parameters and persistent buffers (codes, scales, offsets, bit
     masks, dense weights, a text model's item text vectors), contiguous, on the CPU."""
-    return {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in with_tables(model).state_dict().items()}
 
 
 def table_names(name: str) -> bool:
@@ -716,6 +730,7 @@ def byte_counts(model: Recommender) -> dict:
 
 def layout(model: Recommender) -> dict:
     """What ``rebuild`` needs besides the tensors: the architecture and each table's layout."""
+    model = with_tables(model)
     arch = model.arch()
     if isinstance(model, TwoTower):
         arch["hidden"] = [int(model.user_tower[0].out_features), int(model.item_tower[0].out_features)]
