@@ -9,12 +9,13 @@ try:
     from tests.app.test_app_support import (  # noqa: F401
         app_env,
         chart_by_title,
+        media_mgr,
         new_app,
         point_count,
         wait_job,
     )
 except ImportError:  # pragma: no cover
-    from test_app_support import app_env, chart_by_title, new_app, point_count, wait_job  # noqa: F401
+    from test_app_support import app_env, chart_by_title, media_mgr, new_app, point_count, wait_job  # noqa: F401,E501
 
 from tests.engine.test_recommend_engine import SCENARIO_OPTIONS, write_log
 
@@ -135,3 +136,16 @@ def test_export_page_exports_a_recommender_point_and_reproduces_it(tmp_path):
     assert check["ndcg_at_10"] == point["ndcg_at_10"] and check["scorer_matches"] and check["size_matches_record"]
     assert any("NDCG@10 reproduced exactly" in s.value and "score.py gives the same scores" in s.value
                for s in at.success), [s.value for s in at.success]
+
+
+def test_report_and_history_pages_word_a_recommender_run_in_ndcg(tmp_path, media_mgr):
+    records, _ = _tiny_sweep(tmp_path)
+    at = new_app()
+    at.session_state["selected_point_id"] = records[1]["point_id"]
+    at.switch_page("pages/5_Report.py").run()
+    assert not at.exception, at.exception
+    assert any("NDCG@10" in m.label for m in at.metric), [m.label for m in at.metric]
+    page = media_mgr(at.download_button(key="r_html")).decode()
+    assert "NDCG@10" in page and "test accuracy [95% Wilson interval]" not in page
+    at.switch_page("pages/3_History.py").run()
+    assert not at.exception, at.exception
