@@ -139,6 +139,6 @@ def profile_rows(profile) -> tuple[list[dict], str]:
     keep = profile.params.get("keep_high_precision") or []
     advice = (f"float32 NDCG@10 {100 * base['ndcg_at_10']:.2f}% on {profile.examples} validation users; "
               "drops in NDCG@10 points; keep at higher precision: "
-              + (", ".join(f"{k['table']} ({k['ndcg_drop_points']:+.2f} points at {k['bits']}-bit)" for k in keep)
+              + (", ".join(f"{k['table']} (loses {k['ndcg_drop_points']:.2f} points at {k['bits']}-bit)" for k in keep)
                  or "none measured"))
     return rows, advice
