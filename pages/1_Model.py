@@ -202,7 +202,9 @@ def adaptive_form(scenario, choice: str, problem: str | None):
 
 
 scenario_name = choice
-if DATA_KIND[choice] == "table":
+if not kind_for_scenario(choice).trains_baseline:  # its kind loads (or trains) the model itself: its section
+    problem = for_scenario(choice).model_section(options)
+elif DATA_KIND[choice] == "table":
     data_file_section(choice)
 elif DATA_KIND[choice] == "model":
     source = st.text_input("Hugging Face model id or local model directory", key="m_hf_source",
@@ -217,8 +219,6 @@ elif DATA_KIND[choice] == "model":
             st.error(f"This path cannot be used: {exc}")
     scenario_name = f"{choice}:{source}"
     data_file_section(choice)
-elif not kind_for_scenario(choice).trains_baseline:  # a model that is loaded, not trained: its kind's section
-    problem = for_scenario(choice).model_section(options)
 elif DATA_KIND[choice] == "images":
     path = st.text_input("Folder of class folders, or an .npz file (x, y arrays)", key="m_images_path").strip()
     if path:

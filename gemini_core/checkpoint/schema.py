@@ -43,6 +43,7 @@ MAX_WIDTH = 1 << 16
 MAX_DEPTH = 32  # nesting of a recipe (ours stays under 10); deeper is refused before any recursive code sees it
 MAX_INPUT_ELEMENTS = 1 << 24  # one example's input (a replayed pruning history builds one of zeros)
 OUTSIDE = "names a file outside the export"
+MAX_IDS = 1 << 24  # users or items of a recommender (each one an embedding row)
 
 Size = Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH)]
 Sha256 = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -138,10 +139,20 @@ class InputSpec(_Closed):
         return self
 
 
+class RecommenderArch(_Open):
+    """A recommender export: rebuilt from ``model.safetensors`` and the recipe's ``recommend.layout``."""
+
+    model: Literal["recommender"]
+    family: Literal["mf", "two-tower", "text-two-tower"]
+    n_users: Annotated[StrictInt, Field(ge=1, le=MAX_IDS)]
+    n_items: Annotated[StrictInt, Field(ge=2, le=MAX_IDS)]
+    dim: Size
+
+
 class ScenarioRecord(_Open):
     name: Name
     options: dict[str, StrictStr | Number | StrictBool | list | None] = {}
-    arch: Annotated[CnnArch | MlpArch | HfArch | CausalLmArch, Field(discriminator="model")]
+    arch: Annotated[CnnArch | MlpArch | HfArch | CausalLmArch | RecommenderArch, Field(discriminator="model")]
     data_fingerprint: StrictStr | None = None
     classes: list[StrictStr] = []
     test_examples: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -230,6 +241,33 @@ class LlmSection(_Closed):
         return gguf_type
 
 
+class RecommendPointFields(_Open):
+    """``gemini_core.kinds.recommend.compress.RecommendPointConfig``, typed and bounded."""
+
+    embedding_bits: Literal[32, 8, 4, 2]
+    hot_share: Annotated[Number, Field(ge=0, lt=1)]
+    row_prune_ratio: Annotated[Number, Field(ge=0, le=0.95)]
+    dim_prune_ratio: Annotated[Number, Field(ge=0, le=0.9)]
+    rank: Annotated[StrictInt, Field(ge=0, le=MAX_WIDTH)]
+    qr_divisor: Annotated[StrictInt, Field(ge=0, le=MAX_IDS)]
+    tower_prune_ratio: Annotated[Number, Field(ge=0, le=0.9)]
+    recovery_steps: Annotated[StrictInt, Field(ge=0, le=1 << 20)]
+
+
+class RecommendLayout(_Open):
+    format: Literal[1]
+    arch: dict
+    tables: dict[Literal["user_embedding", "item_embedding"], dict]
+
+
+class RecommendSection(_Open):
+    config: RecommendPointFields
+    layout: RecommendLayout
+    model_file: Literal["model.safetensors"]
+    scorer_file: Literal["score.py"]
+    weights_sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Pruning(_Open):
     history: list | None = None
     achieved_ratio: Number | None = None
@@ -261,6 +299,7 @@ class Recipe(_Closed):
     size_bytes: Annotated[StrictInt, Field(ge=0)] | None = None
     kind: StrictStr | None = None  # a registered model kind (checked in validate_recipe)
     llm: LlmSection | None = None
+    recommend: RecommendSection | None = None
     inputs: dict[InputName, InputSpec] | None = None
     # what the export describes, written by checkpoint.write and kinds/*/export.py, never used to open or size
     label: Text | None = None
@@ -287,7 +326,7 @@ class Recipe(_Closed):
 def _field(loc: tuple) -> str:
     """``("scenario", "arch", "SmallCNN", "height")`` -> ``scenario.arch.height`` (union tags dropped; a bad
     dictionary key is not echoed: ``files.[key]`` names the field, not what the sender wrote)."""
-    tags = {"SmallCNN", "MLP", "hf", "causal-lm", "function-after", "int", "float", "str", "bool"}
+    tags = {"SmallCNN", "MLP", "hf", "causal-lm", "recommender", "function-after", "int", "float", "str", "bool"}
     parts = [str(p) for p in loc if str(p) not in tags and not str(p).startswith(("constrained-", "nullable"))]
     if "[key]" in parts:
         at = parts.index("[key]")
@@ -341,7 +380,7 @@ def validate_recipe(recipe) -> dict:
         raise CheckpointError(f"the export uses format version {version}; this gemini reads up to "
                               f"{SCHEMA_VERSION}: update gemini")
     arch = (recipe.get("scenario") or {}).get("arch") if isinstance(recipe.get("scenario"), dict) else None
-    if isinstance(arch, dict) and arch.get("model") not in ("SmallCNN", "MLP", "hf", "causal-lm"):
+    if isinstance(arch, dict) and arch.get("model") not in ("SmallCNN", "MLP", "hf", "causal-lm", "recommender"):
         raise CheckpointError(f"recipe.json: field scenario.arch.model: unknown architecture {arch.get('model')!r}; "
                               "this version of gemini cannot rebuild it")
     kind = recipe.get("kind")

@@ -61,6 +61,12 @@ def add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", help="label column: header name or 0-based position")
     p.add_argument("--header", choices=["infer", "yes", "no"], default=None,
                    help="whether the CSV/TSV has a header row (default: infer)")
+    p.add_argument("--user-column", help="recommend: the user column of the interaction file (name or position)")
+    p.add_argument("--item-column", help="recommend: the item column of the interaction file")
+    p.add_argument("--time-column", help="recommend: the time column (the latest interaction per user is held "
+                   "out); default: the file's row order")
+    p.add_argument("--threshold", help="recommend: ratings at or above this are positives (default: every "
+                   "interaction)")
     p.add_argument("--max-train-examples", type=int, help="text: cap on training examples")
     p.add_argument("--max-length", type=int, help="text: tokens per example")
     p.add_argument("--image-size", help="images: HxW to resize to (default: the most common size, at most 64)")
@@ -76,7 +82,9 @@ def scenario_from(args):
     options = {"data": args.data, "test_data": args.test_data, "text_column": args.text_column,
                "label_column": args.label_column, "header": header,
                "max_train_examples": args.max_train_examples, "max_length": args.max_length,
-               "image_size": args.image_size, "model": getattr(args, "model", None)}
+               "image_size": args.image_size, "model": getattr(args, "model", None),
+               "user_column": args.user_column, "item_column": args.item_column, "time_column": args.time_column,
+               "threshold": args.threshold}
     return get_scenario(args.scenario, **{k: v for k, v in options.items() if v is not None})
 
 

@@ -25,10 +25,11 @@ LAYERS = [
     # methods, runtimes; kinds/recommend/: the recommender's data, models, training and ranking metrics
     ("runtimes",),
     ("compress", "runtimes.torch_rt", "runtimes.catalog", "runtimes.converted"),  # the torch runtime sizes with compress's codec
-    ("adaptive", "measure"),
+    ("adaptive", "measure", "kinds.recommend.measure"),  # a recommender point's figures, with the product's memory reading
     ("checkpoint", "charts", "report"),
     ("workflows", "kinds.classifier.engine", "kinds.classifier.spec", "kinds.classifier.units", "kinds.classifier.flags", "kinds.classifier.export", "kinds.classifier.retime", "kinds.classifier.sensitivity", "kinds.llm.engine", "kinds.llm.flags", "kinds.llm.sweep", "kinds.llm.export",
-     "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray"),  # each kind's engine, called by the workflows
+     "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray", "kinds.recommend.engine", "kinds.recommend.flags",
+     "kinds.recommend.sweep", "kinds.recommend.export", "kinds.recommend.retime", "kinds.recommend.sensitivity"),  # each kind's engine, called by the workflows
     ("cli", "__main__"),
 ]
 # Function-level imports of the project's own modules, each with the reason it must stay lazy.
