@@ -28,8 +28,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from gemini_core.checkpoint import reader
 from gemini_core.checkpoint.archive import zip_export
-from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, read_recipe, sha256_file, verify_files
+from gemini_core.checkpoint.format import FORMAT, FORMAT_VERSION, RECIPE_FILE, sha256_file
 from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import explain_os_error, publish_folder, staging_folder, write_file_atomic
@@ -142,7 +143,8 @@ def write_recommend_export(model, scenario: RecommendScenario, spec: RecommendSw
         options = {k: v for k, v in scenario.options.items() if v is not None}
         recipe = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND, "label": config.label(),
-            "config": config.to_dict(),
+            # the shared schema reads a point's stored bit width as config.bits (here: the embedding tables')
+            "config": {**config.to_dict(), "bits": config.embedding_bits},
             "scenario": {"name": "recommend", "options": options, "arch": _arch(model),
                          "data_fingerprint": scenario.fingerprint()},
             KIND: {"config": config.to_dict(), "layout": layout(model), "model_file": MODEL_FILE,
@@ -158,7 +160,7 @@ def write_recommend_export(model, scenario: RecommendScenario, spec: RecommendSw
         recipe["files"] = {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                            for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=1, sort_keys=True, default=float), encoding="utf-8")
-        read_recipe(tmp)  # what we wrote passes the schema every reader checks
+        reader.open_export(tmp)  # what we wrote passes the reader every evaluate goes through
         publish_folder(tmp, out_dir, replace=overwrite)
     if make_zip:
         try:
@@ -170,9 +172,11 @@ def write_recommend_export(model, scenario: RecommendScenario, spec: RecommendSw
 
 
 # -- evaluating an export -----------------------------------------------------------------------------------
-def load_export_model(root: Path, recipe: dict):
-    """The model of an export folder (checksums verified first), and the layout its file's metadata holds."""
-    verify_files(root, recipe, required=MODEL_FILE)
+def load_export_model(root: Path, recipe: dict, verified: bool = False):
+    """The model of an export folder (checked by the one reader first, unless the door already did), and the
+    layout its file's metadata holds."""
+    if not verified:
+        recipe = reader.open_export(root)
     section = recipe[KIND]
     try:
         with safe_open(str(root / MODEL_FILE), framework="pt") as handle:
@@ -184,13 +188,15 @@ def load_export_model(root: Path, recipe: dict):
     return model, file_layout
 
 
-def evaluate_recommend_export(root: Path, data: str | None = None, items: str | None = None) -> dict:
+def evaluate_recommend_export(root: Path, data: str | None = None, items: str | None = None,
+                              verified: dict | None = None) -> dict:
+    """``verified``: the recipe ``reader.open_export`` returned for ``root`` (else it is read and checked here)."""
     root = Path(root)
-    recipe = read_recipe(root)
+    recipe = verified if verified is not None else reader.open_export(root)
     if recipe.get("kind") != KIND:
         raise CheckpointError(f"{root} is not a recommender export")
     section = recipe[KIND]
-    model, file_layout = load_export_model(root, recipe)
+    model, file_layout = load_export_model(root, recipe, verified=True)
     options = {k: v for k, v in (recipe["scenario"].get("options") or {}).items() if k not in PATH_OPTIONS}
     recorded_options = recipe["scenario"].get("options") or {}
     if recorded_options.get("data") and data is None:
@@ -261,9 +267,10 @@ def export_point(store, point: dict, out_dir, overwrite: bool = False, make_zip:
                                   make_zip=make_zip, progress=progress)
 
 
-def evaluate_export(root: Path, path, data_overrides: dict | None = None, **_other_kinds_options) -> dict:
+def evaluate_export(root: Path, path, data_overrides: dict | None = None, verified: dict | None = None,
+                    **_other_kinds_options) -> dict:
     given = data_overrides or {}
-    return evaluate_recommend_export(root, data=given.get("data"), items=given.get("items"))
+    return evaluate_recommend_export(root, data=given.get("data"), items=given.get("items"), verified=verified)
 
 
 def export_summary(path: Path, recipe: dict, zip_requested: bool = False) -> dict:
