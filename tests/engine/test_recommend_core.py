@@ -449,6 +449,8 @@ def test_item_texts_are_encoded_once(monkeypatch):
     assert first.shape == (3, 384) and torch.allclose(first.norm(dim=1), torch.ones(3), atol=1e-5)
     # similar texts are near: the two space items are closer than space and cooking
     assert float(first[0] @ first[2]) > float(first[0] @ first[1])
+    # batches are formed by length: each vector still lands on its own text's row
+    assert torch.allclose(models.encode_texts([texts[1]])[0], first[1], atol=1e-5)
     monkeypatch.setattr(models, "_TEXT_CACHE", {})  # a new process: read back from the disk cache
     monkeypatch.setattr("transformers.AutoModel.from_pretrained",
                         lambda *a, **k: pytest.fail("encoded again instead of read from the cache"))

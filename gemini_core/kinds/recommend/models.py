@@ -228,12 +228,14 @@ def encode_texts(texts: Sequence[str], progress: ProgressFn | None = None,
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
         encoder = AutoModel.from_pretrained(folder, local_files_only=True, trust_remote_code=False).float().eval()
+    # texts of similar length share a batch, so little of each batch is padding
+    order = sorted(range(len(texts)), key=lambda k: len(texts[k]))
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), TEXT_BATCH):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped after encoding {start:,} of {len(texts):,} item texts")
-            batch = tokenizer(texts[start:start + TEXT_BATCH], padding=True, truncation=True,
+            batch = tokenizer([texts[k] for k in order[start:start + TEXT_BATCH]], padding=True, truncation=True,
                               max_length=TEXT_MAX_TOKENS, return_tensors="pt")
             tokens = encoder(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
@@ -241,7 +243,9 @@ def encode_texts(texts: Sequence[str], progress: ProgressFn | None = None,
             chunks.append(nn.functional.normalize(pooled, dim=-1))
             notify(progress, "step", f"item texts: {min(start + TEXT_BATCH, len(texts)):,} of {len(texts):,}",
                    done=min(start + TEXT_BATCH, len(texts)), total=len(texts))
-    features = torch.cat(chunks) if chunks else torch.zeros(0, encoder.config.hidden_size)
+    features = torch.zeros(len(texts), encoder.config.hidden_size)
+    if chunks:
+        features[torch.tensor(order)] = torch.cat(chunks)
     write_file_atomic(file, save_tensors({"features": features.contiguous()}))
     _TEXT_CACHE[key] = features
     return features
