@@ -172,12 +172,13 @@ def single_process_group(twin_module):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("kind", ["mf", "two-tower"])
-def test_sharded_twin_starts_from_the_model_and_gathers_back(single_process_group, kind):
+@pytest.mark.parametrize("kind,sharding", [("mf", "table_wise"), ("two-tower", "table_wise"), ("mf", "column_wise"),
+                                           ("mf", "data_parallel")])
+def test_sharded_twin_starts_from_the_model_and_gathers_back(single_process_group, kind, sharding):
     from gemini_core.kinds.recommend import distributed
 
     model = _model(kind)
-    sharded = distributed.shard(model, "table_wise")
+    sharded = distributed.shard(model, sharding)
     users = torch.arange(50)
     items = torch.randint(0, 70, (50,), generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(sharded(users, items), model(users, items), rtol=0, atol=1e-6)

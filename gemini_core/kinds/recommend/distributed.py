@@ -25,8 +25,9 @@ so a sharded run is compared with another sharded run (1 vs N processes), not wi
 What runs where (TorchRec 1.8, fbgemm-gpu-cpu 1.8, torch 2.13): on CPU with gloo, ``table_wise``,
 ``column_wise`` and ``table_column_wise`` sharding (the ``fused`` kernel, tables padded to a width divisible by
 4) and ``data_parallel`` (the ``dense`` kernel). ``row_wise``, ``table_row_wise`` and ``grid_shard`` sharding,
-the UVM / UVM-caching / key-value / SSD kernels, NCCL and Adam-family fused optimizers need CUDA GPUs; on GPUs
-the same script runs with ``--device cuda`` (NCCL, one GPU per process), which was not run here.
+the UVM / UVM-caching / key-value / SSD kernels, NCCL and Adam-family fused optimizers need CUDA GPUs (and the
+CUDA build of FBGEMM). This script trains on CPU over gloo only; a GPU run (NCCL, one GPU per process) was not
+tried.
 """
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def gather_tables(sharded, widths: dict[str, int]) -> dict[str, torch.Tensor] | 
     rank, _ = dist_info()
     out = {}
     for name, state in _table_states(sharded).items():
-        if hasattr(state, "gather"):
+        if hasattr(state, "local_shards"):  # a ShardedTensor (a replicated table is a plain tensor)
             full = torch.zeros(tuple(state.size()), dtype=state.dtype) if rank == 0 else None
             state.gather(dst=0, out=full)
         else:
