@@ -201,7 +201,11 @@ def train_sharded(split: RankingSplit, settings: RecommendTrainSettings, shardin
         model = new_model(split, settings)  # the same seed on every rank: the same initial weights
         arch = model.arch()
         sharded = shard(model, sharding, optimizer, lr)
-        dense = [p for n, p in sharded.named_parameters() if "torchrec_tables" not in n and p.requires_grad]
+        from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+        # what the tables' fused optimizer does not step: the dense layers, and tables replicated by data-parallel
+        # sharding (the dense kernel: plain parameters, averaged by DDP)
+        dense = [p for _, p in in_backward_optimizer_filter(sharded.named_parameters()) if p.requires_grad]
         dense_opt = (OPTIMIZERS[optimizer](dense, lr=float(lr if lr is not None else DEFAULT_LR[optimizer]))
                      if dense else None)
         twin = sharded.module  # the twin's own methods (the sharded collection inside)
