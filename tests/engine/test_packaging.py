@@ -25,7 +25,9 @@ FIRST_PARTY = {"gemini_core", "ui", "pages", "app", "bench", "tests"}
 PRODUCT = [ROOT / "app.py", *sorted((ROOT / "gemini_core").rglob("*.py")), *sorted((ROOT / "ui").rglob("*.py")),
            *sorted((ROOT / "pages").rglob("*.py"))]
 # Optional packages not installed in the test environment, so packages_distributions() cannot map them.
-NOT_INSTALLED = {"llama_cpp": "llama-cpp-python"}  # the llama.cpp extra compiles llama.cpp: not in the tests
+NOT_INSTALLED = {"llama_cpp": "llama-cpp-python",  # the llama.cpp extra compiles llama.cpp: not in the tests
+                 # the recommend extra installs with --no-deps from requirements-recommend.txt: maybe not here
+                 "torchrec": "torchrec", "fbgemm_gpu": "fbgemm-gpu-cpu", "implicit": "implicit"}
 
 
 def _requirements_file(path: Path) -> dict[str, Requirement]:
