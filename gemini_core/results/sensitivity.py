@@ -65,3 +65,14 @@ class SensitivityProfile:
                 row["latency_share"] = shares[entry["layer"]]["share"]
             rows.append(row)
         return rows
+
+
+def most_sensitive(profile: SensitivityProfile, count: int, row: str, change: str) -> list[dict]:
+    """The ``count`` rows (layers, blocks, tables) whose quantization at the lowest profiled bit width costs the
+    most, as ``{row: name, "bits": ..., change: the quality change}``: what to keep at higher precision."""
+    rows = []
+    for entry in profile.quantization:
+        worst = min(entry["results"], key=lambda r: r["bits"]) if entry["results"] else None
+        if worst is not None:
+            rows.append({row: entry["layer"], "bits": worst["bits"], change: worst["drop_points"]})
+    return sorted(rows, key=lambda r: -r[change])[:count]

@@ -24,7 +24,7 @@ from gemini_core.kinds.llm.calibrate import block_linears, decoder_blocks
 from gemini_core.kinds.llm.quantize import check_grid, group_size_of, rtn
 from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.progress import ProgressFn, notify
-from gemini_core.results.sensitivity import SensitivityProfile
+from gemini_core.results.sensitivity import SensitivityProfile, most_sensitive
 from gemini_core.results.store import Store
 from gemini_core.settings import Says, settings
 
@@ -144,10 +144,4 @@ def analyse_llm(scenario: LLMScenario, params: LLMSensitivityParams | None = Non
 
 def keep_high_precision(profile: SensitivityProfile, count: int) -> list[dict]:
     """The ``count`` blocks whose quantization at the lowest profiled bit width raises perplexity most."""
-    rows = []
-    for entry in profile.quantization:
-        worst = min(entry["results"], key=lambda r: r["bits"]) if entry["results"] else None
-        if worst is not None:
-            rows.append({"block": entry["layer"], "bits": worst["bits"],
-                         "perplexity_increase_pct": worst["drop_points"]})
-    return sorted(rows, key=lambda r: -r["perplexity_increase_pct"])[:count]
+    return most_sensitive(profile, count, "block", "perplexity_increase_pct")

@@ -24,7 +24,7 @@ from gemini_core.kinds.recommend.scenario import RecommendScenario
 from gemini_core.kinds.recommend.sweep import train_settings_from
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressFn, notify
-from gemini_core.results.sensitivity import SensitivityProfile
+from gemini_core.results.sensitivity import SensitivityProfile, most_sensitive
 from gemini_core.results.store import Store
 
 DESCRIPTIVE = ("quality", "method", "ratios", "rows", "keep_high_precision")
@@ -129,9 +129,4 @@ def analyse_recommender(scenario: RecommendScenario, params: RecommendSensitivit
 
 def keep_high_precision(profile: SensitivityProfile, count: int) -> list[dict]:
     """The ``count`` tables whose quantization at the lowest profiled bit width costs the most NDCG@10."""
-    rows = []
-    for entry in profile.quantization:
-        worst = min(entry["results"], key=lambda r: r["bits"]) if entry["results"] else None
-        if worst is not None:
-            rows.append({"table": entry["layer"], "bits": worst["bits"], "ndcg_drop_points": worst["drop_points"]})
-    return sorted(rows, key=lambda r: -r["ndcg_drop_points"])[:count]
+    return most_sensitive(profile, count, "table", "ndcg_drop_points")
