@@ -59,7 +59,7 @@ class LLMSensitivityParams:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["bits"] = list(self.bits)
-        return {**data, "quality": "perplexity", "method": "rtn", "ratios": [], "rows": "decoder block"}
+        return {**data, "quality": "perplexity", "method": "rtn", "ratios": []}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LLMSensitivityParams":
@@ -97,7 +97,9 @@ def analyse_llm(scenario: LLMScenario, params: LLMSensitivityParams | None = Non
     ids = text_data.evaluation_ids(lm.tokenizer, scenario.text_split, params.eval_tokens)
     started = time.perf_counter()
     reference = metrics.perplexity(model, ids, params.context_len)
-    profile = SensitivityProfile(analysis_id, "llm", baseline_key, params.to_dict(), "cpu", split="evaluation text",
+    # the profile's rows are decoder blocks (the heatmap's words); not part of the parameters' key
+    described = {**params.to_dict(), "rows": "decoder block"}
+    profile = SensitivityProfile(analysis_id, "llm", baseline_key, described, "cpu", split="evaluation text",
                                  examples=reference["tokens_scored"], baseline=reference,
                                  total_steps=len(blocks) * len(params.bits))
 
