@@ -24,18 +24,15 @@ from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.compress import (
     RecommendPointConfig,
     byte_counts,
-    bytes_per_row,
     compress_recommender,
     layout,
-    pack_codes,
-    quantize_rows,
     rebuild,
     serialize,
-    unpack_codes,
 )
 from gemini_core.kinds.recommend.data import demo_log, implicit, leave_last_out
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings, measure_recommend_point
 from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
+from gemini_core.kinds.recommend.tables import bytes_per_row, pack_codes, quantize_rows, unpack_codes
 from gemini_core.kinds.recommend.train import RecommendTrainSettings, train_recommender
 
 REPO = Path(__file__).resolve().parents[2]

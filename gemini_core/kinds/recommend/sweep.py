@@ -31,8 +31,6 @@ from gemini_core.errors import Cancelled, ConfigError, GeminiError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.baseline import RecommendBaseline, get_recommend_baseline
 from gemini_core.kinds.recommend.compress import (
-    BITS,
-    HOT_BITS,
     RecommendPointConfig,
     build_structure,
     layout,
@@ -41,6 +39,7 @@ from gemini_core.kinds.recommend.compress import (
 )
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings, measure_recommend_point
 from gemini_core.kinds.recommend.scenario import RecommendScenario
+from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressEvent
 
