@@ -35,6 +35,7 @@ from pydantic import (
 from gemini_core.errors import CheckpointError
 from gemini_core.kinds.registry import KINDS
 from gemini_core.limits import MAX_BATCH
+from gemini_core.scenarios.sizes import json_depth
 
 SCHEMA_VERSION = 1
 MAX_CLASSES = 100_000
@@ -342,15 +343,7 @@ def _short(part: str) -> str:
 
 def nesting_depth(value) -> int:
     """How deeply lists and objects nest in ``value`` (iterative: a hostile depth cannot exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
-            if deepest > MAX_DEPTH:
-                return deepest
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+    return json_depth(value, MAX_DEPTH)
 
 
 def _named_paths(recipe: dict) -> list[tuple[str, object]]:
