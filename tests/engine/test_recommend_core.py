@@ -379,7 +379,7 @@ def test_training_learns_the_demo_structure(demo_split, demo_mf):
 
 def test_training_reports_progress_and_stops_when_asked(demo_split):
     events = []
-    settings = RecommendTrainSettings(epochs=2, max_steps=3, batch_size=512)
+    settings = RecommendTrainSettings(loss="bpr", epochs=2, max_steps=3, batch_size=512)
     result = train_recommender(demo_split, settings, progress=events.append)
     assert [e.kind for e in events] == ["epoch", "chosen"] and "validation NDCG@10" in events[0].message
     assert result.stopped == "max_steps"

@@ -377,7 +377,7 @@ def recover(model: Recommender, split: RankingSplit, settings: RecommendTrainSet
             should_stop=None) -> dict:
     """``steps`` BPR steps with the baseline's settings (the epoch with the best validation NDCG@10 kept)."""
     per_epoch = max(1, math.ceil(split.train_users.size / settings.batch_size))
-    recovery = replace(settings, max_steps=int(steps), epochs=math.ceil(steps / per_epoch), patience=0)
+    recovery = replace(settings.for_steps(), max_steps=int(steps), epochs=math.ceil(steps / per_epoch), patience=0)
     result = fit(model, split, recovery, should_stop=should_stop)
     model.eval()
     return {"steps": int(steps), "best_epoch": result.best_epoch, "val_ndcg_at_10": result.val_ndcg_at_10,

@@ -230,14 +230,14 @@ def train_sharded(split: RankingSplit, settings: RecommendTrainSettings, shardin
                 u, i, j = u[piece], i[piece], j[piece]
                 positive = sharded(u, i)
                 negative = sharded(u.repeat_interleave(k), j.reshape(-1)).reshape(-1, k)
-                if settings.loss == "bpr":
+                if settings.objective == "bpr":
                     loss = -nn.functional.logsigmoid(positive.unsqueeze(1) - negative).mean()
                 else:
                     loss = (nn.functional.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
                             + k * nn.functional.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))
                             ) / (1 + k)
-                if settings.l2:
-                    loss = loss + settings.l2 * _penalty(twin, u, torch.cat([i, j.reshape(-1)]))
+                if settings.penalty:
+                    loss = loss + settings.penalty * _penalty(twin, u, torch.cat([i, j.reshape(-1)]))
                 if dense_opt is not None:
                     dense_opt.zero_grad(set_to_none=True)
                 loss.backward()  # the tables' optimizer steps inside the backward
@@ -342,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     init_worker("cpu")
     try:
         split = load_split(args.data, demo_users=args.demo_users)
-        settings = RecommendTrainSettings(model=args.model, dim=args.dim, hidden=args.hidden, epochs=args.epochs,
+        # sharded tables are stepped by FBGEMM's fused optimizers: a gradient loss (BPR), never the ALS solves
+        settings = RecommendTrainSettings(model=args.model, loss="bpr", dim=args.dim, hidden=args.hidden,
+                                          epochs=args.epochs,
                                           patience=args.patience, batch_size=args.batch_size, negatives=args.negatives,
                                           l2=args.l2, seed=args.seed, max_steps=args.max_steps)
         record = train_sharded(split, settings, args.sharding, args.optimizer, args.lr,

@@ -19,7 +19,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Annotated
 
 import torch
@@ -27,6 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from gemini_core.errors import Cancelled, ConfigError
+from gemini_core.kinds.recommend.als import fit_als
 from gemini_core.kinds.recommend.data import RankingSplit
 from gemini_core.kinds.recommend.metrics import sampled_ndcg
 from gemini_core.kinds.recommend.models import MODELS, MatrixFactorization, Recommender, TextTwoTower, TwoTower
@@ -34,7 +35,12 @@ from gemini_core.progress import ProgressFn, notify
 from gemini_core.settings import Number, OneOf, Whole, settings
 from gemini_core.training.loop import reproducible
 
-LOSSES = ("bpr", "bce")
+STEP_LOSSES = ("bpr", "bce", "softmax")  # trained by gradient steps on sampled negatives
+LOSSES = ("auto", *STEP_LOSSES, "als")
+# the penalty of each loss when l2 is not given: ALS's is on every row at every half-step, frequency-scaled
+# (picked with the other ALS defaults by validation NDCG@10 on MovieLens-small, docs/recommend.md); the
+# sampled losses' is on the rows a batch uses
+DEFAULT_L2 = {"als": 0.3, "bpr": 1e-4, "bce": 1e-4, "softmax": 1e-4}
 RESAMPLE_ROUNDS = 4  # negatives that hit a positive are drawn again this many times
 
 
@@ -43,18 +49,44 @@ class RecommendTrainSettings:
     """How a recommender is trained; all of it (with the split) decides the weights."""
 
     model: Annotated[str, OneOf(MODELS, says="recommender model {value!r}: choose one of {choices}")] = "mf"
-    dim: Annotated[Whole, Field(ge=1)] = 32  # embedding width
+    dim: Annotated[Whole, Field(ge=1)] = 64  # embedding width
     hidden: Annotated[Whole, Field(ge=1)] = 64  # the towers' hidden width (two-tower models)
-    loss: Annotated[str, OneOf(LOSSES, says="loss {value!r}: choose one of {choices}")] = "bpr"
+    # auto: ALS for matrix factorization, BPR for the two-tower models (ALS needs the scores linear in each table)
+    loss: Annotated[str, OneOf(LOSSES, says="loss {value!r}: choose one of {choices}")] = "auto"
     negatives: Annotated[Whole, Field(ge=1)] = 4  # sampled per positive
     epochs: Annotated[Whole, Field(ge=1)] = 40
     batch_size: Annotated[Whole, Field(ge=1)] = 1024
     lr: Annotated[Number, Field(gt=0, allow_inf_nan=False)] = 0.01  # Adam
-    l2: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = 1e-4  # on the rows (and biases) a batch uses
+    l2: Annotated[Number | None, Field(ge=0, allow_inf_nan=False)] = None  # None: the loss's DEFAULT_L2
+    alpha: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = 5.0  # als: a positive's confidence is 1 + alpha
+    l2_frequency: Annotated[Number, Field(ge=0, allow_inf_nan=False)] = 1.0  # als: penalty x (1 + positives) ** this
     patience: Annotated[Whole, Field(ge=0)] = 3  # epochs without a better validation NDCG@10 (0: run every epoch)
     seed: Whole = 0
     threads: Annotated[Whole, Field(ge=1)] = 1
     max_steps: Annotated[Whole | None, Field(ge=1)] = None  # stop after this many optimizer steps (tests, demos)
+
+    def __post_init__(self) -> None:
+        if self.loss == "als" and self.model != "mf":
+            raise ConfigError(f"the als loss solves a matrix factorization's rows exactly; a {self.model} model has "
+                              "towers between its tables and its scores: choose bpr, softmax or bce")
+
+    @property
+    def objective(self) -> str:
+        """The loss trained ("auto" resolved)."""
+        if self.loss != "auto":
+            return self.loss
+        return "als" if self.model == "mf" else "bpr"
+
+    @property
+    def penalty(self) -> float:
+        return float(DEFAULT_L2[self.objective] if self.l2 is None else self.l2)
+
+    def for_steps(self) -> "RecommendTrainSettings":
+        """These settings for gradient steps (recovery after compression): an ALS model is fine-tuned with BPR
+        at BPR's penalty, since a compressed table's rows are no longer free to be solved for."""
+        if self.objective != "als":
+            return self
+        return replace(self, loss="bpr", l2=None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +107,8 @@ def new_model(split: RankingSplit, settings: RecommendTrainSettings,
     """A fresh model of ``settings.model`` for the split's users and items (seeded by the caller)."""
     n_users, n_items = split.n_users, split.n_items
     if settings.model == "mf":
-        return MatrixFactorization(n_users, n_items, settings.dim)
+        # ALS solves the two tables and nothing else: an item bias would stay 0 and cost 4 bytes per item
+        return MatrixFactorization(n_users, n_items, settings.dim, biases=settings.objective != "als")
     if settings.model == "two-tower":
         return TwoTower(n_users, n_items, settings.dim, settings.hidden)
     if text_features is None:
@@ -128,6 +161,26 @@ def _fit(model: Recommender, split: RankingSplit, settings: RecommendTrainSettin
     start_time = time.perf_counter()
     device = torch.device(device)
     model.to(device).train()
+    if settings.objective == "als":
+        history, best_value, best_epoch, best_state, stopped = fit_als(model, split, settings, progress,
+                                                                        should_stop, start_time)
+    else:
+        history, best_value, best_epoch, best_state, stopped = _fit_steps(model, split, settings, progress,
+                                                                          should_stop, device, start_time)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    seconds = time.perf_counter() - start_time
+    history.append({"event": "chosen", "epoch": best_epoch, "val_ndcg_at_10": best_value, "stopped": stopped,
+                    "seconds": seconds})
+    notify(progress, "chosen", f"kept epoch {best_epoch} (validation NDCG@10 {100 * best_value:.2f}%), "
+           f"stopped: {stopped}", epoch=best_epoch, val_ndcg_at_10=best_value, stopped=stopped)
+    return TrainResult(model, history, best_epoch, best_value, seconds, stopped)
+
+
+def _fit_steps(model: Recommender, split: RankingSplit, settings: RecommendTrainSettings, progress, should_stop,
+               device, start_time: float):
+    """Gradient steps (Adam) on the sampled loss, validation NDCG@10 after each epoch."""
     users = torch.as_tensor(split.train_users, dtype=torch.long)
     items = torch.as_tensor(split.train_items, dtype=torch.long)
     n, n_items, k = int(users.shape[0]), split.n_items, settings.negatives
@@ -150,14 +203,19 @@ def _fit(model: Recommender, split: RankingSplit, settings: RecommendTrainSettin
             u, i, j = u.to(device), i.to(device), j.to(device)
             positive = model(u, i)
             negative = model(u.repeat_interleave(k), j.reshape(-1)).reshape(-1, k)
-            if settings.loss == "bpr":
+            if settings.objective == "bpr":
                 loss = -nn.functional.logsigmoid(positive.unsqueeze(1) - negative).mean()
+            elif settings.objective == "softmax":
+                # the positive is class 0 among itself and its k negatives: a sampled softmax, whose gradient
+                # is led by the negatives that currently score highest (BPR's average lets easy ones dominate)
+                logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
+                loss = nn.functional.cross_entropy(logits, torch.zeros_like(u))
             else:
                 loss = (nn.functional.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
                         + k * nn.functional.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))
                         ) / (1 + k)
-            if settings.l2:
-                loss = loss + settings.l2 * _penalty(model, u, torch.cat([i, j.reshape(-1)]))
+            if settings.penalty:
+                loss = loss + settings.penalty * _penalty(model, u, torch.cat([i, j.reshape(-1)]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -180,12 +238,4 @@ def _fit(model: Recommender, split: RankingSplit, settings: RecommendTrainSettin
         if settings.patience and waited >= settings.patience:
             stopped = "patience"
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    seconds = time.perf_counter() - start_time
-    history.append({"event": "chosen", "epoch": best_epoch, "val_ndcg_at_10": best_value, "stopped": stopped,
-                    "seconds": seconds})
-    notify(progress, "chosen", f"kept epoch {best_epoch} (validation NDCG@10 {100 * best_value:.2f}%), "
-           f"stopped: {stopped}", epoch=best_epoch, val_ndcg_at_10=best_value, stopped=stopped)
-    return TrainResult(model, history, best_epoch, best_value, seconds, stopped)
+    return history, best_value, best_epoch, best_state, stopped
