@@ -66,3 +66,19 @@ def test_sampled_softmax_learns_the_demo(demo_split):
                                                                         batch_size=128))
     record = rec_metrics.evaluate(result.model, demo_split, full=False)
     assert record["hr_at_10_ci95"][0] > 0.3
+
+
+def test_an_als_model_recovers_by_als_where_rows_are_free_and_by_bpr_elsewhere(demo_split):
+    from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure
+
+    settings = RecommendTrainSettings(dim=16, epochs=4, patience=0)
+    model = train_recommender(demo_split, settings).model
+    pruned, notes = build_structure(model, RecommendPointConfig(dim_prune_ratio=0.25, recovery_steps=4),
+                                    demo_split, settings)
+    # 4 half-steps: two ALS epochs, each measured on validation
+    assert notes["recovery"]["best_epoch"] in (1, 2) and pruned.user_embedding.embedding_dim == 12
+    unrecovered, _ = build_structure(model, RecommendPointConfig(dim_prune_ratio=0.25), demo_split, settings)
+    assert not torch.equal(pruned.item_embedding.parts["rows"].weight, unrecovered.item_embedding.parts["rows"].weight)
+    # a low-rank table has no free row per id: BPR steps (the epoch count follows the batches, not 2 per epoch)
+    _, notes = build_structure(model, RecommendPointConfig(rank=4, recovery_steps=3), demo_split, settings)
+    assert notes["recovery"]["steps"] == 3 and notes["recovery"]["best_epoch"] == 1

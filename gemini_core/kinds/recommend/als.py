@@ -66,12 +66,26 @@ def objective(users: torch.Tensor, items: torch.Tensor, u: torch.Tensor, i: torc
     return float((every_pair + positives + penalty) / max(u.shape[0], 1))
 
 
+def free_rows(model: Recommender, name: str) -> torch.Tensor | None:
+    """The float weight holding one row per id of table ``name`` (a trained ``nn.Embedding``, or a compressed
+    table still in float ``rows`` layout, such as after dimension pruning); None when the rows are shared,
+    factored or quantized, where ALS has no per-id row to solve for."""
+    table = getattr(model, name, None)
+    if isinstance(table, torch.nn.Embedding):
+        return table.weight
+    parts = getattr(table, "parts", None)
+    if getattr(table, "layout", None) == "rows" and parts is not None and parts["rows"].bits == 32:
+        return parts["rows"].weight
+    return None
+
+
 def fit_als(model: Recommender, split: RankingSplit, settings, progress, should_stop, start_time: float):
     """Alternate the two exact half-steps for up to ``settings.epochs`` epochs (``train._fit``'s contract:
     returns the history, the kept epoch, its validation NDCG@10 and why training stopped)."""
-    if not isinstance(model, MatrixFactorization) or not isinstance(model.user_embedding, torch.nn.Embedding):
-        raise ConfigError(f"the als loss solves a plain matrix factorization's rows exactly, not a "
-                          f"{model.model_name} model's (train it with bpr, softmax or bce)")
+    user_rows, item_rows = free_rows(model, "user_embedding"), free_rows(model, "item_embedding")
+    if not isinstance(model, MatrixFactorization) or user_rows is None or item_rows is None:
+        raise ConfigError(f"the als loss solves the float rows of a matrix factorization's tables exactly, not a "
+                          f"{model.model_name} model's or tables in another layout (use bpr, softmax or bce)")
     users_by_user = torch.as_tensor(split.train_users, dtype=torch.long)
     items_by_user = torch.as_tensor(split.train_items, dtype=torch.long)
     extra_by_user = torch.full((users_by_user.shape[0],), float(settings.alpha))
@@ -87,7 +101,6 @@ def fit_als(model: Recommender, split: RankingSplit, settings, progress, should_
     stopped = "epochs"
     with torch.no_grad():
         model.eval()
-        user_rows, item_rows = model.user_embedding.weight, model.item_embedding.weight
         for epoch in range(1, settings.epochs + 1):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped in epoch {epoch} of alternating least squares")

@@ -19,8 +19,9 @@ What a point can do (``RecommendPointConfig``), in the order it is done:
      id i is ``Q[i // m] * R[i % m]`` (elementwise) with ``m = qr_divisor``, so ceil(n / m) + m rows stand
      for n ids and every id still has its own product. Q and R are fitted to the trained table by a few
      rounds of alternating least squares, then recovered.
-4. **Recovery**: ``recovery_steps`` BPR steps (``train.fit``: the same loss, negatives and learning rate as the
-   baseline, the epoch with the best validation NDCG@10 kept) on whatever changed. A sweep gives every point
+4. **Recovery**: ``recovery_steps`` steps of the baseline's training (``train.fit``; an ALS baseline whose tables
+   still hold a float row per id takes ALS half-steps, any other BPR steps at the baseline's learning rate;
+   the epoch with the best validation NDCG@10 kept) on whatever changed. A sweep gives every point
    that changed structure the same budget, and measures the uncompressed model fine-tuned on that budget too
    (the control), so a point is never credited with training the baseline did not get.
 5. **Row-wise quantization** of every table's rows to ``embedding_bits`` (8, 4 or 2): each row its own scale
@@ -33,7 +34,7 @@ Width-1 tables (matrix factorization's item biases) stay float32: a per-row scal
 bytes than the value they describe. Dense layers stay float32.
 
 A compressed model is still a ``Recommender`` (``score_candidates``, ``score_all``, training's forward): its
-``user_embedding`` / ``item_embedding`` are ``Table`` modules. ``stored_tensors`` is exactly what an export
+``user_embedding`` / ``item_embedding`` are ``Table`` modules. ``stored.stored_tensors`` is exactly what an export
 writes (packed codes, float16 scales and offsets, packed bit masks, float32 dense weights); ``rebuild`` makes
 the model again from those tensors and ``layout`` alone.
 """
@@ -48,35 +49,30 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 import torch
 import torch_pruning as tp
-from safetensors.torch import save as save_tensors
 from torch import nn
 
-from gemini_core.errors import CheckpointError, ConfigError
+from gemini_core.errors import ConfigError
+from gemini_core.kinds.recommend.als import free_rows
 from gemini_core.kinds.recommend.data import RankingSplit
-from gemini_core.kinds.recommend.models import Recommender, TextTwoTower, TwoTower, build_model
+from gemini_core.kinds.recommend.models import Recommender, TextTwoTower, TwoTower
+from gemini_core.kinds.recommend.stored import TABLES, TOWER_OF
 from gemini_core.kinds.recommend.tables import (
     BITS,
     HOT_BITS,
     FloatRows,
     QuantRows,
     Table,
-    _tensor,
-    table_from_description,
 )
 from gemini_core.kinds.recommend.train import RecommendTrainSettings, fit
 from gemini_core.techniques.methods import PRUNE_METHODS
 from gemini_core.training.loop import reproducible
 
-TABLES = ("user_embedding", "item_embedding")  # the id-indexed tables a point compresses
-TOWER_OF = {"user_embedding": "user_tower", "item_embedding": "item_tower"}
 TOWER_METHOD = "l2-structured"  # the product's registered structured method (techniques/methods.py)
 MAX_ROW_PRUNE = 0.95
 MAX_DIM_PRUNE = 0.9
 MAX_TOWER_PRUNE = 0.9
 MAX_RECOVERY_STEPS = 100_000
 QR_FIT_ROUNDS = 10
-LAYOUT_FORMAT = 1  # the stored layout's version (recipe.json and the safetensors metadata)
-LAYOUT_KEY = "gemini_recommend_layout"  # the safetensors metadata entry the standalone scorer reads
 
 
 # -- the point ------------------------------------------------------------------------------------------------
@@ -375,9 +371,15 @@ def restructure(model: Recommender, config: RecommendPointConfig, split: Ranking
 
 def recover(model: Recommender, split: RankingSplit, settings: RecommendTrainSettings, steps: int,
             should_stop=None) -> dict:
-    """``steps`` BPR steps with the baseline's settings (the epoch with the best validation NDCG@10 kept)."""
-    per_epoch = max(1, math.ceil(split.train_users.size / settings.batch_size))
-    recovery = replace(settings.for_steps(), max_steps=int(steps), epochs=math.ceil(steps / per_epoch), patience=0)
+    """``steps`` steps of the baseline's training (the epoch with the best validation NDCG@10 kept): ALS
+    half-steps where the baseline was ALS and both tables still hold one float row per id (dimension
+    pruning), otherwise BPR gradient steps."""
+    if settings.objective == "als" and all(free_rows(model, name) is not None for name in TABLES):
+        recovery = replace(settings, max_steps=int(steps), epochs=math.ceil(steps / 2), patience=0)
+    else:
+        per_epoch = max(1, math.ceil(split.train_users.size / settings.batch_size))
+        recovery = replace(settings.for_steps(), max_steps=int(steps), epochs=math.ceil(steps / per_epoch),
+                           patience=0)
     result = fit(model, split, recovery, should_stop=should_stop)
     model.eval()
     return {"steps": int(steps), "best_epoch": result.best_epoch, "val_ndcg_at_10": result.val_ndcg_at_10,
@@ -418,96 +420,3 @@ def compress_recommender(model: Recommender, config: RecommendPointConfig, split
     """The whole point in one call: structure, recovery, quantization."""
     structured, notes = build_structure(model, config, split, settings, should_stop)
     return quantize_model(structured, config, split), notes
-
-
-# -- what is stored -----------------------------------------------------------------------------------------
-def with_tables(model: Recommender) -> Recommender:
-    """``model`` with its id tables as ``Table`` modules (a trained model's ``nn.Embedding`` tables become float
-    ``rows`` tables in a copy), so every model is stored in one layout."""
-    if all(isinstance(getattr(model, name), Table) for name in TABLES):
-        return model
-    out = copy.copy(model)
-    out._modules = dict(model._modules)
-    for name in TABLES:
-        table = getattr(model, name)
-        if not isinstance(table, Table):
-            out._modules[name] = Table(table.num_embeddings, "rows", {"rows": FloatRows(table.weight)})
-    return out
-
-
-def stored_tensors(model: Recommender) -> dict[str, torch.Tensor]:
-    """Exactly the tensors an export writes: parameters and persistent buffers (codes, scales, offsets, bit
-    masks, dense weights, a text model's item text vectors), contiguous, on the CPU."""
-    return {name: tensor.detach().cpu().contiguous() for name, tensor in with_tables(model).state_dict().items()}
-
-
-def table_names(name: str) -> bool:
-    """Whether a stored tensor belongs to an id-indexed table (the embedding bytes)."""
-    return name.split(".")[0] in (*TABLES, "item_bias")
-
-
-def byte_counts(model: Recommender) -> dict:
-    """Bytes as stored: the id-indexed tables (user, item, item bias) and the rest (towers, text vectors)."""
-    tables = dense = 0
-    for name, tensor in stored_tensors(model).items():
-        size = tensor.numel() * tensor.element_size()
-        if table_names(name):
-            tables += size
-        else:
-            dense += size
-    return {"embedding_bytes": int(tables), "dense_bytes": int(dense)}
-
-
-def layout(model: Recommender) -> dict:
-    """What ``rebuild`` needs besides the tensors: the architecture and each table's layout."""
-    model = with_tables(model)
-    arch = model.arch()
-    if isinstance(model, TwoTower):
-        arch["hidden"] = [int(model.user_tower[0].out_features), int(model.item_tower[0].out_features)]
-    return {"format": LAYOUT_FORMAT, "arch": arch,
-            "tables": {name: getattr(model, name).describe() for name in TABLES}}
-
-
-def serialize(model: Recommender, metadata: dict | None = None) -> bytes:
-    """The safetensors bytes of the model (its layout in the metadata, for the standalone scorer)."""
-    meta = {LAYOUT_KEY: json.dumps(layout(model), sort_keys=True), **(metadata or {})}
-    return save_tensors(stored_tensors(model), metadata=meta)
-
-
-def weights_sha256(model: Recommender) -> str:
-    """A hash of exactly what is stored: two builds of a point hold the same model when these agree."""
-    return hashlib.sha256(serialize(model)).hexdigest()
-
-
-def rebuild(spec: dict, tensors: dict[str, torch.Tensor]) -> Recommender:
-    """The model ``layout(model)`` described, from the stored tensors alone (shapes checked)."""
-    if not isinstance(spec, dict) or spec.get("format") != LAYOUT_FORMAT:
-        raise CheckpointError(f"recommender layout format {spec.get('format') if isinstance(spec, dict) else spec!r}: "
-                              f"this version reads {LAYOUT_FORMAT}")
-    arch = dict(spec["arch"])
-    hidden = arch.get("hidden")
-    if isinstance(hidden, list):
-        arch["hidden"] = int(hidden[0])
-    text = tensors.get("item_text_features")
-    model = build_model(arch, text)
-    if isinstance(model, TwoTower):
-        for name, width in zip(TABLES, hidden if isinstance(hidden, list) else [arch["hidden"]] * 2):
-            tower = getattr(model, TOWER_OF[name])
-            first = _tensor(tensors, f"{TOWER_OF[name]}.0.weight")
-            last = _tensor(tensors, f"{TOWER_OF[name]}.2.weight")
-            if first.shape[0] != int(width) or last.shape[1] != int(width):
-                raise CheckpointError(f"{TOWER_OF[name]}'s stored layers are not {width} units wide")
-            tower[0] = nn.Linear(int(first.shape[1]), int(first.shape[0]))
-            tower[2] = nn.Linear(int(last.shape[1]), int(last.shape[0]))
-    for name in TABLES:
-        desc = (spec.get("tables") or {}).get(name)
-        if not isinstance(desc, dict):
-            raise CheckpointError(f"the layout does not describe {name}")
-        setattr(model, name, table_from_description(desc, tensors, f"{name}."))
-    if isinstance(model, Recommender) and not isinstance(model, TwoTower):
-        model.dim = model.user_embedding.embedding_dim
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"the stored tensors do not fit the layout: missing {sorted(missing)[:3]}, "
-                              f"unexpected {sorted(unexpected)[:3]}")
-    return model.eval()

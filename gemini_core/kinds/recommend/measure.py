@@ -32,9 +32,9 @@ from torch import nn
 from gemini_core.device import device_info
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend import metrics
-from gemini_core.kinds.recommend.compress import byte_counts, serialize
 from gemini_core.kinds.recommend.data import RankingSplit
 from gemini_core.kinds.recommend.models import Recommender
+from gemini_core.kinds.recommend.stored import byte_counts, serialize
 from gemini_core.measure import measure_memory
 
 KIND = "recommend"

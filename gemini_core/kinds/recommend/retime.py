@@ -17,9 +17,10 @@ import torch
 from gemini_core.device import compute_threads, device_info
 from gemini_core.errors import CheckpointError
 from gemini_core.kinds.recommend.baseline import get_recommend_baseline
-from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model, weights_sha256
+from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
 from gemini_core.kinds.recommend.export import scenario_from_run
 from gemini_core.kinds.recommend.measure import time_scoring
+from gemini_core.kinds.recommend.stored import weights_sha256
 from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.baseline import get_recommend_baseline
-from gemini_core.kinds.recommend.compress import TABLES, byte_counts
 from gemini_core.kinds.recommend.scenario import RecommendScenario
+from gemini_core.kinds.recommend.stored import TABLES, byte_counts
 from gemini_core.kinds.recommend.sweep import train_settings_from
 from gemini_core.kinds.recommend.tables import QuantRows, Table
 from gemini_core.kinds.recommend.train import RecommendTrainSettings

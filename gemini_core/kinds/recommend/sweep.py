@@ -30,15 +30,10 @@ from gemini_core.config import parse_list
 from gemini_core.errors import Cancelled, ConfigError, GeminiError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.baseline import RecommendBaseline, get_recommend_baseline
-from gemini_core.kinds.recommend.compress import (
-    RecommendPointConfig,
-    build_structure,
-    layout,
-    quantize_model,
-    weights_sha256,
-)
+from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings, measure_recommend_point
 from gemini_core.kinds.recommend.scenario import RecommendScenario
+from gemini_core.kinds.recommend.stored import layout, weights_sha256
 from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressEvent
