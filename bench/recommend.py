@@ -37,8 +37,10 @@ from torch import nn
 
 from gemini_core.kinds.recommend import metrics as rec_metrics
 from gemini_core.kinds.recommend import peers, torchrec_twin
+from gemini_core.kinds.recommend.compress import RecommendPointConfig, compress_recommender
 from gemini_core.kinds.recommend.data import implicit, leave_last_out, read_log
 from gemini_core.kinds.recommend.models import MatrixFactorization
+from gemini_core.kinds.recommend.stored import byte_counts
 from gemini_core.kinds.recommend.train import RecommendTrainSettings, train_recommender
 from gemini_core.results.stats import paired_mean_difference
 
@@ -56,6 +58,7 @@ def parse_args(argv):
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--no-distributed", action="store_true", help="skip the sharded 1- and 2-process rows")
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (default 30, quick 10)")
+    p.add_argument("--no-size-speed", action="store_true", help="skip the TorchRec tables' size and speed")
     p.add_argument("--large-rows", type=int, default=500_000, help="rows of the synthetic table (0: skip it)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for timing and training (default 1)")
     return p.parse_args(argv)
@@ -108,28 +111,38 @@ def run_sharded(data: Path, nproc: int, epochs: int, threads: int) -> dict | Non
 
 def quality(split, data: Path, quick: bool, distributed: bool, threads: int) -> tuple[list[dict], dict]:
     rows, models = [], {}
-    settings = RecommendTrainSettings(model="mf", threads=threads, epochs=10 if quick else 40)
-    log(f"training the product's MF ({settings.epochs} epochs at most, early stopping)")
+    settings = RecommendTrainSettings(threads=threads, epochs=10 if quick else 40)
+    log(f"training the product's default MF ({settings.objective}, dim {settings.dim}; early stopping)")
     trained = train_recommender(split, settings)
     mf_record = rec_metrics.evaluate(trained.model, split, "test")
-    models["mf"] = trained.model
+    models["mf"], models["mf_settings"] = trained.model, settings
     rows.append(quality_row("popularity (most-popular items)", rec_metrics.evaluate(popularity(split), split, "test"),
                             0.0, mf_record, "the floor: one ranking for every user"))
+    peer_records = {}
     for peer in peers.PEERS:
         grid = peers.GRIDS[peer][:2] if quick else None
         log(f"tuning implicit's {peer.upper()} on validation ({len(grid or peers.GRIDS[peer])} settings)")
         best = peers.tune(split, peer, grid)
         chosen = {k: v for k, v in best["settings"].to_dict().items() if k != "seed"}
-        rows.append(quality_row(f"implicit {peer.upper()}", rec_metrics.evaluate(best["model"], split, "test"),
-                                best["seconds"], mf_record, f"chosen by validation NDCG@10: {chosen}",
+        peer_records[peer] = rec_metrics.evaluate(best["model"], split, "test")
+        rows.append(quality_row(f"implicit {peer.upper()}", peer_records[peer], best["seconds"], mf_record,
+                                f"chosen by validation NDCG@10: {chosen}",
                                 {"val_ndcg_at_10": best["val_ndcg_at_10"], "tried": best["tried"]}))
-    rows.append(quality_row("MF (train.py: BPR, Adam)", mf_record, trained.seconds, mf_record,
+    rows.append(quality_row("MF, product default (train.py: ALS)", mf_record, trained.seconds, mf_record,
                             f"epoch {trained.best_epoch} of {settings.epochs} (stopped: {trained.stopped})",
                             {"settings": settings.to_dict(), "val_ndcg_at_10": trained.val_ndcg_at_10}))
+    bpr = RecommendTrainSettings(loss="bpr", dim=32, threads=threads, epochs=10 if quick else 40)
+    log("training the MF with BPR (the earlier default: dim 32, Adam)")
+    bpr_trained = train_recommender(split, bpr)
+    rows.append(quality_row("MF, BPR (train.py: BPR, Adam, dim 32)", rec_metrics.evaluate(bpr_trained.model, split),
+                            bpr_trained.seconds, mf_record,
+                            f"epoch {bpr_trained.best_epoch} of {bpr.epochs} (stopped: {bpr_trained.stopped})",
+                            {"settings": bpr.to_dict(), "val_ndcg_at_10": bpr_trained.val_ndcg_at_10}))
+    versus_als(rows, mf_record, peer_records.get("als"))
     for precision in ("int8", "int4"):
         twin = torchrec_twin.twin(trained.model, precision)
         rows.append(quality_row(f"MF, TorchRec {precision} twin", rec_metrics.evaluate(twin, split, "test"), None,
-                                mf_record, "row-wise " + precision + " tables (item biases fp16), FBGEMM CPU"))
+                                mf_record, "row-wise " + precision + " tables, FBGEMM CPU"))
     sharded = {}
     if distributed:
         for nproc in (1, 2):
@@ -158,6 +171,48 @@ def quality(split, data: Path, quick: bool, distributed: bool, threads: int) -> 
                       "best_epochs": [sharded[1]["best_epoch"], sharded[2]["best_epoch"]],
                       "seconds": [sharded[1]["seconds"], sharded[2]["seconds"]]}
     return rows, {"models": models, "sharded_comparison": comparison}
+
+
+def versus_als(rows: list[dict], mf_record: dict, als_record: dict | None) -> None:
+    """The product's default MF against implicit's ALS, paired over the same users, NDCG@10 and HR@10."""
+    if als_record is None:
+        return
+    for row in rows:
+        if row["name"].startswith("MF, product default"):
+            for figure in ("ndcg_at_10", "hr_at_10"):
+                paired = paired_mean_difference(mf_record[f"user_{figure}"], als_record[f"user_{figure}"])
+                row[f"{figure}_vs_als"], row[f"{figure}_vs_als_ci95"] = paired["delta"], paired["delta_ci95"]
+
+
+# -- the >= 8x point: the same config the sweep builds (--rec-dims 0.125 --rec-recovery-steps 10 --rec-bits 4) --
+POINT = RecommendPointConfig(embedding_bits=4, dim_prune_ratio=0.125, recovery_steps=10)
+
+
+def compressed_point(split, model, settings, rounds: int) -> dict:
+    """``POINT`` built by the sweep's own code on the default MF: test figures paired with the float model, stored
+    table bytes, and the time to score 100 and 1,000 candidates for one user, float and point interleaved."""
+    log(f"compressing the default MF: {POINT.label()}")
+    point, notes = compress_recommender(model, POINT, split, settings)
+    float_record, point_record = rec_metrics.evaluate(model, split), rec_metrics.evaluate(point, split)
+    paired = paired_mean_difference(point_record["user_ndcg_at_10"], float_record["user_ndcg_at_10"])
+    float_bytes, point_bytes = byte_counts(model)["embedding_bytes"], byte_counts(point)["embedding_bytes"]
+    generator = torch.Generator().manual_seed(0)
+    timing, load = {}, {"loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    with torch.no_grad():
+        for count in (100, 1000):
+            candidates = torch.randint(0, model.n_items, (count,), generator=generator)
+            timing[count] = interleaved_latency({"float32": ScoreCandidates(model, 7), "point": ScoreCandidates(point, 7)},
+                                                {"items": candidates}, "float32", rounds=rounds, runs=5)
+    load["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return {"config": POINT.to_dict(), "label": POINT.label(), "notes": notes,
+            "float": {f: float_record[f] for f in ("ndcg_at_10", "hr_at_10")},
+            "point": {f: point_record[f] for f in ("ndcg_at_10", "hr_at_10")},
+            "point_ci95": {f: point_record[f"{f}_ci95"] for f in ("ndcg_at_10", "hr_at_10")},
+            "ndcg_at_10_diff": paired["delta"], "ndcg_at_10_diff_ci95": paired["delta_ci95"],
+            "float_embedding_bytes": float_bytes, "point_embedding_bytes": point_bytes,
+            "float_over_point": float_bytes / point_bytes, "rounds": rounds, **load,
+            "latency_ms": {str(c): {n: t["ms"] for n, t in v.items()} for c, v in timing.items()},
+            "speedup_vs_float": {str(c): v["point"]["speedup"] for c, v in timing.items()}}
 
 
 # -- size and speed --------------------------------------------------------------------------------------------------
@@ -247,12 +302,26 @@ def print_tables(result: dict) -> None:
     print(f"\nQuality on {split['source']}: {split['users']} users, {split['items']} items, "
           f"{split['train_interactions']:,} training interactions; test items ranked among 100 (HR@10, NDCG@10) "
           "and over the catalogue (Recall@20, NDCG@20); % with 95% intervals over users")
-    print(f"{'row':<40} {'HR@10':>20} {'NDCG@10':>20} {'Recall@20':>20} {'NDCG@20':>20} {'NDCG@10 - MF':>20}  fit s")
+    print(f"{'row':<40} {'HR@10':>20} {'NDCG@10':>20} {'Recall@20':>20} {'NDCG@20':>20} {'NDCG@10 - default':>20}  fit s")
     for row in result["quality"]:
         delta = _pct(row.get("ndcg_at_10_vs_mf"), row.get("ndcg_at_10_vs_mf_ci95"))
         seconds = f"{row['seconds']:.1f}" if row.get("seconds") is not None else "–"
         print(f"{row['name']:<40} " + " ".join(f"{_pct(row[f], row[f + '_ci95']):>20}" for f in FIGURES)
               + f" {delta:>20}  {seconds}")
+    for row in result["quality"]:
+        if row.get("ndcg_at_10_vs_als") is not None:
+            print(f"{row['name']} - implicit ALS, paired: NDCG@10 "
+                  f"{_pct(row['ndcg_at_10_vs_als'], row['ndcg_at_10_vs_als_ci95'])}, HR@10 "
+                  f"{_pct(row['hr_at_10_vs_als'], row['hr_at_10_vs_als_ci95'])} points")
+    point = result.get("point")
+    if point:
+        print(f"\n{point['label']}: NDCG@10 {_pct(point['point']['ndcg_at_10'], point['point_ci95']['ndcg_at_10'])} "
+              f"vs float {100 * point['float']['ndcg_at_10']:.1f}, paired {_pct(point['ndcg_at_10_diff'], point['ndcg_at_10_diff_ci95'])} "
+              f"points; tables {point['point_embedding_bytes']:,} vs {point['float_embedding_bytes']:,} bytes "
+              f"({point['float_over_point']:.2f}x smaller); load {point['loadavg_before']} -> {point['loadavg_after']}")
+        for count, times in point["latency_ms"].items():
+            print(f"  score {count} candidates, ms median [p25, p75]: " + ", ".join(
+                f"{n} {t['median']:.3f} [{t['p25']:.3f}, {t['p75']:.3f}]" for n, t in times.items()))
     comparison = result.get("sharded_comparison")
     if comparison:
         print(f"\nSharded MF, validation NDCG@10: 1 process {_pct(comparison['val_ndcg_at_10_1proc'], comparison['val_ndcg_at_10_1proc_ci95'])}"
@@ -293,9 +362,12 @@ def main(argv=None) -> int:
     result["quality"] = rows
     result["sharded_comparison"] = extra["sharded_comparison"]
     rounds = args.rounds or (10 if args.quick else 30)
-    log("timing the MF's tables: nn.Embedding, TorchRec float, int8, int4")
-    result["size_speed"] = [size_and_speed(extra["models"]["mf"], rounds, "the trained MF on MovieLens")]
-    if args.large_rows:
+    result["point"] = compressed_point(split, extra["models"]["mf"], extra["models"]["mf_settings"], rounds)
+    result["size_speed"] = []
+    if not args.no_size_speed:
+        log("timing the MF's tables: nn.Embedding, TorchRec float, int8, int4")
+        result["size_speed"].append(size_and_speed(extra["models"]["mf"], rounds, "the trained MF on MovieLens"))
+    if args.large_rows and not args.no_size_speed:
         log(f"timing a synthetic MF with {args.large_rows:,} items x 64")
         torch.manual_seed(0)
         large = MatrixFactorization(1000, args.large_rows, dim=64).eval()

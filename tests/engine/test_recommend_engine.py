@@ -31,7 +31,7 @@ from gemini_core.kinds.recommend.train import RecommendTrainSettings, train_reco
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = RecommendMeasureSettings(repeats=3, warmup=1, batch_users=4)
-TRAIN = RecommendTrainSettings(model="mf", dim=8, epochs=12, patience=0, lr=0.05)
+TRAIN = RecommendTrainSettings(model="mf", loss="bpr", dim=8, epochs=12, patience=0, lr=0.05)  # with item biases
 TOWERS = RecommendTrainSettings(model="two-tower", dim=8, hidden=16, epochs=6, patience=0, lr=0.02)
 
 

@@ -193,6 +193,8 @@ def train_sharded(split: RankingSplit, settings: RecommendTrainSettings, shardin
                   optimizer: str = "adagrad", lr: float | None = None, log=print) -> dict | None:
     """Train ``settings.model`` on ``split`` inside the process group; rank 0 returns the record (best epoch's
     validation NDCG@10 with its interval, the test figures, the per-epoch history), the others None."""
+    # sharded tables are stepped by FBGEMM's fused optimizers inside the backward: a gradient loss, never ALS
+    settings = settings.for_steps()
     rank, world = dist_info()
     if settings.batch_size % world:
         raise ConfigError(f"the global batch ({settings.batch_size}) must divide into {world} equal slices")
@@ -342,10 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     init_worker("cpu")
     try:
         split = load_split(args.data, demo_users=args.demo_users)
-        # sharded tables are stepped by FBGEMM's fused optimizers: a gradient loss (BPR), never the ALS solves
         settings = RecommendTrainSettings(model=args.model, loss="bpr", dim=args.dim, hidden=args.hidden,
-                                          epochs=args.epochs,
-                                          patience=args.patience, batch_size=args.batch_size, negatives=args.negatives,
+                                          epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                                          negatives=args.negatives,
                                           l2=args.l2, seed=args.seed, max_steps=args.max_steps)
         record = train_sharded(split, settings, args.sharding, args.optimizer, args.lr,
                                log=lambda line: print(line, flush=True))
