@@ -11,10 +11,14 @@ FBGEMM, implicit: requirements-recommend.txt) and launches torchrun for the shar
    whole catalogue, each with a 95% bootstrap interval over users, and each row's NDCG@10 paired with the
    product's MF row on the same users (the difference and its interval). Rows: most-popular items (the floor
    any model must clear), implicit's ALS and BPR (their settings picked by validation NDCG@10 from a small
-   grid), the product's MF (``train.py``: BPR loss, Adam, early stopping), its TorchRec int8 and int4 twins,
+   grid), the product's default MF (``train.py``: ALS, early stopping; paired with implicit's ALS on NDCG@10
+   and HR@10), the MF trained by BPR (the earlier default), the default's TorchRec int8 and int4 twins,
    and MF trained sharded over 1 and over 2 gloo processes (``kinds.recommend.distributed``: Adagrad fused
    into FBGEMM's CPU kernel; the 2-process run is also paired with the 1-process one on validation).
-2. Size and speed of the MF's tables: plain ``nn.Embedding``, TorchRec's float ``EmbeddingBagCollection`` and
+2. The >= 8x point (``POINT``, the config the sweep builds for ``--rec-dims 0.125 --rec-recovery-steps 10
+   --rec-bits 4``) on the default MF: test NDCG@10 paired with the float model, table bytes, and the time to
+   score 100 and 1,000 candidates, float and point interleaved.
+3. Size and speed of the MF's tables (skipped with ``--no-size-speed``): plain ``nn.Embedding``, TorchRec's float ``EmbeddingBagCollection`` and
    its int8 / int4 row-wise quantized twins (FBGEMM's CPU kernels): stored bytes, and per round (every variant
    once per round, in a rotated order, so a busy machine slows all of them alike) the time to score 1,000
    candidates for one user, to look up 4,096 item rows through the model's module for the table, and the
