@@ -188,9 +188,22 @@ def test_point_configs_are_checked_named_and_stored():
     for bad, match in (({"embedding_bits": 6}, "embedding bits 6"), ({"hot_share": 0.2}, "choose 4 or 2"),
                        ({"row_prune_ratio": 0.99}, "row prune ratio"), ({"qr_divisor": 1}, "at least 2"),
                        ({"rank": 4, "qr_divisor": 4}, "one of them"), ({"rank": True}, "whole number"),
+                       ({"hot_share": "0.1"}, "hot share '0.1' is not a number"),
+                       ({"recovery_steps": 10 ** 6}, r"recovery steps 1000000 is outside \[0, 100000\]"),
                        ({"nope": 1}, "unknown recommender point setting")):
         with pytest.raises(ConfigError, match=match):
             RecommendPointConfig.from_dict(bad)
+    assert RecommendPointConfig(embedding_bits=4.0).embedding_bits == 4  # a whole float is taken as the number
+
+
+def test_measure_settings_are_checked_by_their_annotations():
+    assert RecommendMeasureSettings(repeats=5.0).repeats == 5
+    for bad, match in (({"repeats": 0}, "measurement repeats 0 must be a whole number of at least 1"),
+                       ({"full_ranking": 1}, "full ranking must be true or false"),
+                       ({"warmup": True}, "measurement warmup True must be a whole number"),
+                       ({"batch_users": 2.5}, "whole number")):
+        with pytest.raises(ConfigError, match=match):
+            RecommendMeasureSettings(**bad)
 
 
 def test_the_grid_puts_the_reference_first_and_gives_every_structure_one_budget():

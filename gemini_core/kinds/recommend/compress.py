@@ -44,11 +44,13 @@ import copy
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch_pruning as tp
+from pydantic import Field
 from torch import nn
 
 from gemini_core.errors import ConfigError
@@ -64,6 +66,7 @@ from gemini_core.kinds.recommend.tables import (
     Table,
 )
 from gemini_core.kinds.recommend.train import RecommendTrainSettings, fit
+from gemini_core.settings import Number, OneOf, Whole, settings
 from gemini_core.techniques.methods import PRUNE_METHODS
 from gemini_core.training.loop import reproducible
 
@@ -76,51 +79,33 @@ QR_FIT_ROUNDS = 10
 
 
 # -- the point ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@settings
 class RecommendPointConfig:
-    """One compression point of a recommender; every field at its default is the uncompressed reference."""
+    """One compression point of a recommender; every field at its default is the uncompressed reference. Types
+    and bounds are the fields' annotations; the rules between fields are in ``__post_init__``."""
 
-    embedding_bits: int = 32  # 32 (float) or 8, 4, 2: row-wise codes
-    hot_share: float = 0.0  # > 0: this share of each table's rows (most interactions) at 8 bits, the rest fewer
-    row_prune_ratio: float = 0.0  # share of the rarest users / items sharing one fallback row per table
-    dim_prune_ratio: float = 0.0  # share of embedding dimensions dropped (least energy first)
-    rank: int = 0  # > 0: each table factored as A (ids x rank) . B (rank x dim)
-    qr_divisor: int = 0  # >= 2: quotient-remainder tables of ceil(n / m) and m rows
-    tower_prune_ratio: float = 0.0  # share of the towers' hidden units removed (two-tower models)
-    recovery_steps: int = 0  # BPR fine-tuning steps after the structural changes (before quantization)
+    embedding_bits: Annotated[Whole, OneOf(BITS, says="embedding bits {value}: choose from "
+                                           + ", ".join(map(str, BITS)))] = 32  # 32 (float) or 8, 4, 2: row-wise
+    # > 0: this share of each table's rows (most interactions) at 8 bits, the rest fewer
+    hot_share: Annotated[Number, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    # share of the rarest users / items sharing one fallback row per table
+    row_prune_ratio: Annotated[Number, Field(ge=0, le=MAX_ROW_PRUNE, allow_inf_nan=False)] = 0.0
+    # share of embedding dimensions dropped (least energy first)
+    dim_prune_ratio: Annotated[Number, Field(ge=0, le=MAX_DIM_PRUNE, allow_inf_nan=False)] = 0.0
+    rank: Annotated[Whole, Field(ge=0)] = 0  # > 0: each table factored as A (ids x rank) . B (rank x dim)
+    # >= 2: quotient-remainder tables of ceil(n / m) and m rows (0: off)
+    qr_divisor: Annotated[Whole, Field(ge=0, title="quotient-remainder divisor")] = 0
+    # share of the towers' hidden units removed (two-tower models)
+    tower_prune_ratio: Annotated[Number, Field(ge=0, le=MAX_TOWER_PRUNE, allow_inf_nan=False)] = 0.0
+    # fine-tuning steps after the structural changes (before quantization)
+    recovery_steps: Annotated[Whole, Field(ge=0, le=MAX_RECOVERY_STEPS)] = 0
 
     def __post_init__(self) -> None:
-        for name in ("embedding_bits", "rank", "qr_divisor", "recovery_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                else:
-                    raise ConfigError(f"{name.replace('_', ' ')} {value!r} must be a whole number")
-            object.__setattr__(self, name, int(value))
-        for name in ("hot_share", "row_prune_ratio", "dim_prune_ratio", "tower_prune_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(float(value)):
-                raise ConfigError(f"{name.replace('_', ' ')} {value!r} must be a number")
-            object.__setattr__(self, name, float(value))
-        if self.embedding_bits not in BITS:
-            raise ConfigError(f"embedding bits {self.embedding_bits}: choose from {', '.join(map(str, BITS))}")
-        if not 0.0 <= self.hot_share < 1.0:
-            raise ConfigError(f"hot share {self.hot_share:g} must be in [0, 1)")
         if self.hot_share and self.embedding_bits >= HOT_BITS:
             raise ConfigError(f"mixed precision keeps the hot rows at {HOT_BITS} bits and the rest at fewer: "
                               f"choose 4 or 2 embedding bits with a hot share, not {self.embedding_bits}")
-        for name, top in (("row_prune_ratio", MAX_ROW_PRUNE), ("dim_prune_ratio", MAX_DIM_PRUNE),
-                          ("tower_prune_ratio", MAX_TOWER_PRUNE)):
-            if not 0.0 <= getattr(self, name) <= top:
-                raise ConfigError(f"{name.replace('_', ' ')} {getattr(self, name):g} must be in [0, {top:g}]")
-        if self.rank < 0:
-            raise ConfigError(f"rank {self.rank} must be at least 1 (0: no low-rank factoring)")
-        if self.qr_divisor == 1 or self.qr_divisor < 0:
+        if self.qr_divisor == 1:
             raise ConfigError(f"quotient-remainder divisor {self.qr_divisor} must be at least 2 (0: off)")
-        if not 0 <= self.recovery_steps <= MAX_RECOVERY_STEPS:
-            raise ConfigError(f"recovery steps {self.recovery_steps} must be in [0, {MAX_RECOVERY_STEPS:,}]")
         layouts = [n for n, on in (("rare-row pruning", self.row_prune_ratio > 0), ("low rank", self.rank > 0),
                                    ("quotient-remainder", self.qr_divisor > 0)) if on]
         if len(layouts) > 1:
@@ -164,8 +149,7 @@ class RecommendPointConfig:
     def from_dict(cls, data: dict) -> "RecommendPointConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"a recommender point config is an object, not {type(data).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"unknown recommender point setting(s): {', '.join(unknown)}")
         return cls(**data)

@@ -24,9 +24,11 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field, StrictBool
 from torch import nn
 
 from gemini_core.device import device_info
@@ -36,6 +38,7 @@ from gemini_core.kinds.recommend.data import RankingSplit
 from gemini_core.kinds.recommend.models import Recommender
 from gemini_core.kinds.recommend.stored import byte_counts, serialize
 from gemini_core.measure import measure_memory
+from gemini_core.settings import Whole, settings
 
 KIND = "recommend"
 QUALITY_METRIC = metrics.QUALITY_METRIC
@@ -44,26 +47,18 @@ TIMED = 1000  # the candidate count ``latency_ms_*`` reports
 SIZE_WRITTEN = "model.safetensors: packed row-wise codes with float16 scales and offsets, float32 dense layers"
 
 
-@dataclass(frozen=True)
+@settings
 class RecommendMeasureSettings:
     """How a point's speed is measured (quality always uses the whole test split)."""
 
     # timing dominates a point's measurement (a dequantizing lookup of 16 x 1,000 rows costs tens of ms on 2 busy
     # cores): 20 calls after 3 warm-up calls keep a point to a few seconds on the demo
-    repeats: int = 20
-    warmup: int = 3
-    batch_users: int = 16  # users scored together for the throughput figure (16 x 1,000 candidate rows)
-    full_ranking: bool = True  # Recall@20 / NDCG@20 over the whole catalogue too
-    seed: int = 0  # which users and candidates are timed
-
-    def __post_init__(self) -> None:
-        for name in ("repeats", "warmup", "batch_users", "seed"):
-            value, least = getattr(self, name), 0 if name in ("warmup", "seed") else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigError(f"measurement {name.replace('_', ' ')} {value!r} must be a whole number of at "
-                                  f"least {least}")
-        if not isinstance(self.full_ranking, bool):
-            raise ConfigError(f"full_ranking must be true or false, not {self.full_ranking!r}")
+    repeats: Annotated[Whole, Field(ge=1, title="measurement repeats")] = 20
+    warmup: Annotated[Whole, Field(ge=0, title="measurement warmup")] = 3
+    # users scored together for the throughput figure (16 x 1,000 candidate rows)
+    batch_users: Annotated[Whole, Field(ge=1, title="measurement batch users")] = 16
+    full_ranking: StrictBool = True  # Recall@20 / NDCG@20 over the whole catalogue too
+    seed: Annotated[Whole, Field(ge=0, title="measurement seed")] = 0  # which users and candidates are timed
 
     def to_dict(self) -> dict:
         return asdict(self)
