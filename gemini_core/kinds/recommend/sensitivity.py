@@ -14,38 +14,37 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.baseline import get_recommend_baseline
 from gemini_core.kinds.recommend.scenario import RecommendScenario
 from gemini_core.kinds.recommend.stored import TABLES, byte_counts
-from gemini_core.kinds.recommend.sweep import train_settings_from
+from gemini_core.kinds.recommend.sweep import read_train_settings
 from gemini_core.kinds.recommend.tables import QuantRows, Table
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.results.sensitivity import SensitivityProfile, most_sensitive
 from gemini_core.results.store import Store
+from gemini_core.settings import Items, Whole, settings
 
 DESCRIPTIVE = ("quality", "method", "ratios", "rows", "keep_high_precision")
 
 
-@dataclass(frozen=True)
+@settings
 class RecommendSensitivityParams:
-    bits: tuple = (8, 4, 2)
-    train: RecommendTrainSettings = RecommendTrainSettings()  # the baseline analysed
-    keep: int = 1  # how many of the most sensitive tables to name for higher precision
+    bits: Annotated[Items[Whole], Field(min_length=1)] = (8, 4, 2)  # each table quantized alone at each
+    # the baseline analysed
+    train: Annotated[RecommendTrainSettings, BeforeValidator(read_train_settings)] = RecommendTrainSettings()
+    keep: Annotated[Whole, Field(ge=1)] = 1  # how many of the most sensitive tables to name for higher precision
 
     def __post_init__(self) -> None:
-        bits = tuple(dict.fromkeys(int(b) for b in self.bits))
-        if not bits or any(b not in (8, 4, 2) for b in bits):
+        if any(b not in (8, 4, 2) for b in self.bits):
             raise ConfigError(f"recommender sensitivity bits {list(self.bits)}: choose from 8, 4, 2")
-        object.__setattr__(self, "bits", tuple(sorted(bits, reverse=True)))
-        if isinstance(self.train, dict):
-            object.__setattr__(self, "train", train_settings_from(self.train))
-        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 1:
-            raise ConfigError(f"keep {self.keep!r} must be a whole number of at least 1")
+        object.__setattr__(self, "bits", tuple(sorted(self.bits, reverse=True)))
 
     def to_dict(self) -> dict:
         return {"bits": list(self.bits), "train": self.train.to_dict(), "keep": self.keep, "quality": "ndcg@10",
@@ -57,7 +56,7 @@ class RecommendSensitivityParams:
         extra = set(data) - names - set(DESCRIPTIVE)
         if extra:
             raise ConfigError(f"unknown recommender sensitivity setting(s): {', '.join(sorted(extra))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def analysis_id(baseline_key: str, params: RecommendSensitivityParams) -> str:

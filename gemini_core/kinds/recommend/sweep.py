@@ -23,8 +23,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
+from typing import Annotated
 
 import torch
+from pydantic import BeforeValidator, Field
 
 from gemini_core.config import parse_list
 from gemini_core.errors import Cancelled, ConfigError, GeminiError
@@ -37,6 +39,7 @@ from gemini_core.kinds.recommend.stored import layout, weights_sha256
 from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressEvent
+from gemini_core.settings import Items, Number, Whole, settings
 
 KIND = "recommend"
 QUALITY_METRIC = metrics.QUALITY_METRIC
@@ -57,35 +60,36 @@ class RecommendUnit:
     configs: tuple
 
 
-@dataclass(frozen=True)
+def read_train_settings(value):
+    """A stored grid's training settings dict read as RecommendTrainSettings (unknown keys named)."""
+    return train_settings_from(value) if isinstance(value, dict) else value
+
+
+def _read_measure(value):
+    return RecommendMeasureSettings.from_dict(value) if isinstance(value, dict) else value
+
+
+@settings
 class RecommendSweepSpec:
-    bits: tuple = (32, 8, 4)  # quantization variants of every structure (32: float)
-    hot_shares: tuple = ()  # mixed precision: this share of rows at 8 bits, the rest at each bits below 8
-    row_prune_ratios: tuple = ()
-    dim_prune_ratios: tuple = ()
-    ranks: tuple = ()
-    qr_divisors: tuple = ()
-    tower_prune_ratios: tuple = ()
-    recovery_steps: int = DEFAULT_RECOVERY_STEPS  # the one budget of every structural point and the control
-    train: RecommendTrainSettings = RecommendTrainSettings()  # the baseline the points compress
-    measure: RecommendMeasureSettings = RecommendMeasureSettings()
+    """The grid's axes (a value or a list, repeats dropped, order kept); each value is checked as the points are
+    made, by RecommendPointConfig's own rules."""
+
+    bits: Items[Whole] = (32, 8, 4)  # quantization variants of every structure (32: float)
+    hot_shares: Items[Number] = ()  # mixed precision: this share of rows at 8 bits, the rest at each bits below 8
+    row_prune_ratios: Items[Number] = ()
+    dim_prune_ratios: Items[Number] = ()
+    ranks: Items[Whole] = ()
+    qr_divisors: Items[Whole] = ()
+    tower_prune_ratios: Items[Number] = ()
+    # the one budget of every structural point and the control
+    recovery_steps: Annotated[Whole, Field(ge=0)] = DEFAULT_RECOVERY_STEPS
+    # the baseline the points compress
+    train: Annotated[RecommendTrainSettings, BeforeValidator(read_train_settings)] = RecommendTrainSettings()
+    measure: Annotated[RecommendMeasureSettings, BeforeValidator(_read_measure)] = RecommendMeasureSettings()
 
     def __post_init__(self) -> None:
-        for name in _LISTS:
-            value = getattr(self, name)
-            value = (value,) if isinstance(value, (str, int, float)) else tuple(value or ())
-            object.__setattr__(self, name, tuple(dict.fromkeys(value)))
         if 32 not in self.bits:  # the float variant of every structure is always measured
             object.__setattr__(self, "bits", (32, *self.bits))
-        if isinstance(self.train, dict):
-            object.__setattr__(self, "train", train_settings_from(self.train))
-        if isinstance(self.measure, dict):
-            object.__setattr__(self, "measure", RecommendMeasureSettings.from_dict(self.measure))
-        if not isinstance(self.train, RecommendTrainSettings) or not isinstance(self.measure, RecommendMeasureSettings):
-            raise ConfigError("a recommender sweep's train and measure settings are objects of their fields")
-        steps = self.recovery_steps
-        if isinstance(steps, bool) or not isinstance(steps, int):
-            raise ConfigError(f"recovery steps {steps!r} must be a whole number")
         for bits in self.bits:
             RecommendPointConfig(embedding_bits=bits)
         for share in self.hot_shares:
@@ -150,11 +154,7 @@ class RecommendSweepSpec:
         unknown = sorted(set(data) - names - {"kind"})
         if unknown:
             raise ConfigError(f"unknown recommender sweep setting(s): {', '.join(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"the recommender sweep settings are not valid: {exc}") from None
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     @classmethod
     def from_strings(cls, bits="32,8,4", hot_shares="", row_prune_ratios="", dim_prune_ratios="", ranks="",
