@@ -16,7 +16,7 @@ from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.results.pareto import finite
 from ui.state import check_typed_path
 
-RAY_TASK = "not written for recommenders yet (their sweeps run in this process; choose local)"
+RAY_TASK = "one task per structure (its quantized variants stream back as measured)"
 PROFILE_FIGURES = ("quantization",)  # one embedding table quantized at a time: no pruning groups, no layer timing
 SENSITIVITY_INTRO = ("Which embedding table to keep at higher precision: the user table and the item table are "
                      "each quantized alone, row-wise, and NDCG@10 is measured on the validation users (the test "

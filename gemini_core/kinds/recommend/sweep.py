@@ -29,7 +29,7 @@ import torch
 from pydantic import BeforeValidator, Field
 
 from gemini_core.config import parse_list
-from gemini_core.errors import Cancelled, ConfigError, GeminiError
+from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.baseline import RecommendBaseline, get_recommend_baseline
 from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
@@ -204,10 +204,14 @@ def check_spec(spec: RecommendSweepSpec, scenario: RecommendScenario) -> None:
                               "ids: nothing would be shared")
 
 
-def point_key(config: RecommendPointConfig, measure: RecommendMeasureSettings) -> str:
-    """A stored point's key under its baseline: the config, how it was measured, and the thread count."""
-    blob = json.dumps({"recommend": config.key(), "format": POINT_FORMAT, "measure": measure.to_dict(),
-                       "threads": torch.get_num_threads()}, sort_keys=True)
+def point_key(config: RecommendPointConfig, measure: RecommendMeasureSettings, where: str = "local") -> str:
+    """A stored point's key under its baseline: the config, how it was measured, the thread count, and where
+    (``ray:cpu`` for a Ray worker's CPU share: its timings are not this process's, so neither reuses the other's)."""
+    content = {"recommend": config.key(), "format": POINT_FORMAT, "measure": measure.to_dict(),
+               "threads": torch.get_num_threads()}
+    if where != "local":
+        content["where"] = where
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -232,6 +236,45 @@ def point_record(model, config: RecommendPointConfig, split, measure: RecommendM
     return record
 
 
+def unit_records(baseline_model, split, spec: RecommendSweepSpec, unit: RecommendUnit, skip, should_stop=None,
+                 progress: Callable[[str], None] | None = None, scenario_name: str = "recommend") -> Iterator[dict]:
+    """One unit's records: its structure built and recovered once, each variant quantized and measured (in this
+    process, or in a Ray task: the same code)."""
+    todo = [c for c in unit.configs if c.key() not in skip]
+    if not todo:
+        return
+    started = time.perf_counter()
+    if progress is not None:
+        progress(f"building {unit.structure.label()}")
+    try:
+        structured, notes = build_structure(baseline_model, unit.structure, split, spec.train, should_stop)
+    except Cancelled:  # stopped while recovering: these points stay unmeasured, a re-run measures them
+        return
+    except Exception as exc:  # a structure that cannot be built fails its points, not the sweep
+        for config in todo:
+            yield failed_record(config, exc)
+        return
+    build_seconds = time.perf_counter() - started
+    for config in todo:
+        if should_stop is not None and should_stop():
+            return
+        if progress is not None:
+            progress(f"measuring {config.label()}")
+        t0 = time.perf_counter()
+        try:
+            model = quantize_model(structured, config, split)
+            record = point_record(model, config, split, spec.measure, should_stop)
+        except Cancelled:
+            return
+        except Exception as exc:
+            yield failed_record(config, exc)
+            continue
+        record.update({"structure_notes": notes, "build_seconds": round(build_seconds, 3),
+                       "seconds": round(time.perf_counter() - t0, 3), "model": spec.train.model,
+                       "scenario": scenario_name, "measured_at": time.time()})
+        yield record
+
+
 class RecommendSweep:
     """A recommender sweep's side of ``workflows.sweep.run_sweep``: a unit is one structure and its variants."""
 
@@ -239,9 +282,7 @@ class RecommendSweep:
                  progress: Callable[[str], None] | None = None, baseline: RecommendBaseline | None = None):
         if not isinstance(spec, RecommendSweepSpec):
             spec = RecommendSweepSpec.from_dict(dict(spec))
-        if remote is not None:
-            raise GeminiError("recommender sweeps run in this process (--executor local); Ray units are not "
-                              "written for this kind yet")
+        self.remote = remote
         self.scenario, self.spec, self.progress = scenario, spec, progress
         check_spec(spec, scenario)
         self.split = scenario.split
@@ -264,49 +305,21 @@ class RecommendSweep:
         return self.spec.units()
 
     def point_key(self, config: RecommendPointConfig) -> str:
-        return point_key(config, self.spec.measure)
+        return point_key(config, self.spec.measure, "local" if self.remote is None else "ray:cpu")
 
     def config_of(self, record: dict) -> RecommendPointConfig:
         return RecommendPointConfig.from_dict(record["config"])
 
     def run_unit(self, unit: RecommendUnit, skip, should_stop) -> Iterator[dict]:
-        todo = [c for c in unit.configs if c.key() not in skip]
-        if not todo:
-            return
-        started = time.perf_counter()
-        if self.progress is not None:
-            self.progress(f"building {unit.structure.label()}")
-        try:
-            structured, notes = build_structure(self.baseline.model, unit.structure, self.split, self.spec.train,
-                                                should_stop)
-        except Cancelled:  # stopped while recovering: these points stay unmeasured, a re-run measures them
-            return
-        except Exception as exc:  # a structure that cannot be built fails its points, not the sweep
-            for config in todo:
-                yield failed_record(config, exc)
-            return
-        build_seconds = time.perf_counter() - started
-        for config in todo:
-            if should_stop is not None and should_stop():
-                return
-            if self.progress is not None:
-                self.progress(f"measuring {config.label()}")
-            t0 = time.perf_counter()
-            try:
-                model = quantize_model(structured, config, self.split)
-                record = point_record(model, config, self.split, self.spec.measure, should_stop)
-            except Cancelled:
-                return
-            except Exception as exc:
-                yield failed_record(config, exc)
-                continue
-            record.update({"structure_notes": notes, "build_seconds": round(build_seconds, 3),
-                           "seconds": round(time.perf_counter() - t0, 3), "model": self.spec.train.model,
-                           "scenario": self.scenario.name, "measured_at": time.time()})
-            yield record
+        yield from unit_records(self.baseline.model, self.split, self.spec, unit, skip, should_stop,
+                                self.progress, self.scenario.name)
 
     def run_remote(self, plans, should_stop) -> Iterator[dict]:
-        raise GeminiError("recommender sweeps run in this process (--executor local)")
+        """The units as Ray tasks (``kinds/recommend/ray.py``), each record as it arrives."""
+        from gemini_core.kinds.recommend.ray import run_recommend_units
+
+        yield from run_recommend_units(self.remote, self.baseline.model, self.scenario, self.spec, plans,
+                                       should_stop)
 
     def reference(self) -> dict:
         """The uncompressed model's evaluation (deterministic: the stored reference point holds the same
@@ -323,4 +336,4 @@ class RecommendSweep:
 
 
 __all__ = ["BITS", "RecommendSweep", "RecommendSweepSpec", "RecommendUnit", "check_spec", "point_key",
-           "point_record"]
+           "point_record", "unit_records"]
