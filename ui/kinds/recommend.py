@@ -69,7 +69,8 @@ def demo_caption(model: dict) -> str:
     return (f"Recommender demo grid: {spec.n_points()} points on {model['scenario']}: float32, int8 and int4 rows "
             f"(each row its own scale and offset), the 20% most active rows at {HOT_BITS} bits with the rest at 4, "
             f"half of the rarest users and items sharing a fallback row, quotient-remainder tables (m = 4), every "
-            f"structural change recovered with {DEMO_GRID['rec_steps']} BPR steps. About "
+            f"structural change recovered with {DEMO_GRID['rec_steps']} steps (BPR: these layouts share or "
+            f"factor rows, which ALS cannot solve for). About "
             f"{spec.estimate_seconds():.0f} s on the SYNTHETIC demo on 2 busy cores (estimate).")
 
 
@@ -89,7 +90,8 @@ def sweep_form() -> tuple[RecommendSweepSpec | None, str | None]:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, list(value) if isinstance(value, list) else value)
     st.caption("Each point compresses the embedding tables (one row per user or item) and, for two-tower models, "
-               "the towers; every structural change is recovered with the same number of BPR steps, and the "
+               "the towers; every structural change is recovered with the same number of steps (ALS half-steps "
+               "where an ALS model keeps a float row per id, BPR steps otherwise), and the "
                "uncompressed model fine-tuned on that budget is measured too (the control).")
     c = st.columns(4)
     c[0].selectbox("Model", MODELS, key="rec_model", help="trained first (or loaded from its cache): mf = matrix "

@@ -37,8 +37,9 @@ GRID = {
     "--rec-tower": ("tower_prune_ratios", "", "recommend: share of the towers' hidden units pruned with "
                     "torch-pruning (two-tower models)"),
     "--rec-recovery-steps": ("recovery_steps", str(DEFAULT_RECOVERY_STEPS),
-                             "recommend: BPR fine-tuning steps of every point whose structure changed (and of the "
-                             "uncompressed control); 0: none"),
+                             "recommend: recovery steps of every point whose structure changed (and of the "
+                             "uncompressed control): ALS half-steps where an ALS model keeps a float row per id, "
+                             "else BPR steps; 0: none"),
 }
 MODEL_FLAGS = {"--rec-model": ("model", str, f"recommend: the model trained first: {', '.join(MODELS)}"),
                "--rec-dim": ("dim", int, "recommend: embedding width"),
