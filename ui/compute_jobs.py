@@ -66,6 +66,8 @@ class _BaselineMixin:
                                 f"/{event['total_steps']}, loss {event['loss']:.3f}")
             elif event.get("event") == "cached":
                 self.message = "baseline loaded from the cache"
+            elif event.get("event") in ("shipped", "message") and event.get("message"):
+                self.message = event["message"]
 
         try:
             baseline = get_baseline(scenario, settings, progress=progress, retrain=getattr(self, "retrain", False),

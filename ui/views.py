@@ -173,7 +173,9 @@ def baseline_card(reference: dict | None, baseline: dict | None) -> None:
         st.caption(f"baseline {baseline.get('baseline_key')} · {baseline.get('train')} train / "
                    f"{baseline.get('val')} val / {baseline.get('test')} test examples · "
                    f"classes: {', '.join(map(str, baseline.get('classes', [])[:12]))}"
-                   + (" · loaded from cache" if baseline.get("cached") else " · trained now")
+                   + (" · shipped with gemini (checksum, recipe and accuracy verified)"
+                      if baseline.get("origin") == "shipped"
+                      else " · loaded from cache" if baseline.get("cached") else " · trained now")
                    + f" · measured on {reference.get('device')}"
                    + (f" · accuracy 95% interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}% (n={n})" if ci and n else "")
                    + (f" · kept epoch {baseline['chosen_epoch']['epoch']} of {baseline['chosen_epoch']['epochs_run']}"

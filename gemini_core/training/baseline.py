@@ -44,9 +44,12 @@ class Baseline:
     summary: dict | None = None  # adaptive: what training did (rollbacks, params and MACs before / after, time)
     # 1 where the baseline classifies the test example right, in test order: points pair against it.
     test_correct: list[int] | None = None
+    # "trained" here (now or earlier), or "shipped": the verified copy the product ships (training/shipped.py).
+    origin: str = "trained"
 
     def describe(self) -> dict:
         info = {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
+                "origin": self.origin,
                 "train_settings": self.settings.to_dict(), "path": str(self.path),
                 **self.scenario.describe()}
         if self.test_correct is not None:
@@ -94,8 +97,13 @@ def baseline_key(scenario: Scenario, settings: TrainSettings, device=None) -> st
     accelerator = _accelerator_name(device)
     if accelerator:  # CPU keys stay as they were, so existing CPU caches remain valid
         content["accelerator"] = accelerator
+    return key_of_content(scenario.name, content)
+
+
+def key_of_content(scenario_name: str, content: dict) -> str:
+    """The cache key of a baseline from what changes its weights (``baseline_key``'s content)."""
     blob = json.dumps(content, sort_keys=True)
-    return f"{scenario.name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    return f"{scenario_name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def get_baseline(
@@ -116,6 +124,12 @@ def get_baseline(
         model = scenario.build_model()
     if weights.exists() and meta_path.exists() and not retrain:
         return _load_cached(scenario, model, key, settings, folder, progress)
+    if not retrain:
+        shipped = _install_shipped(scenario, model, key, settings, folder, progress)
+        if shipped is not None:
+            return shipped
+        with reproducible(settings.seed, settings.threads):  # a refused shipped file may have filled part of it
+            model = scenario.build_model()
 
     history = train_model(model, scenario, settings, progress=progress, device=device, should_stop=should_stop)
     if should_stop is not None and should_stop():
@@ -140,6 +154,36 @@ def get_baseline(
     return Baseline(scenario, model, key, settings, history, test_acc, False, folder, test_correct=test_correct)
 
 
+def _install_shipped(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline | None:
+    """The baseline the product ships for ``key`` (``shipped.py``: checked before use), copied into this home's
+    cache; None when none is shipped, or when it fails a check (the reason is reported, and it is trained)."""
+    from gemini_core.errors import GeminiError
+    from gemini_core.training.shipped import WEIGHTS_FILE, load_shipped, shipped_folder
+
+    source = shipped_folder(key)
+    if source is None:
+        return None
+    notify(progress, "message", "checking the baseline shipped with gemini (checksum, recipe, accuracy)")
+    try:
+        recipe = load_shipped(source, scenario, settings, key, model)
+    except (GeminiError, OSError) as exc:
+        notify(progress, "message", f"the shipped baseline was not used ({exc}); training it instead",
+               shipped_refused=str(exc))
+        return None
+    with staging_folder(folder) as tmp:
+        (tmp / "model.safetensors").write_bytes((source / WEIGHTS_FILE).read_bytes())
+        (tmp / "meta.json").write_text(json.dumps({
+            "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
+            "history": recipe["history"], "test_accuracy": recipe["test_accuracy"], "data": scenario.describe(),
+            "test_correct": "".join(map(str, recipe["test_correct"])), "origin": "shipped",
+        }, indent=1))
+        publish_folder(tmp, folder, replace=False)
+    notify(progress, "shipped", "baseline shipped with gemini: checksum, recipe and test accuracy verified",
+           baseline_key=key)
+    return Baseline(scenario, model, key, settings, recipe["history"], recipe["test_accuracy"], True, folder,
+                    test_correct=recipe["test_correct"], origin="shipped")
+
+
 def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline:
     """The cached baseline in ``folder``, its weights loaded into ``model`` (built by the scenario)."""
     meta = json.loads((folder / "meta.json").read_text())
@@ -152,4 +196,4 @@ def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, p
     else:
         correct = [int(c) for c in correct]
     return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder,
-                    test_correct=correct)
+                    test_correct=correct, origin="shipped" if meta.get("origin") == "shipped" else "trained")
