@@ -91,7 +91,7 @@ class Job:
     def cancel(self) -> None:
         self._cancel.set()
         if self.running:
-            self.message = "cancelling after the current point..."
+            self.message = "cancelling at the next measured step..."
 
     @property
     def cancelled(self) -> bool:

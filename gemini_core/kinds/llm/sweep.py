@@ -176,7 +176,8 @@ def llm_point_record(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
     compressed, steps = compress_llm(model, tokenizer, scenario.text_split, config, settings, should_stop)
     compress_seconds = time.perf_counter() - started
     record = measure_llm_point(compressed, tokenizer, scenario.text_split, config.execution, settings,
-                               scenario.zero_shot(settings.zero_shot_examples), grid=config.grid)
+                               scenario.zero_shot(settings.zero_shot_examples), grid=config.grid,
+                               should_stop=should_stop)
     record.update({"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(),
                    "label": config.label(), "steps": steps, "settings": settings.to_dict(),
                    "ideal_size_bytes": ideal_size_bytes(compressed, config),
