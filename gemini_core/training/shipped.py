@@ -43,6 +43,26 @@ def shipped_folder(key: str, root: Path | None = None) -> Path | None:
     return folder if (folder / RECIPE_FILE).is_file() else None
 
 
+def ships_default(scenario_name: str, train: dict | None = None) -> bool:
+    """Whether a baseline for ``scenario_name`` trained with ``train`` (None: the scenario's default settings)
+    ships with the product, by its recipe alone (for estimates: using it still checks everything)."""
+    from gemini_core.scenarios.registry import SCENARIOS
+
+    entry = SCENARIOS.get(scenario_name)
+    default = getattr(getattr(entry, "factory", None), "default_train", None)
+    if entry is None or entry.prefix or default is None:
+        return False
+    wanted = dict(train) if train else default.to_dict()
+    for recipe_path in SHIPPED_DIR.glob(f"*/{RECIPE_FILE}"):
+        try:
+            recipe = read_json_object(recipe_path, MAX_RECIPE_BYTES)
+        except (CheckpointError, OSError):
+            continue
+        if recipe.get("scenario") == scenario_name and recipe.get("train_settings") == {**default.to_dict(), **wanted}:
+            return True
+    return False
+
+
 def _recipe_content(recipe: dict) -> dict:
     return {"format": recipe["format"], "arch": recipe["arch"], "data": recipe["data"],
             "train": recipe["train_settings"]}

@@ -26,14 +26,15 @@ def _store_measured(n=6, point_s=2.0, prune_s=10.0):
 
 def test_prior_until_measured_then_learned_range():
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bits=(32, 8), finetune_steps=(60,))
-    low, high, source = estimate_range(spec, "digits")
+    idle = (1.0, None)  # an idle machine: the load now scales every estimate (the last tests here)
+    low, high, source = estimate_range(spec, "digits", load=idle)
     assert "planning figures" in source and low < high
     assert learned_costs("digits") is None
     _store_measured()
     learned = learned_costs("digits")
     assert learned["n"] == 6 and 2.0 <= learned["point"][0] <= learned["point"][1] <= 2.5
     assert learned["setting"] == (10.0, 10.0)
-    low, high, source = estimate_range(spec, "digits")
+    low, high, source = estimate_range(spec, "digits", load=idle)
     assert "6 points measured on this machine" in source
     # 4 grid points + the fair control at 2.1-2.4 s each, + one or two recovery settings at 10 s
     assert spec.n_points() == 5
@@ -46,3 +47,89 @@ def test_sweep_page_shows_the_learned_range():
     at = new_app("pages/2_Sweep.py")
     info = [i.value for i in at.info if "points**" in i.value][0]
     assert "measured on this machine for digits" in info and "estimate" in info
+
+
+# -- while a job runs: its own pace, counted down, never growing without a reason ---------------------------------
+def _progress_text(snap: dict) -> str:
+    """The status line ``views.job_status`` draws for ``snap``, read back through Streamlit."""
+    from streamlit.testing.v1 import AppTest
+
+    def script(snap):
+        from ui.views import job_status
+
+        job_status(snap)
+
+    at = AppTest.from_function(script, args=(snap,), default_timeout=30).run()
+    assert not at.exception, at.exception
+    return at.progress[0].proto.text
+
+
+def _sweep_snap(start_s: float, point_times: list[float], total: int, now: float) -> dict:
+    t0 = 1_000.0
+    return {"state": "running", "title": "demo", "message": f"measured {len(point_times)} of {total} points",
+            "records": [{"status": "ok"} for _ in point_times], "record_times": [t0 + t for t in point_times],
+            "events": [], "total": total, "elapsed": now, "now": t0 + now, "started": t0 - start_s}
+
+
+def test_time_left_at_the_first_point_is_not_the_start_up_times_the_points_left():
+    """57 s of start-up (training the baseline) then one point: the old line said "about 1823 s left"
+    (57 s x 32 points); the start-up says nothing of the pace, so no figure until two points exist."""
+    text = _progress_text(_sweep_snap(57.0, [57.0], 33, 57.5))
+    assert "1823" not in text and "s left" not in text and "two points" in text
+    # three points 1.5 s apart: the pace is this job's own, about 1.5 s x 30 points left
+    text = _progress_text(_sweep_snap(57.0, [57.0, 58.5, 60.0], 33, 60.0))
+    left = int(text.split("about ")[1].split(" s left")[0])
+    assert 40 <= left <= 50, text
+
+
+def test_time_left_counts_down_and_says_why_when_it_grows():
+    from ui.estimates import time_left
+
+    snap = _sweep_snap(5.0, [5.0, 6.0, 7.0, 8.0], 20, 8.0)
+    first, why = time_left(snap, snap["now"])
+    later, _ = time_left(snap, snap["now"] + 5.0)
+    assert first == 16.0 and later == 11.0 and not why  # counted down between points, no reason needed
+    slow = _sweep_snap(5.0, [5.0, 6.0, 7.0, 8.0, 30.0], 20, 30.0)  # the next point took 22 s
+    grown, why = time_left(slow, slow["now"])
+    assert grown > first and "latest point took 22 s" in why
+    assert "latest point took 22 s" in _progress_text(slow)
+
+
+def test_training_time_left_is_a_range_when_early_stopping_can_end_it():
+    """Text training was estimated from all 800 planned steps while early stopping ended near 260: with
+    patience the estimate is a range whose low end is the early stop."""
+    events = [{"event": "step", "step": s, "total_steps": 800, "epoch": 1 + (s - 1) // 20, "loss": 0.5}
+              for s in range(1, 101)]
+    events += [{"event": "epoch", "epoch": 5, "step": 100, "total_steps": 800, "seconds": 50.0,
+                "stale_epochs": 3, "patience": 8, "val_accuracy": 0.8}]
+    snap = {"state": "running", "title": "baseline", "message": "training the baseline", "records": [],
+            "record_times": [], "events": events, "total": 1, "elapsed": 60.0, "now": 0.0}
+    text = _progress_text(snap)
+    # 0.5 s a step (the training's own clock): at most 700 steps = 350 s, at least 5 more epochs = 100 steps = 50 s
+    assert "50-350 s left" in text and "early stopping" in text, text
+
+
+def test_estimates_scale_with_the_load_they_were_measured_at_and_the_load_now():
+    from ui.estimates import load_factor
+
+    _store_measured()  # measured on an idle machine (no load in the records)
+    spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.0, 0.5), bits=(32, 8), finetune_steps=(60,))
+    idle = estimate_range(spec, "digits", load=(1.0, 0.5))
+    busy = estimate_range(spec, "digits", load=(2.5, 4.0))
+    assert busy[0] == 2.5 * idle[0] and busy[1] == 2.5 * idle[1] and "load now (4.0" in busy[2]
+    assert load_factor(4.0, 2) == 2.0 and load_factor(0.3, 2) == 1.0 and load_factor(None, 2) == 1.0
+    # points measured at load 4 on 2 cores took twice an idle machine's time: learned as half
+    store = Store(store_path())
+    store.ensure_run("busy", "busy", "breast-cancer", "b2", {})
+    for i in range(4):
+        store.add_point("busy", "b2", f"q{i}", {"run_id": "busy", "label": f"q{i}", "status": "ok", "seconds": 4.0,
+                                               "load_avg_1m": 4.0, "cores": 2, "accuracy": 0.9, "latency_ms_p50": 1.0,
+                                               "size_bytes": 10, "config": {"prune_ratio": 0.0, "bits": 32}})
+    assert learned_costs("breast-cancer")["point"] == (2.0, 2.0)
+
+
+def test_demo_caption_counts_the_start_and_knows_the_baseline_ships():
+    from ui.kinds.classifier import demo_caption
+
+    text = demo_caption({"scenario": "digits", "options": {}, "train": None})
+    assert "ships with gemini" in text and "from the click" in text and "load now" in text
