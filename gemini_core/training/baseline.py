@@ -118,18 +118,12 @@ def get_baseline(
     settings = settings or scenario.default_train
     device = device or pick_device()
     key = baseline_key(scenario, settings, device)
-    folder = baselines_dir() / key
+    folder = cache_folder(key)
     weights, meta_path = folder / "model.safetensors", folder / "meta.json"
     with reproducible(settings.seed, settings.threads):  # initial weights: seeded, whatever ran before
         model = scenario.build_model()
     if weights.exists() and meta_path.exists() and not retrain:
         return _load_cached(scenario, model, key, settings, folder, progress)
-    if not retrain:
-        shipped = _install_shipped(scenario, model, key, settings, folder, progress)
-        if shipped is not None:
-            return shipped
-        with reproducible(settings.seed, settings.threads):  # a refused shipped file may have filled part of it
-            model = scenario.build_model()
 
     history = train_model(model, scenario, settings, progress=progress, device=device, should_stop=should_stop)
     if should_stop is not None and should_stop():
@@ -139,49 +133,45 @@ def get_baseline(
     test_correct = test_correctness(model, scenario, settings.threads)
     test_acc = sum(test_correct) / len(test_correct) if test_correct else float("nan")
     complete = weights.exists() and meta_path.exists()
-    # Write to a temporary folder, then rename: a killed process never leaves half a baseline.
+    if not write_cached(folder, scenario, model, key, settings, history, test_acc, test_correct,
+                        replace=retrain or not complete):
+        # Another process (a second sweep on the same home) cached this baseline while we trained:
+        # use its weights, so every run of this baseline key measures the same model.
+        return _load_cached(scenario, model, key, settings, folder, progress)
+    return Baseline(scenario, model, key, settings, history, test_acc, False, folder, test_correct=test_correct)
+
+
+def cache_folder(key: str) -> Path:
+    """Where this home caches the baseline ``key``."""
+    return baselines_dir() / key
+
+
+def is_cached(key: str) -> bool:
+    folder = cache_folder(key)
+    return (folder / "model.safetensors").exists() and (folder / "meta.json").exists()
+
+
+def write_cached(folder: Path, scenario: Scenario, model: nn.Module, key: str, settings: TrainSettings,
+                 history: list[dict], test_acc: float, test_correct: list[int], replace: bool,
+                 origin: str = "trained") -> bool:
+    """The baseline's weights and meta.json in ``folder``, written to a temporary folder, then renamed (a killed
+    process never leaves half a baseline); False when another process published it first (``replace`` off)."""
     with staging_folder(folder) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         (tmp / "meta.json").write_text(json.dumps({
             "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
             "history": history, "test_accuracy": test_acc, "data": scenario.describe(),
-            "test_correct": "".join(map(str, test_correct)),
+            "test_correct": "".join(map(str, test_correct)), "origin": origin,
         }, indent=1))
-        if not publish_folder(tmp, folder, replace=retrain or not complete):
-            # Another process (a second sweep on the same home) cached this baseline while we trained:
-            # use its weights, so every run of this baseline key measures the same model.
-            return _load_cached(scenario, model, key, settings, folder, progress)
-    return Baseline(scenario, model, key, settings, history, test_acc, False, folder, test_correct=test_correct)
+        return publish_folder(tmp, folder, replace=replace)
 
 
-def _install_shipped(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline | None:
-    """The baseline the product ships for ``key`` (``shipped.py``: checked before use), copied into this home's
-    cache; None when none is shipped, or when it fails a check (the reason is reported, and it is trained)."""
-    from gemini_core.errors import GeminiError
-    from gemini_core.training.shipped import WEIGHTS_FILE, load_shipped, shipped_folder
-
-    source = shipped_folder(key)
-    if source is None:
-        return None
-    notify(progress, "message", "checking the baseline shipped with gemini (checksum, recipe, accuracy)")
-    try:
-        recipe = load_shipped(source, scenario, settings, key, model)
-    except (GeminiError, OSError) as exc:
-        notify(progress, "message", f"the shipped baseline was not used ({exc}); training it instead",
-               shipped_refused=str(exc))
-        return None
-    with staging_folder(folder) as tmp:
-        (tmp / "model.safetensors").write_bytes((source / WEIGHTS_FILE).read_bytes())
-        (tmp / "meta.json").write_text(json.dumps({
-            "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
-            "history": recipe["history"], "test_accuracy": recipe["test_accuracy"], "data": scenario.describe(),
-            "test_correct": "".join(map(str, recipe["test_correct"])), "origin": "shipped",
-        }, indent=1))
-        publish_folder(tmp, folder, replace=False)
-    notify(progress, "shipped", "baseline shipped with gemini: checksum, recipe and test accuracy verified",
-           baseline_key=key)
-    return Baseline(scenario, model, key, settings, recipe["history"], recipe["test_accuracy"], True, folder,
-                    test_correct=recipe["test_correct"], origin="shipped")
+def load_cached(scenario: Scenario, key: str, settings: TrainSettings, progress: ProgressFn | None = None
+                ) -> Baseline:
+    """The baseline ``key`` cached in this home (``is_cached``)."""
+    with reproducible(settings.seed, settings.threads):
+        model = scenario.build_model()
+    return _load_cached(scenario, model, key, settings, cache_folder(key), progress)
 
 
 def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline:

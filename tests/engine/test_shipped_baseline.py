@@ -10,10 +10,11 @@ import shutil
 import pytest
 import torch
 
+from gemini_core.checkpoint import shipped
 from gemini_core.errors import CheckpointError
 from gemini_core.scenarios import get_scenario
 from gemini_core.training import baseline as baseline_module
-from gemini_core.training import shipped
+from gemini_core.workflows.baselines import load_or_train
 
 
 @pytest.fixture()
@@ -42,13 +43,13 @@ def _copy(tmp_path, scenario):
 
 def test_a_fresh_home_uses_the_shipped_digits_baseline_without_training(fresh_home, digits_scenario):
     events = []
-    got = baseline_module.get_baseline(digits_scenario, progress=events.append, device="cpu")
+    got = load_or_train(digits_scenario, progress=events.append, device="cpu")
     kinds = [e.kind for e in events]
     assert "step" not in kinds and "shipped" in kinds, kinds
     assert got.origin == "shipped" and got.describe()["origin"] == "shipped"
     assert got.test_accuracy > 0.97 and len(got.test_correct) == len(digits_scenario.splits.test)
     # installed into the home's cache: the next use loads it from there, still known as shipped
-    again = baseline_module.get_baseline(digits_scenario, device="cpu")
+    again = load_or_train(digits_scenario, device="cpu")
     assert again.cached and again.origin == "shipped"
     assert all(torch.equal(a, b) for a, b in zip(got.model.state_dict().values(), again.model.state_dict().values()))
 
@@ -90,7 +91,7 @@ def test_a_refused_shipped_baseline_is_trained_instead_and_says_why(tmp_path, fr
     (folder / shipped.WEIGHTS_FILE).write_bytes(bytes(blob))
     monkeypatch.setattr(shipped, "SHIPPED_DIR", root)
     events = []
-    got = baseline_module.get_baseline(digits_scenario, progress=events.append, device="cpu")
+    got = load_or_train(digits_scenario, progress=events.append, device="cpu")
     refused = [e for e in events if e.kind == "message" and "shipped_refused" in e.fields]
     assert refused and "checksum mismatch" in refused[0].fields["shipped_refused"]
     assert got.origin == "trained" and any(e.kind == "step" for e in events)
@@ -102,7 +103,7 @@ def test_a_recipe_for_other_settings_is_not_shipped(fresh_home, digits_scenario)
     settings = type(digits_scenario.default_train)(**{**digits_scenario.default_train.to_dict(), "seed": 1,
                                                        "max_steps": 3})
     events = []
-    got = baseline_module.get_baseline(digits_scenario, settings, progress=events.append, device="cpu")
+    got = load_or_train(digits_scenario, settings, progress=events.append, device="cpu")
     assert got.origin == "trained" and any(e.kind == "step" for e in events)
 
 

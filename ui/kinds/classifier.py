@@ -55,7 +55,7 @@ def demo_help() -> str:
 
 def demo_caption(model: dict) -> str:
     spec = demo_spec()
-    from gemini_core.training.shipped import ships_default
+    from gemini_core.checkpoint.shipped import ships_default
 
     shipped = not model.get("adaptive") and ships_default(model["scenario"], model.get("train"))
     low, high, source = estimate_range(spec, model["scenario"], baseline_cached=shipped, start=True)

@@ -12,22 +12,38 @@ only after every check passes:
 3. the weights' header names, dtypes and shapes are the model's, then the weights load strictly;
 4. the loaded model classifies the test split exactly as the recipe says (the test accuracy, to one example).
 
-Anything else: the reason is reported and the baseline is trained as before. ``python -m
-gemini_core.training.shipped check digits`` retrains from the recipe and compares; ``write digits`` ships anew.
+Anything else: the reason is reported and the baseline is trained as before (``workflows.baselines``). ``python
+-m gemini_core.checkpoint.shipped check digits`` retrains from the recipe and compares; ``write digits`` ships anew.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from gemini_core.checkpoint.reader import check_checksums, check_listed, scan_export
-from gemini_core.errors import CheckpointError
+from gemini_core.checkpoint.reader import _sha256, check_checksums, check_listed, scan_export
+from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.progress import ProgressFn, notify
+from gemini_core.scenarios import get_scenario
+from gemini_core.scenarios.registry import SCENARIOS
 from gemini_core.scenarios.sizes import header_entries, read_json_object
+from gemini_core.training.baseline import (
+    BASELINE_FORMAT,
+    Baseline,
+    baseline_key,
+    cache_folder,
+    get_baseline,
+    key_of_content,
+    test_correctness,
+    write_cached,
+)
+from gemini_core.training.loop import reproducible
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "assets" / "baselines"
 WEIGHTS_FILE = "model.safetensors"
@@ -46,8 +62,6 @@ def shipped_folder(key: str, root: Path | None = None) -> Path | None:
 def ships_default(scenario_name: str, train: dict | None = None) -> bool:
     """Whether a baseline for ``scenario_name`` trained with ``train`` (None: the scenario's default settings)
     ships with the product, by its recipe alone (for estimates: using it still checks everything)."""
-    from gemini_core.scenarios.registry import SCENARIOS
-
     entry = SCENARIOS.get(scenario_name)
     default = getattr(getattr(entry, "factory", None), "default_train", None)
     if entry is None or entry.prefix or default is None:
@@ -69,8 +83,6 @@ def _recipe_content(recipe: dict) -> dict:
 
 
 def _check_recipe(recipe: dict, scenario, settings, key: str, folder: Path) -> None:
-    from gemini_core.training.baseline import BASELINE_FORMAT, key_of_content
-
     wanted = {"key": str, "format": int, "scenario": str, "arch": dict, "data": str, "train_settings": dict,
               "test_accuracy": float, "test_n": int, "files": dict}
     for field, kind in wanted.items():
@@ -104,8 +116,6 @@ def _check_header(weights: Path, model: torch.nn.Module) -> None:
 def load_shipped(folder: Path, scenario, settings, key: str, model: torch.nn.Module) -> dict:
     """Check ``folder`` (the module's rules 1-4) and load its weights into ``model``; its recipe, or
     CheckpointError naming the first thing that failed. ``model`` may hold part of the weights on failure."""
-    from gemini_core.training.baseline import test_correctness
-
     recipe = read_json_object(folder / RECIPE_FILE, MAX_RECIPE_BYTES, f"{folder.name}/{RECIPE_FILE}")
     _check_recipe(recipe, scenario, settings, key, folder)
     check_listed(recipe, scan_export(folder), only_listed=True)
@@ -136,11 +146,32 @@ def _plain_history(history) -> list[dict]:
     return out
 
 
+def install_shipped(scenario, settings, key: str, progress: ProgressFn | None = None) -> Baseline | None:
+    """The baseline the product ships for ``key``, checked (this module's rules) and copied into this home's
+    cache; None when none ships, or when it fails a check (the reason is reported: the caller trains it)."""
+    source = shipped_folder(key)
+    if source is None:
+        return None
+    notify(progress, "message", "checking the baseline shipped with gemini (checksum, recipe, accuracy)")
+    with reproducible(settings.seed, settings.threads):
+        model = scenario.build_model()
+    try:
+        recipe = load_shipped(source, scenario, settings, key, model)
+    except (GeminiError, OSError) as exc:
+        notify(progress, "message", f"the shipped baseline was not used ({exc}); training it instead",
+               shipped_refused=str(exc))
+        return None
+    folder = cache_folder(key)
+    write_cached(folder, scenario, model, key, settings, recipe["history"], recipe["test_accuracy"],
+                 recipe["test_correct"], replace=False, origin="shipped")
+    notify(progress, "shipped", "baseline shipped with gemini: checksum, recipe and test accuracy verified",
+           baseline_key=key)
+    return Baseline(scenario, model, key, settings, recipe["history"], recipe["test_accuracy"], True, folder,
+                    test_correct=recipe["test_correct"], origin="shipped")
+
+
 def write_shipped(baseline, root: Path | None = None) -> Path:
     """Ship ``baseline`` (trained from its recipe): its weights and recipe, in ``root``/<key>."""
-    from gemini_core.checkpoint.reader import _sha256
-    from gemini_core.training.baseline import BASELINE_FORMAT
-
     folder = (root or SHIPPED_DIR) / baseline.key
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
@@ -157,12 +188,6 @@ def write_shipped(baseline, root: Path | None = None) -> Path:
 
 def retrain_and_compare(scenario_name: str) -> dict:
     """Train the scenario's default baseline from its recipe in a temporary home; how it compares with the shipped."""
-    import os
-    import tempfile
-
-    from gemini_core.scenarios import get_scenario
-    from gemini_core.training.baseline import baseline_key, get_baseline
-
     scenario = get_scenario(scenario_name)
     settings = scenario.default_train
     key = baseline_key(scenario, settings, "cpu")
@@ -192,12 +217,6 @@ def main(argv: list[str]) -> int:
         return 2
     result = retrain_and_compare(argv[1]) if argv[0] == "check" else None
     if argv[0] == "write":
-        import os
-        import tempfile
-
-        from gemini_core.scenarios import get_scenario
-        from gemini_core.training.baseline import get_baseline
-
         scenario = get_scenario(argv[1])
         os.environ["GEMINI_HOME"] = tempfile.mkdtemp()
         print(write_shipped(get_baseline(scenario, device="cpu", retrain=True)))
