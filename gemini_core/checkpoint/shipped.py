@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from gemini_core.checkpoint.reader import _sha256, check_checksums, check_listed, scan_export
+from gemini_core.checkpoint.reader import check_checksums, check_listed, scan_export
 from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.fsio import sha256_file
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario
 from gemini_core.scenarios.registry import SCENARIOS
@@ -181,7 +182,7 @@ def write_shipped(baseline, root: Path | None = None) -> Path:
               "arch": baseline.scenario.arch(), "data": baseline.scenario.fingerprint(),
               "train_settings": baseline.settings.to_dict(), "test_accuracy": float(baseline.test_accuracy),
               "test_n": len(correct), "history": baseline.history, "trained_with": f"torch {torch.__version__}",
-              "files": {WEIGHTS_FILE: {"bytes": weights.stat().st_size, "sha256": _sha256(weights)}}}
+              "files": {WEIGHTS_FILE: {"bytes": weights.stat().st_size, "sha256": sha256_file(weights)}}}
     (folder / RECIPE_FILE).write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
     return folder
 

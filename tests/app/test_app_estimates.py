@@ -133,3 +133,28 @@ def test_demo_caption_counts_the_start_and_knows_the_baseline_ships():
 
     text = demo_caption({"scenario": "digits", "options": {}, "train": None})
     assert "ships with gemini" in text and "from the click" in text and "load now" in text
+
+
+def test_llm_estimate_counts_converting_the_model_on_a_cold_home(tmp_path, monkeypatch):
+    """The smallest LLM grid was estimated "about 1 min" and took 829 s to its first point: converting the GGUF
+    (375 s) was not counted. On a cold home the first point's estimate includes it; once converted, the figure
+    measured here replaces the planning one, and a cached model loads in seconds."""
+    import json
+
+    from gemini_core.kinds.llm import source
+    from gemini_core.kinds.llm.sweep import LLMSweepSpec
+    from ui.kinds import llm as llm_ui
+
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(llm_ui, "current_load", lambda: (1.0, 0.5))
+    spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(64,))
+    model = {"scenario": "llm", "options": {"model": "smollm2"}}
+    cold = llm_ui.plan_text(spec, model)
+    assert "converting SmolLM2 from its GGUF once" in cold and "first point after about 105 s-4.4 min" in cold, cold
+    folder = source.converted_dir()
+    folder.mkdir(parents=True)
+    (folder / source.META_FILE).write_text(json.dumps({"files": {"model.safetensors": {}}, "convert_seconds": 375}))
+    warm = llm_ui.plan_text(spec, model)
+    assert "loading SmolLM2 from the cache" in warm and "first point after about 21 s-52 s" in warm, warm
+    (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375}))  # measured, cache gone
+    assert "measured 375 s here" in llm_ui.plan_text(spec, model) and "after about 4.0 min-10.0 min" in llm_ui.plan_text(spec, model)
