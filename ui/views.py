@@ -119,6 +119,8 @@ def job_status(snap: dict) -> None:
             left = f" · about {seconds:.0f} s left (estimate{'; ' + why if why else ''})"
         elif total and done < 2:
             left = " · time left known once two points are measured"
+        if not done and snap.get("stage_seconds", 0) >= 5:  # a long stage before the first point: its own clock
+            left += f" · this step {snap['stage_seconds']:.0f} s so far"
         st.progress(min(1.0, done / total) if total else 0.0,
                     text=f"{snap['message']} · {snap['elapsed']:.0f} s{left}")
     elif state == "done":

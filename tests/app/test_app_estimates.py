@@ -6,6 +6,8 @@ try:
 except ImportError:  # pragma: no cover
     from test_app_support import app_env, new_app  # noqa: F401
 
+import time
+
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.paths import store_path
 from gemini_core.results.store import Store
@@ -137,7 +139,7 @@ def test_demo_caption_counts_the_start_and_knows_the_baseline_ships():
 
 def test_llm_estimate_counts_converting_the_model_on_a_cold_home(tmp_path, monkeypatch):
     """The smallest LLM grid was estimated "about 1 min" and took 829 s to its first point: converting the GGUF
-    (375 s) was not counted. On a cold home the first point's estimate includes it; once converted, the figure
+    (375 s at load ~4, of which the tokenizer most) was not counted. On a cold home the first point's estimate includes it; once converted, the figure
     measured here replaces the planning one, and a cached model loads in seconds."""
     import json
 
@@ -150,11 +152,33 @@ def test_llm_estimate_counts_converting_the_model_on_a_cold_home(tmp_path, monke
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(64,))
     model = {"scenario": "llm", "options": {"model": "smollm2"}}
     cold = llm_ui.plan_text(spec, model)
-    assert "converting SmolLM2 from its GGUF once" in cold and "first point after about 105 s-4.4 min" in cold, cold
+    assert "converting SmolLM2 from its GGUF once" in cold and "first point after about 33 s-82 s" in cold, cold
     folder = source.converted_dir()
     folder.mkdir(parents=True)
     (folder / source.META_FILE).write_text(json.dumps({"files": {"model.safetensors": {}}, "convert_seconds": 375}))
     warm = llm_ui.plan_text(spec, model)
-    assert "loading SmolLM2 from the cache" in warm and "first point after about 21 s-52 s" in warm, warm
+    assert "loading SmolLM2 from the cache" in warm and "first point after about 16 s-40 s" in warm, warm
     (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375}))  # measured, cache gone
     assert "measured 375 s here" in llm_ui.plan_text(spec, model) and "after about 4.0 min-10.0 min" in llm_ui.plan_text(spec, model)
+    # measured at load 10 on 2 cores (5x an idle machine): 75 s on an idle one, scaled to the load now
+    (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375, "convert_load_avg_1m": 10.0,
+                                                       "convert_cores": 2}))
+    assert "first point after about 60 s-2.5 min" in llm_ui.plan_text(spec, model)
+
+
+def test_a_long_stage_before_the_first_point_shows_its_own_clock():
+    """Converting SmolLM2's tokenizer ran 100 s under one unchanging line at 0%: the line now says how long the
+    step it names has run, and a job's message change starts that clock again."""
+    from ui.jobs import Job
+
+    snap = _sweep_snap(0.0, [], 5, 120.0)
+    snap.update(message="converting the tokenizer of SmolLM2-135M-Instruct.Q4_1.gguf", stage_seconds=100.0)
+    assert "this step 100 s so far" in _progress_text(snap)
+    job = Job("stages")
+    job.message = "converting the tokenizer"
+    first = job.message_at
+    time.sleep(0.01)
+    job.message = "converting the tokenizer"  # the same line: the same stage
+    assert job.message_at == first
+    job.message = "dequantizing the GGUF: tensor 1 of 272"
+    assert job.message_at > first and job.snapshot()["stage_seconds"] < 1.0

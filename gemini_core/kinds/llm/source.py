@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -135,7 +136,8 @@ def conversion_status() -> dict:
         meta = {}
     seconds = meta.get("convert_seconds")
     return {"cached": bool(meta.get("files")),
-            "convert_seconds": float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None}
+            "convert_seconds": float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None,
+            "load_avg_1m": meta.get("convert_load_avg_1m"), "cores": meta.get("convert_cores")}
 
 
 @contextlib.contextmanager
@@ -268,8 +270,10 @@ def save_hf_folder(model, tokenizer, folder: Path, metadata: dict, checksums: bo
         _say(progress, "checksumming the cached files")
         metadata = dict(metadata, files={p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                                          for p in sorted(folder.iterdir()) if p.name != META_FILE})
-        if started is not None:
+        if started is not None:  # with the load it ran at: an estimate brings it to the load of its day
             metadata["convert_seconds"] = round(time.perf_counter() - started, 1)
+            metadata["convert_load_avg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+            metadata["convert_cores"] = os.cpu_count()
     (folder / META_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     return folder
 
