@@ -119,13 +119,13 @@ def test_estimates_scale_with_the_load_they_were_measured_at_and_the_load_now():
     idle = estimate_range(spec, "digits", load=(1.0, 0.5))
     busy = estimate_range(spec, "digits", load=(2.5, 4.0))
     assert busy[0] == 2.5 * idle[0] and busy[1] == 2.5 * idle[1] and "load now (4.0" in busy[2]
-    assert load_factor(4.0, 2) == 2.0 and load_factor(0.3, 2) == 1.0 and load_factor(None, 2) == 1.0
-    # points measured at load 4 on 2 cores took twice an idle machine's time: learned as half
+    assert load_factor(8.0, 2) == 2.0 and load_factor(0.3, 2) == 1.0 and load_factor(None, 2) == 1.0
+    # points measured at load 8 on 2 cores took twice an idle machine's time: learned as half
     store = Store(store_path())
     store.ensure_run("busy", "busy", "breast-cancer", "b2", {})
     for i in range(4):
         store.add_point("busy", "b2", f"q{i}", {"run_id": "busy", "label": f"q{i}", "status": "ok", "seconds": 4.0,
-                                               "load_avg_1m": 4.0, "cores": 2, "accuracy": 0.9, "latency_ms_p50": 1.0,
+                                               "load_avg_1m": 8.0, "cores": 2, "accuracy": 0.9, "latency_ms_p50": 1.0,
                                                "size_bytes": 10, "config": {"prune_ratio": 0.0, "bits": 32}})
     assert learned_costs("breast-cancer")["point"] == (2.0, 2.0)
 
@@ -152,18 +152,18 @@ def test_llm_estimate_counts_converting_the_model_on_a_cold_home(tmp_path, monke
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(64,))
     model = {"scenario": "llm", "options": {"model": "smollm2"}}
     cold = llm_ui.plan_text(spec, model)
-    assert "converting SmolLM2 from its GGUF once" in cold and "first point after about 33 s-82 s" in cold, cold
+    assert "converting SmolLM2 from its GGUF once" in cold and "first point after about 54 s-2.2 min" in cold, cold
     folder = source.converted_dir()
     folder.mkdir(parents=True)
     (folder / source.META_FILE).write_text(json.dumps({"files": {"model.safetensors": {}}, "convert_seconds": 375}))
     warm = llm_ui.plan_text(spec, model)
-    assert "loading SmolLM2 from the cache" in warm and "first point after about 16 s-40 s" in warm, warm
+    assert "loading SmolLM2 from the cache" in warm and "first point after about 17 s-42 s" in warm, warm
     (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375}))  # measured, cache gone
     assert "measured 375 s here" in llm_ui.plan_text(spec, model) and "after about 4.0 min-10.0 min" in llm_ui.plan_text(spec, model)
-    # measured at load 10 on 2 cores (5x an idle machine): 75 s on an idle one, scaled to the load now
-    (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375, "convert_load_avg_1m": 10.0,
+    # measured at load 8 on 2 cores (2x an idle machine): 187.5 s on an idle one, scaled to the load now
+    (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375, "convert_load_avg_1m": 8.0,
                                                        "convert_cores": 2}))
-    assert "first point after about 60 s-2.5 min" in llm_ui.plan_text(spec, model)
+    assert "first point after about 2.1 min-5.3 min" in llm_ui.plan_text(spec, model)
 
 
 def test_a_long_stage_before_the_first_point_shows_its_own_clock():

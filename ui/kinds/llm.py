@@ -56,11 +56,11 @@ def demo_help() -> str:
 
 
 # Loading the built-in model, idle-machine seconds: from the cache (checksums, then transformers) and converting
-# the GGUF the first time. Measured on 2 cores at load 8.4-11 (about 5x an idle machine): converting 142 s (the
+# the GGUF the first time. Measured on 2 cores at load 8.4-11 (about 2.2x an idle machine): converting 142 s (the
 # tokenizer 102 s, dequantizing 15 s, saving 7 s, checksums 3 s), loading the cache 6.6 s. The figure measured
 # here replaces the planning one once a conversion ran (conversion_status), brought to an idle machine by its load.
-LOAD_CACHED_SECONDS = 2.0
-CONVERT_SECONDS = 30.0
+LOAD_CACHED_SECONDS = 3.0
+CONVERT_SECONDS = 65.0
 
 
 def _load_seconds(model: dict) -> tuple[float, str]:
