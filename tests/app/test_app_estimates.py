@@ -151,19 +151,26 @@ def test_llm_estimate_counts_converting_the_model_on_a_cold_home(tmp_path, monke
     monkeypatch.setattr(llm_ui, "current_load", lambda: (1.0, 0.5))
     spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8,), group_sizes=(64,))
     model = {"scenario": "llm", "options": {"model": "smollm2"}}
+    from gemini_core.kinds.llm.sweep import estimate_seconds
+
+    point = min(estimate_seconds(p) for p in spec.points())
+
+    def first(load_s):
+        return f"first point after about {format_range(0.6 * (load_s + point), 1.5 * (load_s + point))}"
+
     cold = llm_ui.plan_text(spec, model)
-    assert "converting SmolLM2 from its GGUF once" in cold and "first point after about 54 s-2.2 min" in cold, cold
+    assert "converting SmolLM2 from its GGUF once" in cold and first(llm_ui.CONVERT_SECONDS) in cold, cold
     folder = source.converted_dir()
     folder.mkdir(parents=True)
     (folder / source.META_FILE).write_text(json.dumps({"files": {"model.safetensors": {}}, "convert_seconds": 375}))
     warm = llm_ui.plan_text(spec, model)
-    assert "loading SmolLM2 from the cache" in warm and "first point after about 17 s-42 s" in warm, warm
+    assert "loading SmolLM2 from the cache" in warm and first(llm_ui.LOAD_CACHED_SECONDS) in warm, warm
     (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375}))  # measured, cache gone
-    assert "measured 375 s here" in llm_ui.plan_text(spec, model) and "after about 4.0 min-10.0 min" in llm_ui.plan_text(spec, model)
+    assert "measured 375 s here" in llm_ui.plan_text(spec, model) and first(375) in llm_ui.plan_text(spec, model)
     # measured at load 8 on 2 cores (2x an idle machine): 187.5 s on an idle one, scaled to the load now
     (folder / source.META_FILE).write_text(json.dumps({"convert_seconds": 375, "convert_load_avg_1m": 8.0,
                                                        "convert_cores": 2}))
-    assert "first point after about 2.1 min-5.3 min" in llm_ui.plan_text(spec, model)
+    assert first(187.5) in llm_ui.plan_text(spec, model)
 
 
 def test_a_long_stage_before_the_first_point_shows_its_own_clock():
