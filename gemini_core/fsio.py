@@ -6,8 +6,10 @@ takes its name, and removed only afterwards.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,3 +146,16 @@ def clean_stale(folder: Path) -> list[Path]:
 def is_staging_name(name: str) -> bool:
     """A temporary name of this module (``.x.tmp-*`` or ``.x.old-*``): never shown as a real folder."""
     return name.startswith(".") and (TMP_MARK in name or OLD_MARK in name)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file, opened without following a link (and without blocking on a pipe): the one
+    checksum of exports, shipped baselines and cached conversions."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{Path(path).name} is not a regular file")
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

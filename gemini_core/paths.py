@@ -31,6 +31,15 @@ def baselines_dir() -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """What the product derives once and reuses (the built-in LLM converted from its GGUF): ``GEMINI_CACHE``, or
+    ``<home>/cache``. Point several homes at one ``GEMINI_CACHE`` and a fresh home starts without converting."""
+    text = os.environ.get("GEMINI_CACHE", "").strip()
+    path = Path(text).expanduser().resolve() if text else home_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def store_path() -> Path:
     return home_dir() / "gemini.sqlite"
 

@@ -24,7 +24,10 @@ def session_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("gemini_home")
     previous = os.environ.get("GEMINI_HOME")
     os.environ["GEMINI_HOME"] = str(home)
+    shared_cache = os.environ.pop("GEMINI_CACHE", None)  # the cache follows each test's home (<home>/cache)
     yield home
+    if shared_cache is not None:
+        os.environ["GEMINI_CACHE"] = shared_cache
     if previous is None:
         os.environ.pop("GEMINI_HOME", None)
     else:

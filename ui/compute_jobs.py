@@ -51,7 +51,7 @@ class _BaselineMixin:
         if self.adaptive:
             return self._adaptive_baseline()
         from gemini_core.scenarios import TrainSettings, get_scenario
-        from gemini_core.training.baseline import get_baseline
+        from gemini_core.workflows.baselines import load_or_train
 
         self.message = f"loading data for {self.scenario_name}"
         scenario = get_scenario(self.scenario_name, **self.options)
@@ -66,9 +66,11 @@ class _BaselineMixin:
                                 f"/{event['total_steps']}, loss {event['loss']:.3f}")
             elif event.get("event") == "cached":
                 self.message = "baseline loaded from the cache"
+            elif event.get("event") in ("shipped", "message") and event.get("message"):
+                self.message = event["message"]
 
         try:
-            baseline = get_baseline(scenario, settings, progress=progress, retrain=getattr(self, "retrain", False),
+            baseline = load_or_train(scenario, settings, progress=progress, retrain=getattr(self, "retrain", False),
                                     should_stop=self.should_stop)
         except Cancelled:  # the engine keeps nothing of a stopped training
             return scenario, None

@@ -5,10 +5,12 @@ The points of a sweep (live view, table, picker) are ``points_view.py``.
 from __future__ import annotations
 
 import html
+import time
 
 import streamlit as st
 
 from .compute_jobs import SweepJob
+from .estimates import time_left, training_left
 from .kinds import for_scenario
 from .state import (
     ASSETS,
@@ -107,15 +109,18 @@ def job_status(snap: dict) -> None:
     state, total, done = snap["state"], snap["total"] or 0, len(snap["records"])
     steps = [e for e in snap["events"] if e.get("event") == "step"]
     if state == "running" and not snap["records"] and steps:
-        last = steps[-1]
-        step, total_steps = last["step"], max(1, last["total_steps"])
-        eta = (f" · step {step}/{total_steps} · about {snap['elapsed'] / step * (total_steps - step):.0f} s left "
-               "(estimate)") if 0 < step < total_steps else ""
-        st.progress(min(1.0, step / total_steps), text=snap["message"] + eta)
+        st.progress(min(1.0, steps[-1]["step"] / max(1, steps[-1]["total_steps"])),
+                    text=snap["message"] + _training_eta(snap, steps[-1]))
     elif state == "running":
         left = ""
-        if total and 0 < done < total:  # measured pace of this very job, so it updates as points arrive
-            left = f" · about {snap['elapsed'] / done * (total - done):.0f} s left (estimate)"
+        # this job's pace since its first point (the start-up before it says nothing of the pace)
+        seconds, why = time_left(snap, snap.get("now") or time.time())
+        if seconds is not None:
+            left = f" · about {seconds:.0f} s left (estimate{'; ' + why if why else ''})"
+        elif total and done < 2:
+            left = " · time left known once two points are measured"
+        if not done and snap.get("stage_seconds", 0) >= 5:  # a long stage before the first point: its own clock
+            left += f" · this step {snap['stage_seconds']:.0f} s so far"
         st.progress(min(1.0, done / total) if total else 0.0,
                     text=f"{snap['message']} · {snap['elapsed']:.0f} s{left}")
     elif state == "done":
@@ -128,6 +133,17 @@ def job_status(snap: dict) -> None:
     if failed:
         st.warning(f"{len(failed)} point(s) failed and were skipped: "
                    + "; ".join(f"{r.get('label')}: {r.get('error')}" for r in failed[:3]))
+
+
+def _training_eta(snap: dict, last: dict) -> str:
+    step, total_steps = last["step"], max(1, last["total_steps"])
+    span = training_left(snap["events"], snap["elapsed"])
+    if span is None or not 0 < step < total_steps:
+        return ""
+    least, most, why = span
+    if why and least < most:
+        return f" · step {step}/{total_steps} · {least:.0f}-{most:.0f} s left (estimate; {why})"
+    return f" · step {step}/{total_steps} · about {most:.0f} s left (estimate)"
 
 
 # -- starting sweeps ---------------------------------------------------------------------------------
@@ -173,7 +189,9 @@ def baseline_card(reference: dict | None, baseline: dict | None) -> None:
         st.caption(f"baseline {baseline.get('baseline_key')} · {baseline.get('train')} train / "
                    f"{baseline.get('val')} val / {baseline.get('test')} test examples · "
                    f"classes: {', '.join(map(str, baseline.get('classes', [])[:12]))}"
-                   + (" · loaded from cache" if baseline.get("cached") else " · trained now")
+                   + (" · shipped with gemini (checksum, recipe and accuracy verified)"
+                      if baseline.get("origin") == "shipped"
+                      else " · loaded from cache" if baseline.get("cached") else " · trained now")
                    + f" · measured on {reference.get('device')}"
                    + (f" · accuracy 95% interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}% (n={n})" if ci and n else "")
                    + (f" · kept epoch {baseline['chosen_epoch']['epoch']} of {baseline['chosen_epoch']['epochs_run']}"

@@ -24,7 +24,6 @@ kind has a second reader that skips a check.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -34,6 +33,7 @@ from pathlib import Path
 from gemini_core.checkpoint.format import MAX_RECIPE_BYTES, MODEL_FILE, RECIPE_FILE, read_recipe, read_regular
 from gemini_core.checkpoint.schema import MAX_DEPTH, OUTSIDE, inside_export, nesting_depth
 from gemini_core.errors import CheckpointError
+from gemini_core.fsio import sha256_file
 from gemini_core.scenarios.table_read import env_limit
 
 MAX_ENTRIES = 10_000  # files and folders of one export (GEMINI_MAX_EXPORT_MEMBERS, as for a zip)
@@ -94,14 +94,9 @@ def _check_read_whole(rel: str, size: int) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise CheckpointError(f"{path.name} is not a regular file")
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        raise CheckpointError(f"{path.name} is not a regular file")
+    return sha256_file(path)
 
 
 def loaded_folders(recipe: dict) -> list[str]:

@@ -19,7 +19,7 @@ from gemini_core.results.record import point_json
 from gemini_core.scenarios import get_scenario, scenario_names
 from gemini_core.scenarios.base import TrainSettings
 from gemini_core.settings_flags import SettingsFlags
-from gemini_core.training.baseline import get_baseline
+from gemini_core.workflows.baselines import load_or_train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -115,8 +115,8 @@ def baseline_from(args, scenario):
             bar.set_postfix(loss=f"{event['train_loss']:.3f}", val_acc=f"{event['val_accuracy']:.3f}")
 
     try:
-        return get_baseline(scenario, train_settings(args, scenario), progress=progress, retrain=args.retrain,
-                            device=args.device)
+        return load_or_train(scenario, train_settings(args, scenario), progress=progress, retrain=args.retrain,
+                             device=args.device)
     finally:
         if bar is not None:
             bar.close()

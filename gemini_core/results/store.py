@@ -33,6 +33,11 @@ from gemini_core.kinds import registry
 from gemini_core.paths import store_path
 from gemini_core.results.record import PointRecord, legacy_kind, upgrade_record
 
+# What became of a run, the same words for every model kind: "running" while it is measured; "finished" when every
+# point was tried (a failed point fails alone); "cancelled" when someone asked it to stop; "interrupted" when it
+# ended otherwise (an error, or a process that died: its row still says "running").
+RUN_STATUSES = ("running", "finished", "cancelled", "interrupted")
+
 # The store's layout and what its records hold: version 2 added the meta table, runs.kind and
 # schema_version / kind / quality_metric in every record (record version 2); version 1 is every store
 # written before. A new record version is a new store version (its rows are upgraded on open).
@@ -305,6 +310,8 @@ class Store:
             )
 
     def set_status(self, run_id: str, status: str) -> None:
+        if status not in RUN_STATUSES:  # one vocabulary for every kind, the dashboard and the CLI
+            raise GeminiError(f"run status {status!r}: one of {', '.join(RUN_STATUSES)}")
         with self._connect(write=True) as db:
             db.execute("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, time.time(), run_id))
 

@@ -40,7 +40,10 @@ def get_scenario(name: str, **options) -> Scenario:
 
     The options are kept on ``scenario.options`` so a stored run can rebuild its scenario.
     """
-    _register_kind_scenarios()
+    if name not in SCENARIOS or SCENARIOS[name].prefix:
+        # A kind's scenario module imports its engine (the LLM's pulls transformers and OpenVINO: seconds on
+        # 2 cores), so the built-in scenarios are found without loading them: the demo starts sooner.
+        _register_kind_scenarios()
     entry = scenario_entry(name)
     if entry.data_kind == "builtin":
         unexpected = {k: v for k, v in options.items() if v not in (None, "", False)}

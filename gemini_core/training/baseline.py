@@ -44,9 +44,12 @@ class Baseline:
     summary: dict | None = None  # adaptive: what training did (rollbacks, params and MACs before / after, time)
     # 1 where the baseline classifies the test example right, in test order: points pair against it.
     test_correct: list[int] | None = None
+    # "trained" here (now or earlier), or "shipped": the verified copy the product ships (training/shipped.py).
+    origin: str = "trained"
 
     def describe(self) -> dict:
         info = {"baseline_key": self.key, "test_accuracy": self.test_accuracy, "cached": self.cached,
+                "origin": self.origin,
                 "train_settings": self.settings.to_dict(), "path": str(self.path),
                 **self.scenario.describe()}
         if self.test_correct is not None:
@@ -94,8 +97,13 @@ def baseline_key(scenario: Scenario, settings: TrainSettings, device=None) -> st
     accelerator = _accelerator_name(device)
     if accelerator:  # CPU keys stay as they were, so existing CPU caches remain valid
         content["accelerator"] = accelerator
+    return key_of_content(scenario.name, content)
+
+
+def key_of_content(scenario_name: str, content: dict) -> str:
+    """The cache key of a baseline from what changes its weights (``baseline_key``'s content)."""
     blob = json.dumps(content, sort_keys=True)
-    return f"{scenario.name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    return f"{scenario_name.replace(':', '_').replace('/', '_')[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def get_baseline(
@@ -110,7 +118,7 @@ def get_baseline(
     settings = settings or scenario.default_train
     device = device or pick_device()
     key = baseline_key(scenario, settings, device)
-    folder = baselines_dir() / key
+    folder = cache_folder(key)
     weights, meta_path = folder / "model.safetensors", folder / "meta.json"
     with reproducible(settings.seed, settings.threads):  # initial weights: seeded, whatever ran before
         model = scenario.build_model()
@@ -125,19 +133,45 @@ def get_baseline(
     test_correct = test_correctness(model, scenario, settings.threads)
     test_acc = sum(test_correct) / len(test_correct) if test_correct else float("nan")
     complete = weights.exists() and meta_path.exists()
-    # Write to a temporary folder, then rename: a killed process never leaves half a baseline.
+    if not write_cached(folder, scenario, model, key, settings, history, test_acc, test_correct,
+                        replace=retrain or not complete):
+        # Another process (a second sweep on the same home) cached this baseline while we trained:
+        # use its weights, so every run of this baseline key measures the same model.
+        return _load_cached(scenario, model, key, settings, folder, progress)
+    return Baseline(scenario, model, key, settings, history, test_acc, False, folder, test_correct=test_correct)
+
+
+def cache_folder(key: str) -> Path:
+    """Where this home caches the baseline ``key``."""
+    return baselines_dir() / key
+
+
+def is_cached(key: str) -> bool:
+    folder = cache_folder(key)
+    return (folder / "model.safetensors").exists() and (folder / "meta.json").exists()
+
+
+def write_cached(folder: Path, scenario: Scenario, model: nn.Module, key: str, settings: TrainSettings,
+                 history: list[dict], test_acc: float, test_correct: list[int], replace: bool,
+                 origin: str = "trained") -> bool:
+    """The baseline's weights and meta.json in ``folder``, written to a temporary folder, then renamed (a killed
+    process never leaves half a baseline); False when another process published it first (``replace`` off)."""
     with staging_folder(folder) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         (tmp / "meta.json").write_text(json.dumps({
             "key": key, "scenario": scenario.name, "arch": scenario.arch(), "train_settings": settings.to_dict(),
             "history": history, "test_accuracy": test_acc, "data": scenario.describe(),
-            "test_correct": "".join(map(str, test_correct)),
+            "test_correct": "".join(map(str, test_correct)), "origin": origin,
         }, indent=1))
-        if not publish_folder(tmp, folder, replace=retrain or not complete):
-            # Another process (a second sweep on the same home) cached this baseline while we trained:
-            # use its weights, so every run of this baseline key measures the same model.
-            return _load_cached(scenario, model, key, settings, folder, progress)
-    return Baseline(scenario, model, key, settings, history, test_acc, False, folder, test_correct=test_correct)
+        return publish_folder(tmp, folder, replace=replace)
+
+
+def load_cached(scenario: Scenario, key: str, settings: TrainSettings, progress: ProgressFn | None = None
+                ) -> Baseline:
+    """The baseline ``key`` cached in this home (``is_cached``)."""
+    with reproducible(settings.seed, settings.threads):
+        model = scenario.build_model()
+    return _load_cached(scenario, model, key, settings, cache_folder(key), progress)
 
 
 def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, progress) -> Baseline:
@@ -152,4 +186,4 @@ def _load_cached(scenario, model: nn.Module, key: str, settings, folder: Path, p
     else:
         correct = [int(c) for c in correct]
     return Baseline(scenario, model, key, settings, meta["history"], meta["test_accuracy"], True, folder,
-                    test_correct=correct)
+                    test_correct=correct, origin="shipped" if meta.get("origin") == "shipped" else "trained")

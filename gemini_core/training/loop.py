@@ -272,13 +272,15 @@ def _train_model(model, scenario, settings, progress, device, should_stop) -> li
             "val_accuracy": val_acc, "lr": scheduler.get_last_lr()[0],
             "seconds": time.perf_counter() - started,
         }
-        history.append({"event": "epoch", **record})
-        notify(progress, "epoch", **record)
         if val_acc > best_acc:
             best_acc, best_epoch, stale = val_acc, epoch + 1, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
+        # how close early stopping is: an estimate of time left needs it (800 steps planned, 260 run)
+        record.update(stale_epochs=stale, patience=settings.patience)
+        history.append({"event": "epoch", **record})
+        notify(progress, "epoch", **record)
         if step >= total_steps:
             stopped = "step limit reached" if settings.max_steps and step >= settings.max_steps else stopped
             break

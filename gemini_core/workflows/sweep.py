@@ -1,5 +1,6 @@
 """One sweep for every model kind: expand the kind's grid into units, skip points already stored, run
-the rest here or on Ray, store each record the moment it exists, mark the run finished or interrupted.
+the rest here or on Ray, store each record the moment it exists, mark the run finished, cancelled (someone asked
+it to stop) or interrupted (an error ended it).
 
 What differs between kinds (how a unit is compressed and measured, what a point's key holds, how a
 record is compared with the reference) is the kind's ``SweepSession`` (its engine's ``open_sweep``);
@@ -134,4 +135,5 @@ def _drive(session: SweepSession, store: Store, on_remote: bool, force: bool, na
         finished = False
         raise
     finally:
-        store.set_status(run_id, "finished" if finished else "interrupted")
+        # A stop asked for is "cancelled" whenever it came (even after the last point): the words a job shows.
+        store.set_status(run_id, "cancelled" if stopped() else "finished" if finished else "interrupted")

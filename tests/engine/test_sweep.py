@@ -64,7 +64,7 @@ def test_points_stream_out_and_an_interrupted_sweep_resumes(digits, tmp_path):
         assert store.get_point(record["point_id"])["accuracy"] == record["accuracy"]
     assert len(seen) == stop_after
     run = store.runs()[0]
-    assert run["status"] == "interrupted" and run["points_ok"] == stop_after
+    assert run["status"] == "cancelled" and run["points_ok"] == stop_after
     resumed = list(run_sweep(scenario, spec, store=store, latency_kwargs=FAST, baseline=baseline))
     assert sum(r.get("reused", False) for r in resumed) == stop_after
     assert len(store.points(run["run_id"])) == spec.n_points()
@@ -133,7 +133,7 @@ def test_cancel_stops_inside_a_long_recovery(digits, tmp_path):
     assert all(r["status"] == "ok" for r in records)           # the stop is not a failure of the points
     assert all(r["config"]["prune_ratio"] == 0.0 for r in records)  # only the reference was measured
     run = store.runs()[0]
-    assert run["status"] == "interrupted" and run["points_failed"] == 0
+    assert run["status"] == "cancelled" and run["points_failed"] == 0
 
 
 def test_cancel_lands_within_one_forward_pass_while_measuring(digits, tmp_path):
@@ -154,4 +154,18 @@ def test_cancel_lands_within_one_forward_pass_while_measuring(digits, tmp_path):
     assert time.perf_counter() - started < 30 and len(asked) < 20  # stopped at once, not after 60 s of timing
     assert records == []  # the point being measured stays unmeasured (a re-run measures it), nothing failed
     run = store.runs()[0]
-    assert run["status"] == "interrupted" and run["points_failed"] == 0 and run["points_ok"] == 0
+    assert run["status"] == "cancelled" and run["points_failed"] == 0 and run["points_ok"] == 0
+
+
+def test_a_run_status_is_one_of_the_shared_words(tmp_path):
+    """The store takes the run words every kind and the dashboard share, nothing else (a job's "done" is not one)."""
+    from gemini_core.errors import GeminiError
+    from gemini_core.results.store import RUN_STATUSES
+
+    store = Store(tmp_path / "runs.sqlite")
+    store.ensure_run("r1", "one", "digits", "k", {"bits": [32]})
+    for status in RUN_STATUSES:
+        store.set_status("r1", status)
+        assert store.get_run("r1")["status"] == status
+    with pytest.raises(GeminiError, match="run status 'done'"):
+        store.set_status("r1", "done")

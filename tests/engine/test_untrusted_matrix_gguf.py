@@ -374,4 +374,4 @@ def test_builtin_gguf_is_checked_before_it_is_converted_and_cached(case_id, good
     with deadline(LOAD_SECONDS):
         line = run_cli(argv, own_home, monkeypatch, capsys, progress=True)
     assert message in line and source.SMOLLM2_GGUF in line, line
-    assert not (own_home / "models" / "smollm2" / "hf").exists()
+    assert not (own_home / "cache" / "smollm2" / "float32").exists()

@@ -55,10 +55,15 @@ def demo_help() -> str:
 
 def demo_caption(model: dict) -> str:
     spec = demo_spec()
-    low, high, source = estimate_range(spec, model["scenario"], baseline_cached=False)
+    from gemini_core.checkpoint.shipped import ships_default
+
+    shipped = not model.get("adaptive") and ships_default(model["scenario"], model.get("train"))
+    low, high, source = estimate_range(spec, model["scenario"], baseline_cached=shipped, start=True)
+    baseline = ("its baseline ships with gemini (verified on load, no training)" if shipped
+                else "including training the baseline if it is not cached yet")
     return (f"Demo grid: {spec.n_points()} points: pruning ratios 0, 0.25, 0.5, 0.75 × bit widths 32, 8, 4, 2 "
-            f"× dense and sparse execution on {model['scenario']}. About {format_range(low, high)} when the "
-            f"baseline still has to be trained (estimate from {source}).")
+            f"× dense and sparse execution on {model['scenario']}. About {format_range(low, high)} from the click, "
+            f"{baseline} (estimate from {source}).")
 
 
 def _add_ratios() -> None:

@@ -11,18 +11,26 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gemini_core.errors import ConfigError, DataError
+from gemini_core.errors import Cancelled, ConfigError, DataError
 
 
 @torch.no_grad()
-def perplexity(model, ids: torch.Tensor, context_len: int = 512, stride: int | None = None) -> dict:
+def check_stop(should_stop, what: str) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled(f"stopped while measuring {what}; this point stays unmeasured")
+
+
+def perplexity(model, ids: torch.Tensor, context_len: int = 512, stride: int | None = None,
+               should_stop=None) -> dict:
     """Token-level perplexity over ``ids`` with a sliding window: each window of ``context_len``
     tokens scores only the tokens not scored before, so every token after the first counts once
     and (for stride < context_len) sees at least context_len - stride tokens of context.
 
     ``window_nll`` / ``window_tokens``: each window's summed loss and the tokens it scored. Neighbouring
     tokens' losses are not independent, so an interval of the perplexity (and the paired ratio of two
-    models on the same text) resamples whole windows; a record that keeps them gets both."""
+    models on the same text) resamples whole windows; a record that keeps them gets both.
+
+    ``should_stop`` is asked before every window (one window is seconds on 2 cores; a whole evaluation minutes)."""
     stride = stride or context_len
     if not 0 < stride <= context_len:
         raise ConfigError(f"stride must be between 1 and the context length {context_len}, not {stride}")
@@ -31,6 +39,7 @@ def perplexity(model, ids: torch.Tensor, context_len: int = 512, stride: int | N
     window_nll: list[float] = []
     window_tokens: list[int] = []
     for begin in range(0, ids.numel() - 1, stride):
+        check_stop(should_stop, "perplexity")
         end = min(begin + context_len, ids.numel())
         window = ids[begin:end].unsqueeze(0)
         logits = model(input_ids=window, use_cache=False).logits[0, :-1].float()
@@ -60,7 +69,7 @@ def _continuation_logprob(model, tokenizer, prompt: str, word: str) -> float:
 
 
 def zero_shot_accuracy(model, tokenizer, texts: list[str], labels: list[str],
-                       label_words: dict[str, str], template: str = "{text}\nSentiment:") -> dict:
+                       label_words: dict[str, str], template: str = "{text}\nSentiment:", should_stop=None) -> dict:
     """Predict each text's label as the label word (e.g. " positive") the model finds most likely
     after ``template``; the fraction predicted right."""
     if len(texts) != len(labels) or not texts:
@@ -70,6 +79,7 @@ def zero_shot_accuracy(model, tokenizer, texts: list[str], labels: list[str],
         raise DataError(f"labels {unknown[:3]} have no label word; give one for each label")
     right = 0
     for text, label in zip(texts, labels):
+        check_stop(should_stop, "zero-shot accuracy")
         prompt = template.format(text=text)
         scores = {lab: _continuation_logprob(model, tokenizer, prompt, w) for lab, w in label_words.items()}
         right += max(scores, key=scores.get) == label

