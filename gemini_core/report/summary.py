@@ -389,11 +389,15 @@ def _control_paragraph(df: pd.DataFrame, chosen: Mapping) -> list[str]:
 
 def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapping, df: pd.DataFrame,
                       figures: Mapping[str, go.Figure] | None = None, device: Mapping | None = None,
-                      alternatives: list[Mapping] | None = None, static_charts: bool | None = None) -> str:
+                      alternatives: list[Mapping] | None = None, static_charts: bool | None = None,
+                      told=None) -> str:
     """One self-contained HTML file for people who do not compress models: a headline sentence with its
     uncertainty, the chosen point against the original and up to two alternatives, the measurement
     conditions, the charts (PNG images when kaleido can draw them: the file stays well under 1 MB), a
-    glossary of the terms used, and every point in a folded table at the end."""
+    glossary of the terms used, and every point in a folded table at the end. It opens with the Present
+    page's four answers (``told``: a ``story.Story``; by default the story of ``chosen``)."""
+    from gemini_core.report.story import story, story_html
+
     esc = html.escape
     kind, metric = _kind_metric(reference, chosen)
     base = run.get("baseline") or {}
@@ -405,6 +409,7 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
             f"scenario {esc(str(run.get('scenario', '')))} · generated "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
             f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
+            story_html(told or story(df, chosen_id=int(chosen["point_id"]))),
             f"<p>{esc(metric.label[:1].upper() + metric.label[1:])} changes "
             f"({'higher' if metric.higher_is_better else 'lower'} is better) are read against <b>the original</b> "
             f"(the run's uncompressed reference, point {esc(str(reference.get('point_id', '')))}): a "
