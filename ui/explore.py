@@ -261,9 +261,11 @@ def record_panel(df: pd.DataFrame, point_id: int | None) -> None:
     st.markdown(f"**Point #{int(row['point_id'])}: full record**")
     kind, metric = _kind_metric(df)
     fields = record_fields(row, kind, metric)
-    st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in fields],
-                               "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
-                 hide_index=True, use_container_width=True, height=36 + 35 * len(fields) // 2)
+    # A static table as tall as its rows, wrapping long names (a scrolling grid here was half as tall as its
+    # rows and cut names in the narrow column).
+    st.table(pd.DataFrame({"figure": [name for _, name, _ in fields],
+                           "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
+             hide_index=True, hide_header=True, border="horizontal")
     runtime_details(row, key=f"record_{int(row['point_id'])}")
 
 

@@ -1,16 +1,16 @@
 """The story of a run in four answers, for a room: what did we gain, what did it cost, how sure are we,
-what do we ship. The Present page shows them and the HTML report opens with them, from this one function,
+what do we ship. The Present page shows them and passes them to the HTML report, which opens with them,
 so the two never tell different stories. The point to ship is ``results.suggest.recommend`` (the rule the
 Overview and the CLI use). No Streamlit in here.
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import pandas as pd
 
 from gemini_core.kinds.registry import KindInfo
+from gemini_core.report.summary import compare, ranges_overlap
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.stats import NO_CHANGE
 from gemini_core.results.suggest import Constraints, Recommendation, recommend
@@ -41,10 +41,8 @@ def _ms(value) -> str:
 
 
 def _gain(ref: dict, chosen: dict, kind: KindInfo) -> Answer:
-    from gemini_core.report.summary import _ranges_overlap, compare  # summary imports this module
-
     cmp = compare(ref, chosen)
-    speed = "not measurably faster" if _ranges_overlap(ref, chosen) else cmp["speed_text"]
+    speed = "not measurably faster" if ranges_overlap(ref, chosen) else cmp["speed_text"]
     timed = kind.latency_heading.split(" (")[0]
     detail = (f"Size {_kb(ref)} → {_kb(chosen)}; {timed} {_ms(ref['latency_ms_p50'])} → "
               f"{_ms(chosen['latency_ms_p50'])} at batch {int(chosen.get('batch_size') or 0)} on "
@@ -53,8 +51,6 @@ def _gain(ref: dict, chosen: dict, kind: KindInfo) -> Answer:
 
 
 def _cost(ref: dict, chosen: dict, metric: QualityMetric) -> Answer:
-    from gemini_core.report.summary import compare
-
     cmp = compare(ref, chosen)
     change = cmp["quality_change"]
     if not finite(change):
@@ -70,8 +66,6 @@ def _cost(ref: dict, chosen: dict, metric: QualityMetric) -> Answer:
 
 
 def _sure(ref: dict, chosen: dict, metric: QualityMetric) -> Answer:
-    from gemini_core.report.summary import compare
-
     paired = compare(ref, chosen)["paired"]
     p90 = chosen.get("latency_ms_p90")
     timing = (f" Latency is the median of repeated timed runs (p90 {_ms(p90)}); other work on the machine slows it."
@@ -116,10 +110,3 @@ def story(df: pd.DataFrame, constraints: Constraints | None = None, chosen_id: i
         answers = [_gain(ref, chosen, kind), _cost(ref, chosen, metric), _sure(ref, chosen, metric), answers[0]]
     return Story(tuple(answers), ref, chosen, rec)
 
-
-def story_html(told: Story) -> str:
-    """The four answers as the report's first section."""
-    esc = html.escape
-    return ("<h2>In ten seconds</h2><dl class='story'>" + "".join(
-        f"<dt>{esc(a.question)}</dt><dd><b>{esc(a.answer)}</b>. {esc(a.detail)}</dd>" for a in told.answers)
-        + "</dl>")

@@ -143,7 +143,7 @@ def _limits(record: Mapping) -> str:
     return text
 
 
-def _ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:
+def ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:
     """Whether two points' p10-p90 latency ranges overlap: then neither is measurably faster."""
     lo_a, hi_a = _num(reference.get("latency_ms_p10")), _num(reference.get("latency_ms_p90"))
     lo_b, hi_b = _num(chosen.get("latency_ms_p10")), _num(chosen.get("latency_ms_p90"))
@@ -318,7 +318,7 @@ def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
     cmp = compare(reference, chosen)
     kind, metric = _kind_metric(reference, chosen)
     speed_text = cmp["speed_text"]
-    if _ranges_overlap(reference, chosen):  # a p10-p90 overlap: not measurably faster or slower
+    if ranges_overlap(reference, chosen):  # a p10-p90 overlap: not measurably faster or slower
         speed_text = "not measurably faster or slower"
     timed = _timed(kind)
     at = "" if timed == "latency" else f" at {timed}"
@@ -394,10 +394,8 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
     """One self-contained HTML file for people who do not compress models: a headline sentence with its
     uncertainty, the chosen point against the original and up to two alternatives, the measurement
     conditions, the charts (PNG images when kaleido can draw them: the file stays well under 1 MB), a
-    glossary of the terms used, and every point in a folded table at the end. It opens with the Present
-    page's four answers (``told``: a ``story.Story``; by default the story of ``chosen``)."""
-    from gemini_core.report.story import story, story_html
-
+    glossary of the terms used, and every point in a folded table at the end. ``told`` (a ``story.Story``)
+    puts the Present page's four answers first."""
     esc = html.escape
     kind, metric = _kind_metric(reference, chosen)
     base = run.get("baseline") or {}
@@ -409,7 +407,9 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
             f"scenario {esc(str(run.get('scenario', '')))} · generated "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
             f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
-            story_html(told or story(df, chosen_id=int(chosen["point_id"]))),
+            *([] if told is None else ["<h2>In ten seconds</h2><dl class='story'>" + "".join(
+                f"<dt>{esc(a.question)}</dt><dd><b>{esc(a.answer)}</b>. {esc(a.detail)}</dd>" for a in told.answers)
+                + "</dl>"]),
             f"<p>{esc(metric.label[:1].upper() + metric.label[1:])} changes "
             f"({'higher' if metric.higher_is_better else 'lower'} is better) are read against <b>the original</b> "
             f"(the run's uncompressed reference, point {esc(str(reference.get('point_id', '')))}): a "
