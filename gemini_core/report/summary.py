@@ -358,7 +358,7 @@ def _figure_blocks(figures: Mapping[str, go.Figure], static: bool | None) -> lis
     first = True
     for name, fig in figures.items():
         if static:
-            png = figure_png(fig, width=1000, height=460, scale=1)
+            png = figure_png(fig, width=1000, height=int(fig.layout.height or 460), scale=1)  # the page's height
             out.append(f"<img alt='{html.escape(name)}' style='max-width:100%' "
                        f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
         else:
