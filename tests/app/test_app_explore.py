@@ -2,6 +2,8 @@
 full record, comparison, parallel coordinates, choices kept in the query string."""
 from __future__ import annotations
 
+import pandas as pd
+
 try:
     from tests.app.test_app_support import app_env, chart_by_title, new_app  # noqa: F401
 except ImportError:  # pragma: no cover
@@ -70,7 +72,7 @@ def test_colour_zoom_record_compare_and_parallel_on_the_sweep_page():
     at.session_state["selected_point_id"] = ids["8-bit"]
     at.run()
     assert not [d for d in at.dataframe if "figure" in d.value.columns]  # a static table: every row shows
-    record = [t.value for t in at.table if "figure" in t.value.columns][0]
+    record = pd.concat([t.value for t in at.table if "figure" in t.value.columns])
     values = dict(zip(record["figure"], record["value"]))
     assert values["accuracy (%)"] == "96.90" and values["bits"] == "8" and "None" not in values.values()
     at.multiselect(key="sweep_compare").set_value([ids["dense fp32"], ids["8-bit"]]).run()
