@@ -51,7 +51,8 @@ def nav(page, name: str) -> None:
 
 def shoot(page, folder: Path, name: str, width: int, tall: int | None = None) -> Path:
     """A screenshot at ``width`` px: the screen a person sees, or ``tall`` px of the page (Streamlit scrolls
-    inside its own container, so a longer shot needs a taller window)."""
+    inside its own container, so a longer shot needs a taller window). Lossless: a 256-colour palette lost
+    the pale fills of the status boxes."""
     page.set_viewport_size({"width": width, "height": tall or SIZES[width]})
     page.wait_for_timeout(1500)  # charts re-layout to the new width
     wait_idle(page)
