@@ -278,14 +278,16 @@ def fig_parallel(df: pd.DataFrame) -> go.Figure:
             codes = [values.index(str(v)) for v in pts[field]]
             dims.append(dict(label=label, values=codes, tickvals=list(range(len(values))), ticktext=values))
     figures = (*SETTING_DIMENSIONS, (metric.column, metric.heading, metric.scale),
-               ("latency_ms_p50", kind.latency_heading, 1.0), ("size_kb", "size (KB)", 1.0))
+               ("latency_ms_p50", f"{latency_name(kind)} (ms)", 1.0), ("size_kb", "size (KB)", 1.0))
     for field, label, scale in figures:
         col = pd.to_numeric(pts[field], errors="coerce") * scale
         if col.notna().any():
             dims.append(dict(label=label, values=col.fillna(col.min()).round(4).tolist()))
     color = (pd.to_numeric(pts[metric.column], errors="coerce") * metric.scale).round(3).tolist()
+    # Short axis labels in a smaller font: the long ones ran into each other over narrow axes.
     fig = go.Figure(go.Parcoords(
-        dimensions=dims, line=dict(color=color, colorscale="Viridis", reversescale=not metric.higher_is_better,
+        dimensions=dims, labelfont=dict(size=11), rangefont=dict(size=9),
+        line=dict(color=color, colorscale="Viridis", reversescale=not metric.higher_is_better,
                                    showscale=True, colorbar=dict(title=metric.heading))))
     fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=40, t=90, b=40)}, title=title)
     return fig

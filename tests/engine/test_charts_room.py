@@ -89,3 +89,9 @@ def test_the_report_front_is_the_pages_chart_with_the_chosen_point_starred(frame
     chosen = next(t for t in report.data if t.name == "chosen point")
     assert chosen.cliponaxis is False and chosen.text == ("chosen #3",)
 
+
+
+def test_parallel_coordinates_labels_are_short_enough_not_to_run_into_each_other(frame):
+    fig = sweep.fig_parallel(frame)
+    labels = [d.label for d in fig.data[0].dimensions]
+    assert "latency (ms)" in labels and max(len(label) for label in labels) <= 16, labels
