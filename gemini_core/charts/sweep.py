@@ -288,7 +288,7 @@ def fig_parallel(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Parcoords(
         dimensions=dims, labelfont=dict(size=11), rangefont=dict(size=9),
         line=dict(color=color, colorscale="Viridis", reversescale=not metric.higher_is_better,
-                                   showscale=True, colorbar=dict(title=metric.heading))))
+                  showscale=True, colorbar=dict(title=metric.heading))))
     fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=40, t=90, b=40)}, title=title)
     return fig
 
