@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from gemini_core.kinds.registry import KindInfo
-from gemini_core.report.summary import compare, ranges_overlap
+from gemini_core.report.summary import compare
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.stats import NO_CHANGE
 from gemini_core.results.suggest import Constraints, Recommendation, recommend
@@ -42,7 +42,7 @@ def _ms(value) -> str:
 
 def _gain(ref: dict, chosen: dict, kind: KindInfo) -> Answer:
     cmp = compare(ref, chosen)
-    speed = "not measurably faster" if ranges_overlap(ref, chosen) else cmp["speed_text"]
+    speed = cmp["speed_text"]
     timed = kind.latency_heading.split(" (")[0]
     detail = (f"Size {_kb(ref)} → {_kb(chosen)}; {timed} {_ms(ref['latency_ms_p50'])} → "
               f"{_ms(chosen['latency_ms_p50'])} at batch {int(chosen.get('batch_size') or 0)} on "

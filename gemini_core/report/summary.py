@@ -75,6 +75,9 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
     change = metric.change(q, ref_q) if comparable else float("nan")
     size_text = _ratio_text(size_ratio, "smaller", "larger", "size unknown")
     speed_text = _ratio_text(speed_ratio, "faster", "slower", "latency unknown")
+    overlap = ranges_overlap(reference, chosen)  # the headline, the cards and the sentence say the same
+    if overlap:
+        speed_text = "not measurably faster or slower"
     paired = metric.paired(chosen, reference)
     measurable = True
     if not math.isfinite(change):
@@ -103,7 +106,7 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
             "size_text": size_text, "speed_text": speed_text, "quality_text": quality_text,
             "quality_measurable": measurable, "quality_good": good, "paired": paired,
             "headline": f"{size_text}, {speed_text}, {quality_text}",
-            "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0}
+            "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0 and not overlap}
 
 
 def _quality_cell(row: Mapping, metric: QualityMetric) -> str:
@@ -317,9 +320,7 @@ def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
     evaluation data when both points kept it, else the metric's estimate from the test size."""
     cmp = compare(reference, chosen)
     kind, metric = _kind_metric(reference, chosen)
-    speed_text = cmp["speed_text"]
-    if ranges_overlap(reference, chosen):  # a p10-p90 overlap: not measurably faster or slower
-        speed_text = "not measurably faster or slower"
+    speed_text = cmp["speed_text"]  # "not measurably faster or slower" when the p10-p90 ranges overlap
     timed = _timed(kind)
     at = "" if timed == "latency" else f" at {timed}"
     change = cmp["quality_change"]
