@@ -366,7 +366,7 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
     if not frames:
         return empty_figure(title, "choose runs to compare")
     fig = go.Figure()
-    metrics, latencies = {}, {}
+    metrics, latencies, drawn = {}, {}, []
     for i, (name, df) in enumerate(frames.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
         pts = ok_points(df)
@@ -375,6 +375,7 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         kind, metric = _kind_metric(pts)
         metrics[metric.name], latencies[kind.latency_heading] = metric, True
         quality, scale = metric.column, metric.scale
+        drawn.append(pts)
         custom, template = hover_data(pts)
         fig.add_trace(go.Scatter(
             x=pts["latency_ms_p50"].tolist(), y=(pts[quality] * scale).tolist(), mode="markers",
@@ -390,6 +391,8 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
             name=f"{name} front", legendgroup=name, line=dict(color=color, width=2, shape="hv"),
             marker=dict(size=11, color=color, line=FRONT_RING), customdata=fcustom, hovertemplate=template))
     fig.update_layout(**LAYOUT, title=title)
+    if len(metrics) == 1:  # whiskers in one metric: say what they are, as on the single-run charts
+        _explain_whiskers(fig, pd.concat(drawn), next(iter(metrics.values())).column)
     fig.update_layout(legend_title_text="run")
     fig.update_xaxes(title_text=" · ".join(latencies) or "latency p50 (ms)", **AXIS_STYLE)
     log = bool(metrics) and all(m.log_axis for m in metrics.values())

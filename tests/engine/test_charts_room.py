@@ -95,3 +95,8 @@ def test_parallel_coordinates_labels_are_short_enough_not_to_run_into_each_other
     fig = sweep.fig_parallel(frame)
     labels = [d.label for d in fig.data[0].dimensions]
     assert "latency (ms)" in labels and max(len(label) for label in labels) <= 16, labels
+
+
+def test_the_overlay_of_runs_explains_its_whiskers_too(frame):
+    fig = sweep.fig_fronts_overlay({"a": frame, "b": frame})
+    assert fig.layout.title.subtitle.text == "whiskers: 95% interval (Wilson), n = 270 test examples"
