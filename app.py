@@ -43,6 +43,7 @@ views.page_chrome()
 show_state_problems()
 pages = [
     st.Page(overview, title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/0_Present.py", title="Present", icon=":material/slideshow:"),
     st.Page("pages/1_Model.py", title="Model", icon=":material/model_training:"),
     st.Page("pages/2_Sweep.py", title="Sweep", icon=":material/show_chart:"),
     st.Page("pages/3_History.py", title="History", icon=":material/history:"),

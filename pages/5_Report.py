@@ -6,11 +6,12 @@ import streamlit as st
 
 from gemini_core.charts.sweep import fig_quality_vs_size, fig_report_front
 from gemini_core.errors import GeminiError
+from gemini_core.report.story import story
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
 from gemini_core.results.metrics import metric_of
 from gemini_core.results.suggest import alternatives, suggest_point
 from gemini_core.results.table import ok_points, points_frame, reference_row
-from ui import points_view
+from ui import explore, points_view
 from ui.state import current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
@@ -99,7 +100,7 @@ device["load_avg_1m"] = round(os.getloadavg()[0], 2)
 st.download_button(
     "Download the HTML report", type="primary",
     data=lambda: build_report_html(f"Compression report: {run['name']}", run, ref, chosen, df, figures, device,
-                                   alternatives=alts),
+                                   alternatives=alts, told=story(df, explore.constraints(), chosen_id=pid)),
     file_name=f"gemini-report-{run_id}-point-{pid}.html", mime="text/html", key="r_html", on_click="ignore",
     help="one self-contained file for people who do not compress models: a headline with its uncertainty, the "
          "chosen point against two alternatives, how it was measured, charts, a glossary, all points (folded)")

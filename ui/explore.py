@@ -255,15 +255,19 @@ def record_panel(df: pd.DataFrame, point_id: int | None) -> None:
     """Every figure of the selected point (the hover card only has five lines)."""
     rows = df[df["point_id"] == point_id] if point_id is not None and len(df) else df.iloc[:0]
     if rows.empty:
-        st.caption("Click a point in a chart (or choose one below) to see its full record here.")
+        st.caption("Click a point in a chart (or choose one below) to see its full record here, under the charts.")
         return
     row = rows.iloc[0].to_dict()
     st.markdown(f"**Point #{int(row['point_id'])}: full record**")
     kind, metric = _kind_metric(df)
     fields = record_fields(row, kind, metric)
-    st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in fields],
-                               "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
-                 hide_index=True, use_container_width=True, height=36 + 35 * len(fields) // 2)
+    # Static tables as tall as their rows, wrapping long names (a scrolling grid here was half as tall as its
+    # rows and cut names), in two halves side by side so the record stays about a screen high.
+    table = pd.DataFrame({"figure": [name for _, name, _ in fields],
+                          "value": [_human(row.get(f), fmt) for f, _, fmt in fields]})
+    half = (len(table) + 1) // 2
+    for col, part in zip(st.columns(2), (table.iloc[:half], table.iloc[half:])):
+        col.table(part, hide_index=True, hide_header=True, border="horizontal")
     runtime_details(row, key=f"record_{int(row['point_id'])}")
 
 

@@ -153,7 +153,7 @@ CHART_KEYS = {"latency_size_vs_ratio": "vs_ratio", "sparse_vs_dense": "sparse_de
 
 def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
     """The explorer: constraint panel and recommendation, the two quality charts (coloured as chosen,
-    each with its own front, the recommendation starred), the selected point's full record beside them,
+    each with its own front, the recommendation starred), the selected point's full record under them,
     a side-by-side comparison and parallel coordinates; on the Sweep page also the other charts, the table
     and the point picker."""
     st.session_state[f"live_points_{where}"] = len(df)
@@ -162,17 +162,18 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
     recommended = rec.point_id if rec is not None else None
     options = {"color_by": explore.choices()["color"], "highlight_id": recommended,
                "y_range": explore.quality_zoom(df, where)}
-    c1, c2, c3 = st.columns([5, 5, 3])
+    # The two charts share the width; the record goes under them (a third column left each chart ~350 px at
+    # 1280 px, too small to read from the back of a room).
+    c1, c2 = st.columns(2)
     with c1:
         _plot(fig_quality_vs_latency(df, **options), f"{where}_acc_lat", selectable=True)
     with c2:
         _plot(fig_quality_vs_size(df, **options), f"{where}_acc_size", selectable=True)
-    with c3:
-        explore.record_panel(df, selected_point_id())
     if len(ok_points(df)):
         better = f"has a better {metric.label} ({'higher' if metric.higher_is_better else 'lower'} is better)"
         st.caption(f"The ring marks each chart's own front: no other point both {better} and lies further left on "
                    "that chart. Hover a point for a short card; click it for its full record.")
+    explore.record_panel(df, selected_point_id())
     explore.compare_view(df, where, recommended)
     explore.parallel_view(df, where)
     if where == "home":

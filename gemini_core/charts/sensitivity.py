@@ -11,7 +11,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gemini_core.charts.style import AXIS_STYLE, LAYOUT, bit_color, empty_figure
+from gemini_core.charts.style import AXIS_STYLE, LAYOUT, LEGEND, bit_color, empty_figure
 from gemini_core.kinds.registry import kind_info
 from gemini_core.results.metrics import QualityMetric, get_metric, metric_of
 
@@ -74,8 +74,10 @@ def fig_heatmap(profile: dict, kind: str) -> go.Figure:
                        f"{metric.change_unit} ({split})<br>"
                        + ("members: %{customdata}" if phase == "pruning" else "%{customdata}") + "<extra></extra>")))
     layout = dict(LAYOUT)
-    layout.update(height=max(260, 26 * len(rows) + 120), margin=dict(l=10, r=10, t=60, b=40))
-    fig.update_layout(**layout, title=title)
+    # The x axis (ticks and title) is on top, so the chart title sits at the figure's top edge above it:
+    # in the plot's top margin the two overlapped.
+    layout.update(height=max(300, 26 * len(rows) + 170), margin=dict(l=10, r=10, t=120, b=40))
+    fig.update_layout(**layout, title=dict(text=title, yref="container", y=1, yanchor="top", pad=dict(t=16)))
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title_text="pruning ratio of the group" if phase == "pruning" else "bit width of the layer",
                      side="top", type="category", tickvals=x, ticktext=x)
@@ -116,7 +118,7 @@ def fig_layer_bars(profile: dict) -> go.Figure:
                                            "6 std<extra></extra>"), row=1, col=2)
     layout = dict(LAYOUT)
     layout.update(height=max(280, 22 * len(names) + 140), margin=dict(l=10, r=10, t=70, b=40), barmode="group",
-                  legend=dict(orientation="h", y=-0.08))
+                  legend=dict(LEGEND))
     fig.update_layout(**layout, title=title)
     fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)
     fig.update_xaxes(**AXIS_STYLE)
@@ -174,6 +176,6 @@ def fig_allocation_vs_uniform(panels: dict[str, list[dict]],
         fig.update_yaxes(title_text=metric.axis_title if col == 1 else None, type="log" if metric.log_axis else None,
                          row=1, col=col, **AXIS_STYLE)
     layout = dict(LAYOUT)
-    layout.update(legend=dict(title_text="point"), width=None)
+    layout.update(legend=dict(LEGEND, title_text="point"), width=None)
     fig.update_layout(**layout, title=title)
     return fig

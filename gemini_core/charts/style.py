@@ -17,10 +17,16 @@ FRONT_RING = dict(color="#1F1D2B", width=2)
 # No named template: assigning one deep-copies it on every figure (slow when charts redraw live).
 AXIS_STYLE = dict(gridcolor="#E9E7F2", zerolinecolor="#D5D2E6", linecolor="#B9B5CC", showline=True,
                   ticks="outside", tickcolor="#B9B5CC")
+# The legend is a compact key in rows under the plot (anchored to the figure's bottom edge, so it never
+# covers the x-axis title): a legend beside a chart took ~40% of its width and clipped its last items.
+LEGEND = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left",
+              title_side="left", font=dict(size=11), itemwidth=30, tracegroupgap=0)
 LAYOUT = dict(paper_bgcolor="white", plot_bgcolor="white", font=dict(family="Helvetica, Arial, sans-serif",
-              size=12, color="#2A2838"), height=420, margin=dict(l=60, r=20, t=60, b=55),
-              legend=dict(title_text="bit width · execution", font=dict(size=11)),
+              size=12, color="#2A2838"), height=460, margin=dict(l=60, r=20, t=60, b=55),
+              legend=dict(LEGEND, title_text="bit width · execution"),
               hoverlabel=dict(align="left", font=dict(size=11)))
+# Latency spans a decade or more (max / min): a log axis, else most points crowd at the left edge.
+LOG_AXIS_SPAN = 10.0
 
 
 def bit_color(bits) -> str:
@@ -81,3 +87,29 @@ def log_ticks(values) -> dict:
     if len(ticks) > 9:  # a wide range: decades only
         ticks = [t for t in ticks if f"{t:g}".lstrip("0.").startswith("1")]
     return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
+def spans_decades(values, ratio: float = LOG_AXIS_SPAN) -> bool:
+    """Whether positive ``values`` span ``ratio`` or more (max / min): a log axis shows them apart."""
+    import math
+
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v)) and float(v) > 0]
+    return len(vals) > 1 and max(vals) / min(vals) >= ratio
+
+
+def label_position(x: float, y: float, xs, ys, log_x: bool = False) -> str:
+    """A text position that points a label into the chart, away from the nearest edges (a label centred
+    on a point at the edge is cut in half)."""
+    import math
+
+    def share(v, vals, log):
+        vals = [float(u) for u in vals if u is not None and math.isfinite(float(u)) and (not log or float(u) > 0)]
+        if not vals or (log and v <= 0):
+            return 0.5
+        f = (lambda u: math.log10(u)) if log else (lambda u: u)
+        lo, hi = f(min(vals)), f(max(vals))
+        return 0.5 if hi == lo else (f(v) - lo) / (hi - lo)
+
+    vertical = "bottom" if share(y, ys, False) > 0.5 else "top"
+    horizontal = "left" if share(x, xs, log_x) > 0.5 else "right"
+    return f"{vertical} {horizontal}"

@@ -25,7 +25,9 @@ from gemini_core.charts.style import (
     empty_figure,
     encoding_colors,
     execution_symbol,
+    label_position,
     log_ticks,
+    spans_decades,
 )
 from gemini_core.kinds.registry import Column, KindInfo
 from gemini_core.results.metrics import QualityMetric, get_metric, kind_of_rows, metric_for_column
@@ -140,15 +142,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
                         line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
     if highlight_id is not None:
-        row = pts[pts["point_id"] == highlight_id]
-        if len(row):
-            r = row.iloc[0]
-            custom, template = hover_data(row, row["_front"].tolist())
-            fig.add_trace(go.Scatter(
-                x=[float(r[x]) * x_scale], y=[float(r[y]) * y_scale], mode="markers+text",
-                name="recommended", text=[f"recommended #{int(r['point_id'])}"], textposition="top center",
-                marker=dict(size=24, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
-                customdata=custom, hovertemplate=template))
+        _star(fig, pts, highlight_id, x, y, x_scale, y_scale, log_x, "recommended")
     legend = dict(LAYOUT["legend"], title_text=f"{ENCODINGS[color_by]} · execution")
     fig.update_layout(**{**LAYOUT, "legend": legend}, title=title)
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", **AXIS_STYLE,
@@ -156,15 +150,78 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
     fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", **AXIS_STYLE)
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
+    else:
+        _clamp_quality_axis(fig, pts, y, y_scale, log_y)
+    _explain_whiskers(fig, pts, y)
     return fig
+
+
+def _star(fig: go.Figure, pts: pd.DataFrame, point_id: int, x: str, y: str, x_scale: float, y_scale: float,
+          log_x: bool, word: str, name: str | None = None) -> None:
+    """A gold star on one point, labelled "<word> #id" on the side that faces into the chart. The label
+    may run over the plot's edge (``cliponaxis`` off) rather than be cut."""
+    row = pts[pts["point_id"] == point_id]
+    if row.empty:
+        return
+    r = row.iloc[0]
+    px, py = float(r[x]) * x_scale, float(r[y]) * y_scale
+    custom, template = hover_data(row, row["_front"].tolist() if "_front" in row.columns else None)
+    fig.add_trace(go.Scatter(
+        x=[px], y=[py], mode="markers+text", name=name or word, text=[f"{word} #{int(r['point_id'])}"],
+        textposition=label_position(px, py, pts[x] * x_scale, pts[y] * y_scale, log_x), cliponaxis=False,
+        textfont=dict(size=12, color="#1F1D2B", weight="bold"),
+        marker=dict(size=24, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
+        customdata=custom, hovertemplate=template))
+
+
+def _clamp_quality_axis(fig: go.Figure, pts: pd.DataFrame, y: str, y_scale: float, log_y: bool) -> None:
+    """A bounded metric's axis (accuracy 0-100%) stops at its bound: whiskers and padding must not draw an
+    axis that runs past 100%."""
+    metric = metric_for_column(y)
+    if metric is None or metric.display_range is None or log_y:
+        return
+    values = pd.to_numeric(pts[y], errors="coerce") * y_scale
+    ends = [values.min(), values.max()]
+    for row in pts.to_dict("records"):
+        ci = metric.interval(row)
+        if ci is not None:
+            ends.extend(v * y_scale for v in ci)
+    ends = [float(v) for v in ends if finite(v)]
+    if not ends:
+        return
+    low_bound, high_bound = metric.display_range
+    pad = max(0.5, (max(ends) - min(ends)) * 0.04)
+    fig.update_yaxes(range=[max(low_bound, min(ends) - pad), min(high_bound, max(ends) + pad)])
+    fig.update_traces(cliponaxis=False, selector=dict(type="scatter"))  # a marker at 100% is not cut
+
+
+def whisker_note(pts: pd.DataFrame, y: str) -> str | None:
+    """'whiskers: 95% interval (Wilson), n = 270 test examples' for the points drawn with whiskers."""
+    metric = metric_for_column(y)
+    if metric is None or error_bars(pts, y) is None:
+        return None
+    sizes = sorted({n for n in (metric.sample_size(r) for r in pts.to_dict("records")) if n is not None})
+    n = (f", n = {sizes[0]}" if len(sizes) == 1 else f", n = {sizes[0]}-{sizes[-1]}" if sizes else "")
+    return f"whiskers: 95% interval ({metric.interval_method}){n} {metric.sample_name if sizes else ''}".rstrip()
+
+
+def _explain_whiskers(fig: go.Figure, pts: pd.DataFrame, y: str) -> None:
+    """The note goes under the title (a subtitle): on the plot it covered the points at 100%."""
+    note = whisker_note(pts, y)
+    if note:
+        fig.update_layout(title_subtitle=dict(text=note, font=dict(size=11, color="#5E5A72")),
+                          margin=dict(LAYOUT["margin"], t=80))
 
 
 def fig_quality_vs_latency(df: pd.DataFrame, **options) -> go.Figure:
     """The run's quality metric against the latency its kind times. ``options``: ``color_by``,
     ``highlight_id``, ``y_range`` (in the metric's shown unit), see ``scatter_figure``."""
     kind, metric = _kind_metric(df)
+    log_x = spans_decades(ok_points(df)["latency_ms_p50"]) if len(df) else False
+    x_title = kind.latency_heading[:-1] + ", log scale)" if log_x and kind.latency_heading.endswith(")") \
+        else kind.latency_heading + (" (log scale)" if log_x else "")
     return scatter_figure(df, "latency_ms_p50", metric.column, _title(metric, latency_name(kind)),
-                          kind.latency_heading, metric.axis_title, y_scale=metric.scale, log_y=metric.log_axis,
+                          x_title, metric.axis_title, y_scale=metric.scale, log_y=metric.log_axis, log_x=log_x,
                           **options)
 
 
@@ -221,15 +278,17 @@ def fig_parallel(df: pd.DataFrame) -> go.Figure:
             codes = [values.index(str(v)) for v in pts[field]]
             dims.append(dict(label=label, values=codes, tickvals=list(range(len(values))), ticktext=values))
     figures = (*SETTING_DIMENSIONS, (metric.column, metric.heading, metric.scale),
-               ("latency_ms_p50", kind.latency_heading, 1.0), ("size_kb", "size (KB)", 1.0))
+               ("latency_ms_p50", f"{latency_name(kind)} (ms)", 1.0), ("size_kb", "size (KB)", 1.0))
     for field, label, scale in figures:
         col = pd.to_numeric(pts[field], errors="coerce") * scale
         if col.notna().any():
             dims.append(dict(label=label, values=col.fillna(col.min()).round(4).tolist()))
     color = (pd.to_numeric(pts[metric.column], errors="coerce") * metric.scale).round(3).tolist()
+    # Short axis labels in a smaller font: the long ones ran into each other over narrow axes.
     fig = go.Figure(go.Parcoords(
-        dimensions=dims, line=dict(color=color, colorscale="Viridis", reversescale=not metric.higher_is_better,
-                                   showscale=True, colorbar=dict(title=metric.heading))))
+        dimensions=dims, labelfont=dict(size=11), rangefont=dict(size=9),
+        line=dict(color=color, colorscale="Viridis", reversescale=not metric.higher_is_better,
+                  showscale=True, colorbar=dict(title=metric.heading))))
     fig.update_layout(**{**LAYOUT, "margin": dict(l=70, r=40, t=90, b=40)}, title=title)
     return fig
 
@@ -307,7 +366,7 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
     if not frames:
         return empty_figure(title, "choose runs to compare")
     fig = go.Figure()
-    metrics, latencies = {}, {}
+    metrics, latencies, drawn = {}, {}, []
     for i, (name, df) in enumerate(frames.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
         pts = ok_points(df)
@@ -316,6 +375,7 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         kind, metric = _kind_metric(pts)
         metrics[metric.name], latencies[kind.latency_heading] = metric, True
         quality, scale = metric.column, metric.scale
+        drawn.append(pts)
         custom, template = hover_data(pts)
         fig.add_trace(go.Scatter(
             x=pts["latency_ms_p50"].tolist(), y=(pts[quality] * scale).tolist(), mode="markers",
@@ -331,6 +391,8 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
             name=f"{name} front", legendgroup=name, line=dict(color=color, width=2, shape="hv"),
             marker=dict(size=11, color=color, line=FRONT_RING), customdata=fcustom, hovertemplate=template))
     fig.update_layout(**LAYOUT, title=title)
+    if len(metrics) == 1:  # whiskers in one metric: say what they are, as on the single-run charts
+        _explain_whiskers(fig, pd.concat(drawn), next(iter(metrics.values())).column)
     fig.update_layout(legend_title_text="run")
     fig.update_xaxes(title_text=" · ".join(latencies) or "latency p50 (ms)", **AXIS_STYLE)
     log = bool(metrics) and all(m.log_axis for m in metrics.values())
@@ -340,19 +402,17 @@ def fig_fronts_overlay(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
 
 
 def fig_report_front(df: pd.DataFrame, chosen_id: int | None = None) -> go.Figure:
-    """The run's quality vs latency with the front ringed and the chosen point starred."""
+    """The run's quality vs latency with the front ringed and the chosen point starred: the page's chart
+    (same style, axes and whiskers), so the report shows what the dashboard showed."""
     _, metric = _kind_metric(df)
     fig = fig_quality_vs_latency(df)
-    fig.update_layout(title=f"Measured points: {metric.label} vs latency (front ringed, chosen point starred)")
-    if chosen_id is not None and len(df):
-        row = df[df["point_id"] == chosen_id]
-        if len(row):
-            r = row.iloc[0]
-            fig.add_trace(go.Scatter(
-                x=[float(r["latency_ms_p50"])], y=[float(r[metric.column]) * metric.scale], mode="markers+text",
-                name="chosen point", text=[f"chosen #{int(r['point_id'])}"], textposition="top center",
-                marker=dict(size=22, symbol="star", color="#FFD400", line=dict(color="#1F1D2B", width=1.5)),
-                hoverinfo="skip"))
+    name = metric.label[:1].upper() + metric.label[1:]
+    fig.update_layout(title_text=f"{name} vs latency: chosen point starred, front ringed")
+    pts = ok_points(df)
+    if chosen_id is not None and len(pts):
+        log_x = fig.layout.xaxis.type == "log"
+        _star(fig, pts, chosen_id, "latency_ms_p50", metric.column, 1.0, metric.scale, log_x, "chosen",
+              name="chosen point")
     return fig
 
 

@@ -9,6 +9,13 @@ from plotly.subplots import make_subplots
 from gemini_core.charts.style import AXIS_STYLE, LAYOUT, empty_figure
 
 
+def percent_range(values) -> list[float]:
+    """An axis range for percentages that stops at 100 (padding above a 99.7% accuracy drew a 102% tick)."""
+    vals = [float(v) for v in values]
+    pad = max(1.0, (max(vals) - min(vals)) * 0.08)
+    return [max(0.0, min(vals) - pad), min(100.0, max(vals) + pad)]
+
+
 def fig_training(history: Sequence[Mapping]) -> go.Figure:
     """Baseline training: mean train loss and validation accuracy per epoch; the kept epoch starred."""
     title = "Baseline training"
@@ -30,11 +37,13 @@ def fig_training(history: Sequence[Mapping]) -> go.Figure:
                                              line=dict(color="#1F1D2B", width=1))), secondary_y=True)
         title = (f"Baseline training: kept epoch {int(chosen['epoch'])} of {int(chosen['epochs_run'])} "
                  f"({chosen['stopped']})")
-    fig.update_layout(**{**LAYOUT, "height": 320, "legend": dict(orientation="h", y=1.12)}, title=title)
+    fig.update_layout(**{**LAYOUT, "height": 360, "legend": dict(LAYOUT["legend"], title_text="")}, title=title)
     fig.update_xaxes(title_text="epoch", dtick=1, **AXIS_STYLE)
     fig.update_yaxes(**AXIS_STYLE)
     fig.update_yaxes(title_text="train loss (cross-entropy)", secondary_y=False)
-    fig.update_yaxes(title_text="validation accuracy (%)", secondary_y=True)
+    fig.update_yaxes(title_text="validation accuracy (%)", secondary_y=True, tickmode="auto", showgrid=False,
+                     range=percent_range([float(h["val_accuracy"]) * 100 for h in epochs]))
+    fig.update_traces(cliponaxis=False)  # a point at 100% sits on the axis's end, not cut in half
     return fig
 
 
@@ -67,8 +76,10 @@ def fig_adaptive_training(events: Sequence[Mapping]) -> go.Figure:
         fig.add_trace(go.Scatter(x=[int(e["epoch"]) for e in rolled],
                                  y=[float(e["val_accuracy"]) * 100 for e in rolled], name="pruning step rolled back",
                                  mode="markers", marker=dict(symbol="x", size=11, color="#1F1D2B")), row=1, col=2)
-    fig.update_layout(**{**LAYOUT, "height": 520, "legend": dict(orientation="h", y=-0.12)}, title=title)
+    fig.update_layout(**{**LAYOUT, "height": 560, "legend": dict(LAYOUT["legend"], title_text="")}, title=title)
     fig.update_xaxes(title_text="epoch", dtick=1, **AXIS_STYLE)
     fig.update_yaxes(**AXIS_STYLE)
     fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(range=percent_range([float(e["val_accuracy"]) * 100 for e in epochs]), row=1, col=2)
+    fig.update_traces(cliponaxis=False)
     return fig

@@ -75,6 +75,9 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
     change = metric.change(q, ref_q) if comparable else float("nan")
     size_text = _ratio_text(size_ratio, "smaller", "larger", "size unknown")
     speed_text = _ratio_text(speed_ratio, "faster", "slower", "latency unknown")
+    overlap = ranges_overlap(reference, chosen)  # the headline, the cards and the sentence say the same
+    if overlap:
+        speed_text = "not measurably faster or slower"
     paired = metric.paired(chosen, reference)
     measurable = True
     if not math.isfinite(change):
@@ -103,7 +106,7 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
             "size_text": size_text, "speed_text": speed_text, "quality_text": quality_text,
             "quality_measurable": measurable, "quality_good": good, "paired": paired,
             "headline": f"{size_text}, {speed_text}, {quality_text}",
-            "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0}
+            "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0 and not overlap}
 
 
 def _quality_cell(row: Mapping, metric: QualityMetric) -> str:
@@ -143,7 +146,7 @@ def _limits(record: Mapping) -> str:
     return text
 
 
-def _ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:
+def ranges_overlap(reference: Mapping, chosen: Mapping) -> bool:
     """Whether two points' p10-p90 latency ranges overlap: then neither is measurably faster."""
     lo_a, hi_a = _num(reference.get("latency_ms_p10")), _num(reference.get("latency_ms_p90"))
     lo_b, hi_b = _num(chosen.get("latency_ms_p10")), _num(chosen.get("latency_ms_p90"))
@@ -317,9 +320,7 @@ def headline_sentence(reference: Mapping, chosen: Mapping, n_test=None) -> str:
     evaluation data when both points kept it, else the metric's estimate from the test size."""
     cmp = compare(reference, chosen)
     kind, metric = _kind_metric(reference, chosen)
-    speed_text = cmp["speed_text"]
-    if _ranges_overlap(reference, chosen):  # a p10-p90 overlap: not measurably faster or slower
-        speed_text = "not measurably faster or slower"
+    speed_text = cmp["speed_text"]  # "not measurably faster or slower" when the p10-p90 ranges overlap
     timed = _timed(kind)
     at = "" if timed == "latency" else f" at {timed}"
     change = cmp["quality_change"]
@@ -358,7 +359,7 @@ def _figure_blocks(figures: Mapping[str, go.Figure], static: bool | None) -> lis
     first = True
     for name, fig in figures.items():
         if static:
-            png = figure_png(fig, width=1000, height=460, scale=1)
+            png = figure_png(fig, width=1000, height=int(fig.layout.height or 460), scale=1)  # the page's height
             out.append(f"<img alt='{html.escape(name)}' style='max-width:100%' "
                        f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>")
         else:
@@ -389,11 +390,13 @@ def _control_paragraph(df: pd.DataFrame, chosen: Mapping) -> list[str]:
 
 def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapping, df: pd.DataFrame,
                       figures: Mapping[str, go.Figure] | None = None, device: Mapping | None = None,
-                      alternatives: list[Mapping] | None = None, static_charts: bool | None = None) -> str:
+                      alternatives: list[Mapping] | None = None, static_charts: bool | None = None,
+                      told=None) -> str:
     """One self-contained HTML file for people who do not compress models: a headline sentence with its
     uncertainty, the chosen point against the original and up to two alternatives, the measurement
     conditions, the charts (PNG images when kaleido can draw them: the file stays well under 1 MB), a
-    glossary of the terms used, and every point in a folded table at the end."""
+    glossary of the terms used, and every point in a folded table at the end. ``told`` (a ``story.Story``)
+    puts the Present page's four answers first."""
     esc = html.escape
     kind, metric = _kind_metric(reference, chosen)
     base = run.get("baseline") or {}
@@ -405,6 +408,9 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
             f"scenario {esc(str(run.get('scenario', '')))} · generated "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
             f"<p class='headline'>{esc(headline_sentence(reference, chosen, n_test))}</p>",
+            *([] if told is None else ["<h2>In ten seconds</h2><dl class='story'>" + "".join(
+                f"<dt>{esc(a.question)}</dt><dd><b>{esc(a.answer)}</b>. {esc(a.detail)}</dd>" for a in told.answers)
+                + "</dl>"]),
             f"<p>{esc(metric.label[:1].upper() + metric.label[1:])} changes "
             f"({'higher' if metric.higher_is_better else 'lower'} is better) are read against <b>the original</b> "
             f"(the run's uncompressed reference, point {esc(str(reference.get('point_id', '')))}): a "

@@ -141,7 +141,7 @@ def test_report_page_words_an_llm_run_in_perplexity(tiny_dir, app_env, media_mgr
     assert not at.exception, at.exception
     assert "Perplexity (lower is better)" in [m.label for m in at.metric]
     assert any("perplexity" in m.value and "lower is better" in m.value for m in at.markdown)
-    chart_by_title(at, "Measured points: perplexity vs latency")
+    chart_by_title(at, "Perplexity vs latency: chosen point")
     page = media_mgr(at.download_button(key="r_html")).decode()
     assert "perplexity (lower is better)" in page and "test accuracy [95% Wilson interval]" not in page
 

@@ -22,7 +22,7 @@ def test_report_headline_chart_and_html(seeded, media_mgr):
     assert expected["size_ratio"] > 2                      # 50% pruned + 8-bit really is smaller
     headline = next(m.value for m in at.markdown if "<div class='gemini-headline'>" in m.value)
     assert expected["size_text"] in headline and expected["speed_text"] in headline
-    front = chart_by_title(at, "Measured points")
+    front = chart_by_title(at, "chosen point starred")
     star = [t for t in front["data"] if t["name"] == "chosen point"]
     assert star and star[0]["text"] == [f"chosen #{chosen['point_id']}"]
     page = media_mgr(at.download_button(key="r_html")).decode()

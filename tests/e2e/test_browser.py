@@ -51,7 +51,8 @@ def chart_target(page) -> dict:
     return page.evaluate("""() => {
       const g = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
       const t = g.data.find(t => t.name !== 'Pareto front'), fl = g._fullLayout, box = g.getBoundingClientRect();
-      return {pid: t.customdata[0][0], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[0]),
+      const x = fl.xaxis.type === 'log' ? Math.log10(t.x[0]) : t.x[0];  // a log axis places log10 values
+      return {pid: t.customdata[0][0], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(x),
               y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[0])};
     }""")
 
