@@ -131,6 +131,10 @@ def auto_choice_reason(record: Mapping) -> str | None:
     failed = [f"{r['candidate']} failed ({r['error']})" for r in rows if r["error"] and r["latency_ms_p50"] is None]
     skipped += [f for f in failed if f not in skipped]
     decided = f" Decided by {choice['decided_by']}." if choice.get("decided_by") else ""
+    check = _dict(record.get("auto_check")) or {}
+    if check.get("verdict") and check.get("speedup_interval"):  # timed again against torch after the sweep
+        decided += (f" Timed again after the sweep: {check['verdict']} at the same storage "
+                    f"({_interval(*check['speedup_interval'])}).")
     return text + (f"; not kept: {'; '.join(skipped)}" if skipped else "") + "." + decided
 
 

@@ -197,3 +197,21 @@ def choose_fastest(candidates: dict[str, Callable], inputs: Inputs, accuracy_fn:
                 "decided_by": f"selection and confirmation: {best} beat the reference beyond the interval in both"}
     return {**record, "chosen": reference,
             "decided_by": f"confirmation: {best} did not beat the reference beyond the interval when timed again"}
+
+
+def check_against_reference(model: Callable, reference: Callable, inputs: Inputs, rounds: int = 7,
+                            confidence: float = CONFIDENCE, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """``model`` (an ``auto`` point as built) timed again against ``reference`` (torch at the same storage),
+    interleaved and paired, after the sweep has measured them: whether the choice still holds on this machine
+    now. Verdict: "faster than torch" / "slower than torch" when the interval is above / below 1, else
+    "no measurable difference"."""
+    load_before = load_average_1m()
+    timings = interleaved_timings({"torch": reference, "auto": model}, inputs, rounds=max(rounds, MIN_ROUNDS),
+                                  warmup=1, clock=clock)
+    speed = paired_speedup(timings["torch"]["rounds_ms"], timings["auto"]["rounds_ms"], confidence)
+    low, high = speed["speedup_interval"]
+    verdict = "faster than torch" if low > 1 else "slower than torch" if high < 1 else "no measurable difference"
+    return {"verdict": verdict, "speedup_vs_torch": speed["speedup_vs_reference"], "speedup_interval": [low, high],
+            "interval_coverage": speed["interval_coverage"], "rounds": timings["auto"]["runs"],
+            "auto_rounds_ms": timings["auto"]["rounds_ms"], "torch_rounds_ms": timings["torch"]["rounds_ms"],
+            "load_avg_1m": [load_before, load_average_1m()]}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gemini_core.results.runtime_info import auto_choice_reason
-from gemini_core.runtimes.auto import choose_fastest, median_interval, paired_speedup
+from gemini_core.runtimes.auto import check_against_reference, choose_fastest, median_interval, paired_speedup
 
 
 def _scripted(ms_by_round: list[float], warmup: int):
@@ -88,3 +88,30 @@ def test_median_interval_uses_the_sign_test_order_statistics():
     assert (low, high) == (2, 8) and coverage == pytest.approx(1 - 2 * 10 / 512)
     tied = paired_speedup([10, 10, 10, 10, 10], [9, 9, 11, 9, 9])  # one round behind: the interval reaches 1
     assert tied["speedup_vs_reference"] > 1 and not tied["beats_reference"]
+
+
+def test_the_after_sweep_check_says_when_the_kept_point_is_now_slower_than_torch():
+    behind = check_against_reference(_scripted([30] * 20, warmup=1), _scripted([10] * 20, warmup=1), {}, rounds=5)
+    assert behind["verdict"] == "slower than torch" and behind["speedup_interval"][1] < 1 and behind["rounds"] == 5
+    ahead = check_against_reference(_scripted([10] * 20, warmup=1), _scripted([30] * 20, warmup=1), {}, rounds=5)
+    assert ahead["verdict"] == "faster than torch" and ahead["speedup_interval"][0] > 1
+    chosen = choose_fastest({"torch dense": _scripted([40] * 40, warmup=1), "fast": _scripted([10] * 40, warmup=1)},
+                            {}, _same_accuracy, 1.0, reference="torch dense", rounds=5, warmup=1, busy=lambda: False)
+    reason = auto_choice_reason({"auto_choice": chosen, "auto_check": behind})
+    assert "Timed again after the sweep: slower than torch" in reason
+
+
+@pytest.mark.slow
+def test_a_sweep_unit_checks_its_auto_point_against_torch_at_the_same_storage(digits):
+    from gemini_core.config import CompressionConfig
+    from gemini_core.kinds.classifier.spec import SweepUnit
+    from gemini_core.kinds.classifier.units import AUTO_CHECK_ROUNDS, run_unit
+
+    scenario, baseline = digits
+    unit = SweepUnit(prune_setting=CompressionConfig(), configs=(CompressionConfig(execution="auto"),))
+    records = list(run_unit(baseline.model, scenario, unit, batch_size=16, device="cpu",
+                            latency_kwargs={"min_runs": 2, "min_seconds": 0.0}))
+    check = records[0]["auto_check"]
+    assert records[0]["status"] == "ok" and "error" not in check and check["rounds"] == AUTO_CHECK_ROUNDS
+    assert check["verdict"] in ("faster than torch", "slower than torch", "no measurable difference")
+    assert len(check["torch_rounds_ms"]) == AUTO_CHECK_ROUNDS
