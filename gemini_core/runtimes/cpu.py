@@ -95,3 +95,12 @@ def isa_restriction() -> dict:
     report["torch_restricted_to_avx2"] = capped_torch
     report["onednn_capped"] = env.get("ONEDNN_MAX_CPU_ISA")
     return report
+
+
+def onednn_int8_dot_product() -> bool:
+    """Whether oneDNN (OpenVINO's int8 kernels) may use VNNI/AMX here: the CPU has them and no cap below them is set."""
+    import os
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    capped_below = cap in ("SSE41", "AVX", "AVX2", "AVX512_CORE")  # levels without VNNI or AMX
+    return bool(cpu_record()["int8_dot_product"]) and not capped_below

@@ -42,6 +42,7 @@ from gemini_core.runtimes.base import (
     thread_count,
     to_numpy,
 )
+from gemini_core.runtimes.cpu import onednn_int8_dot_product
 
 OV_PRECISIONS = ("fp32", "fp32-peer", "bf16", "int8", "int8-peer", "int4-weights")
 # Compute precision per stored precision: quantized graphs keep their float parts in f32. The fp32 peer sets
@@ -88,8 +89,16 @@ def nncf_quantize(ov_model, calibration: list[Inputs], transformer: bool, peer: 
     names = {i.get_any_name() for i in ov_model.inputs}
     data = nncf.Dataset([to_numpy({k: v for k, v in batch.items() if k in names}) for batch in calibration])
     options = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    overflow_fix = False
     if not peer:  # every calibration batch counts (NNCF's default stops at 300 dataset items)
         options.update(subset_size=len(calibration), preset=nncf.QuantizationPreset.MIXED)
+        # Without VNNI/AMX the CPU plugin's int8 products go through int16 sums that saturate; NNCF's overflow fix
+        # (7-bit weights) on every layer, not only the first, is OpenVINO's documented workaround.
+        overflow_fix = not onednn_int8_dot_product()
+        if overflow_fix:
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+            options["advanced_parameters"] = AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)
     try:
         with quiet():
             quantized = nncf.quantize(ov_model, data, **options)
@@ -98,7 +107,8 @@ def nncf_quantize(ov_model, calibration: list[Inputs], transformer: bool, peer: 
     what = ("nncf.quantize defaults (documented minimal recipe)" if peer
             else "nncf.quantize, MIXED preset, every calibration batch")
     # NNCF's own range estimation; for transformers it also applies SmoothQuant and fast bias correction.
-    return quantized, f"{what}" + (", TRANSFORMER model type" if transformer else "")
+    return quantized, (f"{what}" + (", TRANSFORMER model type" if transformer else "")
+                       + (", overflow fix on every layer (no VNNI/AMX in force)" if overflow_fix else ""))
 
 
 def nncf_int4_weights(ov_model):

@@ -68,3 +68,27 @@ def test_an_avx2_cap_is_recorded_and_takes_effect_in_torch():
     assert report["variables"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and "MLAS" in report["onnxruntime"]
     with pytest.raises(ValueError, match="unknown instruction-set cap"):
         isa_cap_environment("sse2")
+
+
+@pytest.mark.parametrize("vnni", [False, True])
+def test_openvino_int8_fixes_overflow_on_every_layer_only_without_vnni(monkeypatch, vnni):
+    _needs("openvino")
+    from gemini_core.runtimes import openvino_rt
+
+    if openvino_rt.nncf_available():
+        pytest.skip(openvino_rt.nncf_available())
+
+    monkeypatch.setattr(openvino_rt, "onednn_int8_dot_product", lambda: vnni)
+    calibration = [mlp_inputs(16, seed=s) for s in range(4)]
+    int8 = build("openvino", mlp_model(), mlp_inputs(4), calibration, precision="int8", threads=1)
+    assert ("overflow fix on every layer" in int8.calibration.method) is (not vnni)
+
+
+def test_an_onednn_cap_below_vnni_turns_the_int8_dot_product_off(monkeypatch):
+    from gemini_core.runtimes import cpu
+
+    monkeypatch.setattr(cpu, "cpu_record", lambda: {"int8_dot_product": True})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not cpu.onednn_int8_dot_product()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert cpu.onednn_int8_dot_product()
