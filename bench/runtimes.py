@@ -44,6 +44,7 @@ VARIANTS = (
     ("torch int8 (dynamic)", "torch", "int8", "product"),
     ("onnxruntime fp32", "onnxruntime", "fp32", "product"),
     ("onnxruntime int8 (static QDQ)", "onnxruntime", "int8", "product"),
+    ("onnxruntime int8 (dynamic)", "onnxruntime", "int8-dynamic", "product"),
     ("onnxruntime int8 peer", "onnxruntime", "int8-peer", "peer"),
     ("openvino fp32", "openvino", "fp32", "product"),
     ("openvino fp32 peer", "openvino", "fp32-peer", "peer"),
@@ -113,7 +114,8 @@ def build_variants(model, scenario, args) -> tuple[dict, dict, list[dict]]:
             continue
         started = time.perf_counter()
         try:
-            built[name] = build(runtime, model, example, calibration if "int8" in precision else None,
+            static = "int8" in precision and precision != "int8-dynamic"
+            built[name] = build(runtime, model, example, calibration if static else None,
                                 precision, threads=args.threads)
         except Exception as exc:  # one variant failing (e.g. bf16 refused on this CPU) must not end the run
             skipped.append({"variant": name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})

@@ -2,7 +2,8 @@
 
 A point's storage (bits, granularity, pruning) is decided by the config as for torch; its execution
 says where it computes: ``onnxruntime`` (fp32), ``onnxruntime-int8`` (static QDQ calibrated on
-training examples), ``openvino`` (fp32), ``openvino-bf16``, ``openvino-int8`` (NNCF with
+training examples), ``onnxruntime-int8-dynamic`` (int8 weights, activations quantized per batch),
+``openvino`` (fp32), ``openvino-bf16``, ``openvino-int8`` (NNCF with
 calibration), ``openvino-int4`` (NNCF 4-bit group-32 weights, data-free, so the runtime file stays
 4-bit). The stored model is dequantized to float and converted, so 4-bit storage computed in bf16
 or int8 is one point. ``auto`` builds torch dense and every runtime available here, times them
@@ -37,6 +38,7 @@ from gemini_core.runtimes.torch_kernels import build_dense, build_sparse
 EXECUTION_RUNTIMES = {
     "onnxruntime": ("onnxruntime", "fp32"),
     "onnxruntime-int8": ("onnxruntime", "int8"),
+    "onnxruntime-int8-dynamic": ("onnxruntime", "int8-dynamic"),
     "openvino": ("openvino", "fp32"),
     "openvino-bf16": ("openvino", "bf16"),
     "openvino-int8": ("openvino", "int8"),
@@ -85,7 +87,7 @@ def _convert(stored: nn.Module, scenario, runtime: str, precision: str) -> Runti
     reason = available_runtimes().get(runtime)
     if reason:
         raise ConfigError(f"runtime {runtime!r} cannot run here: {reason}")
-    calibration = calibration_batches(scenario) if "int8" in precision else None
+    calibration = calibration_batches(scenario) if "int8" in precision and precision != "int8-dynamic" else None
     return build(runtime, copy.deepcopy(stored).float().eval(), scenario.example_inputs(2), calibration, precision)
 
 
