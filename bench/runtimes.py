@@ -108,7 +108,10 @@ def build_variants(model, scenario, args) -> tuple[dict, dict, list[dict]]:
     example = scenario.splits.train.first(2).inputs
     calibration = [b.inputs for _, b in zip(range(args.calibration_batches), scenario.splits.train.batches(32))]
     built, kinds, skipped = {}, {}, []
+    wanted = set(args.variants.split(",")) if getattr(args, "variants", None) else None
     for name, runtime, precision, recipe in VARIANTS:
+        if wanted is not None and name not in wanted and name != "torch fp32":  # torch fp32 is the reference
+            continue
         if reasons.get(runtime):
             skipped.append({"variant": name, "reason": reasons[runtime]})
             continue
@@ -230,6 +233,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON result file")
     parser.add_argument("--exports", action="store_true", help="also write and check the compressed exports")
     parser.add_argument("--no-runtimes", action="store_true", help="skip the runtime timing (with --exports)")
+    parser.add_argument("--variants", default=None,
+                        help="comma list of variant names to build (default: all; torch fp32 is always built)")
     parser.add_argument("--isa", choices=sorted(ISA_CAPS), default=None,
                         help="cap every library that honours it to this instruction set (the run starts itself again "
                              "with the caps set: libraries read them when they load)")
