@@ -56,7 +56,7 @@ ISA_CAP_VARIABLES = {
     "ATEN_CPU_CAPABILITY": "torch's vectorized ATen kernels (read at import; torch.backends.cpu.get_cpu_capability)",
     "ONEDNN_MAX_CPU_ISA": "oneDNN: torch's mkldnn primitives and the oneDNN inside OpenVINO's CPU plugin",
     "MKL_ENABLE_INSTRUCTIONS": "MKL: torch's fp32 GEMM",
-    "OV_CPU_MAX_ISA": "OpenVINO's own CPU kernels; read only by builds with debug capabilities, not the pip wheel",
+    "OV_CPU_MAX_ISA": "OpenVINO's own CPU kernels (the 2026.4 wheel reads it: BF16 leaves its capabilities)",
 }
 ISA_CAPS = {  # --isa NAME -> value per variable (each library spells the level its own way)
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
@@ -75,8 +75,8 @@ def isa_restriction() -> dict:
     """The caps set for this process and what each library says is in force, so a figure says which ISA ran.
 
     torch reports its ATen capability; OpenVINO reports its optimisation capabilities (BF16 still listed under an
-    AVX2 cap means its own kernels were not capped: its f32 path is then oneDNN-capped only); ONNX Runtime has no
-    run-time cap at all (MLAS picks kernels from CPUID), so its rows keep the machine's native ISA.
+    AVX2 cap means its own kernels were not capped); ONNX Runtime has no run-time cap at all (MLAS picks kernels
+    from CPUID), so its rows keep the machine's native ISA; nor has torch's dynamic int8 Linear (FBGEMM).
     """
     import os
 
