@@ -224,7 +224,8 @@ def cpu_kinds_section(reports: list[dict]) -> list[str]:
                      f"({' '.join((report.get('cpu') or {}).get('cpu_flags') or [])}); torch capability "
                      f"{restriction.get('torch_cpu_capability')}, oneDNN cap {restriction.get('onednn_capped') or 'none'}; "
                      f"batch {report.get('batch')}, {report.get('threads')} thread(s); load "
-                     f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`")
+                     f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`"
+                     + (f". {report['note']}" if report.get("note") else ""))
     return lines + [""]
 
 
