@@ -200,7 +200,8 @@ def cpu_kinds_section(reports: list[dict]) -> list[str]:
     names: list[str] = []
     for report in reports:
         names += [r["variant"] for r in report.get("rows") or [] if r["variant"] not in names]
-    heads = [f"{_kind_label(r)}, {r.get('threads')} thread(s)" for r in reports]
+    heads = [f"{_kind_label(r)}, {r.get('threads')} thread(s), {str(r.get('date') or '')[:16].replace('T', ' ')}"
+             for r in reports]
     lines = ["## Runtimes per CPU kind", "",
              "`python -m bench.runtimes --isa avx2` runs as an AVX2 machine (see docs/runtimes.md, AVX2 machines, "
              "for which library honours the cap); each column is one run, every row timed interleaved in it. "

@@ -23,6 +23,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -274,7 +275,7 @@ def main(argv=None) -> dict:
     exports = measure_exports(model, scenario, home / "exports", args.threads) if args.exports else None
     report.update({
         "section": "runtimes", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m bench.runtimes " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.runtimes " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "cpu": cpu_record(), "isa_cap": args.isa, "isa_restriction": isa_restriction(), "threads": args.threads, "batch": f"{args.batch}x{args.length}", "text_model": info,
         "exports": exports, "loadavg_start": load_start, "loadavg_end": _loadavg(),
         "seconds": round(time.perf_counter() - started, 1), "versions": _versions()})
