@@ -97,7 +97,8 @@ def _run_line(label: str, info: dict) -> str:
             f"{info.get('loadavg_end')}.")
 
 
-def render(results: dict[str, dict], run_info: dict | None = None, full_run: dict | None = None) -> str:
+def render(results: dict[str, dict], run_info: dict | None = None, full_run: dict | None = None,
+           cpu_kinds: list[dict] | None = None) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -165,7 +166,68 @@ def render(results: dict[str, dict], run_info: dict | None = None, full_run: dic
         lines += extra
         if res.get("notes"):
             lines += ["Notes:", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    lines += cpu_kinds_section(cpu_kinds or [])
     return "\n".join(lines).rstrip() + "\n"
+
+
+CPU_KINDS_DIR = "runtimes_cpu_kinds"  # bench.runtimes reports, one per CPU kind (--isa) and thread count
+
+
+def load_cpu_kinds(out_dir: Path) -> list[dict]:
+    """The ``bench.runtimes`` reports under ``out_dir/runtimes_cpu_kinds``, AVX2-restricted ones first."""
+    folder = Path(out_dir) / CPU_KINDS_DIR
+    reports = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            reports.append(json.loads(path.read_text()))
+        except ValueError:
+            continue
+    return sorted(reports, key=lambda r: (r.get("isa_cap") is None, r.get("threads") or 0))
+
+
+def _kind_label(report: dict) -> str:
+    cap = report.get("isa_cap")
+    flags = (report.get("cpu") or {}).get("cpu_flags") or []
+    native = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-512" if "avx512f" in flags else "AVX2"
+    return f"{cap.upper()}-restricted" if cap else f"native {native}"
+
+
+def cpu_kinds_section(reports: list[dict]) -> list[str]:
+    """One column per CPU kind (AVX2-restricted, native) for every runtime row, hand-applied peers beside the
+    product's: speed-up against torch fp32 measured in that run, and the accuracy change."""
+    if not reports:
+        return []
+    names: list[str] = []
+    for report in reports:
+        names += [r["variant"] for r in report.get("rows") or [] if r["variant"] not in names]
+    heads = [f"{_kind_label(r)}, {r.get('threads')} thread(s), {str(r.get('date') or '')[:16].replace('T', ' ')}"
+             for r in reports]
+    lines = ["## Runtimes per CPU kind", "",
+             "`python -m bench.runtimes --isa avx2` runs as an AVX2 machine (see docs/runtimes.md, AVX2 machines, "
+             "for which library honours the cap); each column is one run, every row timed interleaved in it. "
+             "Cells: speed-up against torch fp32 in that run (accuracy change in points); `peer` rows are the "
+             "runtimes' documented recipes applied by hand.", "",
+             "| variant | recipe | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(reports)]
+    for name in names:
+        cells, recipe = [], "–"
+        for report in reports:
+            row = next((r for r in report.get("rows") or [] if r["variant"] == name), None)
+            if row is None or row.get("error") or row.get("speedup_vs_torch_fp32") is None:
+                cells.append("–")
+                continue
+            recipe = row.get("recipe", recipe)
+            cells.append(f"{row['speedup_vs_torch_fp32']:.2f}x ({row['accuracy_delta_pts']:+.1f})")
+        lines.append(f"| {name} | {recipe} | " + " | ".join(cells) + " |")
+    lines += ["", "Runs:", ""]
+    for head, report in zip(heads, reports):
+        restriction = report.get("isa_restriction") or {}
+        lines.append(f"- {head}: {report.get('date')}, CPU {(report.get('cpu') or {}).get('cpu')} "
+                     f"({' '.join((report.get('cpu') or {}).get('cpu_flags') or [])}); torch capability "
+                     f"{restriction.get('torch_cpu_capability')}, oneDNN cap {restriction.get('onednn_capped') or 'none'}; "
+                     f"batch {report.get('batch')}, {report.get('threads')} thread(s); load "
+                     f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`"
+                     + (f". {report['note']}" if report.get("note") else ""))
+    return lines + [""]
 
 
 def _section_extra(name: str, res: dict) -> list[str]:
@@ -242,5 +304,5 @@ def write_docs(out_dir: Path, docs_path: Path) -> Path:
         full_run = json.loads(full_file.read_text())
     docs_path = Path(docs_path)
     docs_path.parent.mkdir(parents=True, exist_ok=True)
-    docs_path.write_text(render(results, run_info, full_run), encoding="utf-8")
+    docs_path.write_text(render(results, run_info, full_run, load_cpu_kinds(out_dir)), encoding="utf-8")
     return docs_path

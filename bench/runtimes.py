@@ -10,8 +10,10 @@ the load average at start and end are recorded, because which runtime wins depen
 
     python -m bench.runtimes --data PATH/SMSSpamCollection --rows 2000
 
-``--data`` is the UCI SMS Spam Collection (label TAB text); by default the copy in the data folder beside
-the checkout, where the rest of the bench finds its text data too (``common.shared_data_dir``).
+``--data`` is the UCI SMS Spam Collection (label TAB text; by default the copy in the data folder beside
+the checkout, where the rest of the bench finds its text data too, ``common.shared_data_dir``) or a GLUE SST-2
+file (``sentence TAB label`` with its header line). ``--isa avx2`` caps every library that honours a cap to AVX2
+and records what each one reports in force (``runtimes.cpu.isa_restriction``).
 
 Runtimes that are not installed are listed with the reason and skipped.
 """
@@ -21,11 +23,14 @@ import argparse
 import datetime as _dt
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from gemini_core.runtimes.cpu import ISA_CAPS, isa_cap_environment
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sms_spam" / "SMSSpamCollection"
@@ -40,8 +45,10 @@ VARIANTS = (
     ("torch int8 (dynamic)", "torch", "int8", "product"),
     ("onnxruntime fp32", "onnxruntime", "fp32", "product"),
     ("onnxruntime int8 (static QDQ)", "onnxruntime", "int8", "product"),
+    ("onnxruntime int8 (dynamic)", "onnxruntime", "int8-dynamic", "product"),
     ("onnxruntime int8 peer", "onnxruntime", "int8-peer", "peer"),
     ("openvino fp32", "openvino", "fp32", "product"),
+    ("openvino fp32 peer", "openvino", "fp32-peer", "peer"),
     ("openvino bf16", "openvino", "bf16", "product"),
     ("openvino int8 (NNCF)", "openvino", "int8", "product"),
     ("openvino int8 peer", "openvino", "int8-peer", "peer"),
@@ -76,9 +83,13 @@ def baseline(args, home: Path):
     from gemini_core.scenarios import TrainSettings, get_scenario
     from gemini_core.training.baseline import get_baseline
 
-    data = first_rows(Path(args.data), args.rows, home)
-    scenario = get_scenario("text", data=str(data), header=False, text_column=1, label_column=0,
-                            max_train_examples=args.train_examples, max_length=args.length)
+    with open(args.data, encoding="utf-8") as handle:
+        glue = handle.readline().split("\t")[0].strip() == "sentence"  # GLUE SST-2 (sentence TAB label, header)
+    data = first_rows(Path(args.data), args.rows + int(glue), home)  # the header line is not a row
+    columns = (dict(header="infer", text_column="sentence", label_column="label") if glue
+               else dict(header=False, text_column=1, label_column=0))
+    scenario = get_scenario("text", data=str(data), max_train_examples=args.train_examples, max_length=args.length,
+                            **columns)
     settings = TrainSettings(epochs=1, batch_size=32, lr=3e-4, weight_decay=0.01)
     started = time.perf_counter()
     trained = get_baseline(scenario, settings)
@@ -98,13 +109,17 @@ def build_variants(model, scenario, args) -> tuple[dict, dict, list[dict]]:
     example = scenario.splits.train.first(2).inputs
     calibration = [b.inputs for _, b in zip(range(args.calibration_batches), scenario.splits.train.batches(32))]
     built, kinds, skipped = {}, {}, []
+    wanted = set(args.variants.split(",")) if getattr(args, "variants", None) else None
     for name, runtime, precision, recipe in VARIANTS:
+        if wanted is not None and name not in wanted and name != "torch fp32":  # torch fp32 is the reference
+            continue
         if reasons.get(runtime):
             skipped.append({"variant": name, "reason": reasons[runtime]})
             continue
         started = time.perf_counter()
         try:
-            built[name] = build(runtime, model, example, calibration if "int8" in precision else None,
+            static = "int8" in precision and precision != "int8-dynamic"
+            built[name] = build(runtime, model, example, calibration if static else None,
                                 precision, threads=args.threads)
         except Exception as exc:  # one variant failing (e.g. bf16 refused on this CPU) must not end the run
             skipped.append({"variant": name, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
@@ -138,9 +153,10 @@ def rows_from(result: dict, built: dict, kinds: dict) -> list[dict]:
                      "speedup_vs_torch_fp32": row.get("speedup_vs_reference"),
                      "size_ratio_vs_torch_fp32": built[result["reference"]].size_bytes / model.size_bytes,
                      "error": row.get("error")})
-    for row in rows:  # peer column: the product's row against the hand-made one of the same runtime
+    for row in rows:  # peer column: the product's row against the hand-made one of the same runtime and precision
         if row["recipe"] == "peer":
-            product = next((r for r in rows if r["runtime"] == row["runtime"] and r["precision"] == "int8"), None)
+            precision = row["precision"].removesuffix("-peer")
+            product = next((r for r in rows if r["runtime"] == row["runtime"] and r["precision"] == precision), None)
             if product and row["latency_ms_p50"] and product["latency_ms_p50"]:
                 product["speedup_vs_peer"] = row["latency_ms_p50"] / product["latency_ms_p50"]
                 product["accuracy_vs_peer_pts"] = (product["accuracy"] - row["accuracy"]) * 100
@@ -218,13 +234,32 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON result file")
     parser.add_argument("--exports", action="store_true", help="also write and check the compressed exports")
     parser.add_argument("--no-runtimes", action="store_true", help="skip the runtime timing (with --exports)")
+    parser.add_argument("--variants", default=None,
+                        help="comma list of variant names to build (default: all; torch fp32 is always built)")
+    parser.add_argument("--isa", choices=sorted(ISA_CAPS), default=None,
+                        help="cap every library that honours it to this instruction set (the run starts itself again "
+                             "with the caps set: libraries read them when they load)")
     return parser.parse_args(argv)
 
 
+def restart_with_isa_cap(isa: str | None, argv) -> None:
+    """Start this command again with the caps for ``isa`` in the environment, unless they are already set."""
+    if isa is None:
+        return
+    wanted = isa_cap_environment(isa)
+    if all(os.environ.get(k) == v for k, v in wanted.items()):
+        return
+    log(f"starting again with {' '.join(f'{k}={v}' for k, v in wanted.items())}")
+    os.environ.update(wanted)
+    args = list(argv if argv is not None else sys.argv[1:])
+    os.execv(sys.executable, [sys.executable, "-m", "bench.runtimes", *args])
+
+
 def main(argv=None) -> dict:
-    from gemini_core.runtimes.cpu import cpu_record
+    from gemini_core.runtimes.cpu import cpu_record, isa_restriction
 
     args = parse_args(argv)
+    restart_with_isa_cap(args.isa, argv)
     if not Path(args.data).is_file():
         raise SystemExit(f"error: data file {args.data} does not exist (pass --data)")
     if args.threads:
@@ -240,8 +275,8 @@ def main(argv=None) -> dict:
     exports = measure_exports(model, scenario, home / "exports", args.threads) if args.exports else None
     report.update({
         "section": "runtimes", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m bench.runtimes " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "cpu": cpu_record(), "threads": args.threads, "batch": f"{args.batch}x{args.length}", "text_model": info,
+        "command": "python -m bench.runtimes " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "cpu": cpu_record(), "isa_cap": args.isa, "isa_restriction": isa_restriction(), "threads": args.threads, "batch": f"{args.batch}x{args.length}", "text_model": info,
         "exports": exports, "loadavg_start": load_start, "loadavg_end": _loadavg(),
         "seconds": round(time.perf_counter() - started, 1), "versions": _versions()})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +288,7 @@ def main(argv=None) -> dict:
         print(f"skipped {item['variant']}: {item['reason']}")
     if exports is not None:
         print("\n" + export_table(exports))
+    print(f"\nISA cap {args.isa or 'none (native)'}: {json.dumps(report['isa_restriction'])}")
     print(f"\nCPU {report['cpu']['cpu']} flags {' '.join(report['cpu']['cpu_flags'])}; threads {args.threads}; "
           f"load {load_start} -> {report['loadavg_end']}; {report['seconds']} s; JSON: {out}")
     return report

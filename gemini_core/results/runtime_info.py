@@ -7,7 +7,8 @@ the stored record alone, so a page only lays them out. Nothing is re-measured.
   method, examples, batches) and the effect on validation accuracy (``runtime.calibration_effect``:
   before -> after with a verdict); ``hurt`` is True when the verdict says calibration hurt accuracy.
 - ``auto_choice_rows`` / ``auto_choice_reason``: every candidate ``--execution auto`` timed, which one
-  was kept and why (the fastest within the tolerance of the reference's validation accuracy).
+  was kept and why (a candidate within the tolerance of the reference's validation accuracy whose paired
+  timings put it ahead of the reference beyond their interval, twice; else the reference).
 """
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ def auto_choice_rows(record: Mapping) -> list[dict]:
                      "latency_ms_p10": _number(cand.get("latency_ms_p10")),
                      "latency_ms_p90": _number(cand.get("latency_ms_p90")),
                      "speedup_vs_reference": _number(cand.get("speedup_vs_reference")),
+                     "speedup_interval": cand.get("speedup_interval"),
+                     "beats_reference": cand.get("beats_reference"),
                      "error": cand.get("error")})
     return sorted(rows, key=lambda r: (r["latency_ms_p50"] is None, r["latency_ms_p50"] or 0.0))
 
@@ -98,12 +101,19 @@ def auto_choice_reason(record: Mapping) -> str | None:
         return f"auto kept {choice.get('chosen')!r}, which has no timing in the record"
     tolerance = _number(choice.get("tolerance_points"))
     reference = choice.get("reference")
-    text = (f"auto kept {kept['candidate']}: the fastest of {len(rows)} candidates "
-            f"(p50 {kept['latency_ms_p50']:.3f} ms")
+    if kept["candidate"] == reference and len(rows) > 1:  # the reference is kept unless something beat it
+        text = (f"auto kept {reference}, the reference, over {len(rows) - 1} other candidates "
+                f"(p50 {kept['latency_ms_p50']:.3f} ms")
+    else:
+        text = (f"auto kept {kept['candidate']}: the fastest of {len(rows)} candidates "
+                f"(p50 {kept['latency_ms_p50']:.3f} ms")
     if kept["speedup_vs_reference"] is not None and kept["candidate"] != reference:
         text += f", {kept['speedup_vs_reference']:.2f}x {reference}"
-    text += f") within {tolerance:g} validation points of {reference}" if tolerance is not None else ")"
+    text += (f") within {tolerance:g} validation points of {reference}"
+             if tolerance is not None and kept["candidate"] != reference else ")")
     skipped = []
+    confirmation = _dict(choice.get("confirmation")) or {}
+    not_confirmed = confirmation.get("candidate") if confirmation.get("confirmed") is False else None
     for row in rows:
         if row["kept"]:
             break  # rows are fastest first: only the faster ones need a reason
@@ -111,6 +121,23 @@ def auto_choice_reason(record: Mapping) -> str | None:
             skipped.append(f"{row['candidate']} failed ({row['error']})")
         elif not row["within_tolerance"]:
             skipped.append(f"{row['candidate']} was faster but lost {-(row['accuracy_delta_pts'] or 0):.2f} points")
+        elif row["candidate"] == not_confirmed:
+            low, high = confirmation.get("speedup_interval") or [None, None]
+            skipped.append(f"{row['candidate']} was not ahead when timed again (speed-up interval "
+                           f"{_interval(low, high)})")
+        elif row["speedup_interval"] is not None and not row["beats_reference"]:
+            skipped.append(f"{row['candidate']} was faster by median but its speed-up interval "
+                           f"{_interval(*row['speedup_interval'])} reaches 1")
     failed = [f"{r['candidate']} failed ({r['error']})" for r in rows if r["error"] and r["latency_ms_p50"] is None]
     skipped += [f for f in failed if f not in skipped]
-    return text + (f"; not kept: {'; '.join(skipped)}" if skipped else "") + "."
+    decided = f" Decided by {choice['decided_by']}." if choice.get("decided_by") else ""
+    check = _dict(record.get("auto_check")) or {}
+    if check.get("verdict") and check.get("speedup_interval"):  # timed again against torch after the sweep
+        decided += (f" Timed again after the sweep: {check['verdict']} at the same storage "
+                    f"({_interval(*check['speedup_interval'])}).")
+    return text + (f"; not kept: {'; '.join(skipped)}" if skipped else "") + "." + decided
+
+
+def _interval(low, high) -> str:
+    low, high = _number(low), _number(high)
+    return "unknown" if low is None or high is None else f"{low:.2f}x to {high:.2f}x"

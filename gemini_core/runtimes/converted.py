@@ -2,12 +2,14 @@
 
 A point's storage (bits, granularity, pruning) is decided by the config as for torch; its execution
 says where it computes: ``onnxruntime`` (fp32), ``onnxruntime-int8`` (static QDQ calibrated on
-training examples), ``openvino`` (fp32), ``openvino-bf16``, ``openvino-int8`` (NNCF with
+training examples), ``onnxruntime-int8-dynamic`` (int8 weights, activations quantized per batch),
+``openvino`` (fp32), ``openvino-bf16``, ``openvino-int8`` (NNCF with
 calibration), ``openvino-int4`` (NNCF 4-bit group-32 weights, data-free, so the runtime file stays
 4-bit). The stored model is dequantized to float and converted, so 4-bit storage computed in bf16
 or int8 is one point. ``auto`` builds torch dense and every runtime available here, times them
-interleaved on this machine and keeps the fastest within ``AUTO_TOLERANCE_POINTS`` of torch's
-validation accuracy, recording every timing.
+interleaved on this machine and keeps a runtime only where it is within ``AUTO_TOLERANCE_POINTS`` of torch's
+validation accuracy and its paired timings put it ahead of torch at the same storage beyond their interval,
+twice (``auto.choose_fastest``); otherwise torch is kept. Every timing is recorded.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from gemini_core.runtimes.torch_kernels import build_dense, build_sparse
 EXECUTION_RUNTIMES = {
     "onnxruntime": ("onnxruntime", "fp32"),
     "onnxruntime-int8": ("onnxruntime", "int8"),
+    "onnxruntime-int8-dynamic": ("onnxruntime", "int8-dynamic"),
     "openvino": ("openvino", "fp32"),
     "openvino-bf16": ("openvino", "bf16"),
     "openvino-int8": ("openvino", "int8"),
@@ -84,7 +87,7 @@ def _convert(stored: nn.Module, scenario, runtime: str, precision: str) -> Runti
     reason = available_runtimes().get(runtime)
     if reason:
         raise ConfigError(f"runtime {runtime!r} cannot run here: {reason}")
-    calibration = calibration_batches(scenario) if "int8" in precision else None
+    calibration = calibration_batches(scenario) if "int8" in precision and precision != "int8-dynamic" else None
     return build(runtime, copy.deepcopy(stored).float().eval(), scenario.example_inputs(2), calibration, precision)
 
 
@@ -141,7 +144,7 @@ for _name, (_runtime, _precision) in EXECUTION_RUNTIMES.items():
 @implements("auto")
 def build_auto(model: nn.Module, config: CompressionConfig, quantized: dict, device: torch.device, plan: dict,
                scenario=None):
-    """Torch dense and every available runtime, timed here; the fastest within the tolerance wins."""
+    """Torch dense at this storage and every available runtime, timed here; a runtime wins only beyond the noise."""
     _require(scenario, device, "auto")
     dense, dense_summary, dense_layers = build_dense(copy.deepcopy(model).eval(), config, quantized, device, plan)
     candidates: dict[str, nn.Module] = {"torch dense": dense}
@@ -162,7 +165,9 @@ def build_auto(model: nn.Module, config: CompressionConfig, quantized: dict, dev
                             lambda candidate: _val_accuracy(candidate, scenario), AUTO_TOLERANCE_POINTS,
                             reference="torch dense")
     winner = candidates[choice["chosen"]]
-    summary = f"auto: {choice['chosen']} (fastest within {AUTO_TOLERANCE_POINTS:g} validation points of torch)"
+    why = ("torch kept: no candidate beat it beyond the timing interval" if choice["chosen"] == "torch dense"
+           else f"beat torch in every confirmed interval, within {AUTO_TOLERANCE_POINTS:g} validation points")
+    summary = f"auto: {choice['chosen']} ({why})"
     if isinstance(winner, RuntimeModule):
         winner.choice = choice
         return winner, f"{summary}; {_summary(winner.built)}", {"model": json.dumps(choice["chosen"])}

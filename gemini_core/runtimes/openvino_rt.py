@@ -13,6 +13,9 @@ Two int8 recipes, both ``nncf.quantize`` on the converted model with the calibra
   layer (data-free, no calibration); OpenVINO's CPU plugin computes those layers from the 4-bit weights;
 - ``int8-peer``: NNCF's documented minimal call, ``nncf.quantize(model, nncf.Dataset(data))``,
   with ``model_type=TRANSFORMER`` for transformers as its documentation asks, other settings default.
+
+``fp32-peer`` is OpenVINO applied by hand as its documentation shows it: ``convert_model`` with the example
+input, ``compile_model`` with the thread count only (every other property at its default).
 """
 from __future__ import annotations
 
@@ -39,10 +42,12 @@ from gemini_core.runtimes.base import (
     thread_count,
     to_numpy,
 )
+from gemini_core.runtimes.cpu import onednn_int8_dot_product
 
-OV_PRECISIONS = ("fp32", "bf16", "int8", "int8-peer", "int4-weights")
-# Compute precision per stored precision: quantized graphs keep their float parts in f32.
-_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32", "int8-peer": "f32", "int4-weights": "f32"}
+OV_PRECISIONS = ("fp32", "fp32-peer", "bf16", "int8", "int8-peer", "int4-weights")
+# Compute precision per stored precision: quantized graphs keep their float parts in f32. The fp32 peer sets
+# none: OpenVINO's default, which is bf16 on CPUs with AVX512-BF16 or AMX (so it is not an fp32 figure there).
+_HINT = {"fp32": "f32", "fp32-peer": None, "bf16": "bf16", "int8": "f32", "int8-peer": "f32", "int4-weights": "f32"}
 INT4_GROUP = 32  # the engine's default 4-bit granularity (group-32)
 
 
@@ -84,8 +89,16 @@ def nncf_quantize(ov_model, calibration: list[Inputs], transformer: bool, peer: 
     names = {i.get_any_name() for i in ov_model.inputs}
     data = nncf.Dataset([to_numpy({k: v for k, v in batch.items() if k in names}) for batch in calibration])
     options = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    overflow_fix = False
     if not peer:  # every calibration batch counts (NNCF's default stops at 300 dataset items)
         options.update(subset_size=len(calibration), preset=nncf.QuantizationPreset.MIXED)
+        # Without VNNI/AMX the CPU plugin's int8 products go through int16 sums that saturate; NNCF's overflow fix
+        # (7-bit weights) on every layer, not only the first, is OpenVINO's documented workaround.
+        overflow_fix = not onednn_int8_dot_product()
+        if overflow_fix:
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+            options["advanced_parameters"] = AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)
     try:
         with quiet():
             quantized = nncf.quantize(ov_model, data, **options)
@@ -94,7 +107,8 @@ def nncf_quantize(ov_model, calibration: list[Inputs], transformer: bool, peer: 
     what = ("nncf.quantize defaults (documented minimal recipe)" if peer
             else "nncf.quantize, MIXED preset, every calibration batch")
     # NNCF's own range estimation; for transformers it also applies SmoothQuant and fast bias correction.
-    return quantized, f"{what}" + (", TRANSFORMER model type" if transformer else "")
+    return quantized, (f"{what}" + (", TRANSFORMER model type" if transformer else "")
+                       + (", overflow fix on every layer (no VNNI/AMX in force)" if overflow_fix else ""))
 
 
 def nncf_int4_weights(ov_model):
@@ -127,11 +141,14 @@ def ir_size_bytes(ov_model) -> tuple[int, int]:
         return os.path.getsize(xml) + weights, weights
 
 
-def compile_model(ov_model, precision_hint: str, threads: int):
-    """Compiled for CPU: one stream, ``threads`` threads, the given compute precision."""
+def compile_model(ov_model, precision_hint: str | None, threads: int):
+    """Compiled for CPU: one stream, ``threads`` threads, the given compute precision (None: only the thread
+    count is set, as a user applying OpenVINO by hand would)."""
     import openvino as ov  # optional dependency
 
     core = ov.Core()
+    if precision_hint is None:
+        return core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads})
     if precision_hint == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise ConfigError("OpenVINO bf16: this CPU has no bf16 support (OPTIMIZATION_CAPABILITIES lacks BF16)")
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": precision_hint,
@@ -187,4 +204,16 @@ class OpenVinoRuntime:
         size_bytes, weight_bytes = ir_size_bytes(ov_model)
         return RuntimeModel("openvino", precision, compiled_runner(compiled), size_bytes, calib, threads,
                             details={"openvino": ov.__version__, "inference_precision": in_force,
-                                     "ir_weights_bytes": weight_bytes})
+                                     "ir_weights_bytes": weight_bytes, "compiled": compiled_properties(compiled)})
+
+
+def compiled_properties(compiled) -> dict:
+    """The properties in force that decide speed (threads, streams, hint, pinning), as the plugin reports them."""
+    out = {}
+    for name in ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT", "ENABLE_CPU_PINNING",
+                 "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE"):
+        try:
+            out[name] = str(compiled.get_property(name))
+        except Exception:  # a property this OpenVINO version does not report: left out
+            continue
+    return out

@@ -40,10 +40,14 @@ def implements(name: str):
 declare_execution("dense", "dense kernels: fp32, bf16 at 16 bits, int8 kernels at 8 bits on the CPU")
 declare_execution("sparse", "sparse kernels (CSR on the CPU, 2:4 semi-structured on CUDA) for pruned weights")
 declare_execution("onnxruntime", "ONNX Runtime, fp32 compute of the stored weights (CPU)")
-declare_execution("onnxruntime-int8", "ONNX Runtime, static int8 (QDQ) calibrated on training examples (CPU)")
+declare_execution("onnxruntime-int8", "ONNX Runtime, static int8 (QDQ) of the weight layers, calibrated on training "
+                                     "examples (CPU)")
+declare_execution("onnxruntime-int8-dynamic", "ONNX Runtime, dynamic int8: int8 weights, activations quantized per "
+                                             "batch, no calibration (CPU)")
 declare_execution("openvino", "OpenVINO, fp32 compute of the stored weights (CPU)")
 declare_execution("openvino-bf16", "OpenVINO, bf16 compute (CPU)")
 declare_execution("openvino-int8", "OpenVINO, int8 through NNCF post-training quantization with calibration (CPU)")
 declare_execution("openvino-int4", "OpenVINO, 4-bit group-32 weights (NNCF weight compression, data-free) computed by "
                                    "the CPU plugin: the runtime file keeps 4-bit weights (CPU)")
-declare_execution("auto", "time torch and every runtime here; keep the fastest within 1 validation point")
+declare_execution("auto", "time torch and every runtime here; keep a runtime within 1 validation point only where "
+                          "it beats torch at the same storage beyond the timing interval")

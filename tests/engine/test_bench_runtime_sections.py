@@ -83,3 +83,20 @@ def test_precision_section_has_runtime_rows_with_peers_and_cpu(tmp_path):
     titles = [t["title"] for t in result["tables"]]
     assert any(t.startswith("Runtimes and their peers") for t in titles)
     assert any(t["target"] == "int8 on a runtime" for t in result["targets"])
+
+
+def test_the_benchmarks_page_has_a_column_per_cpu_kind_with_the_peers_beside_the_product():
+    from bench.report import cpu_kinds_section
+
+    def report(cap, speedups):
+        return {"isa_cap": cap, "threads": 1, "date": "2026-12-07T14:00:00+00:00", "cpu": {"cpu": "EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_vnni"]},
+                "isa_restriction": {"torch_cpu_capability": "AVX2" if cap else "AVX512", "onednn_capped": cap and "AVX2"},
+                "rows": [{"variant": v, "recipe": r, "speedup_vs_torch_fp32": x, "accuracy_delta_pts": 0.0}
+                         for v, r, x in speedups]}
+
+    lines = cpu_kinds_section([report("avx2", [("openvino fp32", "product", 1.1), ("openvino fp32 peer", "peer", 1.0)]),
+                               report(None, [("openvino fp32", "product", 1.2), ("openvino fp32 peer", "peer", 2.4)])])
+    text = "\n".join(lines)
+    assert "| variant | recipe | AVX2-restricted, 1 thread(s), 2026-12-07 14:00 | native AVX-512 VNNI, 1 thread(s)" in text
+    assert "| openvino fp32 peer | peer | 1.00x (+0.0) | 2.40x (+0.0) |" in text
+    assert "torch capability AVX2, oneDNN cap AVX2" in text and cpu_kinds_section([]) == []

@@ -81,14 +81,14 @@ def test_choose_fastest_keeps_the_fastest_within_tolerance():
         model()  # the broken one raises here, as a real failing runtime would
         return by_model[id(model)]
 
-    result = choose_fastest(candidates, {}, accuracy_fn, tolerance_points=1.0, rounds=3, warmup=1)
+    result = choose_fastest(candidates, {}, accuracy_fn, tolerance_points=1.0, rounds=5, warmup=1)
     assert result["chosen"] == "fast-enough"
     rows = result["candidates"]
     assert not rows["fast-but-wrong"]["within_tolerance"] and rows["fast-but-wrong"]["accuracy_delta_pts"] == pytest.approx(-10)
     assert "kernel missing" in rows["broken"]["error"]
     assert rows["fast-but-wrong"]["latency_ms_p50"] < rows["fast-enough"]["latency_ms_p50"] < rows["reference"]["latency_ms_p50"]
     for name in ("reference", "fast-but-wrong", "fast-enough"):  # every timing is kept, losers too
-        assert rows[name]["runs"] == 3 and rows[name]["latency_ms_p10"] <= rows[name]["latency_ms_p90"]
+        assert rows[name]["runs"] == 5 and rows[name]["latency_ms_p10"] <= rows[name]["latency_ms_p90"]
 
 
 def test_choose_fastest_refuses_a_missing_reference():
@@ -96,3 +96,5 @@ def test_choose_fastest_refuses_a_missing_reference():
         choose_fastest({"a": _sleeper(1)}, {}, lambda m: 1.0, 1.0, reference="nope")
     with pytest.raises(ConfigError, match="rounds 0"):
         interleaved_timings({"a": _sleeper(1)}, {}, rounds=0)
+    with pytest.raises(ConfigError, match="rounds 3 must be at least 5"):  # no interval from 3 paired rounds
+        choose_fastest({"a": _sleeper(1)}, {}, lambda m: 1.0, 1.0, rounds=3)

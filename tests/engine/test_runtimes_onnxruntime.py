@@ -64,3 +64,21 @@ def test_static_int8_bert_runs_stays_close_and_leaves_no_files(tmp_path, monkeyp
     inputs = bert_inputs(6, 20, seed=9)
     reference = logits(model, inputs)
     assert (built(inputs) - reference).abs().max() < 0.1 * reference.abs().max() + 0.05
+
+
+def test_dynamic_int8_needs_no_calibration_is_smaller_and_accurate(digits):
+    scenario, baseline = digits
+    example = scenario.example_inputs(2)
+    fp32 = build("onnxruntime", baseline.model, example, precision="fp32")
+    int8 = build("onnxruntime", baseline.model, example, calibration=None, precision="int8-dynamic")
+    assert int8.calibration.examples == 0 and "dynamic int8" in int8.calibration.method
+    assert int8.size_bytes < 0.5 * fp32.size_bytes
+    test = scenario.splits.test
+    drop_pts = (classification_metrics(baseline.model, test, "cpu")["accuracy"]
+                - classification_metrics(int8, test, "cpu")["accuracy"]) * 100
+    assert drop_pts <= 2.0, f"dynamic int8 lost {drop_pts:.1f} points on digits"
+    bert = TinyBert()
+    built = build("onnxruntime", bert, bert_inputs(4), precision="int8-dynamic")
+    inputs = bert_inputs(6, 20, seed=9)
+    reference = logits(bert, inputs)
+    assert (built(inputs) - reference).abs().max() < 0.1 * reference.abs().max() + 0.05

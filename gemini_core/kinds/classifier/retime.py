@@ -37,18 +37,21 @@ def retime(store: Store, run: dict, points: list[dict], rounds: int = 5, device=
                          points[0])
         threads = reference.get("threads")
     models, pruned_by_key = [], {}
-    for point in points:
-        config = CompressionConfig.from_dict(point["config"])
-        if progress is not None:
-            progress(f"rebuilding {config.label()}")
-        if config.prune_key not in pruned_by_key:  # prune and recover once per setting, as the sweep does
-            pruned_by_key[config.prune_key] = prune_copy(baseline.model, config, scenario, device=device)
-        compressed = compress(baseline.model, config, scenario, device=device, pruned=pruned_by_key[config.prune_key])
-        batch = scenario.splits.test.first(int(point.get("batch_size") or 32)).inputs
-        models.append((point, compressed, batch))
     samples: dict[int, list[float]] = {p["point_id"]: [] for p in points}
     kwargs = {"min_runs": 5, "min_seconds": 0.1, "warmup": 2, **(latency_kwargs or {})}
+    # Built at the thread count they are timed at: ONNX Runtime and OpenVINO take it when they are built, so a
+    # runtime point built outside would run at another count than the torch points it is compared with.
     with compute_threads(int(threads) if threads and device.type == "cpu" else None):
+        for point in points:
+            config = CompressionConfig.from_dict(point["config"])
+            if progress is not None:
+                progress(f"rebuilding {config.label()}")
+            if config.prune_key not in pruned_by_key:  # prune and recover once per setting, as the sweep does
+                pruned_by_key[config.prune_key] = prune_copy(baseline.model, config, scenario, device=device)
+            compressed = compress(baseline.model, config, scenario, device=device,
+                                  pruned=pruned_by_key[config.prune_key])
+            batch = scenario.splits.test.first(int(point.get("batch_size") or 32)).inputs
+            models.append((point, compressed, batch))
         for r in range(rounds):
             if progress is not None:
                 progress(f"round {r + 1} of {rounds}")
