@@ -43,5 +43,5 @@ def write_fixed_run(store) -> dict[str, int]:
                   "size_bytes": size, "params": 1000, "nonzero_params": 1000, "macs": 1000,
                   "peak_memory_bytes": 4096, "batch_size": 32, "threads": 1, "device": "cpu", "backend": "torch"}
         ids[label] = store.add_point(RUN_ID, "fixed-baseline", f"{label}", record)
-    store.set_status(RUN_ID, "done")
+    store.set_status(RUN_ID, "finished")
     return ids

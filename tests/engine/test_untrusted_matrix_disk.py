@@ -99,7 +99,7 @@ def test_writing_to_a_read_only_store_says_where_and_why(home, tmp_path, monkeyp
     store = Store(home_path / "gemini.sqlite")  # falls back to reading: the folder cannot be written
     assert store.read_only and len(store.runs()) == 1
     with pytest.raises(GeminiError) as caught:
-        store.set_status(home[1], "done")
+        store.set_status(home[1], "finished")
     message = str(caught.value)
     assert str(home_path) in message and "read-only" in message and "move it aside" not in message, message
     assert "\n" not in message
