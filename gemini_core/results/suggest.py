@@ -31,24 +31,18 @@ def _latency_name(kind: KindInfo) -> str:
 
 
 def suggest_point(df: pd.DataFrame, tolerance: float | None = None, max_drop_pts: float | None = None):
-    """A sensible default choice: on the front, at most ``tolerance`` worse than the reference in the run's
-    metric's change unit (None: the metric's default tolerance), not slower than the reference when such a
-    point exists, and the best size x speed gain among those. Falls back to the reference row. None if
-    nothing is measured. ``max_drop_pts`` is the older name of ``tolerance``."""
+    """The default choice (Report page, bench): ``recommend`` with a loss of at most ``tolerance`` in the
+    run's metric's change unit (None: the metric's default tolerance), so that every door ships by one rule.
+    Falls back to the reference row, then to the first point; None if nothing is measured. ``max_drop_pts``
+    is the older name of ``tolerance``."""
     pts = ok_points(df)
     if pts.empty:
         return None
-    _, metric = _kind_metric(df)
-    bound = next((b for b in (tolerance, max_drop_pts, metric.default_tolerance) if b is not None))
-    within = metric.loss(pts[metric.change_column]) <= bound
-    cands = pts[pts["pareto"] & within & ~pts["is_reference"]]
-    faster = cands[cands["speedup"] >= 1.0]
-    if len(faster):  # a suggestion that is slower than the baseline surprises people: only if nothing else
-        cands = faster
-    if cands.empty:
-        return reference_row(df) if reference_row(df) is not None else pts.iloc[0]
-    score = cands["compression"] * cands["speedup"]
-    return cands.loc[score.idxmax()]
+    bound = next((b for b in (tolerance, max_drop_pts) if b is not None), None)
+    rec = recommend(df, Constraints(max_loss=bound) if bound is not None else None)
+    if rec.point_id is not None:
+        return pts[pts["point_id"] == rec.point_id].iloc[0]
+    return reference_row(df) if reference_row(df) is not None else pts.iloc[0]
 
 
 # -- "Which point should I ship?": constraints in, one recommended point and the reason out ------------
@@ -225,6 +219,18 @@ def _gain(pts: pd.DataFrame) -> pd.Series:
     return 1.0 / (pts["latency_ms_p50"] * pts["size_kb"])
 
 
+# The rule every door recommends by, named in the reason it gives. (A point slower AND bigger than another
+# feasible point that is as good never comes first anyway: it loses on gain and on quality alike.)
+SHIP_RULE = "never a point slower than dense fp32 while a point that is not slower meets the bounds"
+
+
+def shippable(feasible: pd.DataFrame) -> pd.DataFrame:
+    """The points worth shipping among those that meet the bounds (``SHIP_RULE``): a point slower than the
+    reference only when no feasible point is as fast."""
+    not_slower = feasible[feasible["speedup"] >= 1.0]  # NaN without a reference: the check has nothing to say
+    return not_slower if len(not_slower) else feasible
+
+
 def _figures(row: Mapping, kind: KindInfo, metric: QualityMetric) -> str:
     """'accuracy 96.90% (-0.10 points vs dense fp32), latency p50 0.6 ms, size 15.0 KB'."""
     first = f"{metric.label} {metric.format(row.get(metric.column))}"
@@ -274,22 +280,25 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
                   f"({near.get('label')}): {_figures(near, kind, metric)}; it misses {what}. Relax a bound or sweep "
                   "more settings.")
         return Recommendation(constraints, None, reason, 0, total, closest=near, misses=misses[i])
-    gain = _gain(feasible)
-    good = feasible[metric.column].map(metric.goodness)  # higher is better, whichever way the metric runs
+    kept = shippable(feasible)
+    gain = _gain(kept)
+    good = kept[metric.column].map(metric.goodness)  # higher is better, whichever way the metric runs
     if constraints.quality_bound:
-        order = sorted(feasible.index, key=lambda k: (-gain[k], -good[k], feasible.at[k, "point_id"]))
+        order = sorted(kept.index, key=lambda k: (-gain[k], -good[k], kept.at[k, "point_id"]))
         why = "the largest size × speed gain"
     else:
-        order = sorted(feasible.index, key=lambda k: (-good[k], -gain[k], feasible.at[k, "point_id"]))
+        order = sorted(kept.index, key=lambda k: (-good[k], -gain[k], kept.at[k, "point_id"]))
         why = metric.best_phrase
-    best = feasible.loc[order[0]].to_dict()
+    best = kept.loc[order[0]].to_dict()
+    passed = "" if len(kept) == len(feasible) else f" ({len(feasible) - len(kept)} set aside by the rule: {SHIP_RULE})"
     reason = (f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
               f"{_gains(best)}. Of the {len(feasible)} of {total} measured points that meet "
-              f"{constraints.describe(latency)}, it has {why}.")
-    alternatives = []
+              f"{constraints.describe(latency)}{passed}, it has {why}.")
+    alternatives = []  # trade-offs beside it (more quality, more speed): any other point that meets the bounds
     others = feasible.drop(index=order[0])
     if len(others):
-        best_quality = others.loc[sorted(others.index, key=lambda k: (-good[k], -gain[k]))[0]].to_dict()
+        rank = others[metric.column].map(metric.goodness)
+        best_quality = others.loc[sorted(others.index, key=lambda k: -rank[k])[0]].to_dict()
         alternatives.append(best_quality)
         rest = others.drop(index=[k for k in others.index if others.at[k, "point_id"] == best_quality["point_id"]])
         if len(rest):
