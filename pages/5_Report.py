@@ -8,18 +8,36 @@ from gemini_core.charts.sweep import fig_quality_vs_size, fig_report_front
 from gemini_core.errors import GeminiError
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
 from gemini_core.results.metrics import metric_of
-from gemini_core.results.suggest import alternatives, suggest_point
+from gemini_core.results.suggest import alternatives, recommend, suggest_point
 from gemini_core.results.table import ok_points, points_frame, reference_row
 from ui import points_view
-from ui.state import current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id, use_router
+from ui.state import (
+    chosen_point_id,
+    current_job,
+    current_model,
+    device_summary,
+    job_of_model,
+    model_label,
+    model_runs,
+    run_label,
+    run_of_model,
+    runs_with_points_or_stop,
+    select_point,
+    use_router,
+)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 st.title("Report")
 store, runs = runs_with_points_or_stop("report")
 
-labels = {r["run_id"]: f"{r['name']} · {r['scenario']} · {r['points_ok']} points · {r['run_id']}" for r in runs}
-chosen_pid = selected_point_id()
+model = current_model()
+if st.session_state.get("r_model") != model_label(model):  # another model: its own run and recommendation
+    st.session_state["r_model"] = model_label(model)
+    for key in ("r_run", "r_point"):
+        st.session_state.pop(key, None)
+labels = {r["run_id"]: run_label(r, model) for r in runs}
+chosen_pid = chosen_point_id()
 if "r_run" not in st.session_state or st.session_state["r_run"] not in labels:
     default_run = None
     if chosen_pid is not None:
@@ -28,9 +46,10 @@ if "r_run" not in st.session_state or st.session_state["r_run"] not in labels:
         except GeminiError:
             pass
     job = current_job("sweep")
-    default_run = default_run or getattr(job, "run_id", None)
-    if default_run not in labels:
-        default_run = max(runs, key=lambda r: (r["points_ok"] > 1, r["created_at"]))["run_id"]
+    default_run = default_run or (getattr(job, "run_id", None) if job is not None and job_of_model(job) else None)
+    if default_run not in labels or not run_of_model(next(r for r in runs if r["run_id"] == default_run), model):
+        mine = model_runs(runs, model) or runs  # another model's run only when this one has none
+        default_run = max(mine, key=lambda r: (r["points_ok"] > 1, r["created_at"]))["run_id"]
     st.session_state["r_run"] = default_run
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="r_run")
 run = next(r for r in runs if r["run_id"] == run_id)
@@ -44,15 +63,14 @@ metric = metric_of(df)  # the run's quality metric: its words, its unit, which w
 pts = ok_points(df)
 pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
                                                                            ascending=[False, False])
-plabels = {int(r["point_id"]): points_view.point_label(r, metric) for r in pts.to_dict("records")}
+rec = recommend(df)  # the one ship rule (the Overview's panel and `points --recommend` give the same point)
+plabels = {int(r["point_id"]): points_view.point_label(r, metric)
+           + (" · recommended" if int(r["point_id"]) == rec.point_id else "") for r in pts.to_dict("records")}
 if chosen_pid in plabels:
     st.session_state["r_point"] = chosen_pid
 elif st.session_state.get("r_point") not in plabels:
-    suggestion = suggest_point(df)
-    st.session_state["r_point"] = int(suggestion["point_id"])
-    st.caption(f"No point chosen yet: suggested the front point whose {metric.loss_name} is at most "
-               f"{metric.change_text(metric.default_tolerance, 0)[1:]}, is not slower than the baseline (when one "
-               "is) and has the best size × speed gain. Pick another below.")
+    st.session_state["r_point"] = int(suggest_point(df)["point_id"])
+    st.caption(f"No point chosen yet: suggested #{st.session_state['r_point']}. {rec.reason} Pick another below.")
 pid = st.selectbox("Chosen point", list(plabels), format_func=plabels.get, key="r_point",
                    on_change=lambda: select_point(st.session_state.get("r_point"), source="report"))
 chosen = df[df["point_id"] == pid].iloc[0]

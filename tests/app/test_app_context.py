@@ -1,0 +1,72 @@
+"""One context: the current model decides which run, points and recommendation every page shows; a run of
+another model is reached through History (and the Report's and Export's run lists), labelled as such."""
+try:
+    from tests.app.test_app_support import app_env, new_app  # noqa: F401
+except ImportError:  # pragma: no cover
+    from test_app_support import app_env, new_app  # noqa: F401
+
+from gemini_core.results.store import Store
+from tests.fixed_run import EXPECTED_LOSS_1_LABEL, RUN_ID, write_fixed_run
+
+LLM_RUN = "llmrun000001"
+LLM_MODEL = {"scenario": "llm", "options": {}, "train": None, "adaptive": None}
+
+
+def _two_models():
+    """The digits fixed run, then a newer run of the causal LM (the server's last sweep is not digits')."""
+    store = Store()
+    ids = write_fixed_run(store)
+    reference = {"quant_method": "none", "bits": 32, "prune_method": "none", "sparsity": 0.0,
+                 "pattern": "unstructured", "mlp_ratio": 0.0, "head_ratio": 0.0, "recovery": "none",
+                 "recovery_steps": 0}
+    store.ensure_run(LLM_RUN, "llm run for tests", "llm", "llm-baseline", {"bits": [32, 8]}, kind="llm")
+    for label, cfg, ppl, lat, size in (("fp32", reference, 10.0, 10.0, 4_000_000),
+                                       ("rtn 8-bit", {**reference, "quant_method": "rtn", "bits": 8}, 10.4, 5.0,
+                                        1_000_000)):
+        store.add_point(LLM_RUN, "llm-baseline", label, {
+            "kind": "llm", "run_id": LLM_RUN, "label": label, "status": "ok", "config": cfg, "perplexity": ppl,
+            "latency_ms_p50": lat, "size_bytes": size, "device": "cpu", "backend": "torch"})
+    store.set_status(LLM_RUN, "done")
+    return ids
+
+
+def _texts(at) -> str:
+    return "\n".join(e.value for e in [*at.caption, *at.info, *at.success, *at.markdown])
+
+
+def test_overview_and_sweep_show_the_current_models_run_not_the_servers_last():
+    _two_models()
+    at = new_app()
+    text = _texts(at)
+    assert "fixed run for tests" in text and "llm run for tests" not in text
+    assert "perplexity" not in " ".join(s.value for s in at.success)  # the recommendation is in accuracy
+    at.switch_page("pages/2_Sweep.py").run()
+    assert "fixed run for tests" in _texts(at) and "llm run for tests" not in _texts(at)
+    at.session_state["model"] = dict(LLM_MODEL)
+    at.run()
+    assert "llm run for tests" in _texts(at) and "fixed run for tests" not in _texts(at)
+    assert "perplexity" in " ".join(s.value for s in at.success)
+
+
+def test_report_opens_on_the_current_models_run_and_its_recommendation():
+    ids = _two_models()
+    at = new_app("pages/5_Report.py")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="r_run").value == RUN_ID
+    assert at.selectbox(key="r_point").value == ids[EXPECTED_LOSS_1_LABEL]
+    options = at.selectbox(key="r_run").options
+    assert any("llm run for tests" in o and "another model" in o for o in options)
+    assert not any("fixed run for tests" in o and "another model" in o for o in options)
+
+
+def test_export_preselects_the_recommendation_not_a_point_clicked_to_inspect():
+    ids = _two_models()
+    at = new_app()
+    at.session_state["selected_point_id"] = ids["8-bit"]
+    at.session_state["selected_point_source"] = "chart"  # clicked in a chart to read its record
+    at.switch_page("pages/4_Export.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="x_run").value == RUN_ID
+    assert at.selectbox(key="x_point").value == ids[EXPECTED_LOSS_1_LABEL]
+    marked = [o for o in at.selectbox(key="x_point").options if "recommended" in o]
+    assert len(marked) == 1 and f"#{ids[EXPECTED_LOSS_1_LABEL]} " in marked[0]
