@@ -1,9 +1,9 @@
 """One context: the current model decides which run, points and recommendation every page shows; a run of
 another model is reached through History (and the Report's and Export's run lists), labelled as such."""
 try:
-    from tests.app.test_app_support import app_env, new_app  # noqa: F401
+    from tests.app.test_app_support import app_env, new_app, wait_job  # noqa: F401
 except ImportError:  # pragma: no cover
-    from test_app_support import app_env, new_app  # noqa: F401
+    from test_app_support import app_env, new_app, wait_job  # noqa: F401
 
 from gemini_core.results.store import Store
 from tests.fixed_run import EXPECTED_LOSS_1_LABEL, RUN_ID, write_fixed_run
@@ -70,3 +70,20 @@ def test_export_preselects_the_recommendation_not_a_point_clicked_to_inspect():
     assert at.selectbox(key="x_point").value == ids[EXPECTED_LOSS_1_LABEL]
     marked = [o for o in at.selectbox(key="x_point").options if "recommended" in o]
     assert len(marked) == 1 and f"#{ids[EXPECTED_LOSS_1_LABEL]} " in marked[0]
+
+
+def test_sensitivity_shows_the_current_models_analysis_not_another_models_job():
+    at = new_app("pages/6_Sensitivity.py")
+    at.multiselect(key="sn_bits").set_value([8])
+    at.multiselect(key="sn_phases").set_value(["quantization"])
+    at.number_input(key="sn_examples").set_value(64)
+    at.run()
+    at.button(key="sn_start").click().run()
+    job = wait_job(at, "sensitivity", timeout=240)
+    assert job.state == "done", job.snapshot()
+    assert at.get("plotly_chart")  # the digits profile is drawn while digits is the current model
+    at.session_state["model"] = {"scenario": "breast-cancer", "options": {}, "train": None, "adaptive": None}
+    at.run()
+    assert not at.exception, at.exception
+    assert any("another model (digits)" in c.value for c in at.caption)
+    assert "No analysis yet for this model" in at.info[0].value and not at.get("plotly_chart")
