@@ -56,6 +56,8 @@ class Constraints:
     ``max_size_kb``: size. ``metric``: the metric these quality bounds are in (None: the run's own).
     ``default_loss``: without a loss bound, the loss may be at most the run's metric's default tolerance
     (the pages' "at most this loss" rule left at its default: what that default is depends on the run).
+    ``unbounded``: no bound at all means none (the pages' emptied boxes); otherwise it means the run's metric's
+    default tolerance (a bare ``points --recommend``).
 
     The older names still work: ``min_accuracy_pct`` and ``max_loss_pts`` are bounds in accuracy,
     ``max_perplexity_increase_pct`` a loss bound in perplexity.
@@ -67,6 +69,7 @@ class Constraints:
     max_size_kb: float | None = None
     metric: str | None = None
     default_loss: bool = False
+    unbounded: bool = False
     min_accuracy_pct: InitVar[float | None] = None
     max_loss_pts: InitVar[float | None] = None
     max_perplexity_increase_pct: InitVar[float | None] = None
@@ -170,11 +173,11 @@ class Constraints:
             if not measured:
                 bounds = Constraints(max_loss=metric.default_tolerance, max_latency_ms=self.max_latency_ms,
                                      max_size_kb=self.max_size_kb, metric=metric.name)
-        if not bounds.any():
+        if not bounds.any() and not self.unbounded:
             bounds = Constraints(max_loss=metric.default_tolerance, metric=metric.name)
         if bounds.metric is None:  # in the run's metric: the default tolerance is that metric's
             bounds = Constraints(bounds.min_quality, bounds.max_loss, bounds.max_latency_ms, bounds.max_size_kb,
-                                 metric=metric.name, default_loss=bounds.default_loss)
+                                 metric=metric.name, default_loss=bounds.default_loss, unbounded=bounds.unbounded)
         return bounds
 
 
@@ -293,7 +296,9 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
     passed = "" if len(kept) == len(feasible) else f" ({len(feasible) - len(kept)} set aside by the rule: {SHIP_RULE})"
     reason = (f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
               f"{_gains(best)}. Of the {len(feasible)} of {total} measured points that meet "
-              f"{constraints.describe(latency)}{passed}, it has {why}.")
+              f"{constraints.describe(latency)}{passed}, it has {why}.") if constraints.any() else (
+        f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
+        f"{_gains(best)}. No bound is set: of the {total} measured points{passed}, it has {why}.")
     alternatives = []  # trade-offs beside it (more quality, more speed): any other point that meets the bounds
     others = feasible.drop(index=order[0])
     if len(others):
