@@ -87,3 +87,25 @@ def test_sensitivity_shows_the_current_models_analysis_not_another_models_job():
     assert not at.exception, at.exception
     assert any("another model (digits)" in c.value for c in at.caption)
     assert "No analysis yet for this model" in at.info[0].value and not at.get("plotly_chart")
+
+
+def test_history_compare_words_each_runs_bounds_in_its_own_metric():
+    _two_models()
+    at = new_app("pages/3_History.py")
+    at.multiselect(key="h_compare").set_value([RUN_ID, LLM_RUN]).run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "recommended" in d.value.columns)
+    bounds = dict(zip(table["run"], table["bounds in its metric"]))
+    assert bounds["llm run for tests"] == "perplexity increase ≤ 5%"
+    assert bounds["fixed run for tests"] == "accuracy loss ≤ 1 points"
+    assert not any("accuracy loss" in c.value for c in at.caption)  # no one-metric sentence over both runs
+
+
+def test_history_marks_the_runs_of_another_model():
+    _two_models()
+    at = new_app("pages/3_History.py")
+    table = at.dataframe[0].value
+    models = dict(zip(table["run"], table["model"]))
+    assert models == {RUN_ID: "current model", LLM_RUN: "another model"}
+    labels = at.selectbox(key="h_target").options
+    assert [o for o in labels if "another model" in o] == [o for o in labels if LLM_RUN in o]
