@@ -24,6 +24,7 @@ from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.stats import NO_CHANGE
 from gemini_core.results.table import control_row
+from gemini_core.results.units import size_text
 
 
 def _num(value) -> float:
@@ -118,12 +119,7 @@ def _quality_cell(row: Mapping, metric: QualityMetric) -> str:
 
 
 def _fmt_bytes(n) -> str:
-    n = _num(n)
-    if not math.isfinite(n):
-        return "–"
-    if n >= 1024 * 1024:
-        return f"{n / 1024 / 1024:.2f} MB"
-    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n:.0f} B"
+    return size_text(n)  # binary units, as on every screen (results.units)
 
 
 def _fmt(value, fmt: str, unit: str = "") -> str:

@@ -18,6 +18,7 @@ from gemini_core.errors import ConfigError
 from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import METRICS, QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.table import ok_points, reference_row
+from gemini_core.results.units import BYTES_PER_KB, duration_text, over_bound_text, ratio_text, size_text
 
 
 def _kind_metric(df) -> tuple[KindInfo, QualityMetric]:
@@ -235,21 +236,22 @@ def shippable(feasible: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figures(row: Mapping, kind: KindInfo, metric: QualityMetric) -> str:
-    """'accuracy 96.90% (-0.10 points vs dense fp32), latency p50 0.6 ms, size 15.0 KB'."""
+    """'accuracy 96.90% (-0.10 points vs dense fp32), latency p50 0.600 ms, size 14.6 KB'."""
     first = f"{metric.label} {metric.format(row.get(metric.column))}"
     change = row.get(metric.change_column)
     if finite(change):
         note = "" if metric.higher_is_better else "; lower is better"
         first += f" ({metric.change_text(change, 2)} vs dense fp32{note})"
-    return ", ".join([first, f"{_latency_name(kind)} {row['latency_ms_p50']:.3g} ms", f"size {row['size_kb']:.1f} KB"])
+    return ", ".join([first, f"{_latency_name(kind)} {duration_text(row['latency_ms_p50'])}",
+                      f"size {size_text(float(row['size_kb']) * BYTES_PER_KB)}"])
 
 
 def _gains(row: Mapping) -> str:
     if not (finite(row.get("compression")) and finite(row.get("speedup"))):
         return ""
-    speed = (f"{row['speedup']:.2f}x faster" if row["speedup"] >= 1 else
-             f"{1 / row['speedup']:.2f}x SLOWER")
-    return f" ({row['compression']:.1f}x smaller and {speed} than dense fp32)"
+    speed = (f"{ratio_text(row['speedup'])} faster" if row["speedup"] >= 1 else
+             f"{ratio_text(1 / row['speedup'])} SLOWER")
+    return f" ({ratio_text(row['compression'])} smaller and {speed} than dense fp32)"
 
 
 def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recommendation:
@@ -278,7 +280,7 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
     if feasible.empty:
         i = min(range(total), key=lambda k: (sum(misses[k].values()), -metric.goodness(rows[k][metric.column])))
         near = rows[i]
-        what = ", ".join(f"{name} by {share * 100:.0f}%" for name, share in misses[i].items())
+        what = ", ".join(f"{name} {over_bound_text(share)}" for name, share in misses[i].items())
         reason = (f"No point meets {constraints.describe(latency)}. The closest is #{int(near['point_id'])} "
                   f"({near.get('label')}): {_figures(near, kind, metric)}; it misses {what}. Relax a bound or sweep "
                   "more settings.")

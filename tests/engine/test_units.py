@@ -1,0 +1,25 @@
+"""One formatter for figures read by people: binary sizes, times, percentages, ratios, misses."""
+from gemini_core.results.units import duration_text, over_bound_text, percent_text, ratio_text, size_text
+
+
+def test_sizes_are_binary_with_three_digits():
+    assert size_text(812) == "812 B"
+    assert size_text(16_384) == "16.0 KB"
+    assert size_text(88738.6 * 1024) == "86.7 MB"          # never "88738.6 KB"
+    assert size_text(525478.9 * 1024) == "513 MB"
+    assert size_text(1.2 * 1024 ** 3) == "1.20 GB"
+    assert size_text(None) == "–"
+
+
+def test_times_switch_to_seconds_and_minutes():
+    assert duration_text(0.4123) == "0.412 ms"
+    assert duration_text(12.34) == "12.3 ms"
+    assert duration_text(1.02e4) == "10.2 s"                # never "1.02e+04 ms"
+    assert duration_text(204_000) == "3.4 min"
+
+
+def test_percentages_ratios_and_misses_read_plainly():
+    assert percent_text(0.254) == "0.25%" and percent_text(4.46) == "4.5%" and percent_text(37.2) == "37%"
+    assert ratio_text(4.5) == "4.50x" and ratio_text(150.2) == "150x"
+    assert over_bound_text(0.34) == "by 34%"
+    assert over_bound_text(3345.64) == "at 3,347 times its bound"  # never "by 334564%"
