@@ -10,6 +10,7 @@ from gemini_core.report.summary import build_report_html, compare, comparison_ro
 from gemini_core.results.metrics import metric_of
 from gemini_core.results.suggest import alternatives, recommend, suggest_point
 from gemini_core.results.table import ok_points, points_frame, reference_row
+from gemini_core.results.units import duration_text, size_text
 from ui import points_view
 from ui.state import (
     chosen_point_id,
@@ -77,23 +78,25 @@ chosen = df[df["point_id"] == pid].iloc[0]
 cmp = compare(ref, chosen)
 
 
-def _span(text: str, good: bool) -> str:
-    return f"<span class='{'good' if good else 'bad'}'>{html.escape(text)}</span>"
+def _span(text: str, tone: str) -> str:
+    """``tone``: good (green), neutral (grey: unchanged or within noise) or bad (red)."""
+    return f"<span class='{tone}'>{html.escape(text)}</span>"
 
 
 st.markdown("<div class='gemini-headline'>"
-            + ", ".join([_span(cmp["size_text"], cmp["size_ratio"] >= 1), _span(cmp["speed_text"], not cmp["slower"]),
-                         _span(cmp["quality_text"], cmp["quality_good"])])
+            + ", ".join([_span(cmp["size_text"], cmp["size_tone"]), _span(cmp["speed_text"], cmp["speed_tone"]),
+                         _span(cmp["quality_text"], cmp["quality_tone"])])
             + "</div>", unsafe_allow_html=True)
 c = st.columns(3)
-c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs {ref['size_bytes'] / 1024:.1f} KB",
+# short values (a long one is cut off in a metric); the figures behind each in its delta line
+c[0].metric("Size", cmp["size_text"], f"{size_text(chosen['size_bytes'])} vs {size_text(ref['size_bytes'])}",
             delta_color="off", delta_arrow="off")
 c[1].metric("Speed", cmp["speed_text"],
-            f"{chosen['latency_ms_p50']:.3f} ms vs {ref['latency_ms_p50']:.3f} ms (p50)", delta_color="off",
-            delta_arrow="off")
-c[2].metric(metric.heading[:1].upper() + metric.heading[1:], cmp["quality_text"],
+            f"{duration_text(chosen['latency_ms_p50'])} vs {duration_text(ref['latency_ms_p50'])} (p50)",
+            delta_color="off", delta_arrow="off")
+c[2].metric(metric.heading[:1].upper() + metric.heading[1:], cmp["quality_short"],
             f"{metric.format(chosen[metric.column])} vs {metric.format(ref[metric.column])}", delta_color="off",
-            delta_arrow="off")
+            delta_arrow="off", help=cmp["quality_text"])
 st.markdown(f"**{chosen['label']}** against the unpruned 32-bit dense baseline, both measured in run "
             f"*{run['name']}* on {chosen.get('device')} at batch {int(chosen.get('batch_size') or 0)}. "
             "MACs and ideal size are estimates; every other figure is measured.")
@@ -109,7 +112,8 @@ alts = alternatives(df, pid)
 st.markdown(headline_sentence(ref, chosen, (run.get("baseline") or {}).get("test")))
 if alts:
     st.caption("The report sets the chosen point beside: " + "; ".join(
-        f"#{int(a['point_id'])} {a.get('label')} ({metric.format(a.get(metric.column))}, {a['latency_ms_p50']:.3g} ms)"
+        f"#{int(a['point_id'])} {a.get('label')} ({metric.format(a.get(metric.column))}, "
+        f"{duration_text(a['latency_ms_p50'])})"
         for a in alts) + f" (the other point with the best {metric.label} and the fastest other point on the front).")
 figures = {"front": front_fig, f"{metric.name}_vs_size": fig_quality_vs_size(df)}
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}

@@ -21,6 +21,7 @@ from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.suggest import Constraints, Recommendation, compare_points, recommend
 from gemini_core.results.table import ok_points
+from gemini_core.results.units import BYTES_PER_KB, duration_text, size_text
 from ui.runtime_view import runtime_details
 
 RULES = ("loss", "min")  # a bound on the loss against the reference, or on the value itself
@@ -167,7 +168,8 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
         st.session_state[f"{where}_recommended_id"] = rec.point_id
         if rec.alternatives:
             others = "; ".join(f"#{int(a['point_id'])} {a.get('label')} ({_quality(a, metric)}, "
-                               f"{a['latency_ms_p50']:.3g} ms, {a['size_kb']:.1f} KB)" for a in rec.alternatives)
+                               f"{duration_text(a['latency_ms_p50'])}, {size_text(a['size_kb'] * BYTES_PER_KB)})"
+                               for a in rec.alternatives)
             st.caption(f"Alternatives that also meet the bounds: {others}. The gold star in the charts marks "
                        "the recommendation.")
     return rec

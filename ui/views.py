@@ -8,6 +8,8 @@ import html
 
 import streamlit as st
 
+from gemini_core.results.units import duration_text, size_text
+
 from .compute_jobs import SweepJob
 from .kinds import for_scenario
 from .state import (
@@ -61,8 +63,9 @@ def render_sidebar() -> None:
             if job is not None and getattr(job, "baseline_info", None):
                 base = job.baseline_info
                 break
-    if base and base.get("scenario") == model["scenario"]:
-        lines.append(f"baseline test accuracy {base.get('test_accuracy', float('nan')) * 100:.1f}%")
+    accuracy = (base or {}).get("test_accuracy")
+    if base and base.get("scenario") == model["scenario"] and isinstance(accuracy, (int, float)):
+        lines.append(f"baseline test accuracy {accuracy * 100:.1f}%")  # a model measured otherwise has none
     side.markdown("<div class='gemini-side'>" + "<br>".join(lines) + "</div>", unsafe_allow_html=True)
     with side:
         _sidebar_jobs(bool(registry().running()))
@@ -165,8 +168,8 @@ def baseline_card(reference: dict | None, baseline: dict | None) -> None:
     c[0].metric("Test accuracy", f"{acc * 100:.2f}%" if acc is not None else "–",
                 help=f"95% Wilson interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}% on {n} test examples" if ci and n
                 else None)
-    c[1].metric(f"Latency p50 (batch {reference.get('batch_size')})", f"{reference.get('latency_ms_p50', 0):.2f} ms")
-    c[2].metric("Checkpoint size", f"{reference.get('size_bytes', 0) / 1024:.1f} KB")
+    c[1].metric(f"Latency p50 (batch {reference.get('batch_size')})", duration_text(reference.get("latency_ms_p50")))
+    c[2].metric("Checkpoint size", size_text(reference.get("size_bytes")))
     c[3].metric("Parameters", f"{reference.get('params', 0):,}")
     c[4].metric("MACs (estimate)", f"{reference.get('macs', 0):,}")
     if baseline:

@@ -23,3 +23,22 @@ def test_percentages_ratios_and_misses_read_plainly():
     assert ratio_text(4.5) == "4.50x" and ratio_text(150.2) == "150x"
     assert over_bound_text(0.34) == "by 34%"
     assert over_bound_text(3345.64) == "at 3,347 times its bound"  # never "by 334564%"
+
+
+def test_the_recommendation_writes_its_figures_with_the_formatter():
+    from gemini_core.results.suggest import Constraints, recommend
+    from gemini_core.results.table import points_frame
+
+    reference = {"quant_method": "none", "bits": 32, "prune_method": "none", "sparsity": 0.0,
+                 "pattern": "unstructured", "mlp_ratio": 0.0, "head_ratio": 0.0, "recovery": "none",
+                 "recovery_steps": 0}
+    df = points_frame([{"kind": "llm", "point_id": i, "run_id": "r", "label": label, "status": "ok", "config": cfg,
+                        "perplexity": ppl, "latency_ms_p50": lat, "size_bytes": size}
+                       for i, (label, cfg, ppl, lat, size) in enumerate(
+                           [("fp32", reference, 10.0, 10_240.0, 538_000_000),
+                            ("rtn 8-bit", {**reference, "quant_method": "rtn", "bits": 8}, 10.4, 10_200.0,
+                             90_868_000)], start=1)])
+    rec = recommend(df)
+    assert "prefill p50 10.2 s" in rec.reason and "size 86.7 MB" in rec.reason, rec.reason
+    missed = recommend(df, Constraints(max_latency_ms=3.0))
+    assert "misses latency at 3,400 times its bound" in missed.reason, missed.reason
