@@ -126,7 +126,12 @@ try:  # the engine resolves '..', '~' and symlinks and refuses anything outside 
         replace = st.checkbox(f"Replace the existing export {destination.name}", key="x_replace",
                               help="the folder holds an earlier export; it is replaced only once the new one is "
                                    "complete")
-        if not replace:
+        last = job.snapshot() if job is not None and job.done else None
+        just_made = bool(last and last["state"] == "done" and last["result"]
+                         and Path(last["result"]["path"]) == destination)
+        if just_made and not replace:  # the export that just succeeded, not a stranger's to warn about
+            st.caption(f"{destination.name} holds the export just made; tick the box to export into it again.")
+        elif not replace:
             st.warning(f"{destination.name} already holds an export: tick the box to replace it, or choose "
                        "another folder name.")
 except GeminiError as exc:

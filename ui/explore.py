@@ -284,7 +284,7 @@ def record_panel(df: pd.DataFrame, point_id: int | None) -> None:
     fields = record_fields(row, kind, metric)
     st.dataframe(pd.DataFrame({"figure": [name for _, name, _ in fields],
                                "value": [_human(row.get(f), fmt) for f, _, fmt in fields]}),
-                 hide_index=True, use_container_width=True, height=36 + 35 * len(fields) // 2)
+                 hide_index=True, width="stretch", height=36 + 35 * len(fields) // 2)
     runtime_details(row, key=f"record_{int(row['point_id'])}")
 
 
@@ -298,9 +298,13 @@ def compare_view(df: pd.DataFrame, where: str, recommended: int | None) -> None:
     st.session_state[key] = [p for p in st.session_state.get(key, []) if p in labels]
     hint = f" (e.g. the recommended #{recommended})" if recommended else ""
     chosen = st.multiselect("Compare two to four points side by side", ids, format_func=labels.get, key=key,
-                            max_selections=4, placeholder="choose points" + hint)
+                            max_selections=4, placeholder="choose points" + hint,
+                            help="at most four points at a time: the table keeps one readable column per point")
+    if len(chosen) == 4 and len(ids) > 4:  # "Select all" stops at four: say which four, not silently
+        st.caption(f"The comparison takes at most four points: {', '.join(f'#{p}' for p in chosen)} are shown; "
+                   "remove one to add another.")
     if len(chosen) >= 2:
-        st.dataframe(compare_points(df, chosen), use_container_width=True)
+        st.dataframe(compare_points(df, chosen), width="stretch")
 
 
 def parallel_view(df: pd.DataFrame, where: str) -> None:

@@ -246,7 +246,7 @@ def points_table(df: pd.DataFrame, key: str) -> None:
                headings["latency_ms_p90"]: "{:.3f}", headings["size_kb"]: "{:.1f}", headings["ideal_size_kb"]: "{:.1f}"}
     styled = table.style.map(_speedup_style, subset=[col] if col in table.columns else []).format(
         {k: v for k, v in formats.items() if k in table.columns}, na_rep="–")
-    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), use_container_width=True,
+    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), width="stretch",
                  column_config={headings["pareto"]: st.column_config.TextColumn(
                      width="small", help=f"★ on the {metric.label}/latency/size front")})
 

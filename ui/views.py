@@ -122,7 +122,14 @@ def job_status(snap: dict) -> None:
         st.progress(min(1.0, done / total) if total else 0.0,
                     text=f"{snap['message']} · {snap['elapsed']:.0f} s{left}")
     elif state == "done":
-        st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s")
+        reused = sum(1 for r in snap["records"] if r.get("reused"))
+        if done and reused == done:  # nothing was measured: say so, and how to measure again
+            st.info(f"{snap['title']}: all {done} points were already measured with this model and these settings "
+                    "and were reused, not measured again (History has the run). Tick **Measure again** on the Sweep "
+                    "page to measure them anew.")
+        else:
+            st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s"
+                       + (f" ({reused} of them reused from earlier measurements)" if reused else ""))
     elif state == "cancelled":
         st.warning(f"{snap['title']}: cancelled after {done} points; the finished points are saved")
     elif state == "failed":
@@ -141,7 +148,8 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
         title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
     ray_address = (st.session_state.get("sw_ray_address") or "").strip() or None if executor == "ray" else None
     submit(SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
-                    title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address))
+                    title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address,
+                    force=bool(st.session_state.get("sw_force"))))
 
 
 def start_demo() -> None:

@@ -1,0 +1,55 @@
+"""Small things that must say what happened: a re-run whose points were all reused says so and offers to
+measure again; the comparison says it takes at most four points."""
+from __future__ import annotations
+
+try:
+    from tests.app.test_app_support import SMALL_GRID, app_env, new_app, wait_job  # noqa: F401
+except ImportError:  # pragma: no cover
+    from test_app_support import SMALL_GRID, app_env, new_app, wait_job  # noqa: F401
+
+from gemini_core.results.store import Store
+from tests.fixed_run import write_fixed_run
+
+
+def _set_grid(at) -> None:
+    for key, value in SMALL_GRID.items():
+        at.multiselect(key=key).set_value(value)
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_a_rerun_of_measured_settings_says_nothing_was_measured_and_can_measure_again():
+    at = new_app("pages/2_Sweep.py")
+    _set_grid(at)
+    at.button(key="sw_start").click().run()
+    first = wait_job(at, "sweep", timeout=240)
+    assert first.state == "done" and not any(r.get("reused") for r in first.records)
+    at.button(key="sw_start").click().run()  # the same settings again, as History's "Re-run these settings"
+    job = wait_job(at, "sweep", timeout=120)
+    assert job is not first and job.state == "done" and all(r.get("reused") for r in job.records)
+    said = " ".join(i.value for i in at.info)
+    assert "already measured" in said and "reused, not measured again" in said and "Measure again" in said
+    assert not any("finished" in s.value for s in at.success)  # not "5 points in 0.4 s" as if measured
+    at.checkbox(key="sw_force").check().run()
+    at.button(key="sw_start").click().run()
+    job = wait_job(at, "sweep", timeout=240)
+    assert job.state == "done" and job.force and not any(r.get("reused") for r in job.records)
+    assert any("finished" in s.value for s in at.success)
+
+
+def test_compare_says_it_takes_at_most_four_points():
+    ids = write_fixed_run(Store())
+    at = new_app("pages/2_Sweep.py")
+    chosen = sorted(ids.values())[:4]
+    at.multiselect(key="sweep_compare").set_value(chosen).run()
+    assert not at.exception, at.exception
+    assert any("at most four" in c.value for c in at.caption)
+
+
+def test_no_page_uses_the_deprecated_use_container_width():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = [root / "app.py", *(root / "pages").glob("*.py"), *(root / "ui").rglob("*.py")]
+    using = [str(f.relative_to(root)) for f in files if "use_container_width" in f.read_text(encoding="utf-8")]
+    assert not using, f"use width='stretch' instead (Streamlit deprecates use_container_width): {using}"
