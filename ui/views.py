@@ -112,8 +112,9 @@ def job_status(snap: dict) -> None:
     if state == "running" and not snap["records"] and steps:
         last = steps[-1]
         step, total_steps = last["step"], max(1, last["total_steps"])
-        eta = (f" · step {step}/{total_steps} · about {snap['elapsed'] / step * (total_steps - step):.0f} s left "
-               "(estimate)") if 0 < step < total_steps else ""
+        # the message already names the step ("epoch 2, step 77/800"): only the time left is added
+        eta = (f" · about {snap['elapsed'] / step * (total_steps - step):.0f} s left (estimate)"
+               if 0 < step < total_steps else "")
         st.progress(min(1.0, step / total_steps), text=snap["message"] + eta)
     elif state == "running":
         left = ""

@@ -53,3 +53,18 @@ def test_no_page_uses_the_deprecated_use_container_width():
     files = [root / "app.py", *(root / "pages").glob("*.py"), *(root / "ui").rglob("*.py")]
     using = [str(f.relative_to(root)) for f in files if "use_container_width" in f.read_text(encoding="utf-8")]
     assert not using, f"use width='stretch' instead (Streamlit deprecates use_container_width): {using}"
+
+
+def test_a_training_step_is_named_once_in_the_progress_line():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from ui.views import job_status
+
+        job_status({"state": "running", "total": 33, "records": [], "elapsed": 10.0, "title": "demo",
+                    "message": "training the baseline: epoch 2, step 77/800, loss 0.412",
+                    "events": [{"event": "step", "step": 77, "total_steps": 800}]})
+
+    at = AppTest.from_function(page).run()
+    text = at.get("progress")[0].proto.text
+    assert text.count("77/800") == 1 and "s left (estimate)" in text, text
