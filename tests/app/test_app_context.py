@@ -109,3 +109,16 @@ def test_history_marks_the_runs_of_another_model():
     assert models == {RUN_ID: "current model", LLM_RUN: "another model"}
     labels = at.selectbox(key="h_target").options
     assert [o for o in labels if "another model" in o] == [o for o in labels if LLM_RUN in o]
+
+
+def test_model_page_shows_no_other_models_baseline_card():
+    at = new_app("pages/1_Model.py")
+    at.button(key="m_train").click().run()
+    job = wait_job(at, "train", timeout=120)
+    assert job.state == "done" and "Test accuracy" in [m.label for m in at.metric]
+    at.session_state["model"] = {"scenario": "breast-cancer", "options": {}, "train": None, "adaptive": None}
+    at.run()
+    assert not at.exception, at.exception
+    assert "Current model: **breast-cancer**" in _texts(at)
+    assert not at.metric and not at.get("plotly_chart")  # not digits' card and training chart
+    assert any("another model (digits)" in c.value for c in at.caption)
