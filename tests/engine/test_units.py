@@ -42,3 +42,12 @@ def test_the_recommendation_writes_its_figures_with_the_formatter():
     assert "prefill p50 10.2 s" in rec.reason and "size 86.7 MB" in rec.reason, rec.reason
     missed = recommend(df, Constraints(max_latency_ms=3.0))
     assert "misses latency at 3,400 times its bound" in missed.reason, missed.reason
+
+
+def test_the_model_card_writes_a_file_size_as_the_pages_do():
+    from gemini_core.checkpoint.model_card import _figures
+
+    recipe = {"record": {}, "scenario": {"test_examples": 360, "data_fingerprint": "f"}, "size_bytes": 16_384,
+              "ideal_size_bytes": 9_000}
+    card = "\n".join(_figures(recipe))
+    assert f"| model.safetensors | {size_text(16_384)} (16,384 bytes) |" in card and "16.0 KB" in card  # not 16.38
