@@ -238,6 +238,25 @@ def selected_point_id() -> int | None:
 
 
 # -- engine pieces that may not be there yet ----------------------------------------------------------
+_QUIETED: list[bool] = []  # once per process (not a cache_resource: the tests clear those)
+
+
+def quiet_engine_output() -> None:
+    """Once per server process, on the script thread that imports torch: bind the profiler to this thread (a
+    job's first memory measurement then prints no "External init callback" error) and keep its start/stop
+    lines out of the server log. Only under a real server: AppTest's process keeps its own stderr."""
+    from streamlit import runtime
+
+    if _QUIETED or not runtime.exists():
+        return
+    _QUIETED.append(True)
+    from gemini_core.measure import warm_profiler
+    from gemini_core.native_noise import filter_native_noise_for_process
+
+    filter_native_noise_for_process()
+    warm_profiler()
+
+
 @st.cache_resource(show_spinner=False)
 def device_summary() -> dict:
     from gemini_core.device import compute_threads_for_app, device_info

@@ -19,6 +19,7 @@ from .state import (
     device_summary,
     inject_css,
     model_label,
+    quiet_engine_output,
     registry,
     submit,
 )
@@ -34,6 +35,7 @@ def _gb(n) -> str:
 def page_chrome() -> None:
     """CSS, logo and the sidebar (device, torch, current model, running job). Called once per run by app.py."""
     st.session_state["errors_shown"] = []  # show_error_once: each message once per run
+    quiet_engine_output()
     inject_css()
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
     render_sidebar()
