@@ -207,7 +207,7 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
     for name in sorted(figs, key=lambda n: n != "latency_size_vs_ratio"):  # the ratio chart first, as before
         _plot(figs[name], f"{where}_{CHART_KEYS.get(name, name)}", selectable=False)
     points_table(df, key=f"{where}_table")
-    point_picker(df, key=f"{where}_pick", label="Point to export and report on")
+    point_picker(df, key=f"{where}_pick", label="Point to export and report on", recommended=recommended)
 
 
 # -- tables and pickers ------------------------------------------------------------------------------
@@ -258,15 +258,17 @@ def point_label(row, metric: QualityMetric | None = None) -> str:
     return f"{star}#{int(row['point_id'])} · {row.get('label')} · {metric.format(row.get(metric.column), brief=True)}"
 
 
-def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
-    """A selectbox of measured points (front first); the choice goes to Export and Report."""
+def point_picker(df: pd.DataFrame, key: str, label: str, recommended: int | None = None) -> int | None:
+    """A selectbox of measured points (front first, the ship panel's ``recommended`` one marked); the choice
+    goes to Export and Report."""
     pts = ok_points(df)
     if pts.empty:
         return None
     metric = metric_of(df)
     pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
                                                                                ascending=[False, False])
-    labels = {int(r["point_id"]): point_label(r, metric) for r in pts.to_dict("records")}
+    labels = {int(r["point_id"]): point_label(r, metric) + (" · recommended" if r["point_id"] == recommended else "")
+              for r in pts.to_dict("records")}
     chosen = selected_point_id()
     if chosen in labels:
         st.session_state[key] = chosen  # follow a pick made in a chart or on another page

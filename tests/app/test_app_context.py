@@ -42,6 +42,8 @@ def test_overview_and_sweep_show_the_current_models_run_not_the_servers_last():
     assert "perplexity" not in " ".join(s.value for s in at.success)  # the recommendation is in accuracy
     at.switch_page("pages/2_Sweep.py").run()
     assert "fixed run for tests" in _texts(at) and "llm run for tests" not in _texts(at)
+    marked = [o for o in at.selectbox(key="sweep_pick").options if "recommended" in o]
+    assert len(marked) == 1 and "l1 0.25 · 8-bit" in marked[0]  # the picker marks the ship panel's answer
     at.session_state["model"] = dict(LLM_MODEL)
     at.run()
     assert "llm run for tests" in _texts(at) and "fixed run for tests" not in _texts(at)
