@@ -68,3 +68,15 @@ def test_a_training_step_is_named_once_in_the_progress_line():
     at = AppTest.from_function(page).run()
     text = at.get("progress")[0].proto.text
     assert text.count("77/800") == 1 and "s left (estimate)" in text, text
+
+
+def test_an_unchanged_accuracy_on_export_is_grey_not_green():
+    ids = write_fixed_run(Store())
+    at = new_app("pages/4_Export.py")
+    at.selectbox(key="x_point").set_value(ids["dense fp32"]).run()
+    assert not at.exception, at.exception
+    accuracy = next(m for m in at.metric if m.label == "Accuracy")
+    assert accuracy.delta == "+0.00 pts" and accuracy.proto.color == accuracy.proto.MetricColor.GRAY
+    at.selectbox(key="x_point").set_value(ids["l1 0.5 · 4-bit"]).run()  # 7 points lost: red
+    accuracy = next(m for m in at.metric if m.label == "Accuracy")
+    assert accuracy.proto.color == accuracy.proto.MetricColor.RED

@@ -194,8 +194,10 @@ def point_metrics(point: dict, row) -> None:
     """Accuracy, latency, size (with their change against the dense fp32 reference), and the estimates."""
     c = st.columns(5)
     speed, smaller = row["speedup"], row["compression"]
-    c[0].metric("Accuracy", f"{point['accuracy'] * 100:.2f}%",
-                f"{row['accuracy_delta_pts']:+.2f} pts" if finite(row["accuracy_delta_pts"]) else None)
+    delta = row["accuracy_delta_pts"]
+    unchanged = not finite(delta) or round(float(delta), 2) == 0  # grey, not a green "+0.00"
+    c[0].metric("Accuracy", f"{point['accuracy'] * 100:.2f}%", f"{delta:+.2f} pts" if finite(delta) else None,
+                delta_color="off" if unchanged else "normal", delta_arrow="off" if unchanged else "auto")
     c[1].metric("Latency p50", duration_text(point["latency_ms_p50"]),
                 f"{speed:.2f}x speed-up" if finite(speed) else None,
                 delta_color="green" if finite(speed) and speed >= 1 else "red",
