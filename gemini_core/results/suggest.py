@@ -301,8 +301,8 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
               f"{constraints.describe(latency)}{passed}, it has {why}.") if constraints.any() else (
         f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
         f"{_gains(best)}. No bound is set: of the {total} measured points{passed}, it has {why}.")
-    alternatives = []  # trade-offs beside it (more quality, more speed): any other point that meets the bounds
-    others = feasible.drop(index=order[0])
+    alternatives = []  # trade-offs beside it (more quality, more speed), by the same rule
+    others = kept.drop(index=order[0])
     if len(others):
         rank = others[metric.column].map(metric.goodness)
         best_quality = others.loc[sorted(others.index, key=lambda k: -rank[k])[0]].to_dict()

@@ -33,6 +33,14 @@ def test_a_far_slower_point_is_not_shipped_while_faster_ones_meet_the_bounds(tmp
     assert int(suggest_point(df)["point_id"]) == rec.point_id  # the Report's default is the same point
 
 
+def test_the_alternatives_follow_the_same_rule(tmp_path):
+    # the most accurate point of all, but slower than dense fp32 (a fine-tuned unpruned control, say)
+    ids, df = _with_extra(tmp_path, "slow but accurate", "dense", 0.975, 2.0, 80_000)
+    rec = recommend(df, Constraints(max_loss=1.0))
+    assert rec.alternatives and ids["slow but accurate"] not in [a["point_id"] for a in rec.alternatives]
+    assert all(a["speedup"] >= 1.0 for a in rec.alternatives)
+
+
 @pytest.mark.parametrize("tolerance", [None, 1.0, 12.0])
 def test_suggest_point_is_the_recommendation(tmp_path, tolerance):
     _, df = _with_extra(tmp_path, "l1 0.25 · 2-bit · sparse", "sparse", 0.969, 4.5, 1_000)
