@@ -35,6 +35,7 @@ from ui.state import (
     select_point,
     show_job_error,
     submit,
+    take_point_from_link,
     use_router,
 )
 
@@ -55,6 +56,7 @@ def _chosen_of_model(store, model: dict) -> int | None:
 
 
 st.title("Export")
+take_point_from_link(reset=("x_source",))
 store, runs = runs_with_points_or_stop("export")
 
 model = current_model()

@@ -24,12 +24,14 @@ from ui.state import (
     run_of_model,
     runs_with_points_or_stop,
     select_point,
+    take_point_from_link,
     use_router,
 )
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 st.title("Report")
+take_point_from_link(reset=("r_run", "r_point"))
 store, runs = runs_with_points_or_stop("report")
 
 model = current_model()

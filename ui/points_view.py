@@ -282,6 +282,9 @@ def point_picker(df: pd.DataFrame, key: str, label: str, recommended: int | None
                        placeholder="choose a point (or click one in a chart)", on_change=on_change)
     if pid is not None:
         c1, c2 = st.columns(2)
-        c1.page_link("pages/4_Export.py", label=f"Export point #{pid} →", icon=":material/inventory_2:")
-        c2.page_link("pages/5_Report.py", label=f"Report on point #{pid} →", icon=":material/summarize:")
+        # the point travels in the address: following the link chooses it (a chart click alone only inspects)
+        c1.page_link("pages/4_Export.py", label=f"Export point #{pid} →", icon=":material/inventory_2:",
+                     query_params={"point": pid})
+        c2.page_link("pages/5_Report.py", label=f"Report on point #{pid} →", icon=":material/summarize:",
+                     query_params={"point": pid})
     return pid

@@ -221,6 +221,20 @@ def select_point(point_id, source: str = "sweep") -> None:
     shared_memory()["selected_point_source"] = source
 
 
+def take_point_from_link(reset: tuple[str, ...] = ()) -> None:
+    """The "Export point #N" and "Report on point #N" links carry the point in the address (?point=N): following
+    one is a choice to export or report on N, even when N was only clicked in a chart to read it. ``reset``: the
+    page's own earlier picks, dropped so that the page opens on N."""
+    text = st.query_params.get("point")
+    if text is None:
+        return
+    del st.query_params["point"]  # taken once: a later reload opens on the recommendation or the choice kept
+    if str(text).isdigit():
+        select_point(int(text), source="link")
+        for key in reset:
+            st.session_state.pop(key, None)
+
+
 def chosen_point_id() -> int | None:
     """The point chosen to export and report on: the selected one unless it was only clicked in a chart."""
     pid = selected_point_id()

@@ -124,3 +124,19 @@ def test_model_page_shows_no_other_models_baseline_card():
     assert "Current model: **breast-cancer**" in _texts(at)
     assert not at.metric and not at.get("plotly_chart")  # not digits' card and training chart
     assert any("another model (digits)" in c.value for c in at.caption)
+
+
+def test_the_export_link_chooses_its_point_though_a_chart_click_alone_does_not():
+    ids = _two_models()
+    at = new_app("pages/2_Sweep.py")
+    at.session_state["selected_point_id"] = ids["8-bit"]
+    at.session_state["selected_point_source"] = "chart"
+    at.run()
+    links = [e.proto for e in at.get("page_link")]
+    export = next(p for p in links if p.label == f"Export point #{ids['8-bit']} →")
+    assert export.query_string == f"point={ids['8-bit']}"
+    at.query_params["point"] = str(ids["8-bit"])  # what following the link does
+    at.switch_page("pages/4_Export.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="x_source").value == "the point chosen on the Sweep page"
+    assert any(f"Point #{ids['8-bit']}" in m.value for m in at.markdown)
