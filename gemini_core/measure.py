@@ -193,6 +193,18 @@ def measure_memory(model: nn.Module, inputs: dict[str, torch.Tensor], device) ->
             "weight_memory_bytes": int(weights)}
 
 
+def warm_profiler() -> None:
+    """Start and stop the CPU profiler once on this thread. Kineto binds itself to the thread that imported
+    torch and prints "External init callback must run in same thread as registerClient" when a profile first
+    starts on another (a dashboard job's thread); the dashboard calls this on the thread that imported torch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+            torch.zeros(1).add_(1)
+
+
 def count_macs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[int, int]:
     """(MACs, params) of one example through the float model: an estimate from torch-pruning's counter."""
     import torch_pruning as tp

@@ -15,6 +15,7 @@ from ui.state import (
     check_typed_path,
     current_job,
     current_model,
+    job_of_model,
     save_upload,
     set_model,
     shared_memory,
@@ -326,6 +327,10 @@ def adaptive_summary(events: list, summary: dict | None) -> None:
 @st.fragment(run_every=views.POLL_SECONDS if running else None)
 def training_view(polling: bool) -> None:
     job = current_job("train")
+    if job is not None and not job_of_model(job):  # another model's training: its card is not this model's
+        st.caption(f"The last training was of another model ({job.scenario_name}); its baseline is shown when "
+                   "that model is the current one.")
+        job = None
     if job is None:
         st.info("The baseline is trained (or loaded from its cache) when you press **Train / load baseline**, "
                 "or automatically before a sweep.")

@@ -96,6 +96,9 @@ def start() -> None:
         views.start_sweep(spec, run_name=st.session_state.get("sw_name") or None)
 
 
+st.checkbox("Measure again", key="sw_force",
+            help="measure every point anew, even those already measured with this model and these settings "
+                 "(otherwise they are reused from the run store)")
 b = st.columns([1, 1, 1, 3])
 b[0].button("Start sweep", key="sw_start", type="primary", on_click=start, disabled=running or spec is None)
 b[1].button("Run demo sweep", key="sw_demo", on_click=views.start_demo, disabled=running, help=kind_ui.demo_help())

@@ -12,7 +12,7 @@ from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import points_frame
 from ui import explore, points_view, recipes
-from ui.state import current_model, registry, shared_memory, use_router
+from ui.state import current_model, registry, run_of_model, shared_memory, use_router
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
@@ -35,17 +35,29 @@ if not runs:
     st.stop()
 
 
+model = current_model()
+
+
 def run_label(run: dict) -> str:
+    """Runs of another model than the current one are marked: the other pages show only the current model's."""
     when = dt.datetime.fromtimestamp(run["created_at"]).strftime("%Y-%m-%d %H:%M")
-    return f"{run['name']} · {run['scenario']} · {run['points_ok']} points · {when} · {run['run_id']}"
+    other = "" if run_of_model(run, model) else " · another model"
+    return f"{run['name']} · {run['scenario']} · {run['points_ok']} points · {when} · {run['run_id']}{other}"
+
+
+def baseline_accuracy_pct(run: dict) -> float:
+    """The baseline's test accuracy in percent; NaN (shown empty) for a model measured in another metric."""
+    value = (run.get("baseline") or {}).get("test_accuracy")
+    return float(value) * 100 if isinstance(value, (int, float)) else float("nan")
 
 
 labels = {r["run_id"]: run_label(r) for r in runs}
 by_id = {r["run_id"]: r for r in runs}
 table = pd.DataFrame([{
-    "run": r["run_id"], "name": r["name"], "scenario": r["scenario"], "status": r["status"],
+    "run": r["run_id"], "name": r["name"], "scenario": r["scenario"],
+    "model": "current model" if run_of_model(r, model) else "another model", "status": r["status"],
     "points ok": r["points_ok"], "points failed": r["points_failed"],
-    "baseline accuracy (%)": (r.get("baseline") or {}).get("test_accuracy", float("nan")) * 100,
+    "baseline accuracy (%)": baseline_accuracy_pct(r),
     "created": dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
 } for r in runs])
 st.dataframe(table, hide_index=True, key="h_runs", column_config={
@@ -114,8 +126,10 @@ if len(chosen) >= 2:
                      "recommended": f"#{rec.point_id} {p.get('label')}" if rec.point else "none meets the bounds",
                      "its quality": f"{metric.label} {metric.format(p.get(metric.column))}" if rec.point else "–",
                      "its latency p50 (ms)": f"{p['latency_ms_p50']:.3g}" if rec.point else "–",
-                     "its size (KB)": f"{p['size_kb']:.1f}" if rec.point else "–"})
-    st.caption(f"The point each run would ship under the Overview's bounds ({bounds.describe()}):")
+                     "its size (KB)": f"{p['size_kb']:.1f}" if rec.point else "–",
+                     # the bounds as they apply to this run: in its own metric (points of accuracy, % perplexity)
+                     "bounds in its metric": rec.constraints.describe()})
+    st.caption("The point each run would ship under the Overview's bounds, each run in its own quality metric:")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="h_compare_table")
 elif chosen:
     st.caption("Choose at least two runs to overlay their fronts.")

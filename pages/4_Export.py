@@ -9,8 +9,10 @@ from gemini_core.checkpoint.write import check_destination
 from gemini_core.errors import GeminiError
 from gemini_core.fsio import clean_stale, is_staging_name
 from gemini_core.paths import export_destination, exports_dir
+from gemini_core.results.metrics import metric_of
 from gemini_core.results.pareto import finite
 from gemini_core.results.store import Store
+from gemini_core.results.suggest import recommend
 from gemini_core.results.table import ok_points, points_frame
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
 from ui import points_view, views
@@ -20,35 +22,69 @@ from ui.kinds import for_kind
 from ui.runtime_view import runtime_details
 from ui.state import (
     check_typed_path,
+    chosen_point_id,
     current_job,
+    current_model,
+    model_label,
+    model_runs,
     registry,
+    run_label,
+    run_of_model,
     runs_with_points_or_stop,
     save_upload,
     select_point,
-    selected_point_id,
     show_job_error,
     submit,
+    take_point_from_link,
     use_router,
 )
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
+
+
+def _chosen_of_model(store, model: dict) -> int | None:
+    """The point chosen to export (not one only clicked in a chart to read it), when it belongs to a run of the
+    current model."""
+    pid = chosen_point_id()
+    if pid is None:
+        return None
+    try:
+        return pid if run_of_model(store.get_run(store.get_point(pid)["run_id"]), model) else None
+    except GeminiError:
+        return pid  # the page says below that the point is gone
+
+
 st.title("Export")
+take_point_from_link(reset=("x_source",))
 store, runs = runs_with_points_or_stop("export")
 
-chosen = selected_point_id()
+model = current_model()
+if st.session_state.get("x_model") != model_label(model):  # another model: its own run and recommendation
+    st.session_state["x_model"] = model_label(model)
+    for key in ("x_run", "x_point", "x_source"):
+        st.session_state.pop(key, None)
+chosen = _chosen_of_model(store, model)
 sources = (["the point chosen on the Sweep page"] if chosen is not None else []) + ["a point from the history"]
 source = st.radio("Export", sources, horizontal=True, key="x_source")
 if source.startswith("the point") and chosen is not None:
     pid = chosen
 else:
-    labels = {r["run_id"]: f"{r['name']} · {r['scenario']} · {r['points_ok']} points · {r['run_id']}" for r in runs}
+    labels = {r["run_id"]: run_label(r, model) for r in runs}
+    if st.session_state.get("x_run") not in labels:
+        mine = model_runs(runs, model) or runs  # another model's run only when this one has none
+        st.session_state["x_run"] = mine[0]["run_id"]
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="x_run")
     df_run = points_frame(store.points(run_id))
-    pts = ok_points(df_run).sort_values(["pareto", "accuracy"], ascending=[False, False])
-    plabels = {int(r["point_id"]): points_view.point_label(r) for r in pts.to_dict("records")}
+    metric_run = metric_of(df_run)
+    pts = ok_points(df_run)
+    pts = pts.assign(_good=pts[metric_run.column].map(metric_run.goodness)).sort_values(
+        ["pareto", "_good"], ascending=[False, False])
+    recommended = recommend(df_run).point_id  # the one ship rule, as on the Overview and the Report
+    plabels = {int(r["point_id"]): points_view.point_label(r, metric_run)
+               + (" · recommended" if int(r["point_id"]) == recommended else "") for r in pts.to_dict("records")}
     if st.session_state.get("x_point") not in plabels:
-        st.session_state.pop("x_point", None)
+        st.session_state["x_point"] = recommended if recommended in plabels else next(iter(plabels), None)
     pid = st.selectbox("Point", list(plabels), format_func=plabels.get, key="x_point")
     if pid is not None:
         select_point(pid, source="history")
@@ -92,7 +128,12 @@ try:  # the engine resolves '..', '~' and symlinks and refuses anything outside 
         replace = st.checkbox(f"Replace the existing export {destination.name}", key="x_replace",
                               help="the folder holds an earlier export; it is replaced only once the new one is "
                                    "complete")
-        if not replace:
+        last = job.snapshot() if job is not None and job.done else None
+        just_made = bool(last and last["state"] == "done" and last["result"]
+                         and Path(last["result"]["path"]) == destination)
+        if just_made and not replace:  # the export that just succeeded, not a stranger's to warn about
+            st.caption(f"{destination.name} holds the export just made; tick the box to export into it again.")
+        elif not replace:
             st.warning(f"{destination.name} already holds an export: tick the box to replace it, or choose "
                        "another folder name.")
 except GeminiError as exc:

@@ -9,18 +9,39 @@ from gemini_core.errors import GeminiError
 from gemini_core.report.story import story
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
 from gemini_core.results.metrics import metric_of
-from gemini_core.results.suggest import alternatives, suggest_point
+from gemini_core.results.suggest import alternatives, recommend
 from gemini_core.results.table import ok_points, points_frame, reference_row
+from gemini_core.results.units import duration_text, size_text
 from ui import explore, points_view
-from ui.state import current_job, device_summary, runs_with_points_or_stop, select_point, selected_point_id, use_router
+from ui.state import (
+    chosen_point_id,
+    current_job,
+    current_model,
+    device_summary,
+    job_of_model,
+    model_label,
+    model_runs,
+    run_label,
+    run_of_model,
+    runs_with_points_or_stop,
+    select_point,
+    take_point_from_link,
+    use_router,
+)
 
 use_router()  # deep link to a fresh server: go through app.py's router (see ui/state.py)
 
 st.title("Report")
+take_point_from_link(reset=("r_run", "r_point"))
 store, runs = runs_with_points_or_stop("report")
 
-labels = {r["run_id"]: f"{r['name']} · {r['scenario']} · {r['points_ok']} points · {r['run_id']}" for r in runs}
-chosen_pid = selected_point_id()
+model = current_model()
+if st.session_state.get("r_model") != model_label(model):  # another model: its own run and recommendation
+    st.session_state["r_model"] = model_label(model)
+    for key in ("r_run", "r_point"):
+        st.session_state.pop(key, None)
+labels = {r["run_id"]: run_label(r, model) for r in runs}
+chosen_pid = chosen_point_id()
 if "r_run" not in st.session_state or st.session_state["r_run"] not in labels:
     default_run = None
     if chosen_pid is not None:
@@ -29,9 +50,10 @@ if "r_run" not in st.session_state or st.session_state["r_run"] not in labels:
         except GeminiError:
             pass
     job = current_job("sweep")
-    default_run = default_run or getattr(job, "run_id", None)
-    if default_run not in labels:
-        default_run = max(runs, key=lambda r: (r["points_ok"] > 1, r["created_at"]))["run_id"]
+    default_run = default_run or (getattr(job, "run_id", None) if job is not None and job_of_model(job) else None)
+    if default_run not in labels or not run_of_model(next(r for r in runs if r["run_id"] == default_run), model):
+        mine = model_runs(runs, model) or runs  # another model's run only when this one has none
+        default_run = max(mine, key=lambda r: (r["points_ok"] > 1, r["created_at"]))["run_id"]
     st.session_state["r_run"] = default_run
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="r_run")
 run = next(r for r in runs if r["run_id"] == run_id)
@@ -45,38 +67,40 @@ metric = metric_of(df)  # the run's quality metric: its words, its unit, which w
 pts = ok_points(df)
 pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
                                                                            ascending=[False, False])
-plabels = {int(r["point_id"]): points_view.point_label(r, metric) for r in pts.to_dict("records")}
+bounds = explore.constraints()  # the Overview's bounds (they live in the address): one rule, the same bounds
+rec = recommend(df, bounds)  # the one ship rule (the Overview's panel, Present and `points --recommend` use it)
+plabels = {int(r["point_id"]): points_view.point_label(r, metric)
+           + (" · recommended" if int(r["point_id"]) == rec.point_id else "") for r in pts.to_dict("records")}
 if chosen_pid in plabels:
     st.session_state["r_point"] = chosen_pid
 elif st.session_state.get("r_point") not in plabels:
-    suggestion = suggest_point(df)
-    st.session_state["r_point"] = int(suggestion["point_id"])
-    st.caption(f"No point chosen yet: suggested the front point whose {metric.loss_name} is at most "
-               f"{metric.change_text(metric.default_tolerance, 0)[1:]}, is not slower than the baseline (when one "
-               "is) and has the best size × speed gain. Pick another below.")
+    st.session_state["r_point"] = rec.point_id if rec.point_id in plabels else int(ref["point_id"])
+    st.caption(f"No point chosen yet: suggested #{st.session_state['r_point']}. {rec.reason} Pick another below.")
 pid = st.selectbox("Chosen point", list(plabels), format_func=plabels.get, key="r_point",
                    on_change=lambda: select_point(st.session_state.get("r_point"), source="report"))
 chosen = df[df["point_id"] == pid].iloc[0]
 cmp = compare(ref, chosen)
 
 
-def _span(text: str, good: bool) -> str:
-    return f"<span class='{'good' if good else 'bad'}'>{html.escape(text)}</span>"
+def _span(text: str, tone: str) -> str:
+    """``tone``: good (green), neutral (grey: unchanged or within noise) or bad (red)."""
+    return f"<span class='{tone}'>{html.escape(text)}</span>"
 
 
 st.markdown("<div class='gemini-headline'>"
-            + ", ".join([_span(cmp["size_text"], cmp["size_ratio"] >= 1), _span(cmp["speed_text"], not cmp["slower"]),
-                         _span(cmp["quality_text"], cmp["quality_good"])])
+            + ", ".join([_span(cmp["size_text"], cmp["size_tone"]), _span(cmp["speed_text"], cmp["speed_tone"]),
+                         _span(cmp["quality_text"], cmp["quality_tone"])])
             + "</div>", unsafe_allow_html=True)
 c = st.columns(3)
-c[0].metric("Size", cmp["size_text"], f"{chosen['size_bytes'] / 1024:.1f} KB vs {ref['size_bytes'] / 1024:.1f} KB",
+# short values (a long one is cut off in a metric); the figures behind each in its delta line
+c[0].metric("Size", cmp["size_text"], f"{size_text(chosen['size_bytes'])} vs {size_text(ref['size_bytes'])}",
             delta_color="off", delta_arrow="off")
 c[1].metric("Speed", cmp["speed_text"],
-            f"{chosen['latency_ms_p50']:.3f} ms vs {ref['latency_ms_p50']:.3f} ms (p50)", delta_color="off",
-            delta_arrow="off")
-c[2].metric(metric.heading[:1].upper() + metric.heading[1:], cmp["quality_text"],
+            f"{duration_text(chosen['latency_ms_p50'])} vs {duration_text(ref['latency_ms_p50'])} (p50)",
+            delta_color="off", delta_arrow="off")
+c[2].metric(metric.heading[:1].upper() + metric.heading[1:], cmp["quality_short"],
             f"{metric.format(chosen[metric.column])} vs {metric.format(ref[metric.column])}", delta_color="off",
-            delta_arrow="off")
+            delta_arrow="off", help=cmp["quality_text"])
 st.markdown(f"**{chosen['label']}** against the unpruned 32-bit dense baseline, both measured in run "
             f"*{run['name']}* on {chosen.get('device')} at batch {int(chosen.get('batch_size') or 0)}. "
             "MACs and ideal size are estimates; every other figure is measured.")
@@ -92,7 +116,8 @@ alts = alternatives(df, pid)
 st.markdown(headline_sentence(ref, chosen, (run.get("baseline") or {}).get("test")))
 if alts:
     st.caption("The report sets the chosen point beside: " + "; ".join(
-        f"#{int(a['point_id'])} {a.get('label')} ({metric.format(a.get(metric.column))}, {a['latency_ms_p50']:.3g} ms)"
+        f"#{int(a['point_id'])} {a.get('label')} ({metric.format(a.get(metric.column))}, "
+        f"{duration_text(a['latency_ms_p50'])})"
         for a in alts) + f" (the other point with the best {metric.label} and the fastest other point on the front).")
 figures = {"front": front_fig, f"{metric.name}_vs_size": fig_quality_vs_size(df)}
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}
@@ -100,7 +125,7 @@ device["load_avg_1m"] = round(os.getloadavg()[0], 2)
 st.download_button(
     "Download the HTML report", type="primary",
     data=lambda: build_report_html(f"Compression report: {run['name']}", run, ref, chosen, df, figures, device,
-                                   alternatives=alts, told=story(df, explore.constraints(), chosen_id=pid)),
+                                   alternatives=alts, told=story(df, bounds, chosen_id=pid)),
     file_name=f"gemini-report-{run_id}-point-{pid}.html", mime="text/html", key="r_html", on_click="ignore",
     help="one self-contained file for people who do not compress models: a headline with its uncertainty, the "
          "chosen point against two alternatives, how it was measured, charts, a glossary, all points (folded)")

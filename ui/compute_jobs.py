@@ -120,13 +120,14 @@ class SweepJob(_BaselineMixin, Job):
 
     def __init__(self, scenario_name: str, spec, options: dict | None = None, train: dict | None = None,
                  run_name: str | None = None, title: str | None = None, adaptive: dict | None = None,
-                 executor: str = "local", ray_address: str | None = None):
+                 executor: str = "local", ray_address: str | None = None, force: bool = False):
         super().__init__(title or f"sweep of {scenario_name} ({spec.n_points()} points)"
                          + (" on Ray" if executor == "ray" else ""))
         self._model_from(scenario_name, options, train, adaptive)
         self.spec = spec
         self.executor, self.ray_address = executor, ray_address or None
         self.run_name = run_name or None
+        self.force = force  # measure again points already stored (else they are reused)
         self.total = spec.n_points()
         self.run_id: str | None = None
 
@@ -145,7 +146,7 @@ class SweepJob(_BaselineMixin, Job):
             connect(self.ray_address)
         self.message = f"measuring {self.total} points" + (" on Ray" if self.executor == "ray" else "")
         self._collect_points(run_sweep(scenario, self.spec, store=store, name=self.run_name,
-                                       should_stop=self.should_stop, executor=self.executor,
+                                       should_stop=self.should_stop, executor=self.executor, force=self.force,
                                        ray_address=self.ray_address, baseline=baseline, progress=self._say))
 
     def _say(self, text: str) -> None:

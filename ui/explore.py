@@ -21,11 +21,15 @@ from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.suggest import Constraints, Recommendation, compare_points, recommend
 from gemini_core.results.table import ok_points
+from gemini_core.results.units import BYTES_PER_KB, duration_text, size_text
 from ui.runtime_view import runtime_details
 
 RULES = ("loss", "min")  # a bound on the loss against the reference, or on the value itself
-# "acc" None: the run's metric's default tolerance (1 accuracy point, 5% perplexity), shown in the box
-DEFAULTS = {"rule": "loss", "acc": None, "lat": None, "size": None, "color": "bits", "zoom": None}
+# "acc" DEFAULT: untouched, the run's metric's default tolerance (1 accuracy point, 5% perplexity) shown in the
+# loss box (the value box starts empty); None: emptied by the user, no quality bound. Every empty box is no bound.
+DEFAULT = "default"
+DEFAULTS = {"rule": "loss", "acc": DEFAULT, "lat": None, "size": None, "color": "bits", "zoom": None}
+BOUNDS = ("rule", "acc", "lat", "size")  # what "Reset bounds" puts back
 QUERY = {"rule": "ship_rule", "acc": "ship_acc", "lat": "ship_lat", "size": "ship_size", "color": "color",
          "zoom": "acc_range"}
 
@@ -40,6 +44,8 @@ def _parse(key: str, text: str):
             return (lo, hi) if 0 <= lo < hi <= 100 else None
         except ValueError:
             return None
+    if key == "acc" and text == "none":
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -61,18 +67,25 @@ def _remember() -> None:
     ship = choices()
     for key, q in QUERY.items():
         value = ship.get(key)
-        if value == DEFAULTS[key] or value is None:
+        if value == DEFAULTS[key] or (value is None and key != "acc"):
             if q in st.query_params:
                 del st.query_params[q]
             continue
-        st.query_params[q] = f"{value[0]:g}-{value[1]:g}" if key == "zoom" else (
+        st.query_params[q] = "none" if value is None else f"{value[0]:g}-{value[1]:g}" if key == "zoom" else (
             f"{value:g}" if isinstance(value, float) else str(value))
 
 
 def _set(key: str, widget_key: str):
     def callback():
-        choices()[key] = st.session_state.get(widget_key)
+        ship = choices()
+        ship[key] = st.session_state.get(widget_key)
+        if key == "rule":  # a loss in points is not a value in percent: the number starts again from the default
+            ship["acc"] = DEFAULT
     return callback
+
+
+def _reset_bounds() -> None:
+    choices().update({k: DEFAULTS[k] for k in BOUNDS})
 
 
 def rule_labels(metric: QualityMetric) -> dict[str, str]:
@@ -88,10 +101,11 @@ def constraints() -> Constraints:
     metric's default tolerance (so one panel serves runs of every kind)."""
     ship = choices()
     acc = ship.get("acc")
-    return Constraints(max_loss=acc if ship["rule"] == "loss" else None,
-                       min_quality=acc if ship["rule"] == "min" else None,
-                       default_loss=ship["rule"] == "loss" and acc is None,
-                       max_latency_ms=ship.get("lat") or None, max_size_kb=ship.get("size") or None)
+    typed = None if acc == DEFAULT else acc
+    return Constraints(max_loss=typed if ship["rule"] == "loss" else None,
+                       min_quality=typed if ship["rule"] == "min" else None,
+                       default_loss=ship["rule"] == "loss" and acc == DEFAULT,
+                       max_latency_ms=ship.get("lat"), max_size_kb=ship.get("size"), unbounded=True)
 
 
 def _kind_metric(df: pd.DataFrame) -> tuple[KindInfo, QualityMetric]:
@@ -103,6 +117,9 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
     """The constraint panel and its answer; the recommendation (None with no points or bad bounds)."""
     ship = choices()
     kind, metric = _kind_metric(df)
+    if ship.get("acc_metric") not in (None, metric.name) and ship.get("acc") not in (DEFAULT, None):
+        ship["acc"] = DEFAULT  # a number typed in another metric's unit means nothing here
+    ship["acc_metric"] = metric.name
     labels = rule_labels(metric)
     st.markdown("#### Which point should I ship?")
     c = st.columns([1.6, 1, 1, 1, 1.2])
@@ -110,8 +127,8 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
                              (c[3], "size", "number"), (c[4], "color", "select")):
         wkey = f"{where}_ship_{key}"
         value = ship.get(key)
-        if key == "acc" and value is None and ship["rule"] == "loss":
-            value = metric.default_tolerance  # what an untouched loss bound means for this run
+        if key == "acc" and value == DEFAULT:  # what an untouched loss bound means for this run; no value bound
+            value = metric.default_tolerance if ship["rule"] == "loss" else None
         st.session_state[wkey] = value  # follow the shared choice (set on another page or by a reload)
         with col:
             if key == "rule":
@@ -120,19 +137,22 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
             elif key == "acc":
                 top = metric.display_range[1] if metric.display_range and ship["rule"] == "min" else None
                 st.number_input(f"loss ({metric.change_unit})" if ship["rule"] == "loss"
-                                else f"{metric.label}{f' ({metric.unit})' if metric.unit else ''}", min_value=0.0,
-                                max_value=top, step=0.5, key=wkey, on_change=_set(key, wkey),
-                                help=f"empty: no {metric.label} bound")
+                                else f"{metric.label}{f' ({metric.unit})' if metric.unit else ''}", value=None,
+                                min_value=0.0, max_value=top, step=0.5, key=wkey, on_change=_set(key, wkey),
+                                placeholder="no bound", help=f"empty: no {metric.label} bound")
             elif key == "lat":
-                st.number_input(f"max {kind.latency_heading.split(' p50')[0]} p50 (ms)", min_value=0.0, step=0.1,
-                                key=wkey, format="%g", on_change=_set(key, wkey), placeholder="no bound",
+                st.number_input(f"max {kind.latency_heading.split(' p50')[0]} p50 (ms)", value=None, min_value=0.0,
+                                step=0.1, key=wkey, format="%g", on_change=_set(key, wkey), placeholder="no bound",
                                 help="as measured on this machine; empty: no bound")
             elif key == "size":
-                st.number_input("max size (KB)", min_value=0.0, step=10.0, key=wkey, format="%g",
+                st.number_input("max size (KB)", value=None, min_value=0.0, step=10.0, key=wkey, format="%g",
                                 on_change=_set(key, wkey), placeholder="no bound", help="empty: no bound")
             else:
                 st.selectbox("Colour the points by", list(ENCODINGS), format_func=ENCODINGS.get, key=wkey,
                              on_change=_set(key, wkey))
+    st.button("Reset bounds", key=f"{where}_ship_reset", on_click=_reset_bounds,
+              help=f"back to the default: {metric.loss_name} at most "
+                   f"{metric.change_text(metric.default_tolerance, 0)[1:]}, no latency or size bound")
     _remember()
     if ok_points(df).empty:
         return None
@@ -148,7 +168,8 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
         st.session_state[f"{where}_recommended_id"] = rec.point_id
         if rec.alternatives:
             others = "; ".join(f"#{int(a['point_id'])} {a.get('label')} ({_quality(a, metric)}, "
-                               f"{a['latency_ms_p50']:.3g} ms, {a['size_kb']:.1f} KB)" for a in rec.alternatives)
+                               f"{duration_text(a['latency_ms_p50'])}, {size_text(a['size_kb'] * BYTES_PER_KB)})"
+                               for a in rec.alternatives)
             st.caption(f"Alternatives that also meet the bounds: {others}. The gold star in the charts marks "
                        "the recommendation.")
     return rec
@@ -281,9 +302,13 @@ def compare_view(df: pd.DataFrame, where: str, recommended: int | None) -> None:
     st.session_state[key] = [p for p in st.session_state.get(key, []) if p in labels]
     hint = f" (e.g. the recommended #{recommended})" if recommended else ""
     chosen = st.multiselect("Compare two to four points side by side", ids, format_func=labels.get, key=key,
-                            max_selections=4, placeholder="choose points" + hint)
+                            max_selections=4, placeholder="choose points" + hint,
+                            help="at most four points at a time: the table keeps one readable column per point")
+    if len(chosen) == 4 and len(ids) > 4:  # "Select all" stops at four: say which four, not silently
+        st.caption(f"The comparison takes at most four points: {', '.join(f'#{p}' for p in chosen)} are shown; "
+                   "remove one to add another.")
     if len(chosen) >= 2:
-        st.dataframe(compare_points(df, chosen), use_container_width=True)
+        st.dataframe(compare_points(df, chosen), width="stretch")
 
 
 def parallel_view(df: pd.DataFrame, where: str) -> None:

@@ -11,7 +11,15 @@ from gemini_core.results.store import Store
 from gemini_core.results.table import QUALITY_SHOWN, ok_points, points_frame, table_columns, table_frame
 
 from . import explore
-from .state import current_job, select_point, selected_point_id, show_error_once
+from .state import (
+    current_job,
+    current_model,
+    job_of_model,
+    model_runs,
+    select_point,
+    selected_point_id,
+    show_error_once,
+)
 from .views import POLL_SECONDS, job_status
 
 REBUILD_SECONDS = 1.5  # while a job runs, figures are rebuilt at most this often (they cost CPU + GIL)
@@ -82,14 +90,28 @@ def _chart_clicked(key: str, chart_key: str):
     return on_select
 
 
-def sweep_live_view(where: str) -> None:
-    """The current sweep job, redrawn every second while it runs (``where``: "home" or "sweep")."""
+def _model_sweep():
+    """This session's sweep job when it works on the current model (a sweep of another model is not its
+    story: its points stay with that model and in History); (job, other) where ``other`` is that other job."""
     job = current_job("sweep")
+    if job is not None and not job_of_model(job):
+        return None, job
+    return job, None
+
+
+def sweep_live_view(where: str) -> None:
+    """The current model's sweep job, redrawn every second while it runs (``where``: "home" or "sweep"); with
+    none, the current model's newest stored run."""
+    job, _ = _model_sweep()
     running = job is not None and job.running
 
     @st.fragment(run_every=POLL_SECONDS if running else None)
     def live(polling: bool) -> None:
-        job = current_job("sweep")
+        job, other = _model_sweep()
+        if other is not None:
+            state = "is running" if other.running else "ran last"
+            st.caption(f"A sweep of another model ({other.scenario_name}) {state}; its points are shown when "
+                       "that model is the current one, and in History.")
         if job is None:
             _latest_stored_run(where)
             return
@@ -105,20 +127,25 @@ def sweep_live_view(where: str) -> None:
 
 
 def _latest_stored_run(where: str) -> None:
-    """No job in this server process yet: show the newest stored run (finished points stay saved)."""
+    """No sweep of the current model in this server process yet: show its newest stored run (finished points
+    stay saved). Runs of other models are not shown here: History has them."""
 
+    model = current_model()
     try:
         store = Store()
-        runs = [r for r in store.runs() if r["points_ok"]]
+        every = [r for r in store.runs() if r["points_ok"]]
+        runs = model_runs(every, model)
         records = store.points(runs[0]["run_id"]) if runs else []
     except GeminiError as exc:
         show_error_once(str(exc), "The run history cannot be read: ")
         return
     if not runs:
-        st.info("No sweep yet: press **Run demo sweep** to measure the demo grid on the current model.")
+        others = f" History holds {len(every)} run(s) of other models." if every else ""
+        st.info(f"No sweep of **{model['scenario']}** yet: press **Run demo sweep** to measure the demo grid on "
+                f"the current model.{others}")
         return
     run = runs[0]
-    st.caption(f"Latest stored run: **{run['name']}** ({run['scenario']}, {run['points_ok']} points, "
+    st.caption(f"Latest stored run of this model: **{run['name']}** ({run['scenario']}, {run['points_ok']} points, "
                f"{run['status']}). Press **Run demo sweep** or start a sweep to measure again; History has every run.")
     records, hosts = _host_filter(records, where)
     df, figs = _live_figures(f"{store.path}:{run['run_id']}:{hosts}", where, records, running=False)
@@ -181,7 +208,7 @@ def _render_points(df: pd.DataFrame, figs: dict, where: str) -> None:
     for name in sorted(figs, key=lambda n: n != "latency_size_vs_ratio"):  # the ratio chart first, as before
         _plot(figs[name], f"{where}_{CHART_KEYS.get(name, name)}", selectable=False)
     points_table(df, key=f"{where}_table")
-    point_picker(df, key=f"{where}_pick", label="Point to export and report on")
+    point_picker(df, key=f"{where}_pick", label="Point to export and report on", recommended=recommended)
 
 
 # -- tables and pickers ------------------------------------------------------------------------------
@@ -220,7 +247,7 @@ def points_table(df: pd.DataFrame, key: str) -> None:
                headings["latency_ms_p90"]: "{:.3f}", headings["size_kb"]: "{:.1f}", headings["ideal_size_kb"]: "{:.1f}"}
     styled = table.style.map(_speedup_style, subset=[col] if col in table.columns else []).format(
         {k: v for k, v in formats.items() if k in table.columns}, na_rep="–")
-    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), use_container_width=True,
+    st.dataframe(styled, key=key, hide_index=True, height=min(420, 38 + 35 * len(table)), width="stretch",
                  column_config={headings["pareto"]: st.column_config.TextColumn(
                      width="small", help=f"★ on the {metric.label}/latency/size front")})
 
@@ -232,15 +259,17 @@ def point_label(row, metric: QualityMetric | None = None) -> str:
     return f"{star}#{int(row['point_id'])} · {row.get('label')} · {metric.format(row.get(metric.column), brief=True)}"
 
 
-def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
-    """A selectbox of measured points (front first); the choice goes to Export and Report."""
+def point_picker(df: pd.DataFrame, key: str, label: str, recommended: int | None = None) -> int | None:
+    """A selectbox of measured points (front first, the ship panel's ``recommended`` one marked); the choice
+    goes to Export and Report."""
     pts = ok_points(df)
     if pts.empty:
         return None
     metric = metric_of(df)
     pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
                                                                                ascending=[False, False])
-    labels = {int(r["point_id"]): point_label(r, metric) for r in pts.to_dict("records")}
+    labels = {int(r["point_id"]): point_label(r, metric) + (" · recommended" if r["point_id"] == recommended else "")
+              for r in pts.to_dict("records")}
     chosen = selected_point_id()
     if chosen in labels:
         st.session_state[key] = chosen  # follow a pick made in a chart or on another page
@@ -254,6 +283,9 @@ def point_picker(df: pd.DataFrame, key: str, label: str) -> int | None:
                        placeholder="choose a point (or click one in a chart)", on_change=on_change)
     if pid is not None:
         c1, c2 = st.columns(2)
-        c1.page_link("pages/4_Export.py", label=f"Export point #{pid} →", icon=":material/inventory_2:")
-        c2.page_link("pages/5_Report.py", label=f"Report on point #{pid} →", icon=":material/summarize:")
+        # the point travels in the address: following the link chooses it (a chart click alone only inspects)
+        c1.page_link("pages/4_Export.py", label=f"Export point #{pid} →", icon=":material/inventory_2:",
+                     query_params={"point": pid})
+        c2.page_link("pages/5_Report.py", label=f"Report on point #{pid} →", icon=":material/summarize:",
+                     query_params={"point": pid})
     return pid

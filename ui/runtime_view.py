@@ -62,5 +62,5 @@ def runtime_details(record: Mapping, key: str) -> None:
             "val. accuracy": [_pct(r["validation_accuracy"]) for r in rows],
             "Δ pts": ["–" if r["accuracy_delta_pts"] is None else f"{r['accuracy_delta_pts']:+.2f}" for r in rows],
             "within tolerance": ["yes" if r["within_tolerance"] else (r["error"] or "no") for r in rows],
-        }), hide_index=True, use_container_width=True, key=f"{key}_auto")
+        }), hide_index=True, width="stretch", key=f"{key}_auto")
         st.caption(auto_choice_reason(record))

@@ -14,7 +14,7 @@ from gemini_core.results.store import Store
 from . import views
 from .compute_jobs import SensitivityJob
 from .kinds import for_scenario
-from .state import current_job, current_model, show_error_once, submit
+from .state import current_job, current_model, job_of_model, show_error_once, submit
 
 POLL_SECONDS = 1.0
 HEATMAP_KEYS = {"pruning": "prune", "quantization": "quant"}  # chart keys (stable across reruns)
@@ -71,14 +71,26 @@ def show_profile(profile: dict, key: str) -> None:
                    f"{lat['other_ms_p50']:.2f} ms outside the listed layers · {lat['method']}.")
 
 
+def _model_analysis(say: bool = False):
+    """This session's analysis job when it profiles the current model; another model's is named, not shown."""
+    job = current_job("sensitivity")
+    if job is not None and not job_of_model(job):
+        if say:
+            state = "is running" if job.running else "ran last"
+            st.caption(f"An analysis of another model ({job.scenario_name}) {state}; its profile is shown when "
+                       "that model is the current one.")
+        return None
+    return job
+
+
 def live_analysis() -> None:
     """The current analysis job, redrawn every second while it runs; else the newest stored analysis."""
-    job = current_job("sensitivity")
+    job = _model_analysis()
     running = job is not None and job.running
 
     @st.fragment(run_every=POLL_SECONDS if running else None)
     def live(polling: bool) -> None:
-        job = current_job("sensitivity")
+        job = _model_analysis(say=True)
         if job is None:
             profile = latest_stored_profile(current_model()["scenario"])
             if profile is None:

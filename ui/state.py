@@ -116,6 +116,38 @@ def set_model(scenario: str, options: dict | None = None, train: dict | None = N
     return model
 
 
+def run_of_model(run: dict, model: dict | None = None) -> bool:
+    """Whether a stored run measured ``model`` (default: the current one): its scenario and, where the run kept
+    them, the same data file. Runs of other models are reached through History, labelled as such."""
+    model = model or current_model()
+    if run.get("scenario") != model["scenario"]:
+        return False
+    stored = (run.get("baseline") or {}).get("scenario_options")
+    if not isinstance(stored, dict):  # a run that did not keep its options: its scenario is all we know
+        return True
+    return str(stored.get("data") or "") == str(model["options"].get("data") or "")
+
+
+def job_of_model(job, model: dict | None = None) -> bool:
+    """Whether a sweep or training job works on ``model`` (default: the current one)."""
+    model = model or current_model()
+    options = getattr(job, "options", None) or {}
+    return (getattr(job, "scenario_name", None) == model["scenario"]
+            and str(options.get("data") or "") == str(model["options"].get("data") or ""))
+
+
+def model_runs(runs: list[dict], model: dict | None = None) -> list[dict]:
+    """The runs (newest first, as given) that measured the current model."""
+    model = model or current_model()
+    return [r for r in runs if run_of_model(r, model)]
+
+
+def run_label(run: dict, model: dict | None = None) -> str:
+    """'name · scenario · 33 points · id', marked when the run measured another model than the current one."""
+    label = f"{run['name']} · {run['scenario']} · {run['points_ok']} points · {run['run_id']}"
+    return label if run_of_model(run, model) else f"{label} · another model"
+
+
 def model_label(model: dict) -> str:
     label = model["scenario"]
     adaptive = model.get("adaptive")
@@ -180,11 +212,34 @@ def runs_with_points_or_stop(what: str):
 
 
 def select_point(point_id, source: str = "sweep") -> None:
+    """``source`` "chart": a click to inspect a point (its record panel), not a choice to export or report on."""
     if point_id is None:
         return
     st.session_state["selected_point_id"] = int(point_id)
     st.session_state["selected_point_source"] = source
     shared_memory()["selected_point_id"] = int(point_id)
+    shared_memory()["selected_point_source"] = source
+
+
+def take_point_from_link(reset: tuple[str, ...] = ()) -> None:
+    """The "Export point #N" and "Report on point #N" links carry the point in the address (?point=N): following
+    one is a choice to export or report on N, even when N was only clicked in a chart to read it. ``reset``: the
+    page's own earlier picks, dropped so that the page opens on N."""
+    text = st.query_params.get("point")
+    if text is None:
+        return
+    del st.query_params["point"]  # taken once: a later reload opens on the recommendation or the choice kept
+    if str(text).isdigit():
+        select_point(int(text), source="link")
+        for key in reset:
+            st.session_state.pop(key, None)
+
+
+def chosen_point_id() -> int | None:
+    """The point chosen to export and report on: the selected one unless it was only clicked in a chart."""
+    pid = selected_point_id()
+    source = st.session_state.get("selected_point_source", shared_memory().get("selected_point_source"))
+    return None if source == "chart" else pid
 
 
 def selected_point_id() -> int | None:
@@ -197,6 +252,25 @@ def selected_point_id() -> int | None:
 
 
 # -- engine pieces that may not be there yet ----------------------------------------------------------
+_QUIETED: list[bool] = []  # once per process (not a cache_resource: the tests clear those)
+
+
+def quiet_engine_output() -> None:
+    """Once per server process, on the script thread that imports torch: bind the profiler to this thread (a
+    job's first memory measurement then prints no "External init callback" error) and keep its start/stop
+    lines out of the server log. Only under a real server: AppTest's process keeps its own stderr."""
+    from streamlit import runtime
+
+    if _QUIETED or not runtime.exists():
+        return
+    _QUIETED.append(True)
+    from gemini_core.measure import warm_profiler
+    from gemini_core.native_noise import filter_native_noise_for_process
+
+    filter_native_noise_for_process()
+    warm_profiler()
+
+
 @st.cache_resource(show_spinner=False)
 def device_summary() -> dict:
     from gemini_core.device import compute_threads_for_app, device_info

@@ -9,6 +9,8 @@ import time
 
 import streamlit as st
 
+from gemini_core.results.units import duration_text, size_text
+
 from .compute_jobs import SweepJob
 from .estimates import time_left, training_left
 from .kinds import for_scenario
@@ -19,6 +21,7 @@ from .state import (
     device_summary,
     inject_css,
     model_label,
+    quiet_engine_output,
     registry,
     submit,
 )
@@ -34,6 +37,7 @@ def _gb(n) -> str:
 def page_chrome() -> None:
     """CSS, logo and the sidebar (device, torch, current model, running job). Called once per run by app.py."""
     st.session_state["errors_shown"] = []  # show_error_once: each message once per run
+    quiet_engine_output()
     inject_css()
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
     render_sidebar()
@@ -63,8 +67,9 @@ def render_sidebar() -> None:
             if job is not None and getattr(job, "baseline_info", None):
                 base = job.baseline_info
                 break
-    if base and base.get("scenario") == model["scenario"]:
-        lines.append(f"baseline test accuracy {base.get('test_accuracy', float('nan')) * 100:.1f}%")
+    accuracy = (base or {}).get("test_accuracy")
+    if base and base.get("scenario") == model["scenario"] and isinstance(accuracy, (int, float)):
+        lines.append(f"baseline test accuracy {accuracy * 100:.1f}%")  # a model measured otherwise has none
     side.markdown("<div class='gemini-side'>" + "<br>".join(lines) + "</div>", unsafe_allow_html=True)
     with side:
         _sidebar_jobs(bool(registry().running()))
@@ -124,7 +129,14 @@ def job_status(snap: dict) -> None:
         st.progress(min(1.0, done / total) if total else 0.0,
                     text=f"{snap['message']} · {snap['elapsed']:.0f} s{left}")
     elif state == "done":
-        st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s")
+        reused = sum(1 for r in snap["records"] if r.get("reused"))
+        if done and reused == done:  # nothing was measured: say so, and how to measure again
+            st.info(f"{snap['title']}: all {done} points were already measured with this model and these settings "
+                    "and were reused, not measured again (History has the run). Tick **Measure again** on the Sweep "
+                    "page to measure them anew.")
+        else:
+            st.success(f"{snap['title']}: finished, {done} points in {snap['elapsed']:.1f} s"
+                       + (f" ({reused} of them reused from earlier measurements)" if reused else ""))
     elif state == "cancelled":
         st.warning(f"{snap['title']}: cancelled after {done} points; the finished points are saved")
     elif state == "failed":
@@ -142,8 +154,9 @@ def _training_eta(snap: dict, last: dict) -> str:
         return ""
     least, most, why = span
     if why and least < most:
-        return f" · step {step}/{total_steps} · {least:.0f}-{most:.0f} s left (estimate; {why})"
-    return f" · step {step}/{total_steps} · about {most:.0f} s left (estimate)"
+        return f" · {least:.0f}-{most:.0f} s left (estimate; {why})"
+    # the message already names the step ("epoch 2, step 77/800"): only the time left is added
+    return f" · about {most:.0f} s left (estimate)"
 
 
 # -- starting sweeps ---------------------------------------------------------------------------------
@@ -154,7 +167,8 @@ def start_sweep(spec, run_name: str | None = None, title: str | None = None) -> 
         title = f"sweep “{run_name}” of {model['scenario']} ({spec.n_points()} points)"
     ray_address = (st.session_state.get("sw_ray_address") or "").strip() or None if executor == "ray" else None
     submit(SweepJob(model["scenario"], spec, options=model["options"], train=model["train"], run_name=run_name,
-                    title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address))
+                    title=title, adaptive=model.get("adaptive"), executor=executor, ray_address=ray_address,
+                    force=bool(st.session_state.get("sw_force"))))
 
 
 def start_demo() -> None:
@@ -181,8 +195,8 @@ def baseline_card(reference: dict | None, baseline: dict | None) -> None:
     c[0].metric("Test accuracy", f"{acc * 100:.2f}%" if acc is not None else "–",
                 help=f"95% Wilson interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}% on {n} test examples" if ci and n
                 else None)
-    c[1].metric(f"Latency p50 (batch {reference.get('batch_size')})", f"{reference.get('latency_ms_p50', 0):.2f} ms")
-    c[2].metric("Checkpoint size", f"{reference.get('size_bytes', 0) / 1024:.1f} KB")
+    c[1].metric(f"Latency p50 (batch {reference.get('batch_size')})", duration_text(reference.get("latency_ms_p50")))
+    c[2].metric("Checkpoint size", size_text(reference.get("size_bytes")))
     c[3].metric("Parameters", f"{reference.get('params', 0):,}")
     c[4].metric("MACs (estimate)", f"{reference.get('macs', 0):,}")
     if baseline:

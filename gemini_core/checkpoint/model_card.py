@@ -1,16 +1,11 @@
 """``README.md`` of an export: what was done, the figures, how to load it."""
 from __future__ import annotations
 
+from gemini_core.results.units import size_text
+
 
 def _fmt_bytes(n) -> str:
-    if n is None:
-        return "n/a"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} GB"
+    return "n/a" if n is None else size_text(n)  # binary units, as on every screen (results.units)
 
 
 def model_card(recipe: dict, files: list[str] | None = None) -> str:

@@ -17,11 +17,11 @@ from gemini_core.cli.common import (
     EXIT_INTERRUPTED,
     OneLineParser,
     check_flags,
-    native_noise_filtered,
     set_threads,
 )
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.fsio import clean_stale, explain_os_error
+from gemini_core.native_noise import native_noise_filtered
 from gemini_core.paths import check_home_writable
 from gemini_core.results.store import Store
 

@@ -24,6 +24,7 @@ from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.stats import NO_CHANGE
 from gemini_core.results.table import control_row
+from gemini_core.results.units import size_text
 
 
 def _num(value) -> float:
@@ -102,11 +103,24 @@ def compare(reference: Mapping, chosen: Mapping) -> dict:
         if notes:
             quality_text += f" ({'; '.join(notes)})"
     good = not measurable or (math.isfinite(change) and metric.loss(change) <= 0.05)
+    # good / neutral / bad: green means better, grey unchanged (or within noise), red worse
+    quality_tone = ("neutral" if not math.isfinite(change) or not measurable or round(change, 1) == 0
+                    else "good" if metric.loss(change) < 0 else "bad")
     return {"size_ratio": size_ratio, "speed_ratio": speed_ratio, "quality_change": change, "metric": metric.name,
             "size_text": size_text, "speed_text": speed_text, "quality_text": quality_text,
+            "quality_short": (f"{metric.label} unknown" if not math.isfinite(change) else NO_CHANGE if not measurable
+                              else metric.change_text(change)),
+            "size_tone": _tone(size_ratio), "speed_tone": _tone(speed_ratio), "quality_tone": quality_tone,
             "quality_measurable": measurable, "quality_good": good, "paired": paired,
             "headline": f"{size_text}, {speed_text}, {quality_text}",
             "slower": math.isfinite(speed_ratio) and speed_ratio < 1.0 and not overlap}
+
+
+def _tone(ratio: float) -> str:
+    """A size or speed ratio against the reference (above 1: better) as good, neutral (within 1%) or bad."""
+    if not math.isfinite(ratio) or abs(ratio - 1.0) < 0.01:
+        return "neutral"
+    return "good" if ratio > 1.0 else "bad"
 
 
 def _quality_cell(row: Mapping, metric: QualityMetric) -> str:
@@ -121,12 +135,7 @@ def _quality_cell(row: Mapping, metric: QualityMetric) -> str:
 
 
 def _fmt_bytes(n) -> str:
-    n = _num(n)
-    if not math.isfinite(n):
-        return "–"
-    if n >= 1024 * 1024:
-        return f"{n / 1024 / 1024:.2f} MB"
-    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n:.0f} B"
+    return size_text(n)  # binary units, as on every screen (results.units)
 
 
 def _fmt(value, fmt: str, unit: str = "") -> str:
@@ -218,10 +227,6 @@ td:first-child,th:first-child{text-align:left}
 dt{font-weight:700;margin-top:.4rem} dd{margin-left:1rem;color:#3A3850}
 summary{cursor:pointer;font-weight:700;margin:1rem 0}
 """
-
-
-def _css_class(good: bool) -> str:
-    return "good" if good else "bad"
 
 
 GLOSSARY = [

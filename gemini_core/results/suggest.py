@@ -18,6 +18,7 @@ from gemini_core.errors import ConfigError
 from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import METRICS, QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.table import ok_points, reference_row
+from gemini_core.results.units import BYTES_PER_KB, duration_text, over_bound_text, ratio_text, size_text
 
 
 def _kind_metric(df) -> tuple[KindInfo, QualityMetric]:
@@ -31,24 +32,18 @@ def _latency_name(kind: KindInfo) -> str:
 
 
 def suggest_point(df: pd.DataFrame, tolerance: float | None = None, max_drop_pts: float | None = None):
-    """A sensible default choice: on the front, at most ``tolerance`` worse than the reference in the run's
-    metric's change unit (None: the metric's default tolerance), not slower than the reference when such a
-    point exists, and the best size x speed gain among those. Falls back to the reference row. None if
-    nothing is measured. ``max_drop_pts`` is the older name of ``tolerance``."""
+    """The default choice (Report page, bench): ``recommend`` with a loss of at most ``tolerance`` in the
+    run's metric's change unit (None: the metric's default tolerance), so that every door ships by one rule.
+    Falls back to the reference row, then to the first point; None if nothing is measured. ``max_drop_pts``
+    is the older name of ``tolerance``."""
     pts = ok_points(df)
     if pts.empty:
         return None
-    _, metric = _kind_metric(df)
-    bound = next((b for b in (tolerance, max_drop_pts, metric.default_tolerance) if b is not None))
-    within = metric.loss(pts[metric.change_column]) <= bound
-    cands = pts[pts["pareto"] & within & ~pts["is_reference"]]
-    faster = cands[cands["speedup"] >= 1.0]
-    if len(faster):  # a suggestion that is slower than the baseline surprises people: only if nothing else
-        cands = faster
-    if cands.empty:
-        return reference_row(df) if reference_row(df) is not None else pts.iloc[0]
-    score = cands["compression"] * cands["speedup"]
-    return cands.loc[score.idxmax()]
+    bound = next((b for b in (tolerance, max_drop_pts) if b is not None), None)
+    rec = recommend(df, Constraints(max_loss=bound) if bound is not None else None)
+    if rec.point_id is not None:
+        return pts[pts["point_id"] == rec.point_id].iloc[0]
+    return reference_row(df) if reference_row(df) is not None else pts.iloc[0]
 
 
 # -- "Which point should I ship?": constraints in, one recommended point and the reason out ------------
@@ -62,6 +57,8 @@ class Constraints:
     ``max_size_kb``: size. ``metric``: the metric these quality bounds are in (None: the run's own).
     ``default_loss``: without a loss bound, the loss may be at most the run's metric's default tolerance
     (the pages' "at most this loss" rule left at its default: what that default is depends on the run).
+    ``unbounded``: no bound at all means none (the pages' emptied boxes); otherwise it means the run's metric's
+    default tolerance (a bare ``points --recommend``).
 
     The older names still work: ``min_accuracy_pct`` and ``max_loss_pts`` are bounds in accuracy,
     ``max_perplexity_increase_pct`` a loss bound in perplexity.
@@ -73,6 +70,7 @@ class Constraints:
     max_size_kb: float | None = None
     metric: str | None = None
     default_loss: bool = False
+    unbounded: bool = False
     min_accuracy_pct: InitVar[float | None] = None
     max_loss_pts: InitVar[float | None] = None
     max_perplexity_increase_pct: InitVar[float | None] = None
@@ -176,11 +174,11 @@ class Constraints:
             if not measured:
                 bounds = Constraints(max_loss=metric.default_tolerance, max_latency_ms=self.max_latency_ms,
                                      max_size_kb=self.max_size_kb, metric=metric.name)
-        if not bounds.any():
+        if not bounds.any() and not self.unbounded:
             bounds = Constraints(max_loss=metric.default_tolerance, metric=metric.name)
         if bounds.metric is None:  # in the run's metric: the default tolerance is that metric's
             bounds = Constraints(bounds.min_quality, bounds.max_loss, bounds.max_latency_ms, bounds.max_size_kb,
-                                 metric=metric.name, default_loss=bounds.default_loss)
+                                 metric=metric.name, default_loss=bounds.default_loss, unbounded=bounds.unbounded)
         return bounds
 
 
@@ -225,22 +223,35 @@ def _gain(pts: pd.DataFrame) -> pd.Series:
     return 1.0 / (pts["latency_ms_p50"] * pts["size_kb"])
 
 
+# The rule every door recommends by, named in the reason it gives. (A point slower AND bigger than another
+# feasible point that is as good never comes first anyway: it loses on gain and on quality alike.)
+SHIP_RULE = "never a point slower than dense fp32 while a point that is not slower meets the bounds"
+
+
+def shippable(feasible: pd.DataFrame) -> pd.DataFrame:
+    """The points worth shipping among those that meet the bounds (``SHIP_RULE``): a point slower than the
+    reference only when no feasible point is as fast."""
+    not_slower = feasible[feasible["speedup"] >= 1.0]  # NaN without a reference: the check has nothing to say
+    return not_slower if len(not_slower) else feasible
+
+
 def _figures(row: Mapping, kind: KindInfo, metric: QualityMetric) -> str:
-    """'accuracy 96.90% (-0.10 points vs dense fp32), latency p50 0.6 ms, size 15.0 KB'."""
+    """'accuracy 96.90% (-0.10 points vs dense fp32), latency p50 0.600 ms, size 14.6 KB'."""
     first = f"{metric.label} {metric.format(row.get(metric.column))}"
     change = row.get(metric.change_column)
     if finite(change):
         note = "" if metric.higher_is_better else "; lower is better"
         first += f" ({metric.change_text(change, 2)} vs dense fp32{note})"
-    return ", ".join([first, f"{_latency_name(kind)} {row['latency_ms_p50']:.3g} ms", f"size {row['size_kb']:.1f} KB"])
+    return ", ".join([first, f"{_latency_name(kind)} {duration_text(row['latency_ms_p50'])}",
+                      f"size {size_text(float(row['size_kb']) * BYTES_PER_KB)}"])
 
 
 def _gains(row: Mapping) -> str:
     if not (finite(row.get("compression")) and finite(row.get("speedup"))):
         return ""
-    speed = (f"{row['speedup']:.2f}x faster" if row["speedup"] >= 1 else
-             f"{1 / row['speedup']:.2f}x SLOWER")
-    return f" ({row['compression']:.1f}x smaller and {speed} than dense fp32)"
+    speed = (f"{ratio_text(row['speedup'])} faster" if row["speedup"] >= 1 else
+             f"{ratio_text(1 / row['speedup'])} SLOWER")
+    return f" ({ratio_text(row['compression'])} smaller and {speed} than dense fp32)"
 
 
 def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recommendation:
@@ -269,27 +280,32 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
     if feasible.empty:
         i = min(range(total), key=lambda k: (sum(misses[k].values()), -metric.goodness(rows[k][metric.column])))
         near = rows[i]
-        what = ", ".join(f"{name} by {share * 100:.0f}%" for name, share in misses[i].items())
+        what = ", ".join(f"{name} {over_bound_text(share)}" for name, share in misses[i].items())
         reason = (f"No point meets {constraints.describe(latency)}. The closest is #{int(near['point_id'])} "
                   f"({near.get('label')}): {_figures(near, kind, metric)}; it misses {what}. Relax a bound or sweep "
                   "more settings.")
         return Recommendation(constraints, None, reason, 0, total, closest=near, misses=misses[i])
-    gain = _gain(feasible)
-    good = feasible[metric.column].map(metric.goodness)  # higher is better, whichever way the metric runs
+    kept = shippable(feasible)
+    gain = _gain(kept)
+    good = kept[metric.column].map(metric.goodness)  # higher is better, whichever way the metric runs
     if constraints.quality_bound:
-        order = sorted(feasible.index, key=lambda k: (-gain[k], -good[k], feasible.at[k, "point_id"]))
+        order = sorted(kept.index, key=lambda k: (-gain[k], -good[k], kept.at[k, "point_id"]))
         why = "the largest size × speed gain"
     else:
-        order = sorted(feasible.index, key=lambda k: (-good[k], -gain[k], feasible.at[k, "point_id"]))
+        order = sorted(kept.index, key=lambda k: (-good[k], -gain[k], kept.at[k, "point_id"]))
         why = metric.best_phrase
-    best = feasible.loc[order[0]].to_dict()
+    best = kept.loc[order[0]].to_dict()
+    passed = "" if len(kept) == len(feasible) else f" ({len(feasible) - len(kept)} set aside by the rule: {SHIP_RULE})"
     reason = (f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
               f"{_gains(best)}. Of the {len(feasible)} of {total} measured points that meet "
-              f"{constraints.describe(latency)}, it has {why}.")
-    alternatives = []
-    others = feasible.drop(index=order[0])
+              f"{constraints.describe(latency)}{passed}, it has {why}.") if constraints.any() else (
+        f"Ship point #{int(best['point_id'])} ({best.get('label')}): {_figures(best, kind, metric)}"
+        f"{_gains(best)}. No bound is set: of the {total} measured points{passed}, it has {why}.")
+    alternatives = []  # trade-offs beside it (more quality, more speed), by the same rule
+    others = kept.drop(index=order[0])
     if len(others):
-        best_quality = others.loc[sorted(others.index, key=lambda k: (-good[k], -gain[k]))[0]].to_dict()
+        rank = others[metric.column].map(metric.goodness)
+        best_quality = others.loc[sorted(others.index, key=lambda k: -rank[k])[0]].to_dict()
         alternatives.append(best_quality)
         rest = others.drop(index=[k for k in others.index if others.at[k, "point_id"] == best_quality["point_id"]])
         if len(rest):

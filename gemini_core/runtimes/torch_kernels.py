@@ -42,7 +42,10 @@ class SparseLinear(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight", linear.weight.detach().float().to_sparse_csr())
+        with warnings.catch_warnings():  # torch calls CSR "beta" on every conversion: a server log line per point
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            weight = linear.weight.detach().float().to_sparse_csr()
+        self.register_buffer("weight", weight)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

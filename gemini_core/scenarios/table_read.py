@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from gemini_core.errors import DataError
+from gemini_core.results.units import size_text
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_ROWS = 200_000
@@ -93,9 +94,7 @@ def max_cells() -> int:
 
 
 def _size_text(size_bytes: int) -> str:
-    if size_bytes >= 1024 * 1024:
-        return f"{size_bytes / 1024 / 1024:.1f} MB"
-    return f"{size_bytes / 1024:.1f} KB" if size_bytes >= 1024 else f"{size_bytes} bytes"
+    return size_text(size_bytes)
 
 
 def refuse_special(path) -> None:

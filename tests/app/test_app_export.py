@@ -33,6 +33,9 @@ def test_export_chosen_point_reload_check_and_downloads(app_env, seeded, media_m
     assert str(app_env / "exports") in path and path.endswith(f"point-{point['point_id']}")
     texts = [s.value for s in at.success]
     assert any("accuracy reproduced" in t for t in texts), texts
+    # the folder now holds the export just made: no warning about "an export" already there
+    assert not any("already holds an export" in w.value for w in at.warning)
+    assert any("holds the export just made" in c.value for c in at.caption)
     assert any("ideal size (estimate)" in i.value for i in at.info)
 
     blob = media_mgr(at.download_button(key="x_zip"))

@@ -121,6 +121,9 @@ def test_export_page_exports_an_llm_point_and_reproduces_its_perplexity(tiny_dir
     records = _tiny_sweep(tiny_dir)
     point = next(r for r in records if r["config"]["quant_method"] == "rtn")
     at = new_app()
+    # the point of a run of the current model: another model's point is not offered as the chosen one
+    at.session_state["model"] = {"scenario": "llm", "options": {"model": f"hf:{tiny_dir}"}, "train": None,
+                                 "adaptive": None}
     at.session_state["selected_point_id"] = point["point_id"]
     at.switch_page("pages/4_Export.py").run()
     assert not at.exception, at.exception

@@ -25,7 +25,7 @@ def test_overview_opens_on_digits_with_sidebar():
     assert at.session_state["model"]["scenario"] == "digits"
     assert at.button(key="demo_start").label == "Run demo sweep"
     assert at.button(key="demo_cancel").disabled
-    assert "No sweep yet" in at.info[0].value
+    assert "No sweep of **digits** yet" in at.info[0].value
 
 
 def test_demo_sweep_streams_points_then_cancel():

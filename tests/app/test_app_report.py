@@ -18,7 +18,7 @@ def test_report_headline_chart_and_html(seeded, media_mgr):
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     expected = compare(ref, chosen)
-    assert [m.value for m in at.metric] == [expected["size_text"], expected["speed_text"], expected["quality_text"]]
+    assert [m.value for m in at.metric] == [expected["size_text"], expected["speed_text"], expected["quality_short"]]
     assert expected["size_ratio"] > 2                      # 50% pruned + 8-bit really is smaller
     headline = next(m.value for m in at.markdown if "<div class='gemini-headline'>" in m.value)
     assert expected["size_text"] in headline and expected["speed_text"] in headline
@@ -33,8 +33,12 @@ def test_report_headline_chart_and_html(seeded, media_mgr):
     # choosing another point updates the comparison and the session's choice
     at.selectbox(key="r_point").set_value(ref["point_id"]).run()
     assert at.session_state["selected_point_id"] == ref["point_id"]
-    # the reference against itself: the paired interval is [0, 0], so no measurable change
-    assert at.metric[2].value.startswith("no measurable change in accuracy (+0.0 points")
+    # the reference against itself: the paired interval is [0, 0], so no measurable change, in full (never cut
+    # off in the metric box) and grey, neither green nor red
+    assert at.metric[2].value == "no measurable change"
+    headline = next(m.value for m in at.markdown if "<div class='gemini-headline'>" in m.value)
+    assert "<span class='neutral'>no measurable change in accuracy (+0.0 points" in headline
+    assert "class='bad'" not in headline and "class='good'" not in headline
 
 
 def test_report_suggests_a_point_when_none_chosen(seeded):

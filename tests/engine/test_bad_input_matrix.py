@@ -172,7 +172,7 @@ CASES = [
     ("binary-file", text("binary.csv"), "looks binary"),
     ("utf16-file", text("utf16.csv"), "UTF-16/UTF-32 encoded; save it as UTF-8"),
     ("wrong-encoding", text("gbk.csv"), "is not UTF-8 text"),
-    ("over-byte-cap", text("huge_bytes.csv"), "huge_bytes.csv is 201.0 MB; the limit is 200.0 MB"),
+    ("over-byte-cap", text("huge_bytes.csv"), "huge_bytes.csv is 201 MB; the limit is 200 MB"),
     ("over-row-cap", text("huge_rows.csv"), "has 200,001 data rows; the limit is 200,000 rows"),
     ("header-without-rows", text("header_only.csv"), "has a header row but no data rows"),
     ("misspelled-label-column", text("good.csv", "--label-column", "lable"), "Did you mean 'label'?"),

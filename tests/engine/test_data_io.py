@@ -153,7 +153,7 @@ def test_windows_1252_text_is_read_with_a_note(tmp_path):
 def test_file_over_the_size_cap(tmp_path):
     path = write(tmp_path, "big.csv", "text,label\n" + "x,a\n" * 1000)
     message = error_of(table_read.read_table, path, max_bytes=1024)
-    assert "big.csv is 3.9 KB; the limit is 1.0 KB" in message
+    assert "big.csv is 3.92 KB; the limit is 1.00 KB" in message
 
 
 def test_nan_labels_are_counted(tmp_path):

@@ -9,6 +9,7 @@ from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.kinds.classifier.sensitivity import AnalysisParams
 from gemini_core.kinds.classifier.spec import SweepSpec
 from gemini_core.results.pareto import finite
+from gemini_core.results.units import duration_text, size_text
 from ui.estimates import estimate_range, format_range
 from ui.state import shared_memory
 from ui.sweep_plan import DEMO_GRID, demo_spec
@@ -198,18 +199,20 @@ def point_metrics(point: dict, row) -> None:
     """Accuracy, latency, size (with their change against the dense fp32 reference), and the estimates."""
     c = st.columns(5)
     speed, smaller = row["speedup"], row["compression"]
-    c[0].metric("Accuracy", f"{point['accuracy'] * 100:.2f}%",
-                f"{row['accuracy_delta_pts']:+.2f} pts" if finite(row["accuracy_delta_pts"]) else None)
-    c[1].metric("Latency p50", f"{point['latency_ms_p50']:.3f} ms",
+    delta = row["accuracy_delta_pts"]
+    unchanged = not finite(delta) or round(float(delta), 2) == 0  # grey, not a green "+0.00"
+    c[0].metric("Accuracy", f"{point['accuracy'] * 100:.2f}%", f"{delta:+.2f} pts" if finite(delta) else None,
+                delta_color="off" if unchanged else "normal", delta_arrow="off" if unchanged else "auto")
+    c[1].metric("Latency p50", duration_text(point["latency_ms_p50"]),
                 f"{speed:.2f}x speed-up" if finite(speed) else None,
                 delta_color="green" if finite(speed) and speed >= 1 else "red",
                 delta_arrow="up" if finite(speed) and speed >= 1 else "down")
-    c[2].metric("Size", f"{point['size_bytes'] / 1024:.1f} KB",
+    c[2].metric("Size", size_text(point["size_bytes"]),
                 (f"{smaller:.2f}x smaller" if smaller >= 1 else f"{1 / smaller:.2f}x larger")
                 if finite(smaller) else None,
                 delta_color="green" if finite(smaller) and smaller >= 1 else "red",
                 delta_arrow="down" if finite(smaller) and smaller >= 1 else "up")
-    c[3].metric("Ideal size (estimate)", f"{(point.get('ideal_size_bytes') or 0) / 1024:.1f} KB")
+    c[3].metric("Ideal size (estimate)", size_text(point.get("ideal_size_bytes")))
     c[4].metric("MACs (estimate)", f"{point.get('macs') or 0:,}")
 
 
@@ -228,7 +231,7 @@ def export_result(check: dict, point: dict) -> None:
         if acc_now is not None and acc_then is not None else "Reload check: accuracy not available")
     size, ideal = check.get("size_bytes"), point.get("ideal_size_bytes")
     if size and ideal:
-        st.info(f"File size: model.safetensors is {size:,} bytes ({size / 1024:.1f} KB) vs "
+        st.info(f"File size: model.safetensors is {size:,} bytes ({size_text(size)}) vs "
                 f"{ideal:,} bytes ideal size (estimate): {size / ideal:.2f}x the ideal. "
                 f"Sweep recorded {recorded.get('size_bytes', 0):,} bytes"
                 + (" (matches)." if check.get("size_matches_record") else "."))

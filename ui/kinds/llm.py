@@ -14,6 +14,7 @@ from gemini_core.kinds.llm.quantize import RECIPES, group_size_of
 from gemini_core.kinds.llm.runtimes.registry import missing as missing_executions
 from gemini_core.kinds.llm.source import BUILTIN_NAMES, SMOLLM2_SOURCE, conversion_status
 from gemini_core.kinds.llm.sweep import LLMSweepSpec, estimate_seconds
+from gemini_core.results.units import duration_text, size_text
 from ui.estimates import current_load, format_range, load_factor
 
 # The demo grid on SmolLM2: 8 and 3 bits with groups of 64, and 4 bits per-channel; never 4-bit groups of 32
@@ -257,10 +258,10 @@ def point_metrics(point: dict, row) -> None:
     c[0].metric("Perplexity (lower is better)", f"{point['perplexity']:.3f}",
                 f"{change:+.1f}% vs fp32" if change == change and change is not None else None,
                 delta_color="inverse")
-    c[1].metric("Prefill p50", f"{point['prefill_ms_p50']:.1f} ms")
+    c[1].metric("Prefill p50", duration_text(point["prefill_ms_p50"]))
     c[2].metric("Decode", f"{point['decode_tokens_per_s']:.1f} tokens/s")
-    c[3].metric("Bytes written", f"{point['size_bytes'] / 2**20:.1f} MB",
-                f"ideal {point.get('ideal_size_bytes', 0) / 2**20:.1f} MB (estimate)", delta_color="off")
+    c[3].metric("Bytes written", size_text(point["size_bytes"]),
+                f"ideal {size_text(point.get('ideal_size_bytes'))} (estimate)", delta_color="off")
     st.caption(f"context {point.get('context_len')} tokens, stride {point.get('stride')}, "
                f"{point.get('tokens_scored')} tokens scored on {point.get('text_source')}; bytes written as "
                f"{point.get('size_written', 'float32 safetensors')}")

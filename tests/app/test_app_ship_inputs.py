@@ -1,0 +1,44 @@
+"""The ship panel's boxes mean what they show: an empty box is no bound (never 0, never a hidden default),
+switching the quality rule starts its number again, a zero bound is refused in words, a button resets."""
+from __future__ import annotations
+
+try:
+    from tests.app.test_app_support import app_env, new_app  # noqa: F401
+except ImportError:  # pragma: no cover
+    from test_app_support import app_env, new_app  # noqa: F401
+
+from gemini_core.results.store import Store
+from tests.fixed_run import EXPECTED_LOSS_1_LABEL, write_fixed_run
+
+
+def test_an_emptied_loss_box_is_no_quality_bound():
+    ids = write_fixed_run(Store())
+    at = new_app()
+    box = at.number_input(key="home_ship_acc")
+    assert box.value == 1.0  # the untouched loss bound: the metric's default tolerance, shown
+    assert at.success[0].value.startswith(f"Ship point #{ids[EXPECTED_LOSS_1_LABEL]} ")
+    box.set_value(None).run()
+    assert at.number_input(key="home_ship_acc").value is None  # stays empty, not back to 1.00 or 0.00
+    # no quality bound: the most accurate point that is not slower than dense fp32
+    assert at.success[0].value.startswith(f"Ship point #{ids['dense fp32']} ")
+    assert "No bound is set" in at.success[0].value and "most accurate" in at.success[0].value
+
+
+def test_switching_the_rule_does_not_keep_a_loss_as_an_accuracy():
+    write_fixed_run(Store())
+    at = new_app()
+    at.number_input(key="home_ship_acc").set_value(2.0).run()
+    at.radio(key="home_ship_rule").set_value("min").run()
+    assert at.number_input(key="home_ship_acc").value is None  # not "accuracy >= 2%"
+    assert "accuracy ≥ 2%" not in at.success[0].value
+
+
+def test_a_zero_latency_bound_is_said_not_silently_ignored_and_reset_puts_the_defaults_back():
+    ids = write_fixed_run(Store())
+    at = new_app()
+    at.number_input(key="home_ship_lat").set_value(0.0).run()
+    assert at.error and "above 0" in at.error[0].value
+    at.number_input(key="home_ship_acc").set_value(20.0).run()
+    at.button(key="home_ship_reset").click().run()
+    assert at.number_input(key="home_ship_lat").value is None and at.number_input(key="home_ship_acc").value == 1.0
+    assert at.success[0].value.startswith(f"Ship point #{ids[EXPECTED_LOSS_1_LABEL]} ")
