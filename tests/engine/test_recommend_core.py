@@ -142,7 +142,7 @@ def test_read_log_caps_are_checked(files, tmp_path, monkeypatch):
     _one_line_error(lambda: read_log(ratings, "user", "item"), "limit is 5")
     monkeypatch.delenv("GEMINI_MAX_INTERACTIONS")
     monkeypatch.setenv("GEMINI_MAX_DATA_BYTES", "50")
-    _one_line_error(lambda: read_log(ratings, "user", "item"), "the limit is 50 bytes")
+    _one_line_error(lambda: read_log(ratings, "user", "item"), "the limit is 50 B")
     monkeypatch.delenv("GEMINI_MAX_DATA_BYTES")
     monkeypatch.setenv("GEMINI_MAX_USERS", "2")
     _one_line_error(lambda: read_log(ratings, "user", "item"), "3 distinct users; the limit")

@@ -14,17 +14,12 @@ same weights bit for bit on CPU (no sampling, a fixed order of sums). The test i
 """
 from __future__ import annotations
 
-import copy
-import math
-import time
-
 import torch
 
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend.data import RankingSplit
-from gemini_core.kinds.recommend.metrics import sampled_ndcg
+from gemini_core.kinds.recommend.epochs import EpochLog
 from gemini_core.kinds.recommend.models import MatrixFactorization, Recommender
-from gemini_core.progress import notify
 
 OUTER_FLOATS = 1 << 22  # floats of outer products summed at once (16 MiB): bounds the memory, not the result
 
@@ -96,9 +91,7 @@ def fit_als(model: Recommender, split: RankingSplit, settings, progress, should_
     # frequency-scaled penalty (Rendle et al., "Revisiting the Performance of iALS", 2022): a row fitted to more
     # positives gets a proportionally larger penalty, so heavy users and popular items do not overfit
     l2 = {side: settings.penalty * (1.0 + c) ** float(settings.l2_frequency) for side, c in counts.items()}
-    history: list[dict] = []
-    best_value, best_epoch, best_state, waited = -math.inf, 0, None, 0
-    stopped = "epochs"
+    log = EpochLog(split, settings, progress, start_time)
     with torch.no_grad():
         model.eval()
         for epoch in range(1, settings.epochs + 1):
@@ -108,22 +101,8 @@ def fit_als(model: Recommender, split: RankingSplit, settings, progress, should_
                                        l2["users"]))
             item_rows.copy_(solve_side(user_rows, items_by_item, users_by_item, split.n_items, extra_by_item,
                                        l2["items"]))
-            value = sampled_ndcg(model, split, "val")
-            record = {"epoch": epoch, "val_ndcg_at_10": value, "steps": 2 * epoch,
-                      "loss": objective(user_rows, item_rows, users_by_user, items_by_user, extra_by_user,
-                                        l2["users"], l2["items"]),
-                      "seconds": time.perf_counter() - start_time}
-            history.append(record)
-            notify(progress, "epoch", f"epoch {epoch}: loss {record['loss']:.4f}, validation NDCG@10 "
-                   f"{100 * value:.2f}%", **record)
-            if value > best_value:
-                best_value, best_epoch, best_state, waited = value, epoch, copy.deepcopy(model.state_dict()), 0
-            else:
-                waited += 1
-            if settings.max_steps is not None and 2 * epoch >= settings.max_steps:
-                stopped = "max_steps"
+            loss = objective(user_rows, item_rows, users_by_user, items_by_user, extra_by_user, l2["users"],
+                             l2["items"])
+            if log.close(model, epoch, 2 * epoch, loss):  # two half-steps (users, then items) an epoch
                 break
-            if settings.patience and waited >= settings.patience:
-                stopped = "patience"
-                break
-    return history, best_value, best_epoch, best_state, stopped
+    return log.result()

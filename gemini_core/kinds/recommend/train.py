@@ -15,8 +15,6 @@ weights bit for bit on CPU.
 """
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -29,7 +27,7 @@ from torch import nn
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend.als import fit_als
 from gemini_core.kinds.recommend.data import RankingSplit
-from gemini_core.kinds.recommend.metrics import sampled_ndcg
+from gemini_core.kinds.recommend.epochs import EpochLog
 from gemini_core.kinds.recommend.models import MODELS, MatrixFactorization, Recommender, TextTwoTower, TwoTower
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.settings import Number, OneOf, Whole, settings
@@ -187,9 +185,7 @@ def _fit_steps(model: Recommender, split: RankingSplit, settings: RecommendTrain
     keys = torch.sort(users * n_items + items).values
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    history: list[dict] = []
-    best_value, best_epoch, best_state, waited, steps = -math.inf, 0, None, 0, 0
-    stopped = "epochs"
+    log, steps = EpochLog(split, settings, progress, start_time), 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator)
@@ -222,20 +218,6 @@ def _fit_steps(model: Recommender, split: RankingSplit, settings: RecommendTrain
             total, batches, steps = total + float(loss.detach()), batches + 1, steps + 1
             if settings.max_steps is not None and steps >= settings.max_steps:
                 break
-        value = sampled_ndcg(model, split, "val")
-        record = {"epoch": epoch, "loss": total / max(batches, 1), "val_ndcg_at_10": value, "steps": steps,
-                  "seconds": time.perf_counter() - start_time}
-        history.append(record)
-        notify(progress, "epoch", f"epoch {epoch}: loss {record['loss']:.4f}, validation NDCG@10 "
-               f"{100 * value:.2f}%", **record)
-        if value > best_value:
-            best_value, best_epoch, best_state, waited = value, epoch, copy.deepcopy(model.state_dict()), 0
-        else:
-            waited += 1
-        if settings.max_steps is not None and steps >= settings.max_steps:
-            stopped = "max_steps"
+        if log.close(model, epoch, steps, total / max(batches, 1)):
             break
-        if settings.patience and waited >= settings.patience:
-            stopped = "patience"
-            break
-    return history, best_value, best_epoch, best_state, stopped
+    return log.result()
