@@ -26,7 +26,7 @@ def _two_models():
         store.add_point(LLM_RUN, "llm-baseline", label, {
             "kind": "llm", "run_id": LLM_RUN, "label": label, "status": "ok", "config": cfg, "perplexity": ppl,
             "latency_ms_p50": lat, "size_bytes": size, "device": "cpu", "backend": "torch"})
-    store.set_status(LLM_RUN, "done")
+    store.set_status(LLM_RUN, "finished")
     return ids
 
 
