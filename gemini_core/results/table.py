@@ -88,8 +88,10 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] | Non
     kind = kind_of_rows(records)
     metric = get_metric(kind.quality_metric)
     rows = []
-    for rec in records:
+    for number, rec in enumerate(records, 1):
         row = {k: v for k, v in rec.items() if k not in ("config", "traceback", "steps")}
+        if row.get("point_id") is None:  # records not yet stored (a bench's) are numbered as the store numbers them
+            row["point_id"] = number
         row.update(_config_columns(kind, rec))
         row["kind"] = kind.name  # one spelling for the whole table (older records have none)
         rows.append(row)

@@ -32,7 +32,7 @@ def _recommend_app(page, options=None):
 
 def _tiny_sweep(folder) -> list:
     from gemini_core.kinds.recommend.measure import RecommendMeasureSettings
-    from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
+    from gemini_core.kinds.recommend.points import RecommendSweepSpec
     from gemini_core.kinds.recommend.train import RecommendTrainSettings
     from gemini_core.scenarios import get_scenario
     from gemini_core.workflows.sweep import run_sweep

@@ -15,7 +15,7 @@ PACKAGE = "gemini_core"
 
 # Bottom to top: a module may import modules of its own layer or of layers below, never above.
 LAYERS = [
-    ("errors", "settings", "paths", "version", "progress", "fsio", "settings_flags", "limits", "techniques.methods",
+    ("errors", "settings", "paths", "version", "progress", "fsio", "native_noise", "results.units", "settings_flags", "limits", "techniques.methods",
      "techniques.grid", "runtimes.registry", "device", "kinds", "kinds.registry", "kinds.api", "kinds.classifier",
      "kinds.classifier.info", "kinds.llm.info", "kinds.recommend.info"),  # torch-free kind descriptions and the quantization grid
     ("config",),
@@ -29,7 +29,7 @@ LAYERS = [
     ("checkpoint", "charts", "report"),
     ("workflows", "kinds.classifier.engine", "kinds.classifier.spec", "kinds.classifier.units", "kinds.classifier.flags", "kinds.classifier.export", "kinds.classifier.retime", "kinds.classifier.sensitivity", "kinds.llm.engine", "kinds.llm.flags", "kinds.llm.sweep", "kinds.llm.export",
      "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray", "kinds.recommend.engine", "kinds.recommend.flags",
-     "kinds.recommend.sweep", "kinds.recommend.export", "kinds.recommend.retime", "kinds.recommend.sensitivity"),  # each kind's engine, called by the workflows
+     "kinds.recommend.sweep", "kinds.recommend.points", "kinds.recommend.ray", "kinds.recommend.export", "kinds.recommend.retime", "kinds.recommend.sensitivity"),  # each kind's engine, called by the workflows
     ("cli", "__main__"),
 ]
 # Function-level imports of the project's own modules, each with the reason it must stay lazy.

@@ -24,8 +24,8 @@ from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.compress import RecommendPointConfig, compress_recommender
 from gemini_core.kinds.recommend.data import demo_log, implicit, leave_last_out
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings, measure_recommend_point
+from gemini_core.kinds.recommend.points import RecommendSweepSpec
 from gemini_core.kinds.recommend.stored import byte_counts, layout, rebuild, serialize
-from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
 from gemini_core.kinds.recommend.tables import bytes_per_row, pack_codes, quantize_rows, unpack_codes
 from gemini_core.kinds.recommend.train import RecommendTrainSettings, train_recommender
 

@@ -8,8 +8,8 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("ray_test_session")
 
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings  # noqa: E402
+from gemini_core.kinds.recommend.points import RecommendSweepSpec  # noqa: E402
 from gemini_core.kinds.recommend.ray import run_recommend_units  # noqa: E402
-from gemini_core.kinds.recommend.sweep import RecommendSweepSpec  # noqa: E402
 from gemini_core.kinds.recommend.train import RecommendTrainSettings  # noqa: E402
 from gemini_core.results.store import Store  # noqa: E402
 from gemini_core.scenarios import get_scenario  # noqa: E402

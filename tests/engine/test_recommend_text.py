@@ -9,7 +9,7 @@ import pytest
 
 from gemini_core.kinds.recommend import models
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings
-from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
+from gemini_core.kinds.recommend.points import RecommendSweepSpec
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 
 WORDS = (("space", "rocket", "planet"), ("love", "wedding", "romance"), ("murder", "detective", "crime"))

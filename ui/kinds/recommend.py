@@ -9,8 +9,8 @@ import streamlit as st
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings
 from gemini_core.kinds.recommend.models import MODELS
+from gemini_core.kinds.recommend.points import DEFAULT_RECOVERY_STEPS, RecommendSweepSpec
 from gemini_core.kinds.recommend.sensitivity import RecommendSensitivityParams
-from gemini_core.kinds.recommend.sweep import DEFAULT_RECOVERY_STEPS, RecommendSweepSpec
 from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.results.pareto import finite

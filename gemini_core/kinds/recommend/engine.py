@@ -9,9 +9,10 @@ product's baseline door trains classifiers). Points are measured on the CPU, in 
 from __future__ import annotations
 
 from gemini_core.kinds.recommend import export, flags
+from gemini_core.kinds.recommend.points import RecommendSweepSpec
 from gemini_core.kinds.recommend.retime import retime_recommend_points
 from gemini_core.kinds.recommend.sensitivity import RecommendSensitivityParams, analyse_recommender
-from gemini_core.kinds.recommend.sweep import RecommendSweep, RecommendSweepSpec
+from gemini_core.kinds.recommend.sweep import RecommendSweep
 
 KIND = "recommend"
 

@@ -38,9 +38,9 @@ from gemini_core.kinds.recommend import scorer as standalone
 from gemini_core.kinds.recommend.baseline import get_recommend_baseline
 from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings, measure_recommend_point
+from gemini_core.kinds.recommend.points import RecommendSweepSpec
 from gemini_core.kinds.recommend.scenario import RecommendScenario
 from gemini_core.kinds.recommend.stored import LAYOUT_KEY, layout, rebuild, serialize
-from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressFn, notify
 from gemini_core.scenarios import get_scenario

@@ -15,8 +15,8 @@ from gemini_core.config import parse_list
 from gemini_core.errors import GeminiError
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings
 from gemini_core.kinds.recommend.models import MODELS
+from gemini_core.kinds.recommend.points import DEFAULT_RECOVERY_STEPS, RecommendSweepSpec
 from gemini_core.kinds.recommend.sensitivity import RecommendSensitivityParams
-from gemini_core.kinds.recommend.sweep import DEFAULT_RECOVERY_STEPS, RecommendSweepSpec
 from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.results.metrics import get_metric

@@ -19,6 +19,7 @@ import torch
 
 from gemini_core.errors import DataError
 from gemini_core.kinds.recommend.compress import RecommendPointConfig
+from gemini_core.kinds.recommend.points import RecommendSweepSpec, failed_record, unit_records
 from gemini_core.scenarios import get_scenario
 from gemini_core.workflows.ray_executor import RayExecutor, each_ready, first_line, ray_module
 
@@ -40,8 +41,6 @@ def recommend_unit_task(model, options: dict, fingerprint: str, spec: dict, unit
     """The body of one Ray task: ``unit`` measured on this worker's CPU share, each record yielded."""
     import ray
 
-    from gemini_core.kinds.recommend.sweep import RecommendSweepSpec, failed_record, unit_records
-
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))  # exactly the CPUs Ray reserved: tasks do not oversubscribe
     node = ray.get_runtime_context().get_node_id()[:12]
@@ -62,8 +61,6 @@ def run_recommend_units(executor: RayExecutor, model, scenario, spec, plans: lis
                         fingerprint: str | None = None) -> Iterator[dict]:
     """Yield each point's record as any task produces it (``plans``: (unit, skip) pairs). A task that fails for
     good yields a failed record with Ray's first line for each point it did not return."""
-    from gemini_core.kinds.recommend.sweep import failed_record
-
     ray = ray_module()
     if not plans:
         return

@@ -20,8 +20,8 @@ from gemini_core.kinds.recommend.baseline import get_recommend_baseline
 from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
 from gemini_core.kinds.recommend.export import scenario_from_run
 from gemini_core.kinds.recommend.measure import time_scoring
+from gemini_core.kinds.recommend.points import RecommendSweepSpec
 from gemini_core.kinds.recommend.stored import weights_sha256
-from gemini_core.kinds.recommend.sweep import RecommendSweepSpec
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 
 SPEED_KEYS = ("latency_ms_p10", "latency_ms_p50", "latency_ms_p90", "latency_ms_min", "latency_runs",

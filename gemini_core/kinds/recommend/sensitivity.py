@@ -21,9 +21,9 @@ from pydantic import BeforeValidator, Field
 from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.baseline import get_recommend_baseline
+from gemini_core.kinds.recommend.points import read_train_settings
 from gemini_core.kinds.recommend.scenario import RecommendScenario
 from gemini_core.kinds.recommend.stored import TABLES, byte_counts
-from gemini_core.kinds.recommend.sweep import read_train_settings
 from gemini_core.kinds.recommend.tables import QuantRows, Table
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 from gemini_core.progress import ProgressFn, notify
