@@ -12,6 +12,7 @@ from gemini_core.results.pareto import pareto_front
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import Constraints, recommend
 from gemini_core.results.table import points_frame
+from gemini_core.results.units import size_text
 from gemini_core.workflows.retime import retime_run
 
 RUN_FIELDS = ("run_id", "name", "scenario", "status", "points_ok", "points_failed", "created_at", "baseline_key")
@@ -111,7 +112,10 @@ def run_points(args) -> int:
             rows.append({**{k: p.get(k) for k in fields},
                          "accuracy_pct": accuracy * 100 if isinstance(accuracy, float) and math.isfinite(accuracy)
                          else None, "warnings": "; ".join(p.get("warnings") or []) or None})
-        print(format_table([{k: r.get(k) for k in fields} for r in rows], list(fields)))
+        # byte counts read as sizes (one formatter with the dashboard and the report); the heading drops "_bytes"
+        headings = {k: k.removesuffix("_bytes") if k.endswith("_bytes") else k for k in fields}
+        print(format_table([{headings[k]: size_text(r.get(k)) if k.endswith("_bytes") and r.get(k) is not None
+                             else r.get(k) for k in fields} for r in rows], list(headings.values())))
         return damaged_rows_warning(store)
     for point in points:
         point.pop("traceback", None)

@@ -243,6 +243,7 @@ def test_control_config_is_its_own_model():
 
 def test_points_table_and_retime_from_the_cli(digits, capsys):
     from gemini_core import cli
+    from gemini_core.results.units import size_text
 
     scenario, baseline = digits
     spec = SweepSpec(prune_methods=("l1-structured",), prune_ratios=(0.5,), bits=(32,), finetune_steps=(10,),
@@ -253,6 +254,9 @@ def test_points_table_and_retime_from_the_cli(digits, capsys):
     assert cli.main(["points", run_id, "--table"]) == 0
     table = capsys.readouterr().out
     assert "change_vs_control" in table and "points [" in table and "(n=270)" in table
+    # sizes read as the dashboard shows them (one formatter), not as raw byte counts
+    size = size_text(records[0]["size_bytes"])
+    assert size in table and f"{records[0]['size_bytes']}" not in table, table
     assert cli.main(["retime", run_id, "--rounds", "2"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(lines) == len(records)

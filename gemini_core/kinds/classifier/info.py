@@ -46,4 +46,4 @@ INFO = register_kind(KindInfo(
     allocates_from_profile=True,
     cli_table_fields=("point_id", "label", "accuracy_pct", "accuracy_ci95_text", "change_vs_baseline",
                       "change_vs_control", "latency_ms_p50", "latency_ms_p10", "latency_ms_p90", "latency_runs",
-                      "threads", "load_avg_1m", "warnings")))
+                      "size_bytes", "threads", "load_avg_1m", "warnings")))
