@@ -174,6 +174,10 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     expect(page.get_by_role("heading", name="Report")).to_be_visible()
     assert_charts_for_a_room(page, "report")
     shoot(page, folder, "report", 1280, tall=1300)
+    shoot(page, folder, "report", 1920, tall=1100)
+    assert_charts_for_a_room(page, "report 1920")  # at the width just shot
+    page.set_viewport_size({"width": 1280, "height": 800})
+    wait_idle(page)
 
     # 7. the Present page: four answers on one 1280 x 800 screen, the same at 1920
     nav(page, "Present")
