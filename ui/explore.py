@@ -77,8 +77,15 @@ def _remember() -> None:
 
 def _set(key: str, widget_key: str):
     def callback():
+        # Streamlit's multipage apps can call a page's on_change without an interaction, after the widget is gone
+        # (its key removed): that call would empty a bound the person set. Only a live widget's change counts.
+        if widget_key not in st.session_state:
+            return
         ship = choices()
-        ship[key] = st.session_state.get(widget_key)
+        value = st.session_state[widget_key]
+        if value == ship.get(key):
+            return
+        ship[key] = value
         if key == "rule":  # a loss in points is not a value in percent: the number starts again from the default
             ship["acc"] = DEFAULT
     return callback

@@ -42,3 +42,26 @@ def test_a_zero_latency_bound_is_said_not_silently_ignored_and_reset_puts_the_de
     at.button(key="home_ship_reset").click().run()
     assert at.number_input(key="home_ship_lat").value is None and at.number_input(key="home_ship_acc").value == 1.0
     assert at.success[0].value.startswith(f"Ship point #{ids[EXPECTED_LOSS_1_LABEL]} ")
+
+
+def _spurious_change_after_the_page_left():
+    import streamlit as st
+
+    from ui import explore
+
+    explore.choices()["acc"] = 0.5  # the bound the person set on the Overview
+    explore.choices()["rule"] = "loss"
+    st.session_state.pop("home_ship_acc", None)  # the Overview's box is gone: another page is shown
+    explore._set("acc", "home_ship_acc")()  # a change event Streamlit delivers without an interaction
+    explore._set("rule", "home_ship_rule")()
+    st.markdown(f"bound {explore.choices()['acc']!r} rule {explore.choices()['rule']!r}")
+
+
+def test_a_change_event_from_a_box_no_longer_shown_keeps_the_bound(app_env):
+    """A browser walk lost the Overview's bound on the way to the Report (which then shipped under none): a late
+    change event from the gone box emptied it. Only a shown box's change may change a bound."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_spurious_change_after_the_page_left).run()
+    assert not at.exception, at.exception
+    assert at.markdown[0].value == "bound 0.5 rule 'loss'"
