@@ -15,7 +15,7 @@ from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
 from gemini_core.results.table import ok_points, points_frame
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
-from ui import points_view, views
+from ui import explore, points_view, views
 from ui.downloads import chart_downloads
 from ui.jobs import FunctionJob
 from ui.kinds import for_kind
@@ -80,7 +80,8 @@ else:
     pts = ok_points(df_run)
     pts = pts.assign(_good=pts[metric_run.column].map(metric_run.goodness)).sort_values(
         ["pareto", "_good"], ascending=[False, False])
-    recommended = recommend(df_run).point_id  # the one ship rule, as on the Overview and the Report
+    # the one ship rule under the Overview's bounds (they live in the session and the address), as on the Report
+    recommended = recommend(df_run, explore.constraints()).point_id
     plabels = {int(r["point_id"]): points_view.point_label(r, metric_run)
                + (" · recommended" if int(r["point_id"]) == recommended else "") for r in pts.to_dict("records")}
     if st.session_state.get("x_point") not in plabels:

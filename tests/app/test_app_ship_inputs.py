@@ -65,3 +65,18 @@ def test_a_change_event_from_a_box_no_longer_shown_keeps_the_bound(app_env):
     at = AppTest.from_function(_spurious_change_after_the_page_left).run()
     assert not at.exception, at.exception
     assert at.markdown[0].value == "bound 0.5 rule 'loss'"
+
+
+def test_export_marks_the_recommendation_under_the_overviews_bounds(app_env):
+    """Overview, Report and Export name one point for one set of bounds (Export used the default bounds)."""
+    ids = write_fixed_run(Store())
+    at = new_app()
+    at.number_input(key="home_ship_acc").set_value(0.2).run()  # only the 8-bit point loses at most 0.2 points
+    assert at.success[0].value.startswith(f"Ship point #{ids['8-bit']} ")
+    at.switch_page("pages/4_Export.py").run()
+    assert not at.exception, at.exception
+    marked = [o for o in at.selectbox(key="x_point").options if "recommended" in o]
+    assert len(marked) == 1 and f"#{ids['8-bit']} " in marked[0], marked
+    at.switch_page("pages/5_Report.py").run()
+    marked = [o for o in at.selectbox(key="r_point").options if "recommended" in o]
+    assert len(marked) == 1 and f"#{ids['8-bit']} " in marked[0], marked
