@@ -169,9 +169,9 @@ def _no_constant(name: str):
     raise _NotANumber(name)
 
 
-def capped_size(path: Path, cap: int, where: str | None = None) -> int:
+def capped_size(path: Path, cap: int, where: str | None = None, limit_of: str = "", hint: str = "") -> int:
     """The size of a regular file, refused above ``cap`` before anything is read (and a FIFO or device is
-    never opened)."""
+    never opened). ``limit_of`` and ``hint`` complete the refusal: "the limit{limit_of} is N MB{hint}"."""
     where = where or str(path)
     try:
         info = os.stat(path)
@@ -180,7 +180,8 @@ def capped_size(path: Path, cap: int, where: str | None = None) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise CheckpointError(f"{where} is not a regular file")
     if info.st_size > cap:
-        raise CheckpointError(f"{where} is {info.st_size / 1e6:,.1f} MB; the limit is {cap / 1e6:,.1f} MB")
+        raise CheckpointError(f"{where} is {info.st_size / 1e6:,.1f} MB; the limit{limit_of} is {cap / 1e6:,.1f} MB"
+                              f"{hint}")
     return info.st_size
 
 

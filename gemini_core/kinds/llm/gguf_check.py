@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
-import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemini_core.errors import CheckpointError
 from gemini_core.scenarios.registry import max_params
-from gemini_core.scenarios.sizes import SIZE_BOUNDS
+from gemini_core.scenarios.sizes import SIZE_BOUNDS, capped_size
 
 # The header (metadata and tensor table) of a real model is a few MB (SmolLM2's: 2 MB, mostly its
 # vocabulary); these bounds stop absurd counts before any loop runs.
@@ -400,19 +398,11 @@ def _check_merges(merges, tokens: list[str], model: str, name: str) -> None:
 
 
 def _open_regular(path: Path, name: str) -> int:
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise CheckpointError(f"{name} cannot be read ({exc.strerror or type(exc).__name__})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise CheckpointError(f"{name} is not a regular file")
-    cap = MAX_HEADER_BYTES + BYTES_PER_PARAM * max_params()
-    if info.st_size > cap:
-        raise CheckpointError(f"{name} is {info.st_size / 1e6:,.1f} MB; the limit for a GGUF file is "
-                              f"{cap / 1e6:,.1f} MB (GEMINI_MAX_PARAMS changes it)")
-    if info.st_size == 0:
+    size = capped_size(path, MAX_HEADER_BYTES + BYTES_PER_PARAM * max_params(), name, limit_of=" for a GGUF file",
+                       hint=" (GEMINI_MAX_PARAMS changes it)")
+    if size == 0:
         raise CheckpointError(f"{name} is empty; it is not a GGUF file")
-    return info.st_size
+    return size
 
 
 def check_gguf(path, label: str | None = None, reader: bool = True) -> CheckedGGUF:
