@@ -472,3 +472,17 @@ def test_matrix_factorization_on_movielens(shared_data):
     assert record["users_n"] == 610 and math.isfinite(record["recall_at_20"])
     # measured: HR@10 71.8% [68.2, 75.2], NDCG@10 45.5% [42.5, 48.3]; a random ranking has HR@10 10%
     assert record["hr_at_10_ci95"][0] > 0.6 and record["ndcg_at_10_ci95"][0] > 0.35
+
+
+def test_sampled_loss_is_each_objective_by_hand():
+    """One loss for one-process and sharded training (the sharded loop once fell back to BCE for softmax)."""
+    import torch
+
+    from gemini_core.kinds.recommend.train import sampled_loss
+
+    positive, negative = torch.tensor([2.0, 0.5]), torch.tensor([[1.0, -1.0], [0.5, 2.0]])
+    bpr = -torch.log(torch.sigmoid(positive.unsqueeze(1) - negative)).mean()
+    softmax = -(positive - torch.logsumexp(torch.cat([positive.unsqueeze(1), negative], 1), 1)).mean()
+    bce = (-torch.log(torch.sigmoid(positive)).mean() + 2 * -torch.log(1 - torch.sigmoid(negative)).mean()) / 3
+    for objective, expected in (("bpr", bpr), ("softmax", softmax), ("bce", bce)):
+        assert torch.allclose(sampled_loss(objective, positive, negative), expected, atol=1e-6), objective

@@ -50,7 +50,13 @@ from gemini_core.kinds.recommend import torchrec_twin
 from gemini_core.kinds.recommend.data import RankingSplit, demo_log, implicit, leave_last_out, read_log
 from gemini_core.kinds.recommend.metrics import evaluate, sampled_ndcg, summary_line
 from gemini_core.kinds.recommend.models import Recommender, build_model
-from gemini_core.kinds.recommend.train import RecommendTrainSettings, new_model, sample_negatives
+from gemini_core.kinds.recommend.train import (
+    RecommendTrainSettings,
+    new_model,
+    row_penalty,
+    sample_negatives,
+    sampled_loss,
+)
 from gemini_core.training.distributed import (
     all_reduce,
     dist_info,
@@ -232,14 +238,9 @@ def train_sharded(split: RankingSplit, settings: RecommendTrainSettings, shardin
                 u, i, j = u[piece], i[piece], j[piece]
                 positive = sharded(u, i)
                 negative = sharded(u.repeat_interleave(k), j.reshape(-1)).reshape(-1, k)
-                if settings.objective == "bpr":
-                    loss = -nn.functional.logsigmoid(positive.unsqueeze(1) - negative).mean()
-                else:
-                    loss = (nn.functional.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
-                            + k * nn.functional.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))
-                            ) / (1 + k)
+                loss = sampled_loss(settings.objective, positive, negative)
                 if settings.penalty:
-                    loss = loss + settings.penalty * _penalty(twin, u, torch.cat([i, j.reshape(-1)]))
+                    loss = loss + settings.penalty * row_penalty(twin, u, torch.cat([i, j.reshape(-1)]))
                 if dense_opt is not None:
                     dense_opt.zero_grad(set_to_none=True)
                 loss.backward()  # the tables' optimizer steps inside the backward
@@ -285,15 +286,6 @@ def train_sharded(split: RankingSplit, settings: RecommendTrainSettings, shardin
             "test": {k: v for k, v in test.items() if k.split("_ci95")[0] in keep or k == "users_n"},
             "val_user_ndcg_at_10": val["user_ndcg_at_10"], "test_summary": summary_line(test),
             "weights_digest": _digest(plain)}
-
-
-def _penalty(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """``train.py``'s L2 on the rows a batch uses, per positive (read through the twin's lookups)."""
-    total = model.user_embedding(users).pow(2).sum() + model.item_embedding(items).pow(2).sum()
-    bias = getattr(model, "item_bias", None)
-    if bias is not None:
-        total = total + bias(items).pow(2).sum()
-    return total / max(users.shape[0], 1)
 
 
 def _digest(model: nn.Module) -> float:

@@ -144,9 +144,25 @@ def sample_negatives(users: torch.Tensor, count: int, n_items: int, positive_key
     return negatives
 
 
-def _penalty(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def sampled_loss(objective: str, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """The loss of each positive's score against its k sampled negatives' (``negative``: batch x k), for the
+    gradient objectives (one definition for one-process and sharded training)."""
+    if objective == "bpr":
+        return -nn.functional.logsigmoid(positive.unsqueeze(1) - negative).mean()
+    if objective == "softmax":
+        # the positive is class 0 among itself and its k negatives: a sampled softmax, whose gradient is led by
+        # the negatives that currently score highest (BPR's average lets easy ones dominate)
+        logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
+        return nn.functional.cross_entropy(logits, torch.zeros(positive.shape[0], dtype=torch.long,
+                                                               device=positive.device))
+    k = negative.shape[1]
+    return (nn.functional.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
+            + k * nn.functional.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))) / (1 + k)
+
+
+def row_penalty(model: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """The squared norms of the id rows (and item biases) a batch uses, per positive: ``items`` holds the
-    positives and the negatives."""
+    positives and the negatives (read through the model's lookups, so a TorchRec twin's too)."""
     total = model.user_embedding(users).pow(2).sum() + model.item_embedding(items).pow(2).sum()
     bias = getattr(model, "item_bias", None)
     if bias is not None:
@@ -199,19 +215,9 @@ def _fit_steps(model: Recommender, split: RankingSplit, settings: RecommendTrain
             u, i, j = u.to(device), i.to(device), j.to(device)
             positive = model(u, i)
             negative = model(u.repeat_interleave(k), j.reshape(-1)).reshape(-1, k)
-            if settings.objective == "bpr":
-                loss = -nn.functional.logsigmoid(positive.unsqueeze(1) - negative).mean()
-            elif settings.objective == "softmax":
-                # the positive is class 0 among itself and its k negatives: a sampled softmax, whose gradient
-                # is led by the negatives that currently score highest (BPR's average lets easy ones dominate)
-                logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
-                loss = nn.functional.cross_entropy(logits, torch.zeros_like(u))
-            else:
-                loss = (nn.functional.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
-                        + k * nn.functional.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative))
-                        ) / (1 + k)
+            loss = sampled_loss(settings.objective, positive, negative)
             if settings.penalty:
-                loss = loss + settings.penalty * _penalty(model, u, torch.cat([i, j.reshape(-1)]))
+                loss = loss + settings.penalty * row_penalty(model, u, torch.cat([i, j.reshape(-1)]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
