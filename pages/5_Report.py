@@ -76,6 +76,9 @@ if chosen_pid in plabels:
 elif st.session_state.get("r_point") not in plabels:
     st.session_state["r_point"] = rec.point_id if rec.point_id in plabels else int(ref["point_id"])
     st.caption(f"No point chosen yet: suggested #{st.session_state['r_point']}. {rec.reason} Pick another below.")
+st.caption(f"Recommended under the Overview's bounds ({rec.constraints.describe()}): "
+           + (f"#{rec.point_id}, marked “· recommended” below." if rec.point_id is not None
+              else "no point meets them."))
 pid = st.selectbox("Chosen point", list(plabels), format_func=plabels.get, key="r_point",
                    on_change=lambda: select_point(st.session_state.get("r_point"), source="report"))
 chosen = df[df["point_id"] == pid].iloc[0]

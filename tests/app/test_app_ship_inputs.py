@@ -80,3 +80,7 @@ def test_export_marks_the_recommendation_under_the_overviews_bounds(app_env):
     at.switch_page("pages/5_Report.py").run()
     marked = [o for o in at.selectbox(key="r_point").options if "recommended" in o]
     assert len(marked) == 1 and f"#{ids['8-bit']} " in marked[0], marked
+    # the Report says which bounds its recommendation used, in the Overview's words
+    said = [c.value for c in at.caption if c.value.startswith("Recommended under the Overview's bounds")]
+    assert said == [f"Recommended under the Overview's bounds (accuracy loss ≤ 0.2 points): #{ids['8-bit']}, "
+                    "marked “· recommended” below."], [c.value for c in at.caption]

@@ -116,6 +116,10 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     box.press("Enter")
     wait_idle(page)
     expect(page.get_by_text("accuracy loss ≤ 0.5 points").first).to_be_visible()
+    # the point the Overview ships under that bound: every later page must name the same one
+    shipped = int(re.search(r"Ship point #(\d+)", page.get_by_text(re.compile(r"Ship point #\d+")).first.inner_text())
+                  .group(1))
+    timings["shipped_on_overview"] = shipped
     assert_charts_for_a_room(page, "overview 1280")
     shoot(page, folder, "overview", 1280, tall=1500)
     assert_charts_for_a_room(page, "overview 1920")
@@ -163,7 +167,9 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     # 5. export: the Export page opens on the recommended point (a chart click only inspects a point)
     nav(page, "Export")
     t = time.time()
-    page.get_by_role("button", name=re.compile(r"Export point #\d+")).click()
+    export = page.get_by_role("button", name=re.compile(r"Export point #\d+"))
+    assert export.inner_text().strip().startswith(f"Export point #{shipped}"), (shipped, export.inner_text())
+    export.click()
     expect(page.get_by_role("button", name="Download checkpoint (.zip)")).to_be_visible(timeout=240_000)
     timings["export_s"] = round(time.time() - t, 1)
     page.wait_for_timeout(1500)
@@ -172,6 +178,11 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     # 6. the Report for it
     nav(page, "Report")
     expect(page.get_by_role("heading", name="Report")).to_be_visible()
+    # the same bounds and the same point as the Overview, marked recommended, and the exported point chosen
+    expect(page.get_by_text(f"Recommended under the Overview's bounds (accuracy loss ≤ 0.5 points): #{shipped},")
+           ).to_be_visible()
+    chosen = page.locator('[data-testid="stSelectbox"]').filter(has_text="Chosen point").inner_text()
+    assert f"#{shipped} " in chosen and "recommended" in chosen, (shipped, chosen)
     assert_charts_for_a_room(page, "report")
     shoot(page, folder, "report", 1280, tall=1300)
     shoot(page, folder, "report", 1920, tall=1100)
@@ -186,6 +197,7 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
         page.wait_for_timeout(1200)
         details = page.locator(".gemini-d")  # each answer's last line
         expect(details).to_have_count(4)
+        expect(page.get_by_text(re.compile(rf"point #{shipped}:")).first).to_be_visible()
         boxes = [details.nth(i).bounding_box() for i in range(4)]
         assert all(b is not None and b["y"] + b["height"] <= SIZES[width] for b in boxes), (width, boxes)
         shoot(page, folder, "present", width)
