@@ -125,7 +125,16 @@ def run_of_model(run: dict, model: dict | None = None) -> bool:
     stored = (run.get("baseline") or {}).get("scenario_options")
     if not isinstance(stored, dict):  # a run that did not keep its options: its scenario is all we know
         return True
-    return str(stored.get("data") or "") == str(model["options"].get("data") or "")
+    return _identity(stored) == _identity(model["options"])
+
+
+# The scenario options that say which model and data a run measured: the data file, and the weights where a
+# scenario loads them (an LLM's ``model``: the built-in one or a local folder). Missing is the scenario default.
+IDENTITY_OPTIONS = ("data", "model")
+
+
+def _identity(options: dict) -> tuple[str, ...]:
+    return tuple(str(options.get(name) or "").strip() for name in IDENTITY_OPTIONS)
 
 
 def job_of_model(job, model: dict | None = None) -> bool:
@@ -133,7 +142,7 @@ def job_of_model(job, model: dict | None = None) -> bool:
     model = model or current_model()
     options = getattr(job, "options", None) or {}
     return (getattr(job, "scenario_name", None) == model["scenario"]
-            and str(options.get("data") or "") == str(model["options"].get("data") or ""))
+            and _identity(options) == _identity(model["options"]))
 
 
 def model_runs(runs: list[dict], model: dict | None = None) -> list[dict]:
@@ -153,9 +162,10 @@ def model_label(model: dict) -> str:
     adaptive = model.get("adaptive")
     if adaptive:
         label += f" · adaptive, {adaptive.get('target_ratio', 0):.0%} pruned while training"
-    data = model["options"].get("data")
-    if data:
-        label += f" · {Path(str(data)).name}"
+    for name in IDENTITY_OPTIONS:  # which weights (a local folder) and which data file
+        value = model["options"].get(name)
+        if value:
+            label += f" · {Path(str(value).removeprefix('hf:')).name}"
     return label
 
 

@@ -140,3 +140,18 @@ def test_the_export_link_chooses_its_point_though_a_chart_click_alone_does_not()
     assert not at.exception, at.exception
     assert at.radio(key="x_source").value == "the point chosen on the Sweep page"
     assert any(f"Point #{ids['8-bit']}" in m.value for m in at.markdown)
+
+
+def test_two_llms_on_the_same_text_are_two_models():
+    """An LLM loaded from a local folder is not the built-in one: its runs and jobs belong to another model."""
+    from types import SimpleNamespace
+
+    from ui.state import job_of_model, run_of_model
+
+    builtin_run = {"scenario": "llm", "baseline": {"scenario_options": {}}}
+    folder_run = {"scenario": "llm", "baseline": {"scenario_options": {"model": "hf:/models/tiny-llama"}}}
+    folder = {**LLM_MODEL, "options": {"model": "hf:/models/tiny-llama"}}
+    assert run_of_model(builtin_run, LLM_MODEL) and not run_of_model(folder_run, LLM_MODEL)
+    assert run_of_model(folder_run, folder) and not run_of_model(builtin_run, folder)
+    job = SimpleNamespace(scenario_name="llm", options={"model": "hf:/models/tiny-llama"})
+    assert job_of_model(job, folder) and not job_of_model(job, LLM_MODEL)
