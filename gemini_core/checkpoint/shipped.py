@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gemini_core.checkpoint.reader import check_checksums, check_listed, scan_export
+from gemini_core.device import pick_device
 from gemini_core.errors import CheckpointError, GeminiError
 from gemini_core.fsio import sha256_file
 from gemini_core.progress import ProgressFn, notify
@@ -37,6 +38,7 @@ from gemini_core.scenarios.sizes import header_entries, read_json_object
 from gemini_core.training.baseline import (
     BASELINE_FORMAT,
     Baseline,
+    accelerator_name,
     baseline_key,
     cache_folder,
     get_baseline,
@@ -60,12 +62,15 @@ def shipped_folder(key: str, root: Path | None = None) -> Path | None:
     return folder if (folder / RECIPE_FILE).is_file() else None
 
 
-def ships_default(scenario_name: str, train: dict | None = None) -> bool:
-    """Whether a baseline for ``scenario_name`` trained with ``train`` (None: the scenario's default settings)
-    ships with the product, by its recipe alone (for estimates: using it still checks everything)."""
+def ships_default(scenario_name: str, train: dict | None = None, device=None) -> bool:
+    """Whether a baseline for ``scenario_name`` trained with ``train`` (None: the scenario's default settings) on
+    ``device`` (None: the one the product picks) ships with the product, by its recipe alone (for estimates: using it
+    still checks everything). Shipped baselines were trained on the CPU: on a GPU the key differs, so it trains."""
     entry = SCENARIOS.get(scenario_name)
     default = getattr(getattr(entry, "factory", None), "default_train", None)
     if entry is None or entry.prefix or default is None:
+        return False
+    if accelerator_name(device if device is not None else pick_device()) is not None:
         return False
     wanted = dict(train) if train else default.to_dict()
     for recipe_path in SHIPPED_DIR.glob(f"*/{RECIPE_FILE}"):

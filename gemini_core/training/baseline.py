@@ -79,7 +79,8 @@ def test_correctness(model: nn.Module, scenario: Scenario, threads: int | None =
     return [int(v) for v in (preds == scenario.splits.test.labels).tolist()]
 
 
-def _accelerator_name(device) -> str | None:
+def accelerator_name(device) -> str | None:
+    """None on the CPU; else what names the accelerator in a baseline's key (its kernels round differently)."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cpu":
         return None
@@ -94,7 +95,7 @@ def baseline_key(scenario: Scenario, settings: TrainSettings, device=None) -> st
     round differently: measured on an H200, the digits weights differ from the CPU's)."""
     content = {"format": BASELINE_FORMAT, "arch": scenario.arch(), "data": scenario.fingerprint(),
                "train": settings.to_dict()}
-    accelerator = _accelerator_name(device)
+    accelerator = accelerator_name(device)
     if accelerator:  # CPU keys stay as they were, so existing CPU caches remain valid
         content["accelerator"] = accelerator
     return key_of_content(scenario.name, content)

@@ -114,3 +114,12 @@ def test_retraining_from_the_recipe_reproduces_the_shipped_baseline():
     assert abs(result["shipped_test_accuracy"] - result["retrained_test_accuracy"]) <= 0.01, result
     assert result["test_correctness_agreement"] >= 0.98, result
     assert result["retrained"].origin == "trained"
+
+
+def test_the_caption_promises_the_shipped_baseline_only_on_the_cpu_it_was_trained_on():
+    """On a GPU the baseline's key names the accelerator, so the CPU-trained one is not used and it trains: the
+    demo's caption and estimate must not say it ships."""
+    import torch
+
+    assert shipped.ships_default("digits", device=torch.device("cpu"))
+    assert not shipped.ships_default("digits", device=torch.device("cuda"))
