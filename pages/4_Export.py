@@ -81,7 +81,11 @@ else:
     pts = pts.assign(_good=pts[metric_run.column].map(metric_run.goodness)).sort_values(
         ["pareto", "_good"], ascending=[False, False])
     # the one ship rule under the Overview's bounds (they live in the session and the address), as on the Report
-    recommended = recommend(df_run, explore.constraints()).point_id
+    rec = recommend(df_run, explore.constraints())
+    recommended = rec.point_id
+    st.caption(f"Recommended under the Overview's bounds ({rec.constraints.describe()}): "
+               + (f"#{recommended}, marked “· recommended” below." if recommended is not None
+                  else "no point meets them."))
     plabels = {int(r["point_id"]): points_view.point_label(r, metric_run)
                + (" · recommended" if int(r["point_id"]) == recommended else "") for r in pts.to_dict("records")}
     if st.session_state.get("x_point") not in plabels:
