@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from gemini_core.charts.style import ENCODINGS
 from gemini_core.charts.sweep import fig_parallel
@@ -75,15 +76,26 @@ def _remember() -> None:
             f"{value:g}" if isinstance(value, float) else str(value))
 
 
-def _set(key: str, widget_key: str):
+def _page_now() -> str | None:
+    """The page this script run draws (during a callback: the page the run is for)."""
+    ctx = get_script_run_ctx()
+    return getattr(ctx, "page_script_hash", None)
+
+
+def _set(key: str, widget_key: str, echoes: tuple = ()):
+    """The on_change of the box ``widget_key`` drawn now, on this page. ``echoes``: values the page itself put
+    in the box (an automatic range), which a late report from the browser must not turn into a choice."""
+    drawn_on = _page_now()
+
     def callback():
-        # Streamlit's multipage apps can call a page's on_change without an interaction, after the widget is gone
-        # (its key removed): that call would empty a bound the person set. Only a live widget's change counts.
-        if widget_key not in st.session_state:
+        # Streamlit can deliver a box's change event with the next page's run: seen in browser walks on the way
+        # from the Overview to Export, with the box's initial empty value, which emptied the bound the person set.
+        # Only a change made on the page that shows the box, while it is shown, counts.
+        if widget_key not in st.session_state or _page_now() != drawn_on:
             return
         ship = choices()
         value = st.session_state[widget_key]
-        if value == ship.get(key):
+        if value == ship.get(key) or (value in echoes and ship.get(key) == DEFAULTS.get(key)):
             return
         ship[key] = value
         if key == "rule":  # a loss in points is not a value in percent: the number starts again from the default
@@ -205,9 +217,14 @@ def quality_zoom(df: pd.DataFrame, where: str) -> tuple[float, float] | None:
             else (low, min(high, math.ceil(shown.min() + margin))))
     wkey = f"{where}_acc_zoom"
     st.session_state[wkey] = tuple(ship["zoom"]) if ship.get("zoom") else auto
+    # while points arrive the automatic range moves, and the browser reports the one it showed a moment ago:
+    # those reports are the page's own ranges, not a zoom the person chose
+    autos = st.session_state.setdefault(f"_{wkey}_autos", [])
+    if auto not in autos:
+        autos.append(auto)
     name = f"{metric.label[:1].upper()}{metric.label[1:]}"
     lo, hi = st.slider(f"{name} range shown ({metric.unit})", low, high, step=0.5, key=wkey,
-                       on_change=_set("zoom", wkey),
+                       on_change=_set("zoom", wkey, echoes=tuple(autos)),
                        help=f"zoom the {metric.label} axis of both charts; points outside the range are hidden")
     _remember()
     hidden = int(((shown < lo) | (shown > hi)).sum())
