@@ -1,6 +1,6 @@
 """The presenter's walk in a real browser, from a cold start: the demo on the Overview (first point and all
-points timed), a bound, a click on a point, a comparison, an export, the Report and the Present page, each
-looked at 1280 and 1920 px wide.
+points timed), a bound, a click on a point, a comparison, an export, the Report and the Present page (each naming
+the point the Overview ships), then every other page, each looked at 1280 and 1920 px wide.
 
 Checks what a room sees: the charts give their width to the plot (the legend is a key under it), the starred
 point's label lies inside the chart, the Present page's four answers fit a 1280 x 800 screen without
@@ -167,6 +167,8 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     # 5. export: the Export page opens on the recommended point (a chart click only inspects a point)
     nav(page, "Export")
     t = time.time()
+    expect(page.get_by_text(f"Recommended under the Overview's bounds (accuracy loss ≤ 0.5 points): #{shipped},")
+           ).to_be_visible()
     export = page.get_by_role("button", name=re.compile(r"Export point #\d+"))
     assert export.inner_text().strip().startswith(f"Export point #{shipped}"), (shipped, export.inner_text())
     export.click()
@@ -181,7 +183,7 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     # the same bounds and the same point as the Overview, marked recommended, and the exported point chosen
     expect(page.get_by_text(f"Recommended under the Overview's bounds (accuracy loss ≤ 0.5 points): #{shipped},")
            ).to_be_visible()
-    chosen = page.locator('[data-testid="stSelectbox"]').filter(has_text="Chosen point").inner_text()
+    chosen = page.get_by_role("combobox", name="Chosen point").input_value()
     assert f"#{shipped} " in chosen and "recommended" in chosen, (shipped, chosen)
     assert_charts_for_a_room(page, "report")
     shoot(page, folder, "report", 1280, tall=1300)
@@ -207,6 +209,15 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     report = tmp_path / dl.value.suggested_filename
     dl.value.save_as(report)
     assert "In ten seconds" in report.read_text()
+
+    # 8. every other page after the demo, at both widths: drawn without an error, as a person sees it
+    for name in ("Model", "Sweep", "History", "Export", "Sensitivity"):
+        page.set_viewport_size({"width": 1280, "height": 800})
+        nav(page, name)
+        for width in (1280, 1920):
+            shoot(page, folder, name.lower(), width)
+            assert page.locator('[data-testid="stException"]').count() == 0, (name, width)
+            assert page.get_by_text("Traceback").count() == 0, (name, width)
 
     timings["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     (folder / "walk_timings.json").write_text(json.dumps(timings, indent=1))
