@@ -332,6 +332,18 @@ def training_view(polling: bool) -> None:
                    "that model is the current one.")
         job = None
     if job is None:
+        sweep = current_job("sweep")
+        base = getattr(sweep, "baseline_info", None) if sweep is not None and job_of_model(sweep) else None
+        accuracy = (base or {}).get("test_accuracy")
+        if isinstance(accuracy, (int, float)):  # the sidebar shows it too: say where it came from, not "not yet"
+            origin = ("shipped with gemini (checksum, recipe and accuracy verified)" if base.get("origin") == "shipped"
+                      else "loaded from the cache" if base.get("cached") else "trained")
+            ci = base.get("test_accuracy_ci95") or [None, None]
+            interval = (f" (95% interval {ci[0] * 100:.1f}-{ci[1] * 100:.1f}%, n = {base.get('test_n')} test examples)"
+                        if None not in ci else "")
+            st.info(f"This model's baseline was loaded by the sweep: {origin}, test accuracy {accuracy * 100:.1f}%"
+                    f"{interval}. Press **Train / load baseline** for its card and training curve.")
+            return
         st.info("The baseline is trained (or loaded from its cache) when you press **Train / load baseline**, "
                 "or automatically before a sweep.")
         return

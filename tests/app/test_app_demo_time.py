@@ -32,3 +32,7 @@ def test_demo_on_a_fresh_home_shows_its_first_point_without_training(app_env):
     from gemini_core.results.store import Store
 
     assert Store().get_run(job.run_id)["status"] == "cancelled"
+    # the Model page says where the sweep's baseline came from (the sidebar shows its accuracy), not "not yet"
+    at.switch_page("pages/1_Model.py").run()
+    said = " ".join(i.value for i in at.info)
+    assert "loaded by the sweep: shipped with gemini" in said and "n = " in said, said
