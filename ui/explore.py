@@ -13,7 +13,6 @@ import math
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from gemini_core.charts.style import ENCODINGS
 from gemini_core.charts.sweep import fig_parallel
@@ -76,25 +75,44 @@ def _remember() -> None:
             f"{value:g}" if isinstance(value, float) else str(value))
 
 
-def _page_now() -> str | None:
-    """The page this script run draws (during a callback: the page the run is for)."""
-    ctx = get_script_run_ctx()
-    return getattr(ctx, "page_script_hash", None)
+BOUND_BOXES = ("acc", "lat", "size")  # typed numbers; empty is no bound
+BOUND_NAMES = {"acc": "quality bound", "lat": "latency bound", "size": "size bound"}
+
+
+def bound_text(value) -> str:
+    """A bound as its box shows it: '0.5', '' for none."""
+    return "" if value is None else f"{value:g}"
+
+
+def parse_bound(text) -> float | None:
+    """A typed bound: None when the box is empty; a ValueError for anything but a finite number >= 0."""
+    text = str(text or "").strip().replace(",", ".")
+    if not text:
+        return None
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(text)
+    return value
 
 
 def _set(key: str, widget_key: str, echoes: tuple = ()):
-    """The on_change of the box ``widget_key`` drawn now, on this page. ``echoes``: values the page itself put
-    in the box (an automatic range), which a late report from the browser must not turn into a choice."""
-    drawn_on = _page_now()
+    """The on_change of the box ``widget_key``. ``echoes``: values the page itself put in the box (an automatic
+    range), which a late report from the browser must not turn into a choice."""
 
     def callback():
-        # Streamlit can deliver a box's change event with the next page's run: seen in browser walks on the way
-        # from the Overview to Export, with the box's initial empty value, which emptied the bound the person set.
-        # Only a change made on the page that shows the box, while it is shown, counts.
-        if widget_key not in st.session_state or _page_now() != drawn_on:
+        # Streamlit's multipage apps can call a page's on_change without an interaction after the widget is gone
+        # (its key removed): that call would empty a bound the person set. Only a live widget's change counts.
+        if widget_key not in st.session_state:
             return
         ship = choices()
         value = st.session_state[widget_key]
+        if key in BOUND_BOXES:
+            try:
+                value = parse_bound(value)
+            except ValueError:
+                st.session_state["_ship_error"] = (f"The {BOUND_NAMES[key]} {value!r} is not a number of 0 or more: "
+                                                   "it stays as it was (empty the box for no bound).")
+                return
         if value == ship.get(key) or (value in echoes and ship.get(key) == DEFAULTS.get(key)):
             return
         ship[key] = value
@@ -142,30 +160,31 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
     labels = rule_labels(metric)
     st.markdown("#### Which point should I ship?")
     c = st.columns([1.6, 1, 1, 1, 1.2])
-    for col, key, widget in ((c[0], "rule", "radio"), (c[1], "acc", "number"), (c[2], "lat", "number"),
-                             (c[3], "size", "number"), (c[4], "color", "select")):
+    for col, key in ((c[0], "rule"), (c[1], "acc"), (c[2], "lat"), (c[3], "size"), (c[4], "color")):
         wkey = f"{where}_ship_{key}"
         value = ship.get(key)
         if key == "acc" and value == DEFAULT:  # what an untouched loss bound means for this run; no value bound
             value = metric.default_tolerance if ship["rule"] == "loss" else None
-        st.session_state[wkey] = value  # follow the shared choice (set on another page or by a reload)
+        # follow the shared choice (set on another page or by a reload); the bounds are typed text boxes: a focused
+        # number box sends an empty value when the person moves to another page (Streamlit 1.5x), which emptied
+        # the bound just set, while a text box sends nothing
+        st.session_state[wkey] = bound_text(value) if key in BOUND_BOXES else value
         with col:
             if key == "rule":
                 st.radio(f"{metric.label[:1].upper()}{metric.label[1:]} bound", list(RULES), format_func=labels.get,
                          key=wkey, on_change=_set(key, wkey))
             elif key == "acc":
-                top = metric.display_range[1] if metric.display_range and ship["rule"] == "min" else None
-                st.number_input(f"loss ({metric.change_unit})" if ship["rule"] == "loss"
-                                else f"{metric.label}{f' ({metric.unit})' if metric.unit else ''}", value=None,
-                                min_value=0.0, max_value=top, step=0.5, key=wkey, on_change=_set(key, wkey),
-                                placeholder="no bound", help=f"empty: no {metric.label} bound")
+                st.text_input(f"loss ({metric.change_unit})" if ship["rule"] == "loss"
+                              else f"{metric.label}{f' ({metric.unit})' if metric.unit else ''}", key=wkey,
+                              on_change=_set(key, wkey), placeholder="no bound",
+                              help=f"a number; empty: no {metric.label} bound")
             elif key == "lat":
-                st.number_input(f"max {kind.latency_heading.split(' p50')[0]} p50 (ms)", value=None, min_value=0.0,
-                                step=0.1, key=wkey, format="%g", on_change=_set(key, wkey), placeholder="no bound",
-                                help="as measured on this machine; empty: no bound")
+                st.text_input(f"max {kind.latency_heading.split(' p50')[0]} p50 (ms)", key=wkey,
+                              on_change=_set(key, wkey), placeholder="no bound",
+                              help="as measured on this machine, in milliseconds; empty: no bound")
             elif key == "size":
-                st.number_input("max size (KB)", value=None, min_value=0.0, step=10.0, key=wkey, format="%g",
-                                on_change=_set(key, wkey), placeholder="no bound", help="empty: no bound")
+                st.text_input("max size (KB)", key=wkey, on_change=_set(key, wkey), placeholder="no bound",
+                              help="in KB (1 KB = 1,024 bytes); empty: no bound")
             else:
                 st.selectbox("Colour the points by", list(ENCODINGS), format_func=ENCODINGS.get, key=wkey,
                              on_change=_set(key, wkey))
@@ -173,6 +192,12 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
               help=f"back to the default: {metric.loss_name} at most "
                    f"{metric.change_text(metric.default_tolerance, 0)[1:]}, no latency or size bound")
     _remember()
+    if st.session_state.get("_ship_error"):
+        st.error(st.session_state.pop("_ship_error"))
+    top = metric.display_range[1] if metric.display_range and ship["rule"] == "min" else None
+    if top is not None and isinstance(ship.get("acc"), float) and ship["acc"] > top:
+        st.error(f"A {metric.label} of {ship['acc']:g}{metric.unit} cannot be reached (at most {top:g}{metric.unit}).")
+        return None
     if ok_points(df).empty:
         return None
     try:

@@ -111,7 +111,7 @@ def test_presenter_walk_at_1280_and_1920(server, page, tmp_path):
     assert page.evaluate(POINTS_JS) == 33
 
     # 2. a bound: at most half a point of accuracy lost
-    box = page.get_by_role("spinbutton", name="loss (points)")
+    box = page.get_by_role("textbox", name="loss (points)")
     box.fill("0.5")
     box.press("Enter")
     wait_idle(page)
