@@ -103,6 +103,31 @@ def test_export_and_retime_leave_a_peer_alone(peered, tmp_path):
     assert {r["point_id"] for r in updated} == {r["point_id"] for r in records if not r.get("peer")}
 
 
+def test_the_tables_charts_and_report_show_peers_marked(peered):
+    from gemini_core.charts.sweep import fig_quality_vs_latency, fig_report_front
+    from gemini_core.report.peers import peer_table
+    from gemini_core.report.summary import build_report_html
+    from gemini_core.results.table import points_frame, reference_row, table_frame
+
+    store, run_id, *_ = peered
+    df = points_frame(store.points(run_id))
+    assert table_frame(df)["library peer (not shippable)"].tolist()[2:] == [
+        "implicit ALS (library)", "TorchRec int8 row-wise (library)"]
+    for fig in (fig_quality_vs_latency(df), fig_report_front(df, int(reference_row(df)["point_id"]))):
+        traces = [t for t in fig.data if t.name == "library peer"]
+        assert len(traces) == 1 and len(traces[0].x) == 2 and traces[0].marker.symbol == "x"
+        # the peers are drawn once, in their own trace: the product's traces hold the product's two points
+        own = [t for t in fig.data if t.name not in ("library peer", "Pareto front", "chosen point")]
+        assert sum(len(t.x) for t in own) == 2
+    table = peer_table(df)
+    assert list(table["model"]) == ["product: reference", "implicit ALS (library)", "TorchRec int8 row-wise (library)"]
+    assert all("[" in c for c in table["NDCG@10 (%), 95% interval"])  # each with its interval
+    assert table["size"].str.endswith(("B", "KB", "MB")).all()  # units on every figure
+    ref = reference_row(df)
+    html = build_report_html("r", store.get_run(run_id), ref, ref, df, static_charts=False)
+    assert "Library peers (same split, not shippable)" in html and "TorchRec int8 row-wise (library)" in html
+
+
 def test_unknown_or_missing_peers_are_one_line():
     with pytest.raises(ConfigError) as bad:
         RecommendSweepSpec(peers=("implicit-svd",))
