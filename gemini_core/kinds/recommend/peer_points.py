@@ -106,14 +106,15 @@ def peer_config(name: str, grid: int = DEFAULT_GRID) -> RecommendPeerConfig:
     return RecommendPeerConfig(name, int(grid) if PEERS[name][0] == "implicit" else 0)
 
 
-def _implicit_peer(split: RankingSplit, config: RecommendPeerConfig, seed: int) -> tuple[Recommender, dict]:
-    which = PEERS[config.peer][2]
-    grid = peers.GRIDS[which][:int(config.grid)]
-    best = peers.tune(split, which, grid, seed=seed)
+def tuned_implicit(split: RankingSplit, which: str, grid: int, seed: int = 0) -> tuple[Recommender, dict]:
+    """implicit's ``which`` (``peers.PEERS``: als, bpr) tuned on validation NDCG@10 over the first ``grid``
+    settings of ``peers.GRIDS[which]`` (the sweep's peers and the bench use it): (model, what was chosen)."""
+    best = peers.tune(split, which, peers.GRIDS[which][:int(grid)], seed=seed)
     chosen = {k: v for k, v in best["settings"].to_dict().items() if k not in ("peer", "seed")}
     return best["model"], {"chosen_on_validation": chosen, "val_ndcg_at_10": best["val_ndcg_at_10"],
                            "settings_tried": len(best["tried"]), "fit_seconds": round(best["seconds"], 3),
-                           "tuning_seconds": round(sum(t["seconds"] for t in best["tried"]), 3)}
+                           "tuning_seconds": round(sum(t["seconds"] for t in best["tried"]), 3),
+                           "tried": best["tried"]}
 
 
 def _torchrec_peer(baseline: Recommender, config: RecommendPeerConfig) -> tuple[Recommender, dict, dict]:
@@ -132,7 +133,7 @@ def peer_record(baseline: Recommender, split: RankingSplit, config: RecommendPee
     """One peer's record: made on ``split`` (an implicit peer fitted and tuned on it, a TorchRec peer converted
     from ``baseline``) and measured as every point is."""
     if config.library == "implicit":
-        model, notes = _implicit_peer(split, config, seed)
+        model, notes = tuned_implicit(split, PEERS[config.peer][2], config.grid, seed)
         record = measure_recommend_point(model, split, measure, should_stop=should_stop)
         record["weights_sha256"] = weights_sha256(model)
     else:
