@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.registry import engine, kind_for_scenario
-from gemini_core.results.peers import is_peer
 from gemini_core.results.store import Store
 
 
@@ -18,8 +17,7 @@ def retime_run(store: Store, run_id: str, rounds: int = 5, device=None, threads:
     if rounds < 1:
         raise ConfigError(f"rounds {rounds} must be at least 1")
     run = store.get_run(run_id)
-    # a library peer is a comparison, not a point the kind can rebuild: it keeps its sweep's timing
-    points = [p for p in store.points(run_id) if p.get("status") == "ok" and not is_peer(p)]
+    points = [p for p in store.points(run_id) if p.get("status") == "ok"]
     if not points:
         raise ConfigError(f"run {run_id} has no measured points to re-time")
     if not run.get("baseline"):

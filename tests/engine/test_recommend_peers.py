@@ -89,7 +89,7 @@ def test_the_ship_rule_and_the_front_ignore_peers_even_when_a_peer_is_best(peere
     assert peer_id not in [int(a["point_id"]) for a in alternatives(df, chosen)]
 
 
-def test_export_and_retime_leave_a_peer_alone(peered, tmp_path):
+def test_export_refuses_a_peer_and_retime_times_it_beside_the_points(peered, tmp_path):
     from gemini_core.workflows.export import export_point
     from gemini_core.workflows.retime import retime_run
 
@@ -99,8 +99,13 @@ def test_export_and_retime_leave_a_peer_alone(peered, tmp_path):
         export_point(store, peer["point_id"], tmp_path / "out")
     assert "library peer" in str(refused.value) and "\n" not in str(refused.value)
     assert not (tmp_path / "out").exists()
+    # the peers are made again (the implicit fit to the same weights, else retime refuses) and timed in the rounds
     updated = retime_run(store, run_id, rounds=1)
-    assert {r["point_id"] for r in updated} == {r["point_id"] for r in records if not r.get("peer")}
+    assert {r["point_id"] for r in updated} == {r["point_id"] for r in records}
+    again = {r["point_id"]: r for r in updated}
+    for record in records:
+        assert again[record["point_id"]]["previous_latency"]["latency_ms_p50"] == record["latency_ms_p50"]
+        assert again[record["point_id"]].get("peer") == record.get("peer")
 
 
 def test_the_tables_charts_and_report_show_peers_marked(peered):

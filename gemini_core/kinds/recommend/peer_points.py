@@ -128,17 +128,24 @@ def _torchrec_peer(baseline: Recommender, config: RecommendPeerConfig) -> tuple[
     return twin, {"quantized_tables": dict(twin.torchrec_tables.quantized_tables)}, held
 
 
-def peer_record(baseline: Recommender, split: RankingSplit, config: RecommendPeerConfig,
-                measure: RecommendMeasureSettings, seed: int = 0, should_stop=None) -> dict:
-    """One peer's record: made on ``split`` (an implicit peer fitted and tuned on it, a TorchRec peer converted
-    from ``baseline``) and measured as every point is."""
+def peer_model(baseline: Recommender, split: RankingSplit, config: RecommendPeerConfig,
+               seed: int = 0) -> tuple[Recommender, dict, dict | None]:
+    """(the peer's model, what was chosen, its bytes when it is not stored in the product's layout): an implicit
+    peer fitted and tuned on ``split`` (seeded, single-threaded: the same weights every time), a TorchRec peer
+    converted from ``baseline``. A sweep measures it; retime makes it again to time it beside the points."""
     if config.library == "implicit":
         model, notes = tuned_implicit(split, PEERS[config.peer][2], config.grid, seed)
-        record = measure_recommend_point(model, split, measure, should_stop=should_stop)
+        return model, notes, None
+    return _torchrec_peer(baseline, config)
+
+
+def peer_record(baseline: Recommender, split: RankingSplit, config: RecommendPeerConfig,
+                measure: RecommendMeasureSettings, seed: int = 0, should_stop=None) -> dict:
+    """One peer's record: made by ``peer_model`` on ``split`` and measured as every point is."""
+    model, notes, held = peer_model(baseline, split, config, seed)
+    record = measure_recommend_point(model, split, measure, should_stop=should_stop, stored=held)
+    if held is None:  # stored in the product's layout: its hash says a rebuild made the same model
         record["weights_sha256"] = weights_sha256(model)
-    else:
-        model, notes, held = _torchrec_peer(baseline, config)
-        record = measure_recommend_point(model, split, measure, should_stop=should_stop, stored=held)
     record.update({"config": config.to_dict(), "label": config.label(), "peer": config.description,
                    "peer_library": config.library, "peer_notes": notes, "status": "ok"})
     return record
