@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from gemini_core.kinds.recommend import metrics as rec_metrics
-from gemini_core.kinds.recommend import peers, torchrec_twin
+from gemini_core.kinds.recommend import peer_points, peers, torchrec_twin
 from gemini_core.kinds.recommend.compress import RecommendPointConfig, compress_recommender
 from gemini_core.kinds.recommend.data import implicit, leave_last_out, read_log
 from gemini_core.kinds.recommend.models import MatrixFactorization
@@ -124,14 +124,13 @@ def quality(split, data: Path, quick: bool, distributed: bool, threads: int) -> 
                             0.0, mf_record, "the floor: one ranking for every user"))
     peer_records = {}
     for peer in peers.PEERS:
-        grid = peers.GRIDS[peer][:2] if quick else None
-        log(f"tuning implicit's {peer.upper()} on validation ({len(grid or peers.GRIDS[peer])} settings)")
-        best = peers.tune(split, peer, grid)
-        chosen = {k: v for k, v in best["settings"].to_dict().items() if k != "seed"}
-        peer_records[peer] = rec_metrics.evaluate(best["model"], split, "test")
-        rows.append(quality_row(f"implicit {peer.upper()}", peer_records[peer], best["seconds"], mf_record,
-                                f"chosen by validation NDCG@10: {chosen}",
-                                {"val_ndcg_at_10": best["val_ndcg_at_10"], "tried": best["tried"]}))
+        grid = 2 if quick else len(peers.GRIDS[peer])
+        log(f"tuning implicit's {peer.upper()} on validation ({grid} settings)")
+        model, notes = peer_points.tuned_implicit(split, peer, grid)  # as a sweep's --rec-peers tunes it
+        peer_records[peer] = rec_metrics.evaluate(model, split, "test")
+        rows.append(quality_row(f"implicit {peer.upper()}", peer_records[peer], notes["fit_seconds"], mf_record,
+                                f"chosen by validation NDCG@10: {notes['chosen_on_validation']}",
+                                {"val_ndcg_at_10": notes["val_ndcg_at_10"], "tried": notes["tried"]}))
     rows.append(quality_row("MF, product default (train.py: ALS)", mf_record, trained.seconds, mf_record,
                             f"epoch {trained.best_epoch} of {settings.epochs} (stopped: {trained.stopped})",
                             {"settings": settings.to_dict(), "val_ndcg_at_10": trained.val_ndcg_at_10}))

@@ -11,9 +11,10 @@ from gemini_core.fsio import clean_stale, is_staging_name
 from gemini_core.paths import export_destination, exports_dir
 from gemini_core.results.metrics import metric_of
 from gemini_core.results.pareto import finite
+from gemini_core.results.peers import is_peer
 from gemini_core.results.store import Store
 from gemini_core.results.suggest import recommend
-from gemini_core.results.table import ok_points, points_frame
+from gemini_core.results.table import points_frame, shippable_points
 from gemini_core.workflows.export import evaluate_export, export_point, overrides_from_run
 from ui import explore, points_view, views
 from ui.downloads import chart_downloads
@@ -77,7 +78,7 @@ else:
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="x_run")
     df_run = points_frame(store.points(run_id))
     metric_run = metric_of(df_run)
-    pts = ok_points(df_run)
+    pts = shippable_points(df_run)  # a library peer is measured for comparison only
     pts = pts.assign(_good=pts[metric_run.column].map(metric_run.goodness)).sort_values(
         ["pareto", "_good"], ascending=[False, False])
     # the one ship rule under the Overview's bounds (they live in the session and the address), as on the Report
@@ -99,6 +100,10 @@ try:
     run = store.get_run(point["run_id"])
 except GeminiError as exc:
     st.error(f"Point {pid} is no longer in the history ({exc}); choose another one.")
+    st.stop()
+if is_peer(point):  # chosen on another page: say why there is nothing to export
+    st.warning(f"Point #{pid} is a library peer ({point['peer']}), measured for comparison only: it cannot be "
+               "exported. Choose one of the product's points.")
     st.stop()
 df = points_frame(store.points(point["run_id"]))
 row = df[df["point_id"] == pid].iloc[0]

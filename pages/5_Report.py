@@ -6,11 +6,12 @@ import streamlit as st
 
 from gemini_core.charts.sweep import fig_quality_vs_size, fig_report_front
 from gemini_core.errors import GeminiError
+from gemini_core.report.peers import PEER_NOTE, PEER_TITLE, peer_table
 from gemini_core.report.story import story
 from gemini_core.report.summary import build_report_html, compare, comparison_rows, headline_sentence
 from gemini_core.results.metrics import metric_of
 from gemini_core.results.suggest import alternatives, recommend
-from gemini_core.results.table import ok_points, points_frame, reference_row
+from gemini_core.results.table import points_frame, reference_row, shippable_points
 from gemini_core.results.units import duration_text, size_text
 from ui import explore, points_view
 from ui.state import (
@@ -64,7 +65,7 @@ if ref is None:
     st.stop()
 
 metric = metric_of(df)  # the run's quality metric: its words, its unit, which way is better
-pts = ok_points(df)
+pts = shippable_points(df)  # a library peer is shown below, never chosen
 pts = pts.assign(_good=pts[metric.column].map(metric.goodness)).sort_values(["pareto", "_good"],
                                                                            ascending=[False, False])
 bounds = explore.constraints()  # the Overview's bounds (they live in the address): one rule, the same bounds
@@ -122,6 +123,11 @@ if alts:
         f"#{int(a['point_id'])} {a.get('label')} ({metric.format(a.get(metric.column))}, "
         f"{duration_text(a['latency_ms_p50'])})"
         for a in alts) + f" (the other point with the best {metric.label} and the fastest other point on the front).")
+peers = peer_table(df, chosen)
+if not peers.empty:  # the run's library peers next to the reference and the chosen point
+    st.subheader(PEER_TITLE)
+    st.caption(PEER_NOTE + " In the charts they are the dark crosses, \"library peer\".")
+    st.dataframe(peers, hide_index=True)
 figures = {"front": front_fig, f"{metric.name}_vs_size": fig_quality_vs_size(df)}
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}
 device["load_avg_1m"] = round(os.getloadavg()[0], 2)

@@ -8,7 +8,14 @@ from gemini_core.charts.sweep import fig_quality_vs_latency, fig_quality_vs_size
 from gemini_core.errors import GeminiError
 from gemini_core.results.metrics import QualityMetric, metric_of
 from gemini_core.results.store import Store
-from gemini_core.results.table import QUALITY_SHOWN, ok_points, points_frame, table_columns, table_frame
+from gemini_core.results.table import (
+    QUALITY_SHOWN,
+    ok_points,
+    points_frame,
+    shippable_points,
+    table_columns,
+    table_frame,
+)
 
 from . import explore
 from .state import (
@@ -261,8 +268,8 @@ def point_label(row, metric: QualityMetric | None = None) -> str:
 
 def point_picker(df: pd.DataFrame, key: str, label: str, recommended: int | None = None) -> int | None:
     """A selectbox of measured points (front first, the ship panel's ``recommended`` one marked); the choice
-    goes to Export and Report."""
-    pts = ok_points(df)
+    goes to Export and Report, so library peers are not offered."""
+    pts = shippable_points(df)
     if pts.empty:
         return None
     metric = metric_of(df)

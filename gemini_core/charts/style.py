@@ -14,6 +14,8 @@ EXECUTION_SYMBOLS = {"dense": "circle", "sparse": "diamond"}
 EXECUTION_DASH = {"dense": "solid", "sparse": "dot"}
 RUN_COLORS = ("#5B4BDB", "#E45756", "#54A24B", "#F58518", "#4C78A8", "#B279A2", "#72B7B2", "#9D755D")
 FRONT_RING = dict(color="#1F1D2B", width=2)
+# a library peer (``results.peers``): a dark cross, apart from every bit colour and execution symbol
+PEER_MARKER = dict(size=13, symbol="x", color="#1F1D2B", line=dict(color="white", width=1))
 # No named template: assigning one deep-copies it on every figure (slow when charts redraw live).
 AXIS_STYLE = dict(gridcolor="#E9E7F2", zerolinecolor="#D5D2E6", linecolor="#B9B5CC", showline=True,
                   ticks="outside", tickcolor="#B9B5CC")

@@ -20,6 +20,7 @@ from gemini_core.charts.style import (
     EXECUTION_DASH,
     FRONT_RING,
     LAYOUT,
+    PEER_MARKER,
     RUN_COLORS,
     bit_color,
     empty_figure,
@@ -32,6 +33,7 @@ from gemini_core.charts.style import (
 from gemini_core.kinds.registry import Column, KindInfo
 from gemini_core.results.metrics import QualityMetric, get_metric, kind_of_rows, metric_for_column
 from gemini_core.results.pareto import axis_sense, finite, front_for_axes
+from gemini_core.results.peers import PEER_FIELD, PEER_NAME, only_peers, without_peers
 from gemini_core.results.table import ok_points, reference_row
 
 
@@ -107,7 +109,8 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
     """Scatter of ok points coloured by ``color_by`` (see ``style.ENCODINGS``), symbol = execution.
 
     The ring marks this chart's own front (``front_for_axes(x, y)``); ``highlight_id`` (the recommended
-    point) gets a gold star; ``y_range`` zooms the y axis (in the axis's displayed units)."""
+    point) gets a gold star; ``y_range`` zooms the y axis (in the axis's displayed units). Library peers
+    (``results.peers``) are one trace of their own, "library peer", a dark cross named by its library."""
     pts = ok_points(df)
     if pts.empty:
         return empty_figure(title)
@@ -124,7 +127,8 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
             name="Pareto front", legendgroup="front", hoverinfo="skip",
             line=dict(color="#B9B5CC", width=1, shape="hv"),
             marker=dict(size=20, symbol="circle-open", line=FRONT_RING, color=FRONT_RING["color"])))
-    for name, color, execution, g in _encoded_groups(pts, color_by):
+    own = without_peers(pts)
+    for name, color, execution, g in _encoded_groups(own, color_by):
         custom, template = hover_data(g, g["_front"].tolist())
         fig.add_trace(go.Scatter(
             x=(g[x] * x_scale).tolist(), y=(g[y] * y_scale).tolist(), mode="markers",
@@ -132,7 +136,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
             marker=dict(size=11, color=color, symbol=execution_symbol(execution),
                         line=dict(color="white", width=1)),
             customdata=custom, hovertemplate=template))
-    mixed = pts[pts["per_layer"].fillna(False).astype(bool)] if "per_layer" in pts.columns else pts.iloc[:0]
+    mixed = own[own["per_layer"].fillna(False).astype(bool)] if "per_layer" in own.columns else own.iloc[:0]
     if len(mixed):  # per-layer (allocator) points: a star, coloured by the config's own (most common) bits
         custom, template = hover_data(mixed, mixed["_front"].tolist())
         fig.add_trace(go.Scatter(
@@ -141,6 +145,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
             marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
                         line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
+    _peer_trace(fig, pts, x, y, x_scale, y_scale)
     if highlight_id is not None:
         _star(fig, pts, highlight_id, x, y, x_scale, y_scale, log_x, "recommended")
     legend = dict(LAYOUT["legend"], title_text=f"{ENCODINGS[color_by]} · execution")
@@ -154,6 +159,20 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
         _clamp_quality_axis(fig, pts, y, y_scale, log_y)
     _explain_whiskers(fig, pts, y)
     return fig
+
+
+def _peer_trace(fig: go.Figure, pts: pd.DataFrame, x: str, y: str, x_scale: float, y_scale: float) -> None:
+    """The library peers of ``pts``, if any: measured beside the points, never on the front, never shipped."""
+    peers = only_peers(pts)
+    if peers.empty:
+        return
+    custom, template = hover_data(peers, [False] * len(peers))
+    names = [str(v).replace(" (library)", "") for v in peers[PEER_FIELD]]
+    fig.add_trace(go.Scatter(
+        x=(peers[x] * x_scale).tolist(), y=(peers[y] * y_scale).tolist(), mode="markers+text", name=PEER_NAME,
+        legendgroup="peer", text=names, textposition="bottom center", cliponaxis=False,
+        textfont=dict(size=10, color="#5E5A72"), error_y=error_bars(peers, y, y_scale), marker=PEER_MARKER,
+        customdata=custom, hovertemplate=template))
 
 
 def _star(fig: go.Figure, pts: pd.DataFrame, point_id: int, x: str, y: str, x_scale: float, y_scale: float,

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from gemini_core.charts.images import figure_png, png_unavailable_reason
 from gemini_core.device import condition_warnings
 from gemini_core.kinds.registry import KindInfo
+from gemini_core.report.peers import peer_section_html
 from gemini_core.results.metrics import QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.stats import NO_CHANGE
 from gemini_core.results.table import control_row
@@ -264,6 +265,7 @@ GLOSSARY = [
 # the kind's own figures are added by ``report_columns``.
 REPORT_COLUMNS = [
     ("point_id", "point", "{:.0f}"), ("label", "configuration", None), ("pareto", "on the front", "yesno"),
+    ("peer", "library peer (not shippable)", None),
     ("latency_ms_p50", "latency p50 (ms)", "{:.3f}"), ("speedup", "speed-up vs original", "{:.2f}x"),
     ("size_bytes", "size", "bytes"), ("compression", "smaller than original", "{:.1f}x"),
     ("prune_method", "pruning", None), ("prune_ratio", "prune ratio", "{:.2f}"),
@@ -280,9 +282,10 @@ def report_columns(df: pd.DataFrame) -> list[tuple]:
     quality = [(metric.column, metric.heading, lambda v: metric.fmt.format(metric.shown(v))),
                (metric.change_column, f"Δ {metric.label} ({metric.change_unit})", "{:+.2f}")]
     own = [(c.name, c.heading, lambda v, c=c: c.fmt.format(_num(v) * c.scale)) for c in kind.extra_columns]
-    columns = [shared["point_id"], shared["label"], shared["pareto"], *quality,
+    columns = [shared["point_id"], shared["label"], shared["peer"], shared["pareto"], *quality,
                ("latency_ms_p50", kind.latency_heading, "{:.3f}"), *own]
-    return columns + [c for f, c in shared.items() if f not in ("point_id", "label", "pareto", "latency_ms_p50")]
+    return columns + [c for f, c in shared.items()
+                      if f not in ("point_id", "label", "peer", "pareto", "latency_ms_p50")]
 
 
 def _kind_metric_of(df: pd.DataFrame) -> tuple[KindInfo, QualityMetric]:
@@ -431,6 +434,7 @@ def build_report_html(title: str, run: Mapping, reference: Mapping, chosen: Mapp
         body.append(f"<tr><td>{esc(name)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     body.append("<tr><td>against the original</td><td>–</td>" + "".join(
         f"<td>{esc(compare(reference, row)['headline'])}</td>" for _, row in cols[1:]) + "</tr></table>")
+    body.extend(peer_section_html(df, chosen))  # library peers beside the product's points, when the run has any
     cond = [f"test set: {int(_num(n_test)):,} examples" if math.isfinite(_num(n_test)) else "test set: size unknown",
             *(f"{name}: {human(chosen.get(f), '{:.0f}')}" for f, name in metric.protocol),
             f"batch size: {human(chosen.get('batch_size'), '{:.0f}')}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from gemini_core.results.metrics import METRICS, finite, metric_for_column, metric_of
+from gemini_core.results.peers import is_peer
 
 __all__ = ["COST_OBJECTIVES", "axis_sense", "finite", "front_for_axes", "objectives_for", "pareto_front"]
 
@@ -26,7 +27,8 @@ def pareto_front(records, objectives: Mapping[str, str] | None = None, noise: bo
 
     A record is on the front when no other record is at least as good on every objective and
     strictly better on one. Failed records and records missing a value are never on the front.
-    Ties (identical values on every objective) all stay on the front. Pure, O(n^2).
+    Ties (identical values on every objective) all stay on the front. Library peers (``results.peers``) are
+    never on it and push no point off it: the front is what the product can ship. Pure, O(n^2).
 
     ``noise``: on an objective that is a quality metric, two values the metric cannot tell apart
     (``QualityMetric.within_noise``: a paired test on the same examples or windows, else overlapping
@@ -42,7 +44,7 @@ def pareto_front(records, objectives: Mapping[str, str] | None = None, noise: bo
             raise ValueError(f"objective {field!r}: sense must be 'max' or 'min', not {sense!r}")
     vectors: list[tuple | None] = []
     for row in rows:
-        if row.get("status", "ok") != "ok" or not all(finite(row.get(f)) for f in objectives):
+        if row.get("status", "ok") != "ok" or is_peer(row) or not all(finite(row.get(f)) for f in objectives):
             vectors.append(None)
             continue
         # Turn every objective into "bigger is better".

@@ -123,6 +123,7 @@ class PointRecord(BaseModel):
     error: Text | None = None
     config: dict[str, Any] = Field(default_factory=dict)  # the kind's compression config (its own schema)
     label: Text | None = None
+    peer: Text | None = None  # a library peer's description (``results.peers``): shown, never shipped
     scenario: Name | None = None
     device: Name | None = None
 

@@ -17,7 +17,7 @@ import pandas as pd
 from gemini_core.errors import ConfigError
 from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import METRICS, QualityMetric, finite, get_metric, kind_of_rows
-from gemini_core.results.table import ok_points, reference_row
+from gemini_core.results.table import reference_row, shippable_points
 from gemini_core.results.units import BYTES_PER_KB, duration_text, over_bound_text, ratio_text, size_text
 
 
@@ -36,7 +36,7 @@ def suggest_point(df: pd.DataFrame, tolerance: float | None = None, max_drop_pts
     run's metric's change unit (None: the metric's default tolerance), so that every door ships by one rule.
     Falls back to the reference row, then to the first point; None if nothing is measured. ``max_drop_pts``
     is the older name of ``tolerance``."""
-    pts = ok_points(df)
+    pts = shippable_points(df)
     if pts.empty:
         return None
     bound = next((b for b in (tolerance, max_drop_pts) if b is not None), None)
@@ -267,7 +267,7 @@ def recommend(df: pd.DataFrame, constraints: Constraints | None = None) -> Recom
     """
     kind, metric = _kind_metric(df)
     constraints = (constraints or Constraints()).for_run(df, metric)
-    pts = ok_points(df)
+    pts = shippable_points(df)
     pts = pts[pts[metric.column].map(finite) & pts["latency_ms_p50"].map(finite) & pts["size_kb"].map(finite)] \
         if len(pts) else pts
     total = len(pts)
@@ -355,7 +355,7 @@ def alternatives(df: pd.DataFrame, point_id: int, n: int = 2) -> list[dict]:
     """Two points to set beside a chosen one: the other point with the best quality, and the fastest other
     point on the front within ``ALTERNATIVE_WINDOW`` default tolerances of the chosen one's quality
     (distinct, never the chosen point or the reference)."""
-    pts = ok_points(df)
+    pts = shippable_points(df)
     if pts.empty:
         return []
     _, metric = _kind_metric(df)

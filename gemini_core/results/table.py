@@ -16,6 +16,7 @@ from gemini_core.device import condition_warnings
 from gemini_core.kinds.registry import KindInfo
 from gemini_core.results.metrics import METRICS, Paired, QualityMetric, finite, get_metric, kind_of_rows
 from gemini_core.results.pareto import pareto_front
+from gemini_core.results.peers import peer_mask, without_peers
 
 # The table's shared config columns: every kind's ``config_columns`` fills them (groupings, colours, the
 # charts' encodings work for every kind); a kind's own config fields are kept beside them.
@@ -115,8 +116,9 @@ def points_frame(records: Iterable[Mapping], objectives: Mapping[str, str] | Non
     df["status"] = df["status"].fillna("ok")
     for col in numeric + ("prune_ratio", "finetune_steps", "bits"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    df["is_reference"] = [bool(kind.is_reference(r)) for r in df.to_dict("records")]
-    df["is_control"] = [bool(kind.is_control(r)) for r in df.to_dict("records")]
+    peers = peer_mask(df)  # a library peer is never the product's reference or control
+    df["is_reference"] = pd.Series([bool(kind.is_reference(r)) for r in df.to_dict("records")], index=df.index) & ~peers
+    df["is_control"] = pd.Series([bool(kind.is_control(r)) for r in df.to_dict("records")], index=df.index) & ~peers
     ok = df["status"] == "ok"
     ref = df[df["is_reference"] & ok]
     r = ref.iloc[-1] if len(ref) else None
@@ -156,7 +158,13 @@ def reference_row(df: pd.DataFrame) -> pd.Series | None:
 
 
 def ok_points(df: pd.DataFrame) -> pd.DataFrame:
+    """The measured points, library peers included (tables and charts show them)."""
     return df[df["status"] == "ok"] if len(df) else df
+
+
+def shippable_points(df: pd.DataFrame) -> pd.DataFrame:
+    """The measured points the product made: what the ship rule, the pickers and export choose from."""
+    return without_peers(ok_points(df))
 
 
 # Headings of the columns every kind shares; the quality columns, the latency headings and the kind's own
@@ -164,6 +172,7 @@ def ok_points(df: pd.DataFrame) -> pd.DataFrame:
 TABLE_COLUMNS = {
     "point_id": "point",
     "label": "configuration",
+    "peer": "library peer (not shippable)",
     "pareto": "front",
     "change_vs_baseline": "vs baseline (paired, 95%)",
     "change_vs_control": "vs control (paired, 95%)",
@@ -210,7 +219,7 @@ def table_columns(df: pd.DataFrame) -> dict[str, str]:
     kind = kind_of_rows(df)
     metric = get_metric(kind.quality_metric)
     shared = {**TABLE_COLUMNS, **latency_headings(kind)}
-    cols = {k: shared[k] for k in ("point_id", "label", "pareto")}
+    cols = {k: shared[k] for k in ("point_id", "label", "peer", "pareto")}
     cols[QUALITY_SHOWN] = metric.heading
     cols["quality_ci95_text"] = f"{metric.label} 95% interval (n = {metric.sample_name})"
     cols["change_vs_baseline"] = shared["change_vs_baseline"]

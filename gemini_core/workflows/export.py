@@ -16,6 +16,7 @@ from gemini_core.checkpoint.format import read_recipe
 from gemini_core.errors import GeminiError
 from gemini_core.kinds.registry import engine, kind_of
 from gemini_core.progress import ProgressFn
+from gemini_core.results.peers import is_peer
 
 
 def export_point(store, point_id: int, out_dir, *, run_id: str | None = None, progress: ProgressFn | None = None,
@@ -28,6 +29,9 @@ def export_point(store, point_id: int, out_dir, *, run_id: str | None = None, pr
     if point.get("status") != "ok":
         raise GeminiError(f"point {point_id} failed ({point.get('error') or 'no reason stored'}); "
                           "only measured points can be exported")
+    if is_peer(point):
+        raise GeminiError(f"point {point_id} is a library peer ({point['peer']}), measured for comparison only; "
+                          "export one of the product's points")
     return engine(kind_of(point)).export.export_point(store, point, out_dir, progress=progress, **options)
 
 

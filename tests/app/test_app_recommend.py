@@ -92,7 +92,7 @@ def test_the_grid_form_refuses_what_the_model_cannot_take_and_recipes_round_trip
     assert "**" in at.info[0].value and not at.button(key="sw_start").disabled
     state = {"rec_bits": [32, 4], "rec_hot": [0.1], "rec_rows": [0.25], "rec_dims": [], "rec_rank": [4],
              "rec_qr": [], "rec_tower": [0.5], "rec_steps": 20, "rec_model": "two-tower", "rec_dim": 16,
-             "rec_hidden": 32, "rec_epochs": 5, "sw_name": "mine"}
+             "rec_hidden": 32, "rec_epochs": 5, "rec_peers": [], "sw_name": "mine"}
     recipe = recipes.recipe_from_form(state, "recommend")
     assert recipe["spec"]["kind"] == "recommend" and recipe["spec"]["train"]["model"] == "two-tower"
     for fmt in ("json", "yaml"):

@@ -29,7 +29,7 @@ LAYERS = [
     ("checkpoint", "charts", "report"),
     ("workflows", "kinds.classifier.engine", "kinds.classifier.spec", "kinds.classifier.units", "kinds.classifier.flags", "kinds.classifier.export", "kinds.classifier.retime", "kinds.classifier.sensitivity", "kinds.llm.engine", "kinds.llm.flags", "kinds.llm.sweep", "kinds.llm.export",
      "kinds.llm.retime", "kinds.llm.sensitivity", "kinds.llm.ray", "kinds.recommend.engine", "kinds.recommend.flags",
-     "kinds.recommend.sweep", "kinds.recommend.points", "kinds.recommend.ray", "kinds.recommend.export", "kinds.recommend.retime", "kinds.recommend.sensitivity"),  # each kind's engine, called by the workflows
+     "kinds.recommend.sweep", "kinds.recommend.points", "kinds.recommend.peer_points", "kinds.recommend.ray", "kinds.recommend.export", "kinds.recommend.retime", "kinds.recommend.sensitivity"),  # each kind's engine, called by the workflows
     ("cli", "__main__"),
 ]
 # Function-level imports of the project's own modules, each with the reason it must stay lazy.

@@ -48,3 +48,21 @@ def test_a_recommend_sweep_on_ray_builds_the_local_models_and_a_wrong_node_keeps
     records = list(run_recommend_units(executor, model, scenario, SPEC, [(unit, set())], fingerprint="not-this"))
     assert len(records) == len(unit.configs)
     assert all(r["status"] == "failed" and "differs from the driver's" in r["error"] for r in records)
+
+
+def test_library_peers_run_as_ray_tasks_like_points(tmp_path, monkeypatch):
+    """A peer is a unit of its own: on Ray it is made and measured by the same code, and scores as it does here."""
+    pytest.importorskip("implicit")
+    monkeypatch.setenv("GEMINI_HOME", str(tmp_path / "home"))
+    data = str(write_log(tmp_path / "log.csv"))
+    spec = RecommendSweepSpec.from_dict({**SPEC.to_dict(), "bits": [32], "dim_prune_ratios": [],
+                                         "peers": ["implicit-als"], "peer_grid": 1})
+    store = Store(tmp_path / "runs.sqlite")
+    local = list(run_sweep(get_scenario("recommend", data=data, **SCENARIO_OPTIONS), spec, store))
+    on_ray = list(run_sweep(get_scenario("recommend", data=data, **SCENARIO_OPTIONS), spec, store,
+                            executor=ray_executor.RayExecutor(None, cpus_per_task=1)))
+    assert [r["status"] for r in on_ray] == ["ok", "ok"], [r.get("error") for r in on_ray]
+    # Ray returns units as they finish: find the peer by its field, not by its place
+    peer, here = (next(r for r in records if r.get("peer")) for records in (on_ray, local))
+    assert peer["peer"] == here["peer"] == "implicit ALS (library)" and peer["executor"] == "ray"
+    assert peer["weights_sha256"] == here["weights_sha256"] and peer["ndcg_at_10"] == here["ndcg_at_10"]

@@ -9,6 +9,7 @@ import streamlit as st
 from gemini_core.errors import ConfigError, GeminiError
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings
 from gemini_core.kinds.recommend.models import MODELS
+from gemini_core.kinds.recommend.peer_points import DEFAULT_GRID, PEERS, require
 from gemini_core.kinds.recommend.points import DEFAULT_RECOVERY_STEPS, RecommendSweepSpec
 from gemini_core.kinds.recommend.sensitivity import RecommendSensitivityParams
 from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
@@ -31,19 +32,22 @@ TOWER_RATIOS = (0.25, 0.5, 0.75)
 # the grid form's multiselects -> RecommendSweepSpec fields, and what each offers (a recipe or a stored run may
 # only fill in these)
 FORM = {"rec_bits": "bits", "rec_hot": "hot_shares", "rec_rows": "row_prune_ratios", "rec_dims": "dim_prune_ratios",
-        "rec_rank": "ranks", "rec_qr": "qr_divisors", "rec_tower": "tower_prune_ratios"}
+        "rec_rank": "ranks", "rec_qr": "qr_divisors", "rec_tower": "tower_prune_ratios", "rec_peers": "peers"}
 FORM_OPTIONS = {"rec_bits": BITS, "rec_hot": HOT_SHARES, "rec_rows": ROW_RATIOS, "rec_dims": DIM_RATIOS,
-                "rec_rank": RANKS, "rec_qr": QR_DIVISORS, "rec_tower": TOWER_RATIOS}
+                "rec_rank": RANKS, "rec_qr": QR_DIVISORS, "rec_tower": TOWER_RATIOS, "rec_peers": tuple(PEERS)}
 # the model the sweep trains first: form key -> RecommendTrainSettings field
 TRAIN_FORM = {"rec_model": "model", "rec_dim": "dim", "rec_hidden": "hidden", "rec_epochs": "epochs"}
 _TRAIN = RecommendTrainSettings()
 DEFAULTS = {"rec_bits": [32, 8, 4], "rec_hot": [], "rec_rows": [0.5], "rec_dims": [], "rec_rank": [], "rec_qr": [],
             "rec_tower": [], "rec_steps": DEFAULT_RECOVERY_STEPS,
+            # library peers off by default: they need the optional recommend extra (implicit, TorchRec with
+            # FBGEMM), which a plain install lacks, and add their fits to every sweep; one click adds them
+            "rec_peers": [],
             **{k: getattr(_TRAIN, f) for k, f in TRAIN_FORM.items()}}
 # The demo grid on the SYNTHETIC demo log: matrix factorization, float / int8 / int4 rows, hot 20% at 8 bits,
 # half the rarest rows folded into a fallback row, quotient-remainder tables; 13 points, ~30 s on 2 busy cores.
 DEMO_GRID = {"rec_bits": [32, 8, 4], "rec_hot": [0.2], "rec_rows": [0.5], "rec_dims": [], "rec_rank": [],
-             "rec_qr": [4], "rec_tower": [], "rec_steps": 30, "rec_model": "mf", "rec_dim": 32,
+             "rec_qr": [4], "rec_tower": [], "rec_steps": 30, "rec_model": "mf", "rec_dim": 32, "rec_peers": [],
              "rec_hidden": _TRAIN.hidden, "rec_epochs": _TRAIN.epochs}
 
 
@@ -75,8 +79,10 @@ def demo_caption(model: dict) -> str:
 
 
 def plan_text(spec: RecommendSweepSpec, model: dict) -> str:
+    peers = f" and {len(spec.peers)} library peer{'s' if len(spec.peers) > 1 else ''}" if spec.peers else ""
     return (f"**{spec.n_points()} points** ({len(spec.structures())} structures, each built and recovered once; the "
-            f"float32 reference is always included) on a {spec.train.model} model of width {spec.train.dim} · about "
+            f"float32 reference is always included{peers}) on a {spec.train.model} model of width {spec.train.dim} · "
+            "about "
             f"**{spec.estimate_seconds():.0f} s** on the synthetic demo on 2 busy cores (estimate; the model is "
             "trained first unless cached, and a larger log takes longer)")
 
@@ -118,10 +124,16 @@ def sweep_form() -> tuple[RecommendSweepSpec | None, str | None]:
                      disabled=st.session_state.rec_model == "mf", help="two-tower models: torch-pruning, L2 importance")
     c[3].number_input("Recovery steps (every structural point)", min_value=0, max_value=5000, step=10,
                       key="rec_steps")
+    st.multiselect("Library peers (measured beside the points on the same split; shown on the Report, never "
+                   "shipped)", list(PEERS), key="rec_peers", format_func=lambda name: PEERS[name][1],
+                   help="implicit ALS / BPR: a CPU library's models, tuned on validation; TorchRec int8 / int4: "
+                        "the trained model's tables in TorchRec's own quantized collection (FBGEMM). Needs the "
+                        "optional recommend extra (requirements-recommend.txt)")
     values = {k: st.session_state.get(k) for k in DEFAULTS}
     if values["rec_model"] == "mf":
         values["rec_tower"] = []
     try:
+        require(values["rec_peers"] or ())  # a missing library is said here, with its install line
         return _spec(values), None
     except GeminiError as exc:
         return None, str(exc)
@@ -131,6 +143,8 @@ def sweep_form() -> tuple[RecommendSweepSpec | None, str | None]:
 def spec_from_form(state) -> dict:
     values = {k: state.get(k, v) for k, v in DEFAULTS.items()}
     spec = {field: list(values[key] or []) for key, field in FORM.items()}
+    if not spec["peers"]:  # a recipe without peers stays as it was written before peers
+        del spec["peers"]
     spec["recovery_steps"] = int(values["rec_steps"])
     spec["train"] = {field: values[key] for key, field in TRAIN_FORM.items()}
     return {"kind": "recommend", **spec}
@@ -150,6 +164,9 @@ def form_values(spec: dict) -> dict:
     if hidden:
         raise ConfigError(f"training setting(s) {', '.join(sorted(hidden))} are not in the dashboard's form; run "
                           "this grid with the CLI")
+    if checked.peer_grid != DEFAULT_GRID:
+        raise ConfigError(f"this grid tries {checked.peer_grid} settings per implicit peer; the dashboard's form "
+                          f"tries {DEFAULT_GRID}: run it with the CLI (--rec-peer-grid)")
     if checked.measure != RecommendMeasureSettings():
         raise ConfigError("this grid's measurement settings are not the dashboard's; run it with the CLI")
     values = {key: list(getattr(checked, field)) for key, field in FORM.items()}

@@ -15,6 +15,7 @@ from gemini_core.config import parse_list
 from gemini_core.errors import GeminiError
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings
 from gemini_core.kinds.recommend.models import MODELS
+from gemini_core.kinds.recommend.peer_points import DEFAULT_GRID, PEERS
 from gemini_core.kinds.recommend.points import DEFAULT_RECOVERY_STEPS, RecommendSweepSpec
 from gemini_core.kinds.recommend.sensitivity import RecommendSensitivityParams
 from gemini_core.kinds.recommend.tables import BITS, HOT_BITS
@@ -40,6 +41,11 @@ GRID = {
                              "recommend: recovery steps of every point whose structure changed (and of the "
                              "uncompressed control): ALS half-steps where an ALS model keeps a float row per id, "
                              "else BPR steps; 0: none"),
+    "--rec-peers": ("peers", "", "recommend: library peers measured beside the points on the same split and "
+                    f"shown next to them, never shipped: comma list of {', '.join(PEERS)} (implicit: tuned on "
+                    "validation; torchrec: the trained baseline's tables in TorchRec's quantized collection)"),
+    "--rec-peer-grid": ("peer_grid", str(DEFAULT_GRID), "recommend: settings of each implicit peer's validation "
+                        "grid tried (fewer: a quicker sweep)"),
 }
 MODEL_FLAGS = {"--rec-model": ("model", str, f"recommend: the model trained first: {', '.join(MODELS)}"),
                "--rec-dim": ("dim", int, "recommend: embedding width"),

@@ -32,9 +32,19 @@ def _number(value, default: float) -> float:
         return default
 
 
+# a library peer's precision (``peer_points.PEERS``) -> the bits its tables hold
+PEER_BITS = {"torchrec-int8": 8, "torchrec-int4": 4}
+
+
 def config_columns(cfg: Mapping) -> dict:
     """The config in the table's shared columns (groupings and colours work for it too); its own fields are
-    kept beside them."""
+    kept beside them. A library peer's config (``peer``) is neither the reference nor the control."""
+    if cfg.get("peer"):
+        name = str(cfg["peer"])
+        return {"prune_method": "none", "prune_ratio": 0.0, "finetune_steps": 0, "bits": PEER_BITS.get(name, 32),
+                "granularity": "per-row" if name in PEER_BITS else "none", "execution": name.split("-")[0],
+                "recovery": "none", "per_layer": False, "is_recommend_reference": False,
+                "is_recommend_control": False, "peer_name": name}
     parts = [name for key, name in STRUCTURE if _number(cfg.get(key), 0.0) > 0]
     ratios = [_number(cfg.get(k), 0.0) for k in ("row_prune_ratio", "dim_prune_ratio", "tower_prune_ratio")]
     bits = int(_number(cfg.get("embedding_bits"), 32))

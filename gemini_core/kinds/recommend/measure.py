@@ -184,15 +184,22 @@ def stored_values(model: Recommender) -> int:
 
 
 def measure_recommend_point(model: Recommender, split: RankingSplit, settings: RecommendMeasureSettings,
-                            should_stop: Callable[[], bool] | None = None, timing: bool = True) -> dict:
-    """Every figure of one point (quality, bytes, speed, memory, where it was measured)."""
+                            should_stop: Callable[[], bool] | None = None, timing: bool = True,
+                            stored: dict | None = None) -> dict:
+    """Every figure of one point (quality, bytes, speed, memory, where it was measured). ``stored``: the bytes
+    (``embedding_bytes``, ``dense_bytes``, ``size_bytes``, ``size_written``) and ``params`` of a model that is
+    not stored in the product's layout (a TorchRec peer: its collection's own storage); None: counted here from
+    the safetensors bytes an export writes."""
     started = time.perf_counter()
     model.eval()
     record = metrics.evaluate(model, split, "test", full=settings.full_ranking, should_stop=should_stop)
-    blob = serialize(model)
-    record.update(byte_counts(model))
-    record.update({"size_bytes": len(blob), "size_written": SIZE_WRITTEN, "params": stored_values(model),
-                   "batch_size": 1})
+    if stored is None:
+        blob = serialize(model)
+        record.update(byte_counts(model))
+        record.update({"size_bytes": len(blob), "size_written": SIZE_WRITTEN, "params": stored_values(model)})
+    else:
+        record.update(stored)
+    record["batch_size"] = 1
     if timing:
         record.update(time_scoring([model], split, settings, should_stop=should_stop)[0])
         record.update(memory(model, split, settings))

@@ -49,7 +49,8 @@ class PeerSettings:
         return asdict(self)
 
 
-def _implicit():
+def require_implicit():
+    """implicit's ALS and BPR classes, or a ConfigError that says how to install implicit."""
     try:
         import implicit  # noqa: F401
         from implicit.als import AlternatingLeastSquares
@@ -72,7 +73,7 @@ def fit(split: RankingSplit, settings: PeerSettings = PeerSettings()) -> tuple[M
     """(the peer's factors as a ``MatrixFactorization`` without biases, seconds the fit took)."""
     from threadpoolctl import threadpool_limits
 
-    als, bpr = _implicit()
+    als, bpr = require_implicit()
     matrix = train_matrix(split)
     # implicit's ALS parallelises itself and checks at construction that BLAS runs on one thread
     with threadpool_limits(1, "blas"):

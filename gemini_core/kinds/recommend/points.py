@@ -1,6 +1,7 @@
 """A recommender sweep's grid (``RecommendSweepSpec``: a union of structural families crossed with the
-quantization variants, see ``sweep.py``) and its units: how one structure and its variants are built, recovered,
-measured and recorded, locally or in a Ray task (``ray.py``), which is why this sits below both."""
+quantization variants, see ``sweep.py``, and the library peers measured beside them, see ``peer_points.py``) and
+its units: how one structure and its variants are built, recovered, measured and recorded, locally or in a Ray
+task (``ray.py``), which is why this sits below both."""
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,15 @@ from gemini_core.errors import Cancelled, ConfigError
 from gemini_core.kinds.recommend import metrics
 from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
 from gemini_core.kinds.recommend.measure import RecommendMeasureSettings, measure_recommend_point
+from gemini_core.kinds.recommend.peer_points import (
+    DEFAULT_GRID,
+    RecommendPeerConfig,
+    check_names,
+    peer_config,
+    peer_record,
+    require,
+)
+from gemini_core.kinds.recommend.peer_points import SECONDS_ESTIMATE as PEER_SECONDS
 from gemini_core.kinds.recommend.scenario import RecommendScenario
 from gemini_core.kinds.recommend.stored import layout, weights_sha256
 from gemini_core.kinds.recommend.tables import HOT_BITS
@@ -42,6 +52,20 @@ class RecommendUnit:
 
     structure: RecommendPointConfig
     configs: tuple
+
+
+@dataclass(frozen=True)
+class RecommendPeerUnit:
+    """One library peer (``peer_points.py``), made and measured alone."""
+
+    configs: tuple  # one RecommendPeerConfig
+
+
+def config_from_dict(data: dict):
+    """A stored record's config: a library peer's or a compression point's."""
+    if isinstance(data, dict) and "peer" in data:
+        return RecommendPeerConfig.from_dict(data)
+    return RecommendPointConfig.from_dict(data)
 
 
 def read_train_settings(value):
@@ -70,8 +94,13 @@ class RecommendSweepSpec:
     # the baseline the points compress
     train: Annotated[RecommendTrainSettings, BeforeValidator(read_train_settings)] = RecommendTrainSettings()
     measure: Annotated[RecommendMeasureSettings, BeforeValidator(_read_measure)] = RecommendMeasureSettings()
+    # library peers measured beside the points, on the same split (``peer_points.PEERS``); never shipped
+    peers: Items[str] = ()
+    # settings of each implicit peer's validation grid tried (the first ones of ``peers.GRIDS``)
+    peer_grid: Annotated[Whole, Field(ge=1)] = DEFAULT_GRID
 
     def __post_init__(self) -> None:
+        check_names(self.peers)
         if 32 not in self.bits:  # the float variant of every structure is always measured
             object.__setattr__(self, "bits", (32, *self.bits))
         for bits in self.bits:
@@ -109,25 +138,34 @@ class RecommendSweepSpec:
             variants = [(32, 0.0)] if structure.is_control else self.variants()
             configs = tuple(replace(structure, embedding_bits=b, hot_share=h) for b, h in variants)
             units.append(RecommendUnit(structure, configs))
-        return units
+        return units + [RecommendPeerUnit((config,)) for config in self.peer_configs()]
+
+    def peer_configs(self) -> list[RecommendPeerConfig]:
+        return [peer_config(name, self.peer_grid) for name in self.peers]
 
     def points(self) -> list[RecommendPointConfig]:
-        return [config for unit in self.units() for config in unit.configs]
+        """The compression points (the library peers are ``peer_configs``)."""
+        return [config for unit in self.units() if isinstance(unit, RecommendUnit) for config in unit.configs]
 
     def n_points(self) -> int:
-        return len(self.points())
+        """Every record the sweep makes: the points and the peers."""
+        return len(self.points()) + len(self.peers)
 
     def estimate_seconds(self) -> float:
         """A rough estimate for the synthetic demo on 2 busy cores (the baseline's training included)."""
         recovered = sum(1 for s in self.structures() if s.recovery_steps)
+        peers = sum(PEER_SECONDS["implicit"] * self.peer_grid if c.library == "implicit" else PEER_SECONDS["torchrec"]
+                    for c in self.peer_configs())
         return (SECONDS_ESTIMATE["train"] + self.n_points() * SECONDS_ESTIMATE["point"]
-                + recovered * self.recovery_steps * SECONDS_ESTIMATE["recovery_step"])
+                + recovered * self.recovery_steps * SECONDS_ESTIMATE["recovery_step"] + peers)
 
     # -- storing it
     def to_dict(self) -> dict:
         data = {name: list(getattr(self, name)) for name in _LISTS}
         data.update(recovery_steps=int(self.recovery_steps), train=self.train.to_dict(),
                     measure=self.measure.to_dict())
+        if self.peers:  # only then: a grid without peers keeps the dict (and the run id) it had before peers
+            data.update(peers=list(self.peers), peer_grid=int(self.peer_grid))
         return {"kind": KIND, **data}
 
     @classmethod
@@ -144,7 +182,8 @@ class RecommendSweepSpec:
     def from_strings(cls, bits="32,8,4", hot_shares="", row_prune_ratios="", dim_prune_ratios="", ranks="",
                      qr_divisors="", tower_prune_ratios="", recovery_steps=str(DEFAULT_RECOVERY_STEPS),
                      train: RecommendTrainSettings | None = None,
-                     measure: RecommendMeasureSettings | None = None) -> "RecommendSweepSpec":
+                     measure: RecommendMeasureSettings | None = None, peers="",
+                     peer_grid=str(DEFAULT_GRID)) -> "RecommendSweepSpec":
         """Comma lists (CLI flags, recipes), each item checked and named when it is not a number."""
         def items(text, kind, name):
             return tuple(parse_list(text, kind, name)) if str(text).strip() else ()
@@ -158,7 +197,9 @@ class RecommendSweepSpec:
                    ranks=items(ranks, int, "ranks"), qr_divisors=items(qr_divisors, int, "QR divisors"),
                    tower_prune_ratios=items(tower_prune_ratios, float, "tower pruning ratios"),
                    recovery_steps=int(steps[0]), train=train or RecommendTrainSettings(),
-                   measure=measure or RecommendMeasureSettings())
+                   measure=measure or RecommendMeasureSettings(),
+                   peers=tuple(p.strip() for p in str(peers).split(",") if p.strip()),
+                   peer_grid=int((items(peer_grid, int, "peer grid") or (DEFAULT_GRID,))[0]))
 
 
 def train_settings_from(data: dict) -> RecommendTrainSettings:
@@ -170,7 +211,9 @@ def train_settings_from(data: dict) -> RecommendTrainSettings:
 
 
 def check_spec(spec: RecommendSweepSpec, scenario: RecommendScenario) -> None:
-    """One line, before anything is trained or stored, for a grid this model or data cannot take."""
+    """One line, before anything is trained or stored, for a grid this model or data cannot take (or whose
+    library peers' libraries are not installed)."""
+    require(spec.peers)
     model = spec.train.model
     if spec.tower_prune_ratios and model == "mf":
         raise ConfigError("tower pruning needs a two-tower model; matrix factorization (mf) has none: choose the "
@@ -188,7 +231,8 @@ def check_spec(spec: RecommendSweepSpec, scenario: RecommendScenario) -> None:
                               "ids: nothing would be shared")
 
 
-def point_key(config: RecommendPointConfig, measure: RecommendMeasureSettings, where: str = "local") -> str:
+def point_key(config: RecommendPointConfig | RecommendPeerConfig, measure: RecommendMeasureSettings,
+              where: str = "local") -> str:
     """A stored point's key under its baseline: the config, how it was measured, the thread count, and where
     (``ray:cpu`` for a Ray worker's CPU share: its timings are not this process's, so neither reuses the other's)."""
     content = {"recommend": config.key(), "format": POINT_FORMAT, "measure": measure.to_dict(),
@@ -205,10 +249,13 @@ def run_id_for(baseline_key: str, spec: RecommendSweepSpec) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def failed_record(config: RecommendPointConfig, exc: BaseException) -> dict:
-    return {"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(), "label": config.label(),
-            "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000],
-            "traceback": traceback.format_exc()[-4000:]}
+def failed_record(config: RecommendPointConfig | RecommendPeerConfig, exc: BaseException) -> dict:
+    record = {"kind": KIND, "quality_metric": QUALITY_METRIC, "config": config.to_dict(), "label": config.label(),
+              "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000],
+              "traceback": traceback.format_exc()[-4000:]}
+    if isinstance(config, RecommendPeerConfig):
+        record["peer"] = config.description
+    return record
 
 
 def point_record(model, config: RecommendPointConfig, split, measure: RecommendMeasureSettings,
@@ -223,9 +270,12 @@ def point_record(model, config: RecommendPointConfig, split, measure: RecommendM
 def unit_records(baseline_model, split, spec: RecommendSweepSpec, unit: RecommendUnit, skip, should_stop=None,
                  progress: Callable[[str], None] | None = None, scenario_name: str = "recommend") -> Iterator[dict]:
     """One unit's records: its structure built and recovered once, each variant quantized and measured (in this
-    process, or in a Ray task: the same code)."""
+    process, or in a Ray task: the same code); or a library peer made and measured."""
     todo = [c for c in unit.configs if c.key() not in skip]
     if not todo:
+        return
+    if isinstance(unit, RecommendPeerUnit):
+        yield from _peer_records(baseline_model, split, spec, todo, should_stop, progress, scenario_name)
         return
     started = time.perf_counter()
     if progress is not None:
@@ -255,5 +305,27 @@ def unit_records(baseline_model, split, spec: RecommendSweepSpec, unit: Recommen
             continue
         record.update({"structure_notes": notes, "build_seconds": round(build_seconds, 3),
                        "seconds": round(time.perf_counter() - t0, 3), "model": spec.train.model,
+                       "scenario": scenario_name, "measured_at": time.time()})
+        yield record
+
+
+def _peer_records(baseline_model, split, spec: RecommendSweepSpec, todo: list, should_stop, progress,
+                  scenario_name: str) -> Iterator[dict]:
+    for config in todo:
+        if should_stop is not None and should_stop():
+            return
+        if progress is not None:
+            progress(f"measuring {config.label()}")
+        started = time.perf_counter()
+        try:
+            record = peer_record(baseline_model, split, config, spec.measure, seed=int(spec.train.seed),
+                                 should_stop=should_stop)
+        except Cancelled:
+            return
+        except Exception as exc:  # a peer that cannot be made fails alone
+            yield failed_record(config, exc)
+            continue
+        record.update({"seconds": round(time.perf_counter() - started, 3),
+                       "model": "mf" if config.library == "implicit" else spec.train.model,
                        "scenario": scenario_name, "measured_at": time.time()})
         yield record

@@ -5,7 +5,8 @@ The trained baseline is put in Ray's object store once and shared by every task;
 scenario (the log and its split) from the options it was made with, once per worker process, and checks the
 data's fingerprint against the driver's before measuring anything: a node holding other files fails its points
 with that reason instead of measuring something else. The unit runs through the same ``sweep.unit_records``
-a local sweep uses. Connection and resources are the classifier executor's (``workflows/ray_executor.py``).
+a local sweep uses (a library peer's unit too: the worker needs the peer's library installed, else its point
+fails with the install line). Connection and resources are the classifier executor's (``workflows/ray_executor.py``).
 
 Ray is imported lazily: the rest of the product works without it installed.
 """
@@ -18,8 +19,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from gemini_core.errors import DataError
-from gemini_core.kinds.recommend.compress import RecommendPointConfig
-from gemini_core.kinds.recommend.points import RecommendSweepSpec, failed_record, unit_records
+from gemini_core.kinds.recommend.points import RecommendSweepSpec, config_from_dict, failed_record, unit_records
 from gemini_core.scenarios import get_scenario
 from gemini_core.workflows.ray_executor import RayExecutor, each_ready, first_line, ray_module
 
@@ -88,7 +88,7 @@ def run_recommend_units(executor: RayExecutor, model, scenario, spec, plans: lis
                     done.add(config.key())
                     yield {**failed_record(config, RuntimeError(first_line(exc))), "executor": "ray"}
             continue
-        key = RecommendPointConfig.from_dict(record["config"]).key()
+        key = config_from_dict(record["config"]).key()
         if key in done:  # a re-run task re-yields points already returned
             continue
         done.add(key)

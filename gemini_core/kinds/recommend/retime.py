@@ -5,7 +5,9 @@ difference. Here every point is rebuilt from the run's cached baseline (the same
 quantization: the rebuilt weights' hash is checked against the one the sweep stored, each structure built
 once as the sweep does) and all of them are timed together by ``measure.time_scoring``: every round scores
 100 and 1,000 candidates for one user and a batch of users with every point, in a rotated order. Ranking
-quality and bytes are not measured again (they do not depend on load).
+quality and bytes are not measured again (they do not depend on load). A library peer is made again the way its
+sweep made it (``peer_points.peer_model``: the implicit fit is seeded and single-threaded, its weights' hash is
+checked; the TorchRec twin is converted from the same baseline) and timed in the same rounds.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import torch
 from gemini_core.device import compute_threads, device_info
 from gemini_core.errors import CheckpointError
 from gemini_core.kinds.recommend.baseline import get_recommend_baseline
-from gemini_core.kinds.recommend.compress import RecommendPointConfig, build_structure, quantize_model
+from gemini_core.kinds.recommend.compress import build_structure, quantize_model
 from gemini_core.kinds.recommend.export import scenario_from_run
 from gemini_core.kinds.recommend.measure import time_scoring
-from gemini_core.kinds.recommend.points import RecommendSweepSpec
+from gemini_core.kinds.recommend.peer_points import RecommendPeerConfig, peer_model
+from gemini_core.kinds.recommend.points import RecommendSweepSpec, config_from_dict
 from gemini_core.kinds.recommend.stored import weights_sha256
 from gemini_core.kinds.recommend.train import RecommendTrainSettings
 
@@ -46,12 +49,18 @@ def retime_recommend_points(store, run: dict, points: list[dict], rounds: int = 
                               "sweep it again")
     if threads is None:
         threads = next((p.get("threads") for p in points
-                        if RecommendPointConfig.from_dict(p["config"]).is_reference), points[0].get("threads"))
+                        if config_from_dict(p["config"]).is_reference), points[0].get("threads"))
     models, structures = [], {}
     for point in points:
-        config = RecommendPointConfig.from_dict(point["config"])
+        config = config_from_dict(point["config"])
         if progress is not None:
             progress(f"rebuilding {config.label()}")
+        if isinstance(config, RecommendPeerConfig):
+            model = peer_model(baseline.model, scenario.split, config, seed=int(settings.seed))[0]
+            if point.get("weights_sha256") and weights_sha256(model) != point["weights_sha256"]:
+                raise CheckpointError(f"{config.label()} did not fit to the weights the sweep measured; sweep again")
+            models.append(model)
+            continue
         key = config.structure().key()
         if key not in structures:  # built and recovered once per structure, as the sweep does
             structures[key] = build_structure(baseline.model, config.structure(), scenario.split, settings)[0]

@@ -10,6 +10,10 @@ The grid is a union of structural families, each crossed with the quantization v
 - quantization variants of every structure: float32 and each of ``bits`` (row-wise), plus for each hot share
   the mixed variants (hot rows 8-bit, the rest at each of ``bits`` below 8, 4 when none is).
 
+Library peers (``spec.peers``: implicit's ALS / BPR, TorchRec's int8 / int4 tables; ``peer_points.py``) are
+units of their own, measured after the points on the same split by the same code and stored in the same run,
+marked ``peer`` (never shipped, never on the front).
+
 A sweep unit is one structure with its variants: the structure is built and recovered once, each variant
 quantizes a copy of it (the control is measured in float only). The uncompressed reference is the first
 point. The baseline is trained once (``baseline.get_recommend_baseline``: cached by everything that changes
@@ -27,6 +31,7 @@ from gemini_core.kinds.recommend.points import (
     RecommendSweepSpec,
     RecommendUnit,
     check_spec,
+    config_from_dict,
     point_key,
     run_id_for,
     unit_records,
@@ -68,8 +73,8 @@ class RecommendSweep:
     def point_key(self, config: RecommendPointConfig) -> str:
         return point_key(config, self.spec.measure, "local" if self.remote is None else "ray:cpu")
 
-    def config_of(self, record: dict) -> RecommendPointConfig:
-        return RecommendPointConfig.from_dict(record["config"])
+    def config_of(self, record: dict):
+        return config_from_dict(record["config"])
 
     def run_unit(self, unit: RecommendUnit, skip, should_stop) -> Iterator[dict]:
         yield from unit_records(self.baseline.model, self.split, self.spec, unit, skip, should_stop,
