@@ -114,7 +114,8 @@ if cmp["slower"]:
 left, right = st.columns([3, 2])
 front_fig = fig_report_front(df, pid)
 left.plotly_chart(front_fig, key="r_front")
-right.table([{"figure": a, "baseline": b, "chosen": c_} for a, b, c_ in comparison_rows(ref, chosen)])
+right.container(key="r_compare").table([{"figure": a, "baseline": b, "chosen": c_}
+                                         for a, b, c_ in comparison_rows(ref, chosen)])
 
 alts = alternatives(df, pid)
 st.markdown(headline_sentence(ref, chosen, (run.get("baseline") or {}).get("test")))
@@ -127,7 +128,7 @@ peers = peer_table(df, chosen)
 if not peers.empty:  # the run's library peers next to the reference and the chosen point
     st.subheader(PEER_TITLE)
     st.caption(PEER_NOTE + " In the charts they are the dark crosses, \"library peer\".")
-    st.dataframe(peers, hide_index=True)
+    st.table(peers.set_index(peers.columns[0]))  # every column shown, wrapped to the page's width
 figures = {"front": front_fig, f"{metric.name}_vs_size": fig_quality_vs_size(df)}
 device = {k: v for k, v in device_summary().items() if k in ("device", "threads", "torch", "host", "cpu", "cores")}
 device["load_avg_1m"] = round(os.getloadavg()[0], 2)

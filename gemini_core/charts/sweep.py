@@ -145,7 +145,7 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
             marker=dict(size=16, color=[bit_color(b) for b in mixed["bits"]], symbol="star",
                         line=dict(color="#1F1D2B", width=1)),
             customdata=custom, hovertemplate=template))
-    _peer_trace(fig, pts, x, y, x_scale, y_scale)
+    _peer_trace(fig, pts, x, y, x_scale, y_scale, log_x)
     if highlight_id is not None:
         _star(fig, pts, highlight_id, x, y, x_scale, y_scale, log_x, "recommended")
     legend = dict(LAYOUT["legend"], title_text=f"{ENCODINGS[color_by]} · execution")
@@ -161,16 +161,20 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, title: str, x_title: str, y
     return fig
 
 
-def _peer_trace(fig: go.Figure, pts: pd.DataFrame, x: str, y: str, x_scale: float, y_scale: float) -> None:
-    """The library peers of ``pts``, if any: measured beside the points, never on the front, never shipped."""
+def _peer_trace(fig: go.Figure, pts: pd.DataFrame, x: str, y: str, x_scale: float, y_scale: float,
+                log_x: bool) -> None:
+    """The library peers of ``pts``, if any: measured beside the points, never on the front, never shipped. Each
+    name is written on the side that faces into the chart (at the edge it was cut off)."""
     peers = only_peers(pts)
     if peers.empty:
         return
     custom, template = hover_data(peers, [False] * len(peers))
     names = [str(v).replace(" (library)", "") for v in peers[PEER_FIELD]]
+    xs, ys = (peers[x] * x_scale).tolist(), (peers[y] * y_scale).tolist()
+    sides = [label_position(px, py, pts[x] * x_scale, pts[y] * y_scale, log_x) for px, py in zip(xs, ys)]
     fig.add_trace(go.Scatter(
-        x=(peers[x] * x_scale).tolist(), y=(peers[y] * y_scale).tolist(), mode="markers+text", name=PEER_NAME,
-        legendgroup="peer", text=names, textposition="bottom center", cliponaxis=False,
+        x=xs, y=ys, mode="markers+text", name=PEER_NAME,
+        legendgroup="peer", text=names, textposition=sides, cliponaxis=False,
         textfont=dict(size=10, color="#5E5A72"), error_y=error_bars(peers, y, y_scale), marker=PEER_MARKER,
         customdata=custom, hovertemplate=template))
 

@@ -50,7 +50,8 @@ def peer_table(df: pd.DataFrame, chosen: Mapping | None = None) -> pd.DataFrame:
     unit = f" ({metric.unit})" if metric.unit else ""
     table = []
     for who, row in rows:
-        line = {"model": who, "point": f"#{int(row['point_id'])} {row.get('label')}",
+        point = f"#{int(row['point_id'])}" + ("" if row.get(PEER_FIELD) else f" {row.get('label')}")
+        line = {"model": who, "point": point,
                 f"{metric.label}{unit}, 95% interval": _with_interval(
                     row.get(metric.column), metric.interval(row), metric.scale, metric.fmt, ""),
                 f"vs reference ({metric.change_unit}, paired, 95%)": str(row.get("change_vs_baseline") or "–"),

@@ -39,8 +39,8 @@ def test_the_report_shows_the_peers_beside_the_points_and_never_chooses_one(tmp_
     assert not at.exception, at.exception
     assert peer_id not in at.selectbox(key="r_point").options and at.selectbox(key="r_point").value != peer_id
     assert any(s.value == "Library peers (same split, not shippable)" for s in at.subheader)
-    table = at.dataframe[0].value
-    assert PEER in table["model"].tolist() and "product: reference" in table["model"].tolist()
+    table = next(t.value for t in at.table if PEER in t.value.index)  # a static table: every column shown
+    assert "product: reference" in table.index
     assert {"size", "NDCG@10 (%), 95% interval", "scoring p50 of 1,000 candidates (ms)"} <= set(table.columns)
     front = chart_by_title(at, "chosen point starred")
     peers = [t for t in front["data"] if t["name"] == "library peer"]

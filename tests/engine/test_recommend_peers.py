@@ -121,6 +121,9 @@ def test_the_tables_charts_and_report_show_peers_marked(peered):
     for fig in (fig_quality_vs_latency(df), fig_report_front(df, int(reference_row(df)["point_id"]))):
         traces = [t for t in fig.data if t.name == "library peer"]
         assert len(traces) == 1 and len(traces[0].x) == 2 and traces[0].marker.symbol == "x"
+        # each name faces into the chart: the peer furthest right is written to its left (it was cut off)
+        right = max(range(2), key=lambda i: traces[0].x[i])
+        assert traces[0].textposition[right].endswith("left"), traces[0].textposition
         # the peers are drawn once, in their own trace: the product's traces hold the product's two points
         own = [t for t in fig.data if t.name not in ("library peer", "Pareto front", "chosen point")]
         assert sum(len(t.x) for t in own) == 2
