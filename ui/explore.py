@@ -159,7 +159,7 @@ def ship_panel(df: pd.DataFrame, where: str) -> Recommendation | None:
     ship["acc_metric"] = metric.name
     labels = rule_labels(metric)
     st.markdown("#### Which point should I ship?")
-    c = st.columns([1.6, 1, 1, 1, 1.2])
+    c = st.columns([1.6, 1, 1, 1, 1.2], vertical_alignment="bottom")  # boxes in line when a label wraps
     for col, key in ((c[0], "rule"), (c[1], "acc"), (c[2], "lat"), (c[3], "size"), (c[4], "color")):
         wkey = f"{where}_ship_{key}"
         value = ship.get(key)
