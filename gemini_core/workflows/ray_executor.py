@@ -222,32 +222,48 @@ class RayExecutor:
             num_returns="streaming", max_retries=self.max_retries, retry_exceptions=False,
             **self.resources(device_type, len(plans)))
         model_ref = ray.put(model)  # once, shared by every task
-        pending = {}  # generator -> (unit, skip, config keys returned so far)
+        pending = {}  # generator -> (unit, config keys skipped or returned so far)
         for unit, skip in plans:
             gen = remote.remote(model_ref, description, unit, batch_size, device_type, frozenset(skip),
                                 latency_kwargs)
-            pending[gen] = (unit, skip, set())
-        for gen in each_ready(pending, should_stop):
-            unit, skip, returned = pending[gen]
-            try:
-                record = ray.get(next(gen))
-            except StopIteration:
-                del pending[gen]
-                continue
-            except Exception as exc:  # the task failed for good (retries spent, or a bug)
-                del pending[gen]
-                reason = _TaskFailed(first_line(exc))
-                for config in unit.configs:
-                    if config.key() not in skip and config.key() not in returned:
-                        returned.add(config.key())
-                        yield {**failed_record(config, batch_size, device_type, reason),
-                               "device": self.device_key(device_type)}
-                continue
-            key = CompressionConfig.from_dict(record["config"]).key()
-            if key in returned:  # a re-run task re-yields points already stored
-                continue
-            returned.add(key)
-            yield record
+            pending[gen] = (unit, set(skip))
+
+        def failed(unit, done: set, exc: Exception) -> Iterator[dict]:
+            reason = _TaskFailed(first_line(exc))
+            for config in unit.configs:
+                if config.key() not in done:
+                    done.add(config.key())
+                    yield {**failed_record(config, batch_size, device_type, reason),
+                           "device": self.device_key(device_type)}
+
+        yield from each_streamed_record(pending, lambda r: CompressionConfig.from_dict(r["config"]).key(), failed,
+                                        should_stop)
+
+
+def each_streamed_record(pending: dict, key_of: Callable[[dict], str],
+                         failed: Callable[[object, set, Exception], Iterator[dict]],
+                         should_stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+    """The records of streaming tasks as any task yields one, each point once. ``pending``: task -> (unit, the
+    keys of its points skipped or returned so far); a task Ray re-ran after its node died repeats points already
+    returned, which are dropped; a task that fails for good gives ``failed(unit, done, exc)``: the records of the
+    points it did not return, so the sweep goes on."""
+    ray = ray_module()
+    for task in each_ready(pending, should_stop):
+        unit, done = pending[task]
+        try:
+            record = ray.get(next(task))
+        except StopIteration:
+            del pending[task]
+            continue
+        except Exception as exc:  # the task failed for good (retries spent, or a bug)
+            del pending[task]
+            yield from failed(unit, done, exc)
+            continue
+        key = key_of(record)
+        if key in done:
+            continue
+        done.add(key)
+        yield record
 
 
 def each_ready(pending: dict, should_stop: Callable[[], bool] | None = None) -> Iterator:

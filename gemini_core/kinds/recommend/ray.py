@@ -21,7 +21,7 @@ import torch
 from gemini_core.errors import DataError
 from gemini_core.kinds.recommend.points import RecommendSweepSpec, config_from_dict, failed_record, unit_records
 from gemini_core.scenarios import get_scenario
-from gemini_core.workflows.ray_executor import RayExecutor, each_ready, first_line, ray_module
+from gemini_core.workflows.ray_executor import RayExecutor, each_streamed_record, first_line, ray_module
 
 _SCENARIOS: dict[str, object] = {}  # a worker process is reused across tasks: read each log once
 
@@ -74,22 +74,11 @@ def run_recommend_units(executor: RayExecutor, model, scenario, spec, plans: lis
         task = remote.remote(model_ref, options, fingerprint or scenario.fingerprint(), spec.to_dict(), unit,
                              frozenset(skip))
         pending[task] = (unit, set(skip))
-    for task in each_ready(pending, should_stop):
-        unit, done = pending[task]
-        try:
-            record = ray.get(next(task))
-        except StopIteration:
-            del pending[task]
-            continue
-        except Exception as exc:  # the task failed for good (retries spent, or a bug)
-            del pending[task]
-            for config in unit.configs:
-                if config.key() not in done:
-                    done.add(config.key())
-                    yield {**failed_record(config, RuntimeError(first_line(exc))), "executor": "ray"}
-            continue
-        key = config_from_dict(record["config"]).key()
-        if key in done:  # a re-run task re-yields points already returned
-            continue
-        done.add(key)
-        yield record
+
+    def failed(unit, done: set, exc: Exception) -> Iterator[dict]:
+        for config in unit.configs:
+            if config.key() not in done:
+                done.add(config.key())
+                yield {**failed_record(config, RuntimeError(first_line(exc))), "executor": "ray"}
+
+    yield from each_streamed_record(pending, lambda r: config_from_dict(r["config"]).key(), failed, should_stop)
