@@ -482,7 +482,7 @@ def _users_measured(record: Mapping) -> int | None:
 
 NDCG_AT_10 = register_metric(QualityMetric(
     name="ndcg@10", column="ndcg_at_10", label="NDCG@10", direction="max", unit="%", scale=100.0,
-    fmt="{:.2f}", brief_fmt="{:.1f}", axis_label="sampled NDCG@10",
+    fmt="{:.2f}", brief_fmt="{:.1f}", axis_label="NDCG@10, sampled",
     display_range=(0.0, 100.0), change_column="ndcg_at_10_delta_pts", change_unit="points",
     loss_name="NDCG@10 loss", best_phrase="the best-ranking", default_tolerance=1.0,
     interval_fn=ndcg_interval, interval_method="bootstrap over users", paired_fn=ndcg_paired,
