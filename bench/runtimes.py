@@ -225,6 +225,7 @@ def build_points(model, scenario, args, home: Path, baseline_key: str) -> tuple[
 
     reasons = available_runtimes()
     example = scenario.splits.train.first(2).inputs
+    calibration = [b.inputs for _, b in zip(range(args.calibration_batches), scenario.splits.train.batches(32))]
     built, kinds, facts, skipped = {}, {}, {}, []
     for configs in point_configs(args):
         pruned, cached, prune_seconds = _pruned(model, configs[0], scenario, home, baseline_key)
@@ -244,13 +245,15 @@ def build_points(model, scenario, args, home: Path, baseline_key: str) -> tuple[
                 if not precision:  # an engine execution on torch (dense-int8): the point's own kernels
                     built[name] = engine_runtime(compressed, runtime, args.threads)
                 else:  # the stored weights converted as the engine's converted executions do (_convert)
-                    built[name] = build(runtime, compressed.stored_model, example, None, precision,
-                                        threads=args.threads)
+                    static = "int8" in precision and precision != "int8-dynamic"  # calibrated on training batches
+                    built[name] = build(runtime, compressed.stored_model, example, calibration if static else None,
+                                        precision, threads=args.threads)
                 kinds[name] = "point"
                 facts[name] = {"point": point, "execution": item.strip(), "config": config.to_dict(),
                                "shipped_bytes": shipped, "runtime_bytes": built[name].size_bytes,
                                "runtime_bytes_means": ("bytes the built torch model holds in memory" if not precision
                                                        else f"bytes of the {runtime} file built on load"),
+                               "calibration": built[name].calibration.to_dict(),
                                "achieved_ratio": pruned.achieved_ratio, "params_after": pruned.params_after,
                                "finetune_loss": pruned.finetune_loss, "pruning_cached": cached,
                                "prune_seconds": round(prune_seconds, 1), "backend": built[name].details.get("backend")}
