@@ -254,7 +254,9 @@ def points_section(reports: list[dict]) -> list[str]:
              "5 rounds (min–max), and the accuracy change in points. Shipped: the engine's safetensors file of the "
              "point (what an export ships; the execution builds its kernels from it on load). Runtime bytes: "
              "what the execution holds once built (torch: its tensors in memory, fp32 embeddings included; "
-             "ONNX Runtime: the int8 file it builds).", "",
+             "ONNX Runtime: the int8 file it builds). A goal counts as met when the median reaches it and so does "
+             "the ratio of the fastest rounds (torch fp32's fastest / the point's fastest): two threads on a busy "
+             "2-core machine stall torch fp32 in some rounds, which inflates the median.", "",
              "| point → execution | shipped bytes | smaller (shipped) | runtime bytes | " + " | ".join(heads) + " |",
              "|---|---|---|---|" + "---|" * len(reports)]
     for name in names:
@@ -285,7 +287,14 @@ def points_section(reports: list[dict]) -> list[str]:
                    f"best {best['speedup_vs_torch_fp32']:.2f}x, {best['size_ratio_vs_torch_fp32']:.2f}x smaller, "
                    f"{best['accuracy_delta_pts']:+.1f} pts: {best['variant']}")
         met = best is not None and best["speedup_vs_torch_fp32"] >= goal
-        lines.append(f"- {head} (goal {goal:g}x): **{'met' if met else 'not met'}**, {verdict}")
+        # A median carried by stalled reference rounds is no result: the least disturbed rounds (each variant's
+        # fastest) must reach the goal too.
+        fastest = _fastest_rounds_ratio(report, best) if best is not None else None
+        if fastest is not None:
+            verdict += f"; fastest rounds {fastest:.2f}x"
+        status = ("met" if met and (fastest is None or fastest >= goal) else
+                  "met by the median only" if met else "not met")
+        lines.append(f"- {head} (goal {goal:g}x): **{status}**, {verdict}")
     info = reports[0].get("text_model") or {}
     lines += ["", f"Model: MiniLM fine-tuned on {info.get('train')} examples of {info.get('data')} "
               f"({info.get('test')} test examples, 1 point = {(info.get('test') or 0) / 100:.1f} examples; baseline "
@@ -299,6 +308,13 @@ def points_section(reports: list[dict]) -> list[str]:
                      f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`"
                      + (f". {report['note']}" if report.get("note") else ""))
     return lines + [""]
+
+
+def _fastest_rounds_ratio(report: dict, row: dict) -> float | None:
+    """torch fp32's fastest round over ``row``'s fastest round in the same run (None without round timings)."""
+    ref = next((r for r in report.get("rows") or [] if r["variant"] == "torch fp32"), None)
+    ref_ms, own_ms = (ref or {}).get("rounds_ms"), row.get("rounds_ms")
+    return min(ref_ms) / min(own_ms) if ref_ms and own_ms and min(own_ms) > 0 else None
 
 
 def _section_extra(name: str, res: dict) -> list[str]:
