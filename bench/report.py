@@ -254,7 +254,10 @@ def points_section(reports: list[dict]) -> list[str]:
              "5 rounds (min–max), and the accuracy change in points. Shipped: the engine's safetensors file of the "
              "point (what an export ships; the execution builds its kernels from it on load). Runtime bytes: "
              "what the execution holds once built (torch: its tensors in memory, fp32 embeddings included; "
-             "ONNX Runtime: the int8 file it builds). A goal counts as met when the median reaches it and so does "
+             "ONNX Runtime, OpenVINO: the int8 file it builds). `dense-int8` and ONNX Runtime's int8-dynamic build "
+             "from the shipped file alone; OpenVINO's static int8 (`openvino:int8`, NNCF) calibrates on 256 training "
+             "examples when it builds, so shipping the 4-bit file means shipping those examples too (or its own int8 "
+             "file: runtime bytes). A goal counts as met when the median reaches it and so does "
              "the ratio of the fastest rounds (torch fp32's fastest / the point's fastest): two threads on a busy "
              "2-core machine stall torch fp32 in some rounds, which inflates the median.", "",
              "| point → execution | shipped bytes | smaller (shipped) | runtime bytes | " + " | ".join(heads) + " |",
