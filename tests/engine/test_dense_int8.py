@@ -58,3 +58,18 @@ def test_a_skipped_layer_stays_fp32_and_the_gpu_is_refused(digits):
 
     with pytest.raises(ConfigError, match="CPU"):
         build_execution_model(compressed.stored_model, config, compressed.quantized, torch.device("meta"))
+
+
+def test_a_dense_int8_export_ships_the_4_bit_file_and_reloads_on_int8_kernels(digits, tmp_path):
+    from gemini_core.checkpoint.format import MODEL_FILE
+    from gemini_core.checkpoint.load import load_export
+    from gemini_core.kinds.classifier.export import export_compressed
+
+    scenario, baseline = digits
+    compressed = compress(baseline.model, CompressionConfig(bits=4, granularity="group-32", execution="dense-int8"),
+                          scenario)
+    path = export_compressed(compressed, scenario, baseline, tmp_path / "int8", measure=False)
+    assert (path / MODEL_FILE).read_bytes() == compressed.storage()  # 4-bit codes, not int8
+    loaded = load_export(path)  # no scenario needed: the int8 kernels are built from the file alone
+    assert loaded.backend == compressed.backend and "int8-dynamic" in loaded.backend
+    assert torch.equal(_outputs(loaded.model, scenario), _outputs(compressed.model, scenario))
