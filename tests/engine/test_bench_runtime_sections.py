@@ -129,6 +129,10 @@ def test_the_points_section_judges_each_run_by_its_own_goal_and_the_shipped_size
     assert "native AVX-512 VNNI, 2 thread(s), 2026-12-07 17:00 (goal 6x): **not met**, best 5.00x" in text
     assert f"| {pruned} | 10,000,000 | 8.70x | 50,000,000 | 3.50x (3.40–3.60) (-0.6) | 5.00x (4.90–5.10) (-0.6) |" in text
     assert points_section([report(None, [])]) == []
+    # under the AVX2 cap an ONNX Runtime row (MLAS is never capped) cannot be the one that meets the goal
+    ort = "\n".join(points_section([report("avx2", [("p50 → onnxruntime:int8-dynamic", 4.0, -0.5, 8.7),
+                                                     (pruned, 2.0, -0.6, 8.7)])]))
+    assert "(goal 3x): **not met**, best 2.00x" in ort
     # a 6x median carried by stalled fp32 rounds (its fastest round only 4x the point's) is not a met goal
     stalled = "\n".join(points_section([report(None, [(pruned, 6.2, -0.6, 8.7)], ref_ms=(400.0, 2000.0, 900.0))]))
     assert "(goal 6x): **met by the median only**, best 6.20x" in stalled and "fastest rounds 4.00x" in stalled
