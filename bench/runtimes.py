@@ -90,14 +90,16 @@ def baseline(args, home: Path):
                else dict(header=False, text_column=1, label_column=0))
     scenario = get_scenario("text", data=str(data), max_train_examples=args.train_examples, max_length=args.length,
                             **columns)
-    settings = TrainSettings(epochs=1, batch_size=32, lr=3e-4, weight_decay=0.01)
+    settings = TrainSettings(epochs=getattr(args, "epochs", 1), batch_size=32, lr=3e-4, weight_decay=0.01)
     started = time.perf_counter()
     trained = get_baseline(scenario, settings)
+    scenario.default_train = settings  # the points' recovery fine-tunes at 0.3x this rate, this batch (prune())
     splits = scenario.splits
     info = {"data": str(args.data), "rows_used": args.rows, "train": len(splits.train), "val": len(splits.val),
             "test": len(splits.test), "max_length": scenario.max_length, "fine_tune": settings.to_dict(),
             "baseline_seconds": round(time.perf_counter() - started, 1), "baseline_cached": trained.cached,
-            "baseline_test_accuracy": trained.test_accuracy}
+            "baseline_test_accuracy": trained.test_accuracy,
+            "baseline_key": trained.key}
     return scenario, trained.model, info
 
 
@@ -130,6 +132,136 @@ def build_variants(model, scenario, args) -> tuple[dict, dict, list[dict]]:
     return built, kinds, skipped
 
 
+def storage_configs(text: str) -> list[tuple[int, str, tuple]]:
+    """``--storage``: comma list of BITS:GRANULARITY, each optionally ``+emb=BITS:GRANULARITY`` (the word-embedding
+    table at its own bits: a per-layer override) -> [(bits, granularity, layer overrides)]."""
+    out = []
+    for spec in text.split(","):
+        main, _, emb = spec.strip().partition("+emb=")
+        bits, _, granularity = main.partition(":")
+        overrides = ()
+        if emb:
+            e_bits, _, e_granularity = emb.partition(":")
+            overrides = ({"pattern": "word_embeddings", "bits": int(e_bits),
+                          "granularity": e_granularity or "per-channel"},)
+        out.append((int(bits), granularity or "per-channel", overrides))
+    return out
+
+
+def point_configs(args) -> list[list]:
+    """[[CompressionConfig per storage]] for every pruning ``--points`` asks for, the unpruned control (the same
+    recovery steps) first."""
+    from gemini_core.config import CompressionConfig
+
+    settings = [("none", 0.0)]
+    for item in args.points.split(","):
+        method, _, ratio = item.strip().partition(":")
+        settings.append((method, float(ratio)))
+    return [[CompressionConfig(prune_method=m, prune_ratio=r, finetune_steps=args.recovery_steps,
+                               recovery=args.recovery, bits=b, granularity=g, layer_overrides=o)
+             for b, g, o in storage_configs(args.storage)] for m, r in settings]
+
+
+def _pruned(model, config, scenario, home: Path, baseline_key: str):
+    """The pruned and recovered copy of ``model`` for ``config``, cached under the bench home (the same
+    pruning is timed in several runs: under the AVX2 cap and natively, at 1 and 2 threads)."""
+    import dataclasses
+    import hashlib
+
+    from gemini_core.compress import prune_copy
+    from gemini_core.techniques.prune import PruneResult
+
+    prune_config = dataclasses.replace(config, bits=32, granularity="per-channel", layer_overrides=(),
+                                       execution="dense")
+    key = hashlib.sha256(f"{baseline_key}|{prune_config.label()}|{config.recovery}".encode()).hexdigest()[:16]
+    path = home / "points" / f"{key}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=False)  # this bench's own cache file, written below
+        return PruneResult(**saved), True, 0.0
+    started = time.perf_counter()
+    result = prune_copy(model, prune_config, scenario)
+    seconds = time.perf_counter() - started
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: getattr(result, k) for k in ("model", "history", "achieved_ratio", "params_before",
+                                                 "params_after", "finetune_loss", "notes")}, path)
+    return result, False, seconds
+
+
+def engine_runtime(compressed, execution: str, threads: int):
+    """The point's stored weights on one of the engine's torch executions (``dense-int8``), as a RuntimeModel
+    timed like the others; its size is what the built model holds in memory (``measure``'s count)."""
+    import dataclasses
+
+    from gemini_core.measure import _resident_bytes
+    from gemini_core.runtimes.base import RuntimeModel
+    from gemini_core.runtimes.torch_kernels import build_execution_model
+
+    config = dataclasses.replace(compressed.config, execution=execution)
+    runnable, backend, _ = build_execution_model(compressed.stored_model, config, compressed.quantized,
+                                                 torch.device("cpu"), compressed.plan)
+
+    @torch.inference_mode()
+    def run(inputs):
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return runnable(**inputs).float()
+
+    return RuntimeModel("torch", execution, run, _resident_bytes(runnable), threads=threads,
+                        details={"backend": backend, "torch": torch.__version__})
+
+
+def build_points(model, scenario, args, home: Path, baseline_key: str) -> tuple[dict, dict, dict, list[dict]]:
+    """Compressed points (``--points``) on the runtimes of ``--point-runtimes``.
+
+    Each point is pruned and recovered once (cached under GEMINI_HOME), stored at ``--storage`` with the
+    engine's ``compress``, and its stored weights (the dequantized codes) built on each execution:
+    ``dense-int8`` (the engine's execution: torch's dynamic int8 Linear, per-channel int8 codes of those
+    values) or ``onnxruntime:int8-dynamic`` (the conversion of the engine's ``onnxruntime-int8-dynamic``
+    execution: ``quantize_dynamic`` of the weight ops). The file shipped is the engine's safetensors at the
+    storage bits (``shipped_bytes``); what the execution holds once built is recorded beside it
+    (``runtime_bytes``: torch's tensors in memory, or ONNX Runtime's int8 file)."""
+    from gemini_core.compress import compress
+    from gemini_core.runtimes.catalog import available_runtimes, build
+
+    reasons = available_runtimes()
+    example = scenario.splits.train.first(2).inputs
+    calibration = [b.inputs for _, b in zip(range(args.calibration_batches), scenario.splits.train.batches(32))]
+    built, kinds, facts, skipped = {}, {}, {}, []
+    for configs in point_configs(args):
+        pruned, cached, prune_seconds = _pruned(model, configs[0], scenario, home, baseline_key)
+        for config in configs:
+            compressed = compress(model, config, scenario, pruned=pruned)
+            shipped = len(compressed.storage())
+            point = config.label()
+            log(f"point {point}: {shipped:,} B shipped "
+                f"({'cached pruning' if cached else f'pruned in {prune_seconds:.0f} s'})")
+            for item in args.point_runtimes.split(","):
+                runtime, _, precision = item.strip().partition(":")
+                name = f"{point} → {item.strip()}"
+                if reasons.get(runtime):
+                    skipped.append({"variant": name, "reason": reasons[runtime]})
+                    continue
+                started = time.perf_counter()
+                if not precision:  # an engine execution on torch (dense-int8): the point's own kernels
+                    built[name] = engine_runtime(compressed, runtime, args.threads)
+                else:  # the stored weights converted as the engine's converted executions do (_convert)
+                    static = "int8" in precision and precision != "int8-dynamic"  # calibrated on training batches
+                    built[name] = build(runtime, compressed.stored_model, example, calibration if static else None,
+                                        precision, threads=args.threads)
+                kinds[name] = "point"
+                facts[name] = {"point": point, "execution": item.strip(), "config": config.to_dict(),
+                               "shipped_bytes": shipped, "runtime_bytes": built[name].size_bytes,
+                               "runtime_bytes_means": ("bytes the built torch model holds in memory" if not precision
+                                                       else f"bytes of the {runtime} file built on load"),
+                               "calibration": built[name].calibration.to_dict(),
+                               "achieved_ratio": pruned.achieved_ratio, "params_after": pruned.params_after,
+                               "finetune_loss": pruned.finetune_loss, "pruning_cached": cached,
+                               "prune_seconds": round(prune_seconds, 1), "backend": built[name].details.get("backend")}
+                log(f"{name}: built in {time.perf_counter() - started:.1f} s, runtime {built[name].size_bytes:,} B")
+        del pruned
+    return built, kinds, facts, skipped
+
+
 def accuracy_fn(scenario, cache: dict):
     from gemini_core.measure import classification_metrics
 
@@ -142,17 +274,27 @@ def accuracy_fn(scenario, cache: dict):
     return accuracy
 
 
-def rows_from(result: dict, built: dict, kinds: dict) -> list[dict]:
+def rows_from(result: dict, built: dict, kinds: dict, facts: dict | None = None) -> list[dict]:
     rows = []
+    reference_bytes = built[result["reference"]].size_bytes
     for name, model in built.items():
         row = result["candidates"][name]
+        fact = (facts or {}).get(name)
+        ref_ms, own_ms = result["candidates"][result["reference"]].get("rounds_ms"), row.get("rounds_ms")
+        if ref_ms and own_ms and len(ref_ms) == len(own_ms):  # the per-round ratios the median is taken over
+            row = {**row, "speedup_rounds": [round(a / b, 3) for a, b in zip(ref_ms, own_ms) if b]}
+        extra = {} if fact is None else {
+            **fact, "shipped_ratio_vs_torch_fp32": reference_bytes / fact["shipped_bytes"],
+            "runtime_ratio_vs_torch_fp32": reference_bytes / fact["runtime_bytes"]}
         rows.append({"variant": name, "recipe": kinds[name], **model.record(),
                      "accuracy": row.get("accuracy"), "accuracy_delta_pts": row.get("accuracy_delta_pts"),
                      "latency_ms_p50": row.get("latency_ms_p50"), "latency_ms_p10": row.get("latency_ms_p10"),
                      "latency_ms_p90": row.get("latency_ms_p90"), "rounds_ms": row.get("rounds_ms"),
                      "speedup_vs_torch_fp32": row.get("speedup_vs_reference"),
-                     "size_ratio_vs_torch_fp32": built[result["reference"]].size_bytes / model.size_bytes,
-                     "error": row.get("error")})
+                     "speedup_rounds": row.get("speedup_rounds"), "speedup_interval": row.get("speedup_interval"),
+                     "size_ratio_vs_torch_fp32": reference_bytes / (fact or {}).get("shipped_bytes",
+                                                                                    model.size_bytes),
+                     "error": row.get("error"), **extra})
     for row in rows:  # peer column: the product's row against the hand-made one of the same runtime and precision
         if row["recipe"] == "peer":
             precision = row["precision"].removesuffix("-peer")
@@ -236,6 +378,20 @@ def parse_args(argv=None):
     parser.add_argument("--no-runtimes", action="store_true", help="skip the runtime timing (with --exports)")
     parser.add_argument("--variants", default=None,
                         help="comma list of variant names to build (default: all; torch fp32 is always built)")
+    parser.add_argument("--points", default=None,
+                        help="compressed points timed beside the runtimes: comma list of METHOD:RATIO (e.g. "
+                             "'l2-structured:0.5,l2-structured:0.4'); the unpruned control with the same recovery "
+                             "steps is always added. Each is stored at --storage and run on --point-runtimes")
+    parser.add_argument("--recovery-steps", type=int, default=48, help="recovery fine-tuning steps of every point "
+                        "(the unpruned control too)")
+    parser.add_argument("--recovery", default="finetune", help="recovery of every point (finetune, distill)")
+    parser.add_argument("--storage", default="4:group-32", help="BITS:GRANULARITY the points are stored at")
+    parser.add_argument("--embedding-storage", default=None,
+                        help="BITS:GRANULARITY for the word-embedding table only (a per-layer override)")
+    parser.add_argument("--point-runtimes", default="dense-int8,onnxruntime:int8-dynamic",
+                        help="comma list of what each point's stored weights run on: an engine execution on torch "
+                             "(dense-int8) or RUNTIME:PRECISION (converted as the engine's executions do)")
+    parser.add_argument("--epochs", type=int, default=1, help="baseline fine-tuning epochs")
     parser.add_argument("--isa", choices=sorted(ISA_CAPS), default=None,
                         help="cap every library that honours it to this instruction set (the run starts itself again "
                              "with the caps set: libraries read them when they load)")
@@ -270,6 +426,7 @@ def main(argv=None) -> dict:
     os.environ.setdefault("GEMINI_HOME", str(home))
     started, load_start = time.perf_counter(), _loadavg()
     scenario, model, info = baseline(args, home)
+    args.home, args.baseline_key = Path(os.environ["GEMINI_HOME"]), info["baseline_key"]
     log(f"baseline: test accuracy {info['baseline_test_accuracy']:.4f} on {info['test']} examples")
     report = runtime_section(model, scenario, args) if not args.no_runtimes else {}
     exports = measure_exports(model, scenario, home / "exports", args.threads) if args.exports else None
@@ -328,12 +485,16 @@ def runtime_section(model, scenario, args) -> dict:
     from gemini_core.runtimes.auto import choose_fastest
 
     built, kinds, skipped = build_variants(model, scenario, args)
+    facts = {}
+    if getattr(args, "points", None):
+        more, more_kinds, facts, more_skipped = build_points(model, scenario, args, args.home, args.baseline_key)
+        built, kinds, skipped = {**built, **more}, {**kinds, **more_kinds}, skipped + more_skipped
     inputs = scenario.splits.test.first(args.batch).inputs
     products = [n for n in built if kinds[n] == "product"]
     result = choose_fastest(built, inputs, accuracy_fn(scenario, {}), TOLERANCE_PTS, reference="torch fp32",
                             rounds=args.rounds, warmup=2, compete=products)
     choice = {k: result[k] for k in ("chosen", "reference", "tolerance_points", "method")}
-    return {"auto_choice": choice, "rows": rows_from(result, built, kinds), "skipped": skipped}
+    return {"auto_choice": choice, "rows": rows_from(result, built, kinds, facts), "skipped": skipped}
 
 
 def _versions() -> dict:

@@ -9,7 +9,10 @@ from torch import nn
 
 from gemini_core.compress.model import CompressedModel
 from gemini_core.config import CompressionConfig
-from gemini_core.runtimes import converted  # noqa: F401  (registers the converted-runtime executions)
+from gemini_core.runtimes import (
+    converted,  # noqa: F401  (registers the converted-runtime executions)
+    int8_compute,  # noqa: F401  (registers dense-int8)
+)
 from gemini_core.runtimes.torch_kernels import build_execution_model
 from gemini_core.scenarios.base import Scenario
 from gemini_core.techniques.plan import LayerSetting, is_mixed, resolve_layers, round_to_storage_, tensor_float_bits

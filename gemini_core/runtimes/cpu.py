@@ -57,10 +57,13 @@ ISA_CAP_VARIABLES = {
     "ONEDNN_MAX_CPU_ISA": "oneDNN: torch's mkldnn primitives and the oneDNN inside OpenVINO's CPU plugin",
     "MKL_ENABLE_INSTRUCTIONS": "MKL: torch's fp32 GEMM",
     "OV_CPU_MAX_ISA": "OpenVINO's own CPU kernels (the 2026.4 wheel reads it: BF16 leaves its capabilities)",
+    "FBGEMM_ENABLE_INSTRUCTIONS": "FBGEMM: torch's dynamic int8 Linear (dense-int8, torch int8); it dispatches on "
+                                  "CPUID unless this names a lower level (a 384x1536 int8 Linear at 2,048 tokens "
+                                  "ran 2x slower with AVX2 here, same outputs)",
 }
 ISA_CAPS = {  # --isa NAME -> value per variable (each library spells the level its own way)
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-             "OV_CPU_MAX_ISA": "AVX2"},
+             "OV_CPU_MAX_ISA": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"},
 }
 
 
@@ -76,7 +79,8 @@ def isa_restriction() -> dict:
 
     torch reports its ATen capability; OpenVINO reports its optimisation capabilities (BF16 still listed under an
     AVX2 cap means its own kernels were not capped); ONNX Runtime has no run-time cap at all (MLAS picks kernels
-    from CPUID), so its rows keep the machine's native ISA; nor has torch's dynamic int8 Linear (FBGEMM).
+    from CPUID), so its rows keep the machine's native ISA. Torch's dynamic int8 Linear (FBGEMM) reads
+    ``FBGEMM_ENABLE_INSTRUCTIONS`` and reports nothing; ``fbgemm_capped`` is the level set for it.
     """
     import os
 
@@ -94,6 +98,7 @@ def isa_restriction() -> dict:
     capped_torch = env.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2" and report["torch_cpu_capability"] == "AVX2"
     report["torch_restricted_to_avx2"] = capped_torch
     report["onednn_capped"] = env.get("ONEDNN_MAX_CPU_ISA")
+    report["fbgemm_capped"] = env.get("FBGEMM_ENABLE_INSTRUCTIONS")
     return report
 
 

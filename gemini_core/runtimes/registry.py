@@ -38,6 +38,9 @@ def implements(name: str):
 
 
 declare_execution("dense", "dense kernels: fp32, bf16 at 16 bits, int8 kernels at 8 bits on the CPU")
+declare_execution("dense-int8", "torch's int8 kernels for every Linear whatever the storage bits: the stored values "
+                                "requantized per channel to int8 when the model is built; the file keeps the "
+                                "storage (e.g. 4-bit), the process holds int8 (CPU)")
 declare_execution("sparse", "sparse kernels (CSR on the CPU, 2:4 semi-structured on CUDA) for pruned weights")
 declare_execution("onnxruntime", "ONNX Runtime, fp32 compute of the stored weights (CPU)")
 declare_execution("onnxruntime-int8", "ONNX Runtime, static int8 (QDQ) of the weight layers, calibrated on training "
