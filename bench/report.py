@@ -198,6 +198,16 @@ def _kind_label(report: dict) -> str:
     return f"{cap.upper()}-restricted" if cap else f"native {native}"
 
 
+def _fbgemm_cap(report: dict) -> str:
+    """What torch's int8 kernels (FBGEMM) ran: an AVX2-capped run made before the cap reached FBGEMM ran VNNI."""
+    restriction = report.get("isa_restriction") or {}
+    if restriction.get("fbgemm_capped"):
+        return str(restriction["fbgemm_capped"])
+    if report.get("isa_cap"):
+        return "none (torch int8 ran its AVX-512 VNNI kernels: overstates an AVX2 machine)"
+    return "none"
+
+
 def cpu_kinds_section(reports: list[dict]) -> list[str]:
     """One column per CPU kind (AVX2-restricted, native) for every runtime row, hand-applied peers beside the
     product's: speed-up against torch fp32 measured in that run, and the accuracy change."""
@@ -229,7 +239,8 @@ def cpu_kinds_section(reports: list[dict]) -> list[str]:
         restriction = report.get("isa_restriction") or {}
         lines.append(f"- {head}: {report.get('date')}, CPU {(report.get('cpu') or {}).get('cpu')} "
                      f"({' '.join((report.get('cpu') or {}).get('cpu_flags') or [])}); torch capability "
-                     f"{restriction.get('torch_cpu_capability')}, oneDNN cap {restriction.get('onednn_capped') or 'none'}; "
+                     f"{restriction.get('torch_cpu_capability')}, oneDNN cap {restriction.get('onednn_capped') or 'none'}, "
+                     f"FBGEMM cap {_fbgemm_cap(report)}; "
                      f"batch {report.get('batch')}, {report.get('threads')} thread(s); load "
                      f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`"
                      + (f". {report['note']}" if report.get("note") else ""))
