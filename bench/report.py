@@ -175,7 +175,7 @@ CPU_KINDS_DIR = "runtimes_cpu_kinds"  # bench.runtimes reports, one per CPU kind
 
 
 POINTS_DIR = "avx2_points"  # bench.runtimes --points reports: compressed points per CPU kind and thread count
-POINTS_SPEEDUP = {"avx2": 3.0, None: 6.0}  # the goals: >= 3x on AVX2, >= 6x natively (AVX-512)
+POINTS_SPEEDUP = {"avx2": 3.0, None: 6.0}  # the speed goals: >= 3x on AVX2, >= 6x natively (AVX-512)
 POINTS_SMALLER = 8.0
 
 
@@ -288,7 +288,7 @@ def points_section(reports: list[dict]) -> list[str]:
         smaller = f"{fact['size_ratio_vs_torch_fp32']:.2f}x" if fact else "–"
         runtime = f"{fact['runtime_bytes']:,}" if fact and fact.get("runtime_bytes") else "–"
         lines.append(f"| {name} | {shipped} | {smaller} | {runtime} | " + " | ".join(cells) + " |")
-    lines += ["", "Goal per run (the issue's): within 1 point of torch fp32, at least "
+    lines += ["", "Goal per run: within 1 point of torch fp32, at least "
               f"{POINTS_SMALLER:g}x smaller (shipped file) and at least {POINTS_SPEEDUP['avx2']:g}x faster on AVX2, "
               f"{POINTS_SPEEDUP[None]:g}x on AVX-512. Under an ISA cap, ONNX Runtime rows do not count (MLAS has no "
               "cap and keeps the native ISA):", ""]
