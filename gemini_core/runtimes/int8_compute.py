@@ -20,6 +20,7 @@ from torch import nn
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import implements
+from gemini_core.runtimes.torch_kernels import _set_module
 from gemini_core.techniques.plan import LayerSetting
 from gemini_core.techniques.quantize import QuantizedWeight
 
@@ -45,8 +46,6 @@ def build_dense_int8(model: nn.Module, config: CompressionConfig, quantized: dic
     """Every Linear that is not skipped on torch's int8 kernels; the rest fp32 as stored (CPU only)."""
     if device.type != "cpu":
         raise ConfigError(f"execution {NAME!r} runs torch's int8 kernels on the CPU; choose dense for {device.type}")
-    from gemini_core.runtimes.torch_kernels import _set_module
-
     skipped = {n for n, s in plan.items() if s.skip}
     layers: dict[str, str] = {}
     with warnings.catch_warnings():
