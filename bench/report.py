@@ -235,16 +235,22 @@ def cpu_kinds_section(reports: list[dict]) -> list[str]:
             cells.append(f"{row['speedup_vs_torch_fp32']:.2f}x ({row['accuracy_delta_pts']:+.1f})")
         lines.append(f"| {name} | {recipe} | " + " | ".join(cells) + " |")
     lines += ["", "Runs:", ""]
-    for head, report in zip(heads, reports):
-        restriction = report.get("isa_restriction") or {}
-        lines.append(f"- {head}: {report.get('date')}, CPU {(report.get('cpu') or {}).get('cpu')} "
-                     f"({' '.join((report.get('cpu') or {}).get('cpu_flags') or [])}); torch capability "
-                     f"{restriction.get('torch_cpu_capability')}, oneDNN cap {restriction.get('onednn_capped') or 'none'}, "
-                     f"FBGEMM cap {_fbgemm_cap(report)}; "
-                     f"batch {report.get('batch')}, {report.get('threads')} thread(s); load "
-                     f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`"
-                     + (f". {report['note']}" if report.get("note") else ""))
+    lines += [_cpu_run_line(head, report) for head, report in zip(heads, reports)]
     return lines + [""]
+
+
+def _cpu_run_line(head: str, report: dict, seconds: bool = False) -> str:
+    """One run of a CPU-kind table: when, how long, the CPU and its flags, which caps were in force, the load and
+    the command that reproduces it."""
+    restriction = report.get("isa_restriction") or {}
+    cpu = report.get("cpu") or {}
+    took = f", {report.get('seconds')} s" if seconds else ""
+    threads = "" if seconds else f", {report.get('threads')} thread(s)"
+    return (f"- {head}: {report.get('date')}{took}, CPU {cpu.get('cpu')} ({' '.join(cpu.get('cpu_flags') or [])}); "
+            f"torch capability {restriction.get('torch_cpu_capability')}, oneDNN cap "
+            f"{restriction.get('onednn_capped') or 'none'}, FBGEMM cap {_fbgemm_cap(report)}; batch "
+            f"{report.get('batch')}{threads}; load {report.get('loadavg_start')} -> {report.get('loadavg_end')}; "
+            f"`{report.get('command')}`" + (f". {report['note']}" if report.get("note") else ""))
 
 
 def points_section(reports: list[dict]) -> list[str]:
@@ -317,15 +323,7 @@ def points_section(reports: list[dict]) -> list[str]:
     lines += ["", f"Model: MiniLM fine-tuned on {info.get('train')} examples of {info.get('data')} "
               f"({info.get('test')} test examples, 1 point = {(info.get('test') or 0) / 100:.1f} examples; baseline "
               f"test accuracy {info.get('baseline_test_accuracy', float('nan')):.4f}).", "", "Runs:", ""]
-    for head, report in zip(heads, reports):
-        restriction = report.get("isa_restriction") or {}
-        lines.append(f"- {head}: {report.get('date')}, {report.get('seconds')} s, CPU "
-                     f"{(report.get('cpu') or {}).get('cpu')} ({' '.join((report.get('cpu') or {}).get('cpu_flags') or [])})"
-                     f"; torch capability {restriction.get('torch_cpu_capability')}, oneDNN cap "
-                     f"{restriction.get('onednn_capped') or 'none'}, FBGEMM cap "
-                     f"{restriction.get('fbgemm_capped') or 'none'}; batch {report.get('batch')}; load "
-                     f"{report.get('loadavg_start')} -> {report.get('loadavg_end')}; `{report.get('command')}`"
-                     + (f". {report['note']}" if report.get("note") else ""))
+    lines += [_cpu_run_line(head, report, seconds=True) for head, report in zip(heads, reports)]
     return lines + [""]
 
 
