@@ -20,23 +20,11 @@ from torch import nn
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import implements
-from gemini_core.runtimes.torch_kernels import _set_module
+from gemini_core.runtimes.torch_kernels import _set_module, int8_linear
 from gemini_core.techniques.plan import LayerSetting
 from gemini_core.techniques.quantize import QuantizedWeight
 
 NAME = "dense-int8"
-
-
-def int8_linear(linear: nn.Linear) -> nn.Module:
-    """``linear`` as torch's dynamic int8 Linear: per-output-channel symmetric int8 codes of its weights."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    weight = linear.weight.detach().float()
-    scale = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
-    qweight = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
-    layer = DynamicLinear(linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=torch.qint8)
-    layer.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
-    return layer
 
 
 @implements(NAME)

@@ -62,12 +62,17 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _int8_linear(linear: nn.Linear, q: QuantizedWeight) -> nn.Module:
+def int8_linear(linear: nn.Linear, scale: torch.Tensor | None = None, per_tensor: bool = False) -> nn.Module:
+    """``linear`` on torch's dynamic int8 kernels: symmetric int8 codes of its weights at ``scale`` (the stored
+    8-bit codes' scale: requantizing gives the same codes), else per output channel from the weights' range (a
+    point stored at other bits, computed in int8)."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    weight = linear.weight.detach().float()  # already codes x scale: requantizing gives the same codes
-    scale = q.scale.float()
-    if q.granularity == "per-tensor":
+    weight = linear.weight.detach().float()
+    if scale is None:
+        scale = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    scale = scale.float()
+    if per_tensor:
         qweight = torch.quantize_per_tensor(weight, float(scale[0]), 0, torch.qint8)
     else:
         qweight = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long),
@@ -75,6 +80,10 @@ def _int8_linear(linear: nn.Linear, q: QuantizedWeight) -> nn.Module:
     layer = DynamicLinear(linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=torch.qint8)
     layer.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
     return layer
+
+
+def _int8_linear(linear: nn.Linear, q: QuantizedWeight) -> nn.Module:
+    return int8_linear(linear, q.scale, per_tensor=q.granularity == "per-tensor")
 
 
 class Bf16Layer(nn.Module):

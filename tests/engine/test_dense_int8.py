@@ -8,7 +8,7 @@ from gemini_core.compress import compress
 from gemini_core.config import EXECUTIONS, CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.measure import measure_point
-from gemini_core.runtimes.int8_compute import int8_linear
+from gemini_core.runtimes.torch_kernels import int8_linear
 
 
 def _outputs(model, scenario, n=64):
