@@ -99,7 +99,7 @@ def start() -> None:
 st.checkbox("Measure again", key="sw_force",
             help="measure every point anew, even those already measured with this model and these settings "
                  "(otherwise they are reused from the run store)")
-b = st.columns([1, 1, 1, 3])
+b = st.columns([1, 1.4, 0.9, 2.7])  # "Run demo sweep" stays on one line at 1280 px
 b[0].button("Start sweep", key="sw_start", type="primary", on_click=start, disabled=running or spec is None)
 b[1].button("Run demo sweep", key="sw_demo", on_click=views.start_demo, disabled=running, help=kind_ui.demo_help())
 b[2].button("Cancel", key="sw_cancel", on_click=views.cancel_sweep, disabled=not running)
