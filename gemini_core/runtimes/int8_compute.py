@@ -20,7 +20,7 @@ from torch import nn
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import implements
-from gemini_core.runtimes.torch_kernels import _set_module, int8_linear
+from gemini_core.runtimes.torch_kernels import set_module, int8_linear
 from gemini_core.techniques.plan import LayerSetting
 from gemini_core.techniques.quantize import QuantizedWeight
 
@@ -40,7 +40,7 @@ def build_dense_int8(model: nn.Module, config: CompressionConfig, quantized: dic
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated but still the CPU int8 path
         for name, module in list(model.named_modules()):
             if isinstance(module, nn.Linear) and name not in skipped:
-                _set_module(model, name, int8_linear(module))
+                set_module(model, name, int8_linear(module))
                 layers[name] = "int8-dynamic (requantized from the stored values)"
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)) and name not in layers:

@@ -56,7 +56,7 @@ class SparseLinear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
@@ -110,10 +110,10 @@ def _build_mixed(model: nn.Module, config: CompressionConfig, quantized: dict[st
             q = quantized.get(f"{name}.weight")
             if (isinstance(module, nn.Linear) and q is not None and setting.bits == 8 and device.type == "cpu"
                     and setting.granularity in ("per-tensor", "per-channel")):
-                _set_module(model, name, _int8_linear(module, q))
+                set_module(model, name, _int8_linear(module, q))
                 layers[name] = "int8-dynamic"
             elif setting.bits == 16 and not setting.skip:
-                _set_module(model, name, Bf16Layer(module))
+                set_module(model, name, Bf16Layer(module))
                 layers[name] = "dense-bf16"
             elif q is not None:
                 layers[name] = "dense-fp32 (weight-only int%d, dequantized)" % q.bits
@@ -173,7 +173,7 @@ def build_sparse(model: nn.Module, config: CompressionConfig, quantized: dict[st
                 layers[name] = f"dense-fp16 (2:4 refused: {str(exc)[:60]})"
                 continue
         if not semi:
-            _set_module(model, name, SparseLinear(linear))
+            set_module(model, name, SparseLinear(linear))
             layers[name] = "sparse-csr-fp32"
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)) and name not in layers:
@@ -204,7 +204,7 @@ def build_dense(model: nn.Module, config: CompressionConfig, quantized: dict[str
             for name, linear in linears:
                 q = quantized.get(f"{name}.weight")
                 if q is not None:
-                    _set_module(model, name, _int8_linear(linear, q))
+                    set_module(model, name, _int8_linear(linear, q))
                     layers[name] = "int8-dynamic"
     weight_only = " (weight-only int%d, dequantized)" % config.bits if config.bits <= 8 else ""
     for name, module in model.named_modules():
