@@ -20,7 +20,7 @@ from torch import nn
 from gemini_core.config import CompressionConfig
 from gemini_core.errors import ConfigError
 from gemini_core.runtimes.registry import implements
-from gemini_core.runtimes.torch_kernels import set_module, int8_linear
+from gemini_core.runtimes.torch_kernels import int8_linear, set_module
 from gemini_core.techniques.plan import LayerSetting
 from gemini_core.techniques.quantize import QuantizedWeight
 
